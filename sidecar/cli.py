@@ -1,0 +1,51 @@
+"""The `llm-sidecar` command: parse arguments, read the configuration, set up logs, serve.
+
+A malformed `config.toml` stops the process at once with exit status 2 and a message naming the
+file and the problem on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from sidecar import __version__, logs
+from sidecar.config import ConfigError, load
+from sidecar.rpc.framing import DEFAULT_MAX_LINE
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="llm-sidecar",
+        description="Serve JSON-RPC 2.0 (and MCP) on stdin/stdout, one message per line. Logs go to stderr.",
+    )
+    p.add_argument("--stdio", action="store_true", help="serve on stdin/stdout (the default)")
+    p.add_argument("--config", type=Path, help="config.toml to use (default: $SIDECAR_HOME/config.toml)")
+    p.add_argument(
+        "--log-level",
+        choices=sorted(logs.LEVELS),
+        default=None,
+        help="log threshold (default: $SIDECAR_LOG_LEVEL or info)",
+    )
+    p.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE, help="longest accepted message")
+    p.add_argument("--version", action="version", version=f"llm-sidecar {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logs.configure(args.log_level or os.environ.get("SIDECAR_LOG_LEVEL", "info"))
+    try:
+        config, _ = load(args.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"llm-sidecar: configuration error: {exc}\n")
+        return 2
+    from sidecar.app import build_services, run
+
+    return run(build_services(config), max_line=args.max_line_bytes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

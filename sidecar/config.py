@@ -1,0 +1,122 @@
+"""Configuration: the state directory, `config.toml`, and the environment variables of the contract.
+
+A malformed file fails fast with a `ConfigError` naming the file, the place and the problem.
+
+Must not know: the protocol, providers' wire formats, I/O beyond reading the one file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+from sidecar.wire.base import Wire
+
+CONFIG_NAME: Final = "config.toml"
+
+
+class ConfigError(Exception):
+    """The configuration can't be used; the message says which file and what is wrong."""
+
+
+class Limits(Wire, forbid_unknown_fields=True):
+    """Client-side limits for one provider."""
+
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    min_interval_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    requests_per_minute: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    tokens_per_minute: Annotated[float, msgspec.Meta(gt=0)] | None = None
+
+
+class ProviderSettings(Wire, forbid_unknown_fields=True):
+    """Per-provider overrides of a built-in provider."""
+
+    base_url: str | None = None
+    limits: Limits | None = None
+    headers: dict[str, str] | None = None
+
+
+class Endpoint(Wire, forbid_unknown_fields=True):
+    """A custom OpenAI-compatible endpoint (LM Studio, vLLM, llama.cpp, Groq...), declared with no code.
+
+    Its key comes from `api_key_env` if set and present, else from the keychain under the
+    endpoint's name when `keychain` is true; `needs_key = false` sends no key at all.
+    """
+
+    base_url: str
+    models: list[str] = msgspec.field(default_factory=list)
+    api_key_env: str | None = None
+    keychain: bool = True
+    needs_key: bool = True
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    stream_usage: bool = True
+    headers: dict[str, str] | None = None
+    limits: Limits | None = None
+    input_per_mtok: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    output_per_mtok: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
+class Timeouts(Wire, forbid_unknown_fields=True):
+    connect_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    first_byte_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    idle_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    total_s: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+
+
+class Retry(Wire, forbid_unknown_fields=True):
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3
+    base_delay_s: Annotated[float, msgspec.Meta(ge=0)] = 0.5
+    max_delay_s: Annotated[float, msgspec.Meta(ge=0)] = 8.0
+    max_retry_after_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+
+
+class Config(Wire, forbid_unknown_fields=True):
+    timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
+    retry: Retry = msgspec.field(default_factory=Retry)
+    fallback: list[str] = msgspec.field(default_factory=list)
+    providers: dict[str, ProviderSettings] = msgspec.field(default_factory=dict)
+    endpoints: dict[str, Endpoint] = msgspec.field(default_factory=dict)
+    app_name: str = "llm-sidecar"
+    app_url: str | None = None
+
+
+def state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """`SIDECAR_HOME`, else the OS's per-user data directory."""
+    env = os.environ if env is None else env
+    home = env.get("SIDECAR_HOME")
+    if home:
+        return Path(home).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("llm-sidecar", appauthor=False))
+
+
+def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> tuple[Config, Path]:
+    """Read `config.toml` (a missing file means defaults) and return it with the file's path."""
+    path = path or state_dir(env) / CONFIG_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Config(), path
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        config = msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    clash = set(config.endpoints) & BUILTIN_PROVIDERS
+    if clash:
+        raise ConfigError(f"{path}: endpoint name {sorted(clash)[0]!r} is a built-in provider id; choose another name")
+    return config, path
+
+
+BUILTIN_PROVIDERS: Final = frozenset({"openai", "anthropic", "gemini", "xai", "openrouter", "ollama"})

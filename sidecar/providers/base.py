@@ -1,0 +1,77 @@
+"""What every provider is to the rest of the sidecar: a source of provider-neutral events.
+
+A provider turns `CompleteParams` into its own request, sends it through the shared `HttpClient`,
+and yields `ProviderEvent`s (the contract's deltas plus finish, continuation and metadata).
+`stream` streams upstream; `complete` makes the upstream's non-streaming call and yields the same
+events from the whole answer, so one assembler serves both. Keys are fetched per call through
+`KeyGetter`, so a key set a moment ago is used at once.
+
+Must not know: stdin/stdout, the keychain's implementation, the ledger, retry policy.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar.core.assemble import ProviderEvent
+from sidecar.errors import SidecarError
+from sidecar.providers.http import HttpClient, Timeouts
+from sidecar.wire.chat import CompleteParams
+
+# (provider id, env var name or None, keychain account or None) -> the key; raises missing_key.
+KeyGetter = Callable[[str, str | None, str | None], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCheck:
+    """The outcome of validating a key: `error` says why it is not valid (auth_failed), or
+    why it could not be checked (network_error, ...); `details` carries what the provider told
+    about the key (credit, limits)."""
+
+    valid: bool
+    error: SidecarError | None = None
+    details: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    id: str
+    kind: str
+    base_url: str
+    key_env: str | None
+    needs_key: bool = True
+    keychain_account: str | None = None
+    custom: bool = False
+    models: tuple[str, ...] = ()
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+class Provider(abc.ABC):
+    def __init__(self, spec: ProviderSpec, http: HttpClient, get_key: KeyGetter) -> None:
+        self.spec = spec
+        self.http = http
+        self._get_key = get_key
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    async def key(self) -> str | None:
+        if not self.spec.needs_key:
+            return None
+        return await self._get_key(self.spec.id, self.spec.key_env, self.spec.keychain_account)
+
+    @abc.abstractmethod
+    def stream(self, model: str, params: CompleteParams, timeouts: Timeouts) -> AsyncIterator[ProviderEvent]:
+        """Stream the answer upstream, yielding events as they arrive."""
+
+    @abc.abstractmethod
+    def complete(self, model: str, params: CompleteParams, timeouts: Timeouts) -> AsyncIterator[ProviderEvent]:
+        """Make the non-streaming upstream call and yield the same events from the whole answer."""
+
+    @abc.abstractmethod
+    async def validate_key(self, api_key: str, timeouts: Timeouts) -> KeyCheck:
+        """A cheap authenticated call proving the key works."""

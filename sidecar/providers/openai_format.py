@@ -1,0 +1,315 @@
+"""The OpenAI Chat Completions wire format, as spoken by OpenAI, xAI, OpenRouter and custom endpoints.
+
+Pure: `build_body` turns contract params into a request body for a dialect, `ChunkDecoder` turns
+stream chunks into provider events, `decode_completion` does the same for a whole answer. Dialect
+differences (which max-tokens field, how reasoning is asked for and returned, cache hints) are
+data in `Dialect`, not branches spread through the code.
+
+Must not know: HTTP, keys, the protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import msgspec
+
+from sidecar.core.assemble import Finish, ProviderEvent, ResponseMeta
+from sidecar.errors import SidecarError
+from sidecar.providers.errors import provider_error
+from sidecar.wire.chat import (
+    CompleteParams,
+    FinishReason,
+    ImagePart,
+    Message,
+    TextDelta,
+    TextPart,
+    ThinkingDelta,
+    ToolCallDelta,
+    ToolChoiceName,
+    UsageEvent,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_completion_tokens"
+    reasoning: Literal["effort", "openrouter"] = "effort"
+    stream_usage: bool = True
+    cache_control: bool = False  # OpenRouter passes cache_control breakpoints to Anthropic/Gemini
+
+
+OPENAI: Final = Dialect()
+XAI: Final = Dialect(max_tokens_field="max_completion_tokens")
+OPENROUTER: Final = Dialect(max_tokens_field="max_tokens", reasoning="openrouter", cache_control=True)
+
+_FINISH: Final[dict[str, FinishReason]] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+_EPHEMERAL: Final = {"type": "ephemeral"}
+
+
+def effort_for_budget(budget: int) -> str:
+    return "low" if budget < 2048 else "medium" if budget < 8192 else "high"
+
+
+def _image_url(part: ImagePart) -> str:
+    if part.url:
+        return part.url
+    if part.data:
+        return f"data:{part.media_type or 'image/png'};base64,{part.data}"
+    raise SidecarError("invalid_request", "An image part needs `url`, or `data` with `media_type`.", field="messages")
+
+
+def _parts(content: str | list[TextPart | ImagePart] | None, cache: bool, dialect: Dialect) -> Any:
+    if content is None:
+        return None
+    if isinstance(content, str):
+        if cache and dialect.cache_control:
+            return [{"type": "text", "text": content, "cache_control": _EPHEMERAL}]
+        return content
+    out: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, TextPart):
+            item: dict[str, Any] = {"type": "text", "text": part.text}
+        else:
+            item = {"type": "image_url", "image_url": {"url": _image_url(part)}}
+        if part.cache and dialect.cache_control:
+            item["cache_control"] = _EPHEMERAL
+        out.append(item)
+    if cache and dialect.cache_control and out:
+        out[-1]["cache_control"] = _EPHEMERAL
+    return out
+
+
+def text_of(content: str | list[TextPart | ImagePart] | None) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.text for p in content if isinstance(p, TextPart))
+
+
+def _message(msg: Message, dialect: Dialect) -> dict[str, Any]:
+    if msg.role == "tool":
+        if not msg.tool_call_id:
+            raise SidecarError("invalid_request", "A tool message needs `tool_call_id`.", field="messages")
+        return {"role": "tool", "tool_call_id": msg.tool_call_id, "content": text_of(msg.content)}
+    out: dict[str, Any] = {"role": msg.role}
+    if msg.role == "assistant":
+        text = text_of(msg.content)
+        out["content"] = text if text or not msg.tool_calls else None
+        if msg.tool_calls:
+            out["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": msgspec.json.encode(call.arguments).decode()},
+                }
+                for call in msg.tool_calls
+            ]
+    else:
+        out["content"] = _parts(msg.content, msg.cache, dialect)
+        if msg.name:
+            out["name"] = msg.name
+    return out
+
+
+def build_body(model: str, params: CompleteParams, dialect: Dialect, *, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "messages": [_message(m, dialect) for m in params.messages]}
+    if params.max_tokens is not None:
+        body[dialect.max_tokens_field] = params.max_tokens
+    if params.temperature is not None:
+        body["temperature"] = params.temperature
+    if params.top_p is not None:
+        body["top_p"] = params.top_p
+    if params.stop is not None:
+        body["stop"] = params.stop
+    if params.tools:
+        tools = []
+        for tool in params.tools:
+            entry: dict[str, Any] = {
+                "type": "function",
+                "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters},
+            }
+            if tool.cache and dialect.cache_control:
+                entry["cache_control"] = _EPHEMERAL
+            tools.append(entry)
+        body["tools"] = tools
+    if params.tool_choice is not None:
+        if isinstance(params.tool_choice, ToolChoiceName):
+            body["tool_choice"] = {"type": "function", "function": {"name": params.tool_choice.name}}
+        else:
+            body["tool_choice"] = params.tool_choice
+    reasoning = params.reasoning
+    if reasoning is not None and (reasoning.effort or reasoning.budget_tokens is not None):
+        if dialect.reasoning == "openrouter":
+            if reasoning.effort:
+                body["reasoning"] = {"effort": reasoning.effort}
+            else:
+                body["reasoning"] = {"max_tokens": reasoning.budget_tokens}
+        else:
+            budget = reasoning.budget_tokens or 0
+            body["reasoning_effort"] = reasoning.effort or effort_for_budget(budget)
+    if stream:
+        body["stream"] = True
+        if dialect.stream_usage:
+            body["stream_options"] = {"include_usage": True}
+    return body
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+
+class _Fn(msgspec.Struct):
+    name: str | None = None
+    arguments: str | Any | None = None
+
+
+class _ToolCallDelta(msgspec.Struct):
+    index: int | None = None
+    id: str | None = None
+    function: _Fn | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
+    refusal: str | None = None
+
+
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+
+
+class _CompletionDetails(msgspec.Struct):
+    reasoning_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    prompt_tokens_details: _PromptDetails | None = None
+    completion_tokens_details: _CompletionDetails | None = None
+
+
+class _Choice(msgspec.Struct):
+    index: int = 0
+    delta: _Delta | None = None
+    message: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _Chunk(msgspec.Struct):
+    id: str | None = None
+    model: str | None = None
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: Any = None
+
+
+_chunk_decoder: Final = msgspec.json.Decoder(_Chunk)
+
+
+def usage_event(usage: _Usage) -> UsageEvent:
+    prompt = usage.prompt_tokens or 0
+    completion = usage.completion_tokens or 0
+    details = usage.prompt_tokens_details
+    reasoning = (usage.completion_tokens_details.reasoning_tokens or 0) if usage.completion_tokens_details else 0
+    # OpenAI counts reasoning inside completion_tokens; xAI does not (its total adds them on top).
+    # The total tells which, so no per-provider rule is needed.
+    output = completion
+    if reasoning and usage.total_tokens == prompt + completion + reasoning:
+        output = completion + reasoning
+    return UsageEvent(
+        input_tokens=prompt,
+        output_tokens=output,
+        cache_read_tokens=(details.cached_tokens or 0) if details else 0,
+        cache_write_tokens=(details.cache_write_tokens or 0) if details else 0,
+        reasoning_tokens=reasoning,
+    )
+
+
+class ChunkDecoder:
+    """Turns `data:` payloads of a chat-completions stream into provider events, in order."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self._tool_index: dict[int, int] = {}
+        self.usage: UsageEvent | None = None
+        self.done = False
+        self._meta_sent = False
+
+    def feed(self, data: str | bytes) -> list[ProviderEvent]:
+        if data == "[DONE]" or data == b"[DONE]":
+            self.done = True
+            return []
+        try:
+            chunk = _chunk_decoder.decode(data)
+        except msgspec.DecodeError:
+            raise provider_error(self.provider, 0, {"error": {"message": "sent a stream chunk that is not valid JSON"}}) from None
+        out: list[ProviderEvent] = []
+        if not self._meta_sent and (chunk.id or chunk.model):
+            out.append(ResponseMeta(chunk.id, chunk.model))
+            self._meta_sent = True
+        if chunk.usage is not None:
+            self.usage = usage_event(chunk.usage)
+        if chunk.error:
+            # A mid-stream failure (OpenAI `{"error": ...}`, OpenRouter's error chunk): relay what
+            # usage it carried, then fail.
+            raise provider_error(self.provider, 0, {"error": chunk.error})
+        for choice in chunk.choices or ():
+            if choice.index != 0:
+                continue
+            delta = choice.delta or choice.message
+            if delta is not None:
+                self._delta(delta, out)
+            if choice.finish_reason:
+                if choice.finish_reason == "error":
+                    raise provider_error(self.provider, 0, {"error": {"message": "the upstream model failed mid-answer"}})
+                out.append(Finish(_FINISH.get(choice.finish_reason, "stop"), choice.finish_reason))
+        return out
+
+    def _delta(self, delta: _Delta, out: list[ProviderEvent]) -> None:
+        thinking = delta.reasoning_content or delta.reasoning
+        if thinking:
+            out.append(ThinkingDelta(text=thinking))
+        if delta.content:
+            out.append(TextDelta(text=delta.content))
+        for call in delta.tool_calls or ():
+            upstream_index = call.index if call.index is not None else len(self._tool_index)
+            index = self._tool_index.setdefault(upstream_index, len(self._tool_index))
+            fn = call.function
+            args = fn.arguments if fn is not None else None
+            if args is not None and not isinstance(args, str):
+                args = msgspec.json.encode(args).decode()
+            out.append(
+                ToolCallDelta(
+                    index=index,
+                    id=call.id or None,
+                    name=(fn.name or None) if fn is not None else None,
+                    arguments_delta=args or None,
+                )
+            )
+
+    def final_usage(self) -> UsageEvent:
+        return self.usage or UsageEvent(
+            input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0
+        )
+
+
+def decode_completion(provider: str, body: bytes) -> list[ProviderEvent]:
+    """A whole (non-streamed) chat completion as the same events a stream would give."""
+    decoder = ChunkDecoder(provider)
+    events = decoder.feed(body)
+    events.append(decoder.final_usage())
+    return events

@@ -1,0 +1,24 @@
+"""What a method handler may use of whoever called it: the request's id and a way to notify.
+
+The JSON-RPC dispatcher and the MCP face each provide an implementation; handlers never know
+which one they run under.
+
+Must not know: stdin/stdout, MCP, JSON-RPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from sidecar.wire.base import Wire
+
+
+class CallContext(Protocol):
+    @property
+    def request_id(self) -> int | str: ...
+
+    async def notify(self, method: str, params: Any) -> None: ...
+
+
+Handler = Callable[[Any, CallContext], Awaitable[Wire]]

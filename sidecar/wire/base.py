@@ -1,0 +1,50 @@
+"""The base of every wire type, and the shared payloads (errors, usage) several method groups use.
+
+Wire types are msgspec Structs: frozen, keyword-only, defaults omitted on output. New fields always
+get defaults so an older host keeps working; unknown inbound fields are ignored.
+
+Must not know: anything else in the package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Wire(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Base of every params, result, event and error payload."""
+
+
+class Empty(Wire):
+    """Params of a method that takes none (unknown fields are ignored)."""
+
+
+class ErrorData(Wire):
+    """`error.data` of every non-protocol error, and the `error` of a `valid: false` key check."""
+
+    kind: str
+    message: str
+    provider: str | None = None
+    retry_after_s: float | None = None
+    field: str | None = None
+    details: dict[str, Any] | None = None
+
+
+class Usage(Wire):
+    """Token counts with one meaning for every provider.
+
+    `input_tokens` counts every prompt token, cached or not (cache reads and writes included);
+    `output_tokens` counts every generated token, reasoning included. The other three break
+    those totals down and are never added to them again.
+    """
+
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+
+
+ZERO_USAGE = Usage(input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0)

@@ -1,0 +1,164 @@
+"""Wire types of `complete` and `stream`: messages, tools, results and stream events.
+
+Must not know: providers' own formats, the protocol layer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from sidecar.wire.base import Usage, Wire
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+
+
+class TextPart(Wire, tag="text", tag_field="type"):
+    text: str
+    cache: bool = False
+
+
+class ImagePart(Wire, tag="image", tag_field="type"):
+    """An image by `url` (http(s) or data URL), or inline as base64 `data` with its `media_type`."""
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+    cache: bool = False
+
+
+Part = TextPart | ImagePart
+
+
+class ToolCall(Wire):
+    """`arguments` is always an object; when a model produced arguments that are not valid JSON
+    (a truncated answer, say) they are `{}` and the text is kept in `raw_arguments`."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = msgspec.field(default_factory=dict)
+    raw_arguments: str | None = None
+
+
+class Message(Wire):
+    """One turn. `continuation` is opaque provider state (thinking signatures, thought signatures):
+    copy it from a result into the assistant message unchanged; adapters of other providers ignore it."""
+
+    role: Role
+    content: str | list[Part] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    cache: bool = False
+    continuation: dict[str, Any] | None = None
+
+
+class Tool(Wire):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    description: str = ""
+    parameters: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
+    cache: bool = False
+
+
+class ToolChoiceName(Wire):
+    name: str
+
+
+ToolChoice = Literal["auto", "none", "required"] | ToolChoiceName
+
+
+class Reasoning(Wire):
+    """How hard to think: `effort` for providers that take levels, `budget_tokens` for those that
+    take a budget (each adapter converts the one it lacks from the other)."""
+
+    effort: Effort | None = None
+    budget_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class CompleteParams(Wire):
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    stop: str | list[str] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    reasoning: Reasoning | None = None
+    fallback: list[str] | None = None
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    tag: str | None = None
+    run_id: str | None = None
+
+
+class Attempt(Wire):
+    """One try at a provider: which model, and why it failed if it did."""
+
+    provider: str
+    model: str
+    ok: bool
+    error: str | None = None
+    message: str | None = None
+
+
+class ChatResult(Wire):
+    text: str
+    tool_calls: list[ToolCall]
+    finish_reason: FinishReason
+    usage: Usage
+    cost_usd: float | None
+    provider: str
+    model: str
+    thinking: str | None = None
+    continuation: dict[str, Any] | None = None
+    pricing_date: str | None = None
+    response_id: str | None = None
+    latency_ms: float | None = None
+    attempts: list[Attempt] = msgspec.field(default_factory=list)
+
+
+# --- stream events ------------------------------------------------------------------------------
+
+
+class TextDelta(Wire, tag="text_delta", tag_field="type"):
+    text: str
+
+
+class ThinkingDelta(Wire, tag="thinking_delta", tag_field="type"):
+    text: str
+
+
+class ToolCallDelta(Wire, tag="tool_call_delta", tag_field="type"):
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments_delta: str | None = None
+
+
+class UsageEvent(Wire, tag="usage", tag_field="type"):
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+
+
+class AttemptEvent(Wire, tag="attempt", tag_field="type"):
+    """Sent when the sidecar moves to another model (fallback) before any token was relayed."""
+
+    provider: str
+    model: str
+    attempt: int
+    previous_error: str | None = None
+    previous_message: str | None = None
+
+
+StreamEvent = TextDelta | ThinkingDelta | ToolCallDelta | UsageEvent | AttemptEvent
+
+
+class StreamEventParams(Wire):
+    request_id: int | str
+    event: StreamEvent

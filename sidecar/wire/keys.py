@@ -1,0 +1,98 @@
+"""Wire types of key management (`set_key`, `delete_key`, `list_keys`, `validate_key`) and the
+OpenRouter OAuth PKCE login.
+
+No result type here ever carries a whole key: only `masked` forms.
+
+Must not know: the keychain, providers, the protocol layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from sidecar.wire.base import ErrorData, Wire
+
+KeySource = Literal["env", "keychain"]
+
+
+class ProviderParams(Wire):
+    provider: str
+
+
+class ValidateKeyParams(Wire):
+    provider: str
+    api_key: str | None = None
+
+
+class ValidateKeyResult(Wire):
+    provider: str
+    valid: bool
+    error: ErrorData | None = None
+    details: dict[str, Any] | None = None
+
+
+class SetKeyParams(Wire):
+    provider: str
+    api_key: str
+    validate: bool = True
+
+
+class SetKeyResult(Wire):
+    provider: str
+    configured: bool
+    source: KeySource
+    masked: str
+    validated: bool = False
+    details: dict[str, Any] | None = None
+
+
+class DeleteKeyResult(Wire):
+    provider: str
+    deleted: bool
+
+
+class KeyInfo(Wire):
+    provider: str
+    configured: bool
+    source: KeySource | None
+    masked: str | None
+
+
+class ListKeysResult(Wire):
+    keys: list[KeyInfo]
+
+
+class AuthStartParams(Wire):
+    callback_url: str | None = None
+
+
+class AuthStartResult(Wire):
+    auth_url: str
+    state: str
+    callback_url: str
+    expires_at: str
+    listening: bool = False
+
+
+class AuthCompleteParams(Wire):
+    code: str
+    state: str | None = None
+
+
+class AuthCompleteResult(Wire):
+    provider: str
+    configured: bool
+    masked: str
+
+
+class AuthCompletedParams(Wire):
+    """`openrouter_auth/completed`: the loopback listener finished (or failed) a login."""
+
+    state: str
+    ok: bool
+    masked: str | None = None
+    error: ErrorData | None = None
+
+

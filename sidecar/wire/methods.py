@@ -1,0 +1,205 @@
+"""The table of every host method and notification: the single source of `schemas/`, the MCP tools
+list and the dispatcher's decoders.
+
+A new method is one row here, its structs, its handler and a regenerated schema.
+
+Must not know: handlers, the protocol layer, providers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sidecar.wire import catalog, chat, keys, local
+from sidecar.wire.base import Empty, Wire
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    name: str
+    params: type[Wire]
+    result: type[Wire]
+    summary: str
+    description: str
+    notifications: tuple[str, ...] = ()
+    # True for methods whose notifications are progress a UI may draw (MCP progress, too).
+    streaming: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationSpec:
+    name: str
+    params: type[Wire]
+    summary: str
+
+
+_CHAT_PARAMS_HELP = (
+    "`model` is '<provider>:<model>' (openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, "
+    "gemini:gemini-2.5-flash, xai:grok-4, openrouter:<vendor>/<model>, ollama:<name>) or a bare name "
+    "the sidecar can place (gpt-*, claude-*, gemini-*, grok-*, vendor/model). `messages` are "
+    "{role, content} turns; tools are {name, description, parameters (JSON Schema)}."
+)
+
+_METHOD_LIST: tuple[MethodSpec, ...] = (
+    MethodSpec(
+        "complete",
+        chat.CompleteParams,
+        chat.ChatResult,
+        "Run a chat completion and return the whole answer.",
+        "Ask a large language model (any configured provider) for one answer to a conversation, and "
+        "get back its text, any tool calls, token usage and cost in USD. " + _CHAT_PARAMS_HELP,
+    ),
+    MethodSpec(
+        "stream",
+        chat.CompleteParams,
+        chat.ChatResult,
+        "Run a chat completion, sending each delta as a `stream/event` notification.",
+        "Like `complete`, but the answer is streamed as it is generated (text, thinking and tool-call "
+        "deltas, then usage); the final result is the same as `complete`'s. " + _CHAT_PARAMS_HELP,
+        notifications=("stream/event",),
+        streaming=True,
+    ),
+    MethodSpec(
+        "info",
+        Empty,
+        catalog.InfoResult,
+        "The sidecar's version and the methods it serves.",
+        "Report the sidecar's version, its methods and notifications, and the date of its price catalog.",
+    ),
+    MethodSpec(
+        "list_providers",
+        Empty,
+        catalog.ListProvidersResult,
+        "The providers the sidecar can reach, built-in and custom.",
+        "List the LLM providers available (OpenAI, Anthropic, Gemini, xAI, OpenRouter, Ollama and any "
+        "custom OpenAI-compatible endpoint), with their base URL and whether they need a key.",
+    ),
+    MethodSpec(
+        "list_models",
+        catalog.ListModelsParams,
+        catalog.ListModelsResult,
+        "Known models with context window, output limit, prices and capabilities.",
+        "List known models (optionally of one provider) with context window, maximum output, price per "
+        "million input/output/cached tokens and capabilities (tools, vision, reasoning, prompt cache).",
+    ),
+    MethodSpec(
+        "estimate_cost",
+        catalog.EstimateCostParams,
+        catalog.EstimateCostResult,
+        "Estimate the tokens and cost of a request before running it.",
+        "Before running a request, estimate its input tokens and its cost range in USD (input only, up "
+        "to max_tokens of output); `compare` prices the same request on other models.",
+    ),
+    MethodSpec(
+        "validate_key",
+        keys.ValidateKeyParams,
+        keys.ValidateKeyResult,
+        "Check an API key (given or configured) with a cheap authenticated call.",
+        "Check whether a provider's API key works, with a cheap authenticated call upstream. Without "
+        "`api_key` it checks the configured key. A wrong key gives valid=false, not an error.",
+    ),
+    MethodSpec(
+        "set_key",
+        keys.SetKeyParams,
+        keys.SetKeyResult,
+        "Store a provider's API key in the OS keychain (validated first by default).",
+        "Store an API key for a provider in the operating system's keychain. The key is validated "
+        "first unless validate=false; a key that fails validation is not stored.",
+    ),
+    MethodSpec(
+        "delete_key",
+        keys.ProviderParams,
+        keys.DeleteKeyResult,
+        "Remove a provider's API key from the OS keychain.",
+        "Remove a provider's stored API key from the operating system's keychain.",
+    ),
+    MethodSpec(
+        "list_keys",
+        Empty,
+        keys.ListKeysResult,
+        "Which providers have a key, where it comes from, masked.",
+        "List each provider's key status: configured or not, from the environment or the keychain, "
+        "shown masked (never whole).",
+    ),
+    MethodSpec(
+        "openrouter_auth_start",
+        keys.AuthStartParams,
+        keys.AuthStartResult,
+        "Begin an OpenRouter login (OAuth PKCE); returns the URL to open.",
+        "Start logging in to OpenRouter in the browser (OAuth PKCE). Returns the authorization URL to "
+        "open. Without `callback_url` the sidecar listens on 127.0.0.1 and finishes the login itself.",
+        notifications=("openrouter_auth/completed",),
+    ),
+    MethodSpec(
+        "openrouter_auth_complete",
+        keys.AuthCompleteParams,
+        keys.AuthCompleteResult,
+        "Finish an OpenRouter login with the code from the callback.",
+        "Finish an OpenRouter login: exchange the `code` the browser returned (with its `state`) for an "
+        "API key, which is stored in the keychain.",
+    ),
+    MethodSpec(
+        "ollama_status",
+        Empty,
+        local.OllamaStatusResult,
+        "Whether Ollama is running, its version and loaded models.",
+        "Check whether the local Ollama server is running, its version, and which models are loaded "
+        "in memory.",
+    ),
+    MethodSpec(
+        "ollama_list",
+        Empty,
+        local.OllamaListResult,
+        "Models installed in Ollama.",
+        "List the models installed in the local Ollama server, with size, family, parameter size, "
+        "quantization and modification time.",
+    ),
+    MethodSpec(
+        "ollama_pull",
+        local.ModelParams,
+        local.OllamaPullResult,
+        "Download a model into Ollama, with progress notifications.",
+        "Download (pull) a model into the local Ollama server, reporting download progress. Use a name "
+        "from recommend_models or the Ollama library, e.g. llama3.2:3b.",
+        notifications=("ollama_pull/progress",),
+        streaming=True,
+    ),
+    MethodSpec(
+        "ollama_delete",
+        local.ModelParams,
+        local.OllamaDeleteResult,
+        "Delete a model from Ollama.",
+        "Delete an installed model from the local Ollama server to free disk space.",
+    ),
+    MethodSpec(
+        "recommend_models",
+        local.RecommendParams,
+        local.RecommendResult,
+        "Local models that fit this machine's hardware, ranked.",
+        "Recommend local (Ollama) models that fit this computer's memory, GPU and free disk, with why "
+        "each fits, whether it is installed and what it costs to download. Needs no network.",
+    ),
+)
+
+METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in _METHOD_LIST}
+
+NOTIFICATIONS: dict[str, NotificationSpec] = {
+    spec.name: spec
+    for spec in (
+        NotificationSpec(
+            "stream/event",
+            chat.StreamEventParams,
+            "A delta of a `stream` request (text, thinking, tool call, usage, attempt).",
+        ),
+        NotificationSpec(
+            "ollama_pull/progress",
+            local.PullProgressParams,
+            "Download progress of an `ollama_pull` request.",
+        ),
+        NotificationSpec(
+            "openrouter_auth/completed",
+            keys.AuthCompletedParams,
+            "A login started without `callback_url` finished (or failed).",
+        ),
+    )
+}
