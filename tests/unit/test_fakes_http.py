@@ -1,4 +1,4 @@
-"""The fake-upstream framework (tests/fakes/http.py) and the shared fake model, exercised over real sockets."""
+"""The fake-upstream framework (tests/fakes/http.py) and the shared fake model, over real sockets."""
 
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ def test_template_route_records_the_request(fake: FakeUpstream, client: httpx2.C
 def test_regex_route_and_bearer(fake: FakeUpstream, client: httpx2.Client) -> None:
     fake.route("GET", re.compile(r"/v1beta/models/(?P<model>[^/:]+):(?P<verb>\w+)"), _echo)
 
-    r = client.get(f"{fake.url}/v1beta/models/gemini:streamGenerateContent", headers={"Authorization": "Bearer k1"})
+    url = f"{fake.url}/v1beta/models/gemini:streamGenerateContent"
+    r = client.get(url, headers={"Authorization": "Bearer k1"})
 
     assert r.json()["params"] == {"model": "gemini", "verb": "streamGenerateContent"}
     assert fake.requests[0].bearer == "k1"
@@ -86,7 +87,7 @@ def test_later_routes_override_earlier_ones(fake: FakeUpstream, client: httpx2.C
     assert client.get(f"{fake.url}/x").text == "second"
 
 
-def test_enqueued_replies_are_fifo_one_shot_and_beat_routes(fake: FakeUpstream, client: httpx2.Client) -> None:
+def test_enqueued_replies_are_fifo_and_beat_routes(fake: FakeUpstream, client: httpx2.Client) -> None:
     fake.route("GET", "/a", lambda _: text_reply(200, "route"))
     fake.route("GET", "/b", lambda _: text_reply(200, "route-b"))
     fake.enqueue(text_reply(503, "only for b"), path="/b")
@@ -214,13 +215,16 @@ def test_stall_is_bounded(fake: FakeUpstream, client: httpx2.Client) -> None:
 def test_abort_drops_the_connection_mid_body(fake: FakeUpstream, client: httpx2.Client, reset: bool) -> None:
     fake.enqueue(Reply(chunks=[b"partial", Abort(reset=reset), b"never sent"]))
 
-    received = b""
-    with pytest.raises((httpx2.RemoteProtocolError, httpx2.ReadError)):  # noqa: PT012
-        with client.stream("GET", f"{fake.url}/abort") as r:
-            for part in r.iter_raw():
-                received += part
+    received: list[bytes] = []
 
-    assert received == b"partial"
+    def read_all() -> None:
+        with client.stream("GET", f"{fake.url}/abort") as r:
+            received.extend(r.iter_raw())
+
+    with pytest.raises((httpx2.RemoteProtocolError, httpx2.ReadError)):
+        read_all()
+
+    assert received == [b"partial"]
     assert fake.wait_for(lambda: fake.aborted_streams == 1, timeout=2.0)
     assert fake.disconnects == 0
 
@@ -274,7 +278,8 @@ def test_model_echoes_truncates_and_calls_tools() -> None:
     cut = plan(Conversation(turns=[Turn("user", "hello there")], max_tokens=2))
     assert (cut.text, cut.finish) == ("Echo: he", "length")
 
-    call = plan(Conversation(turns=[Turn("user", "weather?")], tools=["lookup", "other"], want_reasoning=True))
+    asked = Turn("user", "weather?")
+    call = plan(Conversation(turns=[asked], tools=["lookup", "other"], want_reasoning=True))
     assert call.tool_call is not None
     assert call.tool_call.name == "lookup"
     assert call.tool_call.arguments == {"input": "weather?"}

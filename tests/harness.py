@@ -1,0 +1,202 @@
+"""Spawning `llm-sidecar` as a host would: over pipes, one JSON message per line.
+
+`Sidecar` starts the real console script with a private `SIDECAR_HOME`, reads stdout in a thread,
+checks that every stdout line is one JSON-RPC message (and records any that is not, so a test can
+assert stdout stayed clean), and lets a test send requests and wait for their answers and
+notifications.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+SIDECAR = str(Path(sys.executable).with_name("llm-sidecar"))
+
+
+class Sidecar:
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        args: list[str] | None = None,
+        home: Path | None = None,
+        config: str | None = None,
+        inherit_env: bool = False,
+    ) -> None:
+        self._tmp = None if home else tempfile.mkdtemp(prefix="sidecar-home-")
+        self.home = home or Path(self._tmp or "")
+        if config is not None:
+            (self.home / "config.toml").write_text(config)
+        base = dict(os.environ) if inherit_env else {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+        full_env = {
+            **base,
+            "SIDECAR_HOME": str(self.home),
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+            **(env or {}),
+        }
+        self.proc = subprocess.Popen(
+            [SIDECAR, *(args or [])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+        )
+        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.all_messages: list[dict[str, Any]] = []
+        self.bad_lines: list[bytes] = []
+        self.stderr_lines: list[bytes] = []
+        self._ids = itertools.count(1)
+        self._answers: dict[Any, dict[str, Any]] = {}
+        self._notes: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+        self._err_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._err_reader.start()
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.rstrip(b"\n")
+            try:
+                msg = json.loads(line)
+                if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or b"\r" in line:
+                    raise ValueError
+            except ValueError:
+                self.bad_lines.append(raw)
+                continue
+            with self._cond:
+                self.all_messages.append(msg)
+                if "id" in msg and ("result" in msg or "error" in msg):
+                    self._answers[_key(msg["id"])] = msg
+                else:
+                    self._notes.append(msg)
+                self._cond.notify_all()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            self.stderr_lines.append(raw)
+
+    @property
+    def stderr_text(self) -> str:
+        return b"".join(self.stderr_lines).decode("utf-8", "replace")
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def send_raw(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        self.send_raw(json.dumps(message).encode() + b"\n")
+
+    def start(self, method: str, params: Mapping[str, Any] | None = None, *, id: Any = None) -> Any:
+        rid = next(self._ids) if id is None else id
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send(msg)
+        return rid
+
+    def notify(self, method: str, params: Mapping[str, Any] | None = None) -> None:
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send(msg)
+
+    def wait(self, rid: Any, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while _key(rid) not in self._answers:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no answer to id {rid!r} within {timeout}s; stderr:\n{self.stderr_text[-3000:]}")
+                self._cond.wait(left)
+            return self._answers[_key(rid)]
+
+    def call(self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float = 10.0) -> dict[str, Any]:
+        return self.wait(self.start(method, params), timeout)
+
+    def result(self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float = 10.0) -> Any:
+        answer = self.call(method, params, timeout=timeout)
+        assert "result" in answer, f"{method} failed: {answer.get('error')}"
+        return answer["result"]
+
+    def notifications(self, method: str | None = None, where: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+        with self._cond:
+            return [n for n in self._notes if (method is None or n.get("method") == method) and (where is None or where(n))]
+
+    def wait_notification(self, method: str, where: Callable[[dict[str, Any]], bool] | None = None, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [n for n in self._notes if n.get("method") == method and (where is None or where(n))]
+                if found:
+                    return found[0]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no {method} notification within {timeout}s")
+                self._cond.wait(left)
+
+    def events(self, rid: Any) -> list[dict[str, Any]]:
+        """The `stream/event` payloads of request `rid`, in order."""
+        return [n["params"]["event"] for n in self.notifications("stream/event") if n["params"]["request_id"] == rid]
+
+    # --- ending ----------------------------------------------------------------------------------
+
+    def close_stdin(self) -> None:
+        assert self.proc.stdin is not None
+        if not self.proc.stdin.closed:
+            self.proc.stdin.close()
+
+    def terminate(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+
+    def wait_exit(self, timeout: float = 5.0) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(2)
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.close_stdin()
+            except (BrokenPipeError, OSError):
+                pass
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(3)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> Sidecar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _key(rid: Any) -> str:
+    return json.dumps(rid)
