@@ -118,7 +118,7 @@ class Logger:
         self._emit("error", event, {**values, "exc_info": True})
 
     def enabled(self, level: str) -> bool:
-        return LEVELS[level] >= _state["level"]
+        return bool(LEVELS[level] >= _state["level"])
 
 
 def get_logger(name: str) -> Logger:

@@ -12,7 +12,7 @@ Must not know: stdin/stdout, the keychain's implementation, the ledger, retry po
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,11 +65,11 @@ class Provider(abc.ABC):
         return await self._get_key(self.spec.id, self.spec.key_env, self.spec.keychain_account)
 
     @abc.abstractmethod
-    def stream(self, model: str, params: CompleteParams, timeouts: Timeouts) -> AsyncIterator[ProviderEvent]:
+    def stream(self, model: str, params: CompleteParams, timeouts: Timeouts) -> AsyncGenerator[ProviderEvent, None]:
         """Stream the answer upstream, yielding events as they arrive."""
 
     @abc.abstractmethod
-    def complete(self, model: str, params: CompleteParams, timeouts: Timeouts) -> AsyncIterator[ProviderEvent]:
+    def complete(self, model: str, params: CompleteParams, timeouts: Timeouts) -> AsyncGenerator[ProviderEvent, None]:
         """Make the non-streaming upstream call and yield the same events from the whole answer."""
 
     @abc.abstractmethod

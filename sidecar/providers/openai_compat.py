@@ -9,7 +9,7 @@ Must not know: stdin/stdout, the keychain, retry policy, the ledger.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Final
 
 import msgspec
@@ -47,7 +47,7 @@ class OpenAICompatProvider(Provider):
             headers["authorization"] = f"Bearer {key}"
         return headers
 
-    async def stream(self, model: str, params: CompleteParams, timeouts: Timeouts) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, model: str, params: CompleteParams, timeouts: Timeouts) -> AsyncGenerator[ProviderEvent, None]:
         body = msgspec.json.encode(openai_format.build_body(model, params, self.dialect, stream=True))
         headers = self._headers(await self.key())
         headers["accept"] = "text/event-stream"
@@ -79,7 +79,7 @@ class OpenAICompatProvider(Provider):
             )
         yield decoder.final_usage()
 
-    async def complete(self, model: str, params: CompleteParams, timeouts: Timeouts) -> AsyncIterator[ProviderEvent]:
+    async def complete(self, model: str, params: CompleteParams, timeouts: Timeouts) -> AsyncGenerator[ProviderEvent, None]:
         body = msgspec.json.encode(openai_format.build_body(model, params, self.dialect, stream=False))
         async with self.http.open(
             self.id, "POST", self._url("/chat/completions"), headers=self._headers(await self.key()),

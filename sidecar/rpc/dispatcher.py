@@ -12,7 +12,7 @@ Must not know: LLMs, providers, keys, what the methods do, where bytes come from
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -117,7 +117,7 @@ class Dispatcher:
     def inflight(self) -> int:
         return len(self._inflight)
 
-    async def serve(self, lines: anyio.abc.ObjectReceiveStream[bytes | Oversize]) -> None:
+    async def serve(self, lines: AsyncIterable[bytes | Oversize]) -> None:
         """Handle lines until the stream ends; then let running requests finish (see `drain`)."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
@@ -128,7 +128,8 @@ class Dispatcher:
                         Invalid(rid, INVALID_REQUEST, f"Invalid request: the message is longer than the {line.limit} byte limit")
                     )
                     continue
-                self.handle(envelope.decode(line))
+                if line.strip():  # a stray blank line between messages is not worth an error
+                    self.handle(envelope.decode(line))
             await self.drain()
 
     async def drain(self, grace_s: float = math.inf) -> None:

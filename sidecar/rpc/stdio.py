@@ -24,7 +24,7 @@ from typing import Final
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
-from anyio.abc import ObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from sidecar.rpc.framing import LineSplitter, Oversize
 
@@ -97,7 +97,7 @@ class StdoutWriter:
 
 
 def start_stdin_reader(
-    fd: int, send: ObjectSendStream[bytes | Oversize], max_line: int
+    fd: int, send: MemoryObjectSendStream[bytes | Oversize], max_line: int
 ) -> threading.Thread:
     """Read `fd` in a daemon thread, pushing whole lines into `send`; close `send` at EOF."""
     token = anyio.lowlevel.current_token()

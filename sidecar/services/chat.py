@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -142,7 +142,7 @@ class ChatService:
         )
 
     @staticmethod
-    async def _pump(events: AsyncIterator[ProviderEvent], assembler: Assembler, ctx: CallContext | None) -> None:
+    async def _pump(events: AsyncGenerator[ProviderEvent, None], assembler: Assembler, ctx: CallContext | None) -> None:
         if ctx is None:
             async for event in events:
                 assembler.add(event)

@@ -1,7 +1,10 @@
 """The base of every wire type, and the shared payloads (errors, usage) several method groups use.
 
-Wire types are msgspec Structs: frozen, keyword-only, defaults omitted on output. New fields always
-get defaults so an older host keeps working; unknown inbound fields are ignored.
+Wire types are msgspec Structs: keyword-only, defaults omitted on output. New fields always get
+defaults so an older host keeps working; unknown inbound fields are ignored. They are treated as
+immutable (`msgspec.structs.replace` makes changed copies) but not declared `frozen`: mypy reads
+msgspec's dataclass transform per class, so a frozen base would force `frozen=True` on every
+subclass for strict type checking to pass, for no gain at run time.
 
 Must not know: anything else in the package.
 """
@@ -13,7 +16,7 @@ from typing import Any
 import msgspec
 
 
-class Wire(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Wire(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Base of every params, result, event and error payload."""
 
 

@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Benchmarks of the sidecar against the floor, in one run, printed as a table with ratios.
+
+The floor of each figure is the same work done without the sidecar: a bare interpreter start for
+spawn time, a direct httpx2 call to the same fake upstream for request latency and stream relay.
+Everything runs on 127.0.0.1 against the fakes in tests/fakes.
+
+    scripts/bench [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import msgspec
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes.http import Reply  # noqa: E402
+from tests.fakes.openai_compat import FakeOpenAICompat  # noqa: E402
+
+SIDECAR = str(Path(sys.executable).with_name("llm-sidecar"))
+KEY = "sk-test-valid"
+_decode = msgspec.json.Decoder().decode
+
+
+class Pipe:
+    """A minimal, fast host: writes requests, reads answers in a thread with msgspec."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [SIDECAR], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        )
+        self.answers: dict[Any, tuple[float, Any]] = {}
+        self.events: dict[Any, list[float]] = {}
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            now = time.perf_counter()
+            msg = _decode(line)
+            if "id" in msg and msg.get("method") is None:
+                with self.cond:
+                    self.answers[msg["id"]] = (now, msg)
+                    self.cond.notify_all()
+            elif msg.get("method") == "stream/event":
+                self.events.setdefault(msg["params"]["request_id"], []).append(now)
+
+    def send(self, rid: Any, method: str, params: dict[str, Any] | None = None) -> float:
+        assert self.proc.stdin is not None
+        body = {"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}}
+        t = time.perf_counter()
+        self.proc.stdin.write(msgspec.json.encode(body) + b"\n")
+        self.proc.stdin.flush()
+        return t
+
+    def wait(self, rid: Any, timeout: float = 60) -> tuple[float, Any]:
+        with self.cond:
+            if not self.cond.wait_for(lambda: rid in self.answers, timeout):
+                raise TimeoutError(rid)
+            return self.answers[rid]
+
+    def rss(self) -> int:
+        return int(psutil.Process(self.proc.pid).memory_info().rss)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def base_env(home: str, fake: FakeOpenAICompat) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "SIDECAR_HOME": home,
+        "OPENAI_BASE_URL": fake.api_base,
+        "OPENAI_API_KEY": KEY,
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+    }
+
+
+def bench_spawn(env: dict[str, str], runs: int) -> tuple[float, float]:
+    sidecar, floor = [], []
+    for _ in range(runs):
+        pipe = Pipe(env)
+        sent = pipe.send(1, "info")
+        answered, _ = pipe.wait(1)
+        sidecar.append((answered - pipe.t0) * 1000)
+        del sent
+        pipe.close()
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        floor.append((time.perf_counter() - t) * 1000)
+    return statistics.median(sidecar), statistics.median(floor)
+
+
+def bench_complete(pipe: Pipe, fake: FakeOpenAICompat, runs: int) -> tuple[list[float], list[float]]:
+    params = {"model": "openai:gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
+    for i in range(20):  # warm both paths
+        pipe.wait(pipe.send(f"w{i}", "complete", params) and f"w{i}")
+    sidecar: list[float] = []
+    for i in range(runs):
+        rid = f"c{i}"
+        sent = pipe.send(rid, "complete", params)
+        done, msg = pipe.wait(rid)
+        assert "result" in msg, msg
+        sidecar.append((done - sent) * 1000)
+
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 16}
+
+    async def floor_run() -> list[float]:
+        out = []
+        async with httpx2.AsyncClient() as client:
+            for _ in range(20):
+                await client.post(fake.api_base + "/chat/completions", json=body, headers={"authorization": f"Bearer {KEY}"})
+            for _ in range(runs):
+                t = time.perf_counter()
+                r = await client.post(fake.api_base + "/chat/completions", json=body, headers={"authorization": f"Bearer {KEY}"})
+                r.json()
+                out.append((time.perf_counter() - t) * 1000)
+        return out
+
+    return sidecar, anyio.run(floor_run)
+
+
+def stream_body(pieces: int) -> bytes:
+    """A recorded-shape OpenAI stream of `pieces` text deltas, pre-rendered so the fake upstream
+    sends it as fast as the socket allows and the relay, not the fake, is what is measured."""
+    head = b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",' \
+        b'"choices":[{"index":0,"delta":{"content":"tok "},"logprobs":null,"finish_reason":null}],' \
+        b'"usage":null,"obfuscation":"abcd"}\n\n'
+    tail = (
+        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}\n\n'
+        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":' + str(pieces).encode() + b',"total_tokens":9}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    return head * pieces + tail
+
+
+def enqueue_stream(fake: FakeOpenAICompat, body: bytes) -> None:
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    fake.enqueue(Reply(headers={"content-type": "text/event-stream; charset=utf-8"}, chunks=chunks))
+
+
+def bench_stream(pipe: Pipe, fake: FakeOpenAICompat, pieces: int) -> tuple[float, float, float, float]:
+    """(sidecar first-event ms, sidecar events/s, floor first-event ms, floor events/s), rates over
+    the whole request: from sending it to the last event."""
+    body = stream_body(pieces)
+    params = {"model": "openai:gpt-4o-mini", "messages": [{"role": "user", "content": "long"}]}
+    enqueue_stream(fake, body)
+    sent = pipe.send("s", "stream", params)
+    done, msg = pipe.wait("s", timeout=120)
+    assert "result" in msg and len(msg["result"]["text"]) == 4 * pieces, msg
+    times = pipe.events["s"]
+    first = (times[0] - sent) * 1000
+    rate = len(times) / (times[-1] - sent)
+
+    async def floor_run() -> tuple[float, float]:
+        from sidecar.providers.decoders import SSEDecoder
+
+        request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "long"}], "stream": True}
+        enqueue_stream(fake, body)
+        async with httpx2.AsyncClient(timeout=60) as client:
+            t = time.perf_counter()
+            stamps: list[float] = []
+            decoder = SSEDecoder()
+            async with client.stream("POST", fake.api_base + "/chat/completions", json=request,
+                                     headers={"authorization": f"Bearer {KEY}"}) as r:
+                async for chunk in r.aiter_bytes():
+                    for ev in decoder.feed(chunk):
+                        if ev.data != "[DONE]":
+                            msgspec.json.decode(ev.data)
+                            stamps.append(time.perf_counter())
+            return (stamps[0] - t) * 1000, len(stamps) / (stamps[-1] - t)
+
+    floor_first, floor_rate = anyio.run(floor_run)
+    return first, rate, floor_first, floor_rate
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke check of the benchmark itself)")
+    args = parser.parse_args()
+    spawn_runs, complete_runs, pieces = (3, 50, 5_000) if args.quick else (10, 300, 50_000)
+    rows: list[tuple[str, str, str, str]] = []
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as home, FakeOpenAICompat("openai") as fake:
+        env = base_env(home, fake)
+        spawn, spawn_floor = bench_spawn(env, spawn_runs)
+        rows.append(("spawn → first answer (median)", f"{spawn:.1f} ms", f"{spawn_floor:.1f} ms (python -c pass)",
+                     f"{spawn / spawn_floor:.2f}x, +{spawn - spawn_floor:.1f} ms"))
+        pipe = Pipe(env)
+        pipe.wait(pipe.send(0, "info") and 0)
+        time.sleep(0.3)
+        idle_rss = pipe.rss()
+        side, floor = bench_complete(pipe, fake, complete_runs)
+        for q, label in ((0.5, "p50"), (0.99, "p99")):
+            s, f = pct(side, q), pct(floor, q)
+            rows.append((f"complete latency {label}", f"{s:.2f} ms", f"{f:.2f} ms (httpx2 direct)",
+                         f"{s / f:.2f}x, +{s - f:.2f} ms"))
+        first, rate, floor_first, floor_rate = bench_stream(pipe, fake, pieces)
+        rows.append(("stream time to first event", f"{first:.1f} ms", f"{floor_first:.1f} ms (httpx2 direct)",
+                     f"{first / floor_first:.2f}x"))
+        rows.append((f"stream relay ({pieces} events)", f"{rate:,.0f} ev/s", f"{floor_rate:,.0f} ev/s (httpx2+SSE+JSON)",
+                     f"{rate / floor_rate:.2f}x"))
+        busy_rss = pipe.rss()
+        rows.append(("RSS idle / after stream", f"{idle_rss / 2**20:.1f} / {busy_rss / 2**20:.1f} MB", "-", "-"))
+        pipe.close()
+
+    width = [max(len(r[i]) for r in rows) for i in range(4)]
+    head = ("measure", "sidecar", "floor", "ratio")
+    width = [max(w, len(h)) for w, h in zip(width, head, strict=True)]
+    print(" | ".join(h.ljust(w) for h, w in zip(head, width, strict=True)))
+    print("-|-".join("-" * w for w in width))
+    for r in rows:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""JSON-RPC envelopes: every inbound shape classified per the spec; outbound lines are compact JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sidecar.errors import INVALID_REQUEST, PARSE_ERROR
+from sidecar.rpc import envelope
+from sidecar.rpc.envelope import Invalid, Notification, Reply, Request
+
+
+@pytest.mark.parametrize("rid", [0, 1, -5, "a", "", "0"])
+def test_requests_keep_string_and_integer_ids(rid: object) -> None:
+    msg = envelope.decode(json.dumps({"jsonrpc": "2.0", "id": rid, "method": "info"}).encode())
+    assert isinstance(msg, Request) and msg.id == rid and msg.method == "info" and msg.params is None
+
+
+def test_notification_has_no_id() -> None:
+    msg = envelope.decode(b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}')
+    assert isinstance(msg, Notification) and msg.params is not None
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "rid"),
+    [
+        (b"{not json", PARSE_ERROR, None),
+        (b"", PARSE_ERROR, None),
+        (b"[1,2]", INVALID_REQUEST, None),
+        (b'"text"', INVALID_REQUEST, None),
+        (b'{"jsonrpc":"2.0","id":1.5,"method":"x"}', INVALID_REQUEST, None),
+        (b'{"jsonrpc":"2.0","id":null,"method":"x"}', INVALID_REQUEST, None),
+        (b'{"jsonrpc":"2.0","id":true,"method":"x"}', INVALID_REQUEST, None),
+        (b'{"jsonrpc":"1.0","id":4,"method":"x"}', INVALID_REQUEST, 4),
+        (b'{"id":4,"method":"x"}', INVALID_REQUEST, 4),
+        (b'{"jsonrpc":"2.0","id":4}', INVALID_REQUEST, 4),
+        (b'{"jsonrpc":"2.0","id":4,"method":7}', INVALID_REQUEST, 4),
+    ],
+)
+def test_faults_are_classified(line: bytes, code: int, rid: object) -> None:
+    msg = envelope.decode(line)
+    assert isinstance(msg, Invalid)
+    assert (msg.code, msg.id) == (code, rid)
+
+
+def test_replies_to_server_requests_are_recognised() -> None:
+    assert isinstance(envelope.decode(b'{"jsonrpc":"2.0","id":"s1","result":{}}'), Reply)
+    assert isinstance(envelope.decode(b'{"jsonrpc":"2.0","id":2,"error":{"code":1,"message":"x"}}'), Reply)
+
+
+def test_id_is_recovered_from_the_prefix_of_an_oversize_line() -> None:
+    assert envelope.id_from_prefix(b'{"jsonrpc":"2.0","id":"abc","method":"complete","params":{"x"') == "abc"
+    assert envelope.id_from_prefix(b'{"id": 12, "jsonrpc":"2.0"') == 12
+    # An "id" nested inside params must not be taken for the request's id.
+    assert envelope.id_from_prefix(b'{"jsonrpc":"2.0","method":"m","params":{"id":9') is None
+
+
+def test_outbound_lines() -> None:
+    line = envelope.encode_result(0, {"a": 1})
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line) == {"jsonrpc": "2.0", "id": 0, "result": {"a": 1}}
+    err = json.loads(envelope.encode_error(None, -32700, "bad"))
+    assert err == {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "bad"}}
+    note = json.loads(envelope.encode_notification("stream/event", {"x": "line\nbreak"}))
+    assert note["params"]["x"] == "line\nbreak"
+    assert b"\n" not in envelope.encode_notification("m", {"x": "a\nb\rc"})[:-1]

@@ -1,0 +1,92 @@
+"""The checked-in schemas/ match the wire types, every method has a handler, and the layering of
+DESIGN.md holds (a layer imports only from layers below it)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+
+from sidecar.app import build_services
+from sidecar.config import Config
+from sidecar.infra.keystore import MemoryStore
+from sidecar.wire import schema
+from sidecar.wire.methods import METHODS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_checked_in_schemas_match_the_code() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_schemas.py"), "--check"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_method_has_a_handler_and_an_object_schema() -> None:
+    services = build_services(Config(), store=MemoryStore(), env={})
+    assert set(METHODS) == set(services.handlers)
+    for name in METHODS:
+        assert schema.params_schema(name)["type"] == "object"
+        assert schema.result_schema(name)["type"] == "object"
+
+
+def test_openrpc_lists_methods_notifications_and_error_kinds() -> None:
+    doc = schema.openrpc()
+    assert [m["name"] for m in doc["methods"]] == list(METHODS)
+    assert {n["name"] for n in doc["x-notifications"]} >= {"stream/event"}
+    assert {"missing_key", "cancelled", "keychain_unavailable"} <= {k["kind"] for k in doc["x-error-kinds"]}
+    msgspec.json.encode(doc)
+
+
+# Bottom-up: each layer may import itself and the layers listed before it (plus the shared
+# leaf modules errors, redact, logs, config).
+LAYERS = ["wire", "rpc", "core", "providers", "infra", "services"]
+SHARED = {"errors", "redact", "logs", "config", "__init__"}
+FORBIDDEN_ANYWHERE_BELOW_SERVICES = {"sidecar.app", "sidecar.cli", "sidecar.mcp_bridge"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sidecar"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("sidecar"))
+    return found
+
+
+def test_layers_import_only_downwards() -> None:
+    problems = []
+    for index, layer in enumerate(LAYERS):
+        allowed = set(LAYERS[: index + 1]) | SHARED
+        for path in (ROOT / "sidecar" / layer).glob("*.py"):
+            for module in _imports(path):
+                parts = module.split(".")
+                top = parts[1] if len(parts) > 1 else "__init__"
+                if module in FORBIDDEN_ANYWHERE_BELOW_SERVICES or top not in allowed:
+                    problems.append(f"{path.relative_to(ROOT)} imports {module}")
+    # The two layers that must know nothing of each other's neighbours:
+    for path in (ROOT / "sidecar" / "rpc").glob("*.py"):
+        for module in _imports(path):
+            if module.startswith(("sidecar.providers", "sidecar.infra", "sidecar.services", "sidecar.core")):
+                problems.append(f"{path.relative_to(ROOT)} imports {module}")
+    for path in (ROOT / "sidecar" / "infra").glob("*.py"):
+        for module in _imports(path):
+            if module.startswith(("sidecar.rpc", "sidecar.providers")):
+                problems.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert problems == []
+
+
+def test_start_up_imports_stay_light() -> None:
+    code = (
+        "import sys, sidecar.cli, sidecar.app\n"
+        "heavy = [m for m in ('httpx2', 'structlog', 'keyring', 'mcp', 'psutil', 'pydantic') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == ""
