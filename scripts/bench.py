@@ -115,7 +115,11 @@ def bench_spawn(env: dict[str, str], runs: int) -> tuple[float, float]:
 
 
 def bench_complete(pipe: Pipe, fake: FakeOpenAICompat, runs: int) -> tuple[list[float], list[float]]:
-    params = {"model": "openai:gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
+    params = {
+        "model": "openai:gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 16,
+    }
     for i in range(20):  # warm both paths
         pipe.wait(pipe.send(f"w{i}", "complete", params) and f"w{i}")
     sidecar: list[float] = []
@@ -126,16 +130,24 @@ def bench_complete(pipe: Pipe, fake: FakeOpenAICompat, runs: int) -> tuple[list[
         assert "result" in msg, msg
         sidecar.append((done - sent) * 1000)
 
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 16}
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_completion_tokens": 16,
+    }
 
     async def floor_run() -> list[float]:
         out = []
         async with httpx2.AsyncClient() as client:
             for _ in range(20):
-                await client.post(fake.api_base + "/chat/completions", json=body, headers={"authorization": f"Bearer {KEY}"})
+                await client.post(
+                    fake.api_base + "/chat/completions", json=body, headers={"authorization": f"Bearer {KEY}"}
+                )
             for _ in range(runs):
                 t = time.perf_counter()
-                r = await client.post(fake.api_base + "/chat/completions", json=body, headers={"authorization": f"Bearer {KEY}"})
+                r = await client.post(
+                    fake.api_base + "/chat/completions", json=body, headers={"authorization": f"Bearer {KEY}"}
+                )
                 r.json()
                 out.append((time.perf_counter() - t) * 1000)
         return out
@@ -146,14 +158,18 @@ def bench_complete(pipe: Pipe, fake: FakeOpenAICompat, runs: int) -> tuple[list[
 def stream_body(pieces: int) -> bytes:
     """A recorded-shape OpenAI stream of `pieces` text deltas, pre-rendered so the fake upstream
     sends it as fast as the socket allows and the relay, not the fake, is what is measured."""
-    head = b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",' \
-        b'"choices":[{"index":0,"delta":{"content":"tok "},"logprobs":null,"finish_reason":null}],' \
+    head = (
+        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[{"index":0,"delta":{"content":"tok "},"logprobs":null,"finish_reason":null}],'
         b'"usage":null,"obfuscation":"abcd"}\n\n'
+    )
     tail = (
         b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
         b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}\n\n'
         b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
-        b'"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":' + str(pieces).encode() + b',"total_tokens":9}}\n\n'
+        b'"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":'
+        + str(pieces).encode()
+        + b',"total_tokens":9}}\n\n'
         b"data: [DONE]\n\n"
     )
     return head * pieces + tail
@@ -171,7 +187,7 @@ def bench_stream(pipe: Pipe, fake: FakeOpenAICompat, pieces: int) -> tuple[float
     params = {"model": "openai:gpt-4o-mini", "messages": [{"role": "user", "content": "long"}]}
     enqueue_stream(fake, body)
     sent = pipe.send("s", "stream", params)
-    done, msg = pipe.wait("s", timeout=120)
+    _done, msg = pipe.wait("s", timeout=120)
     assert "result" in msg and len(msg["result"]["text"]) == 4 * pieces, msg
     times = pipe.events["s"]
     first = (times[0] - sent) * 1000
@@ -186,8 +202,12 @@ def bench_stream(pipe: Pipe, fake: FakeOpenAICompat, pieces: int) -> tuple[float
             t = time.perf_counter()
             stamps: list[float] = []
             decoder = SSEDecoder()
-            async with client.stream("POST", fake.api_base + "/chat/completions", json=request,
-                                     headers={"authorization": f"Bearer {KEY}"}) as r:
+            async with client.stream(
+                "POST",
+                fake.api_base + "/chat/completions",
+                json=request,
+                headers={"authorization": f"Bearer {KEY}"},
+            ) as r:
                 async for chunk in r.aiter_bytes():
                     for ev in decoder.feed(chunk):
                         if ev.data != "[DONE]":
@@ -201,7 +221,9 @@ def bench_stream(pipe: Pipe, fake: FakeOpenAICompat, pieces: int) -> tuple[float
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke check of the benchmark itself)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer runs (a smoke check of the benchmark itself)"
+    )
     args = parser.parse_args()
     spawn_runs, complete_runs, pieces = (3, 50, 5_000) if args.quick else (10, 300, 50_000)
     rows: list[tuple[str, str, str, str]] = []
@@ -210,8 +232,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as home, FakeOpenAICompat("openai") as fake:
         env = base_env(home, fake)
         spawn, spawn_floor = bench_spawn(env, spawn_runs)
-        rows.append(("spawn → first answer (median)", f"{spawn:.1f} ms", f"{spawn_floor:.1f} ms (python -c pass)",
-                     f"{spawn / spawn_floor:.2f}x, +{spawn - spawn_floor:.1f} ms"))
+        rows.append(
+            (
+                "spawn → first answer (median)",
+                f"{spawn:.1f} ms",
+                f"{spawn_floor:.1f} ms (python -c pass)",
+                f"{spawn / spawn_floor:.2f}x, +{spawn - spawn_floor:.1f} ms",
+            )
+        )
         pipe = Pipe(env)
         pipe.wait(pipe.send(0, "info") and 0)
         time.sleep(0.3)
@@ -219,15 +247,35 @@ def main() -> int:
         side, floor = bench_complete(pipe, fake, complete_runs)
         for q, label in ((0.5, "p50"), (0.99, "p99")):
             s, f = pct(side, q), pct(floor, q)
-            rows.append((f"complete latency {label}", f"{s:.2f} ms", f"{f:.2f} ms (httpx2 direct)",
-                         f"{s / f:.2f}x, +{s - f:.2f} ms"))
+            rows.append(
+                (
+                    f"complete latency {label}",
+                    f"{s:.2f} ms",
+                    f"{f:.2f} ms (httpx2 direct)",
+                    f"{s / f:.2f}x, +{s - f:.2f} ms",
+                )
+            )
         first, rate, floor_first, floor_rate = bench_stream(pipe, fake, pieces)
-        rows.append(("stream time to first event", f"{first:.1f} ms", f"{floor_first:.1f} ms (httpx2 direct)",
-                     f"{first / floor_first:.2f}x"))
-        rows.append((f"stream relay ({pieces} events)", f"{rate:,.0f} ev/s", f"{floor_rate:,.0f} ev/s (httpx2+SSE+JSON)",
-                     f"{rate / floor_rate:.2f}x"))
+        rows.append(
+            (
+                "stream time to first event",
+                f"{first:.1f} ms",
+                f"{floor_first:.1f} ms (httpx2 direct)",
+                f"{first / floor_first:.2f}x",
+            )
+        )
+        rows.append(
+            (
+                f"stream relay ({pieces} events)",
+                f"{rate:,.0f} ev/s",
+                f"{floor_rate:,.0f} ev/s (httpx2+SSE+JSON)",
+                f"{rate / floor_rate:.2f}x",
+            )
+        )
         busy_rss = pipe.rss()
-        rows.append(("RSS idle / after stream", f"{idle_rss / 2**20:.1f} / {busy_rss / 2**20:.1f} MB", "-", "-"))
+        rows.append(
+            ("RSS idle / after stream", f"{idle_rss / 2**20:.1f} / {busy_rss / 2**20:.1f} MB", "-", "-")
+        )
         pipe.close()
 
     width = [max(len(r[i]) for r in rows) for i in range(4)]

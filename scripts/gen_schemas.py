@@ -18,7 +18,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT)
     args = parser.parse_args()
     wanted = {path: render(doc) for path, doc in documents().items()}
-    existing = {str(p.relative_to(args.out)): p for p in args.out.rglob("*.json")} if args.out.exists() else {}
+    existing = (
+        {str(p.relative_to(args.out)): p for p in args.out.rglob("*.json")} if args.out.exists() else {}
+    )
     stale = sorted(set(existing) - set(wanted))
     differ = sorted(p for p, data in wanted.items() if p not in existing or existing[p].read_bytes() != data)
     if args.check:

@@ -10,28 +10,33 @@ answer has gone out.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import anyio
 
 from sidecar import __version__, logs
-from sidecar.config import Config
+from sidecar.config import Config, state_dir
 from sidecar.core.catalog import PriceBook
+from sidecar.infra.audit import AuditTrail
+from sidecar.infra.db import Database, state_database
 from sidecar.infra.keystore import KeyResolver, KeyringStore, KeyStore
 from sidecar.providers.http import HttpClient
 from sidecar.providers.registry import ProviderRegistry
-from sidecar.rpc import stdio
+from sidecar.rpc import envelope, stdio
 from sidecar.rpc.dispatcher import Dispatcher, Route, route
 from sidecar.rpc.envelope import Notification, Reply, Request
 from sidecar.rpc.framing import DEFAULT_MAX_LINE, Oversize
 from sidecar.services.catalog import CatalogService
 from sidecar.services.chat import ChatService
 from sidecar.services.context import Handler
+from sidecar.services.keys import KeyService
+from sidecar.services.oauth import DEFAULT_AUTH_URL, OAuthService, ttl_from_env
 from sidecar.services.pricing import Pricing
 from sidecar.wire.methods import METHODS, NOTIFICATIONS
 
@@ -50,6 +55,18 @@ class Services:
     catalog: CatalogService
     handlers: dict[str, Handler] = field(default_factory=dict)
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    # The state directory's database (`sidecar.db`); components register their migrations on it.
+    db: Database | None = None
+    # Tasks that live as long as the server (e.g. the OAuth loopback listeners' host).
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    # Sends a notification that belongs to no request (set by `serve`; dropped until then).
+    broadcaster: Callable[[str, Any], None] | None = None
+
+    def broadcast(self, method: str, params: Any) -> None:
+        if self.broadcaster is not None:
+            self.broadcaster(method, params)
+        else:
+            _log.warning("notification dropped: not serving", notification=method)
 
     async def aclose(self) -> None:
         for close in reversed(self.closers):
@@ -62,7 +79,9 @@ class Services:
         await self.http.aclose()
 
 
-def build_services(config: Config, *, store: KeyStore | None = None, env: Mapping[str, str] | None = None) -> Services:
+def build_services(
+    config: Config, *, store: KeyStore | None = None, env: Mapping[str, str] | None = None
+) -> Services:
     env = os.environ if env is None else env
     http = HttpClient(f"llm-sidecar/{__version__}")
     keys = KeyResolver(store or KeyringStore())
@@ -79,6 +98,21 @@ def build_services(config: Config, *, store: KeyStore | None = None, env: Mappin
     services = Services(config, http, providers, keys, pricing, chat, catalog)
     services.handlers.update(chat.handlers())
     services.handlers.update(catalog.handlers())
+    services.db = db = state_database(state_dir(env))
+    services.closers.append(db.close)
+    audit = AuditTrail(db)
+    services.handlers.update(KeyService(providers, keys, audit, env=env).handlers())
+    oauth = OAuthService(
+        providers,
+        http,
+        keys.store,
+        audit,
+        notify=services.broadcast,
+        auth_url=env.get("OPENROUTER_AUTH_URL") or DEFAULT_AUTH_URL,
+        ttl_s=ttl_from_env(env),
+    )
+    services.handlers.update(oauth.handlers())
+    services.background.append(oauth.run)
     return services
 
 
@@ -97,8 +131,12 @@ class _McpGate:
         self._bridge: Any = None
 
     def __call__(self, msg: Request | Notification | Reply) -> bool:
+        if isinstance(msg, Request | Notification) and not _looks_like_mcp(msg):
+            return False  # a host's unknown method stays a plain -32601, whatever MCP is doing
         if self._bridge is None:
-            if isinstance(msg, Request | Notification) and not _looks_like_mcp(msg):
+            if not isinstance(msg, Request):
+                # Only an MCP client's first request opens its connection; a host's late
+                # `notifications/cancelled` (for a request already answered) must not load the SDK.
                 return False
             try:
                 from sidecar.mcp_bridge import McpBridge
@@ -113,7 +151,15 @@ class _McpGate:
             await self._bridge.aclose()
 
 
-_MCP_PREFIXES: Final = ("notifications/", "tools/", "resources/", "prompts/", "completion/", "logging/", "tasks/")
+_MCP_PREFIXES: Final = (
+    "notifications/",
+    "tools/",
+    "resources/",
+    "prompts/",
+    "completion/",
+    "logging/",
+    "tasks/",
+)
 _MCP_METHODS: Final = frozenset({"initialize", "ping", "server/discover", "subscriptions/listen"})
 
 
@@ -146,7 +192,8 @@ async def serve(
         # Import the HTTP stack off the critical path, once the host has its first answer.
         tg.start_soon(anyio.to_thread.run_sync, services.http.warm)
 
-    dispatcher._write = write_and_warm  # noqa: SLF001 - the first-answer hook
+    dispatcher._write = write_and_warm
+    services.broadcaster = lambda method, params: write(envelope.encode_notification(method, params))
     send, receive = anyio.create_memory_object_stream[bytes | Oversize](64)
     try:
         async with anyio.create_task_group() as tg:
@@ -169,6 +216,8 @@ async def serve(
 
             tg.start_soon(watch_signals)
             tg.start_soon(run_dispatcher)
+            for task in services.background:
+                tg.start_soon(task)
             await stopping.wait()
             with anyio.move_on_after(EOF_GRACE_S):
                 await dispatcher.drain(EOF_GRACE_S / 2)
@@ -183,7 +232,9 @@ async def serve(
 class _Relay:
     """An async iterator over `receive` that stops once `stopping` is set."""
 
-    def __init__(self, receive: anyio.abc.ObjectReceiveStream[bytes | Oversize], stopping: anyio.Event) -> None:
+    def __init__(
+        self, receive: anyio.abc.ObjectReceiveStream[bytes | Oversize], stopping: anyio.Event
+    ) -> None:
         self._receive = receive
         self._stopping = stopping
 
@@ -202,10 +253,8 @@ class _Relay:
 def run(services: Services, *, max_line: int = DEFAULT_MAX_LINE) -> int:
     proto_out = stdio.protect_stdout()
     _log.debug("serving", version=__version__, pid=os.getpid())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         anyio.run(
             lambda: serve(services, stdin_fd=sys.stdin.fileno(), stdout_fd=proto_out, max_line=max_line)
         )
-    except KeyboardInterrupt:
-        pass
     return 0

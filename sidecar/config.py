@@ -62,6 +62,10 @@ class Endpoint(Wire, forbid_unknown_fields=True):
 
 
 class Timeouts(Wire, forbid_unknown_fields=True):
+    """Seconds allowed to connect; to wait for the first byte of an answer; between two pieces of a
+    streamed answer (a request's `timeout_s` overrides this one, and the first-byte one); and for
+    the whole request, retries and fallbacks included."""
+
     connect_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     first_byte_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     idle_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
@@ -69,15 +73,27 @@ class Timeouts(Wire, forbid_unknown_fields=True):
 
 
 class Retry(Wire, forbid_unknown_fields=True):
+    """Tries per model (the first included), the backoff between them, and the longest upstream
+    `Retry-After` the sidecar will wait out (a longer one goes to the fallback or the host)."""
+
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3
     base_delay_s: Annotated[float, msgspec.Meta(ge=0)] = 0.5
     max_delay_s: Annotated[float, msgspec.Meta(ge=0)] = 8.0
     max_retry_after_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0
 
 
+class Breaker(Wire, forbid_unknown_fields=True):
+    """The circuit breaker: after `failures` transient failures in a row a provider is skipped for
+    `cooldown_s`, then tried again with one request."""
+
+    failures: Annotated[int, msgspec.Meta(ge=1)] = 5
+    cooldown_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+
+
 class Config(Wire, forbid_unknown_fields=True):
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     retry: Retry = msgspec.field(default_factory=Retry)
+    breaker: Breaker = msgspec.field(default_factory=Breaker)
     fallback: list[str] = msgspec.field(default_factory=list)
     providers: dict[str, ProviderSettings] = msgspec.field(default_factory=dict)
     endpoints: dict[str, Endpoint] = msgspec.field(default_factory=dict)
@@ -115,7 +131,9 @@ def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> tupl
         raise ConfigError(f"{path}: {exc}") from None
     clash = set(config.endpoints) & BUILTIN_PROVIDERS
     if clash:
-        raise ConfigError(f"{path}: endpoint name {sorted(clash)[0]!r} is a built-in provider id; choose another name")
+        raise ConfigError(
+            f"{path}: endpoint name {sorted(clash)[0]!r} is a built-in provider id; choose another name"
+        )
     return config, path
 
 

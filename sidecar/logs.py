@@ -14,13 +14,15 @@ import contextlib
 import contextvars
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping
+from types import MappingProxyType
 from typing import Any, Final, TextIO
 
 from sidecar.redact import redact
 
 LEVELS: Final = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
-_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("sidecar_log_context", default={})
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("sidecar_log", default=_EMPTY)
 _state: dict[str, Any] = {"level": LEVELS["info"], "stream": None, "backend": None}
 
 
@@ -97,10 +99,8 @@ class Logger:
     def _emit(self, level: str, event: str, values: dict[str, Any]) -> None:
         if LEVELS[level] < _state["level"]:
             return
-        try:
+        with contextlib.suppress(Exception):
             getattr(_backend(), level)(event, logger=self.name, **values)
-        except Exception:  # noqa: S110 - a broken log line must never take a request down
-            pass
 
     def debug(self, event: str, **values: Any) -> None:
         self._emit("debug", event, values)

@@ -8,6 +8,7 @@ notifications.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -40,7 +41,11 @@ class Sidecar:
         self.home = home or Path(self._tmp or "")
         if config is not None:
             (self.home / "config.toml").write_text(config)
-        base = dict(os.environ) if inherit_env else {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+        base = (
+            dict(os.environ)
+            if inherit_env
+            else {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+        )
         full_env = {
             **base,
             "SIDECAR_HOME": str(self.home),
@@ -127,11 +132,15 @@ class Sidecar:
             while _key(rid) not in self._answers:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"no answer to id {rid!r} within {timeout}s; stderr:\n{self.stderr_text[-3000:]}")
+                    raise TimeoutError(
+                        f"no answer to id {rid!r} within {timeout}s; stderr:\n{self.stderr_text[-3000:]}"
+                    )
                 self._cond.wait(left)
             return self._answers[_key(rid)]
 
-    def call(self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float = 10.0) -> dict[str, Any]:
+    def call(
+        self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float = 10.0
+    ) -> dict[str, Any]:
         return self.wait(self.start(method, params), timeout)
 
     def result(self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float = 10.0) -> Any:
@@ -139,11 +148,19 @@ class Sidecar:
         assert "result" in answer, f"{method} failed: {answer.get('error')}"
         return answer["result"]
 
-    def notifications(self, method: str | None = None, where: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+    def notifications(
+        self, method: str | None = None, where: Callable[[dict[str, Any]], bool] | None = None
+    ) -> list[dict[str, Any]]:
         with self._cond:
-            return [n for n in self._notes if (method is None or n.get("method") == method) and (where is None or where(n))]
+            return [
+                n
+                for n in self._notes
+                if (method is None or n.get("method") == method) and (where is None or where(n))
+            ]
 
-    def wait_notification(self, method: str, where: Callable[[dict[str, Any]], bool] | None = None, timeout: float = 10.0) -> dict[str, Any]:
+    def wait_notification(
+        self, method: str, where: Callable[[dict[str, Any]], bool] | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -157,7 +174,11 @@ class Sidecar:
 
     def events(self, rid: Any) -> list[dict[str, Any]]:
         """The `stream/event` payloads of request `rid`, in order."""
-        return [n["params"]["event"] for n in self.notifications("stream/event") if n["params"]["request_id"] == rid]
+        return [
+            n["params"]["event"]
+            for n in self.notifications("stream/event")
+            if n["params"]["request_id"] == rid
+        ]
 
     # --- ending ----------------------------------------------------------------------------------
 
@@ -176,10 +197,8 @@ class Sidecar:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 self.close_stdin()
-            except (BrokenPipeError, OSError):
-                pass
             try:
                 self.proc.wait(3)
             except subprocess.TimeoutExpired:

@@ -50,7 +50,9 @@ def parse_model(text: str, providers: Collection[str]) -> ModelRef:
     head, sep, rest = text.partition(":")
     if sep and head in providers:
         if not rest:
-            raise SidecarError("invalid_request", f"The model name after '{head}:' is empty. {HOW_TO_WRITE}", field="model")
+            raise SidecarError(
+                "invalid_request", f"The model name after '{head}:' is empty. {HOW_TO_WRITE}", field="model"
+            )
         return ModelRef(head, rest)
     provider = bare_provider(text)
     if provider is not None and provider in providers:
@@ -63,4 +65,6 @@ def parse_model(text: str, providers: Collection[str]) -> ModelRef:
             f"'{head}' is not a known provider (known: {', '.join(sorted(providers))}).{hint} {HOW_TO_WRITE}",
             field="model",
         )
-    raise SidecarError("invalid_request", f"Can't tell which provider serves '{text}'. {HOW_TO_WRITE}", field="model")
+    raise SidecarError(
+        "invalid_request", f"Can't tell which provider serves '{text}'. {HOW_TO_WRITE}", field="model"
+    )

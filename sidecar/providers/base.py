@@ -65,11 +65,15 @@ class Provider(abc.ABC):
         return await self._get_key(self.spec.id, self.spec.key_env, self.spec.keychain_account)
 
     @abc.abstractmethod
-    def stream(self, model: str, params: CompleteParams, timeouts: Timeouts) -> AsyncGenerator[ProviderEvent, None]:
+    def stream(
+        self, model: str, params: CompleteParams, timeouts: Timeouts
+    ) -> AsyncGenerator[ProviderEvent, None]:
         """Stream the answer upstream, yielding events as they arrive."""
 
     @abc.abstractmethod
-    def complete(self, model: str, params: CompleteParams, timeouts: Timeouts) -> AsyncGenerator[ProviderEvent, None]:
+    def complete(
+        self, model: str, params: CompleteParams, timeouts: Timeouts
+    ) -> AsyncGenerator[ProviderEvent, None]:
         """Make the non-streaming upstream call and yield the same events from the whole answer."""
 
     @abc.abstractmethod

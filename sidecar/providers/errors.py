@@ -50,8 +50,12 @@ _QUOTA_HINTS: Final = re.compile(
     r"run out of credits|used all available credits|insufficient credits",
     re.I,
 )
-_BAD_KEY: Final = re.compile(r"api[ _-]?key.{0,40}(invalid|incorrect|not valid)|(invalid|incorrect).{0,20}api[ _-]?key", re.I)
+_BAD_KEY: Final = re.compile(
+    r"api[ _-]?key.{0,40}(invalid|incorrect|not valid)|(invalid|incorrect).{0,20}api[ _-]?key", re.I
+)
 _DURATION: Final = re.compile(r"^\s*([0-9]*\.?[0-9]+)s\s*$")
+# Ollama fails a pull of an unknown name, or a chat with a model it lost, inside a 200 stream.
+_MODEL_MISSING: Final = re.compile(r"model\b.{0,80}\bnot found|file does not exist|manifest unknown", re.I)
 
 
 def display(provider: str) -> str:
@@ -148,7 +152,11 @@ def retry_after_s(headers: Mapping[str, str], now: float | None = None) -> float
 
 def _is_bad_key(err: UpstreamError) -> bool:
     # Gemini and xAI answer a bad key with 400, not 401.
-    return err.reason == "API_KEY_INVALID" or err.code == "invalid_api_key" or bool(_BAD_KEY.search(err.message or ""))
+    return (
+        err.reason == "API_KEY_INVALID"
+        or err.code == "invalid_api_key"
+        or bool(_BAD_KEY.search(err.message or ""))
+    )
 
 
 def classify(status: int, err: UpstreamError, *, chat: bool = True) -> ErrorKind:
@@ -160,6 +168,8 @@ def classify(status: int, err: UpstreamError, *, chat: bool = True) -> ErrorKind
             return _ANTHROPIC_TYPES[err.type]
         if err.code is not None and err.code.isdigit() and int(err.code) >= 400:
             return classify(int(err.code), err, chat=chat)
+        if _MODEL_MISSING.search(err.message or ""):
+            return "model_not_found"
         return "quota_exceeded" if quota_said else "provider_error"
     if status == 401:
         return "auth_failed"
@@ -194,6 +204,13 @@ _ADVICE: Final[dict[str, str]] = {
     "timeout": "The provider took too long; retry, or raise timeout_s.",
     "invalid_request": "Fix the request as the provider says.",
 }
+_PROVIDER_ADVICE: Final[dict[tuple[str, str], str]] = {
+    (
+        "ollama",
+        "model_not_found",
+    ): "Download it with ollama_pull, or pick an installed model from ollama_list.",
+    ("ollama", "provider_error"): "Ollama had a problem; its server log (`ollama serve` output) says more.",
+}
 
 
 def provider_error(
@@ -218,7 +235,7 @@ def provider_error(
     where = f"HTTP {status}" if status else "in the stream"
     message = f"{display(provider)} answered {where}"
     message += f": {said.rstrip('.')}." if said else "."
-    advice = _ADVICE.get(kind)
+    advice = _PROVIDER_ADVICE.get((provider, kind)) or _ADVICE.get(kind)
     if advice:
         message += f" {advice}"
     return ProviderError(
@@ -228,5 +245,7 @@ def provider_error(
         status=status or None,
         retry_after_s=retry,
         upstream_request_id=headers.get("x-request-id") or headers.get("request-id"),
-        details={"upstream_type": err.type or err.status_text or err.reason} if (err.type or err.status_text or err.reason) else None,
+        details={"upstream_type": err.type or err.status_text or err.reason}
+        if (err.type or err.status_text or err.reason)
+        else None,
     )

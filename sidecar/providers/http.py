@@ -5,6 +5,12 @@ upstream call (or in the background after the first answer), never before the si
 Transport failures become `network_error` / `timeout` here; HTTP error statuses become contract
 kinds in `providers.errors`. Observers see every response's headers (rate-limit tracking).
 
+Timeouts: `connect_s` to connect (and to wait for a pooled connection), `read_s` for the first byte
+of the answer, `idle_s` between two pieces of its body (a stalled stream becomes `timeout` within
+it). httpcore reads the request's timeout dict afresh when the body starts, so switching the read
+limit from first-byte to idle once the headers are in costs nothing per chunk. The total limit of
+a request is kept by its caller (the chat service), around retries and all.
+
 Must not know: the protocol, keys storage, any provider's JSON.
 """
 
@@ -28,8 +34,13 @@ HeadersObserver = Callable[[str, int, Mapping[str, str]], None]
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     connect_s: float = 10.0
-    read_s: float = 60.0  # first byte and idle gap between stream chunks
+    read_s: float = 60.0  # the first byte of the answer (and the idle gap too, unless idle_s is set)
     write_s: float = 30.0
+    idle_s: float | None = None  # the gap between two pieces of the body
+
+    @property
+    def body_s(self) -> float:
+        return self.read_s if self.idle_s is None else self.idle_s
 
 
 class HttpClient:
@@ -61,7 +72,10 @@ class HttpClient:
 
     def _observe(self, provider: str, status: int, headers: Mapping[str, str]) -> None:
         for observer in self.observers:
-            observer(provider, status, headers)
+            try:
+                observer(provider, status, headers)
+            except Exception:  # bookkeeping must never fail a request
+                continue
 
     @contextlib.asynccontextmanager
     async def open(
@@ -84,19 +98,31 @@ class HttpClient:
 
         t = timeouts or Timeouts()
         client = self.get()
+        limits: dict[str, float | None] = {
+            "connect": t.connect_s,
+            "read": t.read_s,
+            "write": t.write_s,
+            "pool": t.connect_s,
+        }
         request = client.build_request(
             method,
             url,
-            headers={**(headers or {}), **({"content-type": "application/json"} if json_body is not None else {})},
+            headers={
+                **(headers or {}),
+                **({"content-type": "application/json"} if json_body is not None else {}),
+            },
             content=json_body,
-            timeout=httpx2.Timeout(connect=t.connect_s, read=t.read_s, write=t.write_s, pool=t.connect_s),
+            extensions={"timeout": limits},
         )
         try:
             response = await client.send(request, stream=True)
         except httpx2.TimeoutException as exc:
-            raise transport_error(provider, exc) from None
+            raise transport_error(
+                provider, exc, limit_s=t.read_s if isinstance(exc, httpx2.ReadTimeout) else None
+            ) from None
         except httpx2.TransportError as exc:
             raise transport_error(provider, exc) from None
+        limits["read"] = t.body_s  # from here on, the limit is the gap between pieces of the body
         try:
             self._observe(provider, response.status_code, response.headers)
             if response.status_code >= 300:
@@ -144,7 +170,7 @@ async def read_body(provider: str, response: Any) -> bytes:
     try:
         return await response.aread()  # type: ignore[no-any-return]
     except httpx2.TimeoutException as exc:
-        raise transport_error(provider, exc) from None
+        raise transport_error(provider, exc, midstream=True, limit_s=_read_limit(response)) from None
     except httpx2.TransportError as exc:
         raise transport_error(provider, exc) from None
 
@@ -157,19 +183,44 @@ async def iter_chunks(provider: str, response: Any) -> AsyncIterator[bytes]:
         async for chunk in response.aiter_bytes():
             yield chunk
     except httpx2.TimeoutException as exc:
-        raise transport_error(provider, exc, midstream=True) from None
+        raise transport_error(provider, exc, midstream=True, limit_s=_read_limit(response)) from None
     except httpx2.TransportError as exc:
         raise transport_error(provider, exc, midstream=True) from None
 
 
-def transport_error(provider: str, exc: Exception, *, midstream: bool = False) -> ProviderError:
+def _read_limit(response: Any) -> float | None:
+    try:
+        limit = response.request.extensions["timeout"]["read"]
+    except (AttributeError, KeyError, TypeError, RuntimeError):
+        return None
+    return float(limit) if isinstance(limit, int | float) else None
+
+
+def transport_error(
+    provider: str, exc: Exception, *, midstream: bool = False, limit_s: float | None = None
+) -> ProviderError:
     import httpx2
 
     name = display(provider)
-    if isinstance(exc, httpx2.ConnectTimeout):
-        return ProviderError("timeout", f"Connecting to {name} timed out. Check the network or the base URL.", provider=provider)
+    if isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout):
+        return ProviderError(
+            "timeout",
+            f"Connecting to {name} timed out. Check the network or the base URL.",
+            provider=provider,
+        )
     if isinstance(exc, httpx2.TimeoutException):
-        what = "stopped sending (no data within the idle limit)" if midstream else "did not answer in time"
+        if midstream:
+            what = (
+                f"stopped sending: nothing arrived for {limit_s:g}s (the idle limit)"
+                if limit_s
+                else ("stopped sending: nothing arrived within the idle limit")
+            )
+        else:
+            what = (
+                f"did not start answering within {limit_s:g}s (the first-byte limit)"
+                if limit_s
+                else ("did not start answering within the first-byte limit")
+            )
         return ProviderError("timeout", f"{name} {what}. Retry, or raise timeout_s.", provider=provider)
     if isinstance(exc, httpx2.ConnectError):
         return ProviderError(
@@ -179,6 +230,12 @@ def transport_error(provider: str, exc: Exception, *, midstream: bool = False) -
         )
     if midstream or isinstance(exc, httpx2.RemoteProtocolError | httpx2.ReadError):
         return ProviderError(
-            "network_error", f"The connection to {name} was lost before the answer was complete.", provider=provider
+            "network_error",
+            f"The connection to {name} was lost before the answer was complete.",
+            provider=provider,
         )
-    return ProviderError("network_error", f"A network error occurred talking to {name} ({type(exc).__name__}).", provider=provider)
+    return ProviderError(
+        "network_error",
+        f"A network error occurred talking to {name} ({type(exc).__name__}).",
+        provider=provider,
+    )

@@ -22,7 +22,11 @@ from sidecar.providers.decoders import SSEDecoder
 from sidecar.providers.http import HttpClient, Timeouts, iter_chunks, read_body
 from sidecar.wire.chat import CompleteParams
 
-_DIALECTS: Final = {"openai": openai_format.OPENAI, "xai": openai_format.XAI, "openrouter": openai_format.OPENROUTER}
+_DIALECTS: Final = {
+    "openai": openai_format.OPENAI,
+    "xai": openai_format.XAI,
+    "openrouter": openai_format.OPENROUTER,
+}
 _VALIDATE_TIMEOUTS: Final = Timeouts(connect_s=5.0, read_s=5.0, write_s=5.0)
 
 
@@ -47,14 +51,21 @@ class OpenAICompatProvider(Provider):
             headers["authorization"] = f"Bearer {key}"
         return headers
 
-    async def stream(self, model: str, params: CompleteParams, timeouts: Timeouts) -> AsyncGenerator[ProviderEvent, None]:
+    async def stream(
+        self, model: str, params: CompleteParams, timeouts: Timeouts
+    ) -> AsyncGenerator[ProviderEvent, None]:
         body = msgspec.json.encode(openai_format.build_body(model, params, self.dialect, stream=True))
         headers = self._headers(await self.key())
         headers["accept"] = "text/event-stream"
         decoder = openai_format.ChunkDecoder(self.id)
         sse = SSEDecoder()
         async with self.http.open(
-            self.id, "POST", self._url("/chat/completions"), headers=headers, json_body=body, timeouts=timeouts
+            self.id,
+            "POST",
+            self._url("/chat/completions"),
+            headers=headers,
+            json_body=body,
+            timeouts=timeouts,
         ) as response:
             try:
                 async for chunk in iter_chunks(self.id, response):
@@ -79,11 +90,17 @@ class OpenAICompatProvider(Provider):
             )
         yield decoder.final_usage()
 
-    async def complete(self, model: str, params: CompleteParams, timeouts: Timeouts) -> AsyncGenerator[ProviderEvent, None]:
+    async def complete(
+        self, model: str, params: CompleteParams, timeouts: Timeouts
+    ) -> AsyncGenerator[ProviderEvent, None]:
         body = msgspec.json.encode(openai_format.build_body(model, params, self.dialect, stream=False))
         async with self.http.open(
-            self.id, "POST", self._url("/chat/completions"), headers=self._headers(await self.key()),
-            json_body=body, timeouts=timeouts,
+            self.id,
+            "POST",
+            self._url("/chat/completions"),
+            headers=self._headers(await self.key()),
+            json_body=body,
+            timeouts=timeouts,
         ) as response:
             raw = await read_body(self.id, response)
         for event in openai_format.decode_completion(self.id, raw):
@@ -93,16 +110,24 @@ class OpenAICompatProvider(Provider):
         t = timeouts or _VALIDATE_TIMEOUTS
         path = {"xai": "/api-key", "openrouter": "/key"}.get(self.id, "/models")
         try:
-            body, _ = await self.http.request_json(self.id, "GET", self._url(path), headers=self._headers(api_key), timeouts=t)
+            body, _ = await self.http.request_json(
+                self.id, "GET", self._url(path), headers=self._headers(api_key), timeouts=t
+            )
         except SidecarError as exc:
             if exc.kind in ("auth_failed", "quota_exceeded"):
                 return KeyCheck(valid=False, error=exc)
             raise
         details = _key_details(self.id, body)
-        if self.id == "xai" and details and any(details.get(f) for f in ("api_key_blocked", "api_key_disabled", "team_blocked")):
+        if (
+            self.id == "xai"
+            and details
+            and any(details.get(f) for f in ("api_key_blocked", "api_key_disabled", "team_blocked"))
+        ):
             return KeyCheck(
                 valid=False,
-                error=SidecarError("auth_failed", "xAI says this key is blocked or disabled.", provider=self.id),
+                error=SidecarError(
+                    "auth_failed", "xAI says this key is blocked or disabled.", provider=self.id
+                ),
                 details=details,
             )
         return KeyCheck(valid=True, details=details)
@@ -111,8 +136,16 @@ class OpenAICompatProvider(Provider):
 _KEEP: Final = {
     "xai": ("name", "acls", "api_key_blocked", "api_key_disabled", "team_blocked"),
     "openrouter": (
-        "label", "limit", "limit_remaining", "limit_reset", "usage", "usage_daily", "usage_monthly",
-        "is_free_tier", "expires_at", "rate_limit",
+        "label",
+        "limit",
+        "limit_remaining",
+        "limit_reset",
+        "usage",
+        "usage_daily",
+        "usage_monthly",
+        "is_free_tier",
+        "expires_at",
+        "rate_limit",
     ),
 }
 

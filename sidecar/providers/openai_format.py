@@ -63,7 +63,9 @@ def _image_url(part: ImagePart) -> str:
         return part.url
     if part.data:
         return f"data:{part.media_type or 'image/png'};base64,{part.data}"
-    raise SidecarError("invalid_request", "An image part needs `url`, or `data` with `media_type`.", field="messages")
+    raise SidecarError(
+        "invalid_request", "An image part needs `url`, or `data` with `media_type`.", field="messages"
+    )
 
 
 def _parts(content: str | list[TextPart | ImagePart] | None, cache: bool, dialect: Dialect) -> Any:
@@ -109,7 +111,10 @@ def _message(msg: Message, dialect: Dialect) -> dict[str, Any]:
                 {
                     "id": call.id,
                     "type": "function",
-                    "function": {"name": call.name, "arguments": msgspec.json.encode(call.arguments).decode()},
+                    "function": {
+                        "name": call.name,
+                        "arguments": msgspec.json.encode(call.arguments).decode(),
+                    },
                 }
                 for call in msg.tool_calls
             ]
@@ -135,7 +140,11 @@ def build_body(model: str, params: CompleteParams, dialect: Dialect, *, stream: 
         for tool in params.tools:
             entry: dict[str, Any] = {
                 "type": "function",
-                "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters},
+                "function": {
+                    "name": tool.name,
+                    "description": tool.description,
+                    "parameters": tool.parameters,
+                },
             }
             if tool.cache and dialect.cache_control:
                 entry["cache_control"] = _EPHEMERAL
@@ -224,7 +233,9 @@ def usage_event(usage: _Usage) -> UsageEvent:
     prompt = usage.prompt_tokens or 0
     completion = usage.completion_tokens or 0
     details = usage.prompt_tokens_details
-    reasoning = (usage.completion_tokens_details.reasoning_tokens or 0) if usage.completion_tokens_details else 0
+    reasoning = (
+        (usage.completion_tokens_details.reasoning_tokens or 0) if usage.completion_tokens_details else 0
+    )
     # OpenAI counts reasoning inside completion_tokens; xAI does not (its total adds them on top).
     # The total tells which, so no per-provider rule is needed.
     output = completion
@@ -256,7 +267,9 @@ class ChunkDecoder:
         try:
             chunk = _chunk_decoder.decode(data)
         except msgspec.DecodeError:
-            raise provider_error(self.provider, 0, {"error": {"message": "sent a stream chunk that is not valid JSON"}}) from None
+            raise provider_error(
+                self.provider, 0, {"error": {"message": "sent a stream chunk that is not valid JSON"}}
+            ) from None
         out: list[ProviderEvent] = []
         if not self._meta_sent and (chunk.id or chunk.model):
             out.append(ResponseMeta(chunk.id, chunk.model))
@@ -275,7 +288,9 @@ class ChunkDecoder:
                 self._delta(delta, out)
             if choice.finish_reason:
                 if choice.finish_reason == "error":
-                    raise provider_error(self.provider, 0, {"error": {"message": "the upstream model failed mid-answer"}})
+                    raise provider_error(
+                        self.provider, 0, {"error": {"message": "the upstream model failed mid-answer"}}
+                    )
                 out.append(Finish(_FINISH.get(choice.finish_reason, "stop"), choice.finish_reason))
         return out
 

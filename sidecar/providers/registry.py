@@ -24,7 +24,13 @@ BUILTIN: Final = (
     ("anthropic", "anthropic", "ANTHROPIC_BASE_URL", "https://api.anthropic.com", "ANTHROPIC_API_KEY"),
     ("gemini", "gemini", "GEMINI_BASE_URL", "https://generativelanguage.googleapis.com", "GEMINI_API_KEY"),
     ("xai", "openai_compatible", "XAI_BASE_URL", "https://api.x.ai/v1", "XAI_API_KEY"),
-    ("openrouter", "openai_compatible", "OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    (
+        "openrouter",
+        "openai_compatible",
+        "OPENROUTER_BASE_URL",
+        "https://openrouter.ai/api/v1",
+        "OPENROUTER_API_KEY",
+    ),
     ("ollama", "ollama", "OLLAMA_HOST", "http://127.0.0.1:11434", None),
 )
 
@@ -59,8 +65,10 @@ def builtin_specs(config: Config, env: Mapping[str, str]) -> list[ProviderSpec]:
     for pid, kind, url_env, default, key_env in BUILTIN:
         settings = config.providers.get(pid)
         if pid == "ollama":
-            base = ollama_base_url(env.get(url_env)) if env.get(url_env) else (
-                settings.base_url if settings and settings.base_url else default
+            base = (
+                ollama_base_url(env.get(url_env))
+                if env.get(url_env)
+                else (settings.base_url if settings and settings.base_url else default)
             )
         else:
             base = env.get(url_env) or (settings.base_url if settings and settings.base_url else default)
@@ -105,7 +113,9 @@ class ProviderRegistry:
         self.config = config
         self.http = http
         self._get_key = get_key
-        self.specs: dict[str, ProviderSpec] = {s.id: s for s in (*builtin_specs(config, env), *endpoint_specs(config))}
+        self.specs: dict[str, ProviderSpec] = {
+            s.id: s for s in (*builtin_specs(config, env), *endpoint_specs(config))
+        }
         self._providers: dict[str, Provider] = {}
 
     @property
@@ -139,7 +149,9 @@ class ProviderRegistry:
 
             ep = self.config.endpoints[spec.id]
             return OpenAICompatProvider(
-                spec, self.http, self._get_key,
+                spec,
+                self.http,
+                self._get_key,
                 dialect=Dialect(max_tokens_field=ep.max_tokens_field, stream_usage=ep.stream_usage),
             )
         return cls(spec, self.http, self._get_key)

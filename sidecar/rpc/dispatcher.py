@@ -45,7 +45,7 @@ _log = logs.get_logger("rpc")
 
 class _CancelParams(msgspec.Struct):
     id: RequestId | None = None
-    requestId: RequestId | None = None  # noqa: N815 - the MCP spelling
+    requestId: RequestId | None = None
 
 
 _cancel_decoder: Final = msgspec.json.Decoder(_CancelParams)
@@ -66,7 +66,9 @@ class RequestContext:
 
     __slots__ = ("_write", "cancel_scope", "method", "request_id")
 
-    def __init__(self, request_id: RequestId, method: str, write: Write, cancel_scope: anyio.CancelScope) -> None:
+    def __init__(
+        self, request_id: RequestId, method: str, write: Write, cancel_scope: anyio.CancelScope
+    ) -> None:
         self.request_id = request_id
         self.method = method
         self._write = write
@@ -125,7 +127,11 @@ class Dispatcher:
                 if isinstance(line, Oversize):
                     rid = envelope.id_from_prefix(line.prefix)
                     self._answer_invalid(
-                        Invalid(rid, INVALID_REQUEST, f"Invalid request: the message is longer than the {line.limit} byte limit")
+                        Invalid(
+                            rid,
+                            INVALID_REQUEST,
+                            f"Invalid request: the message is longer than the {line.limit} byte limit",
+                        )
                     )
                     continue
                 if line.strip():  # a stray blank line between messages is not worth an error
@@ -164,10 +170,16 @@ class Dispatcher:
                 self._cancel(req.params)
                 self._write(envelope.encode_result(req.id, None))
             elif self.fallback is None or not self.fallback(req):
-                self._write(envelope.encode_error(req.id, METHOD_NOT_FOUND, f"Method not found: {req.method}"))
+                self._write(
+                    envelope.encode_error(req.id, METHOD_NOT_FOUND, f"Method not found: {req.method}")
+                )
             return
         if req.id in self._inflight:
-            self._write(envelope.encode_error(req.id, INVALID_REQUEST, f"Invalid request: id {req.id!r} is already in use"))
+            self._write(
+                envelope.encode_error(
+                    req.id, INVALID_REQUEST, f"Invalid request: id {req.id!r} is already in use"
+                )
+            )
             return
         scope = anyio.CancelScope()
         self._inflight[req.id] = scope
@@ -176,9 +188,8 @@ class Dispatcher:
         self._tg.start_soon(self._run, req, found, scope)
 
     def _on_notification(self, note: Notification) -> None:
-        if note.method in CANCEL_METHODS:
-            if self._cancel(note.params):
-                return
+        if note.method in CANCEL_METHODS and self._cancel(note.params):
+            return
         if self.fallback is not None:
             self.fallback(note)
         # A notification is never answered, even when nobody handles it.

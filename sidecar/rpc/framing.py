@@ -41,7 +41,9 @@ class LineSplitter:
             if self._skipping:
                 self._skipping = False
             elif len(self._buf) + (nl - start) > self._max:
-                prefix = (bytes(self._buf[:_PREFIX_KEPT]) + chunk[start : min(nl, start + _PREFIX_KEPT)])[:_PREFIX_KEPT]
+                prefix = (bytes(self._buf[:_PREFIX_KEPT]) + chunk[start : min(nl, start + _PREFIX_KEPT)])[
+                    :_PREFIX_KEPT
+                ]
                 out.append(Oversize(prefix, self._max))
                 self._buf.clear()
             elif self._buf:

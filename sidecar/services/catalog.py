@@ -137,12 +137,20 @@ class CatalogService:
         info, date = self.pricing.info_for(ref)
         if info is None:
             return CostEstimate(
-                model=str(ref), input_tokens=input_tokens, max_output_tokens=max_tokens or 0,
-                cost_usd=None, cost_usd_max=None, known_price=False,
+                model=str(ref),
+                input_tokens=input_tokens,
+                max_output_tokens=max_tokens or 0,
+                cost_usd=None,
+                cost_usd_max=None,
+                known_price=False,
             )
         out = max_tokens if max_tokens is not None else info.max_output_tokens
         span = cost.estimate(info, input_tokens, out)
         return CostEstimate(
-            model=str(ref), input_tokens=input_tokens, max_output_tokens=out,
-            cost_usd=span.input_cost, cost_usd_max=span.max_total, pricing_date=date,
+            model=str(ref),
+            input_tokens=input_tokens,
+            max_output_tokens=out,
+            cost_usd=span.input_cost,
+            cost_usd_max=span.max_total,
+            pricing_date=date,
         )

@@ -142,7 +142,9 @@ class ChatService:
         )
 
     @staticmethod
-    async def _pump(events: AsyncGenerator[ProviderEvent, None], assembler: Assembler, ctx: CallContext | None) -> None:
+    async def _pump(
+        events: AsyncGenerator[ProviderEvent, None], assembler: Assembler, ctx: CallContext | None
+    ) -> None:
         if ctx is None:
             async for event in events:
                 assembler.add(event)

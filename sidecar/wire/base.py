@@ -50,4 +50,6 @@ class Usage(Wire):
     reasoning_tokens: int
 
 
-ZERO_USAGE = Usage(input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0)
+ZERO_USAGE = Usage(
+    input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0
+)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import msgspec
-
 from sidecar.wire.base import ErrorData, Wire
 
 KeySource = Literal["env", "keychain"]
@@ -46,6 +44,8 @@ class SetKeyResult(Wire):
     masked: str
     validated: bool = False
     details: dict[str, Any] | None = None
+    # The environment variable that supplies this provider's key and so wins over the keychain.
+    overridden_by_env: str | None = None
 
 
 class DeleteKeyResult(Wire):
@@ -58,6 +58,10 @@ class KeyInfo(Wire):
     configured: bool
     source: KeySource | None
     masked: str | None
+    # The environment variable that would supply the key (it wins over the keychain).
+    env_var: str | None = None
+    # Why the keychain could not be read for this provider (keychain_unavailable); configured is false.
+    error: ErrorData | None = None
 
 
 class ListKeysResult(Wire):
@@ -94,5 +98,3 @@ class AuthCompletedParams(Wire):
     ok: bool
     masked: str | None = None
     error: ErrorData | None = None
-
-

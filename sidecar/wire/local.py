@@ -100,6 +100,9 @@ class Recommendation(Wire):
     fits_comfortably: bool
     description: str | None = None
     parameter_size: str | None = None
+    quantization: str | None = None
+    context_length: int | None = None
+    runs_on: str | None = None  # "gpu" or "cpu"
 
 
 class RecommendResult(Wire):
@@ -108,5 +111,7 @@ class RecommendResult(Wire):
     recommendations: list[Recommendation]
     catalog_date: str
     note: str | None = None
+    memory_source: str | None = None  # "nvidia", "apple_unified" or "system_ram"
+    ollama_running: bool | None = None
     cloud_suggestions: list[str] = msgspec.field(default_factory=list)
     too_large: list[Recommendation] = msgspec.field(default_factory=list)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.wire import catalog, chat, keys, local
+from sidecar.wire import catalog, chat, keys, limits, local
 from sidecar.wire.base import Empty, Wire
 
 
@@ -89,6 +89,15 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         "Estimate the tokens and cost of a request before running it.",
         "Before running a request, estimate its input tokens and its cost range in USD (input only, up "
         "to max_tokens of output); `compare` prices the same request on other models.",
+    ),
+    MethodSpec(
+        "rate_limits",
+        limits.RateLimitsParams,
+        limits.RateLimitsResult,
+        "Each provider's rate limits as last reported, its circuit breaker and client-side limits.",
+        "Show, per provider, the rate limits learned from its latest responses (requests and tokens "
+        "remaining, when they reset, any Retry-After still running), whether the sidecar is skipping it "
+        "after repeated failures (circuit breaker), and the client-side limits from config.toml in use.",
     ),
     MethodSpec(
         "validate_key",

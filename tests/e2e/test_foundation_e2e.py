@@ -49,7 +49,9 @@ def test_complete_returns_text_usage_and_cost(sidecar: Sidecar, openai: FakeOpen
     assert "stream" not in sent.json()
 
 
-def test_stream_relays_events_whose_text_equals_the_result(sidecar: Sidecar, openai: FakeOpenAICompat) -> None:
+def test_stream_relays_events_whose_text_equals_the_result(
+    sidecar: Sidecar, openai: FakeOpenAICompat
+) -> None:
     rid = sidecar.start("stream", {"model": "gpt-4o-mini", "messages": user("stream me please")})
     result = sidecar.wait(rid)["result"]
     events = sidecar.events(rid)
@@ -61,8 +63,16 @@ def test_stream_relays_events_whose_text_equals_the_result(sidecar: Sidecar, ope
 
 
 def test_stream_assembles_tool_calls(sidecar: Sidecar) -> None:
-    tools = [{"name": "lookup", "description": "Look it up", "parameters": {"type": "object", "properties": {"input": {"type": "string"}}}}]
-    rid = sidecar.start("stream", {"model": "openai:gpt-4o-mini", "messages": user("weather in Paris"), "tools": tools})
+    tools = [
+        {
+            "name": "lookup",
+            "description": "Look it up",
+            "parameters": {"type": "object", "properties": {"input": {"type": "string"}}},
+        }
+    ]
+    rid = sidecar.start(
+        "stream", {"model": "openai:gpt-4o-mini", "messages": user("weather in Paris"), "tools": tools}
+    )
     result = sidecar.wait(rid)["result"]
     assert result["finish_reason"] == "tool_calls"
     call = result["tool_calls"][0]
@@ -87,7 +97,9 @@ def test_stream_assembles_tool_calls(sidecar: Sidecar) -> None:
 
 
 @pytest.mark.parametrize("how", ["$/cancelRequest", "notifications/cancelled"])
-def test_cancel_mid_stream_closes_the_upstream_connection(sidecar: Sidecar, openai: FakeOpenAICompat, how: str) -> None:
+def test_cancel_mid_stream_closes_the_upstream_connection(
+    sidecar: Sidecar, openai: FakeOpenAICompat, how: str
+) -> None:
     openai.edit_stream = lambda events: [*events[:3], Stall()]
     rid = sidecar.start("stream", {"model": "openai:gpt-4o-mini", "messages": user("a long answer please")})
     sidecar.wait_notification("stream/event", lambda n: n["params"]["request_id"] == rid)
@@ -104,7 +116,9 @@ def test_protocol_faults_are_answered_and_the_process_keeps_serving(sidecar: Sid
     sidecar.send_raw(b"this is not json\n")
     sidecar.send_raw(b'{"jsonrpc":"2.0","id":"x1","method":"no_such_method"}\n')
     sidecar.send_raw(b'{"jsonrpc":"1.0","id":"x2","method":"info"}\n')
-    sidecar.send_raw(b'{"jsonrpc":"2.0","id":"x3","method":"complete","params":{"model":"gpt-4o","messages":[{"role":"bot"}]}}\n')
+    sidecar.send_raw(
+        b'{"jsonrpc":"2.0","id":"x3","method":"complete","params":{"model":"gpt-4o","messages":[{"role":"bot"}]}}\n'
+    )
     sidecar.send_raw(b'{"jsonrpc":"2.0","id":"x4","method":"complete","params":[1,2]}\n')
     sidecar.send_raw(b'{"jsonrpc":"2.0","method":"info"}\n')  # a notification: never answered
     sidecar.send_raw(b"[]\n")
@@ -134,7 +148,9 @@ def test_integer_zero_and_string_ids_and_many_in_flight(sidecar: Sidecar) -> Non
 def test_upstream_errors_map_to_contract_kinds(sidecar: Sidecar, openai: FakeOpenAICompat) -> None:
     openai.enqueue(error_reply(429, "openai", "rate_limit", retry_after_s=3))
     err = sidecar.call("complete", {"model": "openai:gpt-4o-mini", "messages": user("hi")})["error"]
-    assert err["data"]["kind"] == "rate_limited" and err["data"]["retry_after_s"] == pytest.approx(3, abs=0.01)
+    assert err["data"]["kind"] == "rate_limited" and err["data"]["retry_after_s"] == pytest.approx(
+        3, abs=0.01
+    )
     assert err["data"]["provider"] == "openai"
     openai.enqueue(midstream_error_reply("openai"))
     rid = sidecar.start("stream", {"model": "openai:gpt-4o-mini", "messages": user("hi")})
@@ -144,7 +160,10 @@ def test_upstream_errors_map_to_contract_kinds(sidecar: Sidecar, openai: FakeOpe
 
 
 def test_bad_key_and_missing_key(openai: FakeOpenAICompat) -> None:
-    with Sidecar({"OPENAI_BASE_URL": openai.api_base, "OPENAI_API_KEY": "sk-wrong-key-0123456789abcdef"}, config=NO_RETRY) as sc:
+    with Sidecar(
+        {"OPENAI_BASE_URL": openai.api_base, "OPENAI_API_KEY": "sk-wrong-key-0123456789abcdef"},
+        config=NO_RETRY,
+    ) as sc:
         err = sc.call("complete", {"model": "openai:gpt-4o-mini", "messages": user("hi")})["error"]
         assert err["data"]["kind"] == "auth_failed"
         assert "sk-wrong-key-0123456789abcdef" not in json.dumps(sc.all_messages) + sc.stderr_text
@@ -193,8 +212,15 @@ def test_sigterm_cancels_in_flight_requests_and_exits_zero(openai: FakeOpenAICom
 
 
 def test_oversize_line_is_refused_with_an_error_not_a_crash(openai: FakeOpenAICompat) -> None:
-    with Sidecar({"OPENAI_BASE_URL": openai.api_base, "OPENAI_API_KEY": KEY}, args=["--max-line-bytes", "1000"]) as sc:
-        big = {"jsonrpc": "2.0", "id": "big", "method": "complete", "params": {"model": "gpt-4o", "messages": user("x" * 5000)}}
+    with Sidecar(
+        {"OPENAI_BASE_URL": openai.api_base, "OPENAI_API_KEY": KEY}, args=["--max-line-bytes", "1000"]
+    ) as sc:
+        big = {
+            "jsonrpc": "2.0",
+            "id": "big",
+            "method": "complete",
+            "params": {"model": "gpt-4o", "messages": user("x" * 5000)},
+        }
         sc.send(big)
         err = sc.wait("big")["error"]
         assert err["code"] == -32600 and "1000 byte limit" in err["message"]
@@ -203,9 +229,17 @@ def test_oversize_line_is_refused_with_an_error_not_a_crash(openai: FakeOpenAICo
 
 def test_stdin_from_a_regular_file_is_served(tmp_path: Any) -> None:
     requests = tmp_path / "requests.jsonl"
-    requests.write_text('{"jsonrpc":"2.0","id":1,"method":"info"}\n{"jsonrpc":"2.0","id":2,"method":"list_providers"}\n')
+    requests.write_text(
+        '{"jsonrpc":"2.0","id":1,"method":"info"}\n{"jsonrpc":"2.0","id":2,"method":"list_providers"}\n'
+    )
     with requests.open("rb") as stdin:
-        proc = subprocess.run([SIDECAR], stdin=stdin, capture_output=True, timeout=10, env={"SIDECAR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+        proc = subprocess.run(
+            [SIDECAR],
+            stdin=stdin,
+            capture_output=True,
+            timeout=10,
+            env={"SIDECAR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        )
     assert proc.returncode == 0
     answers = [json.loads(line) for line in proc.stdout.splitlines()]
     assert sorted(a["id"] for a in answers) == [1, 2] and all("result" in a for a in answers)
@@ -213,7 +247,13 @@ def test_stdin_from_a_regular_file_is_served(tmp_path: Any) -> None:
 
 def test_malformed_config_fails_fast_naming_the_file(tmp_path: Any) -> None:
     (tmp_path / "config.toml").write_text("[timeouts]\nidle_s = 'soon'\n")
-    proc = subprocess.run([SIDECAR], input=b"", capture_output=True, timeout=10, env={"SIDECAR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [SIDECAR],
+        input=b"",
+        capture_output=True,
+        timeout=10,
+        env={"SIDECAR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 2 and proc.stdout == b""
     assert str(tmp_path / "config.toml") in proc.stderr.decode() and "idle_s" in proc.stderr.decode()
 
@@ -226,7 +266,7 @@ def test_stray_prints_and_child_processes_cannot_reach_the_protocol_stream() -> 
         "print('noise from a dependency')\n"
         "os.system('echo noise from a child process')\n"
         "os.write(1, b'raw fd 1 write\\n')\n"
-        "os.write(fd, b'{\"jsonrpc\":\"2.0\",\"method\":\"x\"}\\n')\n"
+        'os.write(fd, b\'{"jsonrpc":"2.0","method":"x"}\\n\')\n'
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=10)
     assert proc.stdout == b'{"jsonrpc":"2.0","method":"x"}\n'
@@ -234,9 +274,15 @@ def test_stray_prints_and_child_processes_cannot_reach_the_protocol_stream() -> 
 
 
 def test_logs_are_json_on_stderr_with_the_request_id_and_no_content(openai: FakeOpenAICompat) -> None:
-    with Sidecar({"OPENAI_BASE_URL": openai.api_base, "OPENAI_API_KEY": KEY}, args=["--log-level", "debug"], config=NO_RETRY) as sc:
+    with Sidecar(
+        {"OPENAI_BASE_URL": openai.api_base, "OPENAI_API_KEY": KEY},
+        args=["--log-level", "debug"],
+        config=NO_RETRY,
+    ) as sc:
         openai.enqueue(error_reply(401, "openai", "auth", key=KEY))
-        sc.call("complete", {"model": "openai:gpt-4o-mini", "messages": user("secret prompt text")}, timeout=10)
+        sc.call(
+            "complete", {"model": "openai:gpt-4o-mini", "messages": user("secret prompt text")}, timeout=10
+        )
         sc.stop()
         lines = [json.loads(line) for line in sc.stderr_text.splitlines() if line.startswith("{")]
     failed = [line for line in lines if line.get("event") == "request failed"]

@@ -33,7 +33,10 @@ needs_key = false
     )
     config, _ = load(env={"SIDECAR_HOME": str(tmp_path)})
     assert config.timeouts.idle_s == 12
-    assert config.providers["openai"].limits is not None and config.providers["openai"].limits.max_concurrent == 2
+    assert (
+        config.providers["openai"].limits is not None
+        and config.providers["openai"].limits.max_concurrent == 2
+    )
     assert config.endpoints["lmstudio"].models == ["qwen2.5-7b-instruct"]
     assert config.fallback == ["openai:gpt-4o-mini"]
 

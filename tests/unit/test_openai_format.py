@@ -115,12 +115,19 @@ def test_midstream_openai_error_chunk() -> None:
     decoder = openai_format.ChunkDecoder("openai")
     decoder.feed('{"id":"c","choices":[{"index":0,"delta":{"content":"hi"}}]}')
     with pytest.raises(ProviderError) as info:
-        decoder.feed('{"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}')
+        decoder.feed(
+            '{"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}'
+        )
     assert info.value.kind == "provider_error"
 
 
 def test_finish_reasons_map_to_the_contract() -> None:
-    for raw, want in [("stop", "stop"), ("length", "length"), ("tool_calls", "tool_calls"), ("content_filter", "content_filter")]:
+    for raw, want in [
+        ("stop", "stop"),
+        ("length", "length"),
+        ("tool_calls", "tool_calls"),
+        ("content_filter", "content_filter"),
+    ]:
         events = openai_format.ChunkDecoder("openai").feed(
             json.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": raw}]})
         )
@@ -133,7 +140,12 @@ def params(**kw: Any) -> CompleteParams:
 
 
 def test_body_for_openai_asks_for_usage_and_uses_max_completion_tokens() -> None:
-    body = openai_format.build_body("gpt-4o-mini", params(max_tokens=50, reasoning={"budget_tokens": 10000}), openai_format.OPENAI, stream=True)
+    body = openai_format.build_body(
+        "gpt-4o-mini",
+        params(max_tokens=50, reasoning={"budget_tokens": 10000}),
+        openai_format.OPENAI,
+        stream=True,
+    )
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert body["max_completion_tokens"] == 50 and "max_tokens" not in body
     assert body["reasoning_effort"] == "high"
@@ -143,15 +155,26 @@ def test_body_for_openrouter_reasoning_and_cache_control() -> None:
     p = params(
         messages=[
             {"role": "system", "content": "long system prompt", "cache": True},
-            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image", "data": "AAAA", "media_type": "image/png"}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "a"},
+                    {"type": "image", "data": "AAAA", "media_type": "image/png"},
+                ],
+            },
         ],
         reasoning={"effort": "low"},
         max_tokens=10,
     )
     body = openai_format.build_body("anthropic/claude-sonnet-4.5", p, openai_format.OPENROUTER, stream=False)
     assert body["reasoning"] == {"effort": "low"} and body["max_tokens"] == 10
-    assert body["messages"][0]["content"] == [{"type": "text", "text": "long system prompt", "cache_control": {"type": "ephemeral"}}]
-    assert body["messages"][1]["content"][1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": "long system prompt", "cache_control": {"type": "ephemeral"}}
+    ]
+    assert body["messages"][1]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,AAAA"},
+    }
     assert "stream" not in body
 
 
@@ -159,7 +182,11 @@ def test_body_tool_turns_round_trip() -> None:
     p = params(
         messages=[
             {"role": "user", "content": "capital of UK?"},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "name": "get_capital", "arguments": {"country": "UK"}}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "call_1", "name": "get_capital", "arguments": {"country": "UK"}}],
+            },
             {"role": "tool", "tool_call_id": "call_1", "content": "London"},
         ],
         tools=[{"name": "get_capital", "description": "d", "parameters": {"type": "object"}}],
@@ -168,7 +195,11 @@ def test_body_tool_turns_round_trip() -> None:
     body = openai_format.build_body("gpt-4o-mini", p, openai_format.OPENAI, stream=True)
     assistant = body["messages"][1]
     assert assistant["content"] is None
-    assert assistant["tool_calls"][0] == {"id": "call_1", "type": "function", "function": {"name": "get_capital", "arguments": '{"country":"UK"}'}}
+    assert assistant["tool_calls"][0] == {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_capital", "arguments": '{"country":"UK"}'},
+    }
     assert body["messages"][2] == {"role": "tool", "tool_call_id": "call_1", "content": "London"}
     assert body["tools"][0]["type"] == "function"
     assert body["tool_choice"] == {"type": "function", "function": {"name": "get_capital"}}
