@@ -29,6 +29,23 @@ Model:
 
 Helpers build common replies: ``json_reply``, ``text_reply``, ``sse_reply`` (+ ``sse_event``,
 ``sse_comment``, ``split_sse_events``) and ``ndjson_reply``.
+
+A provider fake in a few lines (the answer comes from the shared model in ``behaviour.py``)::
+
+    class FakeOllama(FakeUpstream):
+        def __init__(self) -> None:
+            super().__init__()
+            self.route("POST", "/api/chat", self._chat)
+
+        def _chat(self, req: RecordedRequest) -> Reply:
+            answer = plan(Conversation(turns=[Turn("user", req.json()["messages"][-1]["content"])]))
+            lines = [{"message": {"role": "assistant", "content": t}} for t in answer.text_pieces]
+            return ndjson_reply([*lines, {"done": True, "done_reason": answer.finish}])
+
+    with FakeOllama() as fake:
+        fake.enqueue(ndjson_reply([b'{"message":', Stall()]))   # the next request stalls mid-line
+        ...                                                      # drive the sidecar at fake.url
+        assert fake.wait_for_disconnect()                        # it hung up when cancelled
 """
 
 from __future__ import annotations
@@ -49,7 +66,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
@@ -58,6 +75,7 @@ __all__ = [
     "Handler",
     "Headers",
     "Part",
+    "PathSpec",
     "Pause",
     "RecordedRequest",
     "Reply",
@@ -372,7 +390,7 @@ class FakeUpstream:
 
     # -- lifecycle
 
-    def start(self) -> FakeUpstream:
+    def start(self) -> Self:
         if self._server is not None:
             raise RuntimeError("fake upstream already started")
         self._stopping.clear()
@@ -404,7 +422,7 @@ class FakeUpstream:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._server = None
 
-    def __enter__(self) -> FakeUpstream:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -597,6 +615,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.fake._track(self.connection, add=True)
 
+    def handle(self) -> None:
+        # A client may reset an idle keep-alive connection (a pool being garbage-collected): normal.
+        with contextlib.suppress(ConnectionError):
+            super().handle()
+
     def finish(self) -> None:
         self.server.fake._track(self.connection, add=False)
         with contextlib.suppress(OSError):
@@ -662,8 +685,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self.wfile.write(reply.body)
                 return _End.COMPLETED
             return self._write_chunks(reply.chunks)
-        except OSError:
-            return _End.STOPPING if self.server.fake._stopping.is_set() else _End.CLIENT_GONE
+        except OSError:  # a write failed: the client went away (or stop() closed the socket)
+            return self._gone()
 
     def _write_head(self, reply: Reply) -> None:
         self.send_response_only(reply.status)

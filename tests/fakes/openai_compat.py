@@ -60,6 +60,7 @@ from tests.fakes.behaviour import (
 )
 from tests.fakes.http import (
     FakeUpstream,
+    Handler,
     Part,
     RecordedRequest,
     Reply,
@@ -101,7 +102,7 @@ Json = dict[str, Any]
 FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures"
 DONE = b"data: [DONE]\n\n"
 OPENROUTER_COMMENT = "OPENROUTER PROCESSING"
-FINGERPRINT = {"openai": "fp_fake0openai", "xai": "fp_fake0xai"}
+FINGERPRINT = "fp_fake0a1b2c3"
 ALNUM = string.ascii_letters + string.digits
 
 
@@ -225,6 +226,11 @@ _DEFAULT_KIND: dict[int, ErrorKind] = {
     500: "server",
 }
 
+
+def _kind_for(status: int) -> ErrorKind:
+    return _DEFAULT_KIND.get(status, "overloaded" if status >= 500 else "bad_request")
+
+
 _OPENAI_MISSING_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header using "
     "Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if "
@@ -324,7 +330,7 @@ def _openrouter_error(status: int, kind: ErrorKind, message: str | None) -> Json
         "quota": "Insufficient credits. Add more using https://openrouter.ai/settings/credits",
         "forbidden": "Your input was flagged by moderation.",
         "not_found": "Not Found",
-        "rate_limit": "",
+        "rate_limit": "Rate limit exceeded",
         "server": "Internal Server Error",
         "overloaded": "No allowed providers are available for the selected model."
         if status == 503
@@ -342,7 +348,7 @@ def error_body(
     key: str | None = None,
 ) -> Json:
     """The JSON error body ``flavor`` sends with ``status`` (``kind`` defaults from the status)."""
-    kind = kind or _DEFAULT_KIND.get(status, "overloaded" if status >= 500 else "bad_request")
+    kind = kind or _kind_for(status)
     if flavor == "openai":
         return _openai_error(kind, message, key)
     if flavor == "xai":
@@ -381,7 +387,7 @@ def error_reply(
     ``retry-after-ms`` and exhausted ``x-ratelimit-*``) unless ``retry_after_s`` says otherwise.
     Note the realistic invalid-key statuses: OpenAI and OpenRouter 401, xAI 400.
     """
-    kind = kind or _DEFAULT_KIND.get(status, "overloaded" if status >= 500 else "bad_request")
+    kind = kind or _kind_for(status)
     headers = _retry_headers(flavor, status, kind, retry_after_s)
     if flavor == "openai":
         headers["x-request-id"] = "req_" + stable_hex(
@@ -510,9 +516,12 @@ def _invalid_request(body: Any) -> str | None:
 
 @dataclass(frozen=True)
 class _Render:
-    """Renders a ``Plan`` as one flavor's chat completion (non-stream) or chunk list (stream)."""
+    """Renders a ``Plan`` as a chat completion (non-stream) or chunk list (stream).
 
-    flavor: Flavor
+    The OpenAI rendering; ``_XaiRender`` and ``_OpenRouterRender`` override what their provider
+    does differently.
+    """
+
     model: str
     plan: Plan
     completion_id: str
@@ -522,101 +531,29 @@ class _Render:
     provider_name: str = "OpenAI"
     prices: tuple[float, float] = (0.0, 0.0)
 
-    # -- usage
-
     def usage(self) -> Json:
         p = self.plan
-        prompt, reasoning = p.input_tokens, p.reasoning_tokens
-        if self.flavor == "xai":  # completion excludes reasoning; total adds it (recorded)
-            completion = p.output_tokens - reasoning
-            return {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion + reasoning,
-                "prompt_tokens_details": {
-                    "text_tokens": prompt,
-                    "audio_tokens": 0,
-                    "image_tokens": 0,
-                    "cached_tokens": 0,
-                },
-                "completion_tokens_details": _openai_completion_details(reasoning),
-                "num_sources_used": 0,
-                "cost_in_usd_ticks": prompt * 3000 + (completion + reasoning) * 5000,
-            }
-        completion = p.output_tokens
-        usage: Json = {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
+        return {
+            "prompt_tokens": p.input_tokens,
+            "completion_tokens": p.output_tokens,
+            "total_tokens": p.input_tokens + p.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": _openai_completion_details(p.reasoning_tokens),
         }
-        if self.flavor == "openai":
-            usage["prompt_tokens_details"] = {"cached_tokens": 0, "audio_tokens": 0}
-            usage["completion_tokens_details"] = _openai_completion_details(reasoning)
-            return usage
-        prompt_cost, completion_cost = prompt * self.prices[0], completion * self.prices[1]
-        usage.update(
-            {
-                "cost": round(prompt_cost + completion_cost, 12),
-                "is_byok": False,
-                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                "cost_details": {
-                    "upstream_inference_cost": None,
-                    "upstream_inference_prompt_cost": round(prompt_cost, 12),
-                    "upstream_inference_completions_cost": round(completion_cost, 12),
-                },
-                "completion_tokens_details": {"reasoning_tokens": reasoning, "image_tokens": 0},
-            }
-        )
-        return usage
-
-    # -- non-stream
 
     def completion(self) -> Json:
-        p = self.plan
-        call = p.tool_call
-        if self.flavor == "openai":
-            message: Json = {
-                "role": "assistant",
-                "content": None if call else p.text,
-                "refusal": None,
-                "annotations": [],
-            }
-            if call:
-                message["tool_calls"] = [_full_call(call)]
-            choice: Json = {"index": 0, "message": message, "logprobs": None, "finish_reason": p.finish}
-            return self._envelope("chat.completion", [choice], usage=self.usage(), service_tier="default")
-        if self.flavor == "xai":
-            message = {"role": "assistant", "content": p.text}
-            if p.thinking:
-                message["reasoning_content"] = p.thinking
-            if call:
-                message["tool_calls"] = [{"id": call.id, "function": _function(call), "type": "function"}]
-            message["refusal"] = None
-            return self._envelope(
-                "chat.completion",
-                [{"index": 0, "message": message, "finish_reason": p.finish}],
-                usage=self.usage(),
-            )
-        message = {"role": "assistant", "content": p.text, "refusal": None, "reasoning": p.thinking}
-        if p.thinking:
-            message["reasoning_details"] = [_reasoning_detail(p.thinking)]
+        p, call = self.plan, self.plan.tool_call
+        message: Json = {"role": "assistant", "content": None if call else p.text, "refusal": None}
+        message["annotations"] = []
         if call:
-            message["tool_calls"] = [{**_full_call(call), "index": 0}]
-        choice = {
-            "logprobs": None,
-            "finish_reason": p.finish,
-            "native_finish_reason": p.finish,
-            "index": 0,
-            "message": message,
-        }
+            message["tool_calls"] = [_full_call(call)]
+        choice: Json = {"index": 0, "message": message, "logprobs": None, "finish_reason": p.finish}
         return self._envelope("chat.completion", [choice], usage=self.usage())
-
-    # -- stream
 
     def chunks(self) -> list[Json]:
         """Every data chunk of the stream, in order (without framing or ``[DONE]``)."""
         chunks = [*self.content_chunks(), self.finish_chunk()]
-        if self.flavor == "openrouter" or self.include_usage:
+        if self.include_usage:
             chunks.append(self._chunk(None, usage=self.usage()))
         return chunks
 
@@ -624,32 +561,69 @@ class _Render:
         return [self._chunk(delta) for delta in self._deltas()]
 
     def finish_chunk(self) -> Json:
-        delta: Json = {"role": "assistant", "content": ""} if self.flavor == "openrouter" else {}
-        return self._chunk(delta, finish=self.plan.finish)
+        return self._chunk({}, finish=self.plan.finish)
 
     def _deltas(self) -> list[Json]:
-        if self.flavor == "openai":
-            return self._openai_deltas()
-        if self.flavor == "xai":
-            return self._xai_deltas()
-        return self._openrouter_deltas()
-
-    def _openai_deltas(self) -> list[Json]:
         call = self.plan.tool_call
         if call is None:
             first: Json = {"role": "assistant", "content": "", "refusal": None}
             return [first, *({"content": piece} for piece in self.plan.text_pieces)]
-        head = {
-            "index": 0,
-            "id": call.id,
-            "type": "function",
-            "function": {"name": call.name, "arguments": ""},
-        }
-        first = {"role": "assistant", "content": None, "tool_calls": [head], "refusal": None}
-        fragments = pieces(arguments_json(call))
-        return [first, *({"tool_calls": [{"index": 0, "function": {"arguments": f}}]} for f in fragments)]
+        first = {"role": "assistant", "content": None, "tool_calls": [_call_head(call)], "refusal": None}
+        return [first, *_argument_deltas(call)]
 
-    def _xai_deltas(self) -> list[Json]:
+    def _chunk(self, delta: Json | None, *, finish: Finish | None = None, usage: Json | None = None) -> Json:
+        """One ``chat.completion.chunk``; ``delta=None`` makes the ``choices: []`` usage chunk."""
+        choices = [] if delta is None else [self._choice(delta, finish)]
+        chunk = self._envelope("chat.completion.chunk", choices)
+        if self.include_usage:
+            chunk["usage"] = usage
+        if self.obfuscate:
+            chunk["obfuscation"] = _alnum(json.dumps(chunk, sort_keys=True), 2 + len(chunk["choices"]) * 7)
+        return chunk
+
+    def _choice(self, delta: Json, finish: Finish | None) -> Json:
+        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+    def _envelope(self, obj: str, choices: list[Json], *, usage: Json | None = None) -> Json:
+        env: Json = {"id": self.completion_id, "object": obj, "created": self.created, "model": self.model}
+        env.update({"service_tier": "default", "system_fingerprint": FINGERPRINT, "choices": choices})
+        if usage is not None:
+            env["usage"] = usage
+        return env
+
+
+@dataclass(frozen=True)
+class _XaiRender(_Render):
+    """xAI: reasoning_content, whole tool call in one delta, no finish_reason key until the end."""
+
+    def usage(self) -> Json:
+        # completion_tokens excludes reasoning tokens and total_tokens adds them (recorded)
+        p = self.plan
+        prompt, reasoning = p.input_tokens, p.reasoning_tokens
+        completion = p.output_tokens - reasoning
+        details = {"text_tokens": prompt, "audio_tokens": 0, "image_tokens": 0, "cached_tokens": 0}
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion + reasoning,
+            "prompt_tokens_details": details,
+            "completion_tokens_details": _openai_completion_details(reasoning),
+            "num_sources_used": 0,
+            "cost_in_usd_ticks": prompt * 3000 + (completion + reasoning) * 5000,
+        }
+
+    def completion(self) -> Json:
+        p, call = self.plan, self.plan.tool_call
+        message: Json = {"role": "assistant", "content": p.text}
+        if p.thinking:
+            message["reasoning_content"] = p.thinking
+        if call:
+            message["tool_calls"] = [{"id": call.id, "function": _function(call), "type": "function"}]
+        message["refusal"] = None
+        choice = {"index": 0, "message": message, "finish_reason": p.finish}
+        return self._envelope("chat.completion", [choice], usage=self.usage())
+
+    def _deltas(self) -> list[Json]:
         p = self.plan
         deltas: list[Json] = [{"reasoning_content": piece} for piece in p.thinking_pieces]
         deltas += [{"content": piece} for piece in p.text_pieces]
@@ -658,60 +632,88 @@ class _Render:
             deltas.append({"tool_calls": [call]})
         if not deltas:
             deltas.append({"content": ""})
-        deltas[0]["role"] = "assistant"  # xAI puts the role on the first delta only, after its payload
+        deltas[0]["role"] = "assistant"  # on the first delta only, after its payload (recorded)
         return deltas
 
-    def _openrouter_deltas(self) -> list[Json]:
-        p = self.plan
-        deltas: list[Json] = [
-            {
-                "role": "assistant",
-                "content": "",
-                "reasoning": piece,
-                "reasoning_details": [_reasoning_detail(piece)],
-            }
-            for piece in p.thinking_pieces
-        ]
-        deltas += [{"role": "assistant", "content": piece} for piece in p.text_pieces]
-        if p.tool_call:
-            call = p.tool_call
-            head = {
-                "index": 0,
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": ""},
-            }
-            deltas.append({"role": "assistant", "content": "", "tool_calls": [head]})
-            deltas += [
-                {
-                    "role": "assistant",
-                    "content": "",
-                    "tool_calls": [{"index": 0, "function": {"arguments": f}}],
-                }
-                for f in pieces(arguments_json(call))
-            ]
-        return deltas or [{"role": "assistant", "content": ""}]
-
     def _chunk(self, delta: Json | None, *, finish: Finish | None = None, usage: Json | None = None) -> Json:
-        """One ``chat.completion.chunk``; ``delta=None`` makes the ``choices: []`` usage chunk."""
-        choices: list[Json] = [] if delta is None else [self._choice(delta, finish)]
-        if self.flavor == "openai":
-            chunk = self._envelope("chat.completion.chunk", choices, service_tier="default")
-            if self.include_usage:
-                chunk["usage"] = usage
-            if self.obfuscate:
-                chunk["obfuscation"] = _alnum(json.dumps(chunk, sort_keys=True), 2 + len(chunk["id"]) % 13)
-            return chunk
-        chunk = self._envelope("chat.completion.chunk", choices)
-        if usage is not None:
-            chunk["usage"] = usage
-        return chunk
+        choices = [] if delta is None else [self._choice(delta, finish)]
+        return self._envelope("chat.completion.chunk", choices, usage=usage)
 
     def _choice(self, delta: Json, finish: Finish | None) -> Json:
-        if self.flavor == "openai":
-            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        if self.flavor == "xai":
-            return {"index": 0, "delta": delta, **({"finish_reason": finish} if finish else {})}
+        return {"index": 0, "delta": delta, **({"finish_reason": finish} if finish else {})}
+
+    def _envelope(self, obj: str, choices: list[Json], *, usage: Json | None = None) -> Json:
+        env: Json = {"id": self.completion_id, "object": obj, "created": self.created, "model": self.model}
+        env["choices"] = choices
+        if usage is not None:
+            env["usage"] = usage
+        env["system_fingerprint"] = FINGERPRINT
+        return env
+
+
+@dataclass(frozen=True)
+class _OpenRouterRender(_Render):
+    """OpenRouter: provider/native_finish_reason, reasoning + reasoning_details, usage with cost, always."""
+
+    def usage(self) -> Json:
+        p = self.plan
+        prompt_cost, completion_cost = p.input_tokens * self.prices[0], p.output_tokens * self.prices[1]
+        return {
+            "prompt_tokens": p.input_tokens,
+            "completion_tokens": p.output_tokens,
+            "total_tokens": p.input_tokens + p.output_tokens,
+            "cost": round(prompt_cost + completion_cost, 12),
+            "is_byok": False,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "cost_details": {
+                "upstream_inference_cost": None,
+                "upstream_inference_prompt_cost": round(prompt_cost, 12),
+                "upstream_inference_completions_cost": round(completion_cost, 12),
+            },
+            "completion_tokens_details": {"reasoning_tokens": p.reasoning_tokens, "image_tokens": 0},
+        }
+
+    def completion(self) -> Json:
+        p, call = self.plan, self.plan.tool_call
+        message: Json = {"role": "assistant", "content": p.text, "refusal": None, "reasoning": p.thinking}
+        if p.thinking:
+            message["reasoning_details"] = [_reasoning_detail(p.thinking)]
+        if call:
+            message["tool_calls"] = [{**_full_call(call), "index": 0}]
+        choice: Json = {"logprobs": None, "finish_reason": p.finish, "native_finish_reason": p.finish}
+        choice.update({"index": 0, "message": message})
+        return self._envelope("chat.completion", [choice], usage=self.usage())
+
+    def chunks(self) -> list[Json]:
+        return [*self.content_chunks(), self.finish_chunk(), self._chunk(None, usage=self.usage())]
+
+    def finish_chunk(self) -> Json:
+        return self._chunk({"role": "assistant", "content": ""}, finish=self.plan.finish)
+
+    def error_chunk(self, error: Json) -> Json:
+        """The mid-stream failure: top-level ``error`` and ``finish_reason: "error"``."""
+        chunk = self._chunk({"role": "assistant", "content": ""})
+        chunk["choices"][0]["finish_reason"] = "error"
+        return {"id": chunk.pop("id"), "provider": chunk.pop("provider"), "error": error, **chunk}
+
+    def _deltas(self) -> list[Json]:
+        p = self.plan
+        deltas: list[Json] = [
+            {"content": "", "reasoning": piece, "reasoning_details": [_reasoning_detail(piece)]}
+            for piece in p.thinking_pieces
+        ]
+        deltas += [{"content": piece} for piece in p.text_pieces]
+        if p.tool_call:
+            deltas.append({"content": "", "tool_calls": [_call_head(p.tool_call)]})
+            deltas += [{"content": "", **delta} for delta in _argument_deltas(p.tool_call)]
+        # every recorded OpenRouter delta carries the role
+        return [{"role": "assistant", **delta} for delta in deltas] or [{"role": "assistant", "content": ""}]
+
+    def _chunk(self, delta: Json | None, *, finish: Finish | None = None, usage: Json | None = None) -> Json:
+        choices = [] if delta is None else [self._choice(delta, finish)]
+        return self._envelope("chat.completion.chunk", choices, usage=usage)
+
+    def _choice(self, delta: Json, finish: Finish | None) -> Json:
         return {
             "index": 0,
             "delta": delta,
@@ -720,25 +722,19 @@ class _Render:
             "logprobs": None,
         }
 
-    def _envelope(
-        self, obj: str, choices: list[Json], *, usage: Json | None = None, service_tier: str | None = None
-    ) -> Json:
-        """Top-level fields in each flavor's recorded key order."""
-        if self.flavor == "openrouter":
-            env: Json = {"id": self.completion_id, "provider": self.provider_name, "model": self.model}
-            env.update({"object": obj, "created": self.created, "choices": choices})
-        else:
-            env = {"id": self.completion_id, "object": obj, "created": self.created, "model": self.model}
-            if service_tier:
-                env["service_tier"] = service_tier
-            if self.flavor == "openai":
-                env["system_fingerprint"] = FINGERPRINT["openai"]
-            env["choices"] = choices
+    def _envelope(self, obj: str, choices: list[Json], *, usage: Json | None = None) -> Json:
+        env: Json = {"id": self.completion_id, "provider": self.provider_name, "model": self.model}
+        env.update({"object": obj, "created": self.created, "choices": choices})
         if usage is not None:
             env["usage"] = usage
-        if self.flavor == "xai":
-            env["system_fingerprint"] = FINGERPRINT["xai"]
         return env
+
+
+RENDERERS: dict[Flavor, type[_Render]] = {
+    "openai": _Render,
+    "xai": _XaiRender,
+    "openrouter": _OpenRouterRender,
+}
 
 
 def _openai_completion_details(reasoning_tokens: int) -> Json:
@@ -756,6 +752,18 @@ def _function(call: ToolCall) -> Json:
 
 def _full_call(call: ToolCall) -> Json:
     return {"id": call.id, "type": "function", "function": _function(call)}
+
+
+def _call_head(call: ToolCall) -> Json:
+    """The first streamed fragment of a tool call: id, type, name and empty arguments."""
+    return {"index": 0, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+
+
+def _argument_deltas(call: ToolCall) -> list[Json]:
+    """The following fragments: the arguments JSON string in 4-character pieces."""
+    return [
+        {"tool_calls": [{"index": 0, "function": {"arguments": f}}]} for f in pieces(arguments_json(call))
+    ]
 
 
 def _reasoning_detail(text: str) -> Json:
@@ -800,24 +808,19 @@ def midstream_error_reply(
     created = int(time.time())
     seed = f"midstream-{flavor}-{time.time_ns()}"
     text_plan = Plan(None, list(text_pieces), None, "stop", 0, len(text_pieces), 0)
-    render = _Render(
-        flavor, model, text_plan, _completion_id(flavor, seed, created), created, obfuscate=flavor == "openai"
-    )
+    render = RENDERERS[flavor](model, text_plan, _completion_id(flavor, seed, created), created)
     chunks = render.content_chunks()
-    if flavor == "openai":
-        server_error = _openai_error("server", None, None)["error"]
-        chunks.append({"error": error or server_error})
-    elif flavor == "xai":
-        chunks.append(error or _xai_error("server", None))
-    else:
-        failure = render._chunk({"role": "assistant", "content": ""})
-        failure["choices"][0]["finish_reason"] = "error"
-        failure["error"] = error or {
+    if isinstance(render, _OpenRouterRender):
+        documented = {
             "code": 429,
             "message": "Rate limit exceeded",
             "metadata": {"error_type": "rate_limit_exceeded"},
         }
-        chunks.append(failure)
+        chunks.append(render.error_chunk(error or documented))
+    elif flavor == "xai":
+        chunks.append(error or _xai_error("server", None))
+    else:
+        chunks.append({"error": error or _openai_error("server", None, None)["error"]})
     events = _frame(flavor, chunks, done=flavor == "openrouter", comments=comments)
     return sse_reply(events, content_type=PROFILES[flavor].stream_content_type)
 
@@ -933,18 +936,18 @@ class FakeOpenAICompat(FakeUpstream):
         return self.url + self.profile.prefix
 
     def _register_routes(self) -> None:
-        prefix = self.profile.prefix
-        self.route("POST", f"{prefix}/chat/completions", self._chat)
+        prefix, authed = self.profile.prefix, self._authed
+        self.route("POST", f"{prefix}/chat/completions", authed(self._chat))
         if self.flavor == "openrouter":
-            self.route("GET", f"{prefix}/models", self._openrouter_models)
-            self.route("GET", f"{prefix}/key", self._openrouter_key)
-            self.route("GET", f"{prefix}/auth/key", self._openrouter_key)  # older alias, same body
-            self.route("POST", f"{prefix}/auth/keys", self._oauth_exchange)
+            self.route("GET", f"{prefix}/models", self._openrouter_models)  # public, as on the real service
+            self.route("GET", f"{prefix}/key", authed(self._openrouter_key))
+            self.route("GET", f"{prefix}/auth/key", authed(self._openrouter_key))  # older alias, same body
+            self.route("POST", f"{prefix}/auth/keys", self._oauth_exchange)  # the user has no key yet
         else:
-            self.route("GET", f"{prefix}/models", self._list_models)
-            self.route("GET", f"{prefix}/models/{{model}}", self._get_model)
+            self.route("GET", f"{prefix}/models", authed(self._list_models))
+            self.route("GET", f"{prefix}/models/{{model}}", authed(self._get_model))
         if self.flavor == "xai":
-            self.route("GET", f"{prefix}/api-key", self._xai_api_key)
+            self.route("GET", f"{prefix}/api-key", authed(self._xai_api_key))
 
     def not_found(self, req: RecordedRequest) -> Reply:
         if self.flavor == "openai":
@@ -962,12 +965,17 @@ class FakeOpenAICompat(FakeUpstream):
             self._seq += 1
             return f"{self.flavor}-{self._seq}-{hashlib.sha256(req.body).hexdigest()}"
 
-    def _auth_failure(self, req: RecordedRequest) -> Reply | None:
-        token = req.bearer
-        if token is not None and token in self.valid_keys:
-            return None
-        status = 400 if self.flavor == "xai" else 401
-        return error_reply(status, self.flavor, "missing_key" if token is None else "auth", key=token)
+    def _authed(self, handler: Handler) -> Handler:
+        """``handler`` behind the provider's bearer-key check (and its way of failing)."""
+
+        def check_key(req: RecordedRequest) -> Reply:
+            token = req.bearer
+            if token is not None and token in self.valid_keys:
+                return handler(req)
+            status = 400 if self.flavor == "xai" else 401
+            return error_reply(status, self.flavor, "missing_key" if token is None else "auth", key=token)
+
+        return check_key
 
     def _price(self, model: str) -> tuple[float, float]:
         for entry in self.openrouter_models:
@@ -1005,9 +1013,6 @@ class FakeOpenAICompat(FakeUpstream):
     # -- chat
 
     def _chat(self, req: RecordedRequest) -> Reply:
-        failure = self._auth_failure(req)
-        if failure is not None:
-            return failure
         try:
             body = req.json()
         except ValueError:
@@ -1034,8 +1039,7 @@ class FakeOpenAICompat(FakeUpstream):
         created = int(time.time())
         answer = self.behaviour(conversation_from_chat(body, self.flavor))
         stream_options = body.get("stream_options") or {}
-        render = _Render(
-            flavor=self.flavor,
+        render = RENDERERS[self.flavor](
             model=model,
             plan=answer,
             completion_id=_completion_id(self.flavor, seed, created),
@@ -1058,15 +1062,9 @@ class FakeOpenAICompat(FakeUpstream):
     # -- models and keys
 
     def _list_models(self, req: RecordedRequest) -> Reply:
-        failure = self._auth_failure(req)
-        if failure is not None:
-            return failure
         return json_reply(200, {"object": "list", "data": [self._model_object(m) for m in self.models]})
 
     def _get_model(self, req: RecordedRequest) -> Reply:
-        failure = self._auth_failure(req)
-        if failure is not None:
-            return failure
         model = req.path_params["model"]
         if model not in self.models:
             return self._unknown_model(model)
@@ -1084,14 +1082,11 @@ class FakeOpenAICompat(FakeUpstream):
         return entry
 
     def _openrouter_models(self, req: RecordedRequest) -> Reply:
-        # Public on the real service: no key needed (so it cannot validate one; use /key for that).
+        # Public on the real service, so it cannot validate a key: /key does that.
         listed = [m for m in self.openrouter_models if m["id"] in self.models]
         return json_reply(200, {"data": listed})
 
     def _openrouter_key(self, req: RecordedRequest) -> Reply:
-        failure = self._auth_failure(req)
-        if failure is not None:
-            return failure
         key = req.bearer or ""
         info: Json = {
             "label": f"{key[:12]}...{key[-3:]}",
@@ -1121,9 +1116,6 @@ class FakeOpenAICompat(FakeUpstream):
         return json_reply(200, {"data": {**info, **self.key_info_overrides.get(key, {})}})
 
     def _xai_api_key(self, req: RecordedRequest) -> Reply:
-        failure = self._auth_failure(req)
-        if failure is not None:
-            return failure
         key = req.bearer or ""
         info: Json = {
             "redacted_api_key": f"xai-...{key[-4:]}",
@@ -1181,20 +1173,19 @@ class FakeOpenAICompat(FakeUpstream):
                 )
             problem = _pkce_problem(pending, body.get("code_verifier"), body.get("code_challenge_method"))
             if problem is not None:
-                if problem.startswith("Invalid request"):
-                    return error_reply(400, "openrouter", "bad_request", message=problem)
-                return error_reply(403, "openrouter", "forbidden", message=problem)
+                return error_reply(problem[0], "openrouter", message=problem[1])
             del self._pending[code]
             self.valid_keys.add(pending.key)
         return json_reply(200, {"key": pending.key, "user_id": pending.user_id})
 
 
-def _pkce_problem(pending: _PendingAuthorization, verifier: Any, method: Any) -> str | None:
+def _pkce_problem(pending: _PendingAuthorization, verifier: Any, method: Any) -> tuple[int, str] | None:
+    """Why the exchange fails, as (status, message), or None if the verifier proves the challenge."""
     if pending.challenge is None:
         return None
     if not isinstance(verifier, str) or not verifier:
-        return "Invalid request: 'code_verifier' is required for this code"
+        return 400, "Invalid request: 'code_verifier' is required for this code"
     if method is not None and method != pending.method:
-        return "Invalid request: 'code_challenge_method' does not match the authorization request"
+        return 400, "Invalid request: 'code_challenge_method' does not match the authorization request"
     expected = pkce_challenge(verifier) if pending.method == "S256" else verifier
-    return None if expected == pending.challenge else "Invalid code_verifier"
+    return None if expected == pending.challenge else (403, "Invalid code_verifier")
