@@ -8,7 +8,6 @@ Must not know: the protocol, providers' wire formats, I/O beyond reading the one
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Final, Literal
@@ -121,6 +120,8 @@ def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> tupl
         return Config(), path
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    import tomllib  # only when there is a file to read
+
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -11,7 +11,6 @@ Must not know: HTTP clients, the protocol, keys.
 
 from __future__ import annotations
 
-import email.utils
 import re
 import time
 from collections.abc import Mapping
@@ -143,6 +142,8 @@ def retry_after_s(headers: Mapping[str, str], now: float | None = None) -> float
         return max(0.0, float(value))
     except ValueError:
         pass
+    import email.utils  # rare (an HTTP date) and ~9 ms to import: not at start-up
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -62,7 +62,7 @@ class Invalid:
 Inbound = Request | Notification | Reply | Invalid
 
 _decoder: Final = msgspec.json.Decoder(_Inbound)
-_ID_PREFIX: Final = re.compile(rb'^\s*\{[^{}\[\]]*?"id"\s*:\s*(-?\d{1,18}|"(?:[^"\\]|\\.){0,200}")')
+_ID_PREFIX_PATTERN: Final = rb'^\s*\{[^{}\[\]]*?"id"\s*:\s*(-?\d{1,18}|"(?:[^"\\]|\\.){0,200}")'
 
 
 def _valid_id(value: Any) -> bool:
@@ -96,7 +96,7 @@ def decode(line: bytes) -> Inbound:
 
 def id_from_prefix(prefix: bytes) -> RequestId | None:
     """Best effort: the top-level id of a line too long to parse, so the host can match the error."""
-    match = _ID_PREFIX.match(prefix)
+    match = re.match(_ID_PREFIX_PATTERN, prefix)  # compiled on first use: start-up matters more
     if match is None:
         return None
     try:
