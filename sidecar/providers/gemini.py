@@ -1,0 +1,108 @@
+"""The native Google Gemini provider (Generative Language API, AI Studio keys).
+
+`POST {base}/v1beta/models/{model}:generateContent` for `complete`,
+`:streamGenerateContent?alt=sse` for `stream` (CRLF-framed SSE that simply ends: no terminator,
+so only a `finishReason` tells a whole answer from a cut one), `GET /v1beta/models?pageSize=1` to
+prove a key. The key travels in the `x-goog-api-key` header, never in a `?key=` query, where it
+would end up in proxies' and servers' logs. The wire format itself lives in `gemini_format`.
+
+Must not know: stdin/stdout, the keychain, retry policy, the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Final
+from urllib.parse import quote
+
+import msgspec
+
+from sidecar.core.assemble import ProviderEvent
+from sidecar.errors import ProviderError, SidecarError
+from sidecar.providers import gemini_format
+from sidecar.providers.base import KeyCheck, Provider
+from sidecar.providers.decoders import SSEDecoder
+from sidecar.providers.errors import display
+from sidecar.providers.http import Timeouts, iter_chunks, read_body
+from sidecar.wire.chat import CompleteParams
+
+_VALIDATE_TIMEOUTS: Final = Timeouts(connect_s=5.0, read_s=5.0, write_s=5.0)
+_API_VERSIONS: Final = ("/v1beta", "/v1", "/v1alpha")
+
+
+class GeminiProvider(Provider):
+    def _api_root(self) -> str:
+        """The base URL with its API version: `GEMINI_BASE_URL` may name one (`…/v1beta`) or not."""
+        base = self.spec.base_url.rstrip("/")
+        return base if base.endswith(_API_VERSIONS) else base + "/v1beta"
+
+    def _model_url(self, model: str, method: str) -> str:
+        # `tunedModels/x` is a resource name of its own; a bare name lives under `models/`.
+        name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+        return f"{self._api_root()}/{quote(name, safe='/-._~')}:{method}"
+
+    def _headers(self, key: str | None) -> dict[str, str]:
+        headers = dict(self.spec.extra_headers)
+        if key:
+            headers["x-goog-api-key"] = key
+        return headers
+
+    async def stream(
+        self, model: str, params: CompleteParams, timeouts: Timeouts
+    ) -> AsyncGenerator[ProviderEvent, None]:
+        body = msgspec.json.encode(gemini_format.build_body(model, params))
+        headers = self._headers(await self.key())
+        headers["accept"] = "text/event-stream"
+        url = self._model_url(model, "streamGenerateContent") + "?alt=sse"
+        decoder = gemini_format.ResponseDecoder(self.id)
+        sse = SSEDecoder()
+        async with self.http.open(
+            self.id, "POST", url, headers=headers, json_body=body, timeouts=timeouts
+        ) as response:
+            try:
+                async for chunk in iter_chunks(self.id, response):
+                    for event in sse.feed(chunk):
+                        for out in decoder.feed(event.data):
+                            yield out
+                for event in sse.finish():
+                    for out in decoder.feed(event.data):
+                        yield out
+            except SidecarError:
+                if decoder.usage is not None:
+                    yield decoder.usage  # the partial usage a failing stream reported
+                raise
+        if not decoder.finished:
+            if decoder.usage is not None:
+                yield decoder.usage
+            raise ProviderError(
+                "network_error",
+                f"The stream from {display(self.id)} ended before the answer was complete "
+                "(no finish reason). Retry the request.",
+                provider=self.id,
+            )
+        for out in decoder.end():
+            yield out
+
+    async def complete(
+        self, model: str, params: CompleteParams, timeouts: Timeouts
+    ) -> AsyncGenerator[ProviderEvent, None]:
+        body = msgspec.json.encode(gemini_format.build_body(model, params))
+        url = self._model_url(model, "generateContent")
+        async with self.http.open(
+            self.id, "POST", url, headers=self._headers(await self.key()), json_body=body, timeouts=timeouts
+        ) as response:
+            raw = await read_body(self.id, response)
+        for event in gemini_format.decode_response(self.id, raw):
+            yield event
+
+    async def validate_key(self, api_key: str, timeouts: Timeouts | None = None) -> KeyCheck:
+        url = f"{self._api_root()}/models?pageSize=1"
+        try:
+            await self.http.request_json(
+                self.id, "GET", url, headers=self._headers(api_key), timeouts=timeouts or _VALIDATE_TIMEOUTS
+            )
+        except SidecarError as exc:
+            if exc.kind in ("auth_failed", "quota_exceeded"):
+                return KeyCheck(valid=False, error=exc)
+            raise
+        return KeyCheck(valid=True)

@@ -1,0 +1,721 @@
+"""The Google Gemini `generateContent` wire format (Generative Language API, REST, camelCase).
+
+Pure: `build_body` turns contract params into a `GenerateContentRequest`, `to_gemini_schema`
+turns a tool's JSON Schema into the OpenAPI subset Gemini accepts, `ResponseDecoder` turns
+`GenerateContentResponse`s (stream chunks or one whole answer) into provider events.
+
+Multi-turn continuity. Gemini 3 puts an opaque `thoughtSignature` on some parts of its answer
+and wants each one back on the same part next turn (it rejects a function-call turn without
+it). Gemini may also send function calls without an `id`; the sidecar then makes one up, and
+must not send it back as if Gemini had issued it. Both facts travel in the result's
+`continuation`, which the host copies into the assistant message unchanged:
+
+    {"provider": "gemini",
+     "signatures": [{"part": "function_call", "id": "...", "name": "...", "signature": "..."},
+                    {"part": "text", "index": 0, "signature": "..."},
+                    {"part": "thought", "text": "...", "signature": "..."}],
+     "generated_ids": ["call_0_1a2b3c4d"]}
+
+`text` signatures name the text part by its index among the answer's text runs (streamed text
+fragments with nothing else between them are one run); on the way back they go on the message's
+text part of that index, or on its last text part when the host merged them. `thought`
+signatures (a signed thought summary) come back as a thought part with that text.
+
+Choices made here: a prompt blocked before any candidate (`promptFeedback.blockReason`) is an
+answer with finish reason `content_filter`, not an error, like a blocked candidate; a tool
+result goes back as `functionResponse.response = {"result": <the content, parsed if it is JSON>}`.
+
+Must not know: HTTP, keys, the protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+
+from sidecar.core.assemble import Continuation, Finish, ProviderEvent, ResponseMeta
+from sidecar.errors import SidecarError
+from sidecar.providers.errors import provider_error
+from sidecar.wire.chat import (
+    CompleteParams,
+    FinishReason,
+    ImagePart,
+    Message,
+    Reasoning,
+    TextDelta,
+    TextPart,
+    ThinkingDelta,
+    ToolCallDelta,
+    ToolChoiceName,
+    UsageEvent,
+)
+
+PROVIDER_TAG: Final = "gemini"
+
+_FILTERED: Final = frozenset(
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+        "IMAGE_OTHER",
+    }
+)
+
+# --- JSON Schema -> Gemini Schema ---------------------------------------------------------------
+
+_TYPES: Final = {
+    "string": "STRING",
+    "number": "NUMBER",
+    "integer": "INTEGER",
+    "boolean": "BOOLEAN",
+    "array": "ARRAY",
+    "object": "OBJECT",
+    "null": "NULL",
+}
+_FORMATS: Final = {
+    "STRING": {"enum", "date-time"},
+    "INTEGER": {"int32", "int64"},
+    "NUMBER": {"float", "double"},
+}
+_COPIED: Final = (
+    "title",
+    "description",
+    "default",
+    "example",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minimum",
+    "maximum",
+    "propertyOrdering",
+)
+_MAX_DEPTH: Final = 24
+
+
+def to_gemini_schema(schema: Any) -> dict[str, Any]:
+    """A tool's JSON Schema as Gemini's `Schema` (an OpenAPI 3.0 subset).
+
+    Gemini rejects fields it does not know (`additionalProperties`, `$schema`, ...), so only its
+    own fields are kept: type (upper-case), format (only the ones it supports for the type),
+    title, description, default, example, enum (strings only), properties, required, items,
+    anyOf, nullable, the min/max counts and lengths, minimum, maximum, pattern and
+    propertyOrdering. Conversions: local `$ref`s (`#/$defs/..`, `#/definitions/..`) are inlined
+    (a recursive one becomes a plain OBJECT); `allOf` is merged; `oneOf` becomes `anyOf`; a
+    `null` member of a `type` list or of an `anyOf` becomes `nullable: true`; `const` becomes a
+    one-value `enum`; an `enum` of non-strings is dropped and its values are named in the
+    description; `required` names without a property are dropped; tuple `items`/`prefixItems`
+    become `items: {anyOf: [...]}`. Everything else (`additionalProperties`, `not`,
+    `exclusiveMinimum`, `multipleOf`, `uniqueItems`, `patternProperties`, `if/then/else`, ...)
+    is dropped.
+    """
+    if not isinstance(schema, dict):
+        return {}
+    defs: dict[str, Any] = {}
+    for key in ("$defs", "definitions"):
+        if isinstance(schema.get(key), dict):
+            defs.update({f"#/{key}/{name}": value for name, value in schema[key].items()})
+    return _schema(schema, defs, ())
+
+
+def _schema(node: Any, defs: dict[str, Any], seen: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(node, dict) or len(seen) > _MAX_DEPTH:
+        return {}
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        target = defs.get(ref)
+        if target is None or ref in seen:
+            return {"type": "OBJECT"} if ref in seen else {}
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _schema(merged, defs, (*seen, ref))
+    all_of = node.get("allOf")
+    if isinstance(all_of, list) and all_of:
+        rest = {k: v for k, v in node.items() if k != "allOf"}
+        return _merge([_schema(rest, defs, seen), *(_schema(s, defs, seen) for s in all_of)])
+
+    out: dict[str, Any] = {}
+    nullable = node.get("nullable") is True
+    json_type = node.get("type")
+    types = json_type if isinstance(json_type, list) else [json_type] if isinstance(json_type, str) else []
+    if "null" in types and len(types) > 1:
+        nullable = True
+        types = [t for t in types if t != "null"]
+    variants: list[dict[str, Any]] = []
+    if len(types) == 1 and types[0] in _TYPES:
+        out["type"] = _TYPES[types[0]]
+    elif len(types) > 1:
+        variants = [{"type": _TYPES[t]} for t in types if t in _TYPES]
+
+    any_of = node.get("anyOf") if isinstance(node.get("anyOf"), list) else node.get("oneOf")
+    if isinstance(any_of, list):
+        for member in any_of:
+            if isinstance(member, dict) and member.get("type") == "null":
+                nullable = True
+            else:
+                converted = _schema(member, defs, seen)
+                if converted:
+                    variants.append(converted)
+    for key in _COPIED:
+        if key in node:
+            out[key] = node[key]
+
+    enum = node.get("enum")
+    if "const" in node:
+        enum = [node["const"]]
+    if isinstance(enum, list) and enum:
+        if all(isinstance(v, str) for v in enum):
+            out["enum"] = list(enum)
+            out.setdefault("type", "STRING")
+        else:
+            allowed = ", ".join(msgspec.json.encode(v).decode() for v in enum)
+            note = f"Allowed values: {allowed}."
+            out["description"] = f"{out['description']} {note}" if out.get("description") else note
+
+    fmt = node.get("format")
+    if isinstance(fmt, str) and fmt in _FORMATS.get(out.get("type", ""), ()):
+        out["format"] = fmt
+
+    properties = node.get("properties")
+    if isinstance(properties, dict):
+        out["properties"] = {str(name): _schema(sub, defs, seen) for name, sub in properties.items()}
+        out.setdefault("type", "OBJECT")
+    required = node.get("required")
+    if isinstance(required, list):
+        known = out.get("properties", {})
+        kept = [name for name in required if isinstance(name, str) and name in known]
+        if kept:
+            out["required"] = kept
+
+    items = node.get("items")
+    if items is None and isinstance(node.get("prefixItems"), list):
+        items = node["prefixItems"]
+    if isinstance(items, list):
+        members = [m for m in (_schema(i, defs, seen) for i in items) if m]
+        items = members[0] if len(members) == 1 else {"anyOf": members} if members else None
+        if items is not None:
+            out["items"] = items
+    elif isinstance(items, dict):
+        out["items"] = _schema(items, defs, seen)
+    if "items" in out:
+        out.setdefault("type", "ARRAY")
+
+    if variants:
+        if len(variants) == 1 and "type" not in out:
+            out = {**variants[0], **out}
+        else:
+            out["anyOf"] = variants
+    if nullable:
+        if not out:
+            return {"type": "NULL"}
+        out["nullable"] = True
+    return out
+
+
+def _merge(schemas: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for schema in schemas:
+        for key, value in schema.items():
+            if key == "properties" and isinstance(out.get("properties"), dict):
+                out["properties"] = {**out["properties"], **value}
+            elif key == "required" and isinstance(out.get("required"), list):
+                out["required"] = out["required"] + [r for r in value if r not in out["required"]]
+            else:
+                out.setdefault(key, value)
+    return out
+
+
+# --- request ------------------------------------------------------------------------------------
+
+_LEVELS_PRO: Final = {
+    "none": "low",
+    "minimal": "low",
+    "low": "low",
+    "medium": "high",
+    "high": "high",
+    "xhigh": "high",
+    "max": "high",
+}
+_LEVELS_FLASH: Final = {
+    "none": "minimal",
+    "minimal": "minimal",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+    "max": "high",
+}
+_BUDGETS: Final = {
+    "none": 0,
+    "minimal": 512,
+    "low": 2048,
+    "medium": 8192,
+    "high": 24576,
+    "xhigh": 32768,
+    "max": 32768,
+}
+
+
+def is_gemini3(model: str) -> bool:
+    return model.removeprefix("models/").startswith("gemini-3")
+
+
+def thinking_config(model: str, reasoning: Reasoning | None) -> dict[str, Any] | None:
+    """`generationConfig.thinkingConfig` for the request's `reasoning`.
+
+    `budget_tokens` becomes `thinkingBudget` on every model. `effort` becomes `thinkingLevel` on
+    Gemini 3 (Pro knows only low/high, Flash also minimal/medium: levels a model lacks round to
+    the nearest it has) and a `thinkingBudget` on earlier models (none 0, minimal 512, low 2048,
+    medium 8192, high 24576, xhigh/max 32768; Flash models top out at 24576, and 2.5 Pro cannot
+    stop thinking, so `none` asks it for its minimum, 128). Thoughts are asked for
+    (`includeThoughts`) unless the request asks for no reasoning.
+    """
+    if reasoning is None or (reasoning.effort is None and reasoning.budget_tokens is None):
+        return None
+    name = model.removeprefix("models/")
+    if reasoning.budget_tokens is not None:
+        budget = reasoning.budget_tokens
+        return {"thinkingBudget": budget, "includeThoughts": budget > 0}
+    effort = reasoning.effort or "medium"
+    if is_gemini3(name):
+        levels = _LEVELS_FLASH if "flash" in name else _LEVELS_PRO
+        return {"thinkingLevel": levels[effort], "includeThoughts": effort != "none"}
+    budget = _BUDGETS[effort]
+    if "flash" in name:
+        budget = min(budget, 24576)
+    elif "pro" in name and budget == 0:
+        budget = 128
+    return {"thinkingBudget": budget, "includeThoughts": effort != "none"}
+
+
+# The first base64 characters of each format's magic number, for inline data sent without a type.
+_MAGIC: Final = (
+    ("iVBORw0KGgo", "image/png"),
+    ("/9j/", "image/jpeg"),
+    ("R0lGOD", "image/gif"),
+    ("UklGR", "image/webp"),
+)
+
+
+def _invalid(message: str) -> SidecarError:
+    return SidecarError("invalid_request", message, field="messages")
+
+
+def _inline(data: str, media_type: str | None) -> dict[str, Any]:
+    mime = media_type or next((m for prefix, m in _MAGIC if data.startswith(prefix)), None)
+    if mime is None:
+        raise _invalid("An inline image part needs its `media_type` (image/png, image/jpeg, ...) for Gemini.")
+    return {"inlineData": {"mimeType": mime, "data": data}}
+
+
+def _image(part: ImagePart) -> dict[str, Any]:
+    if part.data:
+        return _inline(part.data, part.media_type)
+    url = part.url or ""
+    if url.startswith("data:"):
+        header, sep, data = url[5:].partition(",")
+        if not sep or not header.endswith(";base64"):
+            raise _invalid("An image data URL must be base64 (`data:<type>;base64,<data>`).")
+        return _inline(data, header[: -len(";base64")] or part.media_type)
+    if url.startswith(("https://", "gs://")):
+        mime = part.media_type or mimetypes.guess_type(url.split("?", 1)[0])[0]
+        file_data: dict[str, Any] = {"fileUri": url}
+        if mime:
+            file_data["mimeType"] = mime
+        return {"fileData": file_data}
+    if not url:
+        raise _invalid("An image part needs `url`, or `data` with `media_type`.")
+    raise _invalid(
+        "Gemini takes image URLs only as https:// or gs:// links; send other images inline as `data` "
+        "with `media_type`."
+    )
+
+
+def _text_parts(content: str | list[TextPart | ImagePart] | None) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, TextPart):
+            if part.text:
+                parts.append({"text": part.text})
+        else:
+            parts.append(_image(part))
+    return parts
+
+
+def _text_of(content: str | list[TextPart | ImagePart] | None) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.text for p in content if isinstance(p, TextPart))
+
+
+@dataclass(slots=True)
+class _Carried:
+    """What an assistant message's continuation says about its parts."""
+
+    calls_by_id: dict[str, str] = field(default_factory=dict)
+    calls_by_name: dict[str, list[str]] = field(default_factory=dict)
+    texts: dict[int, str] = field(default_factory=dict)
+    thoughts: list[tuple[str, str]] = field(default_factory=list)
+    generated: set[str] = field(default_factory=set)
+
+
+def _carried(msg: Message) -> _Carried:
+    """Read a continuation defensively: it comes back from the host, possibly from another provider."""
+    carried = _Carried()
+    data = msg.continuation
+    if not isinstance(data, dict) or data.get("provider") != PROVIDER_TAG:
+        return carried
+    generated = data.get("generated_ids")
+    if isinstance(generated, list):
+        carried.generated = {g for g in generated if isinstance(g, str)}
+    for entry in data.get("signatures") or ():
+        if not isinstance(entry, dict) or not isinstance(entry.get("signature"), str):
+            continue
+        sig, kind = entry["signature"], entry.get("part")
+        if kind == "function_call":
+            if isinstance(entry.get("id"), str):
+                carried.calls_by_id[entry["id"]] = sig
+            if isinstance(entry.get("name"), str):
+                carried.calls_by_name.setdefault(entry["name"], []).append(sig)
+        elif kind == "text" and isinstance(entry.get("index"), int):
+            carried.texts[entry["index"]] = sig
+        elif kind == "thought":
+            text = entry.get("text")
+            carried.thoughts.append((text if isinstance(text, str) else "", sig))
+    return carried
+
+
+def _model_parts(msg: Message, carried: _Carried) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = [
+        {"text": text, "thought": True, "thoughtSignature": sig} for text, sig in carried.thoughts
+    ]
+    texts = _text_parts(msg.content)
+    text_slots = [i for i, p in enumerate(texts) if "text" in p]
+    for index, text_sig in sorted(carried.texts.items()):
+        if text_slots:  # without text to carry it the signature is dropped (Gemini checks only calls')
+            texts[text_slots[min(index, len(text_slots) - 1)]]["thoughtSignature"] = text_sig
+    parts += texts
+    # A signature belongs to its call's id; when the host re-keyed the calls, to the next call of
+    # that name whose id the continuation does not know.
+    calls = msg.tool_calls or []
+    matched = {carried.calls_by_id[c.id] for c in calls if c.id in carried.calls_by_id}
+    pool = {name: [s for s in sigs if s not in matched] for name, sigs in carried.calls_by_name.items()}
+    for call in calls:
+        function_call: dict[str, Any] = {"name": call.name, "args": call.arguments}
+        if call.id not in carried.generated:
+            function_call = {"id": call.id, **function_call}
+        part: dict[str, Any] = {"functionCall": function_call}
+        sig = carried.calls_by_id.get(call.id)
+        if sig is None and pool.get(call.name):
+            sig = pool[call.name].pop(0)
+        if sig is not None:
+            part["thoughtSignature"] = sig
+        parts.append(part)
+    return parts
+
+
+def _tool_result(content: str) -> Any:
+    try:
+        return msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        return content
+
+
+def _contents(messages: list[Message]) -> tuple[list[str], list[dict[str, Any]]]:
+    system: list[str] = []
+    contents: list[dict[str, Any]] = []
+    generated: set[str] = set()
+    call_names: dict[str, str] = {}
+
+    def add(role: str, parts: list[dict[str, Any]]) -> None:
+        if not parts:
+            return
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)  # Gemini wants turns to alternate
+        else:
+            contents.append({"role": role, "parts": parts})
+
+    for msg in messages:
+        if msg.role == "system":
+            text = _text_of(msg.content)
+            if text:
+                system.append(text)
+        elif msg.role == "user":
+            add("user", _text_parts(msg.content))
+        elif msg.role == "assistant":
+            carried = _carried(msg)
+            generated |= carried.generated
+            for call in msg.tool_calls or ():
+                call_names[call.id] = call.name
+            add("model", _model_parts(msg, carried))
+        else:
+            if not msg.tool_call_id:
+                raise _invalid("A tool message needs `tool_call_id`.")
+            name = msg.name or call_names.get(msg.tool_call_id)
+            if not name:
+                raise _invalid(
+                    "Gemini needs the tool's name with its result: give the tool message `name`, or keep "
+                    f"the assistant message that called `{msg.tool_call_id}` before it."
+                )
+            result = _tool_result(_text_of(msg.content))
+            response: dict[str, Any] = {"name": name, "response": {"result": result}}
+            if msg.tool_call_id not in generated:
+                response = {"id": msg.tool_call_id, **response}
+            add("user", [{"functionResponse": response}])
+    return system, contents
+
+
+def build_body(model: str, params: CompleteParams) -> dict[str, Any]:
+    """The `GenerateContentRequest` for `params` (the same for streaming and not: the URL differs)."""
+    system, contents = _contents(params.messages)
+    if not contents:
+        raise _invalid("Gemini needs at least one user message besides the system prompt.")
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": [{"text": text} for text in system]}
+    if params.tools:
+        declarations = []
+        for tool in params.tools:
+            declaration: dict[str, Any] = {"name": tool.name, "description": tool.description}
+            schema = to_gemini_schema(tool.parameters)
+            if schema:
+                declaration["parameters"] = schema
+            declarations.append(declaration)
+        body["tools"] = [{"functionDeclarations": declarations}]
+    if params.tool_choice is not None:
+        if isinstance(params.tool_choice, ToolChoiceName):
+            config: dict[str, Any] = {"mode": "ANY", "allowedFunctionNames": [params.tool_choice.name]}
+        else:
+            config = {"mode": {"auto": "AUTO", "required": "ANY", "none": "NONE"}[params.tool_choice]}
+        body["toolConfig"] = {"functionCallingConfig": config}
+    generation: dict[str, Any] = {}
+    if params.max_tokens is not None:
+        generation["maxOutputTokens"] = params.max_tokens
+    if params.temperature is not None:
+        generation["temperature"] = params.temperature
+    if params.top_p is not None:
+        generation["topP"] = params.top_p
+    if params.stop is not None:
+        generation["stopSequences"] = [params.stop] if isinstance(params.stop, str) else list(params.stop)
+    thinking = thinking_config(model, params.reasoning)
+    if thinking is not None:
+        generation["thinkingConfig"] = thinking
+    if generation:
+        body["generationConfig"] = generation
+    return body
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+
+class _FunctionCall(msgspec.Struct):
+    name: str | None = None
+    args: Any = None
+    id: str | None = None
+
+
+class _Part(msgspec.Struct, rename="camel"):
+    text: str | None = None
+    thought: bool | None = None
+    thought_signature: str | None = None
+    function_call: _FunctionCall | None = None
+
+
+class _Content(msgspec.Struct):
+    parts: list[_Part] | None = None
+    role: str | None = None
+
+
+class _Candidate(msgspec.Struct, rename="camel"):
+    content: _Content | None = None
+    finish_reason: str | None = None
+    index: int | None = None
+
+
+class _UsageMetadata(msgspec.Struct, rename="camel"):
+    prompt_token_count: int | None = None
+    candidates_token_count: int | None = None
+    total_token_count: int | None = None
+    thoughts_token_count: int | None = None
+    cached_content_token_count: int | None = None
+    tool_use_prompt_token_count: int | None = None
+
+
+class _PromptFeedback(msgspec.Struct, rename="camel"):
+    block_reason: str | None = None
+
+
+class _Response(msgspec.Struct, rename="camel"):
+    candidates: list[_Candidate] | None = None
+    usage_metadata: _UsageMetadata | None = None
+    model_version: str | None = None
+    response_id: str | None = None
+    prompt_feedback: _PromptFeedback | None = None
+    error: Any = None
+
+
+_response_decoder: Final = msgspec.json.Decoder(_Response)
+
+
+def finish_reason(raw: str) -> FinishReason:
+    if raw == "MAX_TOKENS":
+        return "length"
+    if raw in _FILTERED or raw.startswith("IMAGE_"):
+        return "content_filter"
+    return "stop"
+
+
+def usage_event(usage: _UsageMetadata) -> UsageEvent:
+    thoughts = usage.thoughts_token_count or 0
+    return UsageEvent(
+        # cachedContentTokenCount is part of promptTokenCount; tool-use prompts are not.
+        input_tokens=(usage.prompt_token_count or 0) + (usage.tool_use_prompt_token_count or 0),
+        output_tokens=(usage.candidates_token_count or 0) + thoughts,
+        cache_read_tokens=usage.cached_content_token_count or 0,
+        cache_write_tokens=0,
+        reasoning_tokens=thoughts,
+    )
+
+
+def generated_call_id(response_id: str | None, index: int, name: str, args_json: str) -> str:
+    digest = hashlib.sha256(f"{response_id or ''}\x00{index}\x00{name}\x00{args_json}".encode()).hexdigest()
+    return f"call_{index}_{digest[:8]}"
+
+
+class ResponseDecoder:
+    """Turns `GenerateContentResponse`s, in order, into provider events.
+
+    `feed` takes one stream chunk (or the whole non-streamed answer) and returns its metadata and
+    content deltas; `end` returns what closes the answer: `Finish`, the `Continuation` (when
+    there are signatures or made-up call ids) and the one `UsageEvent`, taken from the last
+    chunk's `usageMetadata` (earlier chunks carry partial counts).
+    """
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.usage: UsageEvent | None = None
+        self.finish: Finish | None = None
+        self._meta_sent = False
+        self._calls = 0
+        self._text_runs = 0
+        self._last: str | None = None  # kind of the previous part: "text", "thought", "call"
+        self._thought_run: list[str] = []
+        self._signatures: list[dict[str, Any]] = []
+        self._generated: list[str] = []
+
+    @property
+    def finished(self) -> bool:
+        return self.finish is not None
+
+    def feed(self, data: str | bytes) -> list[ProviderEvent]:
+        try:
+            chunk = _response_decoder.decode(data)
+        except msgspec.DecodeError:
+            bad = {"error": {"message": "sent a response that is not valid JSON"}}
+            raise provider_error(self.provider, 0, bad) from None
+        out: list[ProviderEvent] = []
+        if not self._meta_sent and (chunk.response_id or chunk.model_version):
+            out.append(ResponseMeta(chunk.response_id, chunk.model_version))
+            self._meta_sent = True
+        if chunk.usage_metadata is not None:
+            self.usage = usage_event(chunk.usage_metadata)
+        if chunk.error is not None:
+            raise provider_error(self.provider, 0, {"error": chunk.error})
+        for candidate in chunk.candidates or ():
+            if candidate.index not in (None, 0):
+                continue
+            if candidate.content is not None:
+                for part in candidate.content.parts or ():
+                    self._part(part, chunk.response_id, out)
+            if candidate.finish_reason:
+                self.finish = Finish(finish_reason(candidate.finish_reason), candidate.finish_reason)
+        blocked = chunk.prompt_feedback.block_reason if chunk.prompt_feedback is not None else None
+        if blocked and not chunk.candidates:
+            self.finish = Finish("content_filter", blocked)
+        return out
+
+    def _part(self, part: _Part, response_id: str | None, out: list[ProviderEvent]) -> None:
+        sig = part.thought_signature
+        if part.function_call is not None:
+            self._function_call(part.function_call, sig, response_id, out)
+            self._last = "call"
+            self._thought_run = []
+        elif part.thought:
+            if part.text:
+                out.append(ThinkingDelta(text=part.text))
+                self._thought_run.append(part.text)
+            if sig:
+                run = "".join(self._thought_run)
+                self._signatures.append({"part": "thought", "text": run, "signature": sig})
+                self._thought_run = []
+            self._last = "thought"
+        elif part.text is not None or sig:
+            if self._last != "text":
+                self._text_runs += 1
+            if part.text:
+                out.append(TextDelta(text=part.text))
+            if sig:
+                self._signatures.append({"part": "text", "index": self._text_runs - 1, "signature": sig})
+            self._last = "text"
+            self._thought_run = []
+
+    def _function_call(
+        self, call: _FunctionCall, sig: str | None, response_id: str | None, out: list[ProviderEvent]
+    ) -> None:
+        index = self._calls
+        self._calls += 1
+        name = call.name or ""
+        args = msgspec.json.encode(call.args if call.args is not None else {}).decode()
+        call_id = call.id
+        if not call_id:
+            call_id = generated_call_id(response_id, index, name, args)
+            self._generated.append(call_id)
+        out.append(ToolCallDelta(index=index, id=call_id, name=name, arguments_delta=args))
+        if sig:
+            self._signatures.append({"part": "function_call", "id": call_id, "name": name, "signature": sig})
+
+    def continuation(self) -> dict[str, Any] | None:
+        if not self._signatures and not self._generated:
+            return None
+        data: dict[str, Any] = {"provider": PROVIDER_TAG, "signatures": list(self._signatures)}
+        if self._generated:
+            data["generated_ids"] = list(self._generated)
+        return data
+
+    def final_usage(self) -> UsageEvent:
+        return self.usage or UsageEvent(
+            input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0
+        )
+
+    def end(self) -> list[ProviderEvent]:
+        """Finish (stop when none was sent), continuation, usage: the tail of every answer."""
+        out: list[ProviderEvent] = [self.finish or Finish("stop")]
+        continuation = self.continuation()
+        if continuation is not None:
+            out.append(Continuation(continuation))
+        out.append(self.final_usage())
+        return out
+
+
+def decode_response(provider: str, body: bytes) -> list[ProviderEvent]:
+    """A whole `generateContent` answer as the same events a stream gives."""
+    decoder = ResponseDecoder(provider)
+    events = decoder.feed(body)
+    return events + decoder.end()
