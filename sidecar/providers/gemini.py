@@ -18,12 +18,11 @@ from urllib.parse import quote
 import msgspec
 
 from sidecar.core.assemble import ProviderEvent
-from sidecar.errors import ProviderError, SidecarError
+from sidecar.errors import SidecarError
 from sidecar.providers import gemini_format
 from sidecar.providers.base import KeyCheck, Provider
-from sidecar.providers.decoders import SSEDecoder
-from sidecar.providers.errors import display
-from sidecar.providers.http import Timeouts, iter_chunks, read_body
+from sidecar.providers.http import Timeouts, read_body
+from sidecar.providers.streaming import relay_sse
 from sidecar.wire.chat import CompleteParams
 
 _VALIDATE_TIMEOUTS: Final = Timeouts(connect_s=5.0, read_s=5.0, write_s=5.0)
@@ -54,34 +53,11 @@ class GeminiProvider(Provider):
         headers = self._headers(await self.key())
         headers["accept"] = "text/event-stream"
         url = self._model_url(model, "streamGenerateContent") + "?alt=sse"
-        decoder = gemini_format.ResponseDecoder(self.id)
-        sse = SSEDecoder()
         async with self.http.open(
             self.id, "POST", url, headers=headers, json_body=body, timeouts=timeouts
         ) as response:
-            try:
-                async for chunk in iter_chunks(self.id, response):
-                    for event in sse.feed(chunk):
-                        for out in decoder.feed(event.data):
-                            yield out
-                for event in sse.finish():
-                    for out in decoder.feed(event.data):
-                        yield out
-            except SidecarError:
-                if decoder.usage is not None:
-                    yield decoder.usage  # the partial usage a failing stream reported
-                raise
-        if not decoder.finished:
-            if decoder.usage is not None:
-                yield decoder.usage
-            raise ProviderError(
-                "network_error",
-                f"The stream from {display(self.id)} ended before the answer was complete "
-                "(no finish reason). Retry the request.",
-                provider=self.id,
-            )
-        for out in decoder.end():
-            yield out
+            async for event in relay_sse(self.id, response, gemini_format.ResponseDecoder(self.id)):
+                yield event
 
     async def complete(
         self, model: str, params: CompleteParams, timeouts: Timeouts

@@ -624,6 +624,18 @@ class ResponseDecoder:
     def finished(self) -> bool:
         return self.finish is not None
 
+    # The `relay_sse` side: Gemini streams have no terminator (the connection just ends), so the
+    # answer is whole once a finish reason came.
+    terminator = "finish reason"
+    terminated = False
+
+    @property
+    def complete(self) -> bool:
+        return self.finished
+
+    def on_event(self, event: str, data: str) -> list[ProviderEvent]:
+        return self.feed(data)
+
     def feed(self, data: str | bytes) -> list[ProviderEvent]:
         try:
             chunk = _response_decoder.decode(data)

@@ -15,11 +15,11 @@ from typing import Any, Final
 import msgspec
 
 from sidecar.core.assemble import ProviderEvent
-from sidecar.errors import ProviderError, SidecarError
+from sidecar.errors import SidecarError
 from sidecar.providers import openai_format
 from sidecar.providers.base import KeyCheck, KeyGetter, Provider, ProviderSpec
-from sidecar.providers.decoders import SSEDecoder
-from sidecar.providers.http import HttpClient, Timeouts, iter_chunks, read_body
+from sidecar.providers.http import HttpClient, Timeouts, read_body
+from sidecar.providers.streaming import relay_sse
 from sidecar.wire.chat import CompleteParams
 
 _DIALECTS: Final = {
@@ -57,38 +57,12 @@ class OpenAICompatProvider(Provider):
         body = msgspec.json.encode(openai_format.build_body(model, params, self.dialect, stream=True))
         headers = self._headers(await self.key())
         headers["accept"] = "text/event-stream"
-        decoder = openai_format.ChunkDecoder(self.id)
-        sse = SSEDecoder()
+        url = self._url("/chat/completions")
         async with self.http.open(
-            self.id,
-            "POST",
-            self._url("/chat/completions"),
-            headers=headers,
-            json_body=body,
-            timeouts=timeouts,
+            self.id, "POST", url, headers=headers, json_body=body, timeouts=timeouts
         ) as response:
-            try:
-                async for chunk in iter_chunks(self.id, response):
-                    for event in sse.feed(chunk):
-                        for out in decoder.feed(event.data):
-                            yield out
-                    if decoder.done:
-                        break
-                if not decoder.done:
-                    for event in sse.finish():
-                        for out in decoder.feed(event.data):
-                            yield out
-            except SidecarError:
-                if decoder.usage is not None:
-                    yield decoder.usage  # the partial usage a failing stream reported
-                raise
-        if not decoder.done:
-            raise ProviderError(
-                "network_error",
-                f"The stream from {self.id} ended before it was complete (no [DONE]).",
-                provider=self.id,
-            )
-        yield decoder.final_usage()
+            async for event in relay_sse(self.id, response, openai_format.ChunkDecoder(self.id)):
+                yield event
 
     async def complete(
         self, model: str, params: CompleteParams, timeouts: Timeouts

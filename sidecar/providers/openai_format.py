@@ -321,6 +321,23 @@ class ChunkDecoder:
             input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0
         )
 
+    # The `relay_sse` side: chat-completions streams end with `data: [DONE]`.
+    terminator = "[DONE]"
+
+    @property
+    def terminated(self) -> bool:
+        return self.done
+
+    @property
+    def complete(self) -> bool:
+        return self.done
+
+    def on_event(self, event: str, data: str) -> list[ProviderEvent]:
+        return self.feed(data)
+
+    def end(self) -> list[ProviderEvent]:
+        return [self.final_usage()]
+
 
 def decode_completion(provider: str, body: bytes) -> list[ProviderEvent]:
     """A whole (non-streamed) chat completion as the same events a stream would give."""

@@ -289,3 +289,13 @@ def test_logs_are_json_on_stderr_with_the_request_id_and_no_content(openai: Fake
     assert failed and failed[0]["request_id"] == 1 and failed[0]["kind"] == "auth_failed"
     assert "secret prompt text" not in sc.stderr_text
     assert KEY not in sc.stderr_text
+
+
+def test_streams_read_to_their_end_keep_the_upstream_connection_pooled(
+    sidecar: Sidecar, openai: FakeOpenAICompat
+) -> None:
+    for n in range(3):
+        rid = sidecar.start("stream", {"model": "openai:gpt-4o-mini", "messages": user(f"pooled {n}")})
+        assert sidecar.wait(rid)["result"]["text"] == f"Echo: pooled {n}"
+    assert sidecar.result("complete", {"model": "openai:gpt-4o-mini", "messages": user("and one more")})
+    assert openai.connections_accepted == 1

@@ -1,0 +1,608 @@
+"""The Anthropic Messages wire format (`POST /v1/messages`, API version 2023-06-01).
+
+Pure: `build_body` turns contract params into a request body, `StreamDecoder` turns the events of
+a stream into provider events, `decode_message` does the same for a whole (non-streamed) Message.
+
+What the adapter owes Anthropic, and how it is done here:
+
+* System messages become the top-level `system` list of text blocks; the turns must alternate
+  user/assistant, so consecutive turns of one role are merged, and tool results (`role: tool`)
+  become `tool_result` blocks of a user turn, placed before any other block of that turn (the API
+  rejects a turn whose tool results do not come first).
+* `max_tokens` is required upstream. When the host gives none, it is the model's maximum output
+  from the catalog, or `DEFAULT_MAX_TOKENS` for a model the catalog does not know.
+* `reasoning` becomes `thinking: {"type": "enabled", "budget_tokens": N}` (see `_thinking`), left
+  off where Anthropic would refuse it (a forced tool choice; an open tool loop whose thinking
+  blocks were not sent back); with thinking on, `temperature` and a `top_p` below 0.95 are dropped.
+* Multi-turn continuity: an assistant turn's thinking blocks (with their signatures) come out of
+  the decoders as a `Continuation` `{"provider": "anthropic", "blocks": [...]}`; when the host
+  sends it back on that assistant message, the blocks go first in that turn, unmodified.
+
+Must not know: HTTP, keys, the protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+
+from sidecar.core import catalog
+from sidecar.core.assemble import Continuation, Finish, ProviderEvent, ResponseMeta
+from sidecar.errors import SidecarError
+from sidecar.providers.errors import provider_error
+from sidecar.wire.chat import (
+    CompleteParams,
+    FinishReason,
+    ImagePart,
+    Message,
+    Part,
+    Reasoning,
+    TextDelta,
+    TextPart,
+    ThinkingDelta,
+    ToolCallDelta,
+    ToolChoiceName,
+    UsageEvent,
+)
+
+API_VERSION: Final = "2023-06-01"
+DEFAULT_MAX_TOKENS: Final = 4096
+"""`max_tokens` for a model the catalog does not know, when the host gave none."""
+MIN_THINKING_BUDGET: Final = 1024
+"""Anthropic rejects a smaller `budget_tokens`."""
+CONTINUATION_PROVIDER: Final = "anthropic"
+
+# Thinking budgets for the contract's effort levels (Anthropic takes a budget, not a level).
+EFFORT_BUDGETS: Final[dict[str, int]] = {
+    "minimal": 1024,
+    "low": 2048,
+    "medium": 8192,
+    "high": 16384,
+    "xhigh": 32768,
+    "max": 65536,
+}
+
+STOP_REASONS: Final[dict[str, FinishReason]] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+_EPHEMERAL: Final = {"type": "ephemeral"}
+_THINKING_TYPES: Final = frozenset({"thinking", "redacted_thinking"})
+# The first bytes of each image format Anthropic accepts, as they start in base64.
+_IMAGE_MAGIC: Final = (
+    ("iVBORw0KGgo", "image/png"),
+    ("/9j/", "image/jpeg"),
+    ("R0lGOD", "image/gif"),
+    ("UklGR", "image/webp"),
+)
+
+
+# --- request ------------------------------------------------------------------------------------
+
+
+def _invalid(message: str) -> SidecarError:
+    return SidecarError("invalid_request", message, field="messages")
+
+
+def _media_type(data: str) -> str:
+    for prefix, media_type in _IMAGE_MAGIC:
+        if data.startswith(prefix):
+            return media_type
+    return "image/png"
+
+
+def _image_block(part: ImagePart) -> dict[str, Any]:
+    if part.data:
+        source = {
+            "type": "base64",
+            "media_type": part.media_type or _media_type(part.data),
+            "data": part.data,
+        }
+    elif part.url and part.url.startswith("data:"):
+        header, sep, payload = part.url[5:].partition(",")
+        media_type, _, encoding = header.partition(";")
+        if not sep or encoding != "base64":
+            raise _invalid("An image data URL must be base64 (`data:<media type>;base64,<data>`).")
+        source = {"type": "base64", "media_type": media_type or _media_type(payload), "data": payload}
+    elif part.url:
+        source = {"type": "url", "url": part.url}
+    else:
+        raise _invalid("An image part needs `url`, or `data` with `media_type`.")
+    return {"type": "image", "source": source}
+
+
+def _blocks(content: str | Sequence[Part] | None, *, images: bool = True) -> list[dict[str, Any]]:
+    """Content as Anthropic blocks. Empty text is dropped: the API rejects empty text blocks."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    out: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, TextPart):
+            if not part.text:
+                continue
+            block: dict[str, Any] = {"type": "text", "text": part.text}
+        elif images:
+            block = _image_block(part)
+        else:
+            continue
+        if part.cache:
+            block["cache_control"] = dict(_EPHEMERAL)
+        out.append(block)
+    return out
+
+
+def _mark_cache(blocks: list[dict[str, Any]]) -> None:
+    """A message's `cache: true` is a breakpoint on its last block (thinking blocks cannot carry one)."""
+    for block in reversed(blocks):
+        if block.get("type") not in _THINKING_TYPES:
+            block["cache_control"] = dict(_EPHEMERAL)
+            return
+
+
+def continuation_blocks(msg: Message) -> list[dict[str, Any]]:
+    """The thinking blocks an assistant message carries back from an earlier Anthropic answer."""
+    data = msg.continuation
+    if not data or data.get("provider") != CONTINUATION_PROVIDER:
+        return []  # another provider's state: meaningless here
+    blocks = data.get("blocks")
+    if not isinstance(blocks, list):
+        return []
+    return [dict(b) for b in blocks if isinstance(b, dict)]  # copies: the host's message stays as it was
+
+
+def _tool_result(msg: Message) -> dict[str, Any]:
+    if not msg.tool_call_id:
+        raise _invalid("A tool message needs `tool_call_id` (the id of the tool call it answers).")
+    content: str | list[dict[str, Any]]
+    if msg.content is None or isinstance(msg.content, str):
+        content = msg.content or ""
+    else:
+        content = _blocks(msg.content)
+    return {"type": "tool_result", "tool_use_id": msg.tool_call_id, "content": content}
+
+
+def _assistant_blocks(msg: Message) -> list[dict[str, Any]]:
+    # Thinking blocks first, unmodified: the API checks their signatures against the turn.
+    blocks = [*continuation_blocks(msg), *_blocks(msg.content, images=False)]
+    for call in msg.tool_calls or ():
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments})
+    return blocks
+
+
+@dataclass
+class _Turn:
+    role: str
+    results: list[dict[str, Any]] = field(default_factory=list)  # tool_result blocks (user turns)
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def content(self) -> list[dict[str, Any]]:
+        return [*self.results, *self.blocks]
+
+
+def _system_and_turns(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], list[_Turn]]:
+    system: list[dict[str, Any]] = []
+    turns: list[_Turn] = []
+    for msg in messages:
+        if msg.role == "system":
+            blocks = _blocks(msg.content, images=False)
+            if msg.cache:
+                _mark_cache(blocks)
+            system.extend(blocks)
+            continue
+        role = "assistant" if msg.role == "assistant" else "user"
+        if not turns or turns[-1].role != role:
+            turns.append(_Turn(role))
+        turn = turns[-1]
+        if msg.role == "tool":
+            added = [_tool_result(msg)]
+            turn.results.extend(added)
+        else:
+            added = _assistant_blocks(msg) if role == "assistant" else _blocks(msg.content)
+            turn.blocks.extend(added)
+        if msg.cache:
+            _mark_cache(added)
+    return system, turns
+
+
+def _budget(reasoning: Reasoning | None) -> int | None:
+    if reasoning is None:
+        return None
+    if reasoning.budget_tokens is not None:
+        return reasoning.budget_tokens or None  # 0: do not think
+    if reasoning.effort is None or reasoning.effort == "none":
+        return None
+    return EFFORT_BUDGETS.get(reasoning.effort, EFFORT_BUDGETS["medium"])
+
+
+def _open_tool_loop_without_thinking(messages: Sequence[Message]) -> bool:
+    """True when the last assistant turn called tools but carries no thinking blocks back.
+
+    With thinking on, Anthropic requires that turn to start with its thinking block; a turn that
+    lacks one (answered by another provider, or by a request without thinking) can only be
+    continued with thinking off.
+    """
+    last = next((m for m in reversed(messages) if m.role == "assistant"), None)
+    if last is None or not last.tool_calls:
+        return False
+    return not any(b.get("type") in _THINKING_TYPES for b in continuation_blocks(last))
+
+
+def _forces_a_tool(params: CompleteParams) -> bool:
+    # Anthropic refuses thinking with a forced tool choice; the host's choice of tool is the
+    # firmer request, so thinking gives way (other providers allow both).
+    return bool(params.tools) and (
+        params.tool_choice == "required" or isinstance(params.tool_choice, ToolChoiceName)
+    )
+
+
+def _thinking(model: str, params: CompleteParams) -> tuple[int, int | None]:
+    """`(max_tokens, thinking budget or None)` for the request."""
+    info = catalog.lookup("anthropic", model)
+    cap = info.max_output_tokens if info is not None else None
+    max_tokens = params.max_tokens or cap or DEFAULT_MAX_TOKENS
+    budget = _budget(params.reasoning)
+    if budget is None or _open_tool_loop_without_thinking(params.messages) or _forces_a_tool(params):
+        return max_tokens, None
+    budget = max(MIN_THINKING_BUDGET, budget)
+    if budget >= max_tokens:
+        # Thinking counts inside max_tokens, and the budget must stay below it. Rather than starve
+        # the answer, max_tokens is raised so that the host's max_tokens (or DEFAULT_MAX_TOKENS
+        # when it gave none) is still left for the answer after the budget.
+        room = params.max_tokens or DEFAULT_MAX_TOKENS
+        max_tokens = budget + room
+        if cap is not None and max_tokens > cap:
+            # Never ask for more than the model can write: the budget gives way, leaving the
+            # answer its room (at most half of the model's output).
+            max_tokens = cap
+            budget = max(MIN_THINKING_BUDGET, cap - min(room, cap // 2))
+    if budget >= max_tokens:
+        return max_tokens, None  # a model whose whole output is below the minimum budget
+    return max_tokens, budget
+
+
+def build_body(model: str, params: CompleteParams, *, stream: bool) -> dict[str, Any]:
+    system, turns = _system_and_turns(params.messages)
+    max_tokens, budget = _thinking(model, params)
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": max_tokens,
+        "messages": [{"role": t.role, "content": t.content()} for t in turns],
+    }
+    if system:
+        body["system"] = system
+    if budget is not None:
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    # Anthropic rejects temperature with thinking on, and a top_p below 0.95.
+    if params.temperature is not None and budget is None:
+        body["temperature"] = params.temperature
+    if params.top_p is not None and (budget is None or params.top_p >= 0.95):
+        body["top_p"] = params.top_p
+    if params.stop is not None:
+        body["stop_sequences"] = [params.stop] if isinstance(params.stop, str) else list(params.stop)
+    if params.tools:
+        tools = []
+        for tool in params.tools:
+            entry: dict[str, Any] = {
+                "name": tool.name,
+                "description": tool.description,
+                "input_schema": tool.parameters,
+            }
+            if tool.cache:
+                entry["cache_control"] = dict(_EPHEMERAL)
+            tools.append(entry)
+        body["tools"] = tools
+        choice = params.tool_choice
+        if isinstance(choice, ToolChoiceName):
+            body["tool_choice"] = {"type": "tool", "name": choice.name}
+        elif choice is not None:
+            body["tool_choice"] = {"type": {"auto": "auto", "required": "any", "none": "none"}[choice]}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+
+class _OutputDetails(msgspec.Struct):
+    thinking_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    output_tokens_details: _OutputDetails | None = None
+
+
+class _Block(msgspec.Struct):
+    type: str = ""
+    text: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
+    id: str | None = None
+    name: str | None = None
+    input: Any = None
+
+
+class _Delta(msgspec.Struct):
+    """`content_block_delta.delta` and `message_delta.delta` in one shape."""
+
+    type: str = ""
+    text: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    partial_json: str | None = None
+    stop_reason: str | None = None
+
+
+class _Message(msgspec.Struct):
+    id: str | None = None
+    model: str | None = None
+    content: list[_Block] = msgspec.field(default_factory=list)
+    stop_reason: str | None = None
+    usage: _Usage | None = None
+
+
+class _Event(msgspec.Struct):
+    type: str = ""
+    index: int | None = None
+    message: _Message | None = None
+    content_block: _Block | None = None
+    delta: _Delta | None = None
+    usage: _Usage | None = None
+    error: Any = None
+
+
+_event_decoder: Final = msgspec.json.Decoder(_Event)
+_message_decoder: Final = msgspec.json.Decoder(_Message)
+_json_encode: Final = msgspec.json.encode
+
+
+class _UsageTotals:
+    """Anthropic's counts, kept as the latest value of each (message_delta's are cumulative)."""
+
+    def __init__(self) -> None:
+        self.input = 0
+        self.output = 0
+        self.cache_write = 0
+        self.cache_read = 0
+        self.thinking = 0
+        self.seen = False
+
+    def update(self, usage: _Usage) -> None:
+        self.seen = True
+        if usage.input_tokens is not None:
+            self.input = usage.input_tokens
+        if usage.output_tokens is not None:
+            self.output = usage.output_tokens
+        if usage.cache_creation_input_tokens is not None:
+            self.cache_write = usage.cache_creation_input_tokens
+        if usage.cache_read_input_tokens is not None:
+            self.cache_read = usage.cache_read_input_tokens
+        details = usage.output_tokens_details
+        if details is not None and details.thinking_tokens is not None:
+            self.thinking = details.thinking_tokens
+
+    def event(self) -> UsageEvent:
+        # Anthropic's input_tokens counts only what was neither read from nor written to the cache.
+        return UsageEvent(
+            input_tokens=self.input + self.cache_write + self.cache_read,
+            output_tokens=self.output,
+            cache_read_tokens=self.cache_read,
+            cache_write_tokens=self.cache_write,
+            reasoning_tokens=self.thinking,
+        )
+
+
+def _finish(stop_reason: str | None) -> Finish:
+    return Finish(STOP_REASONS.get(stop_reason or "", "stop"), stop_reason)
+
+
+def _continuation(blocks: list[dict[str, Any]]) -> list[ProviderEvent]:
+    if not blocks:
+        return []
+    return [Continuation({"provider": CONTINUATION_PROVIDER, "blocks": blocks})]
+
+
+class _OpenBlock:
+    __slots__ = ("args", "input", "kind", "signature", "thinking", "tool_index")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.tool_index = -1
+        self.thinking: list[str] = []
+        self.signature: list[str] = []
+        self.args = False  # any input_json_delta piece seen
+        self.input: Any = None
+
+
+class StreamDecoder:
+    """Turns the events of a Messages stream into provider events, in order.
+
+    `feed(event_name, data)` takes one SSE event; `done` turns true at `message_stop`, which is when
+    `Finish` and the `Continuation` come out; the caller then adds `final_usage()`.
+    """
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.done = False
+        self._usage = _UsageTotals()
+        self._stop_reason: str | None = None
+        self._open: dict[int, _OpenBlock] = {}
+        self._kept: dict[int, dict[str, Any]] = {}  # thinking blocks for the continuation, by index
+        self._tools = 0
+
+    @property
+    def usage(self) -> UsageEvent | None:
+        """The usage reported so far (None before `message_start`)."""
+        return self._usage.event() if self._usage.seen else None
+
+    def final_usage(self) -> UsageEvent:
+        return self._usage.event()
+
+    # The `relay_sse` side: a Messages stream ends with `message_stop`.
+    terminator = "message_stop"
+
+    @property
+    def terminated(self) -> bool:
+        return self.done
+
+    @property
+    def complete(self) -> bool:
+        return self.done
+
+    def on_event(self, event: str, data: str) -> list[ProviderEvent]:
+        return self.feed(event, data)
+
+    def end(self) -> list[ProviderEvent]:
+        return [self.final_usage()]
+
+    def feed(self, event_name: str, data: str | bytes) -> list[ProviderEvent]:
+        try:
+            ev = _event_decoder.decode(data)
+        except msgspec.DecodeError:
+            raise provider_error(
+                self.provider, 0, {"error": {"message": "sent a stream event that is not valid JSON"}}
+            ) from None
+        kind = ev.type or event_name
+        out: list[ProviderEvent] = []
+        if kind == "content_block_delta":
+            self._delta(ev, out)
+        elif kind == "content_block_start":
+            self._start(ev, out)
+        elif kind == "content_block_stop":
+            self._stop(ev, out)
+        elif kind == "message_start":
+            if ev.message is not None:
+                out.append(ResponseMeta(ev.message.id, ev.message.model))
+                if ev.message.usage is not None:
+                    self._usage.update(ev.message.usage)
+        elif kind == "message_delta":
+            if ev.delta is not None and ev.delta.stop_reason:
+                self._stop_reason = ev.delta.stop_reason
+            if ev.usage is not None:
+                self._usage.update(ev.usage)
+        elif kind == "message_stop":
+            self.done = True
+            out.append(_finish(self._stop_reason))
+            out.extend(_continuation([self._kept[i] for i in sorted(self._kept)]))
+        elif kind == "error":
+            raise provider_error(self.provider, 0, data.encode() if isinstance(data, str) else data)
+        # ping, and event types added after this was written, are ignored (as Anthropic asks).
+        return out
+
+    def _start(self, ev: _Event, out: list[ProviderEvent]) -> None:
+        block = ev.content_block
+        if block is None or ev.index is None:
+            return
+        state = self._open[ev.index] = _OpenBlock(block.type)
+        if block.type == "text":
+            if block.text:
+                out.append(TextDelta(text=block.text))
+        elif block.type == "thinking":
+            if block.thinking:
+                state.thinking.append(block.thinking)
+                out.append(ThinkingDelta(text=block.thinking))
+            if block.signature:
+                state.signature.append(block.signature)
+        elif block.type == "redacted_thinking":
+            self._kept[ev.index] = {"type": "redacted_thinking", "data": block.data or ""}
+        elif block.type == "tool_use":
+            state.tool_index = self._tools
+            self._tools += 1
+            state.input = block.input
+            out.append(ToolCallDelta(index=state.tool_index, id=block.id or None, name=block.name or None))
+
+    def _delta(self, ev: _Event, out: list[ProviderEvent]) -> None:
+        delta = ev.delta
+        state = self._open.get(ev.index) if ev.index is not None else None
+        if delta is None or state is None:
+            return
+        if delta.type == "text_delta":
+            if delta.text:
+                out.append(TextDelta(text=delta.text))
+        elif delta.type == "thinking_delta":
+            if delta.thinking:
+                state.thinking.append(delta.thinking)
+                out.append(ThinkingDelta(text=delta.thinking))
+        elif delta.type == "signature_delta":
+            if delta.signature:
+                state.signature.append(delta.signature)
+        elif delta.type == "input_json_delta" and delta.partial_json and state.kind == "tool_use":
+            state.args = True
+            out.append(ToolCallDelta(index=state.tool_index, arguments_delta=delta.partial_json))
+        # citations_delta and later delta types carry nothing the contract has a place for.
+
+    def _stop(self, ev: _Event, out: list[ProviderEvent]) -> None:
+        if ev.index is None:
+            return
+        state = self._open.pop(ev.index, None)
+        if state is None:
+            return
+        if state.kind == "thinking":
+            self._kept[ev.index] = {
+                "type": "thinking",
+                "thinking": "".join(state.thinking),
+                "signature": "".join(state.signature),
+            }
+        elif state.kind == "tool_use" and not state.args and isinstance(state.input, dict) and state.input:
+            # Some Anthropic-compatible servers send the whole input at the start, with no deltas.
+            out.append(
+                ToolCallDelta(index=state.tool_index, arguments_delta=_json_encode(state.input).decode())
+            )
+
+
+def decode_message(provider: str, body: bytes) -> list[ProviderEvent]:
+    """A whole (non-streamed) Message as the same events its stream would give."""
+    try:
+        msg = _message_decoder.decode(body)
+    except msgspec.DecodeError:
+        raise provider_error(
+            provider, 0, {"error": {"message": "sent an answer that is not valid JSON"}}
+        ) from None
+    out: list[ProviderEvent] = [ResponseMeta(msg.id, msg.model)]
+    kept: list[dict[str, Any]] = []
+    tools = 0
+    for block in msg.content:
+        if block.type == "text" and block.text:
+            out.append(TextDelta(text=block.text))
+        elif block.type == "thinking":
+            if block.thinking:
+                out.append(ThinkingDelta(text=block.thinking))
+            kept.append(
+                {"type": "thinking", "thinking": block.thinking or "", "signature": block.signature or ""}
+            )
+        elif block.type == "redacted_thinking":
+            kept.append({"type": "redacted_thinking", "data": block.data or ""})
+        elif block.type == "tool_use":
+            args = block.input if isinstance(block.input, dict) else {}
+            out.append(
+                ToolCallDelta(
+                    index=tools,
+                    id=block.id or None,
+                    name=block.name or None,
+                    arguments_delta=_json_encode(args).decode(),
+                )
+            )
+            tools += 1
+    out.append(_finish(msg.stop_reason))
+    out.extend(_continuation(kept))
+    usage = _UsageTotals()
+    if msg.usage is not None:
+        usage.update(msg.usage)
+    out.append(usage.event())
+    return out

@@ -1,0 +1,92 @@
+"""The one loop that relays an upstream SSE body through a provider's stream decoder.
+
+Every SSE provider does the same things around its own decoder: split the body into events,
+stop reading at the upstream's terminator, report the partial usage of a stream that fails,
+call a stream that ends early a `network_error`, and read what follows the terminator so the
+connection goes back to the pool (a body closed before its end closes the connection, and the
+next request pays for a new TCP and TLS handshake).
+
+Must not know: any provider's JSON, the protocol, keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Final, Protocol
+
+import anyio
+
+from sidecar.core.assemble import ProviderEvent
+from sidecar.errors import ProviderError, SidecarError
+from sidecar.providers.decoders import SSEDecoder
+from sidecar.providers.errors import display
+from sidecar.providers.http import iter_chunks
+from sidecar.wire.chat import UsageEvent
+
+_DRAIN_S: Final = 0.5
+
+
+class EventDecoder(Protocol):
+    """A provider's decoder of SSE events, as `relay_sse` drives it."""
+
+    @property
+    def usage(self) -> UsageEvent | None:
+        """The usage reported so far, if any."""
+
+    @property
+    def terminated(self) -> bool:
+        """The upstream's terminator was seen: stop reading."""
+
+    @property
+    def complete(self) -> bool:
+        """The answer is whole (a stream that ends without this was cut short)."""
+
+    @property
+    def terminator(self) -> str:
+        """What a whole stream ends with, for the error message of one that doesn't."""
+
+    def on_event(self, event: str, data: str) -> list[ProviderEvent]: ...
+
+    def end(self) -> list[ProviderEvent]:
+        """What closes a complete answer (finish, continuation, the one final usage)."""
+
+
+async def drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read (bounded) what follows the terminator, normally only the end of the chunked body."""
+    with anyio.move_on_after(_DRAIN_S), contextlib.suppress(SidecarError):
+        async for _ in chunks:
+            pass
+
+
+async def relay_sse(
+    provider: str, response: Any, decoder: EventDecoder
+) -> AsyncGenerator[ProviderEvent, None]:
+    sse = SSEDecoder()
+    chunks = iter_chunks(provider, response)
+    try:
+        async for chunk in chunks:
+            for event in sse.feed(chunk):
+                for out in decoder.on_event(event.event, event.data):
+                    yield out
+            if decoder.terminated:
+                break
+        else:
+            for event in sse.finish():
+                for out in decoder.on_event(event.event, event.data):
+                    yield out
+        if not decoder.complete:
+            raise ProviderError(
+                "network_error",
+                f"The stream from {display(provider)} ended before the answer was complete "
+                f"(no {decoder.terminator}). Retry the request.",
+                provider=provider,
+            )
+    except SidecarError:
+        if decoder.usage is not None:
+            yield decoder.usage  # the partial usage a failing stream reported
+        raise
+    if decoder.terminated:
+        await drain(chunks)
+    for out in decoder.end():
+        yield out
