@@ -118,7 +118,7 @@ class CatalogService:
         return ListModelsResult(models=entries, pricing_date=self.prices.catalog_date)
 
     async def estimate_cost(self, params: EstimateCostParams, ctx: CallContext) -> EstimateCostResult:
-        input_tokens = tokens.estimate_input_tokens(params.messages or [])
+        input_tokens = tokens.estimate_input_tokens(params.messages or [], params.tools)
         first = self._estimate(params.model, input_tokens, params.max_tokens)
         comparisons = [self._estimate(m, input_tokens, params.max_tokens) for m in params.compare or []]
         return EstimateCostResult(

@@ -10,7 +10,7 @@ from typing import Annotated
 import msgspec
 
 from sidecar.wire.base import Wire
-from sidecar.wire.chat import Message
+from sidecar.wire.chat import Message, Tool
 
 
 class InfoResult(Wire):
@@ -64,6 +64,7 @@ class EstimateCostParams(Wire):
     messages: list[Message] | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
     compare: list[str] | None = None
+    tools: list[Tool] | None = None
 
 
 class CostEstimate(Wire):

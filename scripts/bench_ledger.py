@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Benchmarks of the usage ledger: how many rows per second the writer commits, and what the chat
+hooks cost a request on its path (the `after` hook only queues the row; the commit happens on the
+writer thread, off the stream's hot path).
+
+`bench_ledger(quick)` returns rows in scripts/bench.py's table shape (measure, sidecar, floor,
+ratio), to be folded into it; run alone it prints them.
+
+    .venv/bin/python scripts/bench_ledger.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sidecar.app import build_services  # noqa: E402
+from sidecar.config import Config  # noqa: E402
+from sidecar.core.models import ModelRef  # noqa: E402
+from sidecar.infra.db import Database  # noqa: E402
+from sidecar.infra.keystore import MemoryStore  # noqa: E402
+from sidecar.infra.ledger import Ledger, Row  # noqa: E402
+from sidecar.services.chat import Outcome  # noqa: E402
+from sidecar.services.usage import UsageService  # noqa: E402
+from sidecar.wire.base import Usage  # noqa: E402
+from sidecar.wire.chat import CompleteParams, Message  # noqa: E402
+from sidecar.wire.usage import SetBudgetParams  # noqa: E402
+
+Table = list[tuple[str, str, str, str]]
+USAGE = Usage(
+    input_tokens=1200, output_tokens=300, cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0
+)
+
+
+def _row(i: int) -> Row:
+    return Row(
+        ts=1_800_000_000.0 + i, method="stream", provider="openai", model="gpt-4o-mini", outcome="ok",
+        latency_ms=123.4, input_tokens=1200, output_tokens=300, cache_read_tokens=0, cache_write_tokens=0,
+        reasoning_tokens=0, cost_usd=0.00036, pricing_date="2025-11-24", run_id="run-1", tag="bench",
+    )  # fmt: skip
+
+
+def commit_rate(n: int) -> tuple[float, float]:
+    """Rows/s committed by the ledger's writer for `n` rows queued at once, and the floor: the same
+    rows inserted with bare sqlite3 (WAL, synchronous=NORMAL) in one transaction."""
+    with tempfile.TemporaryDirectory() as home:
+        ledger = Ledger(Database(Path(home) / "sidecar.db"))
+        ledger.flush()  # open and migrate outside the measurement
+        rows = [_row(i) for i in range(n)]
+        started = time.perf_counter()
+        for row in rows:
+            ledger.record(row)
+        ledger.flush(timeout=120)
+        elapsed = time.perf_counter() - started
+        ledger.close()
+    with tempfile.TemporaryDirectory() as home:
+        conn = sqlite3.connect(Path(home) / "floor.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(
+            "CREATE TABLE t (uid TEXT, ts REAL, provider TEXT, model TEXT, i INTEGER, o INTEGER, c REAL)"
+        )
+        values = [
+            (r.uid, r.ts, r.provider, r.model, r.input_tokens, r.output_tokens, r.cost_usd) for r in rows
+        ]
+        started = time.perf_counter()
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?)", values)
+        conn.execute("COMMIT")
+        floor = time.perf_counter() - started
+        conn.close()
+    return n / elapsed, n / floor
+
+
+def single_row_commit_ms(n: int) -> float:
+    """Median time from `record` to committed for a row queued alone (an idle sidecar)."""
+    with tempfile.TemporaryDirectory() as home:
+        ledger = Ledger(Database(Path(home) / "sidecar.db"))
+        ledger.flush()
+        times = []
+        for i in range(n):
+            started = time.perf_counter()
+            ledger.record(_row(i))
+            ledger.flush()
+            times.append((time.perf_counter() - started) * 1000)
+        ledger.close()
+    return sorted(times)[len(times) // 2]
+
+
+async def hook_costs(n: int) -> tuple[float, float, float, float]:
+    """Mean µs per request of: the `after` hook (row queued), the `before` hook without budgets,
+    the `before` hook with a daily and a monthly budget (two spend lookups), and an empty await."""
+    with tempfile.TemporaryDirectory() as home:
+        services = build_services(Config(), store=MemoryStore(), env={"SIDECAR_HOME": home})
+        (usage,) = [h for h in services.chat.hooks if isinstance(h, UsageService)]
+        ref = ModelRef("openai", "gpt-4o-mini")
+        params = CompleteParams(
+            model="openai:gpt-4o-mini", messages=[Message(role="user", content="hello " * 50)]
+        )
+        outcome = Outcome(method="stream", provider="openai", model="gpt-4o-mini", status="ok", usage=USAGE,
+                          cost_usd=0.00036, pricing_date="2025-11-24", latency_ms=120.0, tag="bench")  # fmt: skip
+
+        async def nothing() -> None:
+            return None
+
+        async def mean_us(call: object) -> float:
+            fn = call  # an async callable without arguments
+            started = time.perf_counter()
+            for _ in range(n):
+                await fn()  # type: ignore[operator]
+            return (time.perf_counter() - started) / n * 1e6
+
+        await usage.before(ref, params)  # load (no) budgets
+        after = await mean_us(lambda: usage.after(outcome))
+        await anyio.to_thread.run_sync(usage.ledger.flush)
+        before_none = await mean_us(lambda: usage.before(ref, params))
+        await usage.set_budget(SetBudgetParams(daily_usd=1e9, monthly_usd=1e9), _Ctx())
+        before_budgets = await mean_us(lambda: usage.before(ref, params))
+        floor = await mean_us(nothing)
+        await services.aclose()
+    return after, before_none, before_budgets, floor
+
+
+class _Ctx:
+    request_id = 0
+
+    async def notify(self, method: str, params: object) -> None:
+        return None
+
+
+def bench_ledger(quick: bool = False) -> Table:
+    rows_n, single_n, hook_n = (2_000, 50, 2_000) if quick else (50_000, 300, 20_000)
+    rate, floor_rate = commit_rate(rows_n)
+    single = single_row_commit_ms(single_n)
+    after, before_none, before_budgets, floor = anyio.run(hook_costs, hook_n)
+    return [
+        (
+            f"ledger commit rate ({rows_n:,} rows queued)",
+            f"{rate:,.0f} rows/s",
+            f"{floor_rate:,.0f} rows/s (bare sqlite3, 1 txn)",
+            f"{rate / floor_rate:.2f}x",
+        ),
+        ("ledger row queued → committed (idle, p50)", f"{single:.2f} ms", "-", "off the request path"),
+        (
+            "after hook per request (queue the row)",
+            f"{after:.1f} µs",
+            f"{floor:.2f} µs (empty await)",
+            f"+{after - floor:.1f} µs",
+        ),
+        (
+            "before hook per request, no budget",
+            f"{before_none:.1f} µs",
+            f"{floor:.2f} µs",
+            f"+{before_none - floor:.1f} µs",
+        ),
+        (
+            "before hook per request, day+month budget",
+            f"{before_budgets:.1f} µs",
+            f"{floor:.2f} µs",
+            f"+{before_budgets - floor:.1f} µs",
+        ),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer rows (a smoke check)")
+    args = parser.parse_args()
+    table = bench_ledger(args.quick)
+    head = ("measure", "sidecar", "floor", "ratio")
+    width = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(head)]
+    print(" | ".join(h.ljust(w) for h, w in zip(head, width, strict=True)))
+    print("-|-".join("-" * w for w in width))
+    for r in table:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,515 @@
+"""The usage ledger and budgets, in the state directory's SQLite database (`infra.db`).
+
+Tables (component `ledger`, an append-only list of migrations):
+
+- `ledger`: one row per chat request, whatever its outcome (ok, error, cancelled): provider,
+  model, the five token counts, `cost_usd`, the pricing date, latency, error kind, attempts,
+  `run_id`, `tag`, method and time (`ts`, Unix seconds UTC). A count is NULL when the provider
+  never reported usage (a stream cancelled before its final usage event): the row keeps what was
+  known, nothing is estimated (`usage_estimated` is 0; the column is there for a later estimate).
+  `uid` is unique, so a batch retried after an error is never counted twice.
+- `spend_daily` (day UTC, provider) and `run_tokens` (run id, provider): rollups kept by triggers
+  in the same transaction as each row, so budget checks read a few rows, not a month of requests,
+  and see the other processes' spending too.
+- `budgets` (one row per scope: `*` overall or a provider id) and `budget_alerts` (which alert
+  was sent for which period: the once-per-period rule holds across processes).
+
+Writes stay off the request path: `record` queues the row and returns; a writer thread commits
+whatever has queued in one short `BEGIN IMMEDIATE` transaction (small batches under load, single
+rows when idle), retrying while another process holds the write lock. Rows not yet committed are
+counted by the budget queries (`_pending`), so a burst of requests can't slip past a limit while
+its rows wait. `close` flushes. A crash (kill -9) loses only rows still queued; WAL keeps the
+committed ones and the file consistent.
+
+Must not know: the protocol, providers, chat, how budgets are decided (core.budget).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from sidecar import logs
+from sidecar.core.budget import OVERALL, AlertKey, Budget
+from sidecar.core.usage_stats import Sample
+from sidecar.infra import audit
+from sidecar.infra.db import Database
+from sidecar.redact import redact
+
+COMPONENT: Final = "ledger"
+# Append-only: never edit an entry, add a new one.
+MIGRATIONS: Final = (
+    """
+    CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY,
+        uid TEXT NOT NULL UNIQUE,
+        ts REAL NOT NULL,
+        method TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        error_kind TEXT,
+        input_tokens INTEGER,
+        output_tokens INTEGER,
+        cache_read_tokens INTEGER,
+        cache_write_tokens INTEGER,
+        reasoning_tokens INTEGER,
+        usage_estimated INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL,
+        pricing_date TEXT,
+        latency_ms REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        run_id TEXT,
+        tag TEXT,
+        pid INTEGER
+    );
+    CREATE INDEX ledger_ts ON ledger (ts);
+    CREATE INDEX ledger_run_id ON ledger (run_id) WHERE run_id IS NOT NULL;
+    CREATE TABLE spend_daily (
+        day TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        PRIMARY KEY (day, provider)
+    ) WITHOUT ROWID;
+    CREATE TABLE run_tokens (
+        run_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        PRIMARY KEY (run_id, provider)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER ledger_spend_rollup AFTER INSERT ON ledger BEGIN
+        INSERT INTO spend_daily (day, provider, requests, cost_usd)
+        VALUES (date(NEW.ts, 'unixepoch'), NEW.provider, 1, coalesce(NEW.cost_usd, 0))
+        ON CONFLICT (day, provider) DO UPDATE SET
+            requests = requests + 1, cost_usd = cost_usd + excluded.cost_usd;
+    END;
+    CREATE TRIGGER ledger_run_rollup AFTER INSERT ON ledger WHEN NEW.run_id IS NOT NULL BEGIN
+        INSERT INTO run_tokens (run_id, provider, tokens, cost_usd)
+        VALUES (NEW.run_id, NEW.provider,
+                coalesce(NEW.input_tokens, 0) + coalesce(NEW.output_tokens, 0), coalesce(NEW.cost_usd, 0))
+        ON CONFLICT (run_id, provider) DO UPDATE SET
+            tokens = tokens + excluded.tokens, cost_usd = cost_usd + excluded.cost_usd;
+    END;
+    CREATE TABLE budgets (
+        scope TEXT PRIMARY KEY,
+        daily_usd REAL,
+        monthly_usd REAL,
+        alert_threshold REAL NOT NULL,
+        run_token_limit_soft INTEGER,
+        run_token_limit_hard INTEGER,
+        updated_ts REAL NOT NULL
+    );
+    CREATE TABLE budget_alerts (
+        scope TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        period_key TEXT NOT NULL,
+        sent_ts REAL NOT NULL,
+        PRIMARY KEY (scope, kind, period_key)
+    ) WITHOUT ROWID;
+    """,
+)
+
+GroupBy = Literal["provider", "model", "day", "tag"]
+Outcome = Literal["ok", "error", "cancelled"]
+
+COMMIT_ATTEMPTS: Final = 4
+"""Tries of one batch; each waits up to the database's busy timeout for another process's lock."""
+_MAX_BATCH: Final = 512
+_MAX_AUDIT_DETAIL: Final = 300
+
+_log = logs.get_logger("ledger")
+
+
+def _day(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).date().isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One request as the ledger keeps it (see the module doc for the columns' meaning)."""
+
+    ts: float
+    method: str
+    provider: str
+    model: str
+    outcome: str
+    latency_ms: float
+    error_kind: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    usage_estimated: bool = False
+    cost_usd: float | None = None
+    pricing_date: str | None = None
+    attempts: int = 1
+    run_id: str | None = None
+    tag: str | None = None
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def day(self) -> str:
+        return _day(self.ts)
+
+    @property
+    def tokens(self) -> int:
+        return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+    def params(self, pid: int) -> tuple[object, ...]:
+        return (
+            self.uid, self.ts, self.method, self.provider, self.model, self.outcome, self.error_kind,
+            self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens,
+            self.reasoning_tokens, int(self.usage_estimated), self.cost_usd, self.pricing_date,
+            self.latency_ms, self.attempts, self.run_id, self.tag, pid,
+        )  # fmt: skip
+
+
+_INSERT_ROW: Final = (
+    "INSERT OR IGNORE INTO ledger (uid, ts, method, provider, model, outcome, error_kind, input_tokens, "
+    "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_estimated, cost_usd, "
+    "pricing_date, latency_ms, attempts, run_id, tag, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "?, ?, ?, ?, ?, ?)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditNote:
+    """An audit-trail row (table `audit`, see `infra.audit`): `event` like `fallback`, `budget_set`."""
+
+    ts: float
+    event: str
+    provider: str | None
+    outcome: str
+    detail: str | None = None
+
+    def params(self) -> tuple[object, ...]:
+        when = dt.datetime.fromtimestamp(self.ts, dt.UTC).isoformat(timespec="milliseconds")
+        return (when.replace("+00:00", "Z"), self.event, _clean(self.provider), _clean(self.outcome) or "",
+                _clean(self.detail))  # fmt: skip
+
+
+_UPSERT_BUDGET: Final = (
+    "INSERT INTO budgets (scope, daily_usd, monthly_usd, alert_threshold, run_token_limit_soft, "
+    "run_token_limit_hard, updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope) DO UPDATE SET "
+    "daily_usd = excluded.daily_usd, monthly_usd = excluded.monthly_usd, "
+    "alert_threshold = excluded.alert_threshold, run_token_limit_soft = excluded.run_token_limit_soft, "
+    "run_token_limit_hard = excluded.run_token_limit_hard, updated_ts = excluded.updated_ts"
+)
+_INSERT_AUDIT: Final = "INSERT INTO audit (ts, event, provider, outcome, detail) VALUES (?, ?, ?, ?, ?)"
+
+
+def _clean(text: str | None) -> str | None:
+    if text is None:
+        return None
+    text = redact(text)
+    return text if len(text) <= _MAX_AUDIT_DETAIL else text[:_MAX_AUDIT_DETAIL] + "…"
+
+
+class _Flush:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class _Stop(_Flush):
+    __slots__ = ()
+
+
+_Item = Row | AuditNote | _Flush
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return int(code) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+class Ledger:
+    """Rows, rollups and budgets of the usage database; see the module doc.
+
+    `record`/`note` never block. Every other method does database work and is meant to run in a
+    worker thread (`anyio.to_thread.run_sync`); each takes the database's lock for one short step.
+    `on_commit(rows)` runs on the writer thread after each committed batch.
+    """
+
+    def __init__(self, db: Database, *, on_commit: Callable[[list[Row]], None] | None = None) -> None:
+        self.db = db
+        self.on_commit = on_commit
+        db.register(audit.COMPONENT, audit.MIGRATIONS)
+        db.register(COMPONENT, MIGRATIONS)
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._pending: dict[str, Row] = {}
+        self._pending_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+        self._pid = os.getpid()
+        self.committed = 0
+        self.dropped = 0
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def record(self, row: Row) -> None:
+        """Queue one request's row for the writer."""
+        with self._pending_lock:
+            self._pending[row.uid] = row
+        self._queue.put(row)
+        self._ensure_writer()
+
+    def note(self, entry: AuditNote) -> None:
+        """Queue an audit-trail row; committed with the next batch."""
+        self._queue.put(entry)
+        self._ensure_writer()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued before this call is committed (or dropped)."""
+        marker = _Flush()
+        self._queue.put(marker)
+        self._ensure_writer()
+        return marker.done.wait(timeout)
+
+    def close(self, timeout: float = 1.0) -> bool:
+        """Flush and stop the writer; False when the flush did not finish within `timeout`."""
+        with self._thread_lock:
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                return True
+            marker = _Stop()
+            self._queue.put(marker)
+        done = marker.done.wait(timeout)
+        if not done:
+            _log.warning("ledger rows not committed at shutdown", queued=self.pending_count)
+        return done
+
+    @property
+    def pending_count(self) -> int:
+        with self._pending_lock:
+            return len(self._pending)
+
+    def _ensure_writer(self) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return
+        with self._thread_lock:
+            if self._thread is None or not self._thread.is_alive():
+                # Daemon: a writer stuck on another process's lock must not hold the exit up.
+                self._thread = threading.Thread(target=self._run, name="sidecar-ledger", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            items: list[_Item] = [self._queue.get()]
+            while len(items) < _MAX_BATCH:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [i for i in items if isinstance(i, Row)]
+            notes = [i for i in items if isinstance(i, AuditNote)]
+            markers = [i for i in items if isinstance(i, _Flush)]
+            if rows or notes:
+                self._commit(rows, notes)
+            stop = any(isinstance(m, _Stop) for m in markers)
+            if stop:
+                with self._thread_lock:
+                    self._thread = None
+            for marker in markers:
+                marker.done.set()
+            if rows and self.on_commit is not None:
+                try:
+                    self.on_commit(rows)
+                except Exception:
+                    _log.exception("ledger commit observer failed")
+            if stop:
+                return
+
+    def _commit(self, rows: list[Row], notes: list[AuditNote]) -> None:
+        delay = 0.05
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                self.db.run_sync(lambda conn: self._write(conn, rows, notes))
+                self.committed += len(rows)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or attempt == COMMIT_ATTEMPTS:
+                    self._drop(rows, notes, exc)
+                    return
+                _log.info("ledger busy, retrying", attempt=attempt, rows=len(rows))
+                time.sleep(delay)
+                delay = min(delay * 4, 1.0)
+            except (sqlite3.Error, OSError, ValueError) as exc:
+                self._drop(rows, notes, exc)
+                return
+
+    def _drop(self, rows: list[Row], notes: list[AuditNote], exc: Exception) -> None:
+        with self._pending_lock:
+            for row in rows:
+                self._pending.pop(row.uid, None)
+        self.dropped += len(rows)
+        _log.error("ledger rows not written", rows=len(rows), audit_rows=len(notes), error=type(exc).__name__)
+
+    def _write(self, conn: sqlite3.Connection, rows: list[Row], notes: list[AuditNote]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if rows:
+                conn.executemany(_INSERT_ROW, [r.params(self._pid) for r in rows])
+            if notes:
+                conn.executemany(_INSERT_AUDIT, [n.params() for n in notes])
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        # Under the database lock, like the queries that read `_pending`: a row is counted either
+        # as pending or as committed, never both.
+        with self._pending_lock:
+            for row in rows:
+                self._pending.pop(row.uid, None)
+
+    # --- spend and run figures -------------------------------------------------------------------
+
+    def spends(self, queries: Sequence[tuple[str, str, str]]) -> list[float]:
+        """USD spent for each `(scope, first_day, end_day)` (days `YYYY-MM-DD` UTC, end exclusive;
+        scope `*` or a provider id), committed rows of every process plus this one's queued rows."""
+
+        def run(conn: sqlite3.Connection) -> list[float]:
+            with self._pending_lock:
+                pending = list(self._pending.values())
+            out: list[float] = []
+            for scope, first, end in queries:
+                if scope == OVERALL:
+                    cur = conn.execute(
+                        "SELECT coalesce(sum(cost_usd), 0) FROM spend_daily WHERE day >= ? AND day < ?",
+                        (first, end),
+                    )
+                else:
+                    cur = conn.execute(
+                        "SELECT coalesce(sum(cost_usd), 0) FROM spend_daily "
+                        "WHERE provider = ? AND day >= ? AND day < ?",
+                        (scope, first, end),
+                    )
+                total = float(cur.fetchone()[0])
+                total += sum(
+                    r.cost_usd or 0.0
+                    for r in pending
+                    if (scope == OVERALL or r.provider == scope) and first <= r.day < end
+                )
+                out.append(total)
+            return out
+
+        return self.db.run_sync(run)
+
+    def run_tokens(self, run_id: str, scopes: Sequence[str]) -> list[int]:
+        """Tokens (input + output) used by run `run_id`, per scope (`*` = every provider)."""
+
+        def run(conn: sqlite3.Connection) -> list[int]:
+            with self._pending_lock:
+                pending = [r for r in self._pending.values() if r.run_id == run_id]
+            by_provider = dict(
+                conn.execute("SELECT provider, tokens FROM run_tokens WHERE run_id = ?", (run_id,)).fetchall()
+            )
+            for r in pending:
+                by_provider[r.provider] = by_provider.get(r.provider, 0) + r.tokens
+            return [
+                int(sum(by_provider.values()) if scope == OVERALL else by_provider.get(scope, 0))
+                for scope in scopes
+            ]
+
+        return self.db.run_sync(run)
+
+    # --- analytics -------------------------------------------------------------------------------
+
+    def samples(
+        self,
+        since_ts: float,
+        until_ts: float,
+        group_by: GroupBy | None = None,
+        *,
+        provider: str | None = None,
+        tag: str | None = None,
+        run_id: str | None = None,
+    ) -> list[Sample]:
+        """Committed rows with `since_ts <= ts < until_ts` as analytics samples keyed by `group_by`."""
+        key_sql = {
+            None: "NULL",
+            "provider": "provider",
+            "model": "provider || ':' || model",
+            "day": "date(ts, 'unixepoch')",
+            "tag": "tag",
+        }[group_by]
+        where = ["ts >= ?", "ts < ?"]
+        args: list[object] = [since_ts, until_ts]
+        for column, value in (("provider", provider), ("tag", tag), ("run_id", run_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = (
+            f"SELECT {key_sql}, outcome, coalesce(input_tokens, 0), coalesce(output_tokens, 0), "
+            "coalesce(cache_read_tokens, 0), coalesce(cache_write_tokens, 0), coalesce(reasoning_tokens, 0), "
+            f"cost_usd, latency_ms FROM ledger WHERE {' AND '.join(where)}"
+        )
+
+        def run(conn: sqlite3.Connection) -> list[Sample]:
+            return [Sample(*r) for r in conn.execute(sql, args).fetchall()]
+
+        return self.db.run_sync(run)
+
+    # --- budgets ---------------------------------------------------------------------------------
+
+    def budgets(self) -> list[Budget]:
+        def run(conn: sqlite3.Connection) -> list[Budget]:
+            cur = conn.execute(
+                "SELECT scope, daily_usd, monthly_usd, alert_threshold, run_token_limit_soft, "
+                "run_token_limit_hard FROM budgets ORDER BY scope"
+            )
+            return [Budget(None if r[0] == OVERALL else r[0], *r[1:]) for r in cur.fetchall()]
+
+        return self.db.run_sync(run)
+
+    def put_budget(self, budget: Budget, ts: float, note: AuditNote) -> None:
+        """Store `budget` (deleting its row when it limits nothing) and its audit row, in one
+        transaction."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if budget.empty:
+                    conn.execute("DELETE FROM budgets WHERE scope = ?", (budget.scope,))
+                else:
+                    b = budget
+                    values = (b.scope, b.daily_usd, b.monthly_usd, b.alert_threshold, b.run_token_limit_soft,
+                              b.run_token_limit_hard, ts)  # fmt: skip
+                    conn.execute(_UPSERT_BUDGET, values)
+                conn.execute(_INSERT_AUDIT, note.params())
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+
+        self.db.run_sync(run)
+
+    def mark_alert(self, key: AlertKey, ts: float) -> bool:
+        """Remember that alert `key` was sent; False when some process already sent it."""
+
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO budget_alerts (scope, kind, period_key, sent_ts) VALUES (?, ?, ?, ?)",
+                (key.scope, key.kind, key.period_key, ts),
+            )
+            return cur.rowcount == 1
+
+        return self.db.run_sync(run)
