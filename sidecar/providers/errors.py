@@ -206,10 +206,7 @@ _ADVICE: Final[dict[str, str]] = {
     "invalid_request": "Fix the request as the provider says.",
 }
 _PROVIDER_ADVICE: Final[dict[tuple[str, str], str]] = {
-    (
-        "ollama",
-        "model_not_found",
-    ): "Download it with ollama_pull, or pick an installed model from ollama_list.",
+    ("ollama", "model_not_found"): "Download it with ollama_pull, or pick an installed one from ollama_list.",
     ("ollama", "provider_error"): "Ollama had a problem; its server log (`ollama serve` output) says more.",
 }
 
