@@ -42,7 +42,7 @@ class SetKeyResult(Wire):
     configured: bool
     source: KeySource
     masked: str
-    validated: bool = False
+    validated: bool  # always sent: false when set_key was told not to validate
     details: dict[str, Any] | None = None
     # The environment variable that supplies this provider's key and so wins over the keychain.
     overridden_by_env: str | None = None
@@ -77,7 +77,7 @@ class AuthStartResult(Wire):
     state: str
     callback_url: str
     expires_at: str
-    listening: bool = False
+    listening: bool  # always sent: true when the sidecar itself waits for the browser's redirect
 
 
 class AuthCompleteParams(Wire):
