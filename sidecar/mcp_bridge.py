@@ -1,0 +1,98 @@
+"""The MCP face's door: takes the MCP share of the connection and runs the MCP server behind it.
+
+The app creates one `McpBridge` when the first MCP request arrives. `feed` is synchronous and
+never blocks: messages queue here while the SDK (0.6-0.8 s to import) loads in a worker thread, so
+host requests on the same connection keep being answered during that time, and nothing the MCP
+client sent is lost. `run` then serves the queue with `mcp_server.serve`. Importing this module
+is cheap; it never imports the SDK at import time.
+
+Must not know: the SDK's types, providers, stdin/stdout file descriptors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final, Protocol
+
+import anyio
+
+from sidecar import logs
+from sidecar.errors import METHOD_NOT_FOUND
+from sidecar.rpc import envelope
+from sidecar.rpc.envelope import Notification, Reply, Request
+
+if TYPE_CHECKING:
+    from anyio.abc import ObjectReceiveStream
+
+    from sidecar.services.context import Handler
+
+Inbound = Request | Notification | Reply
+Write = Callable[[bytes], None]
+Serve = Callable[[dict[str, "Handler"], "ObjectReceiveStream[Inbound]", Write], Awaitable[None]]
+
+CLOSE_GRACE_S: Final = 1.0
+_log = logs.get_logger("mcp")
+
+
+class HasHandlers(Protocol):
+    @property
+    def handlers(self) -> dict[str, Handler]: ...
+
+
+def _load_server() -> Serve:
+    from sidecar.mcp_server import serve
+
+    return serve
+
+
+class McpBridge:
+    def __init__(self, services: HasHandlers, write: Write) -> None:
+        self._handlers: dict[str, Handler] = services.handlers
+        self._write = write
+        self._send, self._receive = anyio.create_memory_object_stream[Inbound](math.inf)
+        self._started = False
+        self._failed = False
+        self._done = anyio.Event()
+
+    def feed(self, msg: Inbound) -> bool:
+        """Queue one MCP message; False when the MCP face cannot take it (closed or unavailable)."""
+        if self._failed:
+            return False
+        try:
+            self._send.send_nowait(msg)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return False
+        return True
+
+    async def run(self) -> None:
+        self._started = True
+        try:
+            try:
+                serve = await anyio.to_thread.run_sync(_load_server)
+            except Exception:
+                _log.exception("the MCP SDK could not be loaded; MCP requests are refused")
+                self._refuse_queued()
+                return
+            await serve(self._handlers, self._receive, self._write)
+        finally:
+            self._done.set()
+
+    def _refuse_queued(self) -> None:
+        self._failed = True
+        self._send.close()
+        while True:
+            try:
+                msg = self._receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                return
+            if isinstance(msg, Request):
+                text = f"Method not found: {msg.method} (the MCP face is unavailable; see the log)"
+                self._write(envelope.encode_error(msg.id, METHOD_NOT_FOUND, text))
+
+    async def aclose(self) -> None:
+        """End the MCP connection (its in-flight calls are cancelled) and wait briefly for it."""
+        self._send.close()
+        if self._started:
+            with anyio.move_on_after(CLOSE_GRACE_S):
+                await self._done.wait()
