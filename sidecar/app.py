@@ -20,12 +20,14 @@ from typing import Any, Final
 
 import anyio
 
-from sidecar import __version__, logs
+from sidecar import __version__, logs, redact
 from sidecar.config import Config, state_dir
 from sidecar.core.catalog import PriceBook
+from sidecar.errors import SidecarError
 from sidecar.infra.audit import AuditTrail
 from sidecar.infra.db import Database, state_database
 from sidecar.infra.keystore import KeyResolver, KeyringStore, KeyStore
+from sidecar.infra.ledger import Ledger
 from sidecar.providers.http import HttpClient
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.rpc import envelope, stdio
@@ -36,8 +38,11 @@ from sidecar.services.catalog import CatalogService
 from sidecar.services.chat import ChatService
 from sidecar.services.context import Handler
 from sidecar.services.keys import KeyService
+from sidecar.services.limits import RateLimitsService, Resilience
+from sidecar.services.local import LocalService
 from sidecar.services.oauth import DEFAULT_AUTH_URL, OAuthService, ttl_from_env
 from sidecar.services.pricing import Pricing
+from sidecar.services.usage import UsageService
 from sidecar.wire.methods import METHODS, NOTIFICATIONS
 
 EOF_GRACE_S: Final = 1.0
@@ -87,19 +92,44 @@ def build_services(
     keys = KeyResolver(store or KeyringStore())
 
     async def get_key(provider_id: str, env_var: str | None, account: str | None) -> str:
+        if account is None:  # an endpoint declared with `keychain = false`: the environment only
+            value = os.environ.get(env_var, "").strip() if env_var else ""
+            if not value:
+                where = f"set {env_var} in the sidecar's environment" if env_var else "give it `api_key_env`"
+                raise SidecarError(
+                    "missing_key", f"No API key for {provider_id}: {where}.", provider=provider_id
+                )
+            redact.remember(value)
+            return value
         return (await keys.resolve(provider_id, env_var, account=account)).value
 
     providers = ProviderRegistry(config, env, http, get_key)
     pricing = Pricing(providers, PriceBook())
-    chat = ChatService(providers, pricing, config)
+    resilience = Resilience(config)
+    http.observers.append(resilience.tracker.observe)
+    chat = ChatService(providers, pricing, config, resilience)
     catalog = CatalogService(
-        providers, pricing, methods=lambda: list(METHODS), notifications=lambda: list(NOTIFICATIONS)
+        providers,
+        pricing,
+        methods=lambda: list(METHODS),
+        notifications=lambda: list(NOTIFICATIONS),
+        circuit_state=resilience.circuit_state,
     )
+    limits = RateLimitsService(resilience, providers)
     services = Services(config, http, providers, keys, pricing, chat, catalog)
     services.handlers.update(chat.handlers())
     services.handlers.update(catalog.handlers())
+    services.handlers.update(limits.handlers())
+    local = LocalService(providers, keys, pricing.book)
+    services.handlers.update(local.handlers())
+    services.background.append(local.run)
     services.db = db = state_database(state_dir(env))
     services.closers.append(db.close)
+    # The ledger's closer runs before the database's (closers run in reverse): it commits the queue.
+    usage = UsageService(Ledger(db), pricing, providers, http, broadcast=services.broadcast)
+    chat.hooks.append(usage)
+    services.handlers.update(usage.handlers())
+    services.closers.append(usage.close)
     audit = AuditTrail(db)
     services.handlers.update(KeyService(providers, keys, audit, env=env).handlers())
     oauth = OAuthService(
@@ -122,7 +152,7 @@ def routes_for(handlers: Mapping[str, Handler]) -> dict[str, Route]:
 
 
 class _McpGate:
-    """Hands MCP traffic to the MCP face, importing it (and the SDK) on the first MCP message."""
+    """Hands MCP traffic to the MCP face, created on the first MCP request (it loads the SDK off the loop)."""
 
     def __init__(self, services: Services, write: Callable[[bytes], None], tg: anyio.abc.TaskGroup) -> None:
         self._services = services

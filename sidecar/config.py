@@ -24,7 +24,8 @@ class ConfigError(Exception):
 
 
 class Limits(Wire, forbid_unknown_fields=True):
-    """Client-side limits for one provider."""
+    """Client-side limits for one provider. A request waits for them at most its `timeout_s` (else
+    `first_byte_s`); one that would wait longer fails as `rate_limited` with `retry_after_s`."""
 
     max_concurrent: Annotated[int, msgspec.Meta(ge=1)] | None = None
     min_interval_s: Annotated[float, msgspec.Meta(ge=0)] | None = None

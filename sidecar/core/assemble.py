@@ -113,6 +113,14 @@ class Assembler:
     def text(self) -> str:
         return "".join(self._text)
 
+    @property
+    def thinking(self) -> str | None:
+        return "".join(self._thinking) or None
+
+    @property
+    def tool_arguments(self) -> str:
+        return "".join(piece for call in self._calls.values() for piece in call.args)
+
     def tool_calls(self) -> list[ToolCall]:
         calls = []
         for index in sorted(self._calls):
@@ -138,7 +146,7 @@ class Assembler:
         reason: FinishReason = self.finish.reason if self.finish is not None else "stop"
         if calls and reason == "stop":
             reason = "tool_calls"
-        thinking = "".join(self._thinking)
+        thinking = self.thinking
         return ChatResult(
             text=self.text,
             tool_calls=calls,
@@ -147,7 +155,7 @@ class Assembler:
             cost_usd=None,
             provider=provider,
             model=model,
-            thinking=thinking or None,
+            thinking=thinking,
             continuation=self.continuation,
             response_id=self.meta.response_id,
         )

@@ -6,7 +6,7 @@ Tables (component `ledger`, an append-only list of migrations):
   model, the five token counts, `cost_usd`, the pricing date, latency, error kind, attempts,
   `run_id`, `tag`, method and time (`ts`, Unix seconds UTC). A count is NULL when the provider
   never reported usage (a stream cancelled before its final usage event): the row keeps what was
-  known, nothing is estimated (`usage_estimated` is 0; the column is there for a later estimate).
+  known, the chat service estimates it from the text received (`usage_estimated` is 1).
   `uid` is unique, so a batch retried after an error is never counted twice.
 - `spend_daily` (day UTC, provider) and `run_tokens` (run id, provider): rollups kept by triggers
   in the same transaction as each row, so budget checks read a few rows, not a month of requests,

@@ -17,6 +17,7 @@ Must not know: the protocol, keys storage, any provider's JSON.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -47,10 +48,16 @@ class HttpClient:
     def __init__(self, user_agent: str) -> None:
         self._client: httpx2.AsyncClient | None = None
         self._user_agent = user_agent
+        # `warm` builds the client in a worker thread while a request may ask for it on the loop.
+        self._lock = threading.Lock()
         self.observers: list[HeadersObserver] = []
 
     def get(self) -> httpx2.AsyncClient:
-        if self._client is None:
+        if self._client is not None:
+            return self._client
+        with self._lock:
+            if self._client is not None:
+                return self._client
             import httpx2
 
             self._client = httpx2.AsyncClient(

@@ -5,6 +5,12 @@ One code path serves both methods: providers yield the same events either way, a
 relays them. Each attempt's upstream call lives inside the request's cancel scope, so cancelling
 the request closes the upstream connection.
 
+Resilience: a request tries its model, then each fallback (the request's `fallback`, else
+config.toml's), skipping a provider whose circuit is open, waiting for client-side limits, and
+retrying transient failures with backoff (`core.retry`), all within the total time limit. Once a
+token has reached the host nothing is retried: the error is reported. Every try is listed in the
+result's `attempts`; `stream` announces each new try with an `attempt` event.
+
 Must not know: stdin/stdout, MCP, how the ledger stores rows, providers' wire formats.
 """
 
@@ -21,15 +27,26 @@ import msgspec
 
 from sidecar import logs
 from sidecar.config import Config
+from sidecar.core import retry, tokens
 from sidecar.core.assemble import RELAYED, Assembler, ProviderEvent
+from sidecar.core.limiter import Permit
 from sidecar.core.models import ModelRef, parse_model
-from sidecar.errors import SidecarError
+from sidecar.errors import ProviderError, SidecarError
+from sidecar.providers.errors import display
 from sidecar.providers.http import Timeouts
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.context import CallContext, Handler
+from sidecar.services.limits import Resilience
 from sidecar.services.pricing import Pricing
 from sidecar.wire.base import Usage
-from sidecar.wire.chat import Attempt, ChatResult, CompleteParams, StreamEventParams
+from sidecar.wire.chat import (
+    Attempt,
+    AttemptEvent,
+    ChatResult,
+    CompleteParams,
+    StreamEventParams,
+    UsageEvent,
+)
 
 _log = logs.get_logger("chat")
 
@@ -50,6 +67,19 @@ class Outcome:
     attempts: list[Attempt] = field(default_factory=list)
     tag: str | None = None
     run_id: str | None = None
+    usage_estimated: bool = False
+
+
+def estimate_usage(params: CompleteParams, assembler: Assembler) -> Usage:
+    """The usage of an answer cut off before the provider reported it, from what was received."""
+    generated = assembler.text + (assembler.thinking or "") + assembler.tool_arguments
+    return Usage(
+        input_tokens=tokens.estimate_input_tokens(params.messages, params.tools),
+        output_tokens=tokens.text_tokens(generated),
+        cache_read_tokens=0,
+        cache_write_tokens=0,
+        reasoning_tokens=tokens.text_tokens(assembler.thinking or ""),
+    )
 
 
 class ChatHooks(Protocol):
@@ -60,11 +90,53 @@ class ChatHooks(Protocol):
         """Called exactly once per request, whatever happened (shielded from cancellation)."""
 
 
+class _Skip(Exception):
+    """The provider was not tried (circuit open, client-side limit): move on to the next model."""
+
+    def __init__(self, error: SidecarError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _Tries:
+    """The bookkeeping of one request across its attempts."""
+
+    __slots__ = ("assembler", "attempts", "pending", "ref")
+
+    def __init__(self, ref: ModelRef) -> None:
+        self.ref = ref
+        self.assembler: Assembler | None = None
+        self.attempts: list[Attempt] = []
+        self.pending = False
+
+    def record(self, ref: ModelRef, error: SidecarError | None = None, *, kind: str | None = None) -> None:
+        self.pending = False
+        if error is None and kind is None:
+            self.attempts.append(Attempt(provider=ref.provider, model=ref.model, ok=True))
+        else:
+            self.attempts.append(
+                Attempt(
+                    provider=ref.provider,
+                    model=ref.model,
+                    ok=False,
+                    error=error.kind if error is not None else kind,
+                    message=error.message if error is not None else None,
+                )
+            )
+
+
 class ChatService:
-    def __init__(self, providers: ProviderRegistry, pricing: Pricing, config: Config) -> None:
+    def __init__(
+        self,
+        providers: ProviderRegistry,
+        pricing: Pricing,
+        config: Config,
+        resilience: Resilience | None = None,
+    ) -> None:
         self.providers = providers
         self.pricing = pricing
         self.config = config
+        self.resilience = resilience or Resilience(config)
         self.hooks: list[ChatHooks] = []
 
     def handlers(self) -> dict[str, Handler]:
@@ -79,13 +151,35 @@ class ChatService:
     def resolve(self, model: str) -> ModelRef:
         return parse_model(model, self.providers.specs)
 
-    def timeouts(self, params: CompleteParams) -> Timeouts:
+    def chain(self, ref: ModelRef, params: CompleteParams) -> list[ModelRef]:
+        """The model asked for, then its fallbacks (the request's list, else config.toml's), once each."""
+        explicit = params.fallback is not None
+        chain = [ref]
+        for i, model in enumerate(params.fallback if params.fallback is not None else self.config.fallback):
+            try:
+                other = self.resolve(model)
+            except SidecarError as exc:
+                where = f"fallback[{i}]" if explicit else "the fallback list in config.toml"
+                message = f"In {where}: {exc.message}"
+                raise SidecarError("invalid_request", message, field=f"fallback[{i}]") from None
+            if other not in chain:
+                chain.append(other)
+        return chain
+
+    def timeouts(self, params: CompleteParams, stream: bool = True) -> Timeouts:
+        """`timeout_s` bounds every wait without progress (first byte and idle gaps). A non-streaming
+        upstream call sends nothing until the answer is whole, so by default only the total limit
+        bounds its first byte."""
         t = self.config.timeouts
-        idle = params.timeout_s or t.idle_s
-        return Timeouts(connect_s=min(t.connect_s, idle), read_s=idle)
+        if params.timeout_s:
+            first = idle = params.timeout_s
+        else:
+            first, idle = (t.first_byte_s if stream else t.total_s), t.idle_s
+        return Timeouts(connect_s=min(t.connect_s, first), read_s=first, idle_s=idle)
 
     async def run(self, params: CompleteParams, ctx: CallContext, *, stream: bool) -> ChatResult:
         ref = self.resolve(params.model)
+        chain = self.chain(ref, params)
         for hook in self.hooks:
             await hook.before(ref, params)
         started = time.monotonic()
@@ -97,9 +191,9 @@ class ChatService:
             tag=params.tag,
             run_id=params.run_id,
         )
-        assembler = Assembler()
+        tries = _Tries(ref)
         try:
-            result = await self._attempt(ref, params, ctx, stream, assembler)
+            result = await self._run_chain(chain, params, ctx, stream, tries)
             outcome.status = "ok"
             return result
         except SidecarError as exc:
@@ -108,12 +202,23 @@ class ChatService:
         except anyio.get_cancelled_exc_class():
             outcome.status = "cancelled"
             outcome.error_kind = "cancelled"
+            if tries.pending:
+                tries.record(tries.ref, kind="cancelled")
             raise
         finally:
             outcome.latency_ms = (time.monotonic() - started) * 1000
-            if outcome.usage is None and assembler.usage is not None:
-                outcome.usage = assembler.usage
-                outcome.cost_usd, outcome.pricing_date = self.price(ref, assembler.usage)
+            outcome.provider, outcome.model = tries.ref.provider, tries.ref.model
+            outcome.attempts = tries.attempts
+            assembler = tries.assembler
+            if outcome.usage is None and assembler is not None:
+                if assembler.usage is None and assembler.started:
+                    # Cut off before the provider reported usage (a cancelled stream): the tokens
+                    # that did flow were billed, so record an estimate, marked as one.
+                    assembler.usage = estimate_usage(params, assembler)
+                    outcome.usage_estimated = True
+                if assembler.usage is not None:
+                    outcome.usage = assembler.usage
+                    outcome.cost_usd, outcome.pricing_date = self.price(tries.ref, assembler.usage)
             if self.hooks:
                 with anyio.CancelScope(shield=True):
                     for hook in self.hooks:
@@ -122,24 +227,186 @@ class ChatService:
                         except Exception:
                             _log.exception("chat hook failed")
 
-    async def _attempt(
-        self, ref: ModelRef, params: CompleteParams, ctx: CallContext, stream: bool, assembler: Assembler
+    async def _run_chain(
+        self, chain: list[ModelRef], params: CompleteParams, ctx: CallContext, stream: bool, tries: _Tries
     ) -> ChatResult:
-        provider = self.providers.get(ref.provider)
-        timeouts = self.timeouts(params)
-        events = (provider.stream if stream else provider.complete)(ref.model, params, timeouts)
-        started = time.monotonic()
-        async with contextlib.aclosing(events):
-            await self._pump(events, assembler, ctx if stream else None)
-        result = assembler.result(provider=ref.provider, model=ref.model)
+        """Try each model of the chain in turn, retrying transient failures, until one answers.
+
+        Nothing is retried, and no fallback is tried, once the answer has begun reaching the host.
+        """
+        total_s = self.config.timeouts.total_s
+        deadline = anyio.current_time() + total_s
+        with anyio.CancelScope(deadline=deadline):
+            return await self._try_chain(chain, params, ctx, stream, tries, deadline)
+        if tries.pending:
+            tries.record(tries.ref, kind="timeout")
+        raise SidecarError(
+            "timeout",
+            f"The request did not finish within its total time limit of {total_s:g}s "
+            "(total_s under [timeouts] in config.toml).",
+            provider=tries.ref.provider,
+        )
+
+    async def _try_chain(
+        self,
+        chain: list[ModelRef],
+        params: CompleteParams,
+        ctx: CallContext,
+        stream: bool,
+        tries: _Tries,
+        deadline: float,
+    ) -> ChatResult:
+        policy = self.resilience.policy
+        first_error: SidecarError | None = None
+        last: SidecarError | None = None
+        delay = 0.0
+        for position, ref in enumerate(chain):
+            tries_here = 0
+            while True:
+                if last is not None:
+                    if stream:
+                        await self._announce(ctx, ref, len(tries.attempts) + 1, last, delay)
+                    if delay > 0:
+                        await anyio.sleep(delay)
+                    delay = 0.0
+                tries_here += 1
+                try:
+                    return await self._attempt(ref, params, ctx, stream, tries, deadline)
+                except _Skip as skip:
+                    last = skip.error
+                    if position == 0:
+                        first_error = last
+                    break
+                except SidecarError as exc:
+                    last = exc
+                    if position == 0:
+                        first_error = exc
+                    if tries.assembler is not None and tries.assembler.started:
+                        raise  # the host has part of the answer: report it, never retry or fall back
+                    decision = retry.decide(
+                        policy,
+                        attempt=tries_here,
+                        kind=exc.kind,
+                        started=False,
+                        retry_after_s=exc.retry_after_s,
+                        random=self.resilience.random,
+                        time_left_s=deadline - anyio.current_time(),
+                    )
+                    if decision.retry:
+                        delay = decision.delay_s
+                        continue
+                    break
+        assert last is not None
+        raise self._exhausted(first_error or last, chain, tries)
+
+    @staticmethod
+    def _exhausted(error: SidecarError, chain: list[ModelRef], tries: _Tries) -> SidecarError:
+        """The error of the model the host asked for, listing every attempt when there were several."""
+        if len(tries.attempts) > 1:
+            error.details = {**error.details, "attempts": msgspec.to_builtins(tries.attempts)}
+        tried = {(a.provider, a.model) for a in tries.attempts}
+        others = [str(ref) for ref in chain[1:] if (ref.provider, ref.model) in tried]
+        if others:
+            also = ", ".join(others)
+            error.message = f"{error.message} Fallback to {also} failed too (see details.attempts)."
+        return error
+
+    @staticmethod
+    async def _announce(
+        ctx: CallContext, ref: ModelRef, number: int, previous: SidecarError, delay: float
+    ) -> None:
+        event = AttemptEvent(
+            provider=ref.provider,
+            model=ref.model,
+            attempt=number,
+            previous_error=previous.kind,
+            previous_message=previous.message,
+            delay_s=round(delay, 3) if delay > 0 else None,
+        )
+        await ctx.notify("stream/event", StreamEventParams(request_id=ctx.request_id, event=event))
+
+    async def _attempt(
+        self,
+        ref: ModelRef,
+        params: CompleteParams,
+        ctx: CallContext,
+        stream: bool,
+        tries: _Tries,
+        deadline: float,
+    ) -> ChatResult:
+        res = self.resilience
+        tries.ref = ref
+        try:
+            provider = self.providers.get(ref.provider)
+        except SidecarError as exc:
+            tries.record(ref, exc)
+            raise _Skip(exc) from None
+        breaker = res.breakers.get(ref.provider)
+        if not breaker.allow():
+            skipped = _circuit_open(ref, breaker.snapshot().consecutive_failures, breaker.retry_in_s())
+            tries.record(ref, skipped)
+            raise _Skip(skipped)
+        tries.pending = True
+        verdict = False
+        assembler = tries.assembler = Assembler()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                permit = await self._acquire(stack, ref, params, tries, deadline)
+                timeouts = self.timeouts(params, stream)
+                events = (provider.stream if stream else provider.complete)(ref.model, params, timeouts)
+                started = time.monotonic()
+                async with contextlib.aclosing(events):
+                    await self._pump(events, assembler, ctx if stream else None)
+                result = assembler.result(provider=ref.provider, model=ref.model)
+                if permit is not None:
+                    permit.settle(result.usage.input_tokens + result.usage.output_tokens)
+            breaker.success()
+            verdict = True
+            tries.record(ref)
+        except ProviderError as exc:
+            breaker.failure(exc.kind)
+            verdict = True
+            if exc.kind == "rate_limited" and exc.retry_after_s is not None:
+                res.tracker.note_retry_after(ref.provider, exc.retry_after_s)
+            tries.record(ref, exc)
+            raise
+        except SidecarError as exc:
+            tries.record(ref, exc)
+            raise
+        finally:
+            if not verdict:
+                breaker.release()
         cost_usd, pricing_date = self.price(ref, result.usage)
         return msgspec.structs.replace(
             result,
             cost_usd=cost_usd,
             pricing_date=pricing_date,
             latency_ms=round((time.monotonic() - started) * 1000, 3),
-            attempts=[Attempt(provider=ref.provider, model=ref.model, ok=True)],
+            attempts=list(tries.attempts),
         )
+
+    async def _acquire(
+        self,
+        stack: contextlib.AsyncExitStack,
+        ref: ModelRef,
+        params: CompleteParams,
+        tries: _Tries,
+        deadline: float,
+    ) -> Permit | None:
+        """Wait for the provider's client-side limits, as long as the request's time limit allows."""
+        limiter = self.resilience.limiter(ref.provider)
+        if limiter is None:
+            return None
+        needed = 0
+        if limiter.state.tokens is not None:
+            needed = tokens.estimate_input_tokens(params.messages, params.tools) + (params.max_tokens or 0)
+        t = self.config.timeouts
+        max_wait = min(params.timeout_s or t.first_byte_s, max(0.0, deadline - anyio.current_time()))
+        try:
+            return await stack.enter_async_context(limiter.slot(needed, max_wait))
+        except SidecarError as exc:
+            tries.record(ref, exc)
+            raise _Skip(exc) from None
 
     @staticmethod
     async def _pump(
@@ -152,10 +419,31 @@ class ChatService:
         request_id = ctx.request_id
         notify = ctx.notify
         for_host: Any = RELAYED
+        # Usage comes last; it is relayed once the stream has gone on or ended well, so the partial
+        # usage a failing try reports (for the ledger) never reaches the host before a retry.
+        usage: UsageEvent | None = None
         async for event in events:
             assembler.add(event)
-            if isinstance(event, for_host):
+            if usage is not None:
+                await notify("stream/event", StreamEventParams(request_id=request_id, event=usage))
+                usage = None
+            if isinstance(event, UsageEvent):
+                usage = event
+            elif isinstance(event, for_host):
                 await notify("stream/event", StreamEventParams(request_id=request_id, event=event))
+        if usage is not None:
+            await notify("stream/event", StreamEventParams(request_id=request_id, event=usage))
 
     def price(self, ref: ModelRef, usage: Usage) -> tuple[float | None, str | None]:
         return self.pricing.cost(ref, usage)
+
+
+def _circuit_open(ref: ModelRef, failures: int, retry_in_s: float | None) -> SidecarError:
+    wait = f" for another {retry_in_s:.1f}s" if retry_in_s else " until its trial request finishes"
+    return SidecarError(
+        "provider_error",
+        f"{display(ref.provider)} failed {failures} times in a row, so the sidecar is not sending it requests"
+        f"{wait} (circuit breaker). Retry later, or use another model.",
+        provider=ref.provider,
+        retry_after_s=round(retry_in_s, 3) if retry_in_s else None,
+    )

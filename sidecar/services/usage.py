@@ -215,6 +215,7 @@ class UsageService:
             cache_read_tokens=usage.cache_read_tokens if usage else None,
             cache_write_tokens=usage.cache_write_tokens if usage else None,
             reasoning_tokens=usage.reasoning_tokens if usage else None,
+            usage_estimated=outcome.usage_estimated,
             cost_usd=outcome.cost_usd,
             pricing_date=outcome.pricing_date,
             attempts=max(len(outcome.attempts), 1),

@@ -147,13 +147,17 @@ class UsageEvent(Wire, tag="usage", tag_field="type"):
 
 
 class AttemptEvent(Wire, tag="attempt", tag_field="type"):
-    """Sent when the sidecar moves to another model (fallback) before any token was relayed."""
+    """Sent before every try after the first, before any token was relayed: a retry of the same
+    model after a transient failure, or a move to the next model of the fallback chain. `provider`
+    and `model` are those of the coming try, `attempt` its number (1 is the first try), and
+    `delay_s` how long the sidecar waits before it (backoff or the provider's Retry-After)."""
 
     provider: str
     model: str
     attempt: int
     previous_error: str | None = None
     previous_message: str | None = None
+    delay_s: float | None = None
 
 
 StreamEvent = TextDelta | ThinkingDelta | ToolCallDelta | UsageEvent | AttemptEvent

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.wire import catalog, chat, keys, limits, local
+from sidecar.wire import catalog, chat, keys, limits, local, usage
 from sidecar.wire.base import Empty, Wire
 
 
@@ -88,7 +88,8 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         catalog.EstimateCostResult,
         "Estimate the tokens and cost of a request before running it.",
         "Before running a request, estimate its input tokens and its cost range in USD (input only, up "
-        "to max_tokens of output); `compare` prices the same request on other models.",
+        "to max_tokens of output), counting declared `tools` too; `compare` prices the same request on "
+        "other models.",
     ),
     MethodSpec(
         "rate_limits",
@@ -188,6 +189,41 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         "Recommend local (Ollama) models that fit this computer's memory, GPU and free disk, with why "
         "each fits, whether it is installed and what it costs to download. Needs no network.",
     ),
+    MethodSpec(
+        "usage_summary",
+        usage.UsageSummaryParams,
+        usage.UsageSummaryResult,
+        "Requests, tokens, cost, error rate and latency from the usage ledger, grouped.",
+        "Summarise what was spent: requests, tokens, cost in USD, error rate and latency p50/p95 between "
+        "`since` and `until` (ISO dates; default this month), optionally grouped by provider, model, day or "
+        "tag, plus this month's projected spend.",
+    ),
+    MethodSpec(
+        "set_budget",
+        usage.SetBudgetParams,
+        usage.SetBudgetResult,
+        "Set daily/monthly USD limits, an alert threshold and per-run token caps.",
+        "Set a spending budget for one provider, or overall without `provider`: daily and monthly limits in "
+        "USD (a request that would cross one is refused before it is sent), the share of a limit that "
+        "triggers a budget/alert notification (default 0.8), and soft/hard token caps per `run_id`. "
+        "Omitted fields keep their value; null clears one.",
+    ),
+    MethodSpec(
+        "get_budgets",
+        Empty,
+        usage.GetBudgetsResult,
+        "The budgets, with what has been spent today and this month.",
+        "List every budget (overall and per provider) with its limits and what has been spent in the "
+        "current UTC day and month, and what remains.",
+    ),
+    MethodSpec(
+        "refresh_pricing",
+        Empty,
+        usage.RefreshPricingResult,
+        "Fetch OpenRouter's current model prices and use them.",
+        "Download OpenRouter's public model list and use its prices for openrouter: models from now on "
+        "(until the sidecar restarts). Needs network access; no key.",
+    ),
 )
 
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in _METHOD_LIST}
@@ -209,6 +245,11 @@ NOTIFICATIONS: dict[str, NotificationSpec] = {
             "openrouter_auth/completed",
             keys.AuthCompletedParams,
             "A login started without `callback_url` finished (or failed).",
+        ),
+        NotificationSpec(
+            "budget/alert",
+            usage.BudgetAlertParams,
+            "A budget reached its alert threshold or its limit, or a run passed its soft token cap.",
         ),
     )
 }

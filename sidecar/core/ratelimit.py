@@ -1,0 +1,283 @@
+"""What each provider has told us about its rate limits, learned from the headers of every response.
+
+Every provider says it differently, and this module reads them all into one `ProviderLimits`:
+
+- OpenAI (and xAI): `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, resets as Go-style
+  durations (`1s`, `6m0s`, `1h2m3s`, `12ms`).
+- Anthropic: `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`,
+  resets as RFC 3339 instants.
+- OpenRouter's own 429s: `x-ratelimit-{limit,remaining,reset}` (reset in epoch milliseconds).
+- Everyone: `retry-after-ms` (float ms) and `retry-after` (seconds or an HTTP date); Gemini sends
+  no headers at all, only `RetryInfo` in an error body, which callers pass to `note_retry_after`.
+
+Reset times are kept as absolute instants (epoch seconds, UTC) computed with an injected clock, so
+the state stays right however long after the response a host asks for it.
+
+Must not know: HTTP clients, the protocol, which provider is configured; it does no I/O.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Final
+
+Clock = Callable[[], float]  # epoch seconds (time.time)
+
+_GO_DURATION: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|μs|ns|m|s)")
+_GO_UNITS: Final = {
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ns": 1e-9,
+}
+_PREFIXES: Final = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
+# Anthropic's window names -> ours; order matters ("input-tokens" before "tokens").
+_ANTHROPIC_WINDOWS: Final = (
+    ("input-tokens", "input_tokens"),
+    ("output-tokens", "output_tokens"),
+    ("requests", "requests"),
+    ("tokens", "tokens"),
+)
+_OPENAI_WINDOWS: Final = {"requests": "requests", "tokens": "tokens"}
+WINDOWS: Final = ("requests", "tokens", "input_tokens", "output_tokens")
+
+
+def parse_go_duration(text: str) -> float | None:
+    """Seconds in a Go `time.Duration` string (`6m0s`, `1h2m3s`, `12ms`, `1.5s`, `0s`); None if not one."""
+    text = text.strip()
+    if not text:
+        return None
+    if text == "0":
+        return 0.0
+    pos = 0
+    total = 0.0
+    for match in _GO_DURATION.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _GO_UNITS[match.group(2)]
+        pos = match.end()
+    return total if pos == len(text) and pos > 0 else None
+
+
+def parse_rfc3339(text: str) -> float | None:
+    """Epoch seconds of an RFC 3339 instant (`2025-08-21T12:40:59Z`, offsets and fractions allowed)."""
+    value = text.strip()
+    if not value:
+        return None
+    if value[-1] in "zZ":
+        value = value[:-1] + "+00:00"
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def parse_reset(text: str, now: float) -> float | None:
+    """An absolute reset instant from any provider's reset value.
+
+    Accepts a Go duration (`6m0s`), plain seconds (`20`, `1.5`), epoch seconds or milliseconds
+    (OpenRouter's `1741305600000`) and RFC 3339 instants.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None:
+        if number >= 1e12:  # epoch milliseconds
+            return number / 1000.0
+        if number >= 1e9:  # epoch seconds
+            return number
+        return now + max(0.0, number)
+    seconds = parse_go_duration(text)
+    if seconds is not None:
+        return now + seconds
+    return parse_rfc3339(text)
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds to wait from `retry-after-ms` (checked first) or `retry-after` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _int(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(float(text.strip()))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One limit a provider reported: its size, what is left, and when it refills (epoch seconds)."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: float | None = None
+
+    def merged(self, newer: Window) -> Window:
+        return Window(
+            limit=newer.limit if newer.limit is not None else self.limit,
+            remaining=newer.remaining if newer.remaining is not None else self.remaining,
+            reset_at=newer.reset_at if newer.reset_at is not None else self.reset_at,
+        )
+
+    @property
+    def empty(self) -> bool:
+        return self.limit is None and self.remaining is None and self.reset_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one response's headers said."""
+
+    windows: dict[str, Window] = field(default_factory=dict)
+    retry_after_s: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.windows and self.retry_after_s is None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderLimits:
+    """Everything known about one provider's upstream limits."""
+
+    provider: str
+    windows: dict[str, Window] = field(default_factory=dict)
+    retry_at: float | None = None  # the provider asked us not to send before this instant
+    updated_at: float | None = None
+    last_status: int | None = None
+
+    def retry_after_s(self, now: float) -> float | None:
+        """Seconds still to wait, per the provider's last Retry-After; None once it has passed."""
+        if self.retry_at is None or self.retry_at <= now:
+            return None
+        return self.retry_at - now
+
+
+def _relevant(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return {k.lower(): v for k, v in items if k.lower().startswith(_PREFIXES)}
+
+
+def parse_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]], now: float) -> Observation:
+    """Read every rate-limit header any provider sends; `now` is epoch seconds."""
+    h = _relevant(headers)
+    if not h:
+        return Observation()
+    windows: dict[str, Window] = {}
+    if any(k.startswith("anthropic-ratelimit-") for k in h):
+        for theirs, ours in _ANTHROPIC_WINDOWS:
+            base = f"anthropic-ratelimit-{theirs}-"
+            reset = h.get(base + "reset")
+            window = Window(
+                limit=_int(h.get(base + "limit")),
+                remaining=_int(h.get(base + "remaining")),
+                reset_at=parse_reset(reset, now) if reset else None,
+            )
+            if not window.empty:
+                windows[ours] = window
+    for theirs, ours in _OPENAI_WINDOWS.items():
+        reset = h.get(f"x-ratelimit-reset-{theirs}")
+        window = Window(
+            limit=_int(h.get(f"x-ratelimit-limit-{theirs}")),
+            remaining=_int(h.get(f"x-ratelimit-remaining-{theirs}")),
+            reset_at=parse_reset(reset, now) if reset else None,
+        )
+        if not window.empty:
+            windows[ours] = windows.get(ours, Window()).merged(window)
+    # OpenRouter's platform limits: one unnamed window of requests.
+    reset = h.get("x-ratelimit-reset")
+    plain = Window(
+        limit=_int(h.get("x-ratelimit-limit")),
+        remaining=_int(h.get("x-ratelimit-remaining")),
+        reset_at=parse_reset(reset, now) if reset else None,
+    )
+    if not plain.empty:
+        windows["requests"] = windows.get("requests", Window()).merged(plain)
+    return Observation(windows=windows, retry_after_s=parse_retry_after(h, now))
+
+
+class RateLimitTracker:
+    """The latest rate-limit state of every provider, fed by response headers and error bodies."""
+
+    def __init__(self, clock: Clock = time.time) -> None:
+        self._clock = clock
+        self._state: dict[str, ProviderLimits] = {}
+
+    def observe(self, provider: str, status: int, headers: Mapping[str, str]) -> None:
+        """An `HttpClient` headers observer: called for every upstream response. Never raises."""
+        try:
+            now = self._clock()
+            seen = parse_headers(headers, now)
+            if seen.empty and status != 429:
+                return
+            self._apply(provider, seen, status, now)
+        except Exception:  # a malformed header must never fail a request
+            return
+
+    def note_retry_after(self, provider: str, seconds: float) -> None:
+        """A wait the provider asked for outside the headers (Gemini's `RetryInfo` in the body)."""
+        now = self._clock()
+        self._apply(provider, Observation(retry_after_s=max(0.0, seconds)), None, now)
+
+    def _apply(self, provider: str, seen: Observation, status: int | None, now: float) -> None:
+        old = self._state.get(provider) or ProviderLimits(provider)
+        windows = dict(old.windows)
+        for name, window in seen.windows.items():
+            windows[name] = windows[name].merged(window) if name in windows else window
+        retry_at = old.retry_at
+        if seen.retry_after_s is not None:
+            retry_at = now + seen.retry_after_s
+        elif status is not None and status < 300:
+            retry_at = None  # a success means the wait is over
+        self._state[provider] = replace(
+            old,
+            windows=windows,
+            retry_at=retry_at,
+            updated_at=now,
+            last_status=status if status is not None else old.last_status,
+        )
+
+    def get(self, provider: str) -> ProviderLimits | None:
+        return self._state.get(provider)
+
+    def all(self) -> dict[str, ProviderLimits]:
+        return dict(self._state)
+
+    def now(self) -> float:
+        return self._clock()

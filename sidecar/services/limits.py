@@ -1,0 +1,167 @@
+"""Provider health in one place, and the `rate_limits` method that shows it.
+
+`Resilience` holds, per provider, what the sidecar knows and enforces about its capacity: the
+rate-limit state learned from upstream headers (fed by an `HttpClient` observer), the circuit
+breaker, and the client-side limiter from `config.toml`; plus the retry policy. The chat service
+consults it on every attempt; `rate_limits` and `list_providers` report it.
+
+Must not know: stdin/stdout, providers' wire formats, how a request is retried.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sidecar.config import Config, Limits
+from sidecar.core.breaker import Breakers
+from sidecar.core.limiter import Limiter, LimitSettings
+from sidecar.core.ratelimit import RateLimitTracker, Window
+from sidecar.core.retry import RetryPolicy
+from sidecar.providers.errors import display
+from sidecar.providers.registry import ProviderRegistry
+from sidecar.services.context import CallContext, Handler
+from sidecar.wire.limits import (
+    CircuitInfo,
+    ClientLimits,
+    LimitWindow,
+    ProviderRateLimits,
+    RateLimitsParams,
+    RateLimitsResult,
+)
+
+
+class Resilience:
+    """Per-provider rate-limit state, breakers and limiters, and the retry policy."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.tracker = RateLimitTracker(wall_clock)
+        self.breakers = Breakers(config.breaker.failures, config.breaker.cooldown_s, clock)
+        r = config.retry
+        self.policy = RetryPolicy(
+            max_attempts=r.max_attempts,
+            base_delay_s=r.base_delay_s,
+            max_delay_s=r.max_delay_s,
+            max_retry_after_s=r.max_retry_after_s,
+        )
+        self.random = rand
+        self._limiters: dict[str, Limiter | None] = {}
+
+    def settings(self, provider: str) -> LimitSettings | None:
+        limits: Limits | None = None
+        if provider in self.config.endpoints:
+            limits = self.config.endpoints[provider].limits
+        elif provider in self.config.providers:
+            limits = self.config.providers[provider].limits
+        if limits is None:
+            return None
+        settings = LimitSettings(
+            max_concurrent=limits.max_concurrent,
+            min_interval_s=limits.min_interval_s,
+            requests_per_minute=limits.requests_per_minute,
+            tokens_per_minute=limits.tokens_per_minute,
+        )
+        return settings if settings.any else None
+
+    def limiter(self, provider: str) -> Limiter | None:
+        """The provider's limiter, or None when config.toml sets no limits for it."""
+        if provider not in self._limiters:
+            settings = self.settings(provider)
+            self._limiters[provider] = Limiter(provider, display(provider), settings) if settings else None
+        return self._limiters[provider]
+
+    def circuit_state(self, provider: str) -> str:
+        return self.breakers.state(provider)
+
+
+def _instant(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    when = datetime.fromtimestamp(epoch, UTC)
+    spec = "seconds" if when.microsecond == 0 else "milliseconds"
+    return when.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def _window(window: Window | None, now: float) -> LimitWindow | None:
+    if window is None:
+        return None
+    remaining = window.remaining
+    resets_in = None
+    if window.reset_at is not None:
+        resets_in = round(max(0.0, window.reset_at - now), 3)
+        if window.reset_at <= now and window.limit is not None:
+            remaining = window.limit  # the window has refilled since the provider last said
+    return LimitWindow(
+        limit=window.limit, remaining=remaining, reset_at=_instant(window.reset_at), resets_in_s=resets_in
+    )
+
+
+class RateLimitsService:
+    def __init__(self, resilience: Resilience, providers: ProviderRegistry) -> None:
+        self.resilience = resilience
+        self.providers = providers
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"rate_limits": self.rate_limits}
+
+    async def rate_limits(self, params: RateLimitsParams, ctx: CallContext) -> RateLimitsResult:
+        if params.provider:
+            self.providers.spec(params.provider)  # unknown provider -> unsupported_provider
+            wanted = [params.provider]
+        else:
+            wanted = self.providers.ids
+        now = self.resilience.tracker.now()
+        return RateLimitsResult(providers=[self.one(pid, now) for pid in wanted], as_of=_instant(now) or "")
+
+    def one(self, provider: str, now: float) -> ProviderRateLimits:
+        res = self.resilience
+        learned = res.tracker.get(provider)
+        breaker = res.breakers.get(provider).snapshot()
+        circuit = CircuitInfo(
+            state=breaker.state,
+            consecutive_failures=breaker.consecutive_failures,
+            failure_threshold=breaker.failure_threshold,
+            cooldown_s=breaker.cooldown_s,
+            retry_in_s=round(breaker.retry_in_s, 3) if breaker.retry_in_s is not None else None,
+        )
+        client = None
+        limiter = res.limiter(provider)
+        if limiter is not None:
+            s = limiter.state.settings
+            requests_left, tokens_left = limiter.available()
+            client = ClientLimits(
+                max_concurrent=s.max_concurrent,
+                in_flight=limiter.state.in_flight,
+                waiting=limiter.waiting,
+                min_interval_s=s.min_interval_s,
+                requests_per_minute=s.requests_per_minute,
+                requests_available=round(requests_left, 3) if requests_left is not None else None,
+                tokens_per_minute=s.tokens_per_minute,
+                tokens_available=round(tokens_left, 3) if tokens_left is not None else None,
+            )
+        if learned is None:
+            return ProviderRateLimits(provider=provider, circuit=circuit, client=client)
+        wait = learned.retry_after_s(now)
+        return ProviderRateLimits(
+            provider=provider,
+            requests=_window(learned.windows.get("requests"), now),
+            tokens=_window(learned.windows.get("tokens"), now),
+            input_tokens=_window(learned.windows.get("input_tokens"), now),
+            output_tokens=_window(learned.windows.get("output_tokens"), now),
+            retry_after_s=round(wait, 3) if wait is not None else None,
+            retry_at=_instant(learned.retry_at) if wait is not None else None,
+            last_status=learned.last_status,
+            updated_at=_instant(learned.updated_at),
+            circuit=circuit,
+            client=client,
+        )

@@ -1,0 +1,774 @@
+"""Retries, fallback, circuit breaking, client-side limits and timeouts against real fake upstreams.
+
+The chat stack is built in-process (HTTP client, registry, resilience, chat service) and talks over
+real sockets to fakes that misbehave on command: 429 with Retry-After, 500, 529, 401, a stream that
+fails after its first token, stalls before and after the first byte, a slow trickle.
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+
+from sidecar.config import Config
+from sidecar.core.catalog import PriceBook
+from sidecar.errors import SidecarError
+from sidecar.providers.http import HttpClient
+from sidecar.providers.registry import ProviderRegistry
+from sidecar.services.catalog import CatalogService
+from sidecar.services.chat import ChatService
+from sidecar.services.limits import RateLimitsService, Resilience
+from sidecar.services.pricing import Pricing
+from sidecar.wire.base import Empty
+from sidecar.wire.chat import ChatResult, CompleteParams
+from sidecar.wire.limits import RateLimitsParams
+from tests.fakes.http import Abort, FakeUpstream, Pause, RecordedRequest, Reply, Stall, json_reply
+from tests.fakes.openai_compat import FakeOpenAICompat, error_reply, midstream_error_reply
+
+KEYS = {"OPENAI_API_KEY": "sk-test-valid", "XAI_API_KEY": "xai-test-valid"}
+FAST = """
+[retry]
+max_attempts = 3
+base_delay_s = 0.05
+max_delay_s = 0.05
+"""
+
+
+# -- the stack --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ctx:
+    request_id: int | str = 1
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    async def notify(self, method: str, params: Any) -> None:
+        assert method == "stream/event"
+        self.events.append(msgspec.to_builtins(params.event))
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == kind]
+
+
+@dataclass
+class Stack:
+    http: HttpClient
+    chat: ChatService
+    limits: RateLimitsService
+    catalog: CatalogService
+    resilience: Resilience
+
+
+def stack(
+    toml: str = FAST, env: dict[str, str] | None = None, rand: Callable[[], float] = lambda: 1.0
+) -> Stack:
+    config = msgspec.convert(tomllib.loads(toml), Config)
+    env = {**KEYS, **(env or {})}
+    http = HttpClient("llm-sidecar-test")
+
+    async def get_key(provider: str, env_var: str | None, account: str | None) -> str:
+        if env_var and env.get(env_var):
+            return env[env_var]
+        raise SidecarError("missing_key", f"No key for {provider}.", provider=provider)
+
+    providers = ProviderRegistry(config, env, http, get_key)
+    pricing = Pricing(providers, PriceBook())
+    resilience = Resilience(config, rand=rand)
+    http.observers.append(resilience.tracker.observe)
+    chat = ChatService(providers, pricing, config, resilience)
+    catalog = CatalogService(
+        providers,
+        pricing,
+        methods=lambda: [],
+        notifications=lambda: [],
+        circuit_state=resilience.circuit_state,
+    )
+    return Stack(http, chat, RateLimitsService(resilience, providers), catalog, resilience)
+
+
+def params(model: str = "openai:gpt-4o-mini", **kw: Any) -> CompleteParams:
+    return msgspec.convert(
+        {"model": model, "messages": [{"role": "user", "content": "hello there"}], **kw}, CompleteParams
+    )
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    anyio.run(body)
+
+
+async def stream(s: Stack, p: CompleteParams, ctx: Ctx | None = None) -> ChatResult:
+    return await s.chat.stream(p, ctx or Ctx())
+
+
+async def failing(call: Awaitable[Any]) -> SidecarError:
+    with pytest.raises(SidecarError) as info:
+        await call
+    return info.value
+
+
+@pytest.fixture
+def openai() -> Iterator[FakeOpenAICompat]:
+    with FakeOpenAICompat("openai") as fake:
+        yield fake
+
+
+@pytest.fixture
+def xai() -> Iterator[FakeOpenAICompat]:
+    with FakeOpenAICompat("xai") as fake:
+        yield fake
+
+
+def env_for(openai: FakeOpenAICompat, xai: FakeOpenAICompat | None = None) -> dict[str, str]:
+    env = {"OPENAI_BASE_URL": openai.api_base}
+    if xai is not None:
+        env["XAI_BASE_URL"] = xai.api_base
+    return env
+
+
+def always(reply: Callable[[], Reply]) -> Callable[[RecordedRequest], Reply]:
+    return lambda req: reply()
+
+
+# -- retries ------------------------------------------------------------------------------------------
+
+
+def test_429_with_retry_after_is_waited_out_then_retried(openai: FakeOpenAICompat) -> None:
+    openai.enqueue(error_reply(429, "openai", "rate_limit", retry_after_s=0.4))
+    s = stack(env=env_for(openai))
+
+    async def body() -> None:
+        ctx = Ctx()
+        t0 = time.monotonic()
+        result = await stream(s, params(), ctx)
+        waited = time.monotonic() - t0
+        assert result.text == "Echo: hello there"
+        assert [(a.ok, a.error) for a in result.attempts] == [(False, "rate_limited"), (True, None)]
+        assert 0.4 <= waited < 1.2  # retry-after-ms (400) wins over retry-after (1)
+        [event] = ctx.of("attempt")
+        assert event["attempt"] == 2 and event["previous_error"] == "rate_limited"
+        assert event["delay_s"] == pytest.approx(0.4)
+        assert ctx.events.index(event) < ctx.events.index(ctx.of("text_delta")[0])
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 2
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 529])
+def test_server_errors_are_retried_with_backoff(openai: FakeOpenAICompat, status: int) -> None:
+    openai.enqueue(error_reply(status, "openai", "server", retry_after_s=None))
+    s = stack(env=env_for(openai))
+
+    async def body() -> None:
+        t0 = time.monotonic()
+        result = await s.chat.complete(params(), Ctx())
+        assert time.monotonic() - t0 >= 0.05  # the backoff (jitter pinned to its ceiling)
+        assert [(a.ok, a.error) for a in result.attempts] == [(False, "provider_error"), (True, None)]
+        assert result.attempts[0].message and f"HTTP {status}" in result.attempts[0].message
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 2
+
+
+def test_attempts_are_capped(openai: FakeOpenAICompat) -> None:
+    openai.route("POST", "/v1/chat/completions", always(lambda: error_reply(503, "openai", "overloaded")))
+    s = stack(FAST.replace("max_attempts = 3", "max_attempts = 2"), env=env_for(openai))
+
+    async def body() -> None:
+        err = await failing(stream(s, params()))
+        assert err.kind == "provider_error"
+        assert [a["error"] for a in err.details["attempts"]] == ["provider_error", "provider_error"]
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "expected"),
+    [(401, "auth", "auth_failed"), (400, "bad_request", "invalid_request"), (429, "quota", "quota_exceeded")],
+)
+def test_non_transient_errors_are_not_retried(
+    openai: FakeOpenAICompat, status: int, kind: Any, expected: str
+) -> None:
+    openai.enqueue(error_reply(status, "openai", kind))
+    s = stack(env=env_for(openai))
+
+    async def body() -> None:
+        err = await failing(stream(s, params()))
+        assert err.kind == expected
+        assert "attempts" not in err.details  # a single try
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 1
+
+
+def test_a_retry_after_beyond_the_cap_is_reported_not_waited(openai: FakeOpenAICompat) -> None:
+    openai.enqueue(error_reply(429, "openai", "rate_limit", retry_after_s=30))
+    s = stack(FAST + "max_retry_after_s = 2\n", env=env_for(openai))
+
+    async def body() -> None:
+        t0 = time.monotonic()
+        err = await failing(stream(s, params()))
+        assert time.monotonic() - t0 < 1
+        assert err.kind == "rate_limited"
+        assert err.retry_after_s == 30
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 1
+
+
+# -- no retry after the first token ------------------------------------------------------------------------
+
+
+def test_an_error_after_the_first_token_is_reported_never_retried(
+    openai: FakeOpenAICompat, xai: FakeOpenAICompat
+) -> None:
+    openai.enqueue(midstream_error_reply("openai", text_pieces=("Partial", " answer")))
+    s = stack(env=env_for(openai, xai))
+
+    async def body() -> None:
+        ctx = Ctx()
+        err = await failing(stream(s, params(fallback=["xai:grok-3-mini"]), ctx))
+        assert err.kind == "provider_error"  # transient, yet neither retried nor passed to the fallback
+        assert "".join(e["text"] for e in ctx.of("text_delta")) == "Partial answer"
+        assert ctx.of("attempt") == []
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 1
+    assert xai.requests == []
+
+
+def test_a_connection_reset_after_the_first_token_is_not_retried(openai: FakeOpenAICompat) -> None:
+    openai.edit_stream = lambda events: [*events[:3], Abort(reset=True)]
+    s = stack(env=env_for(openai))
+
+    async def body() -> None:
+        ctx = Ctx()
+        err = await failing(stream(s, params(), ctx))
+        assert err.kind == "network_error"
+        assert ctx.of("text_delta")
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 1
+
+
+def test_a_stream_cut_before_any_token_is_retried(openai: FakeOpenAICompat) -> None:
+    # The first chunk only says the role; no content reached the host, so a retry is safe.
+    first = True
+
+    def edit(events: list[bytes]) -> list[Any]:
+        nonlocal first
+        if first:
+            first = False
+            return [events[0], Abort()]
+        return list(events)
+
+    openai.edit_stream = edit
+    s = stack(env=env_for(openai))
+
+    async def body() -> None:
+        result = await stream(s, params())
+        assert result.text == "Echo: hello there"
+        assert [(a.ok, a.error) for a in result.attempts] == [(False, "network_error"), (True, None)]
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 2
+
+
+# -- fallback -------------------------------------------------------------------------------------------
+
+
+def test_fallback_to_a_healthy_provider(openai: FakeOpenAICompat, xai: FakeOpenAICompat) -> None:
+    openai.route("POST", "/v1/chat/completions", always(lambda: error_reply(503, "openai", "overloaded")))
+    s = stack(FAST.replace("max_attempts = 3", "max_attempts = 2"), env=env_for(openai, xai))
+
+    async def body() -> None:
+        ctx = Ctx()
+        result = await stream(s, params(fallback=["xai:grok-3-mini"]), ctx)
+        assert (result.provider, result.model) == ("xai", "grok-3-mini")
+        assert result.text == "Echo: hello there"
+        assert [(a.provider, a.ok, a.error) for a in result.attempts] == [
+            ("openai", False, "provider_error"),
+            ("openai", False, "provider_error"),
+            ("xai", True, None),
+        ]
+        attempts = ctx.of("attempt")
+        assert [(e["provider"], e["model"], e["attempt"], e["previous_error"]) for e in attempts] == [
+            ("openai", "gpt-4o-mini", 2, "provider_error"),
+            ("xai", "grok-3-mini", 3, "provider_error"),
+        ]
+        assert ctx.events.index(attempts[-1]) < ctx.events.index(ctx.of("text_delta")[0])
+        assert "".join(e["text"] for e in ctx.of("text_delta")) == result.text
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 2
+    assert len(xai.requests) == 1
+
+
+def test_the_config_fallback_chain_is_the_default(openai: FakeOpenAICompat, xai: FakeOpenAICompat) -> None:
+    openai.enqueue(error_reply(401, "openai", "auth"))  # not retried, but a fallback may still answer
+    s = stack('fallback = ["xai:grok-3-mini"]\n' + FAST, env=env_for(openai, xai))
+
+    async def body() -> None:
+        result = await s.chat.complete(params(), Ctx())
+        assert result.provider == "xai"
+        assert [(a.provider, a.error) for a in result.attempts] == [("openai", "auth_failed"), ("xai", None)]
+        # A request's own list replaces the default: an empty one means no fallback.
+        openai.enqueue(error_reply(401, "openai", "auth"))
+        err = await failing(s.chat.complete(params(fallback=[]), Ctx()))
+        assert err.kind == "auth_failed"
+        await s.http.aclose()
+
+    run(body)
+    assert len(xai.requests) == 1
+
+
+def test_when_every_model_fails_the_host_gets_the_first_models_error_and_every_attempt(
+    openai: FakeOpenAICompat, xai: FakeOpenAICompat
+) -> None:
+    openai.enqueue(error_reply(401, "openai", "auth"))
+    s = stack(env={"OPENAI_BASE_URL": openai.api_base, "XAI_API_KEY": "", "XAI_BASE_URL": xai.api_base})
+
+    async def body() -> None:
+        err = await failing(stream(s, params(fallback=["xai:grok-3-mini"])))
+        assert err.kind == "auth_failed"
+        assert err.provider == "openai"
+        assert "xai:grok-3-mini failed too" in err.message
+        assert [(a["provider"], a["error"]) for a in err.details["attempts"]] == [
+            ("openai", "auth_failed"),
+            ("xai", "missing_key"),
+        ]
+        await s.http.aclose()
+
+    run(body)
+    assert xai.requests == []
+
+
+def test_a_bad_fallback_model_is_an_invalid_request() -> None:
+    s = stack()
+
+    async def body() -> None:
+        err = await failing(stream(s, params(fallback=["openai:gpt-4o", "nonsense"])))
+        assert err.kind == "invalid_request"
+        assert err.field == "fallback[1]"
+
+    run(body)
+
+
+# -- circuit breaker ---------------------------------------------------------------------------------------
+
+
+BREAKER = """
+[retry]
+max_attempts = 1
+[breaker]
+failures = 2
+cooldown_s = 0.4
+"""
+
+
+def test_the_breaker_opens_skips_and_half_opens_after_the_cooldown(openai: FakeOpenAICompat) -> None:
+    for _ in range(2):
+        openai.enqueue(error_reply(503, "openai", "overloaded"))
+    s = stack(BREAKER, env=env_for(openai))
+
+    async def circuit() -> tuple[str | None, Any]:
+        listed = await s.catalog.list_providers(Empty(), Ctx())
+        state = next(p.circuit for p in listed.providers if p.id == "openai")
+        shown = await s.limits.rate_limits(RateLimitsParams(provider="openai"), Ctx())
+        return state, shown.providers[0].circuit
+
+    async def body() -> None:
+        for _ in range(2):
+            assert (await failing(stream(s, params()))).kind == "provider_error"
+        state, info = await circuit()
+        assert state == "open" and info.state == "open"
+        assert info.consecutive_failures == 2 and info.failure_threshold == 2
+        assert 0 < info.retry_in_s <= 0.4
+
+        t0 = time.monotonic()
+        skipped = await failing(stream(s, params()))
+        assert time.monotonic() - t0 < 0.1
+        assert skipped.kind == "provider_error"
+        assert "circuit breaker" in skipped.message
+        assert skipped.retry_after_s is not None and 0 < skipped.retry_after_s <= 0.4
+        assert len(openai.requests) == 2  # never sent
+
+        await anyio.sleep(0.45)
+        state, info = await circuit()
+        assert state == "half_open" and info.state == "half_open"
+        result = await stream(s, params())  # the one trial request; the fake is healthy again
+        assert result.text == "Echo: hello there"
+        state, info = await circuit()
+        assert state == "closed" and info.consecutive_failures == 0
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 3
+
+
+def test_an_open_breaker_sends_the_request_to_the_fallback(
+    openai: FakeOpenAICompat, xai: FakeOpenAICompat
+) -> None:
+    openai.route("POST", "/v1/chat/completions", always(lambda: error_reply(500, "openai", "server")))
+    s = stack(BREAKER.replace("failures = 2", "failures = 1"), env=env_for(openai, xai))
+
+    async def body() -> None:
+        assert (await failing(stream(s, params()))).kind == "provider_error"
+        ctx = Ctx()
+        result = await stream(s, params(fallback=["xai:grok-3-mini"]), ctx)
+        assert result.provider == "xai"
+        assert result.attempts[0].error == "provider_error"
+        assert result.attempts[0].message and "circuit breaker" in result.attempts[0].message
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 1
+
+
+def test_a_failed_trial_request_opens_the_breaker_again(openai: FakeOpenAICompat) -> None:
+    openai.route("POST", "/v1/chat/completions", always(lambda: error_reply(500, "openai", "server")))
+    s = stack(BREAKER.replace("failures = 2", "failures = 1"), env=env_for(openai))
+
+    async def body() -> None:
+        await failing(stream(s, params()))
+        await anyio.sleep(0.45)
+        assert s.resilience.circuit_state("openai") == "half_open"
+        await failing(stream(s, params()))  # the trial
+        assert s.resilience.circuit_state("openai") == "open"
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 2
+
+
+# -- rate-limit state ------------------------------------------------------------------------------------
+
+
+def _instant(text: str | None) -> float:
+    assert text is not None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_rate_limits_shows_openais_headers(openai: FakeOpenAICompat) -> None:
+    s = stack(env=env_for(openai))
+
+    async def body() -> None:
+        before = await s.limits.rate_limits(RateLimitsParams(provider="openai"), Ctx())
+        assert before.providers[0].requests is None
+        await stream(s, params())
+        now = time.time()
+        shown = (await s.limits.rate_limits(RateLimitsParams(), Ctx())).providers
+        assert {p.provider for p in shown} >= {"openai", "anthropic", "gemini", "xai", "openrouter", "ollama"}
+        mine = next(p for p in shown if p.provider == "openai")
+        assert mine.requests is not None and mine.tokens is not None
+        assert mine.requests.limit == 5000 and mine.requests.remaining == 4999
+        assert mine.tokens.limit == 4_000_000 and mine.tokens.remaining is not None
+        assert mine.tokens.remaining < 4_000_000
+        assert _instant(mine.tokens.reset_at) == pytest.approx(now + 360, abs=2)  # "6m0s"
+        assert mine.tokens.resets_in_s == pytest.approx(360, abs=2)
+        assert _instant(mine.requests.reset_at) == pytest.approx(now + 1, abs=1)  # "1s"
+        assert mine.last_status == 200
+        assert mine.circuit.state == "closed"
+        await s.http.aclose()
+
+    run(body)
+
+
+ANTHROPIC_HEADERS = {
+    "anthropic-ratelimit-requests-limit": "1000",
+    "anthropic-ratelimit-requests-remaining": "999",
+    "anthropic-ratelimit-requests-reset": "2030-08-21T12:40:59Z",
+    "anthropic-ratelimit-tokens-limit": "96000",
+    "anthropic-ratelimit-tokens-remaining": "95000",
+    "anthropic-ratelimit-tokens-reset": "2030-08-21T12:40:59Z",
+    "anthropic-ratelimit-input-tokens-limit": "80000",
+    "anthropic-ratelimit-input-tokens-remaining": "79000",
+    "anthropic-ratelimit-input-tokens-reset": "2030-08-21T12:40:59Z",
+    "anthropic-ratelimit-output-tokens-limit": "16000",
+    "anthropic-ratelimit-output-tokens-remaining": "16000",
+    "anthropic-ratelimit-output-tokens-reset": "2030-08-21T12:41:00Z",
+    "request-id": "req_011CSLsW7mFqvHHnzrKdKjAE",
+}
+
+
+def test_rate_limits_shows_anthropics_headers_seen_on_any_response() -> None:
+    with FakeUpstream() as fake:
+        fake.route("GET", "/v1/models", lambda req: json_reply(200, {"data": []}, ANTHROPIC_HEADERS))
+        fake.route(
+            "POST",
+            "/v1/messages",
+            lambda req: json_reply(
+                529,
+                {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+                {"retry-after": "20"},
+            ),
+        )
+        s = stack(env={"ANTHROPIC_BASE_URL": fake.url})
+
+        async def body() -> None:
+            await s.http.request_json("anthropic", "GET", fake.url + "/v1/models")
+            state = (await s.limits.rate_limits(RateLimitsParams(provider="anthropic"), Ctx())).providers[0]
+            assert state.requests is not None and state.requests.remaining == 999
+            assert state.requests.reset_at == "2030-08-21T12:40:59Z"
+            assert state.tokens is not None and state.tokens.remaining == 95000
+            assert state.input_tokens is not None and state.input_tokens.limit == 80000
+            assert state.output_tokens is not None and state.output_tokens.reset_at == "2030-08-21T12:41:00Z"
+            assert state.retry_after_s is None
+
+            err = await failing(
+                s.http.request_json("anthropic", "POST", fake.url + "/v1/messages", json_body=b"{}")
+            )
+            assert err.kind == "provider_error"  # 529 overloaded: transient
+            state = (await s.limits.rate_limits(RateLimitsParams(provider="anthropic"), Ctx())).providers[0]
+            assert state.last_status == 529
+            assert state.retry_after_s == pytest.approx(20, abs=1)
+            assert state.requests is not None and state.requests.remaining == 999  # kept from before
+            await s.http.aclose()
+
+        run(body)
+
+
+def test_rate_limits_learns_gemini_style_retry_info_from_the_error_body() -> None:
+    google_429 = {
+        "error": {
+            "code": 429,
+            "message": "You exceeded your current quota, please check your plan.",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "34.4s"},
+            ],
+        }
+    }
+    with FakeUpstream() as fake:
+        fake.route("POST", "/v1/chat/completions", lambda req: json_reply(429, google_429))
+        toml = (
+            f'[endpoints.local]\nbase_url = "{fake.url}/v1"\nneeds_key = false\n'
+            + FAST
+            + "max_retry_after_s = 5\n"
+        )
+        s = stack(toml)
+
+        async def body() -> None:
+            err = await failing(stream(s, params("local:some-model")))
+            assert err.kind == "rate_limited"
+            assert err.retry_after_s == pytest.approx(34.4)
+            state = (await s.limits.rate_limits(RateLimitsParams(provider="local"), Ctx())).providers[0]
+            assert state.retry_after_s == pytest.approx(34.4, abs=1)
+            assert state.retry_at is not None
+            await s.http.aclose()
+
+        run(body)
+        assert len(fake.requests) == 1
+
+
+def test_rate_limits_of_an_unknown_provider() -> None:
+    s = stack()
+
+    async def body() -> None:
+        err = await failing(s.limits.rate_limits(RateLimitsParams(provider="nope"), Ctx()))
+        assert err.kind == "unsupported_provider"
+
+    run(body)
+
+
+# -- client-side limits ------------------------------------------------------------------------------------
+
+
+def test_requests_per_minute_refuses_a_request_that_would_wait_too_long(openai: FakeOpenAICompat) -> None:
+    s = stack(FAST + "[providers.openai.limits]\nrequests_per_minute = 1\n", env=env_for(openai))
+
+    async def body() -> None:
+        await stream(s, params(timeout_s=2))
+        t0 = time.monotonic()
+        err = await failing(stream(s, params(timeout_s=2)))
+        assert time.monotonic() - t0 < 0.5
+        assert err.kind == "rate_limited"
+        assert err.retry_after_s == pytest.approx(60, abs=1)
+        state = (await s.limits.rate_limits(RateLimitsParams(provider="openai"), Ctx())).providers[0]
+        assert state.client is not None
+        assert state.client.requests_per_minute == 1
+        assert state.client.requests_available is not None and state.client.requests_available < 1
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 1
+
+
+def test_tokens_per_minute_charges_the_estimate_then_the_real_count(openai: FakeOpenAICompat) -> None:
+    s = stack(FAST + "[providers.openai.limits]\ntokens_per_minute = 60\n", env=env_for(openai))
+
+    async def body() -> None:
+        async def available() -> float:
+            state = (await s.limits.rate_limits(RateLimitsParams(provider="openai"), Ctx())).providers[0]
+            assert state.client is not None and state.client.tokens_available is not None
+            return state.client.tokens_available
+
+        result = await s.chat.complete(params(max_tokens=40), Ctx())
+        used = result.usage.input_tokens + result.usage.output_tokens
+        assert used < 20
+        # charged ~45 up front (estimate + max_tokens), then settled on the real count
+        assert await available() == pytest.approx(60 - used, abs=1.5)
+        await s.chat.complete(params(max_tokens=40), Ctx())
+        err = await failing(s.chat.complete(params(max_tokens=59, timeout_s=1), Ctx()))
+        assert err.kind == "rate_limited"
+        assert err.retry_after_s is not None and err.retry_after_s > 1
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 2
+
+
+def test_a_request_waiting_for_a_slot_can_be_cancelled(openai: FakeOpenAICompat) -> None:
+    openai.chunk_delay_s = 0.1
+    s = stack(FAST + "[providers.openai.limits]\nmax_concurrent = 1\n", env=env_for(openai))
+
+    async def body() -> None:
+        first: list[ChatResult] = []
+
+        async def slow() -> None:
+            first.append(await stream(s, params()))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(slow)
+            await anyio.to_thread.run_sync(openai.wait_for_requests, 1)
+            with anyio.CancelScope() as waiting:
+
+                async def cancel_soon() -> None:
+                    await anyio.sleep(0.1)
+                    limits = (
+                        await s.limits.rate_limits(RateLimitsParams(provider="openai"), Ctx())
+                    ).providers[0]
+                    assert limits.client is not None
+                    assert (limits.client.in_flight, limits.client.waiting) == (1, 1)
+                    waiting.cancel()
+
+                tg.start_soon(cancel_soon)
+                t0 = time.monotonic()
+                await stream(s, params())
+            assert waiting.cancelled_caught
+            assert time.monotonic() - t0 < 0.5
+        assert first and first[0].text == "Echo: hello there"
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 1  # the cancelled request never reached the provider
+
+
+# -- timeouts -------------------------------------------------------------------------------------------
+
+
+def test_a_stall_after_the_first_token_ends_as_timeout_within_the_idle_limit(
+    openai: FakeOpenAICompat,
+) -> None:
+    openai.edit_stream = lambda events: [*events[:3], Stall()]
+    s = stack(env=env_for(openai))
+
+    async def body() -> None:
+        ctx = Ctx()
+        t0 = time.monotonic()
+        err = await failing(stream(s, params(timeout_s=0.5), ctx))
+        elapsed = time.monotonic() - t0
+        assert err.kind == "timeout"
+        assert "0.5s" in err.message
+        assert 0.45 < elapsed < 1.5
+        assert ctx.of("text_delta")
+        await s.http.aclose()
+
+    run(body)
+    assert openai.wait_for_disconnect(timeout=2)  # the abandoned upstream connection was closed
+    assert len(openai.requests) == 1
+
+
+def test_a_stall_before_the_first_token_is_retried_then_reported(openai: FakeOpenAICompat) -> None:
+    openai.edit_stream = lambda events: [events[0], Stall()]
+    s = stack(FAST.replace("max_attempts = 3", "max_attempts = 2"), env=env_for(openai))
+
+    async def body() -> None:
+        t0 = time.monotonic()
+        err = await failing(stream(s, params(timeout_s=0.3)))
+        assert err.kind == "timeout"
+        assert [a["error"] for a in err.details["attempts"]] == ["timeout", "timeout"]
+        assert time.monotonic() - t0 < 1.5
+        await s.http.aclose()
+
+    run(body)
+    assert openai.wait_for_disconnect(timeout=2, count=2)
+
+
+def test_no_first_byte_within_the_limit_is_a_timeout(openai: FakeOpenAICompat) -> None:
+    openai.enqueue(Reply(status=200, delay_s=5, body=b"{}"))
+    s = stack(FAST.replace("max_attempts = 3", "max_attempts = 1"), env=env_for(openai))
+
+    async def body() -> None:
+        t0 = time.monotonic()
+        err = await failing(s.chat.complete(params(timeout_s=0.3), Ctx()))
+        assert err.kind == "timeout"
+        assert "first-byte" in err.message
+        assert time.monotonic() - t0 < 1.0
+        await s.http.aclose()
+
+    run(body)
+    assert openai.wait_for_disconnect(timeout=2)
+
+
+def test_the_idle_limit_is_not_the_first_byte_limit(openai: FakeOpenAICompat) -> None:
+    # A slow first byte is fine when the first-byte limit allows it; the idle limit then applies.
+    openai.enqueue(
+        Reply(status=200, headers={"content-type": "text/event-stream"}, chunks=[Pause(0.4), Stall()])
+    )
+    toml = (
+        FAST.replace("max_attempts = 3", "max_attempts = 1") + "[timeouts]\nfirst_byte_s = 5\nidle_s = 0.2\n"
+    )
+    s = stack(toml, env=env_for(openai))
+
+    async def body() -> None:
+        t0 = time.monotonic()
+        err = await failing(stream(s, params()))
+        assert err.kind == "timeout"
+        assert "idle" in err.message
+        assert time.monotonic() - t0 < 0.6  # headers at once, then nothing for 0.2s
+        openai.enqueue(
+            Reply(status=200, delay_s=0.4, headers={"content-type": "text/event-stream"}, chunks=[Stall()])
+        )
+        t0 = time.monotonic()
+        err = await failing(stream(s, params()))
+        assert err.kind == "timeout" and "idle" in err.message
+        assert 0.55 < time.monotonic() - t0 < 1.2  # 0.4s to the first byte was allowed
+        await s.http.aclose()
+
+    run(body)
+
+
+def test_a_slow_trickle_is_ended_by_the_total_limit(openai: FakeOpenAICompat) -> None:
+    openai.chunk_delay_s = 0.15
+    toml = FAST + "[timeouts]\ntotal_s = 0.5\nidle_s = 5\n"
+    s = stack(toml, env=env_for(openai))
+
+    async def body() -> None:
+        t0 = time.monotonic()
+        err = await failing(stream(s, params()))
+        assert err.kind == "timeout"
+        assert "total time limit of 0.5s" in err.message
+        assert time.monotonic() - t0 < 1.0
+        await s.http.aclose()
+
+    run(body)
+    assert openai.wait_for_disconnect(timeout=2)
+    assert len(openai.requests) == 1
