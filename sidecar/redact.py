@@ -21,6 +21,7 @@ _KEY_SHAPES: Final = re.compile(
     r"|xai-[A-Za-z0-9_\-]{12,}"  # xAI
     r"|AIza[0-9A-Za-z_\-]{20,}"  # Google API keys
     r"|gsk_[A-Za-z0-9]{12,}"  # Groq
+    r"|(?:sk-|xai-|AIza)[A-Za-z0-9_\-]*\*{3,}[A-Za-z0-9_\-]*"  # a key an upstream half-masked itself
     r"|(?<=[Bb]earer )[A-Za-z0-9._\-]{12,}"
     r"|(?<=[?&]key=)[A-Za-z0-9._\-]{12,}"
     r")"

@@ -30,7 +30,7 @@ SIDECAR = str(Path(sys.executable).with_name("llm-sidecar"))
 class Sidecar:
     def __init__(
         self,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         *,
         args: list[str] | None = None,
         home: Path | None = None,
@@ -46,12 +46,14 @@ class Sidecar:
             if inherit_env
             else {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
         )
-        full_env = {
+        merged: dict[str, str | None] = {
             **base,
             "SIDECAR_HOME": str(self.home),
             "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
             **(env or {}),
         }
+        # A None value removes the variable (e.g. to let keyring pick its backend itself).
+        full_env = {k: v for k, v in merged.items() if v is not None}
         self.proc = subprocess.Popen(
             [SIDECAR, *(args or [])],
             stdin=subprocess.PIPE,

@@ -591,6 +591,8 @@ def _shutdown_quietly(conn: socket.socket) -> None:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 resets connections when a test opens dozens at once.
+    request_queue_size = 128
 
     def __init__(self, fake: FakeUpstream) -> None:
         self.fake = fake
