@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
+from sidecar.wire.base import ErrorData
+
 ErrorKind = Literal[
     "invalid_request",
     "missing_key",
@@ -111,6 +113,17 @@ class SidecarError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.kind!r}, {self.message!r})"
 
+    def data(self) -> ErrorData:
+        """The wire form: `error.data` of an RPC error, or the `error` carried inside a result."""
+        return ErrorData(
+            kind=self.kind,
+            message=self.message,
+            provider=self.provider,
+            retry_after_s=self.retry_after_s,
+            field=self.field,
+            details=self.details or None,
+        )
+
 
 class ProviderError(SidecarError):
     """An upstream failure, mapped to a kind at the provider boundary."""
@@ -133,3 +146,15 @@ class ProviderError(SidecarError):
 
 def invalid_request(message: str, *, field: str | None = None) -> SidecarError:
     return SidecarError("invalid_request", message, field=field)
+
+
+def field_path(validation_message: str) -> str:
+    """The JSON path a msgspec validation error names, e.g. `$.messages[0].role` (`$` if none)."""
+    marker = " - at `"
+    at = validation_message.rfind(marker)
+    path = validation_message[at + len(marker) : -1] if at >= 0 else "$"
+    missing = validation_message.find("missing required field `")
+    if missing >= 0:
+        name = validation_message[missing + len("missing required field `") :].split("`", 1)[0]
+        path = f"{path}.{name}"
+    return path

@@ -42,7 +42,6 @@ from sidecar.mcp_tools import (
     ok_result,
     tools,
 )
-from sidecar.rpc.dispatcher import error_data
 from sidecar.rpc.envelope import Notification, Reply, Request
 from sidecar.services.context import Handler
 from sidecar.wire.base import ErrorData
@@ -123,7 +122,7 @@ async def _call(
         result = await handler(decoded, ToolCallContext(request_id, ctx.session))
     except SidecarError as exc:
         _log.info("request failed", kind=exc.kind, provider=exc.provider)
-        return error_result(error_data(exc))
+        return error_result(exc.data())
     except ProtocolError as exc:
         raise MCPError(code=exc.code, message=exc.message) from None
     except Exception:

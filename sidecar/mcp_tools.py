@@ -29,6 +29,7 @@ from typing import Any, Final
 
 import msgspec
 
+from sidecar.errors import field_path
 from sidecar.wire import schema
 from sidecar.wire.base import ErrorData, Wire
 from sidecar.wire.methods import METHODS, MethodSpec
@@ -119,18 +120,6 @@ def decode_arguments(name: str, arguments: Json | None) -> Wire | ErrorData:
         text = str(exc)
         return ErrorData(kind="invalid_request", message=f"Invalid arguments: {text}", field=field_path(text))
     return params
-
-
-def field_path(validation_message: str) -> str:
-    """The JSON path a msgspec validation error names, e.g. `$.messages[0].role` (`$` if none)."""
-    marker = " - at `"
-    at = validation_message.rfind(marker)
-    path = validation_message[at + len(marker) : -1] if at >= 0 else "$"
-    missing = validation_message.find("missing required field `")
-    if missing >= 0:
-        name = validation_message[missing + len("missing required field `") :].split("`", 1)[0]
-        path = f"{path}.{name}"
-    return path
 
 
 def ok_result(result: Wire) -> Json:

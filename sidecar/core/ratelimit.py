@@ -18,7 +18,6 @@ Must not know: HTTP clients, the protocol, which provider is configured; it does
 
 from __future__ import annotations
 
-import email.utils
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -124,6 +123,8 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    import email.utils  # rare (an HTTP date) and ~9 ms to import: not at start-up
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

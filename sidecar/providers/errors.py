@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import msgspec
 
+from sidecar.core.ratelimit import parse_retry_after
 from sidecar.errors import ErrorKind, ProviderError
 from sidecar.redact import redact
 
@@ -129,26 +130,7 @@ def read_error_body(body: bytes | Any) -> UpstreamError:
 
 def retry_after_s(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """`retry-after-ms` (float ms) first, then `retry-after` (seconds or an HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    import email.utils  # rare (an HTTP date) and ~9 ms to import: not at start-up
-
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return parse_retry_after(headers, time.time() if now is None else now)
 
 
 def _is_bad_key(err: UpstreamError) -> bool:

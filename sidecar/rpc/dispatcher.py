@@ -28,6 +28,7 @@ from sidecar.errors import (
     REQUEST_CANCELLED,
     ProtocolError,
     SidecarError,
+    field_path,
 )
 from sidecar.rpc import envelope
 from sidecar.rpc.envelope import Inbound, Invalid, Notification, Reply, Request, RequestId
@@ -80,29 +81,6 @@ class RequestContext:
     @property
     def progress_token(self) -> None:
         return None
-
-
-def error_data(exc: SidecarError) -> ErrorData:
-    return ErrorData(
-        kind=exc.kind,
-        message=exc.message,
-        provider=exc.provider,
-        retry_after_s=exc.retry_after_s,
-        field=exc.field,
-        details=exc.details or None,
-    )
-
-
-def _field_of(validation_message: str) -> str:
-    """The JSON path msgspec names in a validation error, e.g. `$.messages[0].role`."""
-    marker = " - at `"
-    at = validation_message.rfind(marker)
-    path = validation_message[at + len(marker) : -1] if at >= 0 else "$"
-    missing = validation_message.find("missing required field `")
-    if missing >= 0:
-        name = validation_message[missing + len("missing required field `") :].split("`", 1)[0]
-        path = f"{path}.{name}"
-    return path
 
 
 class Dispatcher:
@@ -231,7 +209,7 @@ class Dispatcher:
             params = found.decoder.decode(req.params if req.params is not None else _EMPTY_PARAMS)
         except msgspec.ValidationError as exc:
             text = str(exc)
-            field = _field_of(text)
+            field = field_path(text)
             data = ErrorData(kind="invalid_request", message=f"Invalid params: {text}", field=field)
             return envelope.encode_error(req.id, INVALID_PARAMS, f"Invalid params: {text}", data)
         except msgspec.DecodeError as exc:
@@ -241,7 +219,7 @@ class Dispatcher:
             result = await found.handler(params, ctx)
         except SidecarError as exc:
             _log.info("request failed", kind=exc.kind, provider=exc.provider)
-            return envelope.encode_error(req.id, exc.code, exc.message, error_data(exc))
+            return envelope.encode_error(req.id, exc.code, exc.message, exc.data())
         except ProtocolError as exc:
             return envelope.encode_error(req.id, exc.code, exc.message)
         except Exception:

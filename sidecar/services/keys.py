@@ -31,7 +31,7 @@ from sidecar.providers.errors import display
 from sidecar.providers.http import Timeouts
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.context import CallContext, Handler
-from sidecar.wire.base import Empty, ErrorData
+from sidecar.wire.base import Empty
 from sidecar.wire.keys import (
     DeleteKeyResult,
     KeyInfo,
@@ -45,18 +45,6 @@ from sidecar.wire.keys import (
 
 VALIDATE_TIMEOUT_S: Final = 5.0
 _log = logs.get_logger("keys")
-
-
-def error_data(exc: SidecarError) -> ErrorData:
-    """The wire form of an error carried inside a result (a `valid: false` check, a listing)."""
-    return ErrorData(
-        kind=exc.kind,
-        message=exc.message,
-        provider=exc.provider,
-        retry_after_s=exc.retry_after_s,
-        field=exc.field,
-        details=exc.details or None,
-    )
 
 
 class KeyService:
@@ -165,7 +153,7 @@ class KeyService:
                         await self.audit.record("key_validated", spec.id, "error", exc.kind)
                         raise
                     await self.audit.record("key_validated", spec.id, "invalid", "missing_key")
-                    return ValidateKeyResult(provider=spec.id, valid=False, error=error_data(exc))
+                    return ValidateKeyResult(provider=spec.id, valid=False, error=exc.data())
         try:
             check = await self.check(spec, key)
         except SidecarError as exc:
@@ -181,7 +169,7 @@ class KeyService:
         return ValidateKeyResult(
             provider=spec.id,
             valid=check.valid,
-            error=error_data(check.error) if check.error else None,
+            error=check.error.data() if check.error else None,
             details=check.details or None,
         )
 
@@ -270,7 +258,7 @@ class KeyService:
                 source=None,
                 masked=None,
                 env_var=spec.key_env,
-                error=error_data(exc),
+                error=exc.data(),
             )
         return KeyInfo(
             provider=spec.id, configured=configured, source=source, masked=masked, env_var=spec.key_env

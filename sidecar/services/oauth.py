@@ -45,7 +45,7 @@ from sidecar.infra.keystore import KeyStore
 from sidecar.providers.http import HttpClient, Timeouts
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.context import CallContext, Handler
-from sidecar.services.keys import error_data, with_provider
+from sidecar.services.keys import with_provider
 from sidecar.wire.keys import (
     AuthCompletedParams,
     AuthCompleteParams,
@@ -336,7 +336,7 @@ class OAuthService:
         )
         await self.audit.record("oauth_failed", PROVIDER, "error", "expired")
         _log.info("openrouter login expired")
-        self.notify(COMPLETED, AuthCompletedParams(state=login.state, ok=False, error=error_data(error)))
+        self.notify(COMPLETED, AuthCompletedParams(state=login.state, ok=False, error=error.data()))
 
     async def _on_connection(
         self, login: pkce.PendingLogin, port: int, stop: anyio.Event, stream: anyio.abc.ByteStream
@@ -391,14 +391,12 @@ class OAuthService:
             )
             if self.logins.fail(login.state) is not None:
                 await self.audit.record("oauth_failed", PROVIDER, "error", "no_code")
-                self.notify(
-                    COMPLETED, AuthCompletedParams(state=login.state, ok=False, error=error_data(error))
-                )
+                self.notify(COMPLETED, AuthCompletedParams(state=login.state, ok=False, error=error.data()))
             return 400, _failure_page(error.message), True
         try:
             masked = await self.finish(login.state, code)
         except SidecarError as exc:
-            self.notify(COMPLETED, AuthCompletedParams(state=login.state, ok=False, error=error_data(exc)))
+            self.notify(COMPLETED, AuthCompletedParams(state=login.state, ok=False, error=exc.data()))
             return (
                 400 if exc.kind in ("oauth_failed", "invalid_request") else 502,
                 _failure_page(exc.message),

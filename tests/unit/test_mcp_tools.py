@@ -9,12 +9,12 @@ import jsonschema  # type: ignore[import-untyped]
 import msgspec
 import pytest
 
+from sidecar.errors import field_path
 from sidecar.mcp_tools import (
     ProgressTracker,
     ProgressUpdate,
     decode_arguments,
     error_result,
-    field_path,
     method_names,
     ok_result,
     self_contained,

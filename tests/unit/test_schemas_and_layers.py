@@ -46,7 +46,13 @@ def test_openrpc_lists_methods_notifications_and_error_kinds() -> None:
 # leaf modules errors, redact, logs, config).
 LAYERS = ["wire", "rpc", "core", "providers", "infra", "services"]
 SHARED = {"errors", "redact", "logs", "config", "__init__"}
-FORBIDDEN_ANYWHERE_BELOW_SERVICES = {"sidecar.app", "sidecar.cli", "sidecar.mcp_bridge"}
+FORBIDDEN_ANYWHERE_BELOW_SERVICES = {
+    "sidecar.app",
+    "sidecar.cli",
+    "sidecar.mcp_bridge",
+    "sidecar.mcp_server",
+    "sidecar.mcp_tools",
+}
 
 
 def _imports(path: Path) -> set[str]:
