@@ -15,57 +15,92 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
 from sidecar import __version__, logs, redact
 from sidecar.config import Config, state_dir
-from sidecar.core.catalog import PriceBook
 from sidecar.errors import SidecarError
-from sidecar.infra.audit import AuditTrail
-from sidecar.infra.db import Database, state_database
-from sidecar.infra.keystore import KeyResolver, KeyringStore, KeyStore
-from sidecar.infra.ledger import Ledger
-from sidecar.providers.http import HttpClient
-from sidecar.providers.registry import ProviderRegistry
 from sidecar.rpc import envelope, stdio
 from sidecar.rpc.dispatcher import Dispatcher, Route, route
 from sidecar.rpc.envelope import Notification, Reply, Request
 from sidecar.rpc.framing import DEFAULT_MAX_LINE, Oversize
-from sidecar.services.catalog import CatalogService
-from sidecar.services.chat import ChatService
-from sidecar.services.context import Handler
-from sidecar.services.keys import KeyService
-from sidecar.services.limits import RateLimitsService, Resilience
-from sidecar.services.local import LocalService
-from sidecar.services.oauth import DEFAULT_AUTH_URL, OAuthService, ttl_from_env
-from sidecar.services.pricing import Pricing
-from sidecar.services.usage import UsageService
-from sidecar.wire.methods import METHODS, NOTIFICATIONS
+from sidecar.services.context import CallContext, Handler
+from sidecar.wire.methods import METHODS
+
+if TYPE_CHECKING:
+    from sidecar.infra.audit import AuditTrail
+    from sidecar.infra.db import Database
+    from sidecar.infra.keystore import KeyResolver, KeyStore
+    from sidecar.providers.http import HttpClient
+    from sidecar.providers.registry import ProviderRegistry
+    from sidecar.services.about import AboutService
+    from sidecar.services.catalog import CatalogService
+    from sidecar.services.chat import ChatService
+    from sidecar.services.keys import KeyService
+    from sidecar.services.limits import RateLimitsService, Resilience
+    from sidecar.services.local import LocalService
+    from sidecar.services.oauth import OAuthService
+    from sidecar.services.pricing import Pricing
+    from sidecar.services.usage import UsageService
 
 EOF_GRACE_S: Final = 1.0
+WARM_DELAY_S: Final = 0.02
 _log = logs.get_logger("app")
 
 
-@dataclass
+# Which service serves which methods. Services are built on first use, so start-up pays only for
+# what the first answer needs; a test checks this table against each service's own handlers().
+GROUPS: Final[dict[str, tuple[str, ...]]] = {
+    "chat": ("complete", "stream"),
+    "about": ("info",),
+    "catalog": ("list_providers", "list_models", "estimate_cost"),
+    "limits": ("rate_limits",),
+    "local": ("ollama_status", "ollama_list", "ollama_pull", "ollama_delete", "recommend_models"),
+    "usage": ("usage_summary", "set_budget", "get_budgets", "refresh_pricing"),
+    "key_service": ("validate_key", "set_key", "delete_key", "list_keys"),
+    "oauth": ("openrouter_auth_start", "openrouter_auth_complete"),
+}
+
+Task = Callable[..., Coroutine[Any, Any, None]]  # takes `task_status`, reports when it is ready
+
+
 class Services:
-    config: Config
-    http: HttpClient
-    providers: ProviderRegistry
-    keys: KeyResolver
-    pricing: Pricing
-    chat: ChatService
-    catalog: CatalogService
-    handlers: dict[str, Handler] = field(default_factory=dict)
-    closers: list[Callable[[], Any]] = field(default_factory=list)
-    # The state directory's database (`sidecar.db`); components register their migrations on it.
-    db: Database | None = None
-    # Tasks that live as long as the server (e.g. the OAuth loopback listeners' host).
-    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
-    # Sends a notification that belongs to no request (set by `serve`; dropped until then).
-    broadcaster: Callable[[str, Any], None] | None = None
+    """Every service of the sidecar, each built (and its modules imported) on first use.
+
+    Shared parts (the HTTP client, the provider registry, prices, the database) are built once,
+    by whichever service needs them first. Long-lived tasks of a service (Ollama's pull hub, the
+    OAuth listeners' host) start when it is built, once `serve` has given a task group.
+    """
+
+    def __init__(
+        self, config: Config, *, store: KeyStore | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.config = config
+        self.env: Mapping[str, str] = os.environ if env is None else env
+        self._store = store
+        self._closers: list[Callable[[], Any]] = []
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._waiting: list[Task] = []
+        # Sends a notification that belongs to no request (set by `serve`; dropped until then).
+        self.broadcaster: Callable[[str, Any], None] | None = None
+        self.handlers: dict[str, Handler] = {
+            name: self._deferred(group, name) for group, names in GROUPS.items() for name in names
+        }
+
+    def _deferred(self, group: str, name: str) -> Handler:
+        real: Handler | None = None
+
+        async def handler(params: Any, ctx: CallContext) -> Any:
+            nonlocal real
+            if real is None:
+                real = getattr(self, group).handlers()[name]
+                await self._start_waiting()
+            return await real(params, ctx)
+
+        return handler
 
     def broadcast(self, method: str, params: Any) -> None:
         if self.broadcaster is not None:
@@ -73,77 +108,174 @@ class Services:
         else:
             _log.warning("notification dropped: not serving", notification=method)
 
+    async def start_background(self, tg: anyio.abc.TaskGroup) -> None:
+        """Called by `serve`: long-lived tasks of services built so far, and of later ones, run in `tg`."""
+        self._tg = tg
+        await self._start_waiting()
+
+    def _background(self, task: Task) -> None:
+        self._waiting.append(task)
+
+    async def _start_waiting(self) -> None:
+        # `start` waits until each task is ready, so the first call that needs it finds it running.
+        while self._tg is not None and self._waiting:
+            await self._tg.start(self._waiting.pop(0))
+
     async def aclose(self) -> None:
-        for close in reversed(self.closers):
+        for close in reversed(self._closers):
             try:
                 result = close()
                 if hasattr(result, "__await__"):
                     await result
             except Exception:
                 _log.exception("closing a service failed")
-        await self.http.aclose()
+        if "http" in self.__dict__:
+            await self.http.aclose()
+
+    # --- shared parts ---------------------------------------------------------------------------
+
+    @cached_property
+    def http(self) -> HttpClient:
+        from sidecar.providers.http import HttpClient
+
+        return HttpClient(f"llm-sidecar/{__version__}")
+
+    @cached_property
+    def keys(self) -> KeyResolver:
+        from sidecar.infra.keystore import KeyResolver, KeyringStore
+
+        return KeyResolver(self._store or KeyringStore())
+
+    @cached_property
+    def providers(self) -> ProviderRegistry:
+        from sidecar.providers.registry import ProviderRegistry
+
+        keys = self.keys
+
+        async def get_key(provider_id: str, env_var: str | None, account: str | None) -> str:
+            if account is None:  # an endpoint declared with `keychain = false`: the environment only
+                value = os.environ.get(env_var, "").strip() if env_var else ""
+                if not value:
+                    where = (
+                        f"set {env_var} in the sidecar's environment" if env_var else "give it `api_key_env`"
+                    )
+                    message = f"No API key for {provider_id}: {where}."
+                    raise SidecarError("missing_key", message, provider=provider_id)
+                redact.remember(value)
+                return value
+            return (await keys.resolve(provider_id, env_var, account=account)).value
+
+        return ProviderRegistry(self.config, self.env, self.http, get_key)
+
+    @cached_property
+    def pricing(self) -> Pricing:
+        from sidecar.core.catalog import PriceBook
+        from sidecar.services.pricing import Pricing
+
+        return Pricing(self.providers, PriceBook())
+
+    @cached_property
+    def resilience(self) -> Resilience:
+        from sidecar.services.limits import Resilience
+
+        resilience = Resilience(self.config)
+        self.http.observers.append(resilience.tracker.observe)
+        return resilience
+
+    @cached_property
+    def db(self) -> Database:
+        """The state directory's database (`sidecar.db`); components register their migrations."""
+        from sidecar.infra.db import state_database
+
+        db = state_database(state_dir(self.env))
+        self._closers.append(db.close)
+        return db
+
+    @cached_property
+    def audit(self) -> AuditTrail:
+        from sidecar.infra.audit import AuditTrail
+
+        return AuditTrail(self.db)
+
+    # --- the services ---------------------------------------------------------------------------
+
+    @cached_property
+    def chat(self) -> ChatService:
+        from sidecar.services.chat import ChatService
+
+        chat = ChatService(self.providers, self.pricing, self.config, self.resilience)
+        chat.hooks.append(self.usage)
+        return chat
+
+    @cached_property
+    def about(self) -> AboutService:
+        from sidecar.services.about import AboutService
+
+        return AboutService()
+
+    @cached_property
+    def catalog(self) -> CatalogService:
+        from sidecar.services.catalog import CatalogService
+
+        return CatalogService(
+            self.providers,
+            self.pricing,
+            circuit_state=lambda provider: self.resilience.circuit_state(provider),
+        )
+
+    @cached_property
+    def limits(self) -> RateLimitsService:
+        from sidecar.services.limits import RateLimitsService
+
+        return RateLimitsService(self.resilience, self.providers)
+
+    @cached_property
+    def local(self) -> LocalService:
+        from sidecar.services.local import LocalService
+
+        local = LocalService(self.providers, self.keys, self.pricing.book)
+        self._background(local.run)
+        return local
+
+    @cached_property
+    def usage(self) -> UsageService:
+        from sidecar.infra.ledger import Ledger
+        from sidecar.services.usage import UsageService
+
+        # Built after the database, so its closer (which commits the queue) runs before the db's.
+        usage = UsageService(
+            Ledger(self.db), self.pricing, self.providers, self.http, broadcast=self.broadcast
+        )
+        self._closers.append(usage.close)
+        return usage
+
+    @cached_property
+    def key_service(self) -> KeyService:
+        from sidecar.services.keys import KeyService
+
+        return KeyService(self.providers, self.keys, self.audit, env=self.env)
+
+    @cached_property
+    def oauth(self) -> OAuthService:
+        from sidecar.services.oauth import DEFAULT_AUTH_URL, OAuthService, ttl_from_env
+
+        oauth = OAuthService(
+            self.providers,
+            self.http,
+            self.keys.store,
+            self.audit,
+            notify=self.broadcast,
+            auth_url=self.env.get("OPENROUTER_AUTH_URL") or DEFAULT_AUTH_URL,
+            ttl_s=ttl_from_env(self.env),
+        )
+        self._background(oauth.run)
+        return oauth
 
 
 def build_services(
     config: Config, *, store: KeyStore | None = None, env: Mapping[str, str] | None = None
 ) -> Services:
-    env = os.environ if env is None else env
-    http = HttpClient(f"llm-sidecar/{__version__}")
-    keys = KeyResolver(store or KeyringStore())
-
-    async def get_key(provider_id: str, env_var: str | None, account: str | None) -> str:
-        if account is None:  # an endpoint declared with `keychain = false`: the environment only
-            value = os.environ.get(env_var, "").strip() if env_var else ""
-            if not value:
-                where = f"set {env_var} in the sidecar's environment" if env_var else "give it `api_key_env`"
-                raise SidecarError(
-                    "missing_key", f"No API key for {provider_id}: {where}.", provider=provider_id
-                )
-            redact.remember(value)
-            return value
-        return (await keys.resolve(provider_id, env_var, account=account)).value
-
-    providers = ProviderRegistry(config, env, http, get_key)
-    pricing = Pricing(providers, PriceBook())
-    resilience = Resilience(config)
-    http.observers.append(resilience.tracker.observe)
-    chat = ChatService(providers, pricing, config, resilience)
-    catalog = CatalogService(
-        providers,
-        pricing,
-        methods=lambda: list(METHODS),
-        notifications=lambda: list(NOTIFICATIONS),
-        circuit_state=resilience.circuit_state,
-    )
-    limits = RateLimitsService(resilience, providers)
-    services = Services(config, http, providers, keys, pricing, chat, catalog)
-    services.handlers.update(chat.handlers())
-    services.handlers.update(catalog.handlers())
-    services.handlers.update(limits.handlers())
-    local = LocalService(providers, keys, pricing.book)
-    services.handlers.update(local.handlers())
-    services.background.append(local.run)
-    services.db = db = state_database(state_dir(env))
-    services.closers.append(db.close)
-    # The ledger's closer runs before the database's (closers run in reverse): it commits the queue.
-    usage = UsageService(Ledger(db), pricing, providers, http, broadcast=services.broadcast)
-    chat.hooks.append(usage)
-    services.handlers.update(usage.handlers())
-    services.closers.append(usage.close)
-    audit = AuditTrail(db)
-    services.handlers.update(KeyService(providers, keys, audit, env=env).handlers())
-    oauth = OAuthService(
-        providers,
-        http,
-        keys.store,
-        audit,
-        notify=services.broadcast,
-        auth_url=env.get("OPENROUTER_AUTH_URL") or DEFAULT_AUTH_URL,
-        ttl_s=ttl_from_env(env),
-    )
-    services.handlers.update(oauth.handlers())
-    services.background.append(oauth.run)
-    return services
+    return Services(config, store=store, env=env)
 
 
 def routes_for(handlers: Mapping[str, Handler]) -> dict[str, Route]:
@@ -219,8 +351,13 @@ async def serve(
             warm_soon()
 
     def warm_soon() -> None:
-        # Import the HTTP stack off the critical path, once the host has its first answer.
-        tg.start_soon(anyio.to_thread.run_sync, services.http.warm)
+        tg.start_soon(warm)
+
+    async def warm() -> None:
+        # Import the HTTP stack off the critical path, once the host has its first answer; the
+        # short wait lets the writer thread deliver that answer before the import holds the GIL.
+        await anyio.sleep(WARM_DELAY_S)
+        await anyio.to_thread.run_sync(services.http.warm)
 
     dispatcher._write = write_and_warm
     services.broadcaster = lambda method, params: write(envelope.encode_notification(method, params))
@@ -246,8 +383,7 @@ async def serve(
 
             tg.start_soon(watch_signals)
             tg.start_soon(run_dispatcher)
-            for task in services.background:
-                tg.start_soon(task)
+            await services.start_background(tg)
             await stopping.wait()
             with anyio.move_on_after(EOF_GRACE_S):
                 await dispatcher.drain(EOF_GRACE_S / 2)

@@ -1,4 +1,4 @@
-"""Discovery methods: `info`, `list_providers`, `list_models`, `estimate_cost`.
+"""Discovery methods: `list_providers`, `list_models`, `estimate_cost`.
 
 Everything here answers from memory (the curated catalog, config), with no network call.
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sidecar import __version__
 from sidecar.core import cost, tokens
 from sidecar.core.catalog import ModelInfo
 from sidecar.core.models import parse_model
@@ -21,7 +20,6 @@ from sidecar.wire.catalog import (
     CostEstimate,
     EstimateCostParams,
     EstimateCostResult,
-    InfoResult,
     ListModelsParams,
     ListModelsResult,
     ListProvidersResult,
@@ -57,32 +55,19 @@ class CatalogService:
         self,
         providers: ProviderRegistry,
         pricing: Pricing,
-        methods: Callable[[], list[str]],
-        notifications: Callable[[], list[str]],
         circuit_state: Callable[[str], str | None] | None = None,
     ) -> None:
         self.providers = providers
         self.pricing = pricing
         self.prices = pricing.book
-        self._methods = methods
-        self._notifications = notifications
         self.circuit_state = circuit_state
 
     def handlers(self) -> dict[str, Handler]:
         return {
-            "info": self.info,
             "list_providers": self.list_providers,
             "list_models": self.list_models,
             "estimate_cost": self.estimate_cost,
         }
-
-    async def info(self, params: Empty, ctx: CallContext) -> InfoResult:
-        return InfoResult(
-            version=__version__,
-            methods=self._methods(),
-            notifications=self._notifications(),
-            pricing_date=self.prices.catalog_date,
-        )
 
     async def list_providers(self, params: Empty, ctx: CallContext) -> ListProvidersResult:
         return ListProvidersResult(

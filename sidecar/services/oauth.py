@@ -141,10 +141,11 @@ class OAuthService:
     def handlers(self) -> dict[str, Handler]:
         return {"openrouter_auth_start": self.start, "openrouter_auth_complete": self.complete}
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Host the loopback listeners; runs until cancelled (the app runs it for the process's life)."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            task_status.started()
             try:
                 await anyio.sleep_forever()
             finally:

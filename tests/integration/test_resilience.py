@@ -87,8 +87,6 @@ def stack(
     catalog = CatalogService(
         providers,
         pricing,
-        methods=lambda: [],
-        notifications=lambda: [],
         circuit_state=resilience.circuit_state,
     )
     return Stack(http, chat, RateLimitsService(resilience, providers), catalog, resilience)

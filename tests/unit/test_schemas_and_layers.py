@@ -96,3 +96,11 @@ def test_start_up_imports_stay_light() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == ""
+
+
+def test_groups_name_exactly_each_services_handlers() -> None:
+    from sidecar.app import GROUPS
+
+    services = build_services(Config(), store=MemoryStore(), env={})
+    for group, names in GROUPS.items():
+        assert set(getattr(services, group).handlers()) == set(names), group
