@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.bench_ledger import bench_ledger  # noqa: E402
+from sidecar.wire.chat import CompleteParams  # noqa: E402
+from tests.fakes.behaviour import Conversation, Plan  # noqa: E402
 from tests.fakes.http import Reply  # noqa: E402
 from tests.fakes.openai_compat import FakeOpenAICompat  # noqa: E402
 
@@ -82,6 +86,9 @@ class Pipe:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait(10)
+
+
+Table = list[tuple[str, str, str, str]]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -219,6 +226,126 @@ def bench_stream(pipe: Pipe, fake: FakeOpenAICompat, pieces: int) -> tuple[float
     return first, rate, floor_first, floor_rate
 
 
+def long_answer(pieces: int) -> Callable[[Conversation], Plan]:
+    def behaviour(conv: Conversation) -> Plan:
+        return Plan(None, ["tok "] * pieces, None, "stop", 10, pieces, 0)
+
+    return behaviour
+
+
+def bench_formats(home: str, pieces: int) -> Table:
+    """Relay throughput per provider wire format: the sidecar streaming a long answer from each
+    provider's fake, against reading the same stream straight from the fake with httpx2."""
+    from sidecar.providers import anthropic_format, gemini_format, ollama_format, openai_format
+    from tests.fakes import anthropic as fake_anthropic
+    from tests.fakes import gemini as fake_gemini
+    from tests.fakes.ollama import FakeOllama
+
+    params = msgspec.convert(
+        {"model": "m", "messages": [{"role": "user", "content": "long"}]}, CompleteParams
+    )
+    behaviour = long_answer(pieces)
+    rows: Table = []
+    cases: list[
+        tuple[str, Any, str, Callable[[Any], tuple[str, dict[str, str], dict[str, Any]]], dict[str, str]]
+    ] = []
+    openai = FakeOpenAICompat("openai", behaviour=behaviour)
+    cases.append(
+        (
+            "OpenAI SSE",
+            openai,
+            "openai:gpt-4o-mini",
+            lambda f: (
+                f.api_base + "/chat/completions",
+                {"authorization": f"Bearer {KEY}"},
+                openai_format.build_body("gpt-4o-mini", params, openai_format.OPENAI, stream=True),
+            ),
+            {"OPENAI_BASE_URL": "{api_base}", "OPENAI_API_KEY": KEY},
+        )
+    )
+    anth = fake_anthropic.FakeAnthropic(behaviour=behaviour)
+    cases.append(
+        (
+            "Anthropic SSE",
+            anth,
+            "anthropic:claude-sonnet-4-5",
+            lambda f: (
+                f.url + "/v1/messages",
+                {"x-api-key": fake_anthropic.VALID_KEY, "anthropic-version": "2023-06-01"},
+                anthropic_format.build_body("claude-sonnet-4-5", params, stream=True),
+            ),
+            {"ANTHROPIC_BASE_URL": "{url}", "ANTHROPIC_API_KEY": fake_anthropic.VALID_KEY},
+        )
+    )
+    gem = fake_gemini.FakeGemini(behaviour=behaviour)
+    cases.append(
+        (
+            "Gemini SSE (CRLF)",
+            gem,
+            "gemini:gemini-2.5-flash",
+            lambda f: (
+                f.url + "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+                {"x-goog-api-key": fake_gemini.VALID_KEY},
+                gemini_format.build_body("gemini-2.5-flash", params),
+            ),
+            {"GEMINI_BASE_URL": "{url}", "GEMINI_API_KEY": fake_gemini.VALID_KEY},
+        )
+    )
+    oll = FakeOllama(behaviour=behaviour)
+    cases.append(
+        (
+            "Ollama NDJSON",
+            oll,
+            "ollama:llama3.2",
+            lambda f: (f.url + "/api/chat", {}, ollama_format.build_body("llama3.2", params, stream=True)),
+            {"OLLAMA_HOST": "{url}"},
+        )
+    )
+    for label, fake, model, direct, env_template in cases:
+        with fake:
+            env = {
+                "PATH": os.environ.get("PATH", ""),
+                "SIDECAR_HOME": home,
+                "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+            }
+            base = getattr(fake, "api_base", fake.url)
+            env.update({k: v.format(url=fake.url, api_base=base) for k, v in env_template.items()})
+            pipe = Pipe(env)
+            request = {"model": model, "messages": [{"role": "user", "content": "long"}]}
+            pipe.wait(pipe.send("warm", "stream", request) and "warm", timeout=120)  # imports, pool
+            sent = pipe.send("f", "stream", request)
+            _, msg = pipe.wait("f", timeout=120)
+            assert "result" in msg, msg
+            times = pipe.events["f"]
+            rate = len(times) / (times[-1] - sent)
+            pipe.close()
+            url, headers, body = direct(fake)
+
+            def floor_read(
+                url: str = url, headers: dict[str, str] = headers, body: dict[str, Any] = body
+            ) -> float:
+                with httpx2.Client(timeout=60) as client:
+                    best = 0.0
+                    for _ in range(2):  # the first read pays for the connection
+                        t = time.perf_counter()
+                        with client.stream("POST", url, json=body, headers=headers) as r:
+                            for _ in r.iter_bytes():
+                                pass
+                        best = pieces / (time.perf_counter() - t)
+                    return best
+
+            floor = floor_read()
+            rows.append(
+                (
+                    f"relay {label} ({pieces} deltas)",
+                    f"{rate:,.0f} ev/s",
+                    f"{floor:,.0f} ev/s (httpx2 raw read)",
+                    f"{rate / floor:.2f}x",
+                )
+            )
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -226,7 +353,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     spawn_runs, complete_runs, pieces = (3, 50, 5_000) if args.quick else (10, 300, 50_000)
-    rows: list[tuple[str, str, str, str]] = []
+    rows: Table = []
     import tempfile
 
     with tempfile.TemporaryDirectory() as home, FakeOpenAICompat("openai") as fake:
@@ -277,6 +404,8 @@ def main() -> int:
             ("RSS idle / after stream", f"{idle_rss / 2**20:.1f} / {busy_rss / 2**20:.1f} MB", "-", "-")
         )
         pipe.close()
+        rows += bench_formats(home, 1_000 if args.quick else 5_000)
+    rows += bench_ledger(args.quick)
 
     width = [max(len(r[i]) for r in rows) for i in range(4)]
     head = ("measure", "sidecar", "floor", "ratio")
