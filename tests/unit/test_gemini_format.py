@@ -23,8 +23,8 @@ from sidecar.providers.gemini_format import (
     decode_response,
     finish_reason,
     thinking_config,
-    to_gemini_schema,
 )
+from sidecar.providers.gemini_schema import to_gemini_schema
 from sidecar.wire.chat import (
     ChatResult,
     CompleteParams,
