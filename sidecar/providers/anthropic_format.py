@@ -31,7 +31,7 @@ import msgspec
 
 from sidecar.core import catalog
 from sidecar.core.assemble import Continuation, Finish, ProviderEvent, ResponseMeta
-from sidecar.errors import SidecarError
+from sidecar.providers.content import invalid_message, sniff_image_type, stop_list
 from sidecar.providers.errors import provider_error
 from sidecar.wire.chat import (
     CompleteParams,
@@ -77,27 +77,11 @@ STOP_REASONS: Final[dict[str, FinishReason]] = {
 
 _EPHEMERAL: Final = {"type": "ephemeral"}
 _THINKING_TYPES: Final = frozenset({"thinking", "redacted_thinking"})
-# The first bytes of each image format Anthropic accepts, as they start in base64.
-_IMAGE_MAGIC: Final = (
-    ("iVBORw0KGgo", "image/png"),
-    ("/9j/", "image/jpeg"),
-    ("R0lGOD", "image/gif"),
-    ("UklGR", "image/webp"),
-)
-
-
 # --- request ------------------------------------------------------------------------------------
 
 
-def _invalid(message: str) -> SidecarError:
-    return SidecarError("invalid_request", message, field="messages")
-
-
 def _media_type(data: str) -> str:
-    for prefix, media_type in _IMAGE_MAGIC:
-        if data.startswith(prefix):
-            return media_type
-    return "image/png"
+    return sniff_image_type(data) or "image/png"
 
 
 def _image_block(part: ImagePart) -> dict[str, Any]:
@@ -111,12 +95,12 @@ def _image_block(part: ImagePart) -> dict[str, Any]:
         header, sep, payload = part.url[5:].partition(",")
         media_type, _, encoding = header.partition(";")
         if not sep or encoding != "base64":
-            raise _invalid("An image data URL must be base64 (`data:<media type>;base64,<data>`).")
+            raise invalid_message("An image data URL must be base64 (`data:<media type>;base64,<data>`).")
         source = {"type": "base64", "media_type": media_type or _media_type(payload), "data": payload}
     elif part.url:
         source = {"type": "url", "url": part.url}
     else:
-        raise _invalid("An image part needs `url`, or `data` with `media_type`.")
+        raise invalid_message("An image part needs `url`, or `data` with `media_type`.")
     return {"type": "image", "source": source}
 
 
@@ -163,7 +147,7 @@ def continuation_blocks(msg: Message) -> list[dict[str, Any]]:
 
 def _tool_result(msg: Message) -> dict[str, Any]:
     if not msg.tool_call_id:
-        raise _invalid("A tool message needs `tool_call_id` (the id of the tool call it answers).")
+        raise invalid_message("A tool message needs `tool_call_id` (the id of the tool call it answers).")
     content: str | list[dict[str, Any]]
     if msg.content is None or isinstance(msg.content, str):
         content = msg.content or ""
@@ -289,7 +273,7 @@ def build_body(model: str, params: CompleteParams, *, stream: bool) -> dict[str,
     if params.top_p is not None and (budget is None or params.top_p >= 0.95):
         body["top_p"] = params.top_p
     if params.stop is not None:
-        body["stop_sequences"] = [params.stop] if isinstance(params.stop, str) else list(params.stop)
+        body["stop_sequences"] = stop_list(params.stop)
     if params.tools:
         tools = []
         for tool in params.tools:

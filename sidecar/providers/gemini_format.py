@@ -38,7 +38,7 @@ from typing import Any, Final
 import msgspec
 
 from sidecar.core.assemble import Continuation, Finish, ProviderEvent, ResponseMeta
-from sidecar.errors import SidecarError
+from sidecar.providers.content import invalid_message, sniff_image_type, stop_list, text_of
 from sidecar.providers.errors import provider_error
 from sidecar.providers.gemini_schema import to_gemini_schema
 from sidecar.wire.chat import (
@@ -134,23 +134,12 @@ def thinking_config(model: str, reasoning: Reasoning | None) -> dict[str, Any] |
     return {"thinkingBudget": budget, "includeThoughts": effort != "none"}
 
 
-# The first base64 characters of each format's magic number, for inline data sent without a type.
-_MAGIC: Final = (
-    ("iVBORw0KGgo", "image/png"),
-    ("/9j/", "image/jpeg"),
-    ("R0lGOD", "image/gif"),
-    ("UklGR", "image/webp"),
-)
-
-
-def _invalid(message: str) -> SidecarError:
-    return SidecarError("invalid_request", message, field="messages")
-
-
 def _inline(data: str, media_type: str | None) -> dict[str, Any]:
-    mime = media_type or next((m for prefix, m in _MAGIC if data.startswith(prefix)), None)
+    mime = media_type or sniff_image_type(data)
     if mime is None:
-        raise _invalid("An inline image part needs its `media_type` (image/png, image/jpeg, ...) for Gemini.")
+        raise invalid_message(
+            "An inline image part needs its `media_type` (image/png, image/jpeg, ...) for Gemini."
+        )
     return {"inlineData": {"mimeType": mime, "data": data}}
 
 
@@ -161,7 +150,7 @@ def _image(part: ImagePart) -> dict[str, Any]:
     if url.startswith("data:"):
         header, sep, data = url[5:].partition(",")
         if not sep or not header.endswith(";base64"):
-            raise _invalid("An image data URL must be base64 (`data:<type>;base64,<data>`).")
+            raise invalid_message("An image data URL must be base64 (`data:<type>;base64,<data>`).")
         return _inline(data, header[: -len(";base64")] or part.media_type)
     if url.startswith(("https://", "gs://")):
         mime = part.media_type or mimetypes.guess_type(url.split("?", 1)[0])[0]
@@ -170,8 +159,8 @@ def _image(part: ImagePart) -> dict[str, Any]:
             file_data["mimeType"] = mime
         return {"fileData": file_data}
     if not url:
-        raise _invalid("An image part needs `url`, or `data` with `media_type`.")
-    raise _invalid(
+        raise invalid_message("An image part needs `url`, or `data` with `media_type`.")
+    raise invalid_message(
         "Gemini takes image URLs only as https:// or gs:// links; send other images inline as `data` "
         "with `media_type`."
     )
@@ -190,14 +179,6 @@ def _text_parts(content: str | list[TextPart | ImagePart] | None) -> list[dict[s
         else:
             parts.append(_image(part))
     return parts
-
-
-def _text_of(content: str | list[TextPart | ImagePart] | None) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(p.text for p in content if isinstance(p, TextPart))
 
 
 @dataclass(slots=True)
@@ -289,7 +270,7 @@ def _contents(messages: list[Message]) -> tuple[list[str], list[dict[str, Any]]]
 
     for msg in messages:
         if msg.role == "system":
-            text = _text_of(msg.content)
+            text = text_of(msg.content)
             if text:
                 system.append(text)
         elif msg.role == "user":
@@ -302,14 +283,14 @@ def _contents(messages: list[Message]) -> tuple[list[str], list[dict[str, Any]]]
             add("model", _model_parts(msg, carried))
         else:
             if not msg.tool_call_id:
-                raise _invalid("A tool message needs `tool_call_id`.")
+                raise invalid_message("A tool message needs `tool_call_id`.")
             name = msg.name or call_names.get(msg.tool_call_id)
             if not name:
-                raise _invalid(
+                raise invalid_message(
                     "Gemini needs the tool's name with its result: give the tool message `name`, or keep "
                     f"the assistant message that called `{msg.tool_call_id}` before it."
                 )
-            result = _tool_result(_text_of(msg.content))
+            result = _tool_result(text_of(msg.content))
             response: dict[str, Any] = {"name": name, "response": {"result": result}}
             if msg.tool_call_id not in generated:
                 response = {"id": msg.tool_call_id, **response}
@@ -321,7 +302,7 @@ def build_body(model: str, params: CompleteParams) -> dict[str, Any]:
     """The `GenerateContentRequest` for `params` (the same for streaming and not: the URL differs)."""
     system, contents = _contents(params.messages)
     if not contents:
-        raise _invalid("Gemini needs at least one user message besides the system prompt.")
+        raise invalid_message("Gemini needs at least one user message besides the system prompt.")
     body: dict[str, Any] = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": [{"text": text} for text in system]}
@@ -348,7 +329,7 @@ def build_body(model: str, params: CompleteParams) -> dict[str, Any]:
     if params.top_p is not None:
         generation["topP"] = params.top_p
     if params.stop is not None:
-        generation["stopSequences"] = [params.stop] if isinstance(params.stop, str) else list(params.stop)
+        generation["stopSequences"] = stop_list(params.stop)
     thinking = thinking_config(model, params.reasoning)
     if thinking is not None:
         generation["thinkingConfig"] = thinking

@@ -34,6 +34,7 @@ import msgspec
 from sidecar.core.assemble import Finish, ProviderEvent, ResponseMeta
 from sidecar.core.pull_progress import Progress
 from sidecar.errors import ProviderError, SidecarError
+from sidecar.providers.content import stop_list
 from sidecar.providers.errors import provider_error
 from sidecar.wire.chat import (
     CompleteParams,
@@ -178,7 +179,7 @@ def build_body(model: str, params: CompleteParams, *, stream: bool) -> dict[str,
     if params.top_p is not None:
         options["top_p"] = params.top_p
     if params.stop is not None:
-        options["stop"] = [params.stop] if isinstance(params.stop, str) else list(params.stop)
+        options["stop"] = stop_list(params.stop)
     if options:
         body["options"] = options
     return body

@@ -17,6 +17,7 @@ import msgspec
 
 from sidecar.core.assemble import Finish, ProviderEvent, ResponseMeta
 from sidecar.errors import SidecarError
+from sidecar.providers.content import text_of
 from sidecar.providers.errors import provider_error
 from sidecar.wire.chat import (
     CompleteParams,
@@ -87,14 +88,6 @@ def _parts(content: str | list[TextPart | ImagePart] | None, cache: bool, dialec
     if cache and dialect.cache_control and out:
         out[-1]["cache_control"] = _EPHEMERAL
     return out
-
-
-def text_of(content: str | list[TextPart | ImagePart] | None) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(p.text for p in content if isinstance(p, TextPart))
 
 
 def _message(msg: Message, dialect: Dialect) -> dict[str, Any]:
