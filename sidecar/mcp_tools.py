@@ -32,6 +32,7 @@ import msgspec
 from sidecar.errors import field_path
 from sidecar.wire import schema
 from sidecar.wire.base import ErrorData, Wire
+from sidecar.wire.chat import StreamEventParams, TextDelta
 from sidecar.wire.methods import METHODS, MethodSpec
 
 Json = dict[str, Any]
@@ -163,6 +164,10 @@ class ProgressTracker:
     _layers: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def update(self, method: str, params: Any) -> ProgressUpdate | None:
+        if isinstance(params, StreamEventParams):
+            # The per-delta path of a streamed call: read the struct, don't convert it to a dict.
+            event = params.event
+            return self._add_text(event.text) if isinstance(event, TextDelta) else None
         data = params if isinstance(params, dict) else msgspec.to_builtins(params)
         if not isinstance(data, dict):
             return None
@@ -176,7 +181,10 @@ class ProgressTracker:
         if not isinstance(event, dict) or event.get("type") != "text_delta":
             return None
         text = event.get("text")
-        if not isinstance(text, str) or not text:
+        return self._add_text(text) if isinstance(text, str) else None
+
+    def _add_text(self, text: str) -> ProgressUpdate | None:
+        if not text:
             return None
         self._chars += len(text)
         return self._emit(self._chars, None, text)
