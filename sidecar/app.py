@@ -339,16 +339,7 @@ async def serve(
     """Serve until stdin ends or SIGTERM/SIGINT arrives; in-flight requests finish or are cancelled."""
     stopping = anyio.Event()
     writer = stdio.StdoutWriter(stdout_fd, on_broken_pipe=lambda: None)
-    dispatcher = Dispatcher(routes_for(services.handlers), writer.write)
-    first_answer_sent = False
     write = writer.write
-
-    def write_and_warm(data: bytes) -> None:
-        nonlocal first_answer_sent
-        write(data)
-        if not first_answer_sent:
-            first_answer_sent = True
-            warm_soon()
 
     def warm_soon() -> None:
         tg.start_soon(warm)
@@ -359,7 +350,7 @@ async def serve(
         await anyio.sleep(WARM_DELAY_S)
         await anyio.to_thread.run_sync(services.http.warm)
 
-    dispatcher._write = write_and_warm
+    dispatcher = Dispatcher(routes_for(services.handlers), write, on_first_answer=warm_soon)
     services.broadcaster = lambda method, params: write(envelope.encode_notification(method, params))
     send, receive = anyio.create_memory_object_stream[bytes | Oversize](64)
     try:

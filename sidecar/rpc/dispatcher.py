@@ -84,10 +84,19 @@ class RequestContext:
 
 
 class Dispatcher:
-    def __init__(self, routes: dict[str, Route], write: Write, *, fallback: Fallback | None = None) -> None:
+    def __init__(
+        self,
+        routes: dict[str, Route],
+        write: Write,
+        *,
+        fallback: Fallback | None = None,
+        on_first_answer: Callable[[], None] | None = None,
+    ) -> None:
         self._routes = routes
         self._write = write
         self.fallback = fallback
+        # Called once, after the first answer is handed to `write` (the app warms caches then).
+        self._on_first_answer = on_first_answer
         self._inflight: dict[RequestId, anyio.CancelScope] = {}
         self._idle = anyio.Event()
         self._idle.set()
@@ -201,6 +210,9 @@ class Dispatcher:
             del self._inflight[req.id]
             if reply is not None:
                 self._write(reply)
+                if self._on_first_answer is not None:
+                    hook, self._on_first_answer = self._on_first_answer, None
+                    hook()
             if not self._inflight:
                 self._idle.set()
 
