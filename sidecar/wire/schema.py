@@ -9,6 +9,7 @@ Must not know: handlers, the protocol layer, I/O.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Final
 
 import msgspec
@@ -23,7 +24,22 @@ _REF: Final = "#/$defs/{name}"
 
 def _components(*types: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     schemas, defs = msgspec.json.schema_components(types, ref_template=_REF)
-    return list(schemas), dict(defs)
+    return [_clean_descriptions(s) for s in schemas], {k: _clean_descriptions(v) for k, v in defs.items()}
+
+
+def _clean_descriptions(node: Any) -> Any:
+    """Descriptions come from docstrings, whose indentation msgspec releases and Python versions
+    (3.13 strips it at compile time) treat differently; `cleandoc` makes the output one text."""
+    if isinstance(node, dict):
+        return {
+            key: inspect.cleandoc(value)
+            if key == "description" and isinstance(value, str)
+            else _clean_descriptions(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean_descriptions(value) for value in node]
+    return node
 
 
 def inline(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
