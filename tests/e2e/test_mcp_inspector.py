@@ -1,7 +1,7 @@
 """The MCP Inspector CLI (the TypeScript SDK's client) lists and calls the sidecar's tools.
 
-The Inspector is installed by `scripts/install-inspector` (which `scripts/test` runs) into a
-cache directory outside the repository. A missing Node.js or Inspector fails these tests: the
+The Inspector is installed by `scripts/install-node-tools` (which `scripts/test` runs) into a
+cache directory outside the repository, pinned by tests/node/package-lock.json. A missing Node.js or Inspector fails these tests: the
 TypeScript client is stricter than the Python one (it checks every tool's schemas, and any
 `structuredContent` against the tool's `outputSchema`, errors included), so it must not be
 silently skipped.
@@ -10,8 +10,6 @@ silently skipped.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,26 +21,16 @@ from sidecar.wire.methods import METHODS
 from tests.e2e.mcp_env import ASK, sidecar_env
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.harness import SIDECAR
+from tests.node_tools import node_tool
 
 pytestmark = pytest.mark.node
 
-INSPECTOR_DIR = Path(
-    os.environ.get("LLM_SIDECAR_INSPECTOR_DIR")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llm-sidecar-inspector"
-)
-INSPECTOR = INSPECTOR_DIR / "node_modules" / ".bin" / "mcp-inspector"
 EXIT_TOOL_ERROR = 5  # the Inspector's exit status for a call whose result has isError
 
 
 @pytest.fixture(scope="module")
 def inspector() -> Path:
-    if shutil.which("node") is None:
-        pytest.fail("Node.js is not installed: run scripts/test (it installs nodejs and npm)", pytrace=False)
-    if not INSPECTOR.exists():
-        pytest.fail(
-            f"the MCP Inspector is not in {INSPECTOR_DIR}: run scripts/install-inspector", pytrace=False
-        )
-    return INSPECTOR
+    return node_tool("mcp-inspector")
 
 
 @pytest.fixture(scope="module")
