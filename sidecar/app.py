@@ -301,7 +301,7 @@ class _McpGate:
                 # `notifications/cancelled` (for a request already answered) must not load the SDK.
                 return False
             try:
-                from sidecar.mcp_bridge import McpBridge
+                from sidecar.mcp.bridge import McpBridge
             except ImportError:
                 return False
             self._bridge = McpBridge(self._services, self._write)

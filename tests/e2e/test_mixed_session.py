@@ -175,7 +175,7 @@ def test_a_host_that_never_speaks_mcp_never_imports_the_sdk(fake: FakeOpenAIComp
         mcp_client.close_stdin()
         assert mcp_client.wait_exit() == 0
         imported = _imported(mcp_client.stderr_text)
-    assert {"mcp", "mcp_types", "sidecar.mcp_server"} <= imported
+    assert {"mcp", "mcp_types", "sidecar.mcp.server"} <= imported
 
 
 def test_host_requests_are_answered_while_the_sdk_loads(tmp_path: Any) -> None:

@@ -10,8 +10,8 @@ import anyio
 import pytest
 from anyio.abc import ObjectReceiveStream
 
-from sidecar import mcp_bridge
-from sidecar.mcp_bridge import McpBridge
+from sidecar.mcp import bridge as mcp_bridge
+from sidecar.mcp.bridge import McpBridge
 from sidecar.rpc.envelope import Notification, Reply, Request, decode
 from sidecar.services.context import Handler
 

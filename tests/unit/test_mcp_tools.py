@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from sidecar.errors import field_path
-from sidecar.mcp_tools import (
+from sidecar.mcp.tools import (
     ProgressTracker,
     ProgressUpdate,
     decode_arguments,

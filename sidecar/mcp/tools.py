@@ -2,7 +2,7 @@
 results and errors, and MCP progress derived from a method's own notifications.
 
 Everything here is plain data (dicts in the MCP wire shape), so it is cheap to import, testable
-without the SDK, and shared by whatever serves it. `mcp_server` turns it into SDK types.
+without the SDK, and shared by whatever serves it. `server` turns it into SDK types.
 
 - A tool per method: same name, `description` from the table, `inputSchema` and `outputSchema`
   from `wire.schema` (what `schemas/` is generated from), with `$defs` inlined so clients and

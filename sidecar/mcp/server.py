@@ -6,14 +6,14 @@ reads the connection's first request itself, both protocol eras work unchanged: 
 (2025 revisions) and `server/discover` plus per-request envelopes (2026-07-28).
 
 `tools/call` runs the very handlers the JSON-RPC face runs (`services.handlers`), with a call
-context whose notifications become MCP progress (see `mcp_tools.ProgressTracker`); the SDK
+context whose notifications become MCP progress (see `tools.ProgressTracker`); the SDK
 cancels the handler on `notifications/cancelled`, which closes its upstream call.
 
 Errors: an unknown tool or malformed `tools/call` params are JSON-RPC errors (protocol faults);
 anything the method itself reports, bad arguments included, is an `isError` result carrying the
 contract's kind and message.
 
-This module imports the SDK (~0.6 s), so only `mcp_bridge` imports it, off the event loop.
+This module imports the SDK (~0.6 s), so only `bridge` imports it, off the event loop.
 
 Must not know: providers, stdin/stdout file descriptors, what the methods do.
 """
@@ -34,7 +34,7 @@ from mcp.shared.message import SessionMessage
 
 from sidecar import __version__, logs
 from sidecar.errors import ProtocolError, SidecarError
-from sidecar.mcp_tools import (
+from sidecar.mcp.tools import (
     ProgressTracker,
     decode_arguments,
     error_result,

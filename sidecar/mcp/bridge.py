@@ -3,7 +3,7 @@
 The app creates one `McpBridge` when the first MCP request arrives. `feed` is synchronous and
 never blocks: messages queue here while the SDK (0.6-0.8 s to import) loads in a worker thread, so
 host requests on the same connection keep being answered during that time, and nothing the MCP
-client sent is lost. `run` then serves the queue with `mcp_server.serve`. Importing this module
+client sent is lost. `run` then serves the queue with `server.serve`. Importing this module
 is cheap; it never imports the SDK at import time.
 
 Must not know: the SDK's types, providers, stdin/stdout file descriptors.
@@ -41,7 +41,7 @@ class HasHandlers(Protocol):
 
 
 def _load_server() -> Serve:
-    from sidecar.mcp_server import serve
+    from sidecar.mcp.server import serve
 
     return serve
 
