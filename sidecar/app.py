@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -76,9 +77,15 @@ class Services:
     """
 
     def __init__(
-        self, config: Config, *, store: KeyStore | None = None, env: Mapping[str, str] | None = None
+        self,
+        config: Config,
+        *,
+        store: KeyStore | None = None,
+        env: Mapping[str, str] | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
+        self.config_path = config_path
         self.env: Mapping[str, str] = os.environ if env is None else env
         self._store = store
         self._closers: list[Callable[[], Any]] = []
@@ -211,7 +218,7 @@ class Services:
     def about(self) -> AboutService:
         from sidecar.services.about import AboutService
 
-        return AboutService()
+        return AboutService(self.env, self.config_path)
 
     @cached_property
     def catalog(self) -> CatalogService:
@@ -273,9 +280,13 @@ class Services:
 
 
 def build_services(
-    config: Config, *, store: KeyStore | None = None, env: Mapping[str, str] | None = None
+    config: Config,
+    *,
+    store: KeyStore | None = None,
+    env: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
 ) -> Services:
-    return Services(config, store=store, env=env)
+    return Services(config, store=store, env=env, config_path=config_path)
 
 
 def routes_for(handlers: Mapping[str, Handler]) -> dict[str, Route]:

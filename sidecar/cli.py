@@ -38,13 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.configure(args.log_level or os.environ.get("SIDECAR_LOG_LEVEL", "info"))
     try:
-        config, _ = load(args.config)
+        config, config_path = load(args.config)
     except ConfigError as exc:
         sys.stderr.write(f"llm-sidecar: configuration error: {exc}\n")
         return 2
     from sidecar.app import build_services, run
 
-    return run(build_services(config), max_line=args.max_line_bytes)
+    return run(build_services(config, config_path=config_path), max_line=args.max_line_bytes)
 
 
 if __name__ == "__main__":

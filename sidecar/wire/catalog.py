@@ -19,6 +19,12 @@ class InfoResult(Wire):
     notifications: list[str] = msgspec.field(default_factory=list)
     protocol: str = "jsonrpc-2.0/ndjson"
     pricing_date: str | None = None
+    config_path: str | None = None
+    """The config.toml this process read (or would read: a missing file means defaults)."""
+    state_dir: str | None = None
+    """The state directory in use (`SIDECAR_HOME`, else the OS's per-user data directory)."""
+    log_level: str | None = None
+    """The log threshold in use (`debug`, `info`, `warning`, `error`)."""
 
 
 class ProviderInfo(Wire):

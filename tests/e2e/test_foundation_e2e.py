@@ -299,3 +299,18 @@ def test_streams_read_to_their_end_keep_the_upstream_connection_pooled(
         assert sidecar.wait(rid)["result"]["text"] == f"Echo: pooled {n}"
     assert sidecar.result("complete", {"model": "openai:gpt-4o-mini", "messages": user("and one more")})
     assert openai.connections_accepted == 1
+
+
+def test_info_names_the_config_file_state_directory_and_log_level(tmp_path: Any) -> None:
+    custom = tmp_path / "elsewhere.toml"
+    custom.write_text(NO_RETRY)
+    with Sidecar({"SIDECAR_LOG_LEVEL": "warning"}) as sc:
+        info = sc.result("info")
+        assert info["state_dir"] == str(sc.home)
+        assert info["config_path"] == str(sc.home / "config.toml")
+        assert info["log_level"] == "warning"
+    with Sidecar(args=["--config", str(custom), "--log-level", "debug"]) as sc:
+        info = sc.result("info")
+        assert info["config_path"] == str(custom)
+        assert info["state_dir"] == str(sc.home)
+        assert info["log_level"] == "debug"
