@@ -33,7 +33,7 @@ from sidecar.errors import field_path
 from sidecar.wire import schema
 from sidecar.wire.base import ErrorData, Wire
 from sidecar.wire.chat import StreamEventParams, TextDelta
-from sidecar.wire.methods import METHODS, MethodSpec
+from sidecar.wire.methods import METHODS, TOOL_HINTS, MethodSpec
 
 Json = dict[str, Any]
 
@@ -84,14 +84,31 @@ def self_contained(doc: Json) -> Json:
     return result
 
 
+def tool_annotations(name: str) -> Json | None:
+    """MCP `ToolAnnotations` from the method's `TOOL_HINTS` row, every hint spelled out (MCP's
+    defaults are the cautious ones: not read-only, destructive, open world); None without a row."""
+    hints = TOOL_HINTS.get(name)
+    if hints is None:
+        return None
+    out: Json = {"readOnlyHint": hints.read_only}
+    if not hints.read_only:  # destructiveHint means something only for a tool that writes
+        out["destructiveHint"] = hints.destructive
+    out["openWorldHint"] = hints.open_world
+    return out
+
+
 def tool(spec: MethodSpec) -> Json:
     """The MCP `Tool` of one method, in wire shape (camelCase keys), schemas as in `schemas/`."""
-    return {
+    out: Json = {
         "name": spec.name,
         "description": spec.description,
         "inputSchema": self_contained(schema.params_schema(spec.name)),
         "outputSchema": self_contained(schema.result_schema(spec.name)),
     }
+    hints = tool_annotations(spec.name)
+    if hints is not None:
+        out["annotations"] = hints
+    return out
 
 
 @functools.cache

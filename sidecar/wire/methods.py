@@ -27,6 +27,20 @@ class MethodSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolHints:
+    """What an MCP client may assume about a method offered as a tool (MCP `ToolAnnotations`).
+
+    - `read_only`: changes nothing (no key, model, budget or setting is added, changed or removed).
+    - `destructive`: may remove something that cannot be brought back from the call's result.
+    - `open_world`: talks to a provider or another service outside this machine.
+    """
+
+    read_only: bool = False
+    destructive: bool = False
+    open_world: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class NotificationSpec:
     name: str
     params: type[Wire]
@@ -227,6 +241,41 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
 )
 
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in _METHOD_LIST}
+
+_READ = ToolHints(read_only=True)
+_READ_UPSTREAM = ToolHints(read_only=True, open_world=True)
+_WRITE = ToolHints()
+_WRITE_UPSTREAM = ToolHints(open_world=True)
+_DELETE = ToolHints(destructive=True)
+
+# Tool hints by method name. Keyed by name rather than a MethodSpec field so that a row may name a
+# method another branch adds (`client_key_delete`); names the table does not (yet) hold are ignored,
+# and a method without a row gets no hints (MCP's defaults: a possibly destructive open-world tool).
+TOOL_HINTS: dict[str, ToolHints] = {
+    "complete": _WRITE_UPSTREAM,  # spends money and adds a ledger row
+    "stream": _WRITE_UPSTREAM,
+    "info": _READ,
+    "list_providers": _READ,
+    "list_models": _READ,
+    "estimate_cost": _READ,
+    "rate_limits": _READ,
+    "validate_key": _READ_UPSTREAM,
+    "set_key": _WRITE_UPSTREAM,  # validated upstream first
+    "delete_key": _DELETE,
+    "list_keys": _READ,
+    "openrouter_auth_start": _WRITE,
+    "openrouter_auth_complete": _WRITE_UPSTREAM,
+    "ollama_status": _READ,
+    "ollama_list": _READ,
+    "ollama_pull": _WRITE_UPSTREAM,  # Ollama downloads from its registry
+    "ollama_delete": _DELETE,
+    "recommend_models": _READ,
+    "usage_summary": _READ,
+    "set_budget": _WRITE,
+    "get_budgets": _READ,
+    "refresh_pricing": _WRITE_UPSTREAM,
+    "client_key_delete": _DELETE,
+}
 
 NOTIFICATIONS: dict[str, NotificationSpec] = {
     spec.name: spec

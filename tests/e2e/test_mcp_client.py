@@ -18,7 +18,7 @@ import pytest
 from mcp import Client, ClientSession, stdio_client
 from mcp.shared.dispatcher import ProgressFnT
 
-from sidecar.wire.methods import METHODS
+from sidecar.wire.methods import METHODS, TOOL_HINTS
 from tests.e2e.mcp_env import ASK, server_params
 from tests.fakes.http import Stall
 from tests.fakes.ollama import FakeOllama
@@ -69,6 +69,29 @@ def _check_tools(tools: list[types.Tool]) -> None:
         assert t.input_schema["type"] == "object"
         assert t.output_schema is not None and t.output_schema["type"] == "object"
         assert t.description == METHODS[t.name].description
+    _check_annotations({t.name: t for t in tools})
+
+
+def _check_annotations(tools: dict[str, types.Tool]) -> None:
+    """The hints as the client reads them: each from the method's TOOL_HINTS row."""
+    for name, tool in tools.items():
+        hints = TOOL_HINTS.get(name)
+        if hints is None:  # a method without a row gets no hints at all
+            assert tool.annotations is None, name
+            continue
+        assert tool.annotations is not None, name
+        assert tool.annotations.read_only_hint is hints.read_only, name
+        assert tool.annotations.open_world_hint is hints.open_world, name
+        if not hints.read_only:
+            assert tool.annotations.destructive_hint is hints.destructive, name
+    assert tools["list_keys"].annotations.read_only_hint is True  # type: ignore[union-attr]
+    for name in ("delete_key", "ollama_delete"):
+        assert tools[name].annotations.destructive_hint is True  # type: ignore[union-attr]
+        assert tools[name].annotations.read_only_hint is False  # type: ignore[union-attr]
+    for name in ("complete", "stream", "validate_key", "ollama_pull"):
+        assert tools[name].annotations.open_world_hint is True  # type: ignore[union-attr]
+    for name in ("info", "list_keys", "usage_summary"):
+        assert tools[name].annotations.open_world_hint is False  # type: ignore[union-attr]
 
 
 def test_legacy_session_lists_and_calls_tools(fake: FakeOpenAICompat, tmp_path: Path) -> None:

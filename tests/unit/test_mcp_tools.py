@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from sidecar.errors import field_path
+from sidecar.mcp import tools as tools_mod
 from sidecar.mcp.tools import (
     ProgressTracker,
     ProgressUpdate,
@@ -218,3 +219,21 @@ def test_a_non_object_root_is_refused() -> None:
 
 def test_tools_offered_are_the_methods_with_handlers_in_table_order() -> None:
     assert method_names(["stream", "nope", "complete"]) == ("complete", "stream")
+
+
+def test_annotations_spell_out_each_hint_from_the_table() -> None:
+    assert tools_mod.tool_annotations("delete_key") == {
+        "readOnlyHint": False,
+        "destructiveHint": True,
+        "openWorldHint": False,
+    }
+    assert tools_mod.tool_annotations("list_keys") == {"readOnlyHint": True, "openWorldHint": False}
+    assert tools_mod.tool_annotations("validate_key") == {"readOnlyHint": True, "openWorldHint": True}
+    assert tools_mod.tool_annotations("set_key") == {
+        "readOnlyHint": False,
+        "destructiveHint": False,
+        "openWorldHint": True,
+    }
+    # A name the table holds for a method this build does not serve is harmless; no row, no hints.
+    assert tools_mod.tool_annotations("client_key_delete") is not None
+    assert tools_mod.tool_annotations("no_such_method") is None
