@@ -3,15 +3,20 @@ test finds one: a missing tool fails the test (with the command that installs it
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+LOCK = Path(__file__).resolve().parent / "node" / "package-lock.json"
+# One directory per lock, as scripts/install-node-tools makes it.
 NODE_TOOLS_DIR = Path(
     os.environ.get("LLM_SIDECAR_NODE_TOOLS")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llm-sidecar-node-tools"
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    / "llm-sidecar-node-tools"
+    / hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]
 )
 
 
