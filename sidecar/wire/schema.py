@@ -71,19 +71,60 @@ def _referenced(node: Any, defs: dict[str, Any], seen: set[str] | None = None) -
     return seen
 
 
+def _root(ref_or_schema: dict[str, Any], defs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A top-level `$ref` replaced by its definition (and that definition's name)."""
+    ref = ref_or_schema.get("$ref")
+    if isinstance(ref, str) and len(ref_or_schema) == 1:
+        name = ref.rsplit("/", 1)[-1]
+        return dict(defs[name]), name
+    return dict(ref_or_schema), None
+
+
+def _top_level(
+    title: str, summary: str, path: str, payload: dict[str, Any], defs: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """A document whose top level validates `payload` (params of a method or a notification), with
+    every other definition under `$defs` and `extra` (results, notification names) beside them."""
+    body, inlined = _root(payload, defs)
+    body.pop("title", None)
+    struct_doc = body.pop("description", None)
+    # The inlined definition stays under `$defs` only when something still refers to it.
+    others = [body, extra, *(value for key, value in defs.items() if key != inlined)]
+    still_used = inlined is not None and inlined in _referenced(others, defs)
+    rest = {key: value for key, value in defs.items() if key != inlined or still_used}
+    doc: dict[str, Any] = {
+        "$schema": DIALECT,
+        "$id": f"llm-sidecar/{path}",
+        "title": title,
+        "description": summary,
+    }
+    if struct_doc:
+        doc["$comment"] = struct_doc
+    doc.update(body)
+    named = {key: value for key, value in extra.items() if key.startswith("x-")}
+    doc.update(named)
+    defs_out = {key: value for key, value in extra.items() if not key.startswith("x-")}
+    for key in defs_out:
+        if key in rest:
+            raise ValueError(f"a wire type is named {key!r}, which the schema documents reserve")
+    doc["$defs"] = {**defs_out, **rest}
+    return doc
+
+
 def method_schema(name: str) -> dict[str, Any]:
+    """`methods/<name>.json`: the top level validates the method's `params`; `$defs.result` is its
+    result (`{"$ref": "<this file>#/$defs/result"}` validates one); `x-notifications` names the
+    notifications it sends before answering (each has its own file under `notifications/`)."""
     spec = METHODS[name]
     (params, result), defs = _components(spec.params, spec.result)
-    return {
-        "$schema": DIALECT,
-        "$id": f"llm-sidecar/methods/{name}.json",
-        "title": name,
-        "description": spec.summary,
-        "notifications": list(spec.notifications),
-        "params": params,
-        "result": result,
-        "$defs": defs,
-    }
+    return _top_level(
+        name,
+        spec.summary,
+        f"methods/{name}.json",
+        params,
+        defs,
+        **{"x-notifications": list(spec.notifications), "result": result},
+    )
 
 
 def params_schema(name: str) -> dict[str, Any]:
@@ -97,34 +138,43 @@ def result_schema(name: str) -> dict[str, Any]:
 
 
 def notification_schema(name: str) -> dict[str, Any]:
+    """`notifications/<name with / as .>.json`: the top level validates the notification's `params`."""
     spec = NOTIFICATIONS[name]
     (params,), defs = _components(spec.params)
-    return {
-        "$schema": DIALECT,
-        "$id": f"llm-sidecar/notifications/{name.replace('/', '.')}.json",
-        "title": name,
-        "description": spec.summary,
-        "params": params,
-        "$defs": defs,
-    }
+    return _top_level(name, spec.summary, f"notifications/{name.replace('/', '.')}.json", params, defs)
+
+
+_COMPONENT_REF: Final = "#/components/schemas/{name}"
 
 
 def openrpc() -> dict[str, Any]:
+    """The OpenRPC document: each method's params are the fields of its params struct, listed one
+    by one with `paramStructure: by-name` (the wire sends one params object); `$ref`s point into
+    `components/schemas`. Notifications and error kinds are `x-` extensions."""
     types = [t for spec in METHODS.values() for t in (spec.params, spec.result)]
     types += [spec.params for spec in NOTIFICATIONS.values()]
-    schemas, defs = _components(*types)
-    refs = iter(schemas)
+    raw_schemas, raw_defs = msgspec.json.schema_components(types, ref_template=_COMPONENT_REF)
+    defs = {k: _clean_descriptions(v) for k, v in raw_defs.items()}
+    refs = iter([_clean_descriptions(s) for s in raw_schemas])
     methods = []
     for spec in METHODS.values():
         params_ref, result_ref = next(refs), next(refs)
+        params_def = defs[params_ref["$ref"].rsplit("/", 1)[-1]]
+        required = set(params_def.get("required", []))
+        params = []
+        for field, field_schema in params_def.get("properties", {}).items():
+            param: dict[str, Any] = {"name": field, "required": field in required, "schema": field_schema}
+            if isinstance(field_schema.get("description"), str):
+                param["description"] = field_schema["description"]
+            params.append(param)
         methods.append(
             {
                 "name": spec.name,
                 "summary": spec.summary,
                 "description": spec.description,
                 "paramStructure": "by-name",
-                "params": [{"name": "params", "required": True, "schema": params_ref}],
-                "result": {"name": "result", "schema": result_ref},
+                "params": params,
+                "result": {"name": f"{spec.name}_result", "schema": result_ref},
                 "x-notifications": list(spec.notifications),
             }
         )
@@ -138,13 +188,59 @@ def openrpc() -> dict[str, Any]:
             "title": "llm-sidecar",
             "version": __version__,
             "description": "JSON-RPC 2.0 over stdio, one message per line. Every non-protocol error carries "
-            "`error.data.kind` (see x-error-kinds) and `error.data.message`.",
+            "`error.data.kind` (see x-error-kinds) and `error.data.message`. The host contract is "
+            "schemas/README.md.",
         },
         "methods": methods,
         "components": {"schemas": defs},
         "x-notifications": notifications,
         "x-error-kinds": [{"kind": kind, "code": code} for kind, code in KIND_CODES.items()],
     }
+
+
+def typescript_source() -> dict[str, Any]:
+    """One schema for json-schema-to-typescript: its root holds a `Methods` map (each method's
+    params and result) and a `Notifications` map (each notification's params), so one run emits
+    every wire type once, named after its struct."""
+    types = [t for spec in METHODS.values() for t in (spec.params, spec.result)]
+    types += [spec.params for spec in NOTIFICATIONS.values()]
+    schemas, defs = _components(*types)
+    refs = iter(schemas)
+
+    def closed(properties: dict[str, Any], title: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "object"}
+        if title:
+            out["title"] = title
+        out |= {"properties": properties, "required": list(properties), "additionalProperties": False}
+        return out
+
+    methods = {}
+    for spec in METHODS.values():
+        params_ref, result_ref = next(refs), next(refs)
+        methods[spec.name] = closed({"params": params_ref, "result": result_ref})
+        methods[spec.name]["description"] = spec.summary
+    notifications = {
+        note.name: {**next(refs), "description": note.summary} for note in NOTIFICATIONS.values()
+    }
+    root = closed(
+        {"methods": closed(methods, "Methods"), "notifications": closed(notifications, "Notifications")},
+        "LlmSidecar",
+    )
+    root["$defs"] = {name: _open_maps(body) for name, body in defs.items()}
+    return root
+
+
+def _open_maps(node: Any) -> Any:
+    """A free-form object (`dict[str, Any]`: tool arguments, JSON Schemas) says so, so that
+    json-schema-to-typescript, run with closed objects as its default, types it as a map."""
+    if isinstance(node, list):
+        return [_open_maps(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _open_maps(value) for key, value in node.items()}
+    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+        out["additionalProperties"] = {}
+    return out
 
 
 def documents() -> dict[str, dict[str, Any]]:
