@@ -43,10 +43,10 @@ _decode = msgspec.json.Decoder().decode
 class Pipe:
     """A minimal, fast host: writes requests, reads answers in a thread with msgspec."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], command: str = SIDECAR) -> None:
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(
-            [SIDECAR], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+            [command], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
         )
         self.answers: dict[Any, tuple[float, Any]] = {}
         self.events: dict[Any, list[float]] = {}
@@ -119,6 +119,30 @@ def bench_spawn(env: dict[str, str], runs: int) -> tuple[float, float]:
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         floor.append((time.perf_counter() - t) * 1000)
     return statistics.median(sidecar), statistics.median(floor)
+
+
+def first_answer_ms(env: dict[str, str], command: str) -> float:
+    pipe = Pipe(env, command)
+    pipe.send(1, "info")
+    answered, _ = pipe.wait(1)
+    pipe.close()
+    return (answered - pipe.t0) * 1000
+
+
+def built_binary() -> Path | None:
+    """The newest build of scripts/build-binary in dist/, if any."""
+    found = [p / p.name for p in (ROOT / "dist").glob("llm-sidecar-*") if (p / p.name).is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def bench_binary_spawn(env: dict[str, str], runs: int, binary: Path) -> tuple[float, float]:
+    """Spawn → first answer of the one-folder build and of the installed package, interleaved so
+    both see the same machine load."""
+    frozen, installed = [], []
+    for _ in range(runs):
+        frozen.append(first_answer_ms(env, str(binary)))
+        installed.append(first_answer_ms(env, SIDECAR))
+    return statistics.median(frozen), statistics.median(installed)
 
 
 def bench_complete(pipe: Pipe, fake: FakeOpenAICompat, runs: int) -> tuple[list[float], list[float]]:
@@ -406,6 +430,19 @@ def main() -> int:
                 f"{spawn / spawn_floor:.2f}x, +{spawn - spawn_floor:.1f} ms",
             )
         )
+        binary = built_binary()
+        if binary is None:
+            rows.append(("spawn → first answer, binary", "not built", "run scripts/build-binary", "-"))
+        else:
+            frozen, installed = bench_binary_spawn(env, spawn_runs, binary)
+            rows.append(
+                (
+                    "spawn → first answer, binary (median)",
+                    f"{frozen:.1f} ms",
+                    f"{installed:.1f} ms (installed package)",
+                    f"{frozen / installed:.2f}x, +{frozen - installed:.1f} ms",
+                )
+            )
         pipe = Pipe(env)
         pipe.wait(pipe.send(0, "info") and 0)
         time.sleep(0.3)

@@ -36,6 +36,7 @@ class Sidecar:
         home: Path | None = None,
         config: str | None = None,
         inherit_env: bool = False,
+        executable: str = SIDECAR,
     ) -> None:
         self._tmp = None if home else tempfile.mkdtemp(prefix="sidecar-home-")
         self.home = home or Path(self._tmp or "")
@@ -55,7 +56,7 @@ class Sidecar:
         # A None value removes the variable (e.g. to let keyring pick its backend itself).
         full_env = {k: v for k, v in merged.items() if v is not None}
         self.proc = subprocess.Popen(
-            [SIDECAR, *(args or [])],
+            [executable, *(args or [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
