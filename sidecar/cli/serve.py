@@ -1,4 +1,5 @@
-"""The `llm-sidecar` command: parse arguments, read the configuration, set up logs, serve.
+"""`llm-sidecar` with no subcommand (or `--stdio`): read the configuration, set up logs, serve
+JSON-RPC and MCP on stdin/stdout. This is what hosts spawn, so it imports no more than before.
 
 A malformed `config.toml` stops the process at once with exit status 2 and a message naming the
 file and the problem on stderr.
@@ -16,10 +17,22 @@ from sidecar.config import ConfigError, load
 from sidecar.rpc.framing import DEFAULT_MAX_LINE
 
 
+def _epilog() -> str:
+    from sidecar.cli import COMMANDS
+    from sidecar.cli.help import ENVIRONMENT
+
+    width = max(len(name) for name in COMMANDS)
+    commands = "\n".join(f"  {name.ljust(width)}  {summary}" for name, (_, summary) in COMMANDS.items())
+    return f"commands (llm-sidecar COMMAND --help for each):\n{commands}\n\n{ENVIRONMENT}"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="llm-sidecar",
+        usage="llm-sidecar [--stdio] [options] | llm-sidecar COMMAND ...",
         description="Serve JSON-RPC 2.0 (and MCP) on stdin/stdout, one message per line. Logs go to stderr.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--stdio", action="store_true", help="serve on stdin/stdout (the default)")
     p.add_argument("--config", type=Path, help="config.toml to use (default: $SIDECAR_HOME/config.toml)")

@@ -1,0 +1,42 @@
+"""The `llm-sidecar` command.
+
+With no subcommand (or with `--stdio` and the other serving options) it serves JSON-RPC 2.0 and
+MCP on stdin/stdout, as hosts spawn it (`serve`). A subcommand is a tool for people (`keys`,
+`usage`, `models`, `recommend`, `pull`, `doctor`): each calls the very handlers the JSON-RPC
+methods run, through `common.Session`.
+
+`COMMANDS` is the whole registry: a new subcommand is one row here and one module with
+`add_arguments(parser)` and `run(args) -> int`. A subcommand's module is imported only when it
+runs, so serving (what a host pays for at every start) imports nothing more than it did.
+
+Must not know: providers, the keychain, how methods are implemented.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Final
+
+# name -> (module, one line for --help). Order is the order `--help` shows.
+COMMANDS: Final[dict[str, tuple[str, str]]] = {
+    "keys": ("sidecar.cli.keys", "store, list, delete or validate a provider's API key in the OS keychain"),
+    "usage": ("sidecar.cli.usage", "requests, tokens and cost from the usage ledger, as a table"),
+    "models": ("sidecar.cli.models", "the known models with context window and prices"),
+    "recommend": ("sidecar.cli.recommend", "local (Ollama) models that fit this machine"),
+    "pull": ("sidecar.cli.pull", "download a model into Ollama, with a progress bar"),
+    "doctor": ("sidecar.cli.doctor", "check Python, the keychain, D-Bus, paths, Ollama, keys and ports"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in COMMANDS:
+        from sidecar.cli.common import run_command
+
+        name = args[0]
+        module_name, summary = COMMANDS[name]
+        return run_command(name, summary, importlib.import_module(module_name), args[1:])
+    from sidecar.cli.serve import main as serve
+
+    return serve(args)
