@@ -5,7 +5,9 @@ One-folder, not one-file: a one-file build unpacks itself into a temporary direc
 start (0.43 s to the first answer against 0.12 s for the installed package when measured).
 
 The output is `dist/llm-sidecar-<target triple>/`, holding the executable of the same name and
-its `_internal/` folder. The triple is the one Tauri's `externalBin` appends (`rustc --print
+its `_internal/` folder, which must stay beside it. `--onefile` makes the single file
+`dist/llm-sidecar-<target triple>` instead, for Tauri's `externalBin`, which copies one file per
+binary next to the app on every platform (it pays the unpacking at every start). The triple is the one Tauri's `externalBin` appends (`rustc --print
 host-tuple` when rustc is present, else derived from this machine), e.g.
 `llm-sidecar-x86_64-unknown-linux-gnu`, `llm-sidecar-aarch64-apple-darwin`,
 `llm-sidecar-x86_64-pc-windows-msvc.exe`.
@@ -102,12 +104,12 @@ def _importable(name: str) -> bool:
         return False
 
 
-def pyinstaller_args(name: str, dist: Path, work: Path) -> list[str]:
+def pyinstaller_args(name: str, dist: Path, work: Path, *, onefile: bool = False) -> list[str]:
     args = [
         str(ROOT / "sidecar" / "__main__.py"),
         "--name",
         name,
-        "--onedir",
+        "--onefile" if onefile else "--onedir",
         "--noconfirm",
         "--clean",
         "--console",
@@ -165,10 +167,16 @@ def main() -> int:
         action="store_true",
         help="do nothing when the last build was made of the same sources",
     )
+    parser.add_argument("--onefile", action="store_true", help="one self-unpacking file instead of a folder")
     args = parser.parse_args()
     name = f"llm-sidecar-{args.triple or target_triple()}"
-    exe = args.dist / name / (name + (".exe" if sys.platform == "win32" else ""))
-    stamp = args.dist / name / f".built-{source_digest()}"
+    exe_name = name + (".exe" if sys.platform == "win32" else "")
+    exe = args.dist / exe_name if args.onefile else args.dist / name / exe_name
+    stamp = (
+        args.dist / f".{name}-onefile-built-{source_digest()}"
+        if args.onefile
+        else args.dist / name / f".built-{source_digest()}"
+    )
     if args.if_changed and stamp.exists() and exe.exists():
         print(f"build-binary: {exe} is up to date", file=sys.stderr)
         print(exe)
@@ -177,7 +185,7 @@ def main() -> int:
 
     # Byte-code compiled from the checkout, whatever PYTHONDONTWRITEBYTECODE says.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    PyInstaller.__main__.run(pyinstaller_args(name, args.dist, args.work))
+    PyInstaller.__main__.run(pyinstaller_args(name, args.dist, args.work, onefile=args.onefile))
     if not exe.exists():
         print(f"build-binary: {exe} was not built", file=sys.stderr)
         return 1
