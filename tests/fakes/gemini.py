@@ -2,8 +2,8 @@
 
 What it is for: integration tests point the Gemini provider at ``FakeGemini().url`` (the provider
 adds ``/v1beta``). Answers come from the shared deterministic model in ``behaviour.py``; the wire
-format follows the recordings in ``tests/fixtures/gemini-*`` and
-``shared/research/wire-formats.md`` §0, §3 and §11:
+format follows the recordings in ``tests/fixtures/gemini-*`` (provenance in
+``tests/fixtures/SOURCES.md``) and Google's Gemini API reference:
 
 * ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse``: ``text/event-stream``, one
   ``data: {json}\\r\\n\\r\\n`` event per chunk (CRLF framing), no ``[DONE]``: the stream just

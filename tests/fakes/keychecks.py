@@ -1,7 +1,7 @@
 """Minimal fakes of the key-check routes of Gemini and Ollama, for the key validation tests.
 
 What it is for: until full Gemini and Ollama fakes exist, the validation tests need only one route
-of each, answered with the real bodies (shared/research/wire-formats.md §3.4, §3.5, §6.4):
+of each, answered with the real bodies (Gemini's `models.list`, Ollama's `/api/version`):
 
 * ``FakeGeminiModels``: ``GET /v1beta/models`` with the key in ``x-goog-api-key`` (or ``?key=``).
   A wrong key is **HTTP 400** ``INVALID_ARGUMENT`` with ``ErrorInfo.reason = API_KEY_INVALID``; no

@@ -1,4 +1,4 @@
-"""A fake Ollama server (native API) on 127.0.0.1, faithful to shared/research/wire-formats.md §6.
+"""A fake Ollama server (native API) on 127.0.0.1, faithful to Ollama's API reference (docs/api.md).
 
 What it is for: the sidecar's Ollama provider and local-model methods, and the official ``ollama``
 Python client, talk to ``FakeOllama().url`` as they would to ``ollama serve``. Answers come from the

@@ -3,7 +3,7 @@
 What it is for: integration tests run ``FakeOpenAICompat(flavor)`` as a real HTTP server and point
 the sidecar (or the official ``openai`` SDK) at ``fake.api_base``. Answers come from the shared
 deterministic model in ``behaviour.py``; the wire format follows the recordings in
-``tests/fixtures/`` and ``shared/research/wire-formats.md`` §1, §4, §5:
+``tests/fixtures/`` (provenance in ``tests/fixtures/SOURCES.md``) and the providers' API references:
 
 * ``openai`` (prefix ``/v1``): chunks carry ``service_tier``, ``system_fingerprint``, ``logprobs``,
   ``finish_reason: null`` until the finish chunk, an ``obfuscation`` string (unless
