@@ -161,9 +161,7 @@ def run_session(args: argparse.Namespace, work: Callable[[Session], Awaitable[in
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain-text table; numbers are right-aligned, `None` shows as `-`."""
     cells = [[_cell(v) for v in row] for row in rows]
-    numeric = [
-        all(isinstance(row[i], int | float) or row[i] is None for row in rows) for i in range(len(headers))
-    ]
+    numeric = [all(_is_number(row[i]) or row[i] is None for row in rows) for i in range(len(headers))]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:
@@ -172,6 +170,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         ).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _cell(value: object) -> str:
@@ -187,10 +189,12 @@ def _cell(value: object) -> str:
 
 
 def human_bytes(n: float | None) -> str:
+    """Decimal units, as Ollama and disk vendors count: 2.0 GB is 2,000,000,000 bytes."""
     if n is None:
         return "-"
+    size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+        if abs(size) < 1000:
+            return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"

@@ -1,0 +1,54 @@
+"""The pure parts of the commands for people: tables, sizes, the pull progress bar, the D-Bus check."""
+
+from __future__ import annotations
+
+from sidecar.cli.common import human_bytes, table
+from sidecar.cli.doctor import dbus_checks
+from sidecar.cli.pull import ProgressBar
+from sidecar.wire.local import PullProgressParams
+
+
+def test_table_right_aligns_numbers_and_shows_none_as_a_dash() -> None:
+    text = table(("model", "requests", "cost", "ok"), [("a", 3, 0.5, True), ("longer", 1200, None, False)])
+    lines = text.splitlines()
+    assert lines[0].split() == ["model", "requests", "cost", "ok"]
+    assert lines[2] == "a              3   0.5  yes"
+    assert lines[3] == "longer     1,200     -  no"
+
+
+def test_human_bytes_uses_decimal_units() -> None:
+    assert human_bytes(None) == "-"
+    assert human_bytes(999) == "999 B"
+    assert human_bytes(2_019_393_189) == "2.0 GB"
+    assert human_bytes(943_718_400) == "943.7 MB"
+    assert human_bytes(3_200_000_000_000) == "3.2 TB"
+
+
+def progress(
+    status: str, digest: str | None = None, total: int | None = None, done: int | None = None
+) -> PullProgressParams:
+    return PullProgressParams(request_id="cli-1", status=status, digest=digest, total=total, completed=done)
+
+
+def test_progress_bar_sums_layers_against_the_sizes_known_so_far() -> None:
+    bar = ProgressBar(live=False)
+    bar.update("ollama_pull/progress", progress("pulling manifest"))
+    assert bar.line() == "pulling manifest"
+    bar.update("ollama_pull/progress", progress("pulling aaa", "sha256:aaa", 300, 300))
+    bar.update("ollama_pull/progress", progress("pulling bbb", "sha256:bbb", 100, 0))
+    assert bar.line().startswith("[" + "#" * 22 + "." * 8 + "]  75%  300 B / 400 B  pulling bbb")
+    bar.update("ollama_pull/progress", progress("pulling bbb", "sha256:bbb", 100, 500))  # clamped to the size
+    assert bar.line().startswith("[" + "#" * 30 + "] 100%")
+    bar.update("stream/event", object())  # not pull progress: ignored
+    assert "100%" in bar.line()
+
+
+def test_dbus_check_warns_per_missing_variable_on_linux_only() -> None:
+    both = {"DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/7/bus", "XDG_RUNTIME_DIR": "/run/user/7"}
+    assert [c.status for c in dbus_checks(both, "linux")] == ["ok", "ok"]
+    missing = dbus_checks({"XDG_RUNTIME_DIR": "/run/user/7"}, "linux")
+    assert [(c.status, c.what) for c in missing] == [
+        ("warn", "DBUS_SESSION_BUS_ADDRESS"),
+        ("ok", "XDG_RUNTIME_DIR"),
+    ]
+    assert dbus_checks({}, "darwin") == [] and dbus_checks({}, "win32") == []
