@@ -5,9 +5,11 @@ MCP on stdin/stdout, as hosts spawn it (`serve`). A subcommand is a tool for peo
 `usage`, `models`, `recommend`, `pull`, `doctor`): each calls the very handlers the JSON-RPC
 methods run, through `common.Session`.
 
-`COMMANDS` is the whole registry: a new subcommand is one row here and one module with
-`add_arguments(parser)` and `run(args) -> int`. A subcommand's module is imported only when it
-runs, so serving (what a host pays for at every start) imports nothing more than it did.
+`COMMANDS` is the whole registry: a new subcommand is one row here and one module. The module
+either has `add_arguments(parser)` and `run(args) -> int` (it then gets the shared `--config`,
+`--log-level` and environment help), or `main(argv) -> int` when it parses its own arguments
+(a server such as the HTTP gateway). A subcommand's module is imported only when it runs, so
+serving (what a host pays for at every start) imports nothing more than it did.
 
 Must not know: providers, the keychain, how methods are implemented.
 """
@@ -32,11 +34,16 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in COMMANDS:
-        from sidecar.cli.common import run_command
-
         name = args[0]
         module_name, summary = COMMANDS[name]
-        return run_command(name, summary, importlib.import_module(module_name), args[1:])
+        module = importlib.import_module(module_name)
+        own_main = getattr(module, "main", None)
+        if callable(own_main):
+            status: int = own_main(args[1:])
+            return status
+        from sidecar.cli.common import run_command
+
+        return run_command(name, summary, module, args[1:])
     from sidecar.cli.serve import main as serve
 
     return serve(args)

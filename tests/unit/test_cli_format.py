@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
+import pytest
+
 from sidecar.cli.common import human_bytes, table
 from sidecar.cli.doctor import dbus_checks
 from sidecar.cli.pull import ProgressBar
@@ -52,3 +57,15 @@ def test_dbus_check_warns_per_missing_variable_on_linux_only() -> None:
         ("ok", "XDG_RUNTIME_DIR"),
     ]
     assert dbus_checks({}, "darwin") == [] and dbus_checks({}, "win32") == []
+
+
+def test_a_command_module_with_its_own_main_gets_the_raw_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sidecar.cli
+
+    seen: list[list[str]] = []
+    module = types.ModuleType("sidecar_test_own_main")
+    module.main = lambda argv: seen.append(argv) or 7  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(sidecar.cli.COMMANDS, "own", (module.__name__, "a command that parses for itself"))
+    assert sidecar.cli.main(["own", "--port", "3625", "x"]) == 7
+    assert seen == [["--port", "3625", "x"]]
