@@ -6,6 +6,8 @@ method or a struct changes, or after a merge, running this script again is the w
 
 - `methods/<name>.json` and `notifications/<name>.json`, JSON Schemas (2020-12) whose top level
   validates the params (see schemas/README.md for the layout), and `openrpc.json`;
+- the index of methods, notifications and error kinds in `README.md`, between its
+  `generated:index` markers (the rest of that file is written by hand);
 - `llm-sidecar.d.ts`, TypeScript declarations of every params, result and notification type,
   made by json-schema-to-typescript (a Node tool of tests/node/package.json, installed by
   scripts/install-node-tools). `--json-only` skips it where Node is missing; `--check` then
@@ -23,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sidecar.wire.schema import documents, render, typescript_source
+from sidecar.wire.schema import documents, markdown_index, render, typescript_source
 
 REPO = Path(__file__).resolve().parent.parent
 ROOT = REPO / "schemas"
@@ -79,8 +81,20 @@ def typescript() -> bytes:
     return out.stdout.rstrip(b"\n") + b"\n" + TS_HELPERS.encode()
 
 
-def wanted_files(json_only: bool) -> dict[str, bytes]:
+INDEX_BEGIN = "<!-- generated:index:begin -->\n"
+INDEX_END = "<!-- generated:index:end -->"
+
+
+def readme_with_index(out: Path) -> bytes:
+    """schemas/README.md with the generated index between its markers."""
+    text = (out / "README.md").read_text(encoding="utf-8")
+    start, end = text.index(INDEX_BEGIN) + len(INDEX_BEGIN), text.index(INDEX_END)
+    return (text[:start] + markdown_index() + text[end:]).encode()
+
+
+def wanted_files(json_only: bool, out: Path) -> dict[str, bytes]:
     wanted = {path: render(doc) for path, doc in documents().items()}
+    wanted["README.md"] = readme_with_index(out)
     if not json_only:
         wanted[TS_NAME] = typescript()
     return wanted
@@ -94,8 +108,8 @@ def main() -> int:
     parser.add_argument("--json-only", action="store_true", help="leave the TypeScript declarations alone")
     parser.add_argument("--out", type=Path, default=ROOT)
     args = parser.parse_args()
-    wanted = wanted_files(args.json_only)
-    patterns = ["*.json"] if args.json_only else ["*.json", "*.d.ts"]
+    wanted = wanted_files(args.json_only, args.out)
+    patterns = ["*.json", "README.md"] if args.json_only else ["*.json", "*.d.ts", "README.md"]
     existing = (
         {str(p.relative_to(args.out)): p for pattern in patterns for p in args.out.rglob(pattern)}
         if args.out.exists()

@@ -243,6 +243,49 @@ def _open_maps(node: Any) -> Any:
     return out
 
 
+def _type_name(node: dict[str, Any]) -> str:
+    """A short, readable name of a field's type for the Markdown index."""
+    if "$ref" in node:
+        return str(node["$ref"]).rsplit("/", 1)[-1]
+    if "anyOf" in node:
+        return " | ".join(_type_name(option) for option in node["anyOf"])
+    if "enum" in node:
+        return " | ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in node["enum"])
+    kind = node.get("type")
+    if kind == "array":
+        return f"{_type_name(node.get('items', {}))}[]"
+    if kind == "object" and "properties" not in node:
+        return "object"
+    return str(kind or "any")
+
+
+def markdown_index() -> str:
+    """The tables of methods, notifications and error kinds that schemas/README.md holds between
+    its `generated` markers: what the files say, in a form a person reads first."""
+    rows = ["| method | params | result | notifications |", "|---|---|---|---|"]
+    for spec in METHODS.values():
+        (params, result), defs = _components(spec.params, spec.result)
+        body, _ = _root(params, defs)
+        required = set(body.get("required", []))
+        fields = [
+            f"`{name}{'' if name in required else '?'}`: {_type_name(field)}"
+            for name, field in body.get("properties", {}).items()
+        ]
+        notes = ", ".join(f"`{n}`" for n in spec.notifications) or "-"
+        summary = spec.summary.replace("|", "\\|")
+        params_text = "<br>".join(fields).replace("|", "\\|") or "`{}`"
+        rows.append(f"| `{spec.name}`: {summary} | {params_text} | `{_type_name(result)}` | {notes} |")
+    rows += ["", "| notification | params | what |", "|---|---|---|"]
+    for note in NOTIFICATIONS.values():
+        (params,), defs = _components(note.params)
+        body, _ = _root(params, defs)
+        names = ", ".join(f"`{name}`" for name in body.get("properties", {}))
+        rows.append(f"| `{note.name}` | {names} | {note.summary} |")
+    rows += ["", "| error kind | code |", "|---|---|"]
+    rows += [f"| `{kind}` | {code} |" for kind, code in KIND_CODES.items()]
+    return "\n".join(rows) + "\n"
+
+
 def documents() -> dict[str, dict[str, Any]]:
     """Every schema file, by its path under `schemas/`."""
     docs: dict[str, dict[str, Any]] = {"openrpc.json": openrpc()}

@@ -126,3 +126,12 @@ def test_stream_event_document_tells_good_events_from_bad() -> None:
     assert valid(doc, {"request_id": 1, "event": {"type": "text_delta", "text": "Hel"}})
     assert not valid(doc, {"request_id": 1, "event": {"type": "text_delta"}})
     assert not valid(doc, {"event": {"type": "text_delta", "text": "x"}})
+
+
+def test_the_contract_index_names_every_method_notification_and_error_kind() -> None:
+    from sidecar.errors import KIND_CODES
+
+    readme = (SCHEMAS / "README.md").read_text()
+    index = readme[readme.index("generated:index:begin") : readme.index("generated:index:end")]
+    for name in [*METHODS, *NOTIFICATIONS, *KIND_CODES]:
+        assert f"| `{name}`" in index, name
