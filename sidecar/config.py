@@ -90,6 +90,19 @@ class Breaker(Wire, forbid_unknown_fields=True):
     cooldown_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
 
 
+class Coordination(Wire, forbid_unknown_fields=True):
+    """Shared counters for replicas of a team gateway (`infra.coordination`): rate-limit windows and
+    budget reservations in Redis or Valkey at `url` (`redis://[:password@]host:port/db`); without a
+    URL each process counts on its own. `on_unavailable` says what a request that needs a shared
+    limit or budget gets while Redis cannot be reached: `refuse` (`coordination_unavailable`) or
+    `local` (this replica's own counters)."""
+
+    url: str | None = None
+    on_unavailable: Literal["refuse", "local"] = "refuse"
+    key_prefix: str = "llm-sidecar:"
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+
+
 class Config(Wire, forbid_unknown_fields=True):
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     retry: Retry = msgspec.field(default_factory=Retry)
@@ -99,6 +112,7 @@ class Config(Wire, forbid_unknown_fields=True):
     endpoints: dict[str, Endpoint] = msgspec.field(default_factory=dict)
     app_name: str = "llm-sidecar"
     app_url: str | None = None
+    coordination: Coordination = msgspec.field(default_factory=Coordination)
 
 
 def state_dir(env: Mapping[str, str] | None = None) -> Path:

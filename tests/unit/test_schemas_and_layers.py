@@ -94,10 +94,14 @@ def test_layers_import_only_downwards() -> None:
     assert problems == []
 
 
+# Loaded on first use only; the team-mode drivers only when a URL configures them.
+HEAVY = ("httpx2", "structlog", "keyring", "mcp", "psutil", "pydantic", "redis", "psycopg", "psycopg_pool")
+
+
 def test_start_up_imports_stay_light() -> None:
     code = (
-        "import sys, sidecar.cli, sidecar.app\n"
-        "heavy = [m for m in ('httpx2', 'structlog', 'keyring', 'mcp', 'psutil', 'pydantic') if m in sys.modules]\n"
+        f"import sys, sidecar.cli, sidecar.app\nHEAVY = {HEAVY!r}\n"
+        "heavy = [m for m in HEAVY if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -110,3 +114,16 @@ def test_groups_name_exactly_each_services_handlers() -> None:
     services = build_services(Config(), store=MemoryStore(), env={})
     for group, names in GROUPS.items():
         assert set(getattr(services, group).handlers()) == set(names), group
+
+
+def test_the_default_coordination_and_config_load_no_driver() -> None:
+    code = (
+        "import sys\n"
+        "from sidecar.config import Config\n"
+        "from sidecar.infra import coordination\n"
+        "coord = coordination.from_config(Config().coordination)\n"
+        "assert coord.engine == 'local', coord.engine\n"
+        "print(','.join(m for m in ('redis', 'psycopg', 'psycopg_pool') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == ""
