@@ -37,6 +37,7 @@ ErrorKind = Literal[
     "cancelled",
     "internal_error",
     "coordination_unavailable",
+    "storage_unavailable",
 ]
 
 # JSON-RPC codes. Protocol faults use the standard ones; every other kind has a stable code of its
@@ -67,6 +68,7 @@ KIND_CODES: Final[dict[str, int]] = {
     "ollama_unavailable": 1012,
     "oauth_failed": 1013,
     "coordination_unavailable": 1014,
+    "storage_unavailable": 1015,
 }
 
 # Kinds that a retry or a fallback to another provider can cure.

@@ -1,0 +1,171 @@
+"""The storage seam's statement layer on both engines, and PostgreSQL's own duties, on a real
+server: the same migrations and `?` statements on SQLite and PostgreSQL; replicas starting at once
+apply each migration exactly once (advisory lock); an unreachable server is `storage_unavailable`
+(no password in the message); a restarted server is used again without a new engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from sidecar.errors import SidecarError
+from sidecar.infra.db import Database
+from sidecar.infra.pg import PgEngine
+from sidecar.infra.sql import Dialects, SqlEngine, SqliteEngine, Stmt
+from tests.conftest import ServerFactory
+from tests.servers import free_port
+
+NOTES_MIGRATIONS = (
+    Dialects(
+        sqlite="CREATE TABLE notes (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, cost REAL NOT NULL, "
+        "hits INTEGER NOT NULL DEFAULT 0)",
+        postgres="CREATE TABLE notes (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name TEXT NOT NULL "
+        "UNIQUE, cost DOUBLE PRECISION NOT NULL, hits INTEGER NOT NULL DEFAULT 0)",
+    ),
+    "CREATE INDEX notes_cost ON notes (cost)",
+)
+UPSERT = (
+    "INSERT INTO notes (name, cost, hits) VALUES (?, ?, 1) "
+    "ON CONFLICT (name) DO UPDATE SET cost = notes.cost + excluded.cost, hits = notes.hits + 1"
+)
+
+
+async def _exercise(engine: SqlEngine) -> None:
+    engine.register("notes", NOTES_MIGRATIONS)
+    counts = await engine.write(
+        [
+            Stmt(UPSERT, ("alpha?", 0.25)),
+            Stmt(UPSERT, many=[("beta%", 1.5), ("alpha?", 0.5)]),
+            Stmt("INSERT INTO notes (name, cost) VALUES (?, ?) ON CONFLICT DO NOTHING", ("beta%", 9.0)),
+        ]
+    )
+    assert counts == [1, 2, 0]
+    rows = await engine.fetchall(
+        "SELECT name, cost, hits FROM notes WHERE name LIKE 'a%' OR name = ? ORDER BY name", ("beta%",)
+    )
+    assert rows == [("alpha?", 0.75, 2), ("beta%", 1.5, 1)]
+    assert await engine.fetchone("SELECT count(*) FROM notes WHERE cost > ?", (100,)) == (0,)
+    # A batch is one transaction: the failing statement takes the first one back with it.
+    with pytest.raises(Exception, match=r"(?i)not null|null value"):
+        await engine.write(
+            [
+                Stmt(UPSERT, ("gamma", 1.0)),
+                Stmt("INSERT INTO notes (name, cost) VALUES (?, NULL)", ("delta",)),
+            ]
+        )
+    assert await engine.fetchone("SELECT count(*) FROM notes") == (2,)
+    # Registering again with one more migration applies only the new one.
+    engine.register("notes", (*NOTES_MIGRATIONS, "ALTER TABLE notes ADD COLUMN tag TEXT"))
+    await engine.write([Stmt("UPDATE notes SET tag = ? WHERE name = ?", ("t", "alpha?"))])
+    assert await engine.fetchall("SELECT component, version FROM schema_versions") == [("notes", 3)]
+
+
+def test_the_same_statements_run_on_sqlite(tmp_path: Path) -> None:
+    async def main() -> None:
+        engine = SqliteEngine(Database(tmp_path / "sidecar.db"))
+        await _exercise(engine)
+        await engine.aclose()
+
+    anyio.run(main)
+
+
+def test_the_same_statements_run_on_postgresql(postgres_url: str) -> None:
+    async def main() -> None:
+        engine = PgEngine(postgres_url)
+        await _exercise(engine)
+        assert (await engine.health())["ok"] is True
+        await engine.aclose()
+
+    anyio.run(main)
+
+
+_REPLICA = """
+import json, sys, time, anyio
+from sidecar.infra.pg import PgEngine
+
+url, start_at = sys.argv[1], float(sys.argv[2])
+async def main():
+    engine = PgEngine(url)
+    engine.register("demo", (
+        "CREATE TABLE applied (n INTEGER NOT NULL, pid INTEGER NOT NULL);"
+        "INSERT INTO applied VALUES (1, pg_backend_pid()); SELECT pg_sleep(0.3)",
+        "CREATE TABLE again (n INTEGER); INSERT INTO applied VALUES (2, pg_backend_pid())",
+    ))
+    engine.register("other", ("CREATE TABLE other (x INTEGER)", "INSERT INTO other VALUES (1)"))
+    while time.time() < start_at:
+        await anyio.sleep(0.002)
+    await engine.open()
+    print(json.dumps(await engine.fetchall("SELECT component, version FROM schema_versions ORDER BY component")))
+    await engine.aclose()
+anyio.run(main)
+"""
+
+
+def test_replicas_starting_at_once_apply_each_migration_exactly_once(postgres_url: str) -> None:
+    start_at = time.time() + 3.0  # every process has imported psycopg and is waiting by then
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _REPLICA, postgres_url, str(start_at)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        outputs.append(json.loads(out))
+    assert outputs == [[["demo", 2], ["other", 2]]] * 3
+
+    async def check() -> None:
+        engine = PgEngine(postgres_url)
+        applied = await engine.fetchall("SELECT n, pid FROM applied ORDER BY n")
+        assert [n for n, _ in applied] == [1, 2]
+        assert await engine.fetchall("SELECT x FROM other") == [(1,)]
+        await engine.aclose()
+
+    anyio.run(check)
+
+
+def test_an_unreachable_server_is_storage_unavailable_without_the_password() -> None:
+    url = f"postgresql://team:s3cret-pw@127.0.0.1:{free_port()}/ledger"
+
+    async def main() -> None:
+        engine = PgEngine(url, connect_timeout_s=2.0)
+        started = time.monotonic()
+        with pytest.raises(SidecarError) as refused:
+            await engine.open()
+        assert time.monotonic() - started < 15
+        assert refused.value.kind == "storage_unavailable"
+        assert "127.0.0.1" in refused.value.message and "/ledger" in refused.value.message
+        assert "s3cret" not in refused.value.message
+        await engine.aclose()
+
+    anyio.run(main)
+
+
+def test_a_restarted_server_is_used_again(server_factory: ServerFactory) -> None:
+    server = server_factory.postgres(durable=True)
+
+    async def main() -> None:
+        engine = PgEngine(server.url(), max_size=4, connect_timeout_s=2.0)
+        engine.register("notes", NOTES_MIGRATIONS)
+        await engine.write([Stmt(UPSERT, ("kept", 1.0))])
+        await anyio.to_thread.run_sync(server.stop)
+        with pytest.raises(SidecarError) as down:
+            await engine.fetchall("SELECT name FROM notes")
+        assert down.value.kind == "storage_unavailable"
+        await anyio.to_thread.run_sync(server.start)
+        assert await engine.fetchall("SELECT name, cost FROM notes") == [("kept", 1.0)]
+        assert (await engine.health())["ok"] is True
+        await engine.aclose()
+
+    anyio.run(main)
