@@ -28,7 +28,7 @@ import anyio
 
 from sidecar import logs
 from sidecar.errors import SidecarError
-from sidecar.infra.sql import Engine, Row, Sql, Stmt, text_for, to_postgres
+from sidecar.infra.sql import Conflict, Engine, Row, Sql, Stmt, text_for, to_postgres
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -216,6 +216,8 @@ class PgEngine:
                     else:
                         await cur.execute(text, stmt.params)
                         counts.append(cur.rowcount)
+        except _integrity_error() as exc:
+            raise Conflict(str(exc)) from exc
         except _connection_errors() as exc:
             if not _lost(exc):
                 raise
@@ -235,6 +237,12 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     from psycopg_pool import PoolTimeout
 
     return (OperationalError, PoolTimeout, OSError)
+
+
+def _integrity_error() -> type[BaseException]:
+    from psycopg import IntegrityError
+
+    return IntegrityError
 
 
 def _lost(exc: BaseException) -> bool:

@@ -62,6 +62,11 @@ class Stmt:
     many: Sequence[Sequence[object]] | None = None
 
 
+class Conflict(Exception):
+    """A write broke a uniqueness or other integrity constraint (e.g. a name already taken),
+    whichever engine ran it; the batch was rolled back."""
+
+
 class SqlEngine(Protocol):
     """What a storage component needs of a database, whichever engine it is."""
 
@@ -76,7 +81,8 @@ class SqlEngine(Protocol):
     async def fetchone(self, sql: Sql, params: Sequence[object] = ()) -> Row | None: ...
 
     async def write(self, statements: Sequence[Stmt]) -> list[int]:
-        """Run `statements` in one transaction; each one's row count (summed over `many`)."""
+        """Run `statements` in one transaction; each one's row count (summed over `many`).
+        Raises `Conflict` on an integrity violation (nothing of the batch is kept)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -176,6 +182,10 @@ class SqliteEngine:
                     )
                     counts.append(cur.rowcount)
                 conn.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise Conflict(str(exc)) from exc
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")

@@ -17,7 +17,7 @@ import pytest
 from sidecar.errors import SidecarError
 from sidecar.infra.db import Database
 from sidecar.infra.pg import PgEngine
-from sidecar.infra.sql import Dialects, SqlEngine, SqliteEngine, Stmt
+from sidecar.infra.sql import Conflict, Dialects, SqlEngine, SqliteEngine, Stmt
 from tests.conftest import ServerFactory
 from tests.servers import free_port
 
@@ -52,7 +52,7 @@ async def _exercise(engine: SqlEngine) -> None:
     assert rows == [("alpha?", 0.75, 2), ("beta%", 1.5, 1)]
     assert await engine.fetchone("SELECT count(*) FROM notes WHERE cost > ?", (100,)) == (0,)
     # A batch is one transaction: the failing statement takes the first one back with it.
-    with pytest.raises(Exception, match=r"(?i)not null|null value"):
+    with pytest.raises(Conflict, match=r"(?i)not null|null value"):
         await engine.write(
             [
                 Stmt(UPSERT, ("gamma", 1.0)),
@@ -60,6 +60,8 @@ async def _exercise(engine: SqlEngine) -> None:
             ]
         )
     assert await engine.fetchone("SELECT count(*) FROM notes") == (2,)
+    with pytest.raises(Conflict):  # a name taken, in either engine's words
+        await engine.write([Stmt("UPDATE notes SET name = ? WHERE name = ?", ("alpha?", "beta%"))])
     # Registering again with one more migration applies only the new one.
     engine.register("notes", (*NOTES_MIGRATIONS, "ALTER TABLE notes ADD COLUMN tag TEXT"))
     await engine.write([Stmt("UPDATE notes SET tag = ? WHERE name = ?", ("t", "alpha?"))])
