@@ -247,3 +247,45 @@ def test_counters_survive_a_restart_of_a_persistent_redis(server_factory: Server
     # The ledger has committed nothing yet (floor 0), but Redis kept the settled $0.90.
     refusal = anyio.run(spend, lines)
     assert isinstance(refusal, BudgetRefusal) and refusal.spent_usd == pytest.approx(0.9)
+
+
+def test_a_restart_under_load_gives_answers_or_coordination_unavailable_only(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory.redis()
+    outcomes: dict[str, int] = {}
+
+    async def main() -> None:
+        coord = open_coordinator(server.url(), timeout_s=1.0)
+        window = Window("provider:openai:requests", 1e9, 60)
+        stop = anyio.Event()
+
+        async def load(worker: int) -> None:
+            while not stop.is_set():
+                try:
+                    got = await coord.reserve([day_line(1e6)], 0.001, ttl_s=60)
+                    assert isinstance(got, Reservation)
+                    assert (await coord.acquire([(window, 1)])).allowed
+                    await coord.settle(got, 0.001)
+                    outcome = "ok"
+                except SidecarError as exc:
+                    outcome = exc.kind
+                    await anyio.sleep(0.05)
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+        async with anyio.create_task_group() as tg:
+            for worker in range(16):
+                tg.start_soon(load, worker)
+            await anyio.sleep(0.5)
+            await anyio.to_thread.run_sync(server.stop)
+            await anyio.sleep(0.5)  # every worker meets the outage
+            await anyio.to_thread.run_sync(server.start)
+            await anyio.sleep(0.5)
+            before = outcomes.get("ok", 0)
+            await anyio.sleep(0.5)
+            stop.set()
+        assert outcomes.get("ok", 0) > before  # served again once Redis is back
+        await coord.aclose()
+
+    anyio.run(main)
+    assert set(outcomes) == {"ok", "coordination_unavailable"}, outcomes

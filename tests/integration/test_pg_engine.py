@@ -171,3 +171,46 @@ def test_a_restarted_server_is_used_again(server_factory: ServerFactory) -> None
         await engine.aclose()
 
     anyio.run(main)
+
+
+def test_a_restart_under_load_gives_answers_or_storage_unavailable_only(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory.postgres(durable=True)
+    outcomes: dict[str, int] = {}
+
+    async def main() -> None:
+        engine = PgEngine(server.url(), max_size=8, connect_timeout_s=2.0)
+        engine.register("notes", NOTES_MIGRATIONS)
+        await engine.open()
+        stop = anyio.Event()
+
+        async def load(worker: int) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    await engine.write([Stmt(UPSERT, (f"w{worker}", 0.001))])
+                    await engine.fetchone("SELECT hits FROM notes WHERE name = ?", (f"w{worker}",))
+                    outcome = "ok"
+                except SidecarError as exc:
+                    outcome = exc.kind
+                    await anyio.sleep(0.05)
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+        async with anyio.create_task_group() as tg:
+            for worker in range(16):
+                tg.start_soon(load, worker)
+            await anyio.sleep(0.5)
+            await anyio.to_thread.run_sync(server.restart)
+            await anyio.sleep(1.0)
+            before_stop = outcomes.get("ok", 0)
+            await anyio.sleep(1.0)
+            stop.set()
+        assert outcomes["ok"] > before_stop  # served again after the restart
+        assert await engine.fetchone("SELECT count(*) FROM notes") == (16,)
+        await engine.aclose()
+
+    anyio.run(main)
+    # Queries in flight when the server shut down were refused as such; nothing else escaped.
+    assert set(outcomes) == {"ok", "storage_unavailable"}, outcomes
