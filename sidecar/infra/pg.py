@@ -20,6 +20,7 @@ Must not know: what the components store, the protocol, providers.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
@@ -56,6 +57,24 @@ def describe_url(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 5432}/{database}"
 
 
+class _ToSidecarLog(logging.Handler):
+    """psycopg and its pool log through the standard library; their lines join ours (JSON on
+    stderr, redacted) instead of reaching stderr as plain text through logging's last resort."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "error" if record.levelno >= logging.ERROR else "warning"
+        if record.levelno < logging.WARNING:
+            level = "debug"
+        getattr(_log, level)("driver", driver=record.name, message=record.getMessage())
+
+
+def _route_driver_logs() -> None:
+    driver = logging.getLogger("psycopg")
+    if not any(isinstance(h, _ToSidecarLog) for h in driver.handlers):
+        driver.addHandler(_ToSidecarLog())
+        driver.propagate = False
+
+
 class PgEngine:
     """`SqlEngine` on PostgreSQL (see the module doc)."""
 
@@ -72,6 +91,7 @@ class PgEngine:
     ) -> None:
         from psycopg_pool import AsyncConnectionPool
 
+        _route_driver_logs()
         self.where = describe_url(url)
         self.connect_timeout_s = connect_timeout_s
         self._migrations: dict[str, tuple[str, ...]] = {}

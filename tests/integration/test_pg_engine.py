@@ -214,3 +214,25 @@ def test_a_restart_under_load_gives_answers_or_storage_unavailable_only(
     anyio.run(main)
     # Queries in flight when the server shut down were refused as such; nothing else escaped.
     assert set(outcomes) == {"ok", "storage_unavailable"}, outcomes
+
+
+def test_driver_lines_reach_stderr_as_json_only() -> None:
+    # psycopg_pool logs each failed connection attempt through the standard library.
+    code = (
+        "import anyio\n"
+        "from sidecar.infra.pg import PgEngine\n"
+        "async def main():\n"
+        "    engine = PgEngine(__import__('sys').argv[1], connect_timeout_s=1.5)\n"
+        "    try:\n"
+        "        await engine.open()\n"
+        "    except Exception as exc:\n"
+        "        print(type(exc).__name__, exc.kind)\n"
+        "anyio.run(main)\n"
+    )
+    url = f"postgresql://team:s3cret-pw@127.0.0.1:{free_port()}/ledger"
+    proc = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "SidecarError storage_unavailable"
+    lines = proc.stderr.splitlines()
+    events = [json.loads(line) for line in lines]  # every line is JSON
+    assert any(e.get("driver", "").startswith("psycopg") for e in events)
+    assert "s3cret" not in proc.stderr
