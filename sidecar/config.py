@@ -90,6 +90,18 @@ class Breaker(Wire, forbid_unknown_fields=True):
     cooldown_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
 
 
+class Storage(Wire, forbid_unknown_fields=True):
+    """Where the ledger, budgets, client keys, routers, audit trail and prices live: the state
+    directory's SQLite file (no URL, the default), or the PostgreSQL database at `url`
+    (`postgresql://user[:password]@host:port/db`; `SIDECAR_DATABASE_URL` wins), shared by every
+    replica of a team gateway through a pool of `pool_min`..`pool_max` connections."""
+
+    url: str | None = None
+    pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
+    pool_max: Annotated[int, msgspec.Meta(ge=1)] = 10
+    connect_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+
+
 class Coordination(Wire, forbid_unknown_fields=True):
     """Shared counters for replicas of a team gateway (`infra.coordination`): rate-limit windows and
     budget reservations in Redis or Valkey at `url` (`redis://[:password@]host:port/db`); without a
@@ -112,6 +124,7 @@ class Config(Wire, forbid_unknown_fields=True):
     endpoints: dict[str, Endpoint] = msgspec.field(default_factory=dict)
     app_name: str = "llm-sidecar"
     app_url: str | None = None
+    storage: Storage = msgspec.field(default_factory=Storage)
     coordination: Coordination = msgspec.field(default_factory=Coordination)
 
 

@@ -236,3 +236,26 @@ def test_driver_lines_reach_stderr_as_json_only() -> None:
     events = [json.loads(line) for line in lines]  # every line is JSON
     assert any(e.get("driver", "").startswith("psycopg") for e in events)
     assert "s3cret" not in proc.stderr
+
+
+def test_the_configuration_picks_the_engine(tmp_path: Path, postgres_url: str) -> None:
+    from sidecar.config import ConfigError, Storage
+    from sidecar.infra.storage import open_engine
+
+    sqlite = Database(tmp_path / "sidecar.db")
+    assert open_engine(Storage(), {}, sqlite).engine == "sqlite"
+    with pytest.raises(ConfigError, match="SIDECAR_DATABASE_URL must be a postgresql://"):
+        open_engine(Storage(), {"SIDECAR_DATABASE_URL": "mysql://x"}, sqlite)
+
+    async def main() -> None:
+        # The environment wins over the file.
+        engine = open_engine(
+            Storage(url="postgresql://nobody@127.0.0.1:1/none"),
+            {"SIDECAR_DATABASE_URL": postgres_url},
+            sqlite,
+        )
+        assert engine.engine == "postgresql"
+        assert await engine.fetchone("SELECT current_database()") == (postgres_url.rsplit("/", 1)[1],)
+        await engine.aclose()
+
+    anyio.run(main)

@@ -116,13 +116,16 @@ def test_groups_name_exactly_each_services_handlers() -> None:
         assert set(getattr(services, group).handlers()) == set(names), group
 
 
-def test_the_default_coordination_and_config_load_no_driver() -> None:
+def test_the_default_storage_and_coordination_load_no_driver() -> None:
     code = (
         "import sys\n"
         "from sidecar.config import Config\n"
-        "from sidecar.infra import coordination\n"
+        "from sidecar.infra import coordination, storage\n"
+        "from sidecar.infra.db import Database\n"
         "coord = coordination.from_config(Config().coordination)\n"
         "assert coord.engine == 'local', coord.engine\n"
+        "engine = storage.open_engine(Config().storage, {}, Database(__import__('pathlib').Path('/nonexistent/x.db')))\n"
+        "assert engine.engine == 'sqlite', engine.engine\n"
         "print(','.join(m for m in ('redis', 'psycopg', 'psycopg_pool') if m in sys.modules))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
