@@ -13,12 +13,16 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from tests.keychain import INSTALL_HINT, SecretService, State, missing_tools, start_secret_service
 from tests.servers import PostgresServer, RedisServer, ServerError
+
+if TYPE_CHECKING:
+    from sidecar.infra.sql import SqlEngine
 
 _Server = TypeVar("_Server", PostgresServer, RedisServer)
 
@@ -141,3 +145,24 @@ def server_factory() -> Iterator[ServerFactory]:
     finally:
         for server in factory.servers:
             server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SqlEngine]:
+    """Makes the storage seam's statement layer on each engine in turn: on a fresh SQLite file,
+    then on a fresh database of the shared PostgreSQL. A store written against `SqlEngine` is
+    tested once, with this, for both. Call it inside the test's event loop (psycopg's pool belongs
+    to the loop that opened it) and `aclose` the engine there."""
+    from sidecar.infra.db import Database
+    from sidecar.infra.sql import SqliteEngine
+
+    if request.param == "sqlite":
+        return lambda: SqliteEngine(Database(tmp_path / "sidecar.db"))
+    url = request.getfixturevalue("postgres_url")
+
+    def postgres() -> SqlEngine:
+        from sidecar.infra.pg import PgEngine
+
+        return PgEngine(url)
+
+    return postgres

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -17,7 +18,7 @@ import pytest
 from sidecar.errors import SidecarError
 from sidecar.infra.db import Database
 from sidecar.infra.pg import PgEngine
-from sidecar.infra.sql import Conflict, Dialects, SqlEngine, SqliteEngine, Stmt
+from sidecar.infra.sql import Conflict, Dialects, SqlEngine, Stmt
 from tests.conftest import ServerFactory
 from tests.servers import free_port
 
@@ -68,21 +69,25 @@ async def _exercise(engine: SqlEngine) -> None:
     assert await engine.fetchall("SELECT component, version FROM schema_versions") == [("notes", 3)]
 
 
-def test_the_same_statements_run_on_sqlite(tmp_path: Path) -> None:
+def test_the_same_statements_run_on_both_engines(sql_engine: Callable[[], SqlEngine]) -> None:
     async def main() -> None:
-        engine = SqliteEngine(Database(tmp_path / "sidecar.db"))
-        await _exercise(engine)
-        await engine.aclose()
+        engine = sql_engine()
+        try:
+            await _exercise(engine)
+        finally:
+            await engine.aclose()
 
     anyio.run(main)
 
 
-def test_the_same_statements_run_on_postgresql(postgres_url: str) -> None:
+def test_postgresql_reports_its_health(postgres_url: str) -> None:
     async def main() -> None:
         engine = PgEngine(postgres_url)
-        await _exercise(engine)
-        assert (await engine.health())["ok"] is True
+        assert await engine.health() == {"engine": "postgresql", "ok": True, "at": engine.where}
         await engine.aclose()
+        down = PgEngine(f"postgresql://x@127.0.0.1:{free_port()}/gone", connect_timeout_s=1.0)
+        assert (await down.health())["ok"] is False
+        await down.aclose()
 
     anyio.run(main)
 

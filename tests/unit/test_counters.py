@@ -23,7 +23,7 @@ from sidecar.core.counters import (
     refuses,
     usd_units,
 )
-from sidecar.infra.coordination import LocalCoordinator, open_coordinator
+from sidecar.infra.coordination import LocalCoordinator, describe_url, open_coordinator
 
 
 class Clock:
@@ -152,3 +152,8 @@ def test_without_a_url_the_coordinator_is_this_process() -> None:
     assert open_coordinator(None).engine == "local"
     with pytest.raises(ValueError, match="redis://"):
         open_coordinator("http://127.0.0.1:6379")
+
+
+def test_a_redis_url_is_described_without_its_password() -> None:
+    assert describe_url("redis://:hunter2@cache.internal:6380/3") == "cache.internal:6380"
+    assert describe_url("rediss://user:hunter2@cache.internal/0") == "cache.internal:6379"
