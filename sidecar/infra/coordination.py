@@ -6,7 +6,9 @@ with two engines.
 - `RedisCoordinator` (`[coordination] url = "redis://…"`, Redis 6.2+ or Valkey): the same rules as
   Lua scripts, each one atomic on the server and timed by the server's clock (`TIME`), so two
   replicas together never pass a limit that one alone enforces. `redis.asyncio` is imported only
-  when this engine is built.
+  when this engine is built. One Redis (a primary, with replicas or Sentinel if wanted), not a
+  Redis Cluster: a script touches every key of a request at once, which Cluster allows only
+  within one hash slot.
 
 What is shared (see `core.counters` for the arithmetic):
 
