@@ -112,7 +112,8 @@ class Coordination(Wire, forbid_unknown_fields=True):
     url: str | None = None
     on_unavailable: Literal["refuse", "local"] = "refuse"
     key_prefix: str = "llm-sidecar:"
-    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 64
 
 
 class Config(Wire, forbid_unknown_fields=True):

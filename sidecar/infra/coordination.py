@@ -71,7 +71,10 @@ if TYPE_CHECKING:
 
 OnUnavailable = Literal["refuse", "local"]
 UNAVAILABLE_RETRY_S: Final = 5.0
-DEFAULT_TIMEOUT_S: Final = 2.0
+DEFAULT_TIMEOUT_S: Final = 5.0
+DEFAULT_MAX_CONNECTIONS: Final = 64
+POOL_WAIT_S: Final = 30.0
+"""How long a call waits for a free pooled connection (busy, not unreachable) before giving up."""
 DEFAULT_PREFIX: Final = "llm-sidecar:"
 
 _log = logs.get_logger("coordination")
@@ -392,8 +395,9 @@ class RedisCoordinator:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         on_unavailable: OnUnavailable = "refuse",
         local: LocalCoordinator | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
@@ -403,12 +407,18 @@ class RedisCoordinator:
         self.local = local or LocalCoordinator()
         # One retry: a pooled connection broken by a Redis restart is replaced at once; a Redis
         # that is really gone costs at most two short timeouts, not redis-py's default backoff.
-        self.client: Redis = Redis.from_url(
+        # A bounded pool: a burst of requests waits its turn for one of `max_connections`
+        # connections instead of opening hundreds at once (which, on a busy machine, ran into
+        # the connect timeout and read as an outage).
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=POOL_WAIT_S,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 1),
         )
+        self.client: Redis = Redis.from_pool(pool)
         self._scripts = {
             name: self.client.register_script(body)
             for name, body in (
@@ -568,6 +578,7 @@ def open_coordinator(
     prefix: str = DEFAULT_PREFIX,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     on_unavailable: OnUnavailable = "refuse",
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> Coordinator:
     """The engine a configuration names: Redis for a `redis://`, `rediss://` or `unix://` URL,
     else this process."""
@@ -577,7 +588,13 @@ def open_coordinator(
         raise ValueError(f"[coordination] url must be a redis:// URL, got scheme {urlsplit(url).scheme!r}")
     if url.startswith("valkey"):
         url = "redis" + url[len("valkey") :]
-    return RedisCoordinator(url, prefix=prefix, timeout_s=timeout_s, on_unavailable=on_unavailable)
+    return RedisCoordinator(
+        url,
+        prefix=prefix,
+        timeout_s=timeout_s,
+        on_unavailable=on_unavailable,
+        max_connections=max_connections,
+    )
 
 
 def from_config(settings: Coordination) -> Coordinator:
@@ -587,4 +604,5 @@ def from_config(settings: Coordination) -> Coordinator:
         prefix=settings.key_prefix,
         timeout_s=settings.timeout_s,
         on_unavailable=settings.on_unavailable,
+        max_connections=settings.max_connections,
     )
