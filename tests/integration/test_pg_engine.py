@@ -159,26 +159,7 @@ def test_an_unreachable_server_is_storage_unavailable_without_the_password() -> 
     anyio.run(main)
 
 
-def test_a_restarted_server_is_used_again(server_factory: ServerFactory) -> None:
-    server = server_factory.postgres(durable=True)
-
-    async def main() -> None:
-        engine = PgEngine(server.url(), max_size=4, connect_timeout_s=2.0)
-        engine.register("notes", NOTES_MIGRATIONS)
-        await engine.write([Stmt(UPSERT, ("kept", 1.0))])
-        await anyio.to_thread.run_sync(server.stop)
-        with pytest.raises(SidecarError) as down:
-            await engine.fetchall("SELECT name FROM notes")
-        assert down.value.kind == "storage_unavailable"
-        await anyio.to_thread.run_sync(server.start)
-        assert await engine.fetchall("SELECT name, cost FROM notes") == [("kept", 1.0)]
-        assert (await engine.health())["ok"] is True
-        await engine.aclose()
-
-    anyio.run(main)
-
-
-def test_a_restart_under_load_gives_answers_or_storage_unavailable_only(
+def test_a_restart_under_load_gives_answers_or_storage_unavailable_and_keeps_data(
     server_factory: ServerFactory,
 ) -> None:
     server = server_factory.postgres(durable=True)
@@ -214,6 +195,16 @@ def test_a_restart_under_load_gives_answers_or_storage_unavailable_only(
             stop.set()
         assert outcomes["ok"] > before_stop  # served again after the restart
         assert await engine.fetchone("SELECT count(*) FROM notes") == (16,)
+        # Stopped outright: refused at once as such; started again: the same engine serves, and
+        # what was committed before is there.
+        await anyio.to_thread.run_sync(server.stop)
+        with pytest.raises(SidecarError) as down:
+            await engine.fetchall("SELECT name FROM notes")
+        assert down.value.kind == "storage_unavailable"
+        assert (await engine.health())["ok"] is False
+        await anyio.to_thread.run_sync(server.start)
+        assert await engine.fetchone("SELECT count(*) FROM notes") == (16,)
+        assert (await engine.health())["ok"] is True
         await engine.aclose()
 
     anyio.run(main)
