@@ -90,6 +90,32 @@ class Breaker(Wire, forbid_unknown_fields=True):
     cooldown_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
 
 
+class Storage(Wire, forbid_unknown_fields=True):
+    """Where the ledger, budgets, client keys, routers, audit trail and prices live: the state
+    directory's SQLite file (no URL, the default), or the PostgreSQL database at `url`
+    (`postgresql://user[:password]@host:port/db`; `SIDECAR_DATABASE_URL` wins), shared by every
+    replica of a team gateway through a pool of `pool_min`..`pool_max` connections."""
+
+    url: str | None = None
+    pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
+    pool_max: Annotated[int, msgspec.Meta(ge=1)] = 10
+    connect_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+
+
+class Coordination(Wire, forbid_unknown_fields=True):
+    """Shared counters for replicas of a team gateway (`infra.coordination`): rate-limit windows and
+    budget reservations in Redis or Valkey at `url` (`redis://[:password@]host:port/db`); without a
+    URL each process counts on its own. `on_unavailable` says what a request that needs a shared
+    limit or budget gets while Redis cannot be reached: `refuse` (`coordination_unavailable`) or
+    `local` (this replica's own counters)."""
+
+    url: str | None = None
+    on_unavailable: Literal["refuse", "local"] = "refuse"
+    key_prefix: str = "llm-sidecar:"
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 64
+
+
 class Config(Wire, forbid_unknown_fields=True):
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     retry: Retry = msgspec.field(default_factory=Retry)
@@ -99,6 +125,8 @@ class Config(Wire, forbid_unknown_fields=True):
     endpoints: dict[str, Endpoint] = msgspec.field(default_factory=dict)
     app_name: str = "llm-sidecar"
     app_url: str | None = None
+    storage: Storage = msgspec.field(default_factory=Storage)
+    coordination: Coordination = msgspec.field(default_factory=Coordination)
 
 
 def state_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -36,6 +36,8 @@ ErrorKind = Literal[
     "oauth_failed",
     "cancelled",
     "internal_error",
+    "coordination_unavailable",
+    "storage_unavailable",
 ]
 
 # JSON-RPC codes. Protocol faults use the standard ones; every other kind has a stable code of its
@@ -65,6 +67,8 @@ KIND_CODES: Final[dict[str, int]] = {
     "keychain_unavailable": 1011,
     "ollama_unavailable": 1012,
     "oauth_failed": 1013,
+    "coordination_unavailable": 1014,
+    "storage_unavailable": 1015,
 }
 
 # Kinds that a retry or a fallback to another provider can cure.

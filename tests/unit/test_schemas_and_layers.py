@@ -96,11 +96,15 @@ def test_layers_import_only_downwards() -> None:
     assert problems == []
 
 
+# Loaded on first use only; the team-mode drivers only when a URL configures them.
+HEAVY = ("httpx2", "structlog", "keyring", "mcp", "psutil", "pydantic", "redis", "psycopg", "psycopg_pool")
+
+
 def test_start_up_imports_stay_light() -> None:
     code = (
-        "import sys, sidecar.cli, sidecar.cli.serve, sidecar.app\n"
+        f"import sys, sidecar.cli, sidecar.cli.serve, sidecar.app\nHEAVY = {HEAVY!r}\n"
         "sidecar.cli.serve._parser()\n"  # what `llm-sidecar` with no subcommand builds at every start
-        "heavy = [m for m in ('httpx2', 'structlog', 'keyring', 'mcp', 'psutil', 'pydantic') if m in sys.modules]\n"
+        "heavy = [m for m in HEAVY if m in sys.modules]\n"
         "heavy += [m for m in sys.modules if m.startswith('sidecar.cli.') and m not in ('sidecar.cli.serve', 'sidecar.cli.help')]\n"
         "print(','.join(heavy))\n"
     )
@@ -114,3 +118,19 @@ def test_groups_name_exactly_each_services_handlers() -> None:
     services = build_services(Config(), store=MemoryStore(), env={})
     for group, names in GROUPS.items():
         assert set(getattr(services, group).handlers()) == set(names), group
+
+
+def test_the_default_storage_and_coordination_load_no_driver() -> None:
+    code = (
+        "import sys\n"
+        "from sidecar.config import Config\n"
+        "from sidecar.infra import coordination, storage\n"
+        "from sidecar.infra.db import Database\n"
+        "coord = coordination.from_config(Config().coordination)\n"
+        "assert coord.engine == 'local', coord.engine\n"
+        "engine = storage.open_engine(Config().storage, {}, Database(__import__('pathlib').Path('/nonexistent/x.db')))\n"
+        "assert engine.engine == 'sqlite', engine.engine\n"
+        "print(','.join(m for m in ('redis', 'psycopg', 'psycopg_pool') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == ""

@@ -1,0 +1,272 @@
+"""PostgreSQL as the storage engine of a team gateway (`[storage] url = "postgresql://…"`): a
+psycopg 3 async connection pool, the components' migrations, and `infra.sql.SqlEngine` on top.
+
+- Migrations: the same per-component, append-only lists as on SQLite (`infra.db`), each entry a
+  string both engines run or an `infra.sql.Dialects` pair, and the same `schema_versions` table.
+  Every replica runs them at start; they are applied under a session-level advisory lock, so the
+  first replica to get there applies each one exactly once, in its own transaction, and the
+  others wait (bounded by `lock_timeout`) and find nothing left to do. A database written by a
+  newer sidecar is used as it is.
+- Statements are written SQLite-style (`?`) and translated once (`infra.sql.to_postgres`).
+- Connections are checked before each use, so a restarted server costs the pool a reconnect, not
+  an error; a server that cannot be reached raises `SidecarError("storage_unavailable")` naming
+  host, port and database (never the password).
+
+psycopg and psycopg_pool are imported when a `PgEngine` is built, never at start-up.
+
+Must not know: what the components store, the protocol, providers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
+
+import anyio
+
+from sidecar import logs
+from sidecar.errors import SidecarError
+from sidecar.infra.sql import Conflict, Engine, Row, Sql, Stmt, text_for, to_postgres
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+    from psycopg_pool import AsyncConnectionPool
+
+MIGRATION_LOCK: Final = int.from_bytes(
+    hashlib.sha256(b"llm-sidecar:migrations").digest()[:8], "big", signed=True
+)
+"""The advisory lock key under which migrations run (the same for every replica)."""
+LOCK_TIMEOUT_S: Final = 120
+CONNECT_TIMEOUT_S: Final = 10.0
+UNAVAILABLE_RETRY_S: Final = 5.0
+
+_VERSIONS_TABLE: Final = (
+    "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+)
+
+_log = logs.get_logger("pg")
+
+
+def describe_url(url: str) -> str:
+    """`host:port/database` of a PostgreSQL URL: what messages may show (never the password)."""
+    parts = urlsplit(url)
+    database = parts.path.lstrip("/") or "postgres"
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}/{database}"
+
+
+class _ToSidecarLog(logging.Handler):
+    """psycopg and its pool log through the standard library; their lines join ours (JSON on
+    stderr, redacted) instead of reaching stderr as plain text through logging's last resort."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "error" if record.levelno >= logging.ERROR else "warning"
+        if record.levelno < logging.WARNING:
+            level = "debug"
+        getattr(_log, level)("driver", driver=record.name, message=record.getMessage())
+
+
+def _route_driver_logs() -> None:
+    driver = logging.getLogger("psycopg")
+    if not any(isinstance(h, _ToSidecarLog) for h in driver.handlers):
+        driver.addHandler(_ToSidecarLog())
+        driver.propagate = False
+
+
+class PgEngine:
+    """`SqlEngine` on PostgreSQL (see the module doc)."""
+
+    engine: Engine = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        application_name: str = "llm-sidecar",
+    ) -> None:
+        from psycopg_pool import AsyncConnectionPool
+
+        _route_driver_logs()
+        self.where = describe_url(url)
+        self.connect_timeout_s = connect_timeout_s
+        self._migrations: dict[str, tuple[str, ...]] = {}
+        self._unapplied: set[str] = set()
+        self._migrate_lock = anyio.Lock()
+        self.pool: AsyncConnectionPool[AsyncConnection[tuple[object, ...]]] = AsyncConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            timeout=connect_timeout_s,
+            check=AsyncConnectionPool.check_connection,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(int(connect_timeout_s), 1),
+                "application_name": application_name,
+            },
+            name="llm-sidecar",
+        )
+        self._opened = False
+
+    # -- life ------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect (bounded by `connect_timeout_s`) and apply pending migrations; raises
+        `storage_unavailable` when the server can't be reached."""
+        if not self._opened:
+            try:
+                await self.pool.open(wait=True, timeout=self.connect_timeout_s)
+            except Exception as exc:
+                await self.pool.close()
+                raise self._unavailable(exc) from None
+            self._opened = True
+        await self._ensure_migrated()
+
+    async def aclose(self) -> None:
+        await self.pool.close()
+        self._opened = False
+
+    async def health(self) -> dict[str, object]:
+        try:
+            await self.fetchone("SELECT 1")
+        except SidecarError as exc:
+            return {"engine": self.engine, "ok": False, "at": self.where, "error": exc.kind}
+        return {"engine": self.engine, "ok": True, "at": self.where}
+
+    def _unavailable(self, exc: BaseException) -> SidecarError:
+        _log.warning("postgresql unreachable", database=self.where, error=type(exc).__name__)
+        return SidecarError(
+            "storage_unavailable",
+            f"The database (PostgreSQL at {self.where}) cannot be reached; nothing was read or written.",
+            retry_after_s=UNAVAILABLE_RETRY_S,
+        )
+
+    # -- migrations ------------------------------------------------------------------------------
+
+    def register(self, component: str, migrations: Sequence[Sql]) -> None:
+        texts = tuple(text_for(m, "postgresql") for m in migrations)
+        known = self._migrations.get(component)
+        if known is not None and texts[: len(known)] != known:
+            raise ValueError(f"migrations of {component!r} changed: they may only be appended to")
+        self._migrations[component] = texts
+        self._unapplied.add(component)
+
+    async def _ensure_migrated(self) -> None:
+        if not self._unapplied:
+            return
+        async with self._migrate_lock:
+            if not self._unapplied:
+                return
+            pending = sorted(self._unapplied)
+            try:
+                async with self.pool.connection() as conn:
+                    await self._migrate(conn, pending)
+            except _connection_errors() as exc:
+                if not _lost(exc):
+                    raise
+                raise self._unavailable(exc) from None
+            self._unapplied.difference_update(pending)
+
+    async def _migrate(self, conn: AsyncConnection[tuple[object, ...]], components: list[str]) -> None:
+        await conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")
+        await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            await conn.execute(_VERSIONS_TABLE)
+            for component in components:
+                migrations = self._migrations[component]
+                cur = await conn.execute(
+                    "SELECT version FROM schema_versions WHERE component = %s", (component,)
+                )
+                row = await cur.fetchone()
+                version = int(row[0]) if row else 0  # type: ignore[call-overload]
+                for index in range(version, len(migrations)):
+                    async with conn.transaction():
+                        # One script per entry: PL/pgSQL bodies hold semicolons, so it is not split.
+                        await conn.execute(migrations[index].encode())
+                        await conn.execute(
+                            "INSERT INTO schema_versions (component, version) VALUES (%s, %s) "
+                            "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                            (component, index + 1),
+                        )
+                    _log.info("migrated", component=component, version=index + 1, engine=self.engine)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+            await conn.execute("RESET lock_timeout")
+
+    # -- statements ------------------------------------------------------------------------------
+
+    async def fetchall(self, sql: Sql, params: Sequence[object] = ()) -> list[Row]:
+        await self._ensure_ready()
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(to_postgres(text_for(sql, "postgresql")), params)
+                return await cur.fetchall()
+        except _connection_errors() as exc:
+            if not _lost(exc):
+                raise
+            raise self._unavailable(exc) from None
+
+    async def fetchone(self, sql: Sql, params: Sequence[object] = ()) -> Row | None:
+        await self._ensure_ready()
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(to_postgres(text_for(sql, "postgresql")), params)
+                return await cur.fetchone()
+        except _connection_errors() as exc:
+            if not _lost(exc):
+                raise
+            raise self._unavailable(exc) from None
+
+    async def write(self, statements: Sequence[Stmt]) -> list[int]:
+        await self._ensure_ready()
+        counts: list[int] = []
+        try:
+            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                for stmt in statements:
+                    text = to_postgres(text_for(stmt.sql, "postgresql"))
+                    if stmt.many is not None:
+                        if stmt.many:
+                            await cur.executemany(text, stmt.many)
+                        counts.append(max(cur.rowcount, 0) if stmt.many else 0)
+                    else:
+                        await cur.execute(text, stmt.params)
+                        counts.append(cur.rowcount)
+        except _integrity_error() as exc:
+            raise Conflict(str(exc)) from exc
+        except _connection_errors() as exc:
+            if not _lost(exc):
+                raise
+            raise self._unavailable(exc) from None
+        return counts
+
+    async def _ensure_ready(self) -> None:
+        if not self._opened:
+            await self.open()
+        elif self._unapplied:
+            await self._ensure_migrated()
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """Errors that may mean "the server can't be reached"; `_lost` decides."""
+    from psycopg import OperationalError
+    from psycopg_pool import PoolTimeout
+
+    return (OperationalError, PoolTimeout, OSError)
+
+
+def _integrity_error() -> type[BaseException]:
+    from psycopg import IntegrityError
+
+    return IntegrityError
+
+
+def _lost(exc: BaseException) -> bool:
+    """True when `exc` is a lost or refused connection (no SQLSTATE, class 08, or the server
+    shutting down, 57P0x), not a statement's own failure such as a lock timeout."""
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith(("08", "57P0"))
