@@ -31,6 +31,7 @@ from sidecar.services.context import CallContext, Handler
 from sidecar.wire.methods import METHODS
 
 if TYPE_CHECKING:
+    from sidecar.gateway.service import GatewayService
     from sidecar.infra.audit import AuditTrail
     from sidecar.infra.db import Database
     from sidecar.infra.keystore import KeyResolver, KeyStore
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from sidecar.services.about import AboutService
     from sidecar.services.catalog import CatalogService
     from sidecar.services.chat import ChatService
+    from sidecar.services.client_keys import ClientKeyService
     from sidecar.services.keys import KeyService
     from sidecar.services.limits import RateLimitsService, Resilience
     from sidecar.services.local import LocalService
@@ -62,6 +64,14 @@ GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "usage": ("usage_summary", "set_budget", "get_budgets", "refresh_pricing"),
     "key_service": ("validate_key", "set_key", "delete_key", "list_keys"),
     "oauth": ("openrouter_auth_start", "openrouter_auth_complete"),
+    "gateway": ("gateway_start", "gateway_stop", "gateway_status"),
+    "client_keys": (
+        "client_key_create",
+        "client_key_list",
+        "client_key_update",
+        "client_key_rotate",
+        "client_key_delete",
+    ),
 }
 
 Task = Callable[..., Coroutine[Any, Any, None]]  # takes `task_status`, reports when it is ready
@@ -120,6 +130,21 @@ class Services:
         # `start` waits until each task is ready, so the first call that needs it finds it running.
         while self._tg is not None and self._waiting:
             await self._tg.start(self._waiting.pop(0))
+
+    async def start_gateway(self) -> None:
+        """`[gateway] enabled = true`: start it with the daemon (a failure is logged, not fatal)."""
+        from sidecar.wire.gateway import GatewayStartParams
+
+        try:
+            result = await self.handlers["gateway_start"](GatewayStartParams(), _NoCaller())
+        except SidecarError as exc:
+            _log.error("gateway not started", error=exc.message)
+            return
+        _log.info("gateway started", url=getattr(result, "url", None))
+
+    async def stop_gateway(self) -> None:
+        if "gateway" in self.__dict__:
+            await self.gateway.aclose()
 
     async def aclose(self) -> None:
         for close in reversed(self._closers):
@@ -271,6 +296,40 @@ class Services:
         self._background(oauth.run)
         return oauth
 
+    @cached_property
+    def client_keys(self) -> ClientKeyService:
+        from sidecar.infra.client_keys import SqliteClientKeyStore
+        from sidecar.services.client_keys import ClientKeyService
+
+        usage = self.usage
+
+        async def totals() -> dict[str, tuple[int, float]]:
+            return await usage.client_totals()
+
+        return ClientKeyService(SqliteClientKeyStore(self.db), self.audit, totals)
+
+    @cached_property
+    def gateway(self) -> GatewayService:
+        from sidecar.gateway.service import GatewayService, SidecarBackend
+
+        def spawn(task: Callable[[], Any]) -> None:
+            if self._tg is None:
+                raise SidecarError("internal_error", "The gateway can only start while the sidecar serves.")
+            self._tg.start_soon(task)
+
+        gateway = GatewayService(SidecarBackend(self), self.config.gateway, spawn)
+        self._closers.append(gateway.aclose)
+        return gateway
+
+
+class _NoCaller:
+    """The call context of a method the sidecar calls itself (no request, nowhere to notify)."""
+
+    request_id = "sidecar"
+
+    async def notify(self, method: str, params: Any) -> None:
+        return None
+
 
 def build_services(
     config: Config, *, store: KeyStore | None = None, env: Mapping[str, str] | None = None
@@ -375,10 +434,13 @@ async def serve(
             tg.start_soon(watch_signals)
             tg.start_soon(run_dispatcher)
             await services.start_background(tg)
+            if services.config.gateway.enabled:
+                tg.start_soon(services.start_gateway)
             await stopping.wait()
             with anyio.move_on_after(EOF_GRACE_S):
                 await dispatcher.drain(EOF_GRACE_S / 2)
             await gate.aclose()
+            await services.stop_gateway()
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(0.5):

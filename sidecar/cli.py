@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gateway"]:  # the HTTP gateway alone (imported only for this subcommand)
+        from sidecar.app import build_services
+        from sidecar.gateway.cli import main as gateway_main
+
+        return gateway_main(argv[1:], build_services)
     args = _parser().parse_args(argv)
     logs.configure(args.log_level or os.environ.get("SIDECAR_LOG_LEVEL", "info"))
     try:

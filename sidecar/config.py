@@ -90,6 +90,19 @@ class Breaker(Wire, forbid_unknown_fields=True):
     cooldown_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
 
 
+class GatewaySettings(Wire, forbid_unknown_fields=True):
+    """The local HTTP gateway. It binds 127.0.0.1 unless `host` names another address; then it
+    refuses to start without client keys. `cors_origins` are the only origins answered with CORS
+    headers."""
+
+    enabled: bool = False
+    host: str | None = None
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 3625
+    cors_origins: list[str] = msgspec.field(default_factory=list)
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 32 * 1024 * 1024
+    access_log: bool = True
+
+
 class Config(Wire, forbid_unknown_fields=True):
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     retry: Retry = msgspec.field(default_factory=Retry)
@@ -99,6 +112,7 @@ class Config(Wire, forbid_unknown_fields=True):
     endpoints: dict[str, Endpoint] = msgspec.field(default_factory=dict)
     app_name: str = "llm-sidecar"
     app_url: str | None = None
+    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
 
 
 def state_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.wire import catalog, chat, keys, limits, local, usage
+from sidecar.wire import catalog, chat, gateway, keys, limits, local, usage
 from sidecar.wire.base import Empty, Wire
 
 
@@ -223,6 +223,70 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         "Fetch OpenRouter's current model prices and use them.",
         "Download OpenRouter's public model list and use its prices for openrouter: models from now on "
         "(until the sidecar restarts). Needs network access; no key.",
+    ),
+    MethodSpec(
+        "gateway_start",
+        gateway.GatewayStartParams,
+        gateway.GatewayStartResult,
+        "Start the local OpenAI- and Anthropic-compatible HTTP gateway.",
+        "Start the HTTP gateway inside this sidecar (same keys, limits, budgets and ledger), so other "
+        "programs can use /v1/chat/completions, /v1/messages and /v1/models with a client key. Binds "
+        "127.0.0.1:3625 by default; port 0 picks a free port. Answers the URL and port.",
+    ),
+    MethodSpec(
+        "gateway_stop",
+        Empty,
+        gateway.GatewayStopResult,
+        "Stop the local HTTP gateway.",
+        "Stop the HTTP gateway; `stopped` is false when it was not running.",
+    ),
+    MethodSpec(
+        "gateway_status",
+        Empty,
+        gateway.GatewayStatusResult,
+        "Whether the gateway runs, its URL, uptime, requests served and open streams.",
+        "Report whether the HTTP gateway is running, its URL and port, how long it has run, how many "
+        "requests it has served and how many streams are open now.",
+    ),
+    MethodSpec(
+        "client_key_create",
+        gateway.ClientKeyCreateParams,
+        gateway.ClientKeyCreateResult,
+        "Create a client key for the gateway; the key is shown once.",
+        "Create a key another program presents to the HTTP gateway (Authorization: Bearer lsk-...), "
+        "with the models or routers it may use (`allow` patterns), a default router, daily/monthly USD "
+        "budgets and per-minute limits. The key is returned once; only its hash is kept.",
+    ),
+    MethodSpec(
+        "client_key_list",
+        Empty,
+        gateway.ClientKeyListResult,
+        "The gateway's client keys (never the keys themselves) with their usage.",
+        "List the gateway's client keys: name, the start of the key, allowed models, limits, when it was "
+        "created and last used, whether it is enabled, and requests and cost so far.",
+    ),
+    MethodSpec(
+        "client_key_update",
+        gateway.ClientKeyUpdateParams,
+        gateway.ClientKeyUpdateResult,
+        "Rename, enable/disable, or change a client key's permissions and limits.",
+        "Change a gateway client key named by `id` or `name`: `rename`, `enabled`, `allow`, `router`, "
+        "budgets and limits. Omitted fields keep their value.",
+    ),
+    MethodSpec(
+        "client_key_rotate",
+        gateway.ClientKeyRef,
+        gateway.ClientKeyCreateResult,
+        "Give a client key a new secret, keeping its name, permissions and usage.",
+        "Replace a gateway client key's secret (the old one stops working at once); the new key is "
+        "returned once.",
+    ),
+    MethodSpec(
+        "client_key_delete",
+        gateway.ClientKeyRef,
+        gateway.ClientKeyDeleteResult,
+        "Delete a gateway client key.",
+        "Delete a gateway client key named by `id` or `name`; requests presenting it are refused.",
     ),
 )
 
