@@ -32,6 +32,7 @@ from sidecar.wire.methods import METHODS
 
 if TYPE_CHECKING:
     from sidecar.gateway.service import GatewayService
+    from sidecar.infra.access_log import AccessLog
     from sidecar.infra.audit import AuditTrail
     from sidecar.infra.db import Database
     from sidecar.infra.keystore import KeyResolver, KeyStore
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from sidecar.services.keys import KeyService
     from sidecar.services.limits import RateLimitsService, Resilience
     from sidecar.services.local import LocalService
+    from sidecar.services.metrics import MetricsService
     from sidecar.services.oauth import OAuthService
     from sidecar.services.pricing import Pricing
     from sidecar.services.usage import UsageService
@@ -65,6 +67,7 @@ GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "key_service": ("validate_key", "set_key", "delete_key", "list_keys"),
     "oauth": ("openrouter_auth_start", "openrouter_auth_complete"),
     "gateway": ("gateway_start", "gateway_stop", "gateway_status"),
+    "metrics": ("metrics",),
     "client_keys": (
         "client_key_create",
         "client_key_list",
@@ -230,6 +233,7 @@ class Services:
 
         chat = ChatService(self.providers, self.pricing, self.config, self.resilience)
         chat.hooks.append(self.usage)
+        chat.hooks.append(self.metrics)
         return chat
 
     @cached_property
@@ -317,9 +321,32 @@ class Services:
                 raise SidecarError("internal_error", "The gateway can only start while the sidecar serves.")
             self._tg.start_soon(task)
 
-        gateway = GatewayService(SidecarBackend(self), self.config.gateway, spawn)
+        on_access: Callable[[Any], None] | None = None
+        if self.config.gateway.access_log:
+            import dataclasses
+
+            access_log = self.access_log
+
+            def on_access(record: Any) -> None:
+                access_log.write(dataclasses.asdict(record))
+
+        gateway = GatewayService(SidecarBackend(self), self.config.gateway, spawn, on_access)
         self._closers.append(gateway.aclose)
         return gateway
+
+    @cached_property
+    def access_log(self) -> AccessLog:
+        from sidecar.infra.access_log import AccessLog
+
+        log = AccessLog(state_dir(self.env) / "logs")
+        self._closers.append(log.close)
+        return log
+
+    @cached_property
+    def metrics(self) -> MetricsService:
+        from sidecar.services.metrics import MetricsService
+
+        return MetricsService(lambda: self.usage.ledger)
 
 
 class _NoCaller:

@@ -69,6 +69,9 @@ class Backend(Protocol):
     async def client_spend(self, name: str) -> tuple[float, float]:
         """USD spent today and this month by a client key."""
 
+    def prometheus(self) -> str:
+        """The counters of `/metrics`, in Prometheus' text format."""
+
 
 @dataclass
 class Counters:
@@ -190,6 +193,7 @@ class Gateway:
             Route("/health", self.health, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
             Route("/v1/models", _Endpoint(self, self.models, "openai"), methods=["GET"]),
+            Route("/metrics", _Endpoint(self, self.metrics, "openai"), methods=["GET"]),
             Route("/v1/chat/completions", _Endpoint(self, self.chat, "openai"), methods=["POST"]),
             Route("/v1/completions", _Endpoint(self, self.completions, "openai"), methods=["POST"]),
             Route("/v1/messages", _Endpoint(self, self.messages, "anthropic"), methods=["POST"]),
@@ -230,6 +234,15 @@ class Gateway:
 
         ids = [m.model for m in result.models if allowed(key.allow, m.model)]
         await ex.send_json(200, openai_api.model_list(ids))
+
+    async def metrics(self, ex: _Exchange) -> None:
+        await ex.authenticate()
+        text = self.backend.prometheus().encode()
+        ex.status = 200
+        ex.sent_head = True
+        head = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+        await ex.send({"type": "http.response.start", "status": 200, "headers": head})
+        await ex.send({"type": "http.response.body", "body": text})
 
     async def chat(self, ex: _Exchange) -> None:
         raw = await ex.body()

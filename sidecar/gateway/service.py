@@ -136,3 +136,7 @@ class SidecarBackend:
     async def client_spend(self, name: str) -> tuple[float, float]:
         spent: tuple[float, float] = await self._services.usage.client_spend(name)
         return spent
+
+    def prometheus(self) -> str:
+        text: str = self._services.metrics.prometheus()
+        return text

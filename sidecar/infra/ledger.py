@@ -40,6 +40,7 @@ from typing import Final, Literal
 
 from sidecar import logs
 from sidecar.core.budget import OVERALL, AlertKey, Budget
+from sidecar.core.metrics import Sample as MetricSample
 from sidecar.core.usage_stats import Sample
 from sidecar.infra import audit
 from sidecar.infra.db import Database
@@ -472,6 +473,18 @@ class Ledger:
 
         def run(conn: sqlite3.Connection) -> list[Sample]:
             return [Sample(*r) for r in conn.execute(sql, args).fetchall()]
+
+        return self.db.run_sync(run)
+
+    def metric_samples(self, since_ts: float, until_ts: float) -> list[MetricSample]:
+        """Committed rows with `since_ts <= ts < until_ts`, as metrics samples."""
+        sql = (
+            "SELECT ts, provider, client, outcome, coalesce(input_tokens, 0), coalesce(output_tokens, 0), "
+            "coalesce(cost_usd, 0), latency_ms FROM ledger WHERE ts >= ? AND ts < ?"
+        )
+
+        def run(conn: sqlite3.Connection) -> list[MetricSample]:
+            return [MetricSample(*r) for r in conn.execute(sql, (since_ts, until_ts)).fetchall()]
 
         return self.db.run_sync(run)
 

@@ -6,7 +6,7 @@ Must not know: HTTP, the gateway's routes, how keys are stored.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -120,3 +120,31 @@ class ClientKeyUpdateResult(Wire):
 
 class ClientKeyDeleteResult(Wire):
     deleted: bool
+
+
+class MetricsParams(Wire):
+    """`range`: the last hour or day (one-minute steps, from memory), 7 days (hourly steps) or 30
+    days (daily steps), both from the usage ledger. `group_by`: one series per provider or per
+    client key (requests from the host itself have no client key); absent, one series in all."""
+
+    range: Literal["1h", "24h", "7d", "30d"] = "24h"
+    metric: Literal["tokens", "cost", "requests", "success_rate", "latency_p50", "latency_p95"] = "requests"
+    group_by: Literal["provider", "client"] | None = None
+
+
+class MetricsSeries(Wire):
+    """`points`: `[unix_seconds, value]` for every step of the range, oldest first; a value is null
+    where it has no meaning (a rate or a latency in a step without requests)."""
+
+    points: list[tuple[int, float | None]]
+    key: str | None = None
+
+
+class MetricsResult(Wire):
+    range: str
+    metric: str
+    step_s: int
+    since: int
+    until: int
+    series: list[MetricsSeries]
+    group_by: str | None = None

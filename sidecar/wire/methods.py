@@ -249,6 +249,15 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         "requests it has served and how many streams are open now.",
     ),
     MethodSpec(
+        "metrics",
+        gateway.MetricsParams,
+        gateway.MetricsResult,
+        "Series to plot: tokens, cost, requests, success rate or latency over 1h/24h/7d/30d.",
+        "Answer one metric (tokens, cost, requests, success_rate, latency_p50, latency_p95) over the last "
+        "hour or day (one-minute steps) or 7/30 days (hourly/daily steps, from the usage ledger), in all "
+        "or one series per provider or per gateway client key.",
+    ),
+    MethodSpec(
         "client_key_create",
         gateway.ClientKeyCreateParams,
         gateway.ClientKeyCreateResult,

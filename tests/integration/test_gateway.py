@@ -17,6 +17,7 @@ from typing import Any
 import anthropic
 import anyio
 import httpx2
+import msgspec
 import openai
 import pytest
 
@@ -29,6 +30,7 @@ from sidecar.wire.gateway import (
     ClientKeyRef,
     ClientKeyUpdateParams,
     GatewayStartParams,
+    MetricsParams,
 )
 from sidecar.wire.usage import UsageSummaryParams
 from tests.fakes.anthropic import VALID_KEY as ANTHROPIC_KEY
@@ -527,3 +529,98 @@ async def test_status_counts_and_a_non_loopback_host_needs_keys(tmp_path: Path) 
         assert not (await services.handlers["gateway_status"](Empty(), Ctx())).running
         tg.cancel_scope.cancel()
     await services.aclose()
+
+
+# --- watching it --------------------------------------------------------------------------------
+
+
+async def test_access_log_metrics_and_prometheus_hold_the_traffic_but_no_secret(gw: Gw) -> None:
+    secret_prompt = "my-private-prompt-words"
+    await gw.oai().chat.completions.create(
+        model="openai:gpt-4o-mini", messages=[{"role": "user", "content": secret_prompt}]
+    )
+    await gw.ant(gw.openai_only).messages.create(
+        model="openai:gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+    )
+    with pytest.raises(openai.NotFoundError):
+        await gw.oai().chat.completions.create(
+            model="nosuchmodel", messages=[{"role": "user", "content": "x"}]
+        )
+    await anyio.to_thread.run_sync(gw.services.access_log.flush)
+    (log_file,) = (gw.home / "logs").iterdir()
+    assert log_file.name.startswith("access-") and log_file.suffix == ".jsonl"
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert [(r["client"], r["status"], r["path"]) for r in lines] == [
+        ("full", 200, "/v1/chat/completions"),
+        ("narrow", 200, "/v1/messages"),
+        ("full", 404, "/v1/chat/completions"),
+    ]
+    assert lines[0]["provider"] == "openai" and lines[0]["total_tokens"] > 0 and lines[0]["latency_ms"] > 0
+    assert lines[0]["request_id"] != lines[1]["request_id"]
+
+    per_client = await gw.call("metrics", MetricsParams(range="1h", metric="requests", group_by="client"))
+    totals = {s.key: sum(v or 0 for _, v in s.points) for s in per_client.series}
+    assert totals == {"full": 1, "narrow": 1}
+    assert per_client.step_s == 60 and len(per_client.series[0].points) == 60
+    await flush(gw)
+    week = await gw.call("metrics", MetricsParams(range="7d", metric="tokens", group_by="provider"))
+    assert week.step_s == 3600 and [s.key for s in week.series] == ["openai"]
+    assert sum(v or 0 for _, v in week.series[0].points) > 0
+
+    async with httpx2.AsyncClient() as http:
+        assert (await http.get(gw.url + "/metrics")).status_code == 401
+        prom = await http.get(gw.url + "/metrics", headers={"authorization": f"Bearer {gw.full}"})
+    assert prom.headers["content-type"].startswith("text/plain")
+    assert 'llm_sidecar_requests_total{provider="openai",client="full",outcome="ok"} 1' in prom.text
+    assert 'llm_sidecar_tokens_total{provider="openai",client="narrow",direction="output"}' in prom.text
+
+    everything = log_file.read_text() + prom.text + json.dumps(msgspec.to_builtins(per_client))
+    for secret in (OPENAI_KEY, ANTHROPIC_KEY, gw.full, gw.openai_only, secret_prompt):
+        assert secret not in everything
+    upstream_auth = {r.headers.get("authorization") for r in gw.oa.requests}
+    assert upstream_auth == {f"Bearer {OPENAI_KEY}"}  # the client key never goes upstream
+
+
+async def test_cors_only_for_configured_origins(tmp_path: Path) -> None:
+    config = Config(gateway=GatewaySettings(cors_origins=["http://app.example"]))
+    services = build_services(config, store=MemoryStore({}), env={"SIDECAR_HOME": str(tmp_path)})
+    async with anyio.create_task_group() as tg:
+        await services.start_background(tg)
+        started = await services.handlers["gateway_start"](GatewayStartParams(port=0), Ctx())
+        preflight = {"access-control-request-method": "POST"}
+        async with httpx2.AsyncClient() as http:
+            good = await http.options(
+                started.url + "/v1/chat/completions", headers={"origin": "http://app.example", **preflight}
+            )
+            bad = await http.options(
+                started.url + "/v1/chat/completions", headers={"origin": "http://evil.example", **preflight}
+            )
+        assert good.headers.get("access-control-allow-origin") == "http://app.example"
+        assert "access-control-allow-origin" not in bad.headers
+        await services.stop_gateway()
+        tg.cancel_scope.cancel()
+    await services.aclose()
+
+
+def test_access_log_rolls_days_and_gzips_the_previous_one(tmp_path: Path) -> None:
+    import datetime as dt
+    import gzip
+
+    from sidecar.infra.access_log import AccessLog
+
+    now = [dt.datetime(2026, 11, 30, 23, 59, tzinfo=dt.UTC)]
+    log = AccessLog(tmp_path, clock=lambda: now[0])
+    log.write({"status": 200, "client": "a"})
+    log.flush()
+    now[0] = dt.datetime(2026, 12, 1, 0, 1, tzinfo=dt.UTC)
+    log.write({"status": 201, "client": "b"})
+    log.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "access-2026-11-30.jsonl.gz",
+        "access-2026-12-01.jsonl",
+    ]
+    assert json.loads(gzip.decompress((tmp_path / "access-2026-11-30.jsonl.gz").read_bytes())) == {
+        "status": 200,
+        "client": "a",
+    }
+    assert oct((tmp_path / "access-2026-12-01.jsonl").stat().st_mode & 0o777) == "0o600"
