@@ -48,7 +48,9 @@ if TYPE_CHECKING:
     from sidecar.services.metrics import MetricsService
     from sidecar.services.oauth import OAuthService
     from sidecar.services.pricing import Pricing
+    from sidecar.services.routers import RouterService
     from sidecar.services.usage import UsageService
+    from sidecar.wire.chat import CompleteParams
 
 EOF_GRACE_S: Final = 1.0
 WARM_DELAY_S: Final = 0.02
@@ -68,6 +70,7 @@ GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "oauth": ("openrouter_auth_start", "openrouter_auth_complete"),
     "gateway": ("gateway_start", "gateway_stop", "gateway_status"),
     "metrics": ("metrics",),
+    "routers": ("router_list", "router_set", "router_delete", "router_preview"),
     "client_keys": (
         "client_key_create",
         "client_key_list",
@@ -234,7 +237,13 @@ class Services:
         chat = ChatService(self.providers, self.pricing, self.config, self.resilience)
         chat.hooks.append(self.usage)
         chat.hooks.append(self.metrics)
+        chat.expand = self._expand_router
         return chat
+
+    async def _expand_router(self, params: CompleteParams) -> CompleteParams:
+        if not params.model.startswith("router:"):
+            return params  # the common path builds nothing
+        return await self.routers.expand(params)
 
     @cached_property
     def about(self) -> AboutService:
@@ -341,6 +350,23 @@ class Services:
         log = AccessLog(state_dir(self.env) / "logs")
         self._closers.append(log.close)
         return log
+
+    @cached_property
+    def routers(self) -> RouterService:
+        from sidecar.infra.routers import SqliteRouterStore
+        from sidecar.services.routers import RouterService
+
+        metrics = self.metrics
+        return RouterService(
+            self.config,
+            SqliteRouterStore(self.db),
+            self.catalog,
+            self.providers,
+            self.resilience,
+            self.keys,
+            self.env,
+            latency=metrics.latency_p50_by_provider,
+        )
 
     @cached_property
     def metrics(self) -> MetricsService:

@@ -103,6 +103,22 @@ class GatewaySettings(Wire, forbid_unknown_fields=True):
     access_log: bool = True
 
 
+class RouterSettings(Wire, forbid_unknown_fields=True):
+    """A router (`router:<name>` as a model): `models`, a manual ordered list of `provider:model`;
+    or automatic selection over the known models that pass `include`/`exclude` patterns, `needs`
+    (tools, vision, reasoning) and `min_context`, ordered by `strategy`."""
+
+    models: list[str] | None = None
+    strategy: Literal[
+        "lowest_cost", "highest_performance", "local_first", "remote_first", "lowest_latency"
+    ] = "lowest_cost"
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    needs: list[Literal["tools", "vision", "reasoning"]] | None = None
+    min_context: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    max_candidates: Annotated[int, msgspec.Meta(ge=1, le=50)] = 5
+
+
 class Config(Wire, forbid_unknown_fields=True):
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     retry: Retry = msgspec.field(default_factory=Retry)
@@ -113,6 +129,7 @@ class Config(Wire, forbid_unknown_fields=True):
     app_name: str = "llm-sidecar"
     app_url: str | None = None
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    routers: dict[str, RouterSettings] = msgspec.field(default_factory=dict)
 
 
 def state_dir(env: Mapping[str, str] | None = None) -> Path:

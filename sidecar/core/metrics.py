@@ -152,6 +152,9 @@ class MinuteMetrics:
                 return None
         return None
 
+    def minutes(self) -> list[tuple[int, dict[tuple[str, str | None], Bucket]]]:
+        return list(self._minutes)
+
     def query(
         self, since: float, until: float, metric: Metric, group_by: GroupBy | None
     ) -> list[tuple[str | None, list[tuple[int, float | None]]]]:

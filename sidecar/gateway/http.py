@@ -60,8 +60,8 @@ class Backend(Protocol):
     @property
     def handlers(self) -> dict[str, Handler]: ...
 
-    def resolve(self, model: str) -> str:
-        """`provider:model` of a model string (raises SidecarError when it cannot be placed)."""
+    async def resolve(self, model: str) -> str:
+        """`provider:model` of a model string, or `router:<name>` (SidecarError when neither)."""
 
     @property
     def client_keys(self) -> ClientKeyService: ...
@@ -405,7 +405,7 @@ class _Exchange:
         if wanted in ("", "default") and key.router:
             wanted = key.router
         try:
-            model = self.gw.backend.resolve(wanted)
+            model = await self.gw.backend.resolve(wanted)
         except SidecarError as exc:
             raise HttpError(404, "model_not_found", exc.message, param="model") from None
         self.model = model

@@ -126,8 +126,19 @@ class SidecarBackend:
         handlers: dict[str, Handler] = self._services.handlers
         return handlers
 
-    def resolve(self, model: str) -> str:
-        return str(self._services.chat.resolve(model))
+    async def resolve(self, model: str) -> str:
+        """`provider:model`, or `router:<name>` for a router (named so, or plainly when no model is)."""
+        if model.startswith("router:"):
+            name = model[len("router:") :]
+            if not await self._services.routers.exists(name):
+                raise SidecarError("model_not_found", f"No router is named {name!r}.", field="model")
+            return model
+        try:
+            return str(self._services.chat.resolve(model))
+        except SidecarError:
+            if await self._services.routers.exists(model):
+                return f"router:{model}"
+            raise
 
     @property
     def client_keys(self) -> Any:

@@ -56,6 +56,26 @@ class MetricsService:
             )
         )
 
+    def latency_p50_by_provider(self) -> dict[str, float]:
+        """Median latency per provider over the last 24 hours (providers with requests only)."""
+        now = self.clock()
+        rows = self.memory.query(now - 86400, now + 60, "latency_p50", "provider")
+        out: dict[str, float] = {}
+        for key, _ in rows:
+            if key is None:
+                continue
+            latencies = [
+                lat
+                for _, groups in self.memory.minutes()
+                for (provider, _client), bucket in groups.items()
+                if provider == key
+                for lat in bucket.latencies
+            ]
+            p50 = core.percentile(latencies, 50)
+            if p50 is not None:
+                out[key] = p50
+        return out
+
     # --- the method -------------------------------------------------------------------------------
 
     async def metrics(self, params: MetricsParams, ctx: CallContext) -> MetricsResult:

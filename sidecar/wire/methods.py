@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.wire import catalog, chat, gateway, keys, limits, local, usage
+from sidecar.wire import catalog, chat, gateway, keys, limits, local, routers, usage
 from sidecar.wire.base import Empty, Wire
 
 
@@ -247,6 +247,39 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         "Whether the gateway runs, its URL, uptime, requests served and open streams.",
         "Report whether the HTTP gateway is running, its URL and port, how long it has run, how many "
         "requests it has served and how many streams are open now.",
+    ),
+    MethodSpec(
+        "router_list",
+        Empty,
+        routers.RouterListResult,
+        "The routers: built-in (cheapest, best), from config.toml, and made with router_set.",
+        "List every router (a named model selection used as the model `router:<name>`) with its settings "
+        "and where it comes from.",
+    ),
+    MethodSpec(
+        "router_set",
+        routers.RouterSetParams,
+        routers.RouterSetResult,
+        "Create or replace a router: a manual model list or automatic selection with a strategy.",
+        "Define a router by name: `models`, an ordered list of provider:model, or automatic selection "
+        "over the known models (include/exclude patterns, needs tools/vision/reasoning, min_context) "
+        "ordered by strategy lowest_cost, highest_performance, local_first, remote_first or lowest_latency.",
+    ),
+    MethodSpec(
+        "router_delete",
+        routers.RouterDeleteParams,
+        routers.RouterDeleteResult,
+        "Delete a router made with router_set.",
+        "Delete a router made with router_set (built-in and config.toml routers cannot be deleted here).",
+    ),
+    MethodSpec(
+        "router_preview",
+        routers.RouterPreviewParams,
+        routers.RouterPreviewResult,
+        "A router's ordered candidates, why each is where it is, and which are available now.",
+        "Show the models a router would try, in order, with why each is in its place and whether it can "
+        "take a request now (circuit breaker, client-side limits, key present); `request` (tools, "
+        "messages with images, reasoning) narrows them to models that can serve it.",
     ),
     MethodSpec(
         "metrics",
