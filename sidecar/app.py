@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from sidecar.services.catalog import CatalogService
     from sidecar.services.chat import ChatService
     from sidecar.services.client_keys import ClientKeyService
+    from sidecar.services.embed import EmbedService
     from sidecar.services.keys import KeyService
     from sidecar.services.limits import RateLimitsService, Resilience
     from sidecar.services.local import LocalService
@@ -61,6 +62,7 @@ _log = logs.get_logger("app")
 # what the first answer needs; a test checks this table against each service's own handlers().
 GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "chat": ("complete", "stream"),
+    "embeddings": ("embed",),
     "about": ("info",),
     "catalog": ("list_providers", "list_models", "estimate_cost"),
     "limits": ("rate_limits",),
@@ -244,6 +246,12 @@ class Services:
         if not params.model.startswith("router:"):
             return params  # the common path builds nothing
         return await self.routers.expand(params)
+
+    @cached_property
+    def embeddings(self) -> EmbedService:
+        from sidecar.services.embed import EmbedService
+
+        return EmbedService(self.providers, self.config, hooks=[self.usage, self.metrics])
 
     @cached_property
     def about(self) -> AboutService:

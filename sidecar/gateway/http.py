@@ -38,6 +38,7 @@ from sidecar.services.client_keys import ClientKeyRecord, ClientKeyService
 from sidecar.services.context import Handler, current_client
 from sidecar.wire.catalog import ListModelsParams, ListModelsResult
 from sidecar.wire.chat import ChatResult, CompleteParams
+from sidecar.wire.embed import EmbedParams, EmbedResult
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -93,6 +94,7 @@ class AccessRecord:
     client: str | None = None
     model: str | None = None
     provider: str | None = None
+    router: str | None = None
     outcome: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -196,6 +198,7 @@ class Gateway:
             Route("/metrics", _Endpoint(self, self.metrics, "openai"), methods=["GET"]),
             Route("/v1/chat/completions", _Endpoint(self, self.chat, "openai"), methods=["POST"]),
             Route("/v1/completions", _Endpoint(self, self.completions, "openai"), methods=["POST"]),
+            Route("/v1/embeddings", _Endpoint(self, self.embeddings, "openai"), methods=["POST"]),
             Route("/v1/messages", _Endpoint(self, self.messages, "anthropic"), methods=["POST"]),
         ]
         middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)]
@@ -283,6 +286,32 @@ class Gateway:
         )
         await ex.send_json(200, response)
 
+    async def embeddings(self, ex: _Exchange) -> None:
+        raw = await ex.body()
+        key = await ex.authenticate()
+        req = ex.decode(raw, openai_api.EmbeddingRequest)
+        model = await ex.admit(key, req.model)
+        if model.startswith("router:"):
+            raise HttpError(
+                400, "invalid_request", "Routers choose chat models; name an embeddings model.", param="model"
+            )
+        try:
+            params = msgspec.convert(openai_api.embed_params(req, model), EmbedParams)
+        except msgspec.ValidationError as exc:
+            raise HttpError(
+                400, "invalid_request", f"Invalid request: {exc}", param=field_path(str(exc))
+            ) from None
+        result = await ex.run_method("embed", params)
+        assert isinstance(result, EmbedResult)
+        ex.usage = (result.provider, result.model, result.usage.input_tokens, 0, result.cost_usd)
+        listed = openai_api.embedding_list(
+            result.embeddings,
+            f"{result.provider}:{result.model}",
+            result.usage.input_tokens,
+            base64=req.encoding_format == "base64",
+        )
+        await ex.send_json(200, listed)
+
     async def messages(self, ex: _Exchange) -> None:
         raw = await ex.body()
         key = await ex.authenticate()
@@ -349,6 +378,7 @@ class _Exchange:
         "send",
         "sent_head",
         "status",
+        "usage",
     )
 
     def __init__(self, gw: Gateway, scope: Scope, receive: Receive, send: Send, dialect: Dialect) -> None:
@@ -364,6 +394,8 @@ class _Exchange:
         self.key: ClientKeyRecord | None = None
         self.model: str | None = None
         self.result: ChatResult | None = None
+        # provider, model, input tokens, output tokens, cost: what the access log shows
+        self.usage: tuple[str, str, int, int, float | None] | None = None
 
     # --- request side ---------------------------------------------------------------------------
 
@@ -434,18 +466,23 @@ class _Exchange:
 
     async def call(self, params: CompleteParams) -> ChatResult:
         """`complete`, cancelled when the client goes away."""
-        handler = self.gw.backend.handlers["complete"]
+        result = await self.run_method("complete", params)
+        assert isinstance(result, ChatResult)
+        self._settle(result)
+        return result
+
+    async def run_method(self, method: str, params: Any) -> Any:
+        """A method's handler under the client's name, cancelled when the client goes away."""
+        handler = self.gw.backend.handlers[method]
         token = current_client.set(self.client)
-        outcome: list[ChatResult] = []
+        outcome: list[Any] = []
         failure: list[SidecarError] = []
         try:
             async with anyio.create_task_group() as tg:
 
                 async def run() -> None:
                     try:
-                        result = await handler(params, _Call(self.id, None))
-                        assert isinstance(result, ChatResult)
-                        outcome.append(result)
+                        outcome.append(await handler(params, _Call(self.id, None)))
                     except SidecarError as exc:
                         failure.append(exc)
                     tg.cancel_scope.cancel()
@@ -459,7 +496,6 @@ class _Exchange:
             raise failure[0]
         if not outcome:
             raise _Disconnected
-        self._settle(outcome[0])
         return outcome[0]
 
     async def relay(
@@ -527,6 +563,8 @@ class _Exchange:
 
     def _settle(self, result: ChatResult) -> None:
         self.result = result
+        u = result.usage
+        self.usage = (result.provider, result.model, u.input_tokens, u.output_tokens, result.cost_usd)
         if self.key is not None:
             self.gw.backend.client_keys.spent_tokens(
                 self.key, result.usage.input_tokens + result.usage.output_tokens
@@ -566,8 +604,8 @@ class _Exchange:
         await self.send({"type": "http.response.body", "body": data})
 
     def record(self, started: float) -> AccessRecord:
-        r = self.result
-        u = r.usage if r is not None else None
+        u = self.usage
+        provider = u[0] if u else (self.model.split(":", 1)[0] if self.model else None)
         return AccessRecord(
             ts=_iso_now(),
             request_id=self.id,
@@ -576,13 +614,14 @@ class _Exchange:
             status=self.status,
             latency_ms=round((time.monotonic() - started) * 1000, 3),
             client=self.client,
-            model=f"{r.provider}:{r.model}" if r is not None else self.model,
-            provider=r.provider if r is not None else (self.model.split(":", 1)[0] if self.model else None),
+            model=f"{u[0]}:{u[1]}" if u else self.model,
+            provider=provider,
+            router=self.model[len("router:") :] if self.model and self.model.startswith("router:") else None,
             outcome="ok" if 200 <= self.status < 300 else "error",
-            input_tokens=u.input_tokens if u else None,
-            output_tokens=u.output_tokens if u else None,
-            total_tokens=(u.input_tokens + u.output_tokens) if u else None,
-            cost_usd=r.cost_usd if r is not None else None,
+            input_tokens=u[2] if u else None,
+            output_tokens=u[3] if u else None,
+            total_tokens=(u[2] + u[3]) if u else None,
+            cost_usd=u[4] if u else None,
         )
 
 

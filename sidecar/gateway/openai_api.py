@@ -112,6 +112,57 @@ class CompletionRequest(msgspec.Struct, omit_defaults=True):
     n: int | None = None
 
 
+class EmbeddingRequest(msgspec.Struct, omit_defaults=True):
+    """`input` as text (token arrays are not supported: the gateway does not know each model's
+    tokenizer)."""
+
+    model: str
+    input: str | list[str]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+
+
+class Embedding(msgspec.Struct):
+    index: int
+    embedding: list[float] | str
+    object: str = "embedding"
+
+
+class EmbeddingUsage(msgspec.Struct):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(msgspec.Struct):
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+    object: str = "list"
+
+
+def embed_params(req: EmbeddingRequest, model: str) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": model, "input": req.input}
+    if req.dimensions is not None:
+        params["dimensions"] = req.dimensions
+    return params
+
+
+def embedding_list(
+    vectors: list[list[float]], model: str, input_tokens: int, *, base64: bool
+) -> EmbeddingList:
+    import base64 as b64
+    import struct
+
+    def encode(v: list[float]) -> list[float] | str:
+        return b64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() if base64 else v
+
+    return EmbeddingList(
+        data=[Embedding(index=i, embedding=encode(v)) for i, v in enumerate(vectors)],
+        model=model,
+        usage=EmbeddingUsage(prompt_tokens=input_tokens, total_tokens=input_tokens),
+    )
+
+
 # --- responses --------------------------------------------------------------------------------------
 
 

@@ -33,6 +33,8 @@ def document() -> dict[str, Any]:
         openai_api.CompletionRequest,
         openai_api.TextCompletion,
         openai_api.ModelList,
+        openai_api.EmbeddingRequest,
+        openai_api.EmbeddingList,
         anthropic_api.MessagesRequest,
         anthropic_api.ResponseMessage,
     ]
@@ -76,6 +78,7 @@ def document() -> dict[str, Any]:
             ),
             "/v1/completions": post("CompletionRequest", "TextCompletion", "OpenAI legacy Completions"),
             "/v1/messages": post("MessagesRequest", "ResponseMessage", "Anthropic Messages"),
+            "/v1/embeddings": post("EmbeddingRequest", "EmbeddingList", "OpenAI Embeddings"),
             "/v1/models": {
                 "get": {
                     "summary": "Models the client key may use",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.wire import catalog, chat, gateway, keys, limits, local, routers, usage
+from sidecar.wire import catalog, chat, embed, gateway, keys, limits, local, routers, usage
 from sidecar.wire.base import Empty, Wire
 
 
@@ -58,6 +58,15 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         "deltas, then usage); the final result is the same as `complete`'s. " + _CHAT_PARAMS_HELP,
         notifications=("stream/event",),
         streaming=True,
+    ),
+    MethodSpec(
+        "embed",
+        embed.EmbedParams,
+        embed.EmbedResult,
+        "Embedding vectors for one or more texts, with usage and cost.",
+        "Turn texts into embedding vectors with an embeddings model: openai:text-embedding-3-small, "
+        "gemini:gemini-embedding-001, ollama:<model>, openrouter:<vendor>/<model> or a custom endpoint. "
+        "Answers one vector per input, in order, with input tokens and cost in USD.",
     ),
     MethodSpec(
         "info",
