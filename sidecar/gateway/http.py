@@ -191,8 +191,15 @@ class Gateway:
         self.counters = Counters()
         self.on_access = on_access
         self._next_id = 0
+        from sidecar.gateway.dashboard import Dashboard
+
+        self.dashboard = Dashboard(self)
         routes = [
             Route("/health", self.health, methods=["GET"]),
+            Route("/", self.dashboard.page, methods=["GET"]),
+            Route("/login", self.dashboard.login, methods=["POST"]),
+            Route("/static/{name}", self.dashboard.static, methods=["GET"]),
+            Route("/dashboard/data", self.dashboard.data, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
             Route("/v1/models", _Endpoint(self, self.models, "openai"), methods=["GET"]),
             Route("/metrics", _Endpoint(self, self.metrics, "openai"), methods=["GET"]),
@@ -358,8 +365,10 @@ class _Endpoint:
                 HttpError(500, "internal_error", "The gateway failed to answer this request.")
             )
         finally:
+            record = ex.record(started)
+            gw.dashboard.recent.append(record)
             if gw.on_access is not None:
-                gw.on_access(ex.record(started))
+                gw.on_access(record)
 
 
 class _Exchange:

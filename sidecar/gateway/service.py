@@ -107,6 +107,7 @@ class GatewayService:
             uptime_s=round(time.monotonic() - running.started, 3),
             requests_served=gateway.counters.requests,
             open_streams=gateway.counters.open_streams,
+            login_url=f"{running.url}/?login={gateway.dashboard.issue_login()}",
         )
 
     async def aclose(self) -> None:

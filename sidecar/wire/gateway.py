@@ -36,12 +36,16 @@ class GatewayStopResult(Wire):
 
 
 class GatewayStatusResult(Wire):
+    """`login_url` opens the dashboard in a browser once, within 10 minutes, without a client key
+    (each call makes a new one)."""
+
     running: bool
     url: str | None = None
     port: int | None = None
     uptime_s: float | None = None
     requests_served: int = 0
     open_streams: int = 0
+    login_url: str | None = None
 
 
 class ClientLimits(Wire, forbid_unknown_fields=True):
