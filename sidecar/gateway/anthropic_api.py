@@ -15,7 +15,8 @@ Must not know: HTTP, how a request is run, providers other than through the cont
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import os
 from typing import Any, Literal
 
 import msgspec
@@ -244,8 +245,12 @@ def to_params(req: MessagesRequest, model: str) -> dict[str, Any]:
 # --- ChatResult → message ---------------------------------------------------------------------------
 
 
+_ID_PREFIX = os.urandom(6).hex()
+_ids = itertools.count(1)
+
+
 def new_id() -> str:
-    return "msg_" + uuid.uuid4().hex[:24]
+    return f"msg_{_ID_PREFIX}{next(_ids):012x}"
 
 
 def usage(u: UsageEvent | Any) -> AnthropicUsage:

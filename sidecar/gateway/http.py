@@ -22,6 +22,7 @@ from typing import Any, Final, Protocol
 
 import anyio
 import msgspec
+from anyio.streams.memory import MemoryObjectSendStream
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -111,13 +112,18 @@ class _Call:
 
     __slots__ = ("_send", "request_id")
 
-    def __init__(self, request_id: str, send: anyio.abc.ObjectSendStream[Any] | None) -> None:
+    def __init__(self, request_id: str, send: MemoryObjectSendStream[Any] | None) -> None:
         self.request_id = request_id
         self._send = send
 
     async def notify(self, method: str, params: Any) -> None:
         if self._send is not None and method == "stream/event":
-            await self._send.send(params.event)
+            # No checkpoint while the buffer has room: the producer decodes a whole upstream read
+            # before the relay runs, which then sends those events to the client in one write.
+            try:
+                self._send.send_nowait(params.event)
+            except anyio.WouldBlock:
+                await self._send.send(params.event)
 
 
 def _complete_params(raw: dict[str, Any]) -> CompleteParams:
@@ -516,7 +522,7 @@ class _Exchange:
     ) -> None:
         """`stream`, relayed as SSE; the 200 goes out with the first bytes a client is shown."""
         handler = self.gw.backend.handlers["stream"]
-        send_events, events = anyio.create_memory_object_stream[Any](256)
+        send_events, events = anyio.create_memory_object_stream[Any](4096)
         token = current_client.set(self.client)
         failure: list[SidecarError] = []
         results: list[ChatResult] = []

@@ -11,8 +11,9 @@ Must not know: HTTP, providers' wire formats, how a request is run.
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 from typing import Any, Literal
 
 import msgspec
@@ -366,8 +367,13 @@ def completion_to_params(req: CompletionRequest, model: str) -> dict[str, Any]:
 # --- ChatResult → response --------------------------------------------------------------------------
 
 
+_ID_PREFIX = os.urandom(6).hex()
+_ids = itertools.count(1)
+
+
 def new_id(prefix: str = "chatcmpl-") -> str:
-    return prefix + uuid.uuid4().hex[:24]
+    """Unique in this process and across restarts (a random prefix), without a syscall per id."""
+    return f"{prefix}{_ID_PREFIX}{next(_ids):012x}"
 
 
 def usage(u: Usage) -> CompletionUsage:

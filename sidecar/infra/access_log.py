@@ -15,10 +15,10 @@ import contextlib
 import datetime as dt
 import gzip
 import os
-import queue
 import re
 import shutil
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -57,17 +57,25 @@ def housekeeping(
 
 
 class AccessLog:
+    """Records are appended to a deque (no thread wake-up per request); a writer thread drains it
+    every `interval_s`, and at `flush`/`close`."""
+
     def __init__(
         self,
         directory: Path,
         *,
         keep_days: int = KEEP_DAYS,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        interval_s: float = 0.25,
     ) -> None:
         self.directory = directory
         self.keep_days = keep_days
+        self.interval_s = interval_s
         self._clock = clock
-        self._queue: queue.SimpleQueue[Mapping[str, Any] | None] = queue.SimpleQueue()
+        self._pending: deque[Mapping[str, Any]] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._drained = threading.Condition()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._day: str | None = None
@@ -79,19 +87,25 @@ class AccessLog:
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
+                    self._stopping = False
                     self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
                     self._thread.start()
-        self._queue.put(record)
+        self._pending.append(record)
 
     def flush(self, timeout: float = 5.0) -> None:
-        done = threading.Event()
-        self._queue.put({"__flush__": done})
-        done.wait(timeout)
+        """Wait until everything queued so far is on disk."""
+        if self._thread is None:
+            return
+        with self._drained:
+            self._wake.set()
+            self._drained.wait_for(lambda: not self._pending, timeout)
 
     def close(self, timeout: float = 2.0) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout)
+        thread = self._thread
+        if thread is not None:
+            self._stopping = True
+            self._wake.set()
+            thread.join(timeout)
             self._thread = None
 
     # --- writer thread ----------------------------------------------------------------------------
@@ -99,24 +113,33 @@ class AccessLog:
     def _run(self) -> None:
         try:
             while True:
-                item = self._queue.get()
-                if item is None:
+                self._wake.wait(self.interval_s)
+                self._wake.clear()
+                self._drain()
+                if self._stopping:
+                    self._drain()
                     return
-                flush = item.get("__flush__")
-                if flush is not None:
-                    if self._file is not None:
-                        self._file.flush()
-                    flush.set()
-                    continue
-                try:
-                    self._append(item)
-                except OSError as exc:
-                    _log.warning("access log line not written", error=type(exc).__name__)
         finally:
             if self._file is not None:
                 with contextlib.suppress(OSError):
                     self._file.close()
                 self._file = None
+            self._day = None
+
+    def _drain(self) -> None:
+        wrote = False
+        while self._pending:
+            record = self._pending.popleft()
+            try:
+                self._append(record)
+                wrote = True
+            except OSError as exc:
+                _log.warning("access log line not written", error=type(exc).__name__)
+        if wrote and self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.flush()
+        with self._drained:
+            self._drained.notify_all()
 
     def _append(self, record: Mapping[str, Any]) -> None:
         now = self._clock()
@@ -133,8 +156,6 @@ class AccessLog:
         line = redact(msgspec.json.encode(record).decode())
         self._file.write(line + "\n")
         self.written += 1
-        if self._queue.empty():
-            self._file.flush()
 
     def _tidy(self, today: dt.date) -> None:
         to_gzip, to_delete = housekeeping(os.listdir(self.directory), today, self.keep_days)
