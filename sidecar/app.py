@@ -245,7 +245,10 @@ class Services:
     async def _expand_router(self, params: CompleteParams) -> CompleteParams:
         if not params.model.startswith("router:"):
             return params  # the common path builds nothing
-        return await self.routers.expand(params)
+        routers = self.routers
+        if routers not in self.chat.hooks:
+            self.chat.hooks.append(routers)  # counts what each router request used
+        return await routers.expand(params)
 
     @cached_property
     def embeddings(self) -> EmbedService:

@@ -103,6 +103,15 @@ class GatewaySettings(Wire, forbid_unknown_fields=True):
     access_log: bool = True
 
 
+class RouterLimits(Wire, forbid_unknown_fields=True):
+    """A router's own limits, whichever model it picks: requests and tokens per minute, USD per
+    UTC day (counted in this process)."""
+
+    requests_per_minute: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    tokens_per_minute: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    usd_per_day: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
 class RouterSettings(Wire, forbid_unknown_fields=True):
     """A router (`router:<name>` as a model): `models`, a manual ordered list of `provider:model`;
     or automatic selection over the known models that pass `include`/`exclude` patterns, `needs`
@@ -117,6 +126,7 @@ class RouterSettings(Wire, forbid_unknown_fields=True):
     needs: list[Literal["tools", "vision", "reasoning"]] | None = None
     min_context: Annotated[int, msgspec.Meta(ge=1)] | None = None
     max_candidates: Annotated[int, msgspec.Meta(ge=1, le=50)] = 5
+    limits: RouterLimits | None = None
 
 
 class Config(Wire, forbid_unknown_fields=True):

@@ -102,7 +102,7 @@ class MetricsService:
             since=since,
             until=until,
             group_by=params.group_by,
-            series=[MetricsSeries(key=key, points=points) for key, points in rows],
+            series=[MetricsSeries(key=key, points=[[t, v] for t, v in points]) for key, points in rows],
         )
 
     def prometheus(self) -> str:

@@ -12,9 +12,11 @@ Must not know: HTTP, stdin/stdout, providers' wire formats.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,11 +24,14 @@ import msgspec
 
 from sidecar.config import Config, RouterSettings
 from sidecar.core import router as policy
+from sidecar.core.client_access import MinuteWindow
+from sidecar.core.models import ModelRef
 from sidecar.errors import SidecarError, invalid_request
 from sidecar.infra.keystore import KeyResolver
 from sidecar.infra.routers import RouterStore
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.catalog import CatalogService
+from sidecar.services.chat import Outcome
 from sidecar.services.context import CallContext, Handler
 from sidecar.services.limits import Resilience
 from sidecar.wire.base import Empty
@@ -46,6 +51,9 @@ from sidecar.wire.routers import (
 )
 
 KEY_CHECK_TTL_S = 30.0
+
+# The router a chat request was expanded from, for the `after` hook (same task as the expansion).
+_current_router: ContextVar[str | None] = ContextVar("current_router", default=None)
 
 
 def _is_local(base_url: str) -> bool:
@@ -97,6 +105,8 @@ class RouterService:
         self._clock = clock
         self._stored: dict[str, dict[str, Any]] | None = None
         self._key_checks: dict[str, tuple[float, str | None]] = {}
+        self._windows: dict[str, MinuteWindow] = {}
+        self._spent_today: dict[str, tuple[str, float]] = {}
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -160,6 +170,7 @@ class RouterService:
         if name is None:
             return params
         planned = await self.plan(name, needs_of(params))
+        self._check_limits(name, (await self._all())[name].settings)
         models = policy.chain(planned)
         if not models:
             reasons = (
@@ -171,7 +182,52 @@ class RouterService:
                 f"No candidate of router {name!r} can take a request now ({reasons}).",
                 field="model",
             )
+        _current_router.set(name)
         return msgspec.structs.replace(params, model=models[0], fallback=models[1:])
+
+    # --- the router's own limits (a chat hook counts what each request used) ----------------------
+
+    def _check_limits(self, name: str, settings: RouterSettings) -> None:
+        limits = settings.limits
+        if limits is None:
+            return
+        if limits.usd_per_day is not None:
+            day, spent = self._spent_today.get(name, ("", 0.0))
+            if day == _today() and spent >= limits.usd_per_day:
+                raise SidecarError(
+                    "budget_exceeded",
+                    f"Router {name!r} spent its ${limits.usd_per_day:g} for today (${spent:.4f}).",
+                    retry_after_s=_seconds_to_midnight(),
+                )
+        if limits.requests_per_minute is None and limits.tokens_per_minute is None:
+            return
+        window = self._windows.get(name)
+        if window is None:
+            window = self._windows[name] = MinuteWindow(limits.requests_per_minute, limits.tokens_per_minute)
+        wait = window.admit(self._clock())
+        if wait is not None:
+            raise SidecarError(
+                "rate_limited",
+                f"Router {name!r} reached its per-minute limit; retry in {wait:.0f}s.",
+                retry_after_s=round(wait, 3),
+            )
+
+    async def before(self, ref: ModelRef, params: CompleteParams) -> None:
+        return None
+
+    async def after(self, outcome: Outcome) -> None:
+        name = _current_router.get()
+        if name is None:
+            return
+        _current_router.set(None)
+        usage = outcome.usage
+        window = self._windows.get(name)
+        if window is not None and usage is not None:
+            window.spend(self._clock(), usage.input_tokens + usage.output_tokens)
+        if outcome.cost_usd:
+            day, spent = self._spent_today.get(name, ("", 0.0))
+            today = _today()
+            self._spent_today[name] = (today, (spent if day == today else 0.0) + outcome.cost_usd)
 
     async def plan(self, name: str, needs: tuple[str, ...] = ()) -> list[policy.Planned]:
         routers = await self._all()
@@ -266,6 +322,16 @@ class RouterService:
             reason = "no API key" if exc.kind == "missing_key" else f"key unavailable ({exc.kind})"
         self._key_checks[provider] = (now, reason)
         return reason
+
+
+def _today() -> str:
+    return dt.datetime.now(dt.UTC).date().isoformat()
+
+
+def _seconds_to_midnight() -> float:
+    now = dt.datetime.now(dt.UTC)
+    tomorrow = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return round((tomorrow - now).total_seconds(), 3)
 
 
 def _fields(spec: policy.RouterSpec) -> dict[str, Any]:

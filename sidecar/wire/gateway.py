@@ -140,7 +140,7 @@ class MetricsSeries(Wire):
     """`points`: `[unix_seconds, value]` for every step of the range, oldest first; a value is null
     where it has no meaning (a rate or a latency in a step without requests)."""
 
-    points: list[tuple[int, float | None]]
+    points: list[list[float | None]]
     key: str | None = None
 
 

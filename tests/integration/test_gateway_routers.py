@@ -38,6 +38,14 @@ models = ["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5"]
 [routers.keyless]
 models = ["xai:grok-4", "openai:gpt-4o-mini"]
 
+[routers.slow]
+models = ["openai:gpt-4o-mini"]
+limits = { requests_per_minute = 1 }
+
+[routers.thrifty]
+models = ["openai:gpt-4o-mini"]
+limits = { usd_per_day = 0.0000001 }
+
 [routers.auto]
 strategy = "lowest_cost"
 include = ["openai:gpt-4o*", "anthropic:claude-*"]
@@ -162,3 +170,16 @@ async def test_router_on_the_stdio_handlers_and_router_set_delete(stack: tuple[S
     with pytest.raises(SidecarError) as exc:
         await services.handlers["complete"](mine, Ctx())
     assert exc.value.kind == "model_not_found"
+
+
+async def test_a_routers_own_limits_stop_requests_with_429(stack: tuple[Services, str, str]) -> None:
+    _, url, key = stack
+    await ask(url, key, "router:slow")
+    with pytest.raises(openai.RateLimitError) as exc:
+        await ask(url, key, "router:slow")
+    assert exc.value.code == "rate_limited" and int(exc.value.response.headers["retry-after"]) >= 1
+    await ask(url, key, "router:thrifty")  # spends more than its day allows
+    with pytest.raises(openai.RateLimitError) as spent:
+        await ask(url, key, "thrifty")
+    assert spent.value.code == "budget_exceeded"
+    await ask(url, key, "router:pair")  # other routers are not affected
