@@ -37,9 +37,11 @@ from sidecar.gateway import anthropic_api, openai_api
 from sidecar.gateway.errors import Dialect, HttpError, body, from_sidecar, headers
 from sidecar.services.client_keys import ClientKeyRecord, ClientKeyService
 from sidecar.services.context import Handler, current_client
+from sidecar.wire.base import Empty
 from sidecar.wire.catalog import ListModelsParams, ListModelsResult
 from sidecar.wire.chat import ChatResult, CompleteParams
 from sidecar.wire.embed import EmbedParams, EmbedResult
+from sidecar.wire.routers import RouterListResult
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -249,6 +251,9 @@ class Gateway:
         from sidecar.core.client_access import allowed
 
         ids = [m.model for m in result.models if allowed(key.allow, m.model)]
+        routers = await self.backend.handlers["router_list"](Empty(), _Call(ex.id, None))
+        assert isinstance(routers, RouterListResult)
+        ids += [f"router:{r.name}" for r in routers.routers if allowed(key.allow, f"router:{r.name}")]
         await ex.send_json(200, openai_api.model_list(ids))
 
     async def metrics(self, ex: _Exchange) -> None:

@@ -248,6 +248,7 @@ async def test_models_lists_only_what_the_key_may_use(gw: Gw) -> None:
     every = [m.id async for m in gw.oai().models.list()]
     narrow = [m.id async for m in gw.oai(gw.openai_only).models.list()]
     assert any(m.startswith("anthropic:") for m in every)
+    assert {"router:cheapest", "router:best"} <= set(every)
     assert narrow and all(m.startswith("openai:") for m in narrow)
 
 
