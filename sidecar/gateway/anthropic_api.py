@@ -297,19 +297,30 @@ def _sse(kind: str, data: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + _encode(data) + b"\n\n"
 
 
+def _stop(index: int) -> bytes:
+    return _sse("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
 class EventEncoder:
     """The Messages stream of one request. Blocks open as their first delta arrives and close when
-    another kind of block begins (or the answer ends); indexes follow the final `content`."""
+    another kind of block begins (or the answer ends); indexes follow the final `content`.
 
-    __slots__ = ("_blocks", "_id", "_model", "_open", "_started", "_tools")
+    With `sign_thinking` (an Anthropic model behind the gateway), thinking blocks stay open until
+    the answer ends: their signatures arrive only with the result, and a client must send them
+    back to continue a tool-use turn with thinking. Each then gets its `signature_delta` and its
+    `content_block_stop` (the SDKs accumulate deltas by block index)."""
 
-    def __init__(self, model: str, response_id: str | None = None) -> None:
+    __slots__ = ("_blocks", "_id", "_model", "_open", "_sign", "_started", "_tools", "_unsigned")
+
+    def __init__(self, model: str, response_id: str | None = None, *, sign_thinking: bool = False) -> None:
         self._id = response_id or new_id()
         self._model = model
         self._started = False
         self._blocks = 0  # how many blocks were opened
         self._open: tuple[str, int] | None = None  # (kind, sidecar tool index or -1)
         self._tools: dict[int, int] = {}
+        self._sign = sign_thinking
+        self._unsigned: list[int] = []  # thinking blocks left open for their signatures
 
     def _start(self) -> bytes:
         if self._started:
@@ -330,8 +341,12 @@ class EventEncoder:
     def _close(self) -> bytes:
         if self._open is None:
             return b""
+        kind = self._open[0]
         self._open = None
-        return _sse("content_block_stop", {"type": "content_block_stop", "index": self._blocks - 1})
+        if kind == "thinking" and self._sign:
+            self._unsigned.append(self._blocks - 1)
+            return b""
+        return _stop(self._blocks - 1)
 
     def _open_block(self, kind: str, tool: int, block: dict[str, Any]) -> bytes:
         out = self._close()
@@ -377,6 +392,16 @@ class EventEncoder:
 
     def finish(self, result: ChatResult) -> bytes:
         out = self._start() + self._close()
+        signatures = [
+            b.get("signature") or "" for b in _thinking_blocks(result) if b.get("type") == "thinking"
+        ]
+        for i, index in enumerate(self._unsigned):
+            if i < len(signatures) and signatures[i]:
+                delta = {"type": "signature_delta", "signature": signatures[i]}
+                out += _sse(
+                    "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+                )
+            out += _stop(index)
         u = usage(result.usage)
         delta = {
             "type": "message_delta",

@@ -313,18 +313,36 @@ async def test_anthropic_stream_event_sequence(gw: Gw) -> None:
             ):
                 events.append(event.type)
         final = await stream.get_final_message()
+    # The thinking block stays open until its signature (known with the result) has been sent.
     assert events == [
         "message_start",
         "content_block_start",
-        "content_block_stop",
         "content_block_start",
+        "content_block_stop",
         "content_block_stop",
         "message_delta",
         "message_stop",
     ]
     assert [b.type for b in final.content] == ["thinking", "tool_use"]
-    assert final.content[1].input == {"input": "look it up"}  # type: ignore[union-attr]
+    assert final.content[0].signature  # type: ignore[union-attr]
+    use = final.content[1]
+    assert use.input == {"input": "look it up"}  # type: ignore[union-attr]
     assert final.stop_reason == "tool_use" and final.usage.output_tokens > 0
+
+    # The streamed thinking block, signature included, continues the turn (the fake checks it).
+    async with gw.ant().messages.stream(
+        model="anthropic:claude-sonnet-4-5",
+        max_tokens=4096,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        tools=tools,
+        messages=[
+            {"role": "user", "content": "look it up"},
+            {"role": "assistant", "content": [b.model_dump() for b in final.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "42"}]},  # type: ignore[union-attr]
+        ],
+    ) as stream:
+        second = await stream.get_final_message()
+    assert second.content[-1].text == "The tool said: 42"  # type: ignore[union-attr]
 
     async with gw.ant().messages.stream(
         model="openai:gpt-4o-mini", max_tokens=100, messages=[{"role": "user", "content": "any provider"}]

@@ -383,3 +383,24 @@ def test_minute_window_counts_requests_and_tokens() -> None:
     t.spend(0.0, 150)
     assert t.admit(10.0) == pytest.approx(50.0)
     assert t.admit(61.0) is None
+
+
+def test_anthropic_stream_signs_thinking_blocks_at_the_end_for_anthropic_models() -> None:
+    enc = anthropic_api.EventEncoder("claude", sign_thinking=True)
+    raw = enc.event(ThinkingDelta(text="hmm")) + enc.event(TextDelta(text="ok"))
+    blocks = [{"type": "thinking", "thinking": "hmm", "signature": "SIG"}]
+    raw += enc.finish(result(continuation={"provider": "anthropic", "blocks": blocks}))
+    events = events_of(raw)
+    assert [(n, d.get("index")) for n, d in events] == [
+        ("message_start", None),
+        ("content_block_start", 0),
+        ("content_block_delta", 0),
+        ("content_block_start", 1),
+        ("content_block_delta", 1),
+        ("content_block_stop", 1),
+        ("content_block_delta", 0),
+        ("content_block_stop", 0),
+        ("message_delta", None),
+        ("message_stop", None),
+    ]
+    assert events[6][1]["delta"] == {"type": "signature_delta", "signature": "SIG"}
