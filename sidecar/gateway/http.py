@@ -226,7 +226,18 @@ class Gateway:
                     allow_headers=["authorization", "content-type", "x-api-key", "anthropic-version"],
                 )
             )
-        self.app = Starlette(routes=routes, middleware=middleware)
+        self.starlette = Starlette(routes=routes, middleware=middleware)
+        self.app: Any = self.starlette
+        if not cors_origins:
+            # The /v1 routes skip Starlette's middleware and router (the Host check stays); the
+            # other routes, and every route when CORS is on, go through Starlette.
+            fast = {
+                (method, route.path): route.app
+                for route in routes
+                if route.path.startswith("/v1/") and isinstance(route.app, _Endpoint)
+                for method in route.methods or ()
+            }
+            self.app = _FastPath(fast, self.starlette, allowed_hosts)
 
     def request_id(self) -> str:
         self._next_id += 1
@@ -345,6 +356,34 @@ class Gateway:
             return
         result = await ex.call(params)
         await ex.send_json(200, anthropic_api.response(result, response_id=anthropic_api.new_id()))
+
+
+class _FastPath:
+    """ASGI: `/v1` routes straight to their endpoint once the Host header is allowed."""
+
+    def __init__(self, routes: dict[tuple[str, str], Any], app: Any, allowed_hosts: list[str]) -> None:
+        self.routes = routes
+        self.app = app
+        self.any_host = "*" in allowed_hosts
+        self.hosts = frozenset(allowed_hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.routes.get((scope["method"], scope["path"]))
+            if endpoint is not None and self._host_ok(scope):
+                await endpoint(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _host_ok(self, scope: Scope) -> bool:
+        if self.any_host:
+            return True
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1")
+                host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+                return host in self.hosts
+        return False
 
 
 class _Endpoint:

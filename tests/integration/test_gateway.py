@@ -464,6 +464,17 @@ async def test_host_header_is_checked_and_openapi_is_served(gw: Gw) -> None:
     async with httpx2.AsyncClient() as http:
         evil = await http.get(gw.url + "/health", headers={"host": "attacker.example"})
         assert evil.status_code == 400
+        for path in ("/v1/models", "/v1/chat/completions"):
+            evil = await http.request(
+                "GET" if path == "/v1/models" else "POST",
+                gw.url + path,
+                headers={"host": "attacker.example:80", "authorization": f"Bearer {gw.full}"},
+            )
+            assert evil.status_code == 400, path
+        fine = await http.get(
+            gw.url + "/v1/models", headers={"host": "localhost", "authorization": f"Bearer {gw.full}"}
+        )
+        assert fine.status_code == 200
         doc = (await http.get(gw.url + "/openapi.json")).json()
     assert doc["openapi"].startswith("3.1")
     assert {"/v1/chat/completions", "/v1/messages", "/v1/models"} <= set(doc["paths"])
