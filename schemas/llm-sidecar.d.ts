@@ -22,6 +22,13 @@ export interface Methods {
     result: ChatResult;
   };
   /**
+   * Embedding vectors for one or more texts, with usage and cost.
+   */
+  embed: {
+    params: EmbedParams;
+    result: EmbedResult;
+  };
+  /**
    * The sidecar's version and the methods it serves.
    */
   info: {
@@ -161,6 +168,97 @@ export interface Methods {
     params: Empty;
     result: RefreshPricingResult;
   };
+  /**
+   * Start the local OpenAI- and Anthropic-compatible HTTP gateway.
+   */
+  gateway_start: {
+    params: GatewayStartParams;
+    result: GatewayStartResult;
+  };
+  /**
+   * Stop the local HTTP gateway.
+   */
+  gateway_stop: {
+    params: Empty;
+    result: GatewayStopResult;
+  };
+  /**
+   * Whether the gateway runs, its URL, uptime, requests served and open streams.
+   */
+  gateway_status: {
+    params: Empty;
+    result: GatewayStatusResult;
+  };
+  /**
+   * The routers: built-in (cheapest, best), from config.toml, and made with router_set.
+   */
+  router_list: {
+    params: Empty;
+    result: RouterListResult;
+  };
+  /**
+   * Create or replace a router: a manual model list or automatic selection with a strategy.
+   */
+  router_set: {
+    params: RouterSetParams;
+    result: RouterSetResult;
+  };
+  /**
+   * Delete a router made with router_set.
+   */
+  router_delete: {
+    params: RouterDeleteParams;
+    result: RouterDeleteResult;
+  };
+  /**
+   * A router's ordered candidates, why each is where it is, and which are available now.
+   */
+  router_preview: {
+    params: RouterPreviewParams;
+    result: RouterPreviewResult;
+  };
+  /**
+   * Series to plot: tokens, cost, requests, success rate or latency over 1h/24h/7d/30d.
+   */
+  metrics: {
+    params: MetricsParams;
+    result: MetricsResult;
+  };
+  /**
+   * Create a client key for the gateway; the key is shown once.
+   */
+  client_key_create: {
+    params: ClientKeyCreateParams;
+    result: ClientKeyCreateResult;
+  };
+  /**
+   * The gateway's client keys (never the keys themselves) with their usage.
+   */
+  client_key_list: {
+    params: Empty;
+    result: ClientKeyListResult;
+  };
+  /**
+   * Rename, enable/disable, or change a client key's permissions and limits.
+   */
+  client_key_update: {
+    params: ClientKeyUpdateParams;
+    result: ClientKeyUpdateResult;
+  };
+  /**
+   * Give a client key a new secret, keeping its name, permissions and usage.
+   */
+  client_key_rotate: {
+    params: ClientKeyRef;
+    result: ClientKeyCreateResult;
+  };
+  /**
+   * Delete a gateway client key.
+   */
+  client_key_delete: {
+    params: ClientKeyRef;
+    result: ClientKeyDeleteResult;
+  };
 }
 export interface CompleteParams {
   model: string;
@@ -281,6 +379,36 @@ export interface Attempt {
   ok: boolean;
   error?: string | null;
   message?: string | null;
+}
+/**
+ * `model`: `provider:model` (openai, gemini, ollama, openrouter or a custom endpoint), e.g.
+ * `openai:text-embedding-3-small`, `gemini:gemini-embedding-001`, `ollama:nomic-embed-text`.
+ * `input`: one text or several (one vector each, in order). `dimensions` shortens the vectors
+ * where the model supports it.
+ */
+export interface EmbedParams {
+  model: string;
+  input: string | [string, ...string[]];
+  dimensions?: number | null;
+  timeout_s?: number | null;
+  tag?: string | null;
+}
+export interface EmbedResult {
+  embeddings: number[][];
+  provider: string;
+  model: string;
+  usage: EmbedUsage;
+  cost_usd: number | null;
+  pricing_date?: string | null;
+  latency_ms?: number | null;
+}
+/**
+ * `estimated` is true when the provider reported no token count (Gemini): it is then counted
+ * from the text.
+ */
+export interface EmbedUsage {
+  input_tokens: number;
+  estimated?: boolean;
 }
 /**
  * Params of a method that takes none (unknown fields are ignored).
@@ -586,17 +714,18 @@ export interface Recommendation {
 export interface UsageSummaryParams {
   since?: string | null;
   until?: string | null;
-  group_by?: ("day" | "model" | "provider" | "tag") | null;
+  group_by?: ("client" | "day" | "model" | "provider" | "tag") | null;
   provider?: string | null;
   tag?: string | null;
   run_id?: string | null;
+  client?: string | null;
 }
 export interface UsageSummaryResult {
   since: string;
   until: string;
   total: UsageGroup;
   month: MonthProjection;
-  group_by?: ("day" | "model" | "provider" | "tag") | null;
+  group_by?: ("client" | "day" | "model" | "provider" | "tag") | null;
   groups?: UsageGroup[];
 }
 /**
@@ -677,6 +806,216 @@ export interface RefreshPricingResult {
   skipped: number;
   pricing_date: string;
   source: string;
+}
+/**
+ * `host` defaults to config.toml's `[gateway] host`, else 127.0.0.1; `port` to `[gateway] port`,
+ * else 3625. Port 0 picks a free port. A host other than a loopback address needs at least one
+ * client key.
+ */
+export interface GatewayStartParams {
+  host?: string | null;
+  port?: number | null;
+}
+export interface GatewayStartResult {
+  url: string;
+  port: number;
+}
+export interface GatewayStopResult {
+  stopped: boolean;
+}
+/**
+ * `login_url` opens the dashboard in a browser once, within 10 minutes, without a client key
+ * (each call makes a new one).
+ */
+export interface GatewayStatusResult {
+  running: boolean;
+  url?: string | null;
+  port?: number | null;
+  uptime_s?: number | null;
+  requests_served?: number;
+  open_streams?: number;
+  login_url?: string | null;
+}
+export interface RouterListResult {
+  routers: RouterInfo[];
+}
+/**
+ * `source`: `builtin` (cheapest, best), `config` (config.toml, read-only here) or `stored`
+ * (made with router_set).
+ */
+export interface RouterInfo {
+  name: string;
+  source: "builtin" | "config" | "stored";
+  settings: RouterSettings;
+}
+/**
+ * A router (`router:<name>` as a model): `models`, a manual ordered list of `provider:model`;
+ * or automatic selection over the known models that pass `include`/`exclude` patterns, `needs`
+ * (tools, vision, reasoning) and `min_context`, ordered by `strategy`.
+ */
+export interface RouterSettings {
+  models?: string[] | null;
+  strategy?: "highest_performance" | "local_first" | "lowest_cost" | "lowest_latency" | "remote_first";
+  include?: string[] | null;
+  exclude?: string[] | null;
+  needs?: ("reasoning" | "tools" | "vision")[] | null;
+  min_context?: number | null;
+  max_candidates?: number;
+  limits?: RouterLimits | null;
+}
+/**
+ * A router's own limits, whichever model it picks: requests and tokens per minute, USD per
+ * UTC day (counted in this process).
+ */
+export interface RouterLimits {
+  requests_per_minute?: number | null;
+  tokens_per_minute?: number | null;
+  usd_per_day?: number | null;
+}
+export interface RouterSetParams {
+  name: string;
+  settings: RouterSettings;
+}
+export interface RouterSetResult {
+  router: RouterInfo;
+}
+export interface RouterDeleteParams {
+  name: string;
+}
+export interface RouterDeleteResult {
+  deleted: boolean;
+}
+export interface RouterPreviewParams {
+  router: string;
+  request?: RouterPreviewRequest | null;
+}
+/**
+ * What a request would need: tools, images in its messages, reasoning.
+ */
+export interface RouterPreviewRequest {
+  messages?: Message[] | null;
+  tools?: Tool[] | null;
+  reasoning?: Reasoning | null;
+}
+export interface RouterPreviewResult {
+  router: string;
+  candidates: RouterCandidate[];
+  chosen?: string | null;
+}
+/**
+ * One candidate in the order it would be tried; `available` false says why in `unavailable_because`.
+ */
+export interface RouterCandidate {
+  position: number;
+  model: string;
+  provider: string;
+  why: string;
+  available: boolean;
+  unavailable_because?: string | null;
+  input_per_mtok?: number | null;
+  output_per_mtok?: number | null;
+}
+/**
+ * `range`: the last hour or day (one-minute steps, from memory), 7 days (hourly steps) or 30
+ * days (daily steps), both from the usage ledger. `group_by`: one series per provider or per
+ * client key (requests from the host itself have no client key); absent, one series in all.
+ */
+export interface MetricsParams {
+  range?: "1h" | "24h" | "30d" | "7d";
+  metric?: "cost" | "latency_p50" | "latency_p95" | "requests" | "success_rate" | "tokens";
+  group_by?: ("client" | "provider") | null;
+}
+export interface MetricsResult {
+  range: string;
+  metric: string;
+  step_s: number;
+  since: number;
+  until: number;
+  series: MetricsSeries[];
+  group_by?: string | null;
+}
+/**
+ * `points`: `[unix_seconds, value]` for every step of the range, oldest first; a value is null
+ * where it has no meaning (a rate or a latency in a step without requests).
+ */
+export interface MetricsSeries {
+  points: (number | null)[][];
+  key?: string | null;
+}
+/**
+ * `allow`: model or router patterns this key may use (`openai:*`, `anthropic:claude-*`,
+ * `router:cheapest`; `*` matches anything); empty or absent means every model. `router`: the
+ * model used when a request names none, or names `default`.
+ */
+export interface ClientKeyCreateParams {
+  name: string;
+  allow?: string[] | null;
+  router?: string | null;
+  daily_usd?: number | null;
+  monthly_usd?: number | null;
+  limits?: ClientLimits1 | null;
+}
+/**
+ * Per-key request limits, counted by the gateway over a sliding minute.
+ */
+export interface ClientLimits1 {
+  requests_per_minute?: number | null;
+  tokens_per_minute?: number | null;
+}
+/**
+ * `key` is shown this once: only its SHA-256 hash is kept.
+ */
+export interface ClientKeyCreateResult {
+  key: string;
+  info: ClientKeyInfo;
+}
+/**
+ * A client key as listed: never the key itself, only its first characters (`prefix`).
+ */
+export interface ClientKeyInfo {
+  id: string;
+  name: string;
+  prefix: string;
+  allow: string[];
+  enabled: boolean;
+  created: string;
+  router?: string | null;
+  daily_usd?: number | null;
+  monthly_usd?: number | null;
+  limits?: ClientLimits1 | null;
+  last_used?: string | null;
+  requests?: number;
+  cost_usd?: number;
+}
+export interface ClientKeyListResult {
+  keys: ClientKeyInfo[];
+}
+/**
+ * Omitted fields keep their value; null clears `router`, budgets and limits.
+ */
+export interface ClientKeyUpdateParams {
+  id?: string | null;
+  name?: string | null;
+  rename?: string | null;
+  enabled?: boolean | null;
+  allow?: string[] | null;
+  router?: string | null;
+  daily_usd?: number | null;
+  monthly_usd?: number | null;
+  limits?: ClientLimits1 | null;
+}
+export interface ClientKeyUpdateResult {
+  info: ClientKeyInfo;
+}
+/**
+ * Names a key by `id` (or by its unique `name`).
+ */
+export interface ClientKeyRef {
+  id?: string | null;
+  name?: string | null;
+}
+export interface ClientKeyDeleteResult {
+  deleted: boolean;
 }
 export interface Notifications {
   "stream/event": StreamEventParams;

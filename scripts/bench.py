@@ -29,6 +29,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.bench_gateway import bench_gateway  # noqa: E402
 from scripts.bench_ledger import bench_ledger  # noqa: E402
 from scripts.bench_team import bench_team  # noqa: E402
 from sidecar.wire.chat import CompleteParams  # noqa: E402
@@ -485,6 +486,7 @@ def main() -> int:
         rows += bench_formats(home, 1_000 if args.quick else 5_000)
     rows += bench_ledger(args.quick)
     rows += bench_team(args.quick)
+    rows += bench_gateway(args.quick)
 
     width = [max(len(r[i]) for r in rows) for i in range(4)]
     head = ("measure", "sidecar", "floor", "ratio")

@@ -32,6 +32,8 @@ from sidecar.services.context import CallContext, Handler
 from sidecar.wire.methods import METHODS
 
 if TYPE_CHECKING:
+    from sidecar.gateway.service import GatewayService
+    from sidecar.infra.access_log import AccessLog
     from sidecar.infra.audit import AuditTrail
     from sidecar.infra.db import Database
     from sidecar.infra.keystore import KeyResolver, KeyStore
@@ -40,12 +42,17 @@ if TYPE_CHECKING:
     from sidecar.services.about import AboutService
     from sidecar.services.catalog import CatalogService
     from sidecar.services.chat import ChatService
+    from sidecar.services.client_keys import ClientKeyService
+    from sidecar.services.embed import EmbedService
     from sidecar.services.keys import KeyService
     from sidecar.services.limits import RateLimitsService, Resilience
     from sidecar.services.local import LocalService
+    from sidecar.services.metrics import MetricsService
     from sidecar.services.oauth import OAuthService
     from sidecar.services.pricing import Pricing
+    from sidecar.services.routers import RouterService
     from sidecar.services.usage import UsageService
+    from sidecar.wire.chat import CompleteParams
 
 EOF_GRACE_S: Final = 1.0
 WARM_DELAY_S: Final = 0.02
@@ -56,6 +63,7 @@ _log = logs.get_logger("app")
 # what the first answer needs; a test checks this table against each service's own handlers().
 GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "chat": ("complete", "stream"),
+    "embeddings": ("embed",),
     "about": ("info",),
     "catalog": ("list_providers", "list_models", "estimate_cost"),
     "limits": ("rate_limits",),
@@ -63,6 +71,16 @@ GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "usage": ("usage_summary", "set_budget", "get_budgets", "refresh_pricing"),
     "key_service": ("validate_key", "set_key", "delete_key", "list_keys"),
     "oauth": ("openrouter_auth_start", "openrouter_auth_complete"),
+    "gateway": ("gateway_start", "gateway_stop", "gateway_status"),
+    "metrics": ("metrics",),
+    "routers": ("router_list", "router_set", "router_delete", "router_preview"),
+    "client_keys": (
+        "client_key_create",
+        "client_key_list",
+        "client_key_update",
+        "client_key_rotate",
+        "client_key_delete",
+    ),
 }
 
 Task = Callable[..., Coroutine[Any, Any, None]]  # takes `task_status`, reports when it is ready
@@ -127,6 +145,21 @@ class Services:
         # `start` waits until each task is ready, so the first call that needs it finds it running.
         while self._tg is not None and self._waiting:
             await self._tg.start(self._waiting.pop(0))
+
+    async def start_gateway(self) -> None:
+        """`[gateway] enabled = true`: start it with the daemon (a failure is logged, not fatal)."""
+        from sidecar.wire.gateway import GatewayStartParams
+
+        try:
+            result = await self.handlers["gateway_start"](GatewayStartParams(), _NoCaller())
+        except SidecarError as exc:
+            _log.error("gateway not started", error=exc.message)
+            return
+        _log.info("gateway started", url=getattr(result, "url", None))
+
+    async def stop_gateway(self) -> None:
+        if "gateway" in self.__dict__:
+            await self.gateway.aclose()
 
     async def aclose(self) -> None:
         for close in reversed(self._closers):
@@ -212,7 +245,23 @@ class Services:
 
         chat = ChatService(self.providers, self.pricing, self.config, self.resilience)
         chat.hooks.append(self.usage)
+        chat.hooks.append(self.metrics)
+        chat.expand = self._expand_router
         return chat
+
+    async def _expand_router(self, params: CompleteParams) -> CompleteParams:
+        if not params.model.startswith("router:"):
+            return params  # the common path builds nothing
+        routers = self.routers
+        if routers not in self.chat.hooks:
+            self.chat.hooks.append(routers)  # counts what each router request used
+        return await routers.expand(params)
+
+    @cached_property
+    def embeddings(self) -> EmbedService:
+        from sidecar.services.embed import EmbedService
+
+        return EmbedService(self.providers, self.config, hooks=[self.usage, self.metrics])
 
     @cached_property
     def about(self) -> AboutService:
@@ -277,6 +326,80 @@ class Services:
         )
         self._background(oauth.run)
         return oauth
+
+    @cached_property
+    def client_keys(self) -> ClientKeyService:
+        from sidecar.infra.client_keys import SqliteClientKeyStore
+        from sidecar.services.client_keys import ClientKeyService
+
+        usage = self.usage
+
+        async def totals() -> dict[str, tuple[int, float]]:
+            return await usage.client_totals()
+
+        return ClientKeyService(SqliteClientKeyStore(self.db), self.audit, totals)
+
+    @cached_property
+    def gateway(self) -> GatewayService:
+        from sidecar.gateway.service import GatewayService, SidecarBackend
+
+        def spawn(task: Callable[[], Any]) -> None:
+            if self._tg is None:
+                raise SidecarError("internal_error", "The gateway can only start while the sidecar serves.")
+            self._tg.start_soon(task)
+
+        on_access: Callable[[Any], None] | None = None
+        if self.config.gateway.access_log:
+            import dataclasses
+
+            access_log = self.access_log
+
+            def on_access(record: Any) -> None:
+                access_log.write(dataclasses.asdict(record))
+
+        gateway = GatewayService(SidecarBackend(self), self.config.gateway, spawn, on_access)
+        self._closers.append(gateway.aclose)
+        return gateway
+
+    @cached_property
+    def access_log(self) -> AccessLog:
+        from sidecar.infra.access_log import AccessLog
+
+        log = AccessLog(state_dir(self.env) / "logs")
+        self._closers.append(log.close)
+        return log
+
+    @cached_property
+    def routers(self) -> RouterService:
+        from sidecar.infra.routers import SqliteRouterStore
+        from sidecar.services.routers import RouterService
+
+        metrics = self.metrics
+        return RouterService(
+            self.config,
+            SqliteRouterStore(self.db),
+            self.catalog,
+            self.providers,
+            self.resilience,
+            self.keys,
+            self.env,
+            latency=metrics.latency_p50_by_provider,
+        )
+
+    @cached_property
+    def metrics(self) -> MetricsService:
+        from sidecar.services.metrics import MetricsService
+
+        return MetricsService(lambda: self.usage.ledger)
+
+
+class _NoCaller:
+    """The call context of a method the sidecar calls itself (no request, nowhere to notify)."""
+
+    request_id = "sidecar"
+
+    async def notify(self, method: str, params: Any) -> None:
+        return None
 
 
 def build_services(
@@ -386,10 +509,13 @@ async def serve(
             tg.start_soon(watch_signals)
             tg.start_soon(run_dispatcher)
             await services.start_background(tg)
+            if services.config.gateway.enabled:
+                tg.start_soon(services.start_gateway)
             await stopping.wait()
             with anyio.move_on_after(EOF_GRACE_S):
                 await dispatcher.drain(EOF_GRACE_S / 2)
             await gate.aclose()
+            await services.stop_gateway()
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(0.5):

@@ -116,6 +116,45 @@ class Coordination(Wire, forbid_unknown_fields=True):
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 64
 
 
+class GatewaySettings(Wire, forbid_unknown_fields=True):
+    """The local HTTP gateway. It binds 127.0.0.1 unless `host` names another address; then it
+    refuses to start without client keys. `cors_origins` are the only origins answered with CORS
+    headers."""
+
+    enabled: bool = False
+    host: str | None = None
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 3625
+    cors_origins: list[str] = msgspec.field(default_factory=list)
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 32 * 1024 * 1024
+    access_log: bool = True
+
+
+class RouterLimits(Wire, forbid_unknown_fields=True):
+    """A router's own limits, whichever model it picks: requests and tokens per minute, USD per
+    UTC day (counted in this process)."""
+
+    requests_per_minute: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    tokens_per_minute: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    usd_per_day: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
+class RouterSettings(Wire, forbid_unknown_fields=True):
+    """A router (`router:<name>` as a model): `models`, a manual ordered list of `provider:model`;
+    or automatic selection over the known models that pass `include`/`exclude` patterns, `needs`
+    (tools, vision, reasoning) and `min_context`, ordered by `strategy`."""
+
+    models: list[str] | None = None
+    strategy: Literal[
+        "lowest_cost", "highest_performance", "local_first", "remote_first", "lowest_latency"
+    ] = "lowest_cost"
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    needs: list[Literal["tools", "vision", "reasoning"]] | None = None
+    min_context: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    max_candidates: Annotated[int, msgspec.Meta(ge=1, le=50)] = 5
+    limits: RouterLimits | None = None
+
+
 class Config(Wire, forbid_unknown_fields=True):
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     retry: Retry = msgspec.field(default_factory=Retry)
@@ -127,6 +166,8 @@ class Config(Wire, forbid_unknown_fields=True):
     app_url: str | None = None
     storage: Storage = msgspec.field(default_factory=Storage)
     coordination: Coordination = msgspec.field(default_factory=Coordination)
+    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    routers: dict[str, RouterSettings] = msgspec.field(default_factory=dict)
 
 
 def state_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -28,6 +28,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "recommend": ("sidecar.cli.recommend", "local (Ollama) models that fit this machine"),
     "pull": ("sidecar.cli.pull", "download a model into Ollama, with a progress bar"),
     "doctor": ("sidecar.cli.doctor", "check Python, the keychain, D-Bus, paths, Ollama, keys and ports"),
+    "gateway": ("sidecar.cli.gateway", "serve the OpenAI- and Anthropic-compatible HTTP gateway alone"),
 }
 
 

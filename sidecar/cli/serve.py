@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     logs.configure(args.log_level or os.environ.get("SIDECAR_LOG_LEVEL", "info"))
     try:

@@ -40,8 +40,28 @@ MIGRATIONS: Final = (
     """,
 )
 
-Event = Literal["key_set", "key_deleted", "key_validated", "oauth_completed", "oauth_failed"]
-EVENTS: Final = ("key_set", "key_deleted", "key_validated", "oauth_completed", "oauth_failed")
+Event = Literal[
+    "key_set",
+    "key_deleted",
+    "key_validated",
+    "oauth_completed",
+    "oauth_failed",
+    "client_key_created",
+    "client_key_updated",
+    "client_key_rotated",
+    "client_key_deleted",
+]
+EVENTS: Final = (
+    "key_set",
+    "key_deleted",
+    "key_validated",
+    "oauth_completed",
+    "oauth_failed",
+    "client_key_created",
+    "client_key_updated",
+    "client_key_rotated",
+    "client_key_deleted",
+)
 _MAX_DETAIL: Final = 300
 
 _log = logs.get_logger("audit")

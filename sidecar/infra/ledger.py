@@ -40,6 +40,7 @@ from typing import Final, Literal
 
 from sidecar import logs
 from sidecar.core.budget import OVERALL, AlertKey, Budget
+from sidecar.core.metrics import Sample as MetricSample
 from sidecar.core.usage_stats import Sample
 from sidecar.infra import audit
 from sidecar.infra.db import Database
@@ -118,9 +119,14 @@ MIGRATIONS: Final = (
         PRIMARY KEY (scope, kind, period_key)
     ) WITHOUT ROWID;
     """,
+    # The gateway's client key (its name) that made the request; NULL for the host's own requests.
+    """
+    ALTER TABLE ledger ADD COLUMN client TEXT;
+    CREATE INDEX ledger_client_ts ON ledger (client, ts) WHERE client IS NOT NULL;
+    """,
 )
 
-GroupBy = Literal["provider", "model", "day", "tag"]
+GroupBy = Literal["provider", "model", "day", "tag", "client"]
 Outcome = Literal["ok", "error", "cancelled"]
 
 COMMIT_ATTEMPTS: Final = 4
@@ -157,6 +163,7 @@ class Row:
     attempts: int = 1
     run_id: str | None = None
     tag: str | None = None
+    client: str | None = None
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -172,15 +179,15 @@ class Row:
             self.uid, self.ts, self.method, self.provider, self.model, self.outcome, self.error_kind,
             self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens,
             self.reasoning_tokens, int(self.usage_estimated), self.cost_usd, self.pricing_date,
-            self.latency_ms, self.attempts, self.run_id, self.tag, pid,
+            self.latency_ms, self.attempts, self.run_id, self.tag, pid, self.client,
         )  # fmt: skip
 
 
 _INSERT_ROW: Final = (
     "INSERT OR IGNORE INTO ledger (uid, ts, method, provider, model, outcome, error_kind, input_tokens, "
     "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_estimated, cost_usd, "
-    "pricing_date, latency_ms, attempts, run_id, tag, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-    "?, ?, ?, ?, ?, ?)"
+    "pricing_date, latency_ms, attempts, run_id, tag, pid, client) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -441,6 +448,7 @@ class Ledger:
         provider: str | None = None,
         tag: str | None = None,
         run_id: str | None = None,
+        client: str | None = None,
     ) -> list[Sample]:
         """Committed rows with `since_ts <= ts < until_ts` as analytics samples keyed by `group_by`."""
         key_sql = {
@@ -449,10 +457,11 @@ class Ledger:
             "model": "provider || ':' || model",
             "day": "date(ts, 'unixepoch')",
             "tag": "tag",
+            "client": "client",
         }[group_by]
         where = ["ts >= ?", "ts < ?"]
         args: list[object] = [since_ts, until_ts]
-        for column, value in (("provider", provider), ("tag", tag), ("run_id", run_id)):
+        for column, value in (("provider", provider), ("tag", tag), ("run_id", run_id), ("client", client)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
@@ -464,6 +473,37 @@ class Ledger:
 
         def run(conn: sqlite3.Connection) -> list[Sample]:
             return [Sample(*r) for r in conn.execute(sql, args).fetchall()]
+
+        return self.db.run_sync(run)
+
+    def metric_samples(self, since_ts: float, until_ts: float) -> list[MetricSample]:
+        """Committed rows with `since_ts <= ts < until_ts`, as metrics samples."""
+        sql = (
+            "SELECT ts, provider, client, outcome, coalesce(input_tokens, 0), coalesce(output_tokens, 0), "
+            "coalesce(cost_usd, 0), latency_ms FROM ledger WHERE ts >= ? AND ts < ?"
+        )
+
+        def run(conn: sqlite3.Connection) -> list[MetricSample]:
+            return [MetricSample(*r) for r in conn.execute(sql, (since_ts, until_ts)).fetchall()]
+
+        return self.db.run_sync(run)
+
+    def client_spends(self, client: str, periods: Sequence[tuple[float, float]]) -> list[float]:
+        """USD spent by one gateway client key in each `[since_ts, until_ts)`, committed rows plus
+        this process's queued ones."""
+
+        def run(conn: sqlite3.Connection) -> list[float]:
+            with self._pending_lock:
+                pending = [r for r in self._pending.values() if r.client == client]
+            out: list[float] = []
+            for since, until in periods:
+                (spent,) = conn.execute(
+                    "SELECT coalesce(sum(cost_usd), 0) FROM ledger WHERE client = ? AND ts >= ? AND ts < ?",
+                    (client, since, until),
+                ).fetchone()
+                spent += sum(r.cost_usd or 0.0 for r in pending if since <= r.ts < until)
+                out.append(float(spent))
+            return out
 
         return self.db.run_sync(run)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -138,6 +138,8 @@ class ChatService:
         self.config = config
         self.resilience = resilience or Resilience(config)
         self.hooks: list[ChatHooks] = []
+        # Turns a `router:<name>` request into its first candidate plus the rest as fallback.
+        self.expand: Callable[[CompleteParams], Awaitable[CompleteParams]] | None = None
 
     def handlers(self) -> dict[str, Handler]:
         return {"complete": self.complete, "stream": self.stream}
@@ -178,6 +180,8 @@ class ChatService:
         return Timeouts(connect_s=min(t.connect_s, first), read_s=first, idle_s=idle)
 
     async def run(self, params: CompleteParams, ctx: CallContext, *, stream: bool) -> ChatResult:
+        if self.expand is not None:
+            params = await self.expand(params)
         ref = self.resolve(params.model)
         chain = self.chain(ref, params)
         for hook in self.hooks:

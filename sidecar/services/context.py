@@ -9,6 +9,7 @@ Must not know: stdin/stdout, MCP, JSON-RPC.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 from sidecar.wire.base import Wire
@@ -22,3 +23,8 @@ class CallContext(Protocol):
 
 
 Handler = Callable[[Any, CallContext], Awaitable[Wire]]
+
+
+current_client: ContextVar[str | None] = ContextVar("current_client", default=None)
+"""The gateway client key (by name) a call is made for; None for the host's own calls. The gateway
+sets it around a service call; the usage ledger records it with the request."""

@@ -40,7 +40,7 @@ from sidecar.providers.http import HttpClient, Timeouts
 from sidecar.providers.openrouter_models import parse_models
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.chat import Outcome
-from sidecar.services.context import CallContext, Handler
+from sidecar.services.context import CallContext, Handler, current_client
 from sidecar.services.pricing import Pricing
 from sidecar.wire.base import Empty, Wire
 from sidecar.wire.chat import CompleteParams
@@ -221,6 +221,7 @@ class UsageService:
             attempts=max(len(outcome.attempts), 1),
             run_id=outcome.run_id,
             tag=outcome.tag,
+            client=current_client.get(),
         )
         self.ledger.record(row)
         # A failed try followed by another: "fallback" when the next try is another model,
@@ -409,6 +410,7 @@ class UsageService:
                 provider=params.provider,
                 tag=params.tag,
                 run_id=params.run_id,
+                client=params.client,
             )
             return samples, self.ledger.spends([(OVERALL, month.first_day, month.end_day)])
 
@@ -429,6 +431,27 @@ class UsageService:
                 method=usage_stats.PROJECTION_METHOD,
             ),
         )
+
+    async def client_totals(self) -> dict[str, tuple[int, float]]:
+        """Requests and USD of every gateway client key, over the whole ledger."""
+        await anyio.to_thread.run_sync(self.ledger.flush)
+        samples = await anyio.to_thread.run_sync(
+            lambda: self.ledger.samples(0.0, self.clock().timestamp() + 1, "client")
+        )
+        _, groups = usage_stats.summarise(samples)
+        return {g.key: (g.requests, g.cost_usd) for g in groups if g.key is not None}
+
+    async def client_spend(self, client: str) -> tuple[float, float]:
+        """USD spent today and this month (UTC) by one gateway client key."""
+        now = self.clock()
+        day = policy.window("day", now)
+        month = policy.window("month", now)
+        periods = [
+            (day.start.timestamp(), now.timestamp() + 1),
+            (month.start.timestamp(), now.timestamp() + 1),
+        ]
+        today, this_month = await anyio.to_thread.run_sync(self.ledger.client_spends, client, periods)
+        return today, this_month
 
     @staticmethod
     def _bound(text: str, name: str, *, end: bool) -> dt.datetime:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.wire import catalog, chat, keys, limits, local, usage
+from sidecar.wire import catalog, chat, embed, gateway, keys, limits, local, routers, usage
 from sidecar.wire.base import Empty, Wire
 
 
@@ -72,6 +72,15 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         "deltas, then usage); the final result is the same as `complete`'s. " + _CHAT_PARAMS_HELP,
         notifications=("stream/event",),
         streaming=True,
+    ),
+    MethodSpec(
+        "embed",
+        embed.EmbedParams,
+        embed.EmbedResult,
+        "Embedding vectors for one or more texts, with usage and cost.",
+        "Turn texts into embedding vectors with an embeddings model: openai:text-embedding-3-small, "
+        "gemini:gemini-embedding-001, ollama:<model>, openrouter:<vendor>/<model> or a custom endpoint. "
+        "Answers one vector per input, in order, with input tokens and cost in USD.",
     ),
     MethodSpec(
         "info",
@@ -237,6 +246,112 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         "Fetch OpenRouter's current model prices and use them.",
         "Download OpenRouter's public model list and use its prices for openrouter: models from now on "
         "(until the sidecar restarts). Needs network access; no key.",
+    ),
+    MethodSpec(
+        "gateway_start",
+        gateway.GatewayStartParams,
+        gateway.GatewayStartResult,
+        "Start the local OpenAI- and Anthropic-compatible HTTP gateway.",
+        "Start the HTTP gateway inside this sidecar (same keys, limits, budgets and ledger), so other "
+        "programs can use /v1/chat/completions, /v1/messages and /v1/models with a client key. Binds "
+        "127.0.0.1:3625 by default; port 0 picks a free port. Answers the URL and port.",
+    ),
+    MethodSpec(
+        "gateway_stop",
+        Empty,
+        gateway.GatewayStopResult,
+        "Stop the local HTTP gateway.",
+        "Stop the HTTP gateway; `stopped` is false when it was not running.",
+    ),
+    MethodSpec(
+        "gateway_status",
+        Empty,
+        gateway.GatewayStatusResult,
+        "Whether the gateway runs, its URL, uptime, requests served and open streams.",
+        "Report whether the HTTP gateway is running, its URL and port, how long it has run, how many "
+        "requests it has served and how many streams are open now.",
+    ),
+    MethodSpec(
+        "router_list",
+        Empty,
+        routers.RouterListResult,
+        "The routers: built-in (cheapest, best), from config.toml, and made with router_set.",
+        "List every router (a named model selection used as the model `router:<name>`) with its settings "
+        "and where it comes from.",
+    ),
+    MethodSpec(
+        "router_set",
+        routers.RouterSetParams,
+        routers.RouterSetResult,
+        "Create or replace a router: a manual model list or automatic selection with a strategy.",
+        "Define a router by name: `models`, an ordered list of provider:model, or automatic selection "
+        "over the known models (include/exclude patterns, needs tools/vision/reasoning, min_context) "
+        "ordered by strategy lowest_cost, highest_performance, local_first, remote_first or lowest_latency.",
+    ),
+    MethodSpec(
+        "router_delete",
+        routers.RouterDeleteParams,
+        routers.RouterDeleteResult,
+        "Delete a router made with router_set.",
+        "Delete a router made with router_set (built-in and config.toml routers cannot be deleted here).",
+    ),
+    MethodSpec(
+        "router_preview",
+        routers.RouterPreviewParams,
+        routers.RouterPreviewResult,
+        "A router's ordered candidates, why each is where it is, and which are available now.",
+        "Show the models a router would try, in order, with why each is in its place and whether it can "
+        "take a request now (circuit breaker, client-side limits, key present); `request` (tools, "
+        "messages with images, reasoning) narrows them to models that can serve it.",
+    ),
+    MethodSpec(
+        "metrics",
+        gateway.MetricsParams,
+        gateway.MetricsResult,
+        "Series to plot: tokens, cost, requests, success rate or latency over 1h/24h/7d/30d.",
+        "Answer one metric (tokens, cost, requests, success_rate, latency_p50, latency_p95) over the last "
+        "hour or day (one-minute steps) or 7/30 days (hourly/daily steps, from the usage ledger), in all "
+        "or one series per provider or per gateway client key.",
+    ),
+    MethodSpec(
+        "client_key_create",
+        gateway.ClientKeyCreateParams,
+        gateway.ClientKeyCreateResult,
+        "Create a client key for the gateway; the key is shown once.",
+        "Create a key another program presents to the HTTP gateway (Authorization: Bearer lsk-...), "
+        "with the models or routers it may use (`allow` patterns), a default router, daily/monthly USD "
+        "budgets and per-minute limits. The key is returned once; only its hash is kept.",
+    ),
+    MethodSpec(
+        "client_key_list",
+        Empty,
+        gateway.ClientKeyListResult,
+        "The gateway's client keys (never the keys themselves) with their usage.",
+        "List the gateway's client keys: name, the start of the key, allowed models, limits, when it was "
+        "created and last used, whether it is enabled, and requests and cost so far.",
+    ),
+    MethodSpec(
+        "client_key_update",
+        gateway.ClientKeyUpdateParams,
+        gateway.ClientKeyUpdateResult,
+        "Rename, enable/disable, or change a client key's permissions and limits.",
+        "Change a gateway client key named by `id` or `name`: `rename`, `enabled`, `allow`, `router`, "
+        "budgets and limits. Omitted fields keep their value.",
+    ),
+    MethodSpec(
+        "client_key_rotate",
+        gateway.ClientKeyRef,
+        gateway.ClientKeyCreateResult,
+        "Give a client key a new secret, keeping its name, permissions and usage.",
+        "Replace a gateway client key's secret (the old one stops working at once); the new key is "
+        "returned once.",
+    ),
+    MethodSpec(
+        "client_key_delete",
+        gateway.ClientKeyRef,
+        gateway.ClientKeyDeleteResult,
+        "Delete a gateway client key.",
+        "Delete a gateway client key named by `id` or `name`; requests presenting it are refused.",
     ),
 )
 

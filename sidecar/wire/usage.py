@@ -12,7 +12,7 @@ import msgspec
 
 from sidecar.wire.base import Wire
 
-GroupBy = Literal["provider", "model", "day", "tag"]
+GroupBy = Literal["provider", "model", "day", "tag", "client"]
 NonNegativeUsd = Annotated[float, msgspec.Meta(ge=0)]
 TokenCap = Annotated[int, msgspec.Meta(ge=1)]
 
@@ -27,6 +27,7 @@ class UsageSummaryParams(Wire):
     provider: str | None = None
     tag: str | None = None
     run_id: str | None = None
+    client: str | None = None
 
 
 class UsageGroup(Wire):

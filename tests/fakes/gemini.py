@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from tests.fakes import embeddings
 from tests.fakes.behaviour import Conversation, Plan, ToolCall, Turn, plan
 from tests.fakes.http import (
     FakeUpstream,
@@ -84,6 +85,7 @@ STREAM_CONTENT_TYPE = "text/event-stream"
 JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
 # Google's documented escape hatch for histories that lost their signatures.
 DUMMY_SIGNATURES = frozenset({"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"})
+EMBED_PATH = re.compile(r"/v1beta/models/(?P<model>[^/:]+):batchEmbedContents")
 CHAT_PATH = re.compile(r"/v1beta/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)")
 
 
@@ -673,8 +675,31 @@ class FakeGemini(FakeUpstream):
         self._seq = 0
         self._seq_lock = threading.Lock()
         self.route("POST", CHAT_PATH, self._generate)
+        self.route("POST", EMBED_PATH, self._batch_embed)
         self.route("GET", "/v1beta/models", self._list_models)
         self.route("GET", re.compile(r"/v1beta/models/(?P<model>[^/:]+)"), self._get_model)
+
+    def _batch_embed(self, req: RecordedRequest) -> Reply:
+        """``:batchEmbedContents``: ``{"requests": [{"model": "models/<same>", "content": {"parts":
+        [{"text"}]}, "outputDimensionality"?}]}`` answered ``{"embeddings": [{"values": [...]}]}``
+        (no usage, as the API sends none)."""
+        failure = self._auth_failure(req)
+        if failure is not None:
+            return failure
+        model = req.path_params["model"]
+        requests = req.json().get("requests")
+        if not isinstance(requests, list) or not requests:
+            return error_reply(400, "* BatchEmbedContentsRequest.requests: contents is not specified")
+        out = []
+        for i, item in enumerate(requests):
+            if item.get("model") != f"models/{model}":
+                return error_reply(
+                    400, f"* BatchEmbedContentsRequest.model: unexpected model name format ({i})"
+                )
+            text = "".join(p.get("text", "") for p in item.get("content", {}).get("parts", []))
+            dims = int(item.get("outputDimensionality") or embeddings.DIMENSIONS)
+            out.append({"values": embeddings.vector(text, dims)})
+        return json_reply(200, {"embeddings": out}, {"content-type": JSON_CONTENT_TYPE})
 
     # -- helpers
 

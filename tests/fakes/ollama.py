@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.core.recommend import CATALOG
+from tests.fakes import embeddings
 from tests.fakes.behaviour import Conversation, Plan, ToolCall, Turn, plan, stable_hex
 from tests.fakes.http import (
     FakeUpstream,
@@ -248,6 +249,7 @@ class FakeOllama(FakeUpstream):
         self.route("DELETE", "/api/delete", self._delete)
         self.route("POST", "/api/pull", self._pull)
         self.route("POST", "/api/chat", self._chat)
+        self.route("POST", "/api/embed", self._embed)
 
     # -- state
 
@@ -400,6 +402,27 @@ class FakeOllama(FakeUpstream):
             yield self._emit({"status": status})
         self.install(name)
         yield self._emit({"status": "success"})
+
+    # -- embeddings
+
+    def _embed(self, req: RecordedRequest) -> Reply:
+        """``/api/embed``: ``input`` a string or a list; the model must be installed; answers
+        ``{"model", "embeddings": [[...]], "total_duration", "load_duration", "prompt_eval_count"}``."""
+        body = self._body(req)
+        name = str(body.get("model", ""))
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list):
+            return json_reply(400, {"error": "invalid input type"})
+        with self._state:
+            known = normalize(name) in self._installed
+        if not known:
+            return json_reply(404, {"error": f"model '{name}' not found"})
+        dims = int(body.get("dimensions") or embeddings.DIMENSIONS)
+        return json_reply(200, {"model": name, "embeddings": [embeddings.vector(t, dims) for t in inputs],
+                                "total_duration": 14143917, "load_duration": 1019500,
+                                "prompt_eval_count": sum(embeddings.tokens(t) for t in inputs)})  # fmt: skip
 
     # -- chat
 

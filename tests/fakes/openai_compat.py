@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from tests.fakes import embeddings
 from tests.fakes.behaviour import (
     Conversation,
     Finish,
@@ -938,6 +939,8 @@ class FakeOpenAICompat(FakeUpstream):
     def _register_routes(self) -> None:
         prefix, authed = self.profile.prefix, self._authed
         self.route("POST", f"{prefix}/chat/completions", authed(self._chat))
+        if self.flavor in ("openai", "openrouter"):
+            self.route("POST", f"{prefix}/embeddings", authed(self._embeddings))
         if self.flavor == "openrouter":
             self.route("GET", f"{prefix}/models", self._openrouter_models)  # public, as on the real service
             self.route("GET", f"{prefix}/key", authed(self._openrouter_key))
@@ -948,6 +951,34 @@ class FakeOpenAICompat(FakeUpstream):
             self.route("GET", f"{prefix}/models/{{model}}", authed(self._get_model))
         if self.flavor == "xai":
             self.route("GET", f"{prefix}/api-key", authed(self._xai_api_key))
+
+    def _embeddings(self, req: RecordedRequest) -> Reply:
+        """``POST /embeddings``: ``input`` a string or a list of strings; ``encoding_format`` float
+        (default) or base64 (little-endian float32, what the official SDK asks for); ``dimensions``
+        shortens the vectors. Usage counts ``prompt_tokens`` = ``total_tokens``."""
+        body = req.json()
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+            message = "'input' must be a string or an array of strings"
+            return json_reply(400, {"error": {"message": message, "type": "invalid_request_error", "param": "input",
+                                              "code": None}})  # fmt: skip
+        dims = int(body.get("dimensions") or embeddings.DIMENSIONS)
+        b64 = body.get("encoding_format") == "base64"
+        data = []
+        for i, text in enumerate(inputs):
+            values = embeddings.vector(text, dims)
+            data.append(
+                {
+                    "object": "embedding",
+                    "index": i,
+                    "embedding": embeddings.as_base64(values) if b64 else values,
+                }
+            )
+        used = sum(embeddings.tokens(t) for t in inputs)
+        return json_reply(200, {"object": "list", "data": data, "model": body.get("model"),
+                                "usage": {"prompt_tokens": used, "total_tokens": used}})  # fmt: skip
 
     def not_found(self, req: RecordedRequest) -> Reply:
         if self.flavor == "openai":

@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Benchmarks of the HTTP gateway against the floor, in one run: a spawned `llm-sidecar` starts its
+gateway over stdio (`gateway_start`, a client key from `client_key_create`), and the same requests
+go once through the gateway and once straight to the fake upstream with httpx2.
+
+- added latency p50: sequential non-streamed chat completions, gateway minus direct;
+- throughput at 32 concurrent requests (requests/s), gateway and direct;
+- stream relay: a pre-rendered OpenAI stream of many deltas, chunks/s received by the client;
+- RSS of the sidecar process with the gateway running, after the load.
+
+LiteLLM's proxy is not installed here (no new packages), so no comparison with it is made.
+
+`bench_gateway(quick)` returns rows in scripts/bench.py's table shape; run alone it prints them.
+
+    .venv/bin/python scripts/bench_gateway.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import msgspec
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes.http import Reply  # noqa: E402
+from tests.fakes.openai_compat import FakeOpenAICompat  # noqa: E402
+
+SIDECAR = str(Path(sys.executable).with_name("llm-sidecar"))
+KEY = "sk-test-valid"
+Table = list[tuple[str, str, str, str]]
+BODY = {"model": "openai:gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
+DIRECT_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
+
+
+class Sidecar:
+    """A spawned sidecar spoken to over stdio, just enough to start its gateway."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [SIDECAR], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        )
+        self._answers: dict[int, Any] = {}
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            msg = msgspec.json.decode(line)
+            if "id" in msg and "method" not in msg:
+                with self._cond:
+                    self._answers[msg["id"]] = msg
+                    self._cond.notify_all()
+
+    def call(self, rid: int, method: str, params: dict[str, Any]) -> Any:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(
+            msgspec.json.encode({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
+        )
+        self.proc.stdin.write(b"\n")
+        self.proc.stdin.flush()
+        with self._cond:
+            if not self._cond.wait_for(lambda: rid in self._answers, 30):
+                raise TimeoutError(method)
+            msg = self._answers.pop(rid)
+        if "error" in msg:
+            raise RuntimeError(msg["error"])
+        return msg["result"]
+
+    def rss(self) -> int:
+        return int(psutil.Process(self.proc.pid).memory_info().rss)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+def stream_body(pieces: int) -> bytes:
+    chunk = (
+        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[{"index":0,"delta":{"content":"tok "},"logprobs":null,"finish_reason":null}],'
+        b'"usage":null}\n\n'
+    )
+    tail = (
+        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}\n\n'
+        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":'
+        + str(pieces).encode()
+        + b',"total_tokens":9}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    return chunk * pieces + tail
+
+
+def enqueue_stream(fake: FakeOpenAICompat, body: bytes) -> None:
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    fake.enqueue(Reply(headers={"content-type": "text/event-stream; charset=utf-8"}, chunks=chunks))
+
+
+async def latencies(url: str, headers: dict[str, str], body: dict[str, Any], runs: int) -> list[float]:
+    out = []
+    async with httpx2.AsyncClient(timeout=30) as client:
+        for i in range(runs + 5):
+            t = time.perf_counter()
+            r = await client.post(url, json=body, headers=headers)
+            elapsed = (time.perf_counter() - t) * 1000
+            assert r.status_code == 200, r.text
+            if i >= 5:  # warm-up
+                out.append(elapsed)
+    return out
+
+
+async def throughput(
+    url: str, headers: dict[str, str], body: dict[str, Any], total: int, workers: int
+) -> float:
+    limits = httpx2.Limits(max_connections=workers, max_keepalive_connections=workers)
+    async with httpx2.AsyncClient(timeout=60, limits=limits) as client:
+        left = total
+
+        async def worker() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                r = await client.post(url, json=body, headers=headers)
+                assert r.status_code == 200, r.text
+
+        await client.post(url, json=body, headers=headers)
+        t = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(workers):
+                tg.start_soon(worker)
+        return total / (time.perf_counter() - t)
+
+
+async def relay_rate(url: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, float]:
+    async with httpx2.AsyncClient(timeout=120) as client:
+        t = time.perf_counter()
+        count = 0
+        async with client.stream("POST", url, json={**body, "stream": True}, headers=headers) as r:
+            assert r.status_code == 200
+            async for line in r.aiter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    count += 1
+        return count, count / (time.perf_counter() - t)
+
+
+def bench_gateway(quick: bool = False) -> Table:
+    runs, total, pieces = (50, 300, 5_000) if quick else (500, 3_000, 50_000)
+    config = os.environ.get("BENCH_GATEWAY_CONFIG", "")
+    with tempfile.TemporaryDirectory() as home, FakeOpenAICompat("openai") as fake:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "SIDECAR_HOME": home,
+            "OPENAI_BASE_URL": fake.api_base,
+            "OPENAI_API_KEY": KEY,
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+            "SIDECAR_LOG_LEVEL": "warning",
+        }
+        if config:
+            Path(home, "config.toml").write_text(config)
+        sidecar = Sidecar(env)
+        try:
+            key = sidecar.call(1, "client_key_create", {"name": "bench"})["key"]
+            started = sidecar.call(2, "gateway_start", {"port": 0})
+            gw = started["url"] + "/v1/chat/completions"
+            direct = fake.api_base + "/chat/completions"
+            gw_headers = {"authorization": f"Bearer {key}"}
+            direct_headers = {"authorization": f"Bearer {KEY}"}
+            via = anyio.run(latencies, gw, gw_headers, BODY, runs)
+            floor = anyio.run(latencies, direct, direct_headers, DIRECT_BODY, runs)
+            gw_rps = anyio.run(throughput, gw, gw_headers, BODY, total, 32)
+            floor_rps = anyio.run(throughput, direct, direct_headers, DIRECT_BODY, total, 32)
+            enqueue_stream(fake, stream_body(pieces))
+            gw_chunks, gw_rate = anyio.run(relay_rate, gw, gw_headers, BODY)
+            enqueue_stream(fake, stream_body(pieces))
+            _, floor_rate = anyio.run(relay_rate, direct, direct_headers, DIRECT_BODY)
+            rss = sidecar.rss()
+        finally:
+            sidecar.close()
+    p50, f50 = statistics.median(via), statistics.median(floor)
+    return [
+        (
+            "gateway chat latency p50",
+            f"{p50:.2f} ms",
+            f"{f50:.2f} ms (httpx2 direct)",
+            f"+{p50 - f50:.2f} ms",
+        ),
+        (
+            "gateway throughput, 32 concurrent",
+            f"{gw_rps:,.0f} req/s",
+            f"{floor_rps:,.0f} req/s (httpx2 direct)",
+            f"{gw_rps / floor_rps:.2f}x",
+        ),
+        (
+            f"gateway stream relay ({gw_chunks:,} chunks)",
+            f"{gw_rate:,.0f} chunks/s",
+            f"{floor_rate:,.0f} chunks/s (httpx2 direct)",
+            f"{gw_rate / floor_rate:.2f}x",
+        ),
+        ("RSS with the gateway running, after load", f"{rss / 2**20:.1f} MB", "-", "-"),
+        ("LiteLLM proxy comparison", "not run", "litellm not installed", "-"),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke check)")
+    args = parser.parse_args()
+    table = bench_gateway(args.quick)
+    head = ("measure", "sidecar", "floor", "ratio")
+    width = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(head)]
+    print(" | ".join(h.ljust(w) for h, w in zip(head, width, strict=True)))
+    print("-|-".join("-" * w for w in width))
+    for r in table:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

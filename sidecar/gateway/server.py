@@ -1,0 +1,103 @@
+"""Runs the gateway's ASGI app with uvicorn inside the sidecar's own event loop (no second
+process): a socket bound here (so port 0 can report the port it got), and `uvicorn.Server.serve`
+as a task of the caller's task group. Signals stay the sidecar's: uvicorn's own handlers are not
+installed.
+
+Must not know: routes, services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+import time
+from collections.abc import Generator
+from typing import Any, Final
+
+import anyio
+import uvicorn
+
+from sidecar import logs
+
+SHUTDOWN_GRACE_S: Final = 1.0
+_log = logs.get_logger("gateway")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # the sidecar handles SIGTERM/SIGINT itself
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_hosts(host: str, port: int) -> list[str]:
+    """Host header values accepted (DNS-rebinding protection): the bound name, and for loopback
+    its usual spellings. Starlette compares the header without its port."""
+    del port
+    if is_loopback(host):
+        return ["127.0.0.1", "localhost", "::1", "[::1]"]
+    if host in ("0.0.0.0", "::"):
+        return ["*"]  # bound everywhere on purpose: no single name to check against
+    return [host, f"[{host}]"] if ":" in host else [host]
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY on accepted connections only when the
+    # socket says it is TCP; without it Nagle's algorithm and delayed ACKs add ~40 ms to answers
+    # written in two parts (headers, then body).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host.strip("[]"), port))
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+class Running:
+    """One started gateway: its socket, its uvicorn server and when it started."""
+
+    def __init__(self, app: Any, host: str, sock: socket.socket) -> None:
+        self.host = host
+        self.sock = sock
+        self.port = int(sock.getsockname()[1])
+        self.started = time.monotonic()
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
+            server_header=False,
+            http="h11",
+        )
+        self.server = _Server(config)
+        self.done = anyio.Event()
+
+    @property
+    def url(self) -> str:
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{shown}:{self.port}"
+
+    async def serve(self) -> None:
+        try:
+            await self.server.serve(sockets=[self.sock])
+        finally:
+            self.done.set()
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        with anyio.move_on_after(SHUTDOWN_GRACE_S + 1):
+            await self.done.wait()
+        if not self.done.is_set():
+            self.server.force_exit = True
+            await self.done.wait()

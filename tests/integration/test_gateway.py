@@ -1,0 +1,656 @@
+"""The HTTP gateway, started inside a real Services stack, called by the official `openai` and
+`anthropic` SDKs over real sockets, in front of the fake upstreams.
+
+Covers every route, each error status with its SDK's error class, client keys with different
+permissions and budgets, the ledger's `client` column, and a client that disconnects mid-stream.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import anyio
+import httpx2
+import msgspec
+import openai
+import pytest
+
+from sidecar.app import Services, build_services
+from sidecar.config import Config, GatewaySettings, Retry, Timeouts
+from sidecar.infra.keystore import MemoryStore
+from sidecar.wire.base import Empty
+from sidecar.wire.gateway import (
+    ClientKeyCreateParams,
+    ClientKeyRef,
+    ClientKeyUpdateParams,
+    GatewayStartParams,
+    MetricsParams,
+)
+from sidecar.wire.usage import UsageSummaryParams
+from tests.fakes.anthropic import VALID_KEY as ANTHROPIC_KEY
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.http import Stall
+from tests.fakes.openai_compat import FakeOpenAICompat, error_reply
+
+pytestmark = pytest.mark.anyio
+
+OPENAI_KEY = "sk-test-valid"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Ctx:
+    request_id = "test"
+
+    async def notify(self, method: str, params: Any) -> None:
+        return None
+
+
+@dataclass
+class Gw:
+    services: Services
+    url: str
+    full: str  # a key allowed everything
+    openai_only: str  # a key allowed openai:* only, with a tiny daily budget
+    home: Path
+    oa: FakeOpenAICompat
+    an: FakeAnthropic
+    clients: list[Any] = field(default_factory=list)
+
+    def oai(self, key: str | None = None) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key or self.full, max_retries=0)
+        self.clients.append(client)
+        return client
+
+    def ant(self, key: str | None = None) -> anthropic.AsyncAnthropic:
+        client = anthropic.AsyncAnthropic(base_url=self.url, api_key=key or self.full, max_retries=0)
+        self.clients.append(client)
+        return client
+
+    async def call(self, method: str, params: Any) -> Any:
+        return await self.services.handlers[method](params, Ctx())
+
+
+@pytest.fixture
+def fakes() -> Iterator[tuple[FakeOpenAICompat, FakeAnthropic]]:
+    with FakeOpenAICompat("openai") as oa, FakeAnthropic() as an:
+        yield oa, an
+
+
+@pytest.fixture
+async def gw(tmp_path: Path, fakes: tuple[FakeOpenAICompat, FakeAnthropic]) -> AsyncIterator[Gw]:
+    oa, an = fakes
+    env = {"SIDECAR_HOME": str(tmp_path), "OPENAI_BASE_URL": oa.api_base, "ANTHROPIC_BASE_URL": an.url}
+    config = Config(
+        retry=Retry(max_attempts=1),
+        timeouts=Timeouts(first_byte_s=1.0, idle_s=1.0, total_s=5.0),
+        gateway=GatewaySettings(max_body_bytes=64 * 1024),
+    )
+    services = build_services(
+        config, store=MemoryStore({"openai": OPENAI_KEY, "anthropic": ANTHROPIC_KEY}), env=env
+    )
+    async with anyio.create_task_group() as tg:
+        await services.start_background(tg)
+        started = await services.handlers["gateway_start"](GatewayStartParams(port=0), Ctx())
+        full = await services.handlers["client_key_create"](ClientKeyCreateParams(name="full"), Ctx())
+        narrow = await services.handlers["client_key_create"](
+            ClientKeyCreateParams(name="narrow", allow=["openai:*"], daily_usd=0.000001), Ctx()
+        )
+        gw = Gw(services, started.url, full.key, narrow.key, tmp_path, oa, an)
+        yield gw
+        for client in gw.clients:
+            await client.close()
+        await services.stop_gateway()
+        tg.cancel_scope.cancel()
+    await services.aclose()
+
+
+def ledger(home: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(home / "sidecar.db") as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY id")]
+
+
+async def flush(gw: Gw) -> None:
+    await anyio.to_thread.run_sync(gw.services.usage.ledger.flush)
+
+
+# --- OpenAI -----------------------------------------------------------------------------------------
+
+
+async def test_openai_async_non_stream_answers_and_the_ledger_names_the_client(gw: Gw) -> None:
+    res = await gw.oai().chat.completions.create(
+        model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "hello there"}]
+    )
+    assert res.choices[0].message.content == "Echo: hello there"
+    assert res.choices[0].finish_reason == "stop"
+    assert res.usage is not None and res.usage.prompt_tokens > 0 and res.usage.completion_tokens > 0
+    assert res.model == "openai:gpt-4o-mini"
+    await flush(gw)
+    (row,) = ledger(gw.home)
+    assert (row["client"], row["provider"], row["outcome"]) == ("full", "openai", "ok")
+    summary = await gw.call("usage_summary", UsageSummaryParams(group_by="client"))
+    assert [(g.key, g.requests) for g in summary.groups] == [("full", 1)]
+
+
+async def test_openai_async_stream_with_usage(gw: Gw) -> None:
+    stream = await gw.oai().chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "stream me please"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text, finish, usage = "", None, None
+    async for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            finish = chunk.choices[0].finish_reason or finish
+        if chunk.usage is not None:
+            usage = chunk.usage
+            assert chunk.choices == []
+    assert text == "Echo: stream me please"
+    assert finish == "stop"
+    assert usage is not None and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+async def test_openai_tools_stream_and_non_stream(gw: Gw) -> None:
+    tools: Any = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "description": "look a thing up",
+                "parameters": {"type": "object", "properties": {"input": {"type": "string"}}},
+            },
+        }
+    ]
+    messages: Any = [{"role": "user", "content": "capital of France"}]
+    res = await gw.oai().chat.completions.create(model="openai:gpt-4o-mini", messages=messages, tools=tools)
+    call = res.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert res.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "lookup"  # type: ignore[union-attr]
+    assert json.loads(call.function.arguments) == {"input": "capital of France"}  # type: ignore[union-attr]
+
+    stream = await gw.oai().chat.completions.create(
+        model="openai:gpt-4o-mini", messages=messages, tools=tools, stream=True
+    )
+    args, names, ids = "", [], []
+    async for chunk in stream:
+        for tc in chunk.choices[0].delta.tool_calls or [] if chunk.choices else []:
+            assert tc.index == 0
+            if tc.id:
+                ids.append(tc.id)
+            if tc.function and tc.function.name:
+                names.append(tc.function.name)
+            args += (tc.function.arguments or "") if tc.function else ""
+    assert ids == [call.id] and names == ["lookup"]
+    assert json.loads(args) == {"input": "capital of France"}
+
+    # The tool's answer goes back, with the assistant's call, and the model uses it.
+    follow = [
+        *messages,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "Paris"},
+    ]
+    res = await gw.oai().chat.completions.create(model="openai:gpt-4o-mini", messages=follow, tools=tools)
+    assert res.choices[0].message.content == "The tool said: Paris"
+
+
+async def test_openai_image_part_reaches_the_upstream(gw: Gw) -> None:
+    url = "data:image/png;base64,iVBORw0KGgo="
+    await gw.oai().chat.completions.create(
+        model="openai:gpt-4o-mini",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
+    )
+    sent = gw.oa.requests[-1].json()["messages"][0]["content"]
+    assert {"type": "image_url", "image_url": {"url": url}} in [
+        {k: v for k, v in p.items() if k in ("type", "image_url")} for p in sent
+    ]
+
+
+async def test_openai_sync_client_and_legacy_completions(gw: Gw) -> None:
+    def run() -> tuple[str, str, str]:
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key=gw.full, max_retries=0)
+        res = client.chat.completions.create(
+            model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "sync"}]
+        )
+        streamed = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(
+                model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "sync stream"}], stream=True
+            )
+            if c.choices
+        )
+        legacy = client.completions.create(model="openai:gpt-4o-mini", prompt="old style")
+        return res.choices[0].message.content or "", streamed, legacy.choices[0].text
+
+    assert await anyio.to_thread.run_sync(run) == ("Echo: sync", "Echo: sync stream", "Echo: old style")
+
+
+async def test_models_lists_only_what_the_key_may_use(gw: Gw) -> None:
+    every = [m.id async for m in gw.oai().models.list()]
+    narrow = [m.id async for m in gw.oai(gw.openai_only).models.list()]
+    assert any(m.startswith("anthropic:") for m in every)
+    assert {"router:cheapest", "router:best"} <= set(every)
+    assert narrow and all(m.startswith("openai:") for m in narrow)
+
+
+# --- Anthropic --------------------------------------------------------------------------------------
+
+
+async def test_anthropic_non_stream_with_thinking_and_tools(gw: Gw) -> None:
+    client = gw.ant()
+    msg = await client.messages.create(
+        model="anthropic:claude-sonnet-4-5",
+        max_tokens=2048,
+        messages=[{"role": "user", "content": "hello claude"}],
+    )
+    assert msg.content[0].type == "text" and msg.content[0].text == "Echo: hello claude"
+    assert msg.stop_reason == "end_turn" and msg.usage.output_tokens > 0
+
+    tools: Any = [{"name": "lookup", "description": "", "input_schema": {"type": "object", "properties": {}}}]
+    first = await client.messages.create(
+        model="anthropic:claude-sonnet-4-5",
+        max_tokens=4096,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        tools=tools,
+        messages=[{"role": "user", "content": "find it"}],
+    )
+    kinds = [b.type for b in first.content]
+    assert kinds == ["thinking", "tool_use"] and first.stop_reason == "tool_use"
+    use = first.content[1]
+    assert use.type == "tool_use" and use.input == {"input": "find it"}
+    # The thinking block (with the fake's signature) goes back and the fake accepts the turn.
+    second = await client.messages.create(
+        model="anthropic:claude-sonnet-4-5",
+        max_tokens=4096,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        tools=tools,
+        messages=[
+            {"role": "user", "content": "find it"},
+            {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "found"}]},
+        ],
+    )
+    assert [b.type for b in second.content][-1] == "text"
+    assert second.content[-1].text == "The tool said: found"  # type: ignore[union-attr]
+
+
+async def test_anthropic_stream_event_sequence(gw: Gw) -> None:
+    tools: Any = [{"name": "lookup", "description": "", "input_schema": {"type": "object", "properties": {}}}]
+    events: list[str] = []
+    async with gw.ant().messages.stream(
+        model="anthropic:claude-sonnet-4-5",
+        max_tokens=4096,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        tools=tools,
+        messages=[{"role": "user", "content": "look it up"}],
+    ) as stream:
+        async for event in stream:
+            if event.type in (
+                "message_start",
+                "content_block_start",
+                "content_block_stop",
+                "message_delta",
+                "message_stop",
+            ):
+                events.append(event.type)
+        final = await stream.get_final_message()
+    # The thinking block stays open until its signature (known with the result) has been sent.
+    assert events == [
+        "message_start",
+        "content_block_start",
+        "content_block_start",
+        "content_block_stop",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert [b.type for b in final.content] == ["thinking", "tool_use"]
+    assert final.content[0].signature  # type: ignore[union-attr]
+    use = final.content[1]
+    assert use.input == {"input": "look it up"}  # type: ignore[union-attr]
+    assert final.stop_reason == "tool_use" and final.usage.output_tokens > 0
+
+    # The streamed thinking block, signature included, continues the turn (the fake checks it).
+    async with gw.ant().messages.stream(
+        model="anthropic:claude-sonnet-4-5",
+        max_tokens=4096,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        tools=tools,
+        messages=[
+            {"role": "user", "content": "look it up"},
+            {"role": "assistant", "content": [b.model_dump() for b in final.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "42"}]},  # type: ignore[union-attr]
+        ],
+    ) as stream:
+        second = await stream.get_final_message()
+    assert second.content[-1].text == "The tool said: 42"  # type: ignore[union-attr]
+
+    async with gw.ant().messages.stream(
+        model="openai:gpt-4o-mini", max_tokens=100, messages=[{"role": "user", "content": "any provider"}]
+    ) as stream:
+        text = "".join([t async for t in stream.text_stream])
+    assert text == "Echo: any provider"
+
+
+# --- errors -----------------------------------------------------------------------------------------
+
+
+async def test_401_without_or_with_a_wrong_key(gw: Gw) -> None:
+    with pytest.raises(openai.AuthenticationError) as oe:
+        await gw.oai("lsk-not-a-key").chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
+    assert oe.value.status_code == 401
+    with pytest.raises(anthropic.AuthenticationError):
+        await gw.ant("nope").messages.create(
+            model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
+    async with httpx2.AsyncClient() as http:
+        r = await http.post(gw.url + "/v1/chat/completions", json={})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+
+
+async def test_403_model_not_allowed_and_404_unknown_model(gw: Gw) -> None:
+    with pytest.raises(openai.PermissionDeniedError):
+        await gw.oai(gw.openai_only).chat.completions.create(
+            model="anthropic:claude-sonnet-4-5", messages=[{"role": "user", "content": "x"}]
+        )
+    with pytest.raises(anthropic.PermissionDeniedError):
+        await gw.ant(gw.openai_only).messages.create(
+            model="anthropic:claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
+    with pytest.raises(openai.NotFoundError):
+        await gw.oai().chat.completions.create(
+            model="nosuchmodel", messages=[{"role": "user", "content": "x"}]
+        )
+    with pytest.raises(anthropic.NotFoundError):
+        await gw.ant().messages.create(
+            model="nosuch:thing", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+
+
+async def test_429_for_a_spent_budget_and_a_per_minute_limit(gw: Gw) -> None:
+    narrow = gw.oai(gw.openai_only)
+    await narrow.chat.completions.create(
+        model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+    )
+    with pytest.raises(openai.RateLimitError) as exc:
+        await narrow.chat.completions.create(
+            model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
+    assert exc.value.response.headers["retry-after"].isdigit()
+    assert exc.value.code == "budget_exceeded"
+    # The other key is untouched by this one's budget.
+    await gw.oai().chat.completions.create(
+        model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+    )
+
+    await gw.call("client_key_update", ClientKeyUpdateParams(name="full", limits={"requests_per_minute": 1}))  # type: ignore[arg-type]
+    await gw.oai().chat.completions.create(
+        model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+    )
+    with pytest.raises(anthropic.RateLimitError) as aexc:
+        await gw.ant().messages.create(
+            model="openai:gpt-4o-mini", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+    assert int(aexc.value.response.headers["retry-after"]) >= 1
+
+
+async def test_502_503_504_for_upstream_failures(gw: Gw) -> None:
+    gw.oa.enqueue(error_reply(500, "openai"))
+    with pytest.raises(openai.InternalServerError) as e502:
+        await gw.oai().chat.completions.create(
+            model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
+    assert e502.value.status_code == 502
+    gw.oa.enqueue(error_reply(401, "openai", "auth"))
+    with pytest.raises(anthropic.APIStatusError) as a502:
+        await gw.ant().messages.create(
+            model="openai:gpt-4o-mini", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+    assert a502.value.status_code == 502
+    with pytest.raises(openai.InternalServerError) as e503:  # no key for xai behind the gateway
+        await gw.oai().chat.completions.create(
+            model="xai:grok-4", messages=[{"role": "user", "content": "x"}]
+        )
+    assert e503.value.status_code == 503
+    gw.oa.edit_stream = lambda events: [Stall()]
+    with pytest.raises(openai.APIStatusError) as e504:
+        stream = await gw.oai().chat.completions.create(
+            model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+        async for _ in stream:
+            pass
+    assert e504.value.status_code == 504
+
+
+async def test_400_malformed_json_and_413_oversized_body_then_keeps_serving(gw: Gw) -> None:
+    headers = {"authorization": f"Bearer {gw.full}", "content-type": "application/json"}
+    async with httpx2.AsyncClient() as http:
+        bad = await http.post(gw.url + "/v1/chat/completions", content=b"{not json", headers=headers)
+        assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+        bad = await http.post(gw.url + "/v1/messages", content=b'{"model": 3}', headers=headers)
+        assert bad.status_code == 400 and bad.json()["type"] == "error"
+        big = await http.post(gw.url + "/v1/chat/completions", content=b"x" * (70 * 1024), headers=headers)
+        assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+        health = await http.get(gw.url + "/health")
+        assert health.status_code == 200
+    with pytest.raises(openai.BadRequestError):
+        await gw.oai().chat.completions.create(
+            model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "x"}], n=2
+        )
+
+
+async def test_host_header_is_checked_and_openapi_is_served(gw: Gw) -> None:
+    async with httpx2.AsyncClient() as http:
+        evil = await http.get(gw.url + "/health", headers={"host": "attacker.example"})
+        assert evil.status_code == 400
+        for path in ("/v1/models", "/v1/chat/completions"):
+            evil = await http.request(
+                "GET" if path == "/v1/models" else "POST",
+                gw.url + path,
+                headers={"host": "attacker.example:80", "authorization": f"Bearer {gw.full}"},
+            )
+            assert evil.status_code == 400, path
+        fine = await http.get(
+            gw.url + "/v1/models", headers={"host": "localhost", "authorization": f"Bearer {gw.full}"}
+        )
+        assert fine.status_code == 200
+        doc = (await http.get(gw.url + "/openapi.json")).json()
+    assert doc["openapi"].startswith("3.1")
+    assert {"/v1/chat/completions", "/v1/messages", "/v1/models"} <= set(doc["paths"])
+    assert "ChatCompletionRequest" in doc["components"]["schemas"]
+
+
+async def test_disconnect_mid_stream_closes_upstream_and_records_partial_usage(gw: Gw) -> None:
+    gw.oa.chunk_delay_s = 0.05
+    body = {
+        "model": "openai:gpt-4o-mini",
+        "stream": True,
+        "messages": [{"role": "user", "content": "a b c d e f g h i j k l"}],
+    }
+    async with (
+        httpx2.AsyncClient() as http,
+        http.stream(
+            "POST", gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {gw.full}"}
+        ) as r,
+    ):
+        assert r.status_code == 200
+        async for _ in r.aiter_bytes():
+            break  # the first token is here: go away
+    assert await anyio.to_thread.run_sync(lambda: gw.oa.wait_for_disconnect(timeout=5.0))
+    for _ in range(50):
+        await flush(gw)
+        rows = ledger(gw.home)
+        if rows:
+            break
+        await anyio.sleep(0.05)
+    (row,) = rows
+    assert (row["outcome"], row["client"]) == ("cancelled", "full")
+    assert row["output_tokens"] and row["output_tokens"] > 0
+
+
+async def test_client_key_lifecycle_rotate_disable_delete(gw: Gw) -> None:
+    listed = await gw.call("client_key_list", Empty())
+    assert {k.name for k in listed.keys} == {"full", "narrow"}
+    assert all(gw.full not in json.dumps(k.__struct_fields__) for k in listed.keys)
+    rotated = await gw.call("client_key_rotate", ClientKeyRef(name="full"))
+    assert rotated.key != gw.full and rotated.key.startswith("lsk-")
+    with pytest.raises(openai.AuthenticationError):
+        await gw.oai(gw.full).models.list()
+    assert [m async for m in gw.oai(rotated.key).models.list()]
+    await gw.call("client_key_update", ClientKeyUpdateParams(name="full", enabled=False))
+    with pytest.raises(openai.AuthenticationError):
+        await gw.oai(rotated.key).models.list()
+    await gw.call("client_key_delete", ClientKeyRef(name="narrow"))
+    with pytest.raises(openai.AuthenticationError):
+        await gw.oai(gw.openai_only).models.list()
+    with sqlite3.connect(gw.home / "sidecar.db") as conn:
+        stored = conn.execute("SELECT hash, prefix FROM client_keys").fetchall()
+        events = [r[0] for r in conn.execute("SELECT event FROM audit ORDER BY id")]
+        everything = "\n".join(str(r) for r in conn.execute("SELECT * FROM audit"))
+    assert all(rotated.key not in h and len(p) == 10 for h, p in stored)
+    assert rotated.key not in everything
+    assert events == [
+        "client_key_created",
+        "client_key_created",
+        "client_key_rotated",
+        "client_key_updated",
+        "client_key_deleted",
+    ]
+
+
+async def test_status_counts_and_a_non_loopback_host_needs_keys(tmp_path: Path) -> None:
+    services = build_services(Config(), store=MemoryStore({}), env={"SIDECAR_HOME": str(tmp_path)})
+    async with anyio.create_task_group() as tg:
+        await services.start_background(tg)
+        from sidecar.errors import SidecarError
+
+        with pytest.raises(SidecarError) as exc:
+            await services.handlers["gateway_start"](GatewayStartParams(host="0.0.0.0", port=0), Ctx())
+        assert exc.value.kind == "invalid_request" and "client key" in exc.value.message
+        started = await services.handlers["gateway_start"](GatewayStartParams(port=0), Ctx())
+        async with httpx2.AsyncClient() as http:
+            assert (await http.get(started.url + "/health")).status_code == 200
+            assert (await http.get(started.url + "/v1/models")).status_code == 401
+        status = await services.handlers["gateway_status"](Empty(), Ctx())
+        assert status.running and status.port == started.port and status.requests_served == 1
+        stopped = await services.handlers["gateway_stop"](Empty(), Ctx())
+        assert stopped.stopped
+        assert not (await services.handlers["gateway_status"](Empty(), Ctx())).running
+        tg.cancel_scope.cancel()
+    await services.aclose()
+
+
+# --- watching it --------------------------------------------------------------------------------
+
+
+async def test_access_log_metrics_and_prometheus_hold_the_traffic_but_no_secret(gw: Gw) -> None:
+    secret_prompt = "my-private-prompt-words"
+    await gw.oai().chat.completions.create(
+        model="openai:gpt-4o-mini", messages=[{"role": "user", "content": secret_prompt}]
+    )
+    await gw.ant(gw.openai_only).messages.create(
+        model="openai:gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+    )
+    with pytest.raises(openai.NotFoundError):
+        await gw.oai().chat.completions.create(
+            model="nosuchmodel", messages=[{"role": "user", "content": "x"}]
+        )
+    await anyio.to_thread.run_sync(gw.services.access_log.flush)
+    (log_file,) = (gw.home / "logs").iterdir()
+    assert log_file.name.startswith("access-") and log_file.suffix == ".jsonl"
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert [(r["client"], r["status"], r["path"]) for r in lines] == [
+        ("full", 200, "/v1/chat/completions"),
+        ("narrow", 200, "/v1/messages"),
+        ("full", 404, "/v1/chat/completions"),
+    ]
+    assert lines[0]["provider"] == "openai" and lines[0]["total_tokens"] > 0 and lines[0]["latency_ms"] > 0
+    assert lines[0]["request_id"] != lines[1]["request_id"]
+
+    per_client = await gw.call("metrics", MetricsParams(range="1h", metric="requests", group_by="client"))
+    totals = {s.key: sum(v or 0 for _, v in s.points) for s in per_client.series}
+    assert totals == {"full": 1, "narrow": 1}
+    assert per_client.step_s == 60 and len(per_client.series[0].points) == 60
+    await flush(gw)
+    week = await gw.call("metrics", MetricsParams(range="7d", metric="tokens", group_by="provider"))
+    assert week.step_s == 3600 and [s.key for s in week.series] == ["openai"]
+    assert sum(v or 0 for _, v in week.series[0].points) > 0
+
+    async with httpx2.AsyncClient() as http:
+        assert (await http.get(gw.url + "/metrics")).status_code == 401
+        prom = await http.get(gw.url + "/metrics", headers={"authorization": f"Bearer {gw.full}"})
+    assert prom.headers["content-type"].startswith("text/plain")
+    assert 'llm_sidecar_requests_total{provider="openai",client="full",outcome="ok"} 1' in prom.text
+    assert 'llm_sidecar_tokens_total{provider="openai",client="narrow",direction="output"}' in prom.text
+
+    everything = log_file.read_text() + prom.text + json.dumps(msgspec.to_builtins(per_client))
+    for secret in (OPENAI_KEY, ANTHROPIC_KEY, gw.full, gw.openai_only, secret_prompt):
+        assert secret not in everything
+    upstream_auth = {r.headers.get("authorization") for r in gw.oa.requests}
+    assert upstream_auth == {f"Bearer {OPENAI_KEY}"}  # the client key never goes upstream
+
+
+async def test_cors_only_for_configured_origins(tmp_path: Path) -> None:
+    config = Config(gateway=GatewaySettings(cors_origins=["http://app.example"]))
+    services = build_services(config, store=MemoryStore({}), env={"SIDECAR_HOME": str(tmp_path)})
+    async with anyio.create_task_group() as tg:
+        await services.start_background(tg)
+        started = await services.handlers["gateway_start"](GatewayStartParams(port=0), Ctx())
+        preflight = {"access-control-request-method": "POST"}
+        async with httpx2.AsyncClient() as http:
+            good = await http.options(
+                started.url + "/v1/chat/completions", headers={"origin": "http://app.example", **preflight}
+            )
+            bad = await http.options(
+                started.url + "/v1/chat/completions", headers={"origin": "http://evil.example", **preflight}
+            )
+        assert good.headers.get("access-control-allow-origin") == "http://app.example"
+        assert "access-control-allow-origin" not in bad.headers
+        await services.stop_gateway()
+        tg.cancel_scope.cancel()
+    await services.aclose()
+
+
+def test_access_log_rolls_days_and_gzips_the_previous_one(tmp_path: Path) -> None:
+    import datetime as dt
+    import gzip
+
+    from sidecar.infra.access_log import AccessLog
+
+    now = [dt.datetime(2026, 11, 30, 23, 59, tzinfo=dt.UTC)]
+    log = AccessLog(tmp_path, clock=lambda: now[0])
+    log.write({"status": 200, "client": "a"})
+    log.flush()
+    now[0] = dt.datetime(2026, 12, 1, 0, 1, tzinfo=dt.UTC)
+    log.write({"status": 201, "client": "b"})
+    log.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "access-2026-11-30.jsonl.gz",
+        "access-2026-12-01.jsonl",
+    ]
+    assert json.loads(gzip.decompress((tmp_path / "access-2026-11-30.jsonl.gz").read_bytes())) == {
+        "status": 200,
+        "client": "a",
+    }
+    assert oct((tmp_path / "access-2026-12-01.jsonl").stat().st_mode & 0o777) == "0o600"
