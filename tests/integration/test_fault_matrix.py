@@ -102,7 +102,11 @@ def _anthropic_whole() -> dict[str, Any]:
 def _gemini_whole() -> dict[str, Any]:
     return {
         "candidates": [
-            {"content": {"role": "model", "parts": [{"text": "Whole answer"}]}, "finishReason": "STOP", "index": 0}
+            {
+                "content": {"role": "model", "parts": [{"text": "Whole answer"}]},
+                "finishReason": "STOP",
+                "index": 0,
+            }
         ],
         "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7},
         "modelVersion": "gemini-2.5-flash",
