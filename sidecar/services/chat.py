@@ -1,9 +1,12 @@
 """`complete` and `stream`: resolve the model, run the request through its provider, relay events,
 price the result, and tell the hooks (budgets, ledger) before and after.
 
-One code path serves both methods: providers yield the same events either way, and only `stream`
-relays them. Each attempt's upstream call lives inside the request's cancel scope, so cancelling
-the request closes the upstream connection.
+One code path serves both methods: both stream from the upstream and assemble the same events,
+and only `stream` relays them. Streaming `complete` too means cancelling it closes a connection
+the upstream notices at once (llama.cpp only notices a disconnect in a stream; it went on
+generating thousands of tokens for a cancelled non-streamed call), and the first-byte and idle
+limits bound both methods alike. Each attempt's upstream call lives inside the request's cancel
+scope, so cancelling the request closes the upstream connection.
 
 Resilience: a request tries its model, then each fallback (the request's `fallback`, else
 config.toml's), skipping a provider whose circuit is open, waiting for client-side limits, and
@@ -170,8 +173,8 @@ class ChatService:
 
     def timeouts(self, params: CompleteParams, stream: bool = True) -> Timeouts:
         """`timeout_s` bounds every wait without progress (first byte and idle gaps). A non-streaming
-        upstream call sends nothing until the answer is whole, so by default only the total limit
-        bounds its first byte."""
+        upstream call (`stream=False`, the providers' own `complete`) sends nothing until the answer
+        is whole, so by default only the total limit bounds its first byte."""
         t = self.config.timeouts
         if params.timeout_s:
             first = idle = params.timeout_s
@@ -387,8 +390,9 @@ class ChatService:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 permit = await self._acquire(stack, ref, params, tries, deadline)
-                timeouts = self.timeouts(params, stream)
-                events = (provider.stream if stream else provider.complete)(ref.model, params, timeouts)
+                # Both methods stream from the upstream (see the module docstring).
+                timeouts = self.timeouts(params)
+                events = provider.stream(ref.model, params, timeouts)
                 started = time.monotonic()
                 try:
                     async with contextlib.aclosing(events):
