@@ -592,7 +592,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     # socketserver's default backlog of 5 resets connections when a test opens dozens at once.
-    request_queue_size = 128
+    request_queue_size = 1024  # the 500-stream test opens hundreds at once
 
     def __init__(self, fake: FakeUpstream) -> None:
         self.fake = fake
