@@ -314,6 +314,7 @@ def test_one_listener_serves_every_pending_login(sidecar: Sidecar, openrouter: F
     assert sidecar.wait_notification(COMPLETED)["params"]["state"] == second["state"]
     assert not _refused(port)
     assert browser_get(first["callback_url"] + "&code=code-first")[0] == 200
+    sidecar.wait_notification(COMPLETED, where=lambda n: n["params"]["state"] == first["state"])
     states = {n["params"]["state"] for n in sidecar.notifications(COMPLETED)}
     assert states == {first["state"], second["state"]}
     assert _wait_refused(port), "the listener closes once no login is pending"
