@@ -285,7 +285,7 @@ export interface CompleteParams {
 export interface Message {
   role: "assistant" | "system" | "tool" | "user";
   content?: string | (TextPart | ImagePart)[] | null;
-  tool_calls?: ToolCall[] | null;
+  tool_calls?: ToolCallInput[] | null;
   tool_call_id?: string | null;
   name?: string | null;
   cache?: boolean;
@@ -309,10 +309,10 @@ export interface ImagePart {
   cache?: boolean;
 }
 /**
- * `arguments` is always an object; when a model produced arguments that are not valid JSON
- * (a truncated answer, say) they are `{}` and the text is kept in `raw_arguments`.
+ * A tool call the host sends back in an assistant message: `arguments` may be left out there
+ * (hosts echoing an older result that omitted `{}`), and then means `{}`.
  */
-export interface ToolCall {
+export interface ToolCallInput {
   id: string;
   name: string;
   arguments?: {
@@ -342,7 +342,7 @@ export interface Reasoning {
 export interface ChatResult {
   text: string;
   tool_calls: ToolCall[];
-  finish_reason: "content_filter" | "length" | "stop" | "tool_calls";
+  finish_reason: "content_filter" | "incomplete" | "length" | "stop" | "tool_calls";
   usage: Usage;
   cost_usd: number | null;
   provider: string;
@@ -355,6 +355,20 @@ export interface ChatResult {
   response_id?: string | null;
   latency_ms?: number | null;
   attempts?: Attempt[];
+  usage_estimated?: boolean;
+}
+/**
+ * `arguments` is always an object, always present (`{}` for a tool without parameters); when a
+ * model produced arguments that are not valid JSON (a truncated answer, say) they are `{}` and the
+ * text is kept in `raw_arguments`.
+ */
+export interface ToolCall {
+  id: string;
+  name: string;
+  arguments: {
+    [k: string]: unknown;
+  };
+  raw_arguments?: string | null;
 }
 /**
  * Token counts with one meaning for every provider.

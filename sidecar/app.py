@@ -176,9 +176,9 @@ class Services:
 
     @cached_property
     def http(self) -> HttpClient:
-        from sidecar.providers.http import HttpClient
+        from sidecar.providers.http import HttpClient, PoolSettings
 
-        return HttpClient(f"llm-sidecar/{__version__}")
+        return HttpClient(f"llm-sidecar/{__version__}", PoolSettings.from_config(self.config))
 
     @cached_property
     def keys(self) -> KeyResolver:

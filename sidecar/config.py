@@ -34,11 +34,12 @@ class Limits(Wire, forbid_unknown_fields=True):
 
 
 class ProviderSettings(Wire, forbid_unknown_fields=True):
-    """Per-provider overrides of a built-in provider."""
+    """Per-provider overrides of a built-in provider (`max_connections` overrides `[http]`'s)."""
 
     base_url: str | None = None
     limits: Limits | None = None
     headers: dict[str, str] | None = None
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class Endpoint(Wire, forbid_unknown_fields=True):
@@ -59,6 +60,7 @@ class Endpoint(Wire, forbid_unknown_fields=True):
     limits: Limits | None = None
     input_per_mtok: Annotated[float, msgspec.Meta(ge=0)] | None = None
     output_per_mtok: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class Timeouts(Wire, forbid_unknown_fields=True):
@@ -67,9 +69,26 @@ class Timeouts(Wire, forbid_unknown_fields=True):
     the whole request, retries and fallbacks included."""
 
     connect_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    first_byte_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    first_byte_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     idle_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     total_s: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+
+
+class Http(Wire, forbid_unknown_fields=True):
+    """The upstream connections and how much of an answer the sidecar will hold.
+
+    Every provider has a pool of its own (`max_connections` open at once, `max_keepalive` of them
+    kept idle); a request that finds its provider's pool full waits for a free connection at most
+    `pool_wait_s`, then fails as `overloaded` (the sidecar is the bottleneck, not the provider: no
+    breaker failure, no retry). `max_body_mb` caps what is held at once (a whole non-streamed body,
+    one SSE event or NDJSON line); `max_answer_chars` caps the text, thinking and tool arguments of
+    one answer. Past either, the request fails as `provider_error` and is not retried."""
+
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 100
+    max_keepalive: Annotated[int, msgspec.Meta(ge=0)] = 20
+    pool_wait_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    max_body_mb: Annotated[float, msgspec.Meta(gt=0)] = 64.0
+    max_answer_chars: Annotated[int, msgspec.Meta(ge=1)] = 8_000_000
 
 
 class Retry(Wire, forbid_unknown_fields=True):
@@ -159,6 +178,7 @@ class Config(Wire, forbid_unknown_fields=True):
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     retry: Retry = msgspec.field(default_factory=Retry)
     breaker: Breaker = msgspec.field(default_factory=Breaker)
+    http: Http = msgspec.field(default_factory=Http)
     fallback: list[str] = msgspec.field(default_factory=list)
     providers: dict[str, ProviderSettings] = msgspec.field(default_factory=dict)
     endpoints: dict[str, Endpoint] = msgspec.field(default_factory=dict)

@@ -15,8 +15,9 @@ Must not know: JSON-RPC framing, providers' wire formats, I/O.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
+from sidecar.redact import redact
 from sidecar.wire.base import ErrorData
 
 ErrorKind = Literal[
@@ -34,6 +35,7 @@ ErrorKind = Literal[
     "keychain_unavailable",
     "ollama_unavailable",
     "oauth_failed",
+    "overloaded",
     "cancelled",
     "internal_error",
     "coordination_unavailable",
@@ -69,6 +71,7 @@ KIND_CODES: Final[dict[str, int]] = {
     "oauth_failed": 1013,
     "coordination_unavailable": 1014,
     "storage_unavailable": 1015,
+    "overloaded": 1016,
 }
 
 # Kinds that a retry or a fallback to another provider can cure.
@@ -130,7 +133,13 @@ class SidecarError(Exception):
 
 
 class ProviderError(SidecarError):
-    """An upstream failure, mapped to a kind at the provider boundary."""
+    """An upstream failure, mapped to a kind at the provider boundary.
+
+    Everything it carries may come from an upstream (an error body, a header, an error event), so
+    this is the one place where all of it is redacted: the message, every string anywhere in
+    `details`, and the upstream request id. Nothing of an upstream's reaches the host, the logs or
+    the database except through a `ProviderError`.
+    """
 
     def __init__(
         self,
@@ -142,10 +151,33 @@ class ProviderError(SidecarError):
         retry_after_s: float | None = None,
         upstream_request_id: str | None = None,
         details: dict[str, object] | None = None,
+        final: bool = False,
     ) -> None:
-        super().__init__(kind, message, provider=provider, retry_after_s=retry_after_s, details=details)
+        super().__init__(
+            kind,
+            redact(message),
+            provider=provider,
+            retry_after_s=retry_after_s,
+            details=cast(dict[str, object], _redacted(details)) if details else None,
+        )
         self.status = status
-        self.upstream_request_id = upstream_request_id
+        self.upstream_request_id = redact(upstream_request_id) if upstream_request_id else None
+        # Retrying cannot help (an answer over the size caps would be as large again), and the
+        # provider did answer: no retry, and no failure counted against it.
+        self.final = final
+
+
+def _redacted(value: object, depth: int = 0) -> object:
+    """`value` with every string in it (keys included) passed through `redact`; bounded in depth."""
+    if isinstance(value, str):
+        return redact(value)
+    if depth > 16:
+        return None
+    if isinstance(value, dict):
+        return {redact(str(k)): _redacted(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v, depth + 1) for v in value]
+    return value
 
 
 def invalid_request(message: str, *, field: str | None = None) -> SidecarError:

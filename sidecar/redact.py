@@ -1,6 +1,6 @@
 """Masking of secrets in any text that leaves the process (logs, error messages, stored rows).
 
-Two nets: every secret the process has handled is remembered and replaced wherever it appears,
+Two nets: every secret the process has handled recently is remembered and replaced wherever it appears,
 and anything shaped like a provider key or a bearer token is masked even if it was never seen.
 
 Must not know: where secrets come from, logging, the protocol.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from typing import Final
 
 _MIN_REMEMBERED_LEN: Final = 8
@@ -27,9 +28,17 @@ _KEY_SHAPES: Final = re.compile(
     r")"
 )
 
+# The secrets seen most recently, newest last. Bounded: a process that validates thousands of
+# distinct keys keeps only the latest, while the keys in use stay fresh because every read of a key
+# (keychain, environment, OAuth) remembers it again. Keys that must never be forgotten (the
+# environment's, read once at start) are pinned.
+MAX_REMEMBERED: Final = 512
 _lock = threading.Lock()
-_remembered: set[str] = set()
-_remembered_pattern: re.Pattern[str] | None = None
+_recent: OrderedDict[str, None] = OrderedDict()
+_pinned: set[str] = set()
+# A snapshot for `redact`, rebuilt (O(n), no regex compile) only when the set changes, longest first so
+# that a secret containing another is masked whole.
+_snapshot: tuple[str, ...] = ()
 
 
 def mask(secret: str) -> str:
@@ -42,23 +51,44 @@ def mask(secret: str) -> str:
     return "…"
 
 
-def remember(secret: str) -> None:
-    """Register a secret so that `redact` masks it wherever it turns up, whatever its shape."""
-    global _remembered_pattern
+def remember(secret: str, *, pin: bool = False) -> None:
+    """Register a secret so that `redact` masks it wherever it turns up, whatever its shape.
+
+    Only the `MAX_REMEMBERED` most recently remembered secrets are kept, plus the pinned ones;
+    remembering a known secret again only marks it recent (no rebuild)."""
+    global _snapshot
     if len(secret) < _MIN_REMEMBERED_LEN:
         return
     with _lock:
-        if secret in _remembered:
+        if pin:
+            if secret in _pinned:
+                return
+            _pinned.add(secret)
+            _recent.pop(secret, None)
+        elif secret in _pinned:
             return
-        _remembered.add(secret)
-        # Longest first so that a secret containing another is masked whole.
-        alternatives = sorted(_remembered, key=len, reverse=True)
-        _remembered_pattern = re.compile("|".join(re.escape(s) for s in alternatives))
+        elif secret in _recent:
+            _recent.move_to_end(secret)
+            return
+        else:
+            _recent[secret] = None
+            while len(_recent) > MAX_REMEMBERED:
+                _recent.popitem(last=False)
+        _snapshot = tuple(sorted({*_recent, *_pinned}, key=len, reverse=True))
+
+
+def remembered_count() -> int:
+    """How many secrets are held (for the resource-bound tests)."""
+    return len(_snapshot)
 
 
 def redact(text: str) -> str:
-    """Return `text` with every remembered secret and key-shaped token masked."""
-    pattern = _remembered_pattern
-    if pattern is not None:
-        text = pattern.sub(lambda m: mask(m.group(0)), text)
+    """Return `text` with every remembered secret and key-shaped token masked.
+
+    Each remembered secret is looked for with a substring search (C speed, no regex built from the
+    secrets), so a call costs at most `MAX_REMEMBERED` scans of `text`, whatever was ever seen."""
+    if len(text) >= _MIN_REMEMBERED_LEN:
+        for secret in _snapshot:
+            if secret in text:
+                text = text.replace(secret, mask(secret))
     return _KEY_SHAPES.sub(lambda m: mask(m.group(0)), text)

@@ -69,10 +69,23 @@ def usage_from_event(ev: UsageEvent) -> Usage:
     )
 
 
-class Assembler:
-    """Collects events; `started` turns true at the first content delta (no retry after that)."""
+class AnswerTooLarge(Exception):
+    """The answer's text, thinking and tool arguments together passed the assembler's cap."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"over {limit} characters")
+        self.limit = limit
+
+
+class Assembler:
+    """Collects events; `started` turns true at the first content delta (no retry after that).
+
+    `max_chars` caps what it holds (text, thinking, tool arguments): an endless answer fails with
+    `AnswerTooLarge` instead of growing the heap."""
+
+    def __init__(self, max_chars: int | None = None) -> None:
+        self.max_chars = max_chars
+        self.chars = 0
         self._text: list[str] = []
         self._thinking: list[str] = []
         self._calls: dict[int, _PendingCall] = {}
@@ -82,11 +95,18 @@ class Assembler:
         self.meta = ResponseMeta()
         self.started = False
 
+    def _grow(self, n: int) -> None:
+        self.chars += n
+        if self.max_chars is not None and self.chars > self.max_chars:
+            raise AnswerTooLarge(self.max_chars)
+
     def add(self, ev: ProviderEvent) -> None:
         if isinstance(ev, TextDelta):
+            self._grow(len(ev.text))
             self._text.append(ev.text)
             self.started = True
         elif isinstance(ev, ThinkingDelta):
+            self._grow(len(ev.text))
             self._thinking.append(ev.text)
             self.started = True
         elif isinstance(ev, ToolCallDelta):
@@ -98,6 +118,7 @@ class Assembler:
             if ev.name:
                 call.name = ev.name
             if ev.arguments_delta:
+                self._grow(len(ev.arguments_delta))
                 call.args.append(ev.arguments_delta)
             self.started = True
         elif isinstance(ev, UsageEvent):

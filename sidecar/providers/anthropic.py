@@ -43,7 +43,9 @@ class AnthropicProvider(Provider):
         async with self.http.open(
             self.id, "POST", self._url("/v1/messages"), headers=headers, json_body=body, timeouts=timeouts
         ) as response:
-            async for event in relay_sse(self.id, response, anthropic_format.StreamDecoder(self.id)):
+            async for event in relay_sse(
+                self.id, response, anthropic_format.StreamDecoder(self.id), anthropic_format.decode_message
+            ):
                 yield event
 
     async def complete(

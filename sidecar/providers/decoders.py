@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Final
 
 _MAX_PENDING: Final = 16 * 1024 * 1024
+_LF: Final = 10
+_CR: Final = 13
 
 
 class StreamTooLarge(Exception):
@@ -27,38 +29,83 @@ class SSEEvent:
     data: str
 
 
+class _Lines:
+    """Splits bytes into lines without copying what is pending: one growing buffer, searched only
+    where it has not been searched yet, so a 10 MB line that arrives in 64 KB pieces costs one pass
+    and one buffer (not a new concatenation per piece)."""
+
+    __slots__ = ("_buf", "_cr_pending", "_crlf", "_limit", "_scanned")
+
+    def __init__(self, limit: int, *, crlf: bool) -> None:
+        self._buf = bytearray()
+        self._scanned = 0
+        self._limit = limit
+        self._crlf = crlf  # \r and \r\n end lines too (SSE); else only \n (NDJSON)
+        self._cr_pending = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if self._cr_pending and chunk[:1] == b"\n":
+            chunk = chunk[1:]  # the \n of a \r\n split across two chunks
+        self._cr_pending = False
+        buf = self._buf
+        buf += chunk
+        out: list[bytes] = []
+        start = 0
+        pos = self._scanned
+        end = len(buf)
+        next_lf = buf.find(b"\n", pos)
+        next_cr = buf.find(b"\r", pos) if self._crlf else -1
+        while True:
+            if next_lf < 0 and next_cr < 0:
+                break
+            if next_cr < 0 or (0 <= next_lf < next_cr):
+                eol, after = next_lf, next_lf + 1
+            elif next_cr + 1 < end:
+                eol = next_cr
+                after = next_cr + 2 if buf[next_cr + 1] == _LF else next_cr + 1
+            else:  # a \r last in the buffer: the line ends, its \n may come next
+                eol, after = next_cr, next_cr + 1
+                self._cr_pending = True
+            out.append(bytes(buf[start:eol]))
+            start = after
+            if next_lf >= 0 and next_lf < after:
+                next_lf = buf.find(b"\n", after)
+            if next_cr >= 0 and next_cr < after:
+                next_cr = buf.find(b"\r", after)
+        if start:
+            del buf[:start]
+        self._scanned = len(buf)
+        if len(buf) > self._limit:
+            raise StreamTooLarge(f"one line exceeded {self._limit} bytes")
+        return out
+
+    def finish(self) -> bytes:
+        rest = bytes(self._buf)
+        self._buf = bytearray()
+        self._scanned = 0
+        return rest
+
+
 class SSEDecoder:
-    def __init__(self) -> None:
-        self._pending = b""
+    def __init__(self, max_event_bytes: int = _MAX_PENDING) -> None:
+        self._lines = _Lines(max_event_bytes, crlf=True)
+        self._limit = max_event_bytes
+        self._size = 0
         self._event = ""
         self._data: list[str] = []
-        self._cr_pending = False
         self.comments = 0
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        if self._cr_pending and chunk.startswith(b"\n"):
-            chunk = chunk[1:]  # the \n of a \r\n split across two chunks
-        self._cr_pending = False
-        buf = self._pending + chunk if self._pending else chunk
         out: list[SSEEvent] = []
-        lines = buf.splitlines(keepends=True)
-        if lines and not lines[-1].endswith((b"\n", b"\r")):
-            self._pending = lines.pop()
-            if len(self._pending) > _MAX_PENDING:
-                raise StreamTooLarge("an SSE line exceeded 16 MiB")
-        else:
-            self._pending = b""
-        if lines and lines[-1].endswith(b"\r"):
-            self._cr_pending = True
-        for raw in lines:
-            self._line(raw.rstrip(b"\r\n"), out)
+        for raw in self._lines.feed(chunk):
+            self._line(raw, out)
         return out
 
     def finish(self) -> list[SSEEvent]:
         out: list[SSEEvent] = []
-        if self._pending:
-            self._line(self._pending, out)
-            self._pending = b""
+        rest = self._lines.finish()
+        if rest:
+            self._line(rest, out)
         self._dispatch(out)
         return out
 
@@ -73,6 +120,9 @@ class SSEDecoder:
         if sep and value[:1] == b" ":
             value = value[1:]
         if name == b"data":
+            self._size += len(value)
+            if self._size > self._limit:
+                raise StreamTooLarge(f"one event exceeded {self._limit} bytes")
             self._data.append(value.decode("utf-8", "replace"))
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
@@ -80,25 +130,22 @@ class SSEDecoder:
 
     def _dispatch(self, out: list[SSEEvent]) -> None:
         if self._data:
-            out.append(SSEEvent(self._event or "message", "\n".join(self._data)))
+            data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
+            out.append(SSEEvent(self._event or "message", data))
         self._data = []
+        self._size = 0
         self._event = ""
 
 
 class NDJSONDecoder:
     """Splits a stream into non-empty lines (each a JSON document, left undecoded)."""
 
-    def __init__(self) -> None:
-        self._pending = b""
+    def __init__(self, max_line_bytes: int = _MAX_PENDING) -> None:
+        self._lines = _Lines(max_line_bytes, crlf=False)
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        buf = self._pending + chunk if self._pending else chunk
-        parts = buf.split(b"\n")
-        self._pending = parts.pop()
-        if len(self._pending) > _MAX_PENDING:
-            raise StreamTooLarge("an NDJSON line exceeded 16 MiB")
-        return [p for p in (x.strip() for x in parts) if p]
+        return [p for p in (x.strip() for x in self._lines.feed(chunk)) if p]
 
     def finish(self) -> list[bytes]:
-        rest, self._pending = self._pending.strip(), b""
+        rest = self._lines.finish().strip()
         return [rest] if rest else []

@@ -4,7 +4,7 @@ Every provider's error body shape is read here: OpenAI's `{"error": {message, ty
 Anthropic's `{"type": "error", "error": {type, message}}`, Google's `{"error": {code, status,
 message, details: [ErrorInfo, RetryInfo...]}}`, xAI's flat `{"code", "error"}`, OpenRouter's numeric
 `error.code` with `metadata`, and Ollama's `{"error": "..."}`. Upstream messages pass through
-redaction before they are kept (OpenAI echoes part of a bad key).
+redaction when the `ProviderError` is built (OpenAI echoes part of a bad key).
 
 Must not know: HTTP clients, the protocol, keys.
 """
@@ -142,8 +142,12 @@ def _is_bad_key(err: UpstreamError) -> bool:
     )
 
 
-def classify(status: int, err: UpstreamError, *, chat: bool = True) -> ErrorKind:
-    """The contract kind of an upstream failure; `status` 0 means an error event inside a stream."""
+def classify(status: int, err: UpstreamError, *, chat: bool = True, provider: str = "") -> ErrorKind:
+    """The contract kind of an upstream failure; `status` 0 means an error event inside a stream.
+
+    Ollama answers 404 both for a model it lacks (its JSON `model 'x' not found`) and for a route it
+    lacks (an Ollama-compatible server without `/api/chat`, a proxy): only the first is
+    `model_not_found`; the second is the server's problem, not the model's."""
     text = " ".join(x for x in (err.message, err.type, err.code, err.reason, err.status_text) if x)
     quota_said = bool(_QUOTA_HINTS.search(text))
     if status == 0:
@@ -165,6 +169,8 @@ def classify(status: int, err: UpstreamError, *, chat: bool = True) -> ErrorKind
             return "auth_failed"
         return "quota_exceeded" if quota_said else "invalid_request"
     if status == 404:
+        if provider == "ollama" and not _MODEL_MISSING.search(err.message or ""):
+            return "provider_error"
         return "model_not_found" if chat else "invalid_request"
     if status == 429:
         if "insufficient_quota" in text:
@@ -205,7 +211,7 @@ def provider_error(
     """Map one upstream failure (an HTTP error, or an error event inside a stream) to the contract."""
     headers = headers or {}
     err = read_error_body(body)
-    kind = kind or classify(status, err, chat=chat)
+    kind = kind or classify(status, err, chat=chat, provider=provider)
     retry = retry_after_s(headers)
     if retry is None:
         retry = err.retry_delay_s
@@ -215,7 +221,11 @@ def provider_error(
     where = f"HTTP {status}" if status else "in the stream"
     message = f"{display(provider)} answered {where}"
     message += f": {said.rstrip('.')}." if said else "."
-    advice = _PROVIDER_ADVICE.get((provider, kind)) or _ADVICE.get(kind)
+    advice: str | None
+    if status == 404 and kind == "provider_error":
+        advice = "The server has no such route: check that the base URL points at an Ollama server."
+    else:
+        advice = _PROVIDER_ADVICE.get((provider, kind)) or _ADVICE.get(kind)
     if advice:
         message += f" {advice}"
     return ProviderError(

@@ -56,7 +56,9 @@ class GeminiProvider(Provider):
         async with self.http.open(
             self.id, "POST", url, headers=headers, json_body=body, timeouts=timeouts
         ) as response:
-            async for event in relay_sse(self.id, response, gemini_format.ResponseDecoder(self.id)):
+            async for event in relay_sse(
+                self.id, response, gemini_format.ResponseDecoder(self.id), gemini_format.decode_response
+            ):
                 yield event
 
     async def complete(

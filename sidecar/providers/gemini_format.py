@@ -538,7 +538,8 @@ class ResponseDecoder:
         continuation = self.continuation()
         if continuation is not None:
             out.append(Continuation(continuation))
-        out.append(self.final_usage())
+        if self.usage is not None:  # else the chat service estimates it
+            out.append(self.usage)
         return out
 
 

@@ -1,15 +1,25 @@
-"""The one shared HTTP client (httpx2, pooled) and the plumbing every provider uses around it.
+"""The one HTTP client seam (httpx2, a connection pool per provider) and the plumbing every
+provider uses around it.
 
-httpx2 costs ~75 ms to import and its first client ~110 ms to build, so both happen on the first
-upstream call (or in the background after the first answer), never before the sidecar can answer.
-Transport failures become `network_error` / `timeout` here; HTTP error statuses become contract
-kinds in `providers.errors`. Observers see every response's headers (rate-limit tracking).
+httpx2 costs ~75 ms to import and its first client ~110 ms to build (mostly the TLS context), so
+both happen on the first upstream call (or in the background after the first answer), never before
+the sidecar can answer; later providers' clients share that TLS context. Transport failures become
+`network_error` / `timeout` here; HTTP error statuses become contract kinds in `providers.errors`.
+Observers see every response's headers (rate-limit tracking).
 
-Timeouts: `connect_s` to connect (and to wait for a pooled connection), `read_s` for the first byte
-of the answer, `idle_s` between two pieces of its body (a stalled stream becomes `timeout` within
-it). httpcore reads the request's timeout dict afresh when the body starts, so switching the read
-limit from first-byte to idle once the headers are in costs nothing per chunk. The total limit of
-a request is kept by its caller (the chat service), around retries and all.
+Pools: each provider has its own (`[http] max_connections`, per provider overridable), so a flood
+of streams to one provider never delays another. A request that finds its pool full waits for a
+free connection at most `pool_wait_s` and then fails as `overloaded`: that wait is the sidecar's
+own bottleneck, neither a connect timeout nor a failure of the provider.
+
+Timeouts: `connect_s` to connect, `read_s` until the first byte of the answer's body (a stall
+after the headers is bounded by it too), `idle_s` between two pieces of the body after that (a
+stalled stream becomes `timeout` within it). httpcore reads the request's timeout dict afresh on
+every read, so switching the read limit from first-byte to idle at the first body byte costs
+nothing per chunk. The total limit of a request is kept by its caller (the chat service), around
+retries and all.
+
+Size: `max_body_bytes` caps a body read whole (and, in the stream decoders, one event or line).
 
 Must not know: the protocol, keys storage, any provider's JSON.
 """
@@ -22,60 +32,107 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from sidecar.config import Config
 from sidecar.errors import ProviderError
 from sidecar.providers.errors import display, provider_error
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx2
 
 MAX_ERROR_BODY: Final = 64 * 1024
+DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+_EXTENSION: Final = "sidecar"  # the request extension that carries its `Timeouts` to the readers
 HeadersObserver = Callable[[str, int, Mapping[str, str]], None]
 
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
+    """The limits of one upstream request (time, and how much of the answer may be held)."""
+
     connect_s: float = 10.0
-    read_s: float = 60.0  # the first byte of the answer (and the idle gap too, unless idle_s is set)
+    read_s: float = 60.0  # the first byte of the body (and the idle gap too, unless idle_s is set)
     write_s: float = 30.0
     idle_s: float | None = None  # the gap between two pieces of the body
+    pool_s: float | None = None  # the wait for a free pooled connection (None: the client's default)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def body_s(self) -> float:
         return self.read_s if self.idle_s is None else self.idle_s
 
 
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    max_connections: int = 100
+    max_keepalive: int = 20
+    pool_wait_s: float = 30.0
+    per_provider: Mapping[str, int] | None = None  # max_connections overrides by provider id
+
+    def connections(self, provider: str) -> int:
+        return (self.per_provider or {}).get(provider, self.max_connections)
+
+    @classmethod
+    def from_config(cls, config: Config) -> PoolSettings:
+        """`[http]`, with each provider's and endpoint's own `max_connections` where set."""
+        overrides: dict[str, int] = {}
+        for name, settings in config.providers.items():
+            if settings.max_connections is not None:
+                overrides[name] = settings.max_connections
+        for name, endpoint in config.endpoints.items():
+            if endpoint.max_connections is not None:
+                overrides[name] = endpoint.max_connections
+        h = config.http
+        return cls(h.max_connections, h.max_keepalive, h.pool_wait_s, overrides)
+
+
 class HttpClient:
-    def __init__(self, user_agent: str) -> None:
-        self._client: httpx2.AsyncClient | None = None
+    def __init__(self, user_agent: str, pools: PoolSettings | None = None) -> None:
+        self._clients: dict[str, httpx2.AsyncClient] = {}
+        self._ssl: ssl.SSLContext | None = None
         self._user_agent = user_agent
-        # `warm` builds the client in a worker thread while a request may ask for it on the loop.
+        self.pools = pools or PoolSettings()
+        # `warm` builds a client in a worker thread while a request may ask for one on the loop.
         self._lock = threading.Lock()
         self.observers: list[HeadersObserver] = []
 
-    def get(self) -> httpx2.AsyncClient:
-        if self._client is not None:
-            return self._client
+    def get(self, provider: str = "") -> httpx2.AsyncClient:
+        """The client (and so the connection pool) of `provider`; "" is the one for other calls."""
+        client = self._clients.get(provider)
+        if client is not None:
+            return client
         with self._lock:
-            if self._client is not None:
-                return self._client
+            client = self._clients.get(provider)
+            if client is not None:
+                return client
             import httpx2
 
-            self._client = httpx2.AsyncClient(
+            if self._ssl is None:
+                self._ssl = httpx2.create_ssl_context()
+            size = self.pools.connections(provider)
+            client = httpx2.AsyncClient(
                 headers={"user-agent": self._user_agent},
-                limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=60),
+                limits=httpx2.Limits(
+                    max_connections=size,
+                    max_keepalive_connections=min(size, self.pools.max_keepalive),
+                    keepalive_expiry=60,
+                ),
+                verify=self._ssl,
                 follow_redirects=False,
                 trust_env=False,
             )
-        return self._client
+            self._clients[provider] = client
+        return client
 
     def warm(self) -> None:
-        """Build the client now (called off the critical path after the first answer)."""
+        """Build the TLS context and a client now (called off the critical path after the first answer)."""
         self.get()
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
 
     def _observe(self, provider: str, status: int, headers: Mapping[str, str]) -> None:
         for observer in self.observers:
@@ -104,12 +161,12 @@ class HttpClient:
         import httpx2
 
         t = timeouts or Timeouts()
-        client = self.get()
+        client = self.get(provider)
         limits: dict[str, float | None] = {
             "connect": t.connect_s,
             "read": t.read_s,
             "write": t.write_s,
-            "pool": t.connect_s,
+            "pool": t.pool_s if t.pool_s is not None else self.pools.pool_wait_s,
         }
         request = client.build_request(
             method,
@@ -119,17 +176,21 @@ class HttpClient:
                 **({"content-type": "application/json"} if json_body is not None else {}),
             },
             content=json_body,
-            extensions={"timeout": limits},
+            extensions={"timeout": limits, _EXTENSION: t},
         )
         try:
             response = await client.send(request, stream=True)
+        except httpx2.PoolTimeout:
+            raise overloaded(provider, limits["pool"] or 0.0, self.pools.connections(provider)) from None
         except httpx2.TimeoutException as exc:
             raise transport_error(
                 provider, exc, limit_s=t.read_s if isinstance(exc, httpx2.ReadTimeout) else None
             ) from None
         except httpx2.TransportError as exc:
             raise transport_error(provider, exc) from None
-        limits["read"] = t.body_s  # from here on, the limit is the gap between pieces of the body
+        # httpcore reads the limit once, as the body starts: give it the looser of first-byte and
+        # idle; `iter_chunks` keeps the tighter one where they differ.
+        limits["read"] = max(t.read_s, t.body_s)
         try:
             self._observe(provider, response.status_code, response.headers)
             if response.status_code >= 300:
@@ -170,29 +231,83 @@ async def _read_bounded(response: Any) -> bytes:
     return b"".join(chunks)[:MAX_ERROR_BODY]
 
 
-async def read_body(provider: str, response: Any) -> bytes:
-    """Read a whole (2xx) body, mapping a connection lost midway to a contract error."""
-    import httpx2
-
+def limits_of(response: Any) -> Timeouts:
+    """The `Timeouts` a response's request was sent with (defaults for a foreign response)."""
     try:
-        return await response.aread()  # type: ignore[no-any-return]
-    except httpx2.TimeoutException as exc:
-        raise transport_error(provider, exc, midstream=True, limit_s=_read_limit(response)) from None
-    except httpx2.TransportError as exc:
-        raise transport_error(provider, exc) from None
+        t = response.request.extensions.get(_EXTENSION)
+    except (AttributeError, RuntimeError):
+        t = None
+    return t if isinstance(t, Timeouts) else Timeouts()
+
+
+async def read_body(provider: str, response: Any) -> bytes:
+    """Read a whole (2xx) body, at most `max_body_bytes`, mapping a connection lost midway to a
+    contract error and a body past the cap to `too_large`."""
+    limit = limits_of(response).max_body_bytes
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in iter_chunks(provider, response):
+        size += len(chunk)
+        if size > limit:
+            raise too_large(provider, f"a body over {_mib(limit)}")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def iter_chunks(provider: str, response: Any) -> AsyncIterator[bytes]:
     """The raw body of a streaming answer, with transport failures mapped to contract errors."""
+    import anyio
     import httpx2
 
+    t = limits_of(response)
+    first_s, idle_s = t.read_s, t.body_s
+    pieces = response.aiter_bytes().__aiter__()
+    first = True
     try:
-        async for chunk in response.aiter_bytes():
+        while True:
+            limit = first_s if first else idle_s
+            if first_s == idle_s:  # httpcore's own read limit is exact
+                chunk = await pieces.__anext__()
+            else:
+                with anyio.move_on_after(limit) as scope:
+                    chunk = await pieces.__anext__()
+                if scope.cancelled_caught:
+                    raise transport_error(
+                        provider, httpx2.ReadTimeout("read"), midstream=not first, limit_s=limit
+                    )
+            first = False
             yield chunk
+    except StopAsyncIteration:
+        return
     except httpx2.TimeoutException as exc:
-        raise transport_error(provider, exc, midstream=True, limit_s=_read_limit(response)) from None
+        raise transport_error(provider, exc, midstream=not first, limit_s=_read_limit(response)) from None
     except httpx2.TransportError as exc:
         raise transport_error(provider, exc, midstream=True) from None
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):g} MiB"
+
+
+def too_large(provider: str, what: str) -> ProviderError:
+    """An answer past the sidecar's size caps: reported, never retried (it would be as large again)."""
+    return ProviderError(
+        "provider_error",
+        f"The answer from {display(provider)} was too large: {what} ([http] max_body_mb and "
+        "max_answer_chars in config.toml). Ask for a shorter answer (max_tokens), or raise the limit.",
+        provider=provider,
+        final=True,
+    )
+
+
+def overloaded(provider: str, waited_s: float, size: int) -> ProviderError:
+    return ProviderError(
+        "overloaded",
+        f"All {size} connections to {display(provider)} were busy for {waited_s:g}s: the sidecar has "
+        "too many requests in flight to this provider. Retry later, send fewer at once, or raise "
+        "max_connections / pool_wait_s under [http] in config.toml.",
+        provider=provider,
+    )
 
 
 def _read_limit(response: Any) -> float | None:

@@ -21,9 +21,9 @@ from sidecar.core.pull_progress import Progress
 from sidecar.errors import ProviderError, SidecarError
 from sidecar.providers import ollama_format
 from sidecar.providers.base import KeyCheck, KeyGetter, Provider, ProviderSpec
-from sidecar.providers.decoders import NDJSONDecoder
+from sidecar.providers.decoders import NDJSONDecoder, StreamTooLarge
 from sidecar.providers.errors import provider_error
-from sidecar.providers.http import HttpClient, Timeouts, iter_chunks, read_body
+from sidecar.providers.http import HttpClient, Timeouts, iter_chunks, read_body, too_large
 from sidecar.wire.chat import CompleteParams
 from sidecar.wire.local import OllamaLoaded, OllamaModel
 
@@ -132,23 +132,31 @@ class OllamaProvider(Provider):
     ) -> AsyncGenerator[ProviderEvent, None]:
         body = msgspec.json.encode(ollama_format.build_body(model, params, stream=True))
         decoder = ollama_format.ChatDecoder(self.id)
-        lines = NDJSONDecoder()
+        lines = NDJSONDecoder(timeouts.max_body_bytes)
+        cut_off = ProviderError(
+            "network_error",
+            "The stream from Ollama ended before it was complete (no line with `done: true`).",
+            provider=self.id,
+        )
         async with self.client.open("POST", "/api/chat", body=body, timeouts=timeouts) as response:
-            async for chunk in iter_chunks(self.id, response):
-                for line in lines.feed(chunk):
-                    for event in decoder.feed(line):
-                        yield event
-                    if decoder.done:
-                        return
+            try:
+                async for chunk in iter_chunks(self.id, response):
+                    for line in lines.feed(chunk):
+                        for event in decoder.feed(line):
+                            yield event
+                        if decoder.done:
+                            return
+            except StreamTooLarge:
+                raise too_large(self.id, f"one line over {timeouts.max_body_bytes:,} bytes") from None
             for line in lines.finish():
+                try:
+                    msgspec.json.decode(line)
+                except msgspec.DecodeError:
+                    raise cut_off from None  # the body ended inside its last line
                 for event in decoder.feed(line):
                     yield event
         if not decoder.done:
-            raise ProviderError(
-                "network_error",
-                "The stream from Ollama ended before it was complete (no line with `done: true`).",
-                provider=self.id,
-            )
+            raise cut_off
 
     async def complete(
         self, model: str, params: CompleteParams, timeouts: Timeouts

@@ -61,7 +61,9 @@ class OpenAICompatProvider(Provider):
         async with self.http.open(
             self.id, "POST", url, headers=headers, json_body=body, timeouts=timeouts
         ) as response:
-            async for event in relay_sse(self.id, response, openai_format.ChunkDecoder(self.id)):
+            async for event in relay_sse(
+                self.id, response, openai_format.ChunkDecoder(self.id), openai_format.decode_completion
+            ):
                 yield event
 
     async def complete(

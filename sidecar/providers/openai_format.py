@@ -98,7 +98,10 @@ def _message(msg: Message, dialect: Dialect) -> dict[str, Any]:
     out: dict[str, Any] = {"role": msg.role}
     if msg.role == "assistant":
         text = text_of(msg.content)
-        out["content"] = text if text or not msg.tool_calls else None
+        # A turn of tool calls alone goes out without `content`: `null` is refused by strict
+        # servers (llama.cpp: "Input should be a valid string"), and every server takes it absent.
+        if text or not msg.tool_calls:
+            out["content"] = text
         if msg.tool_calls:
             out["tool_calls"] = [
                 {
@@ -251,6 +254,7 @@ class ChunkDecoder:
         self._tool_index: dict[int, int] = {}
         self.usage: UsageEvent | None = None
         self.done = False
+        self.finished = False
         self._meta_sent = False
 
     def feed(self, data: str | bytes) -> list[ProviderEvent]:
@@ -285,6 +289,7 @@ class ChunkDecoder:
                         self.provider, 0, {"error": {"message": "the upstream model failed mid-answer"}}
                     )
                 out.append(Finish(_FINISH.get(choice.finish_reason, "stop"), choice.finish_reason))
+                self.finished = True
         return out
 
     def _delta(self, delta: _Delta, out: list[ProviderEvent]) -> None:
@@ -309,10 +314,9 @@ class ChunkDecoder:
                 )
             )
 
-    def final_usage(self) -> UsageEvent:
-        return self.usage or UsageEvent(
-            input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0
-        )
+    def final_usage(self) -> list[ProviderEvent]:
+        """The usage the upstream reported, if it did (else the chat service estimates it)."""
+        return [self.usage] if self.usage is not None else []
 
     # The `relay_sse` side: chat-completions streams end with `data: [DONE]`.
     terminator = "[DONE]"
@@ -329,12 +333,15 @@ class ChunkDecoder:
         return self.feed(data)
 
     def end(self) -> list[ProviderEvent]:
-        return [self.final_usage()]
+        # `[DONE]` without any finish reason is a cut answer (llama.cpp ends the first of two
+        # concurrent streams so), not a clean stop.
+        truncated: list[ProviderEvent] = [] if self.finished else [Finish("incomplete", None)]
+        return [*truncated, *self.final_usage()]
 
 
 def decode_completion(provider: str, body: bytes) -> list[ProviderEvent]:
     """A whole (non-streamed) chat completion as the same events a stream would give."""
     decoder = ChunkDecoder(provider)
     events = decoder.feed(body)
-    events.append(decoder.final_usage())
+    events.extend(decoder.final_usage())
     return events

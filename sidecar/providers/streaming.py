@@ -2,9 +2,13 @@
 
 Every SSE provider does the same things around its own decoder: split the body into events,
 stop reading at the upstream's terminator, report the partial usage of a stream that fails,
-call a stream that ends early a `network_error`, and read what follows the terminator so the
-connection goes back to the pool (a body closed before its end closes the connection, and the
-next request pays for a new TCP and TLS handshake).
+call a stream that ends early a `network_error` (a last event cut in the middle included), and
+read what follows the terminator so the connection goes back to the pool (a body closed before
+its end closes the connection, and the next request pays for a new TCP and TLS handshake).
+
+An upstream that answers a stream request with a whole JSON body (LiteLLM's proxy does for
+`/v1/messages`) gave the complete answer: it is decoded as one (`whole`), not taken for a cut-off
+stream. No event may exceed the request's `max_body_bytes`.
 
 Must not know: any provider's JSON, the protocol, keys.
 """
@@ -12,16 +16,17 @@ Must not know: any provider's JSON, the protocol, keys.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import Any, Final, Protocol
 
 import anyio
+import msgspec
 
 from sidecar.core.assemble import ProviderEvent
 from sidecar.errors import ProviderError, SidecarError
-from sidecar.providers.decoders import SSEDecoder
+from sidecar.providers.decoders import SSEDecoder, StreamTooLarge
 from sidecar.providers.errors import display
-from sidecar.providers.http import iter_chunks
+from sidecar.providers.http import iter_chunks, limits_of, read_body, too_large
 from sidecar.wire.chat import UsageEvent
 
 _DRAIN_S: Final = 0.5
@@ -59,29 +64,67 @@ async def drain(chunks: AsyncIterator[bytes]) -> None:
             pass
 
 
+WholeDecoder = Callable[[str, bytes], Iterable[ProviderEvent]]
+
+
+def is_json_body(response: Any) -> bool:
+    """The answer is one JSON document, not the event stream that was asked for."""
+    try:
+        kind = str(response.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
+    except AttributeError:
+        return False
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def _whole_json(data: str) -> bool:
+    if data == "[DONE]":
+        return True
+    try:
+        msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return False
+    return True
+
+
+def cut_off(provider: str, terminator: str) -> ProviderError:
+    return ProviderError(
+        "network_error",
+        f"The stream from {display(provider)} ended before the answer was complete "
+        f"(no {terminator}). Retry the request.",
+        provider=provider,
+    )
+
+
 async def relay_sse(
-    provider: str, response: Any, decoder: EventDecoder
+    provider: str, response: Any, decoder: EventDecoder, whole: WholeDecoder | None = None
 ) -> AsyncGenerator[ProviderEvent, None]:
-    sse = SSEDecoder()
+    if whole is not None and is_json_body(response):
+        for out in whole(provider, await read_body(provider, response)):
+            yield out
+        return
+    sse = SSEDecoder(limits_of(response).max_body_bytes)
     chunks = iter_chunks(provider, response)
     try:
-        async for chunk in chunks:
-            for event in sse.feed(chunk):
-                for out in decoder.on_event(event.event, event.data):
-                    yield out
-            if decoder.terminated:
-                break
-        else:
-            for event in sse.finish():
-                for out in decoder.on_event(event.event, event.data):
-                    yield out
+        try:
+            async for chunk in chunks:
+                for event in sse.feed(chunk):
+                    for out in decoder.on_event(event.event, event.data):
+                        yield out
+                if decoder.terminated:
+                    break
+            else:
+                for event in sse.finish():
+                    if not _whole_json(event.data):
+                        # The body ended inside its last event: cut off, not a malformed answer.
+                        raise cut_off(provider, decoder.terminator)
+                    for out in decoder.on_event(event.event, event.data):
+                        yield out
+        except StreamTooLarge:
+            raise too_large(
+                provider, f"one event over {limits_of(response).max_body_bytes:,} bytes"
+            ) from None
         if not decoder.complete:
-            raise ProviderError(
-                "network_error",
-                f"The stream from {display(provider)} ended before the answer was complete "
-                f"(no {decoder.terminator}). Retry the request.",
-                provider=provider,
-            )
+            raise cut_off(provider, decoder.terminator)
     except SidecarError:
         if decoder.usage is not None:
             yield decoder.usage  # the partial usage a failing stream reported

@@ -1,9 +1,12 @@
 """`complete` and `stream`: resolve the model, run the request through its provider, relay events,
 price the result, and tell the hooks (budgets, ledger) before and after.
 
-One code path serves both methods: providers yield the same events either way, and only `stream`
-relays them. Each attempt's upstream call lives inside the request's cancel scope, so cancelling
-the request closes the upstream connection.
+One code path serves both methods: both stream from the upstream and assemble the same events,
+and only `stream` relays them. Streaming `complete` too means cancelling it closes a connection
+the upstream notices at once (llama.cpp only notices a disconnect in a stream; it went on
+generating thousands of tokens for a cancelled non-streamed call), and the first-byte and idle
+limits bound both methods alike. Each attempt's upstream call lives inside the request's cancel
+scope, so cancelling the request closes the upstream connection.
 
 Resilience: a request tries its model, then each fallback (the request's `fallback`, else
 config.toml's), skipping a provider whose circuit is open, waiting for client-side limits, and
@@ -28,12 +31,12 @@ import msgspec
 from sidecar import logs
 from sidecar.config import Config
 from sidecar.core import retry, tokens
-from sidecar.core.assemble import RELAYED, Assembler, ProviderEvent
+from sidecar.core.assemble import RELAYED, AnswerTooLarge, Assembler, ProviderEvent
 from sidecar.core.limiter import Permit
 from sidecar.core.models import ModelRef, parse_model
 from sidecar.errors import ProviderError, SidecarError
 from sidecar.providers.errors import display
-from sidecar.providers.http import Timeouts
+from sidecar.providers.http import Timeouts, too_large
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.context import CallContext, Handler
 from sidecar.services.limits import Resilience
@@ -101,13 +104,15 @@ class _Skip(Exception):
 class _Tries:
     """The bookkeeping of one request across its attempts."""
 
-    __slots__ = ("assembler", "attempts", "pending", "ref")
+    __slots__ = ("assembler", "attempts", "on_start", "pending", "ref", "usage_estimated")
 
     def __init__(self, ref: ModelRef) -> None:
         self.ref = ref
         self.assembler: Assembler | None = None
         self.attempts: list[Attempt] = []
         self.pending = False
+        self.usage_estimated = False
+        self.on_start: Callable[[], None] | None = None  # called when the answer starts flowing
 
     def record(self, ref: ModelRef, error: SidecarError | None = None, *, kind: str | None = None) -> None:
         self.pending = False
@@ -170,14 +175,19 @@ class ChatService:
 
     def timeouts(self, params: CompleteParams, stream: bool = True) -> Timeouts:
         """`timeout_s` bounds every wait without progress (first byte and idle gaps). A non-streaming
-        upstream call sends nothing until the answer is whole, so by default only the total limit
-        bounds its first byte."""
+        upstream call (`stream=False`, the providers' own `complete`) sends nothing until the answer
+        is whole, so by default only the total limit bounds its first byte."""
         t = self.config.timeouts
         if params.timeout_s:
             first = idle = params.timeout_s
         else:
             first, idle = (t.first_byte_s if stream else t.total_s), t.idle_s
-        return Timeouts(connect_s=min(t.connect_s, first), read_s=first, idle_s=idle)
+        return Timeouts(
+            connect_s=min(t.connect_s, first),
+            read_s=first,
+            idle_s=idle,
+            max_body_bytes=int(self.config.http.max_body_mb * 1024 * 1024),
+        )
 
     async def run(self, params: CompleteParams, ctx: CallContext, *, stream: bool) -> ChatResult:
         if self.expand is not None:
@@ -214,6 +224,7 @@ class ChatService:
             outcome.provider, outcome.model = tries.ref.provider, tries.ref.model
             outcome.attempts = tries.attempts
             assembler = tries.assembler
+            outcome.usage_estimated = tries.usage_estimated
             if outcome.usage is None and assembler is not None:
                 if assembler.usage is None and assembler.started:
                     # Cut off before the provider reported usage (a cancelled stream): the tokens
@@ -239,11 +250,33 @@ class ChatService:
         Nothing is retried, and no fallback is tried, once the answer has begun reaching the host.
         """
         total_s = self.config.timeouts.total_s
-        deadline = anyio.current_time() + total_s
-        with anyio.CancelScope(deadline=deadline):
-            return await self._try_chain(chain, params, ctx, stream, tries, deadline)
+        now = anyio.current_time()
+        deadline = now + total_s
+        # `timeout_s` is the longest the host waits without progress, and before the answer starts
+        # that wait spans every attempt (retries, backoff, fallbacks): the first token must arrive
+        # within it. Once it has, only the idle gaps (also `timeout_s`) and total_s bound the rest.
+        first_progress = min(deadline, now + params.timeout_s) if params.timeout_s else deadline
+        with anyio.CancelScope(deadline=first_progress) as scope:
+
+            def started() -> None:
+                scope.deadline = deadline
+
+            tries.on_start = started
+            return await self._try_chain(chain, params, ctx, stream, tries, first_progress)
         if tries.pending:
             tries.record(tries.ref, kind="timeout")
+        if params.timeout_s and scope.deadline < deadline:
+            count = len(tries.attempts)
+            attempts = f"{count} attempt{'s' if count != 1 else ''}"
+            error = SidecarError(
+                "timeout",
+                f"No answer started within the request's timeout_s of {params.timeout_s:g}s "
+                f"({attempts}, retries included). Retry, or raise timeout_s.",
+                provider=tries.ref.provider,
+            )
+            if count > 1:
+                error.details = {"attempts": msgspec.to_builtins(tries.attempts)}
+            raise error
         raise SidecarError(
             "timeout",
             f"The request did not finish within its total time limit of {total_s:g}s "
@@ -278,7 +311,9 @@ class ChatService:
                     return await self._attempt(ref, params, ctx, stream, tries, deadline)
                 except _Skip as skip:
                     last = skip.error
-                    if position == 0:
+                    if position == 0 and first_error is None:
+                        # Skipping a retry (its circuit opened meanwhile) must not hide the real
+                        # error that made it a retry.
                         first_error = last
                     break
                 except SidecarError as exc:
@@ -287,6 +322,8 @@ class ChatService:
                         first_error = exc
                     if tries.assembler is not None and tries.assembler.started:
                         raise  # the host has part of the answer: report it, never retry or fall back
+                    if isinstance(exc, ProviderError) and exc.final:
+                        break
                     decision = retry.decide(
                         policy,
                         attempt=tries_here,
@@ -352,23 +389,40 @@ class ChatService:
             raise _Skip(skipped)
         tries.pending = True
         verdict = False
-        assembler = tries.assembler = Assembler()
+        assembler = tries.assembler = Assembler(self.config.http.max_answer_chars)
+        estimated = False
         try:
             async with contextlib.AsyncExitStack() as stack:
                 permit = await self._acquire(stack, ref, params, tries, deadline)
-                timeouts = self.timeouts(params, stream)
-                events = (provider.stream if stream else provider.complete)(ref.model, params, timeouts)
+                # Both methods stream from the upstream (see the module docstring).
+                timeouts = self.timeouts(params)
+                events = provider.stream(ref.model, params, timeouts)
                 started = time.monotonic()
-                async with contextlib.aclosing(events):
-                    await self._pump(events, assembler, ctx if stream else None)
+                try:
+                    async with contextlib.aclosing(events):
+                        await self._pump(events, assembler, ctx if stream else None, tries.on_start)
+                except AnswerTooLarge as exc:
+                    raise too_large(ref.provider, f"more than {exc.limit:,} characters") from None
+                if assembler.usage is None:
+                    # The upstream never reported usage (llama.cpp ignores `include_usage`): price
+                    # an estimate rather than call a priced model free.
+                    assembler.usage = estimate_usage(params, assembler)
+                    estimated = True
                 result = assembler.result(provider=ref.provider, model=ref.model)
                 if permit is not None:
                     permit.settle(result.usage.input_tokens + result.usage.output_tokens)
             breaker.success()
             verdict = True
             tries.record(ref)
+            tries.usage_estimated = estimated
         except ProviderError as exc:
-            breaker.failure(exc.kind)
+            if exc.kind == "overloaded":
+                tries.record(ref, exc)  # the sidecar's own pool was full: not the provider's failure
+                raise
+            if exc.final:
+                breaker.success()  # it answered (too much): the provider is up
+            else:
+                breaker.failure(exc.kind)
             verdict = True
             if exc.kind == "rate_limited" and exc.retry_after_s is not None:
                 res.tracker.note_retry_after(ref.provider, exc.retry_after_s)
@@ -383,6 +437,7 @@ class ChatService:
         cost_usd, pricing_date = self.price(ref, result.usage)
         return msgspec.structs.replace(
             result,
+            usage_estimated=estimated,
             cost_usd=cost_usd,
             pricing_date=pricing_date,
             latency_ms=round((time.monotonic() - started) * 1000, 3),
@@ -414,11 +469,17 @@ class ChatService:
 
     @staticmethod
     async def _pump(
-        events: AsyncGenerator[ProviderEvent, None], assembler: Assembler, ctx: CallContext | None
+        events: AsyncGenerator[ProviderEvent, None],
+        assembler: Assembler,
+        ctx: CallContext | None,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         if ctx is None:
             async for event in events:
                 assembler.add(event)
+                if on_start is not None and assembler.started:
+                    on_start()
+                    on_start = None
             return
         request_id = ctx.request_id
         notify = ctx.notify
@@ -428,6 +489,9 @@ class ChatService:
         usage: UsageEvent | None = None
         async for event in events:
             assembler.add(event)
+            if on_start is not None and assembler.started:
+                on_start()
+                on_start = None
             if usage is not None:
                 await notify("stream/event", StreamEventParams(request_id=request_id, event=usage))
                 usage = None

@@ -11,8 +11,10 @@ put into the callback URL's own query beforehand. Then either
 - the host passed none: the sidecar listens on a free 127.0.0.1 port
   (`http://127.0.0.1:PORT/callback?state=S`), takes the browser's redirect, makes the exchange,
   answers the browser with a small page, and tells the host with the notification
-  `openrouter_auth/completed {state, ok, masked?, error?}`. The listener only answers
-  `GET /callback` (bounded request size and time) and closes once the login is finished or expired.
+  `openrouter_auth/completed {state, ok, masked?, error?}`. One listener serves every pending
+  login (the state in the callback says which), so a thousand starts hold one socket, not a
+  thousand; it only answers `GET /callback` (bounded request size and time) and closes once no
+  login is pending.
 
 The exchange posts `{code, code_verifier, code_challenge_method: "S256"}` to
 `{OPENROUTER_BASE_URL}/auth/keys`; the key it returns goes to the keychain (account "openrouter").
@@ -135,7 +137,11 @@ class OAuthService:
         self.auth_url = auth_url
         self._clock = clock
         self.logins = pkce.PendingLogins(clock, random_bytes, ttl_s)
-        self._listeners: dict[str, anyio.Event] = {}
+        self._listeners: dict[str, anyio.Event] = {}  # a pending listening login's stop, by state
+        self._waiting: dict[str, pkce.PendingLogin] = {}  # the logins the listener serves, by state
+        self._port: int | None = None  # the shared listener's port while it is open
+        self._closing: anyio.Event | None = None  # set to close the shared listener
+        self._opening = anyio.Lock()
         self._tg: anyio.abc.TaskGroup | None = None
 
     def handlers(self) -> dict[str, Handler]:
@@ -287,49 +293,77 @@ class OAuthService:
                 "The sidecar cannot listen for the browser's redirect right now; pass a callback_url and "
                 "finish with openrouter_auth_complete."
             )
-        try:
-            listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        except OSError as exc:
-            raise _oauth_failed(
-                f"Could not listen on 127.0.0.1 for the browser's redirect ({type(exc).__name__}). Pass a "
-                "callback_url and finish with openrouter_auth_complete."
-            ) from None
-        port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+        port = await self._listen()
         login = self.logins.start(
             lambda state: f"http://127.0.0.1:{port}/callback?state={state}", listening=True
         )
         stop = anyio.Event()
         self._listeners[login.state] = stop
-        self._tg.start_soon(self._serve, login, listener, port, stop)
+        self._waiting[login.state] = login
+        self._tg.start_soon(self._await_login, login, stop)
         return login
 
-    async def _serve(
-        self, login: pkce.PendingLogin, listener: anyio.abc.Listener[Any], port: int, stop: anyio.Event
-    ) -> None:
+    @property
+    def listening_port(self) -> int | None:
+        """The shared loopback listener's port, None while no login waits for the browser."""
+        return self._port
+
+    async def _listen(self) -> int:
+        """The shared listener's port, opening it if no login is pending."""
+        async with self._opening:
+            if self._port is not None:
+                return self._port
+            assert self._tg is not None
+            try:
+                listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+            except OSError as exc:
+                raise _oauth_failed(
+                    f"Could not listen on 127.0.0.1 for the browser's redirect ({type(exc).__name__}). "
+                    "Pass a callback_url and finish with openrouter_auth_complete."
+                ) from None
+            port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+            closing = anyio.Event()
+            self._port, self._closing = port, closing
+            self._tg.start_soon(self._serve, listener, port, closing)
+            return port
+
+    async def _serve(self, listener: anyio.abc.Listener[Any], port: int, closing: anyio.Event) -> None:
         try:
             async with listener, anyio.create_task_group() as tg:
 
                 async def on_connection(stream: anyio.abc.ByteStream) -> None:
                     try:
-                        await self._on_connection(login, port, stop, stream)
+                        await self._on_connection(port, stream)
                     except Exception:  # one bad connection must not end the listener, or the app
                         _log.exception("loopback listener connection failed")
 
                 tg.start_soon(listener.serve, on_connection)
-                with anyio.move_on_after(max(0.0, login.expires_at - self._clock())):
-                    await stop.wait()
-                if not stop.is_set():
-                    if self.logins.expire(login.state) is not None:
-                        await self._expired(login)
-                    else:
-                        # The browser's redirect came just in time: let its exchange finish.
-                        with anyio.move_on_after(EXCHANGE_GRACE_S):
-                            await stop.wait()
+                await closing.wait()
                 tg.cancel_scope.cancel()
         except Exception:
             _log.exception("loopback listener failed")
         finally:
+            if self._port == port:
+                self._port = self._closing = None
+
+    async def _await_login(self, login: pkce.PendingLogin, stop: anyio.Event) -> None:
+        """Wait for one login to finish or expire; the last one pending closes the listener."""
+        try:
+            with anyio.move_on_after(max(0.0, login.expires_at - self._clock())):
+                await stop.wait()
+            if not stop.is_set():
+                if self.logins.expire(login.state) is not None:
+                    await self._expired(login)
+                else:
+                    # The browser's redirect came just in time: let its exchange finish.
+                    with anyio.move_on_after(EXCHANGE_GRACE_S):
+                        await stop.wait()
+        finally:
             self._listeners.pop(login.state, None)
+            self._waiting.pop(login.state, None)
+            if not self._waiting and self._closing is not None:
+                self._closing.set()
+                self._port = self._closing = None
 
     async def _expired(self, login: pkce.PendingLogin) -> None:
         error = _oauth_failed(
@@ -339,9 +373,7 @@ class OAuthService:
         _log.info("openrouter login expired")
         self.notify(COMPLETED, AuthCompletedParams(state=login.state, ok=False, error=error.data()))
 
-    async def _on_connection(
-        self, login: pkce.PendingLogin, port: int, stop: anyio.Event, stream: anyio.abc.ByteStream
-    ) -> None:
+    async def _on_connection(self, port: int, stream: anyio.abc.ByteStream) -> None:
         async with stream:
             head: bytes | None = None
             with anyio.move_on_after(READ_TIMEOUT_S):
@@ -352,27 +384,30 @@ class OAuthService:
             if len(head) > MAX_REQUEST_HEAD:
                 await _respond(stream, 431, _page("Request too large", "The request was too large."))
                 return
-            status, page, finished = await self._callback(login, port, head)
+            status, page, finished = await self._callback(port, head)
             await _respond(stream, status, page)
-        if finished:
+        stop = self._listeners.get(finished) if finished else None
+        if stop is not None:
             stop.set()
 
-    async def _callback(self, login: pkce.PendingLogin, port: int, head: bytes) -> tuple[int, str, bool]:
+    async def _callback(self, port: int, head: bytes) -> tuple[int, str, str | None]:
+        """The answer to the browser, and the state of the login it finished (if it did)."""
         request = _parse_head(head)
         if request is None:
-            return 400, _page("Bad request", "The request could not be read."), False
+            return 400, _page("Bad request", "The request could not be read."), None
         method, target, host = request
         parts = urlsplit(target)
         if method != "GET":
-            return 405, _page("Method not allowed", "Only GET is answered here."), False
+            return 405, _page("Method not allowed", "Only GET is answered here."), None
         if parts.path != "/callback":
-            return 404, _page("Not found", "Nothing here."), False
+            return 404, _page("Not found", "Nothing here."), None
         if host not in (f"127.0.0.1:{port}", f"localhost:{port}"):
-            return 400, _page("Bad request", "Unexpected Host header."), False
+            return 400, _page("Bad request", "Unexpected Host header."), None
         query = parse_qs(parts.query, keep_blank_values=True)
         state = (query.get("state") or [""])[0]
         code = (query.get("code") or [""])[0]
-        if not secrets.compare_digest(state.encode(), login.state.encode()):
+        login = self._waiting.get(state)
+        if login is None or not secrets.compare_digest(state.encode(), login.state.encode()):
             # Anyone on this machine can reach the port: a request without the right state must not
             # end the login the user is in the middle of.
             await self.audit.record("oauth_failed", PROVIDER, "error", "state_mismatch")
@@ -380,7 +415,7 @@ class OAuthService:
             return (
                 400,
                 _failure_page("This link does not belong to the login in progress (state mismatch)."),
-                False,
+                None,
             )
         if not code:
             said = (query.get("error") or [""])[0]
@@ -393,7 +428,7 @@ class OAuthService:
             if self.logins.fail(login.state) is not None:
                 await self.audit.record("oauth_failed", PROVIDER, "error", "no_code")
                 self.notify(COMPLETED, AuthCompletedParams(state=login.state, ok=False, error=error.data()))
-            return 400, _failure_page(error.message), True
+            return 400, _failure_page(error.message), login.state
         try:
             masked = await self.finish(login.state, code)
         except SidecarError as exc:
@@ -401,7 +436,7 @@ class OAuthService:
             return (
                 400 if exc.kind in ("oauth_failed", "invalid_request") else 502,
                 _failure_page(exc.message),
-                True,
+                login.state,
             )
         self.notify(COMPLETED, AuthCompletedParams(state=login.state, ok=True, masked=masked))
         return (
@@ -410,7 +445,7 @@ class OAuthService:
                 "Logged in to OpenRouter",
                 "The OpenRouter key is stored in this computer's keychain. You can close this window.",
             ),
-            True,
+            login.state,
         )
 
 

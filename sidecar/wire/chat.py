@@ -12,7 +12,9 @@ import msgspec
 from sidecar.wire.base import Usage, Wire
 
 Role = Literal["system", "user", "assistant", "tool"]
-FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+# `incomplete`: the upstream ended the answer without saying why (a stream closed with `[DONE]`
+# but no finish reason): it may be cut short.
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "incomplete"]
 Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 
 
@@ -34,13 +36,21 @@ Part = TextPart | ImagePart
 
 
 class ToolCall(Wire):
-    """`arguments` is always an object; when a model produced arguments that are not valid JSON
-    (a truncated answer, say) they are `{}` and the text is kept in `raw_arguments`."""
+    """`arguments` is always an object, always present (`{}` for a tool without parameters); when a
+    model produced arguments that are not valid JSON (a truncated answer, say) they are `{}` and the
+    text is kept in `raw_arguments`."""
 
     id: str
     name: str
-    arguments: dict[str, Any] = msgspec.field(default_factory=dict)
+    arguments: dict[str, Any]  # no default: a default would be omitted from the wire
     raw_arguments: str | None = None
+
+
+class ToolCallInput(ToolCall):
+    """A tool call the host sends back in an assistant message: `arguments` may be left out there
+    (hosts echoing an older result that omitted `{}`), and then means `{}`."""
+
+    arguments: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class Message(Wire):
@@ -49,7 +59,7 @@ class Message(Wire):
 
     role: Role
     content: str | list[Part] | None = None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: list[ToolCallInput] | None = None
     tool_call_id: str | None = None
     name: str | None = None
     cache: bool = False
@@ -118,6 +128,8 @@ class ChatResult(Wire):
     response_id: str | None = None
     latency_ms: float | None = None
     attempts: list[Attempt] = msgspec.field(default_factory=list)
+    # True when the upstream reported no usage and `usage` is the sidecar's estimate (still priced).
+    usage_estimated: bool = False
 
 
 # --- stream events ------------------------------------------------------------------------------

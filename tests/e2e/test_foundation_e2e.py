@@ -46,7 +46,7 @@ def test_complete_returns_text_usage_and_cost(sidecar: Sidecar, openai: FakeOpen
     assert result["cost_usd"] > 0 and result["pricing_date"]
     sent = openai.requests[-1]
     assert sent.path == "/v1/chat/completions" and sent.headers["authorization"] == f"Bearer {KEY}"
-    assert "stream" not in sent.json()
+    assert sent.json()["stream"] is True  # complete streams from the upstream too, and assembles
 
 
 def test_stream_relays_events_whose_text_equals_the_result(

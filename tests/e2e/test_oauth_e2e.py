@@ -300,3 +300,40 @@ def test_listeners_close_at_shutdown(kc: dict[str, str], openrouter: FakeOpenAIC
         finish(sc)
         assert time.monotonic() - started < 2.5
         assert _refused(port)
+
+
+def test_one_listener_serves_every_pending_login(sidecar: Sidecar, openrouter: FakeOpenAICompat) -> None:
+    first = sidecar.result("openrouter_auth_start", {})
+    second = sidecar.result("openrouter_auth_start", {})
+    port = urlsplit(first["callback_url"]).port
+    assert port is not None and urlsplit(second["callback_url"]).port == port
+    approve(openrouter, first, "code-first")
+    key = approve(openrouter, second, "code-second")
+    # The second login finishes first; the listener stays for the first one.
+    assert browser_get(second["callback_url"] + "&code=code-second")[0] == 200
+    assert sidecar.wait_notification(COMPLETED)["params"]["state"] == second["state"]
+    assert not _refused(port)
+    assert browser_get(first["callback_url"] + "&code=code-first")[0] == 200
+    sidecar.wait_notification(COMPLETED, where=lambda n: n["params"]["state"] == first["state"])
+    states = {n["params"]["state"] for n in sidecar.notifications(COMPLETED)}
+    assert states == {first["state"], second["state"]}
+    assert _wait_refused(port), "the listener closes once no login is pending"
+    assert key
+
+
+def test_a_thousand_logins_hold_one_socket(kc: dict[str, str], openrouter: FakeOpenAICompat) -> None:
+    import psutil
+
+    with keychain_sidecar(kc, _env(openrouter)) as sc:
+        first = sc.result("openrouter_auth_start", {})
+        proc = psutil.Process(sc.proc.pid)
+        fds_before, rss_before = proc.num_fds(), proc.memory_info().rss
+        ports = set()
+        for _ in range(1000):
+            ports.add(urlsplit(sc.result("openrouter_auth_start", {})["callback_url"]).port)
+        fds_after, rss_after = proc.num_fds(), proc.memory_info().rss
+        assert ports == {urlsplit(first["callback_url"]).port}
+        assert fds_after - fds_before < 10, (fds_before, fds_after)
+        # 1,000 pending logins (verifier, state, a waiting task each): generous ceiling.
+        assert rss_after - rss_before < 40 * 1024 * 1024, (rss_before, rss_after)
+        assert sc.bad_lines == []

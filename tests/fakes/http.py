@@ -592,7 +592,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     # socketserver's default backlog of 5 resets connections when a test opens dozens at once.
-    request_queue_size = 128
+    request_queue_size = 1024  # the 500-stream test opens hundreds at once
 
     def __init__(self, fake: FakeUpstream) -> None:
         self.fake = fake
@@ -742,7 +742,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         while (remaining := deadline - time.monotonic()) > 0:
             if self.server.fake._stopping.is_set():
                 return _End.STOPPING
-            if self._client_gone(min(remaining, POLL_S)):
+            # One wait for the whole pause, not a poll: `stop()` shuts the socket down, which wakes
+            # it as surely as a client leaving (hundreds of paused streams would otherwise keep
+            # the GIL busy polling).
+            if self._client_gone(remaining):
                 return self._gone()
         return None
 
@@ -759,6 +762,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             return True
         if data:  # the client sent something (a pipelined request?): not a disconnect
-            time.sleep(timeout)
+            time.sleep(min(timeout, POLL_S))
             return False
         return True

@@ -121,7 +121,8 @@ async def test_stream_and_complete_give_the_same_result(fake: FakeOllama, servic
     assert isinstance(events[-1], UsageEvent)
     assert events[-1].input_tokens == 6
     bodies = [r.json() for r in fake.requests if r.path == "/api/chat"]
-    assert [b["stream"] for b in bodies] == [True, False]
+    # `complete` streams from the upstream too (cancellation and idle limits work the same).
+    assert [b["stream"] for b in bodies] == [True, True]
     assert bodies[0]["messages"] == [{"role": "user", "content": "hello there friend"}]
 
 

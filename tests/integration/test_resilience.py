@@ -696,11 +696,12 @@ def test_a_stall_after_the_first_token_ends_as_timeout_within_the_idle_limit(
 
 def test_a_stall_before_the_first_token_is_retried_then_reported(openai: FakeOpenAICompat) -> None:
     openai.edit_stream = lambda events: [events[0], Stall()]
-    s = stack(FAST.replace("max_attempts = 3", "max_attempts = 2"), env=env_for(openai))
+    toml = FAST.replace("max_attempts = 3", "max_attempts = 2") + "[timeouts]\nidle_s = 0.3\n"
+    s = stack(toml, env=env_for(openai))
 
     async def body() -> None:
         t0 = time.monotonic()
-        err = await failing(stream(s, params(timeout_s=0.3)))
+        err = await failing(stream(s, params()))
         assert err.kind == "timeout"
         assert [a["error"] for a in err.details["attempts"]] == ["timeout", "timeout"]
         assert time.monotonic() - t0 < 1.5
@@ -708,6 +709,25 @@ def test_a_stall_before_the_first_token_is_retried_then_reported(openai: FakeOpe
 
     run(body)
     assert openai.wait_for_disconnect(timeout=2, count=2)
+
+
+def test_timeout_s_bounds_the_wait_for_the_first_token_retries_included(openai: FakeOpenAICompat) -> None:
+    # With timeout_s the host waits at most that long for the answer to start, however many
+    # attempts fit in it, and the message says so (it used to say "within 0.3s" after 3 x 0.3s).
+    openai.edit_stream = lambda events: [events[0], Stall()]
+    s = stack(FAST, env=env_for(openai))
+
+    async def body() -> None:
+        t0 = time.monotonic()
+        err = await failing(stream(s, params(timeout_s=0.3)))
+        elapsed = time.monotonic() - t0
+        assert err.kind == "timeout"
+        assert "0.3s" in err.message and "timeout_s" in err.message
+        assert 0.25 < elapsed < 0.9
+        await s.http.aclose()
+
+    run(body)
+    assert openai.wait_for_disconnect(timeout=2)
 
 
 def test_no_first_byte_within_the_limit_is_a_timeout(openai: FakeOpenAICompat) -> None:
@@ -718,7 +738,7 @@ def test_no_first_byte_within_the_limit_is_a_timeout(openai: FakeOpenAICompat) -
         t0 = time.monotonic()
         err = await failing(s.chat.complete(params(timeout_s=0.3), Ctx()))
         assert err.kind == "timeout"
-        assert "first-byte" in err.message
+        assert "first-byte" in err.message or "timeout_s of 0.3s" in err.message
         assert time.monotonic() - t0 < 1.0
         await s.http.aclose()
 
@@ -727,12 +747,13 @@ def test_no_first_byte_within_the_limit_is_a_timeout(openai: FakeOpenAICompat) -
 
 
 def test_the_idle_limit_is_not_the_first_byte_limit(openai: FakeOpenAICompat) -> None:
-    # A slow first byte is fine when the first-byte limit allows it; the idle limit then applies.
-    openai.enqueue(
-        Reply(status=200, headers={"content-type": "text/event-stream"}, chunks=[Pause(0.4), Stall()])
-    )
+    # A slow first byte is fine when the first-byte limit allows it, headers or not; the idle
+    # limit applies from the body's first byte on.
+    sse = {"content-type": "text/event-stream"}
+    openai.enqueue(Reply(status=200, headers=sse, chunks=[Pause(0.4), b": ping\n\n", Stall()]))
     toml = (
-        FAST.replace("max_attempts = 3", "max_attempts = 1") + "[timeouts]\nfirst_byte_s = 5\nidle_s = 0.2\n"
+        FAST.replace("max_attempts = 3", "max_attempts = 1")
+        + "[timeouts]\nfirst_byte_s = 0.8\nidle_s = 0.2\n"
     )
     s = stack(toml, env=env_for(openai))
 
@@ -741,14 +762,13 @@ def test_the_idle_limit_is_not_the_first_byte_limit(openai: FakeOpenAICompat) ->
         err = await failing(stream(s, params()))
         assert err.kind == "timeout"
         assert "idle" in err.message
-        assert time.monotonic() - t0 < 0.6  # headers at once, then nothing for 0.2s
-        openai.enqueue(
-            Reply(status=200, delay_s=0.4, headers={"content-type": "text/event-stream"}, chunks=[Stall()])
-        )
+        assert 0.55 < time.monotonic() - t0 < 1.0  # 0.4s to the first byte, then 0.2s of nothing
+        # A stall right after the headers is bounded by the first-byte limit, not the idle one.
+        openai.enqueue(Reply(status=200, headers=sse, chunks=[Stall()]))
         t0 = time.monotonic()
         err = await failing(stream(s, params()))
-        assert err.kind == "timeout" and "idle" in err.message
-        assert 0.55 < time.monotonic() - t0 < 1.2  # 0.4s to the first byte was allowed
+        assert err.kind == "timeout" and "first-byte" in err.message
+        assert 0.75 < time.monotonic() - t0 < 1.4
         await s.http.aclose()
 
     run(body)

@@ -669,7 +669,7 @@ def test_tool_use_and_tool_results() -> None:
 def test_assistant_with_only_tool_calls_sends_no_empty_text_block() -> None:
     msgs = [
         user(),
-        Message(role="assistant", content="", tool_calls=[ToolCall(id="t", name="f")]),
+        Message(role="assistant", content="", tool_calls=[ToolCall(id="t", name="f", arguments={})]),
         Message(role="tool", tool_call_id="t", content="ok"),
     ]
     assert body(msgs)["messages"][1]["content"] == [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]
@@ -678,7 +678,7 @@ def test_assistant_with_only_tool_calls_sends_no_empty_text_block() -> None:
 def test_tool_result_with_an_image() -> None:
     msgs = [
         user(),
-        Message(role="assistant", tool_calls=[ToolCall(id="t", name="shot")]),
+        Message(role="assistant", tool_calls=[ToolCall(id="t", name="shot", arguments={})]),
         Message(
             role="tool", tool_call_id="t", content=[TextPart(text="here"), ImagePart(url="https://x/y.png")]
         ),
@@ -705,7 +705,7 @@ def test_cache_hints_on_messages_and_tools() -> None:
     out = body(
         [
             user([TextPart(text="doc"), TextPart(text="question")], cache=True),
-            Message(role="assistant", tool_calls=[ToolCall(id="t", name="f")], cache=True),
+            Message(role="assistant", tool_calls=[ToolCall(id="t", name="f", arguments={})], cache=True),
             Message(role="tool", tool_call_id="t", content="r", cache=True),
         ],
         tools=[Tool(name="f", description="F.", cache=True), Tool(name="g")],

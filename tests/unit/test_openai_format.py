@@ -40,7 +40,7 @@ def run(provider: str, payloads: list[str]) -> tuple[list[ProviderEvent], Assemb
     events: list[ProviderEvent] = []
     for data in payloads:
         events += decoder.feed(data)
-    events.append(decoder.final_usage())
+    events += decoder.final_usage()
     asm = Assembler()
     for ev in events:
         asm.add(ev)
@@ -194,7 +194,7 @@ def test_body_tool_turns_round_trip() -> None:
     )
     body = openai_format.build_body("gpt-4o-mini", p, openai_format.OPENAI, stream=True)
     assistant = body["messages"][1]
-    assert assistant["content"] is None
+    assert "content" not in assistant
     assert assistant["tool_calls"][0] == {
         "id": "call_1",
         "type": "function",
