@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from sidecar.infra.audit import AuditTrail
     from sidecar.infra.db import Database
     from sidecar.infra.keystore import KeyResolver, KeyStore
+    from sidecar.providers.base import ProviderSpec
     from sidecar.providers.http import HttpClient
     from sidecar.providers.registry import ProviderRegistry
     from sidecar.services.about import AboutService
@@ -217,10 +218,22 @@ class Services:
     def catalog(self) -> CatalogService:
         from sidecar.services.catalog import CatalogService
 
+        keys = self.keys
+
+        async def key_configured(spec: ProviderSpec) -> bool | None:
+            try:
+                configured, _, _ = await keys.describe_source(
+                    spec.id, spec.key_env, account=spec.keychain_account
+                )
+            except SidecarError:
+                return None  # the keychain could not be asked
+            return configured
+
         return CatalogService(
             self.providers,
             self.pricing,
             circuit_state=lambda provider: self.resilience.circuit_state(provider),
+            key_configured=key_configured,
         )
 
     @cached_property

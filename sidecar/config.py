@@ -34,11 +34,16 @@ class Limits(Wire, forbid_unknown_fields=True):
 
 
 class ProviderSettings(Wire, forbid_unknown_fields=True):
-    """Per-provider overrides of a built-in provider."""
+    """Per-provider overrides of a built-in provider. `default_model` is what `<id>:` alone means;
+    `enabled = false` refuses the provider's requests and skips it in fallback (`set_provider_enabled`
+    overrides it at run time); `allow_insecure` permits plain http to a host that is not loopback."""
 
     base_url: str | None = None
     limits: Limits | None = None
     headers: dict[str, str] | None = None
+    default_model: str | None = None
+    enabled: bool = True
+    allow_insecure: bool = False
 
 
 class Endpoint(Wire, forbid_unknown_fields=True):
@@ -59,6 +64,9 @@ class Endpoint(Wire, forbid_unknown_fields=True):
     limits: Limits | None = None
     input_per_mtok: Annotated[float, msgspec.Meta(ge=0)] | None = None
     output_per_mtok: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    default_model: str | None = None
+    enabled: bool = True
+    allow_insecure: bool = False
 
 
 class Timeouts(Wire, forbid_unknown_fields=True):
@@ -90,7 +98,16 @@ class Breaker(Wire, forbid_unknown_fields=True):
     cooldown_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
 
 
+class Defaults(Wire, forbid_unknown_fields=True):
+    """What a request that leaves these out gets: `model` when it names none, and sampling settings."""
+
+    model: str | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
 class Config(Wire, forbid_unknown_fields=True):
+    defaults: Defaults = msgspec.field(default_factory=Defaults)
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     retry: Retry = msgspec.field(default_factory=Retry)
     breaker: Breaker = msgspec.field(default_factory=Breaker)
@@ -139,4 +156,4 @@ def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> tupl
     return config, path
 
 
-BUILTIN_PROVIDERS: Final = frozenset({"openai", "anthropic", "gemini", "xai", "openrouter", "ollama"})
+BUILTIN_PROVIDERS: Final = frozenset({"openai", "anthropic", "gemini", "xai", "openrouter", "ollama", "stub"})

@@ -34,6 +34,7 @@ ErrorKind = Literal[
     "keychain_unavailable",
     "ollama_unavailable",
     "oauth_failed",
+    "provider_disabled",
     "cancelled",
     "internal_error",
 ]
@@ -65,6 +66,7 @@ KIND_CODES: Final[dict[str, int]] = {
     "keychain_unavailable": 1011,
     "ollama_unavailable": 1012,
     "oauth_failed": 1013,
+    "provider_disabled": 1014,
 }
 
 # Kinds that a retry or a fallback to another provider can cure.

@@ -1,5 +1,6 @@
-"""The audit trail of credential events (a key set, deleted or validated, an OAuth login finished
-or failed), kept in the state directory's database, table `audit`.
+"""The audit trail of credential and configuration events (a key set, deleted or validated, an
+OAuth login finished or failed, a provider switched on or off, an endpoint set or removed, config.toml
+reloaded, a budget changed), kept in the state directory's database, table `audit`.
 
 A row is `(id, ts, event, provider, outcome, detail)`: `ts` an ISO 8601 UTC time, `event` one of
 `EVENTS`, `outcome` a short word (`ok`, `valid`, `invalid`, `error`, `absent`), `detail` an error
@@ -40,8 +41,32 @@ MIGRATIONS: Final = (
     """,
 )
 
-Event = Literal["key_set", "key_deleted", "key_validated", "oauth_completed", "oauth_failed"]
-EVENTS: Final = ("key_set", "key_deleted", "key_validated", "oauth_completed", "oauth_failed")
+Event = Literal[
+    "key_set",
+    "key_deleted",
+    "key_validated",
+    "oauth_completed",
+    "oauth_failed",
+    "provider_enabled",
+    "provider_disabled",
+    "endpoint_set",
+    "endpoint_deleted",
+    "config_reloaded",
+    "budget_set",
+]
+EVENTS: Final = (
+    "key_set",
+    "key_deleted",
+    "key_validated",
+    "oauth_completed",
+    "oauth_failed",
+    "provider_enabled",
+    "provider_disabled",
+    "endpoint_set",
+    "endpoint_deleted",
+    "config_reloaded",
+    "budget_set",
+)
 _MAX_DETAIL: Final = 300
 
 _log = logs.get_logger("audit")

@@ -7,11 +7,13 @@ Must not know: stdin/stdout, providers' wire formats.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from sidecar.core import cost, tokens
+from sidecar.core import cost, stub_answers, tokens
 from sidecar.core.catalog import ModelInfo
 from sidecar.core.models import parse_model
+from sidecar.providers.base import ProviderSpec
+from sidecar.providers.errors import DISPLAY_NAMES
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.context import CallContext, Handler
 from sidecar.services.pricing import Pricing
@@ -56,11 +58,15 @@ class CatalogService:
         providers: ProviderRegistry,
         pricing: Pricing,
         circuit_state: Callable[[str], str | None] | None = None,
+        key_configured: Callable[[ProviderSpec], Awaitable[bool | None]] | None = None,
+        health_state: Callable[[str], str | None] | None = None,
     ) -> None:
         self.providers = providers
         self.pricing = pricing
         self.prices = pricing.book
         self.circuit_state = circuit_state
+        self.key_configured = key_configured
+        self.health_state = health_state
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -70,8 +76,12 @@ class CatalogService:
         }
 
     async def list_providers(self, params: Empty, ctx: CallContext) -> ListProvidersResult:
-        return ListProvidersResult(
-            providers=[
+        infos = []
+        for spec in self.providers.specs.values():
+            configured: bool | None = True
+            if spec.needs_key:
+                configured = await self.key_configured(spec) if self.key_configured else None
+            infos.append(
                 ProviderInfo(
                     id=spec.id,
                     kind=spec.kind,
@@ -81,10 +91,25 @@ class CatalogService:
                     custom=spec.custom,
                     models=list(spec.models),
                     circuit=self.circuit_state(spec.id) if self.circuit_state else None,
+                    display_name=_display_name(spec),
+                    enabled=self.providers.enabled(spec.id),
+                    key_configured=configured,
+                    default_model=spec.default_model,
+                    capabilities=self._capabilities(spec),
+                    health=self.health_state(spec.id) if self.health_state else None,
                 )
-                for spec in self.providers.specs.values()
-            ]
-        )
+            )
+        return ListProvidersResult(providers=infos)
+
+    def _capabilities(self, spec: ProviderSpec) -> list[str]:
+        """What some model of the provider can do (the catalog's figures; custom and local
+        endpoints are assumed to stream and call tools, as OpenAI-compatible servers do)."""
+        if spec.custom or spec.kind in ("ollama", "stub"):
+            return ["streaming", "tools"]
+        found: set[str] = set()
+        for info, _ in self.prices.models_for(spec.id):
+            found |= info.capabilities
+        return sorted(found)
 
     async def list_models(self, params: ListModelsParams, ctx: CallContext) -> ListModelsResult:
         wanted = [params.provider] if params.provider else self.providers.ids
@@ -98,6 +123,9 @@ class CatalogService:
                     ModelEntry(model=f"{pid}:{m}", provider=pid, id=m, capabilities=["streaming", "tools"])
                     for m in spec.models
                 )
+                continue
+            if pid == "stub":
+                entries.extend(_entry(stub_answers.model_info(m)) for m in spec.models)
                 continue
             entries.extend(_entry(info) for info, _ in self.prices.models_for(pid))
         return ListModelsResult(models=entries, pricing_date=self.prices.catalog_date)
@@ -139,3 +167,9 @@ class CatalogService:
             cost_usd_max=span.max_total,
             pricing_date=date,
         )
+
+
+def _display_name(spec: ProviderSpec) -> str:
+    if spec.id == "stub":
+        return "Stub (offline)"
+    return DISPLAY_NAMES.get(spec.id, spec.id)

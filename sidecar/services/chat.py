@@ -27,7 +27,7 @@ import msgspec
 
 from sidecar import logs
 from sidecar.config import Config
-from sidecar.core import retry, tokens
+from sidecar.core import defaults, retry, tokens
 from sidecar.core.assemble import RELAYED, Assembler, ProviderEvent
 from sidecar.core.limiter import Permit
 from sidecar.core.models import ModelRef, parse_model
@@ -149,7 +149,14 @@ class ChatService:
         return await self.run(params, ctx, stream=True)
 
     def resolve(self, model: str) -> ModelRef:
+        alone = defaults.provider_alone(model, self.providers.specs)
+        if alone is not None:
+            model = defaults.default_model_for(alone, self.providers.specs[alone].default_model)
         return parse_model(model, self.providers.specs)
+
+    def with_defaults(self, params: CompleteParams) -> CompleteParams:
+        d = self.config.defaults
+        return defaults.apply(params, model=d.model, temperature=d.temperature, max_tokens=d.max_tokens)
 
     def chain(self, ref: ModelRef, params: CompleteParams) -> list[ModelRef]:
         """The model asked for, then its fallbacks (the request's list, else config.toml's), once each."""
@@ -178,6 +185,7 @@ class ChatService:
         return Timeouts(connect_s=min(t.connect_s, first), read_s=first, idle_s=idle)
 
     async def run(self, params: CompleteParams, ctx: CallContext, *, stream: bool) -> ChatResult:
+        params = self.with_defaults(params)
         ref = self.resolve(params.model)
         chain = self.chain(ref, params)
         for hook in self.hooks:
@@ -337,6 +345,7 @@ class ChatService:
         res = self.resilience
         tries.ref = ref
         try:
+            self.providers.ensure_enabled(ref.provider)
             provider = self.providers.get(ref.provider)
         except SidecarError as exc:
             tries.record(ref, exc)

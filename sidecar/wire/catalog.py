@@ -22,6 +22,11 @@ class InfoResult(Wire):
 
 
 class ProviderInfo(Wire):
+    """One provider. `enabled` false means its requests are refused and fallback skips it;
+    `key_configured` says whether a key is in the environment or the keychain (always true for a
+    provider that needs none); `default_model` is what `<id>:` alone means; `health` is the last
+    probe's status (`healthy`, `degraded`, `unhealthy`), null before any probe."""
+
     id: str
     kind: str
     base_url: str
@@ -30,6 +35,12 @@ class ProviderInfo(Wire):
     custom: bool = False
     models: list[str] = msgspec.field(default_factory=list)
     circuit: str | None = None
+    display_name: str | None = None
+    enabled: bool = True
+    key_configured: bool | None = None
+    default_model: str | None = None
+    capabilities: list[str] = msgspec.field(default_factory=list)
+    health: str | None = None
 
 
 class ListProvidersResult(Wire):

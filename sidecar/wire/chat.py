@@ -78,8 +78,11 @@ class Reasoning(Wire):
     budget_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
-class CompleteParams(Wire):
-    model: Annotated[str, msgspec.Meta(min_length=1)]
+class CompleteParams(Wire, kw_only=True):
+    """`model` may be left out (or empty) to use `[defaults] model` of config.toml, or name a
+    provider alone (`"openrouter:"`) to use that provider's default model."""
+
+    model: str = ""
     messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
