@@ -16,12 +16,13 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
 from sidecar import __version__, logs, redact
-from sidecar.config import Config, state_dir
+from sidecar.config import Config, state_dir, with_runtime
 from sidecar.errors import SidecarError
 from sidecar.rpc import envelope, stdio
 from sidecar.rpc.dispatcher import Dispatcher, Route, route
@@ -34,10 +35,12 @@ if TYPE_CHECKING:
     from sidecar.infra.audit import AuditTrail
     from sidecar.infra.db import Database
     from sidecar.infra.keystore import KeyResolver, KeyStore
+    from sidecar.infra.runtime_state import RuntimeState
     from sidecar.providers.base import ProviderSpec
     from sidecar.providers.http import HttpClient
     from sidecar.providers.registry import ProviderRegistry
     from sidecar.services.about import AboutService
+    from sidecar.services.admin import AdminService
     from sidecar.services.catalog import CatalogService
     from sidecar.services.chat import ChatService
     from sidecar.services.keys import KeyService
@@ -63,6 +66,7 @@ GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "usage": ("usage_summary", "set_budget", "get_budgets", "refresh_pricing"),
     "key_service": ("validate_key", "set_key", "delete_key", "list_keys"),
     "oauth": ("openrouter_auth_start", "openrouter_auth_complete"),
+    "admin": ("set_provider_enabled", "endpoint_set", "endpoint_delete"),
 }
 
 Task = Callable[..., Coroutine[Any, Any, None]]  # takes `task_status`, reports when it is ready
@@ -77,10 +81,17 @@ class Services:
     """
 
     def __init__(
-        self, config: Config, *, store: KeyStore | None = None, env: Mapping[str, str] | None = None
+        self,
+        config: Config,
+        *,
+        store: KeyStore | None = None,
+        env: Mapping[str, str] | None = None,
+        config_path: Path | None = None,
     ) -> None:
-        self.config = config
         self.env: Mapping[str, str] = os.environ if env is None else env
+        self.file_config = config  # config.toml as read; `config` adds what was set at run time
+        self.config_path = config_path
+        self.config = with_runtime(config, self.runtime.endpoints)
         self._store = store
         self._closers: list[Callable[[], Any]] = []
         self._tg: anyio.abc.TaskGroup | None = None
@@ -112,7 +123,25 @@ class Services:
     async def start_background(self, tg: anyio.abc.TaskGroup) -> None:
         """Called by `serve`: long-lived tasks of services built so far, and of later ones, run in `tg`."""
         self._tg = tg
+        if self.config_path is not None:
+            from sidecar.services.config_watch import ConfigWatcher
+
+            watcher = ConfigWatcher(self.config_path, lambda: self.admin.reload_from_disk())
+            await tg.start(watcher.run)
         await self._start_waiting()
+
+    def apply_config(self, file_config: Config) -> None:
+        """Put a new configuration in force (config.toml reloaded, an endpoint set at run time) in
+        every service built so far; the others read `self.config` when they are built."""
+        self.file_config = file_config
+        self.config = with_runtime(file_config, self.runtime.endpoints)
+        built = self.__dict__
+        if "providers" in built:
+            self.providers.reload(self.config)
+        if "resilience" in built:
+            self.resilience.reconfigure(self.config)
+        if "chat" in built:
+            self.chat.config = self.config
 
     def _background(self, task: Task) -> None:
         self._waiting.append(task)
@@ -166,7 +195,16 @@ class Services:
                 return value
             return (await keys.resolve(provider_id, env_var, account=account)).value
 
-        return ProviderRegistry(self.config, self.env, self.http, get_key)
+        return ProviderRegistry(
+            self.config, self.env, self.http, get_key, enabled_overrides=self.runtime.enabled
+        )
+
+    @cached_property
+    def runtime(self) -> RuntimeState:
+        """Settings changed at run time (`runtime.json` in the state directory)."""
+        from sidecar.infra.runtime_state import RuntimeState
+
+        return RuntimeState(state_dir(self.env))
 
     @cached_property
     def pricing(self) -> Pricing:
@@ -284,11 +322,29 @@ class Services:
         self._background(oauth.run)
         return oauth
 
+    @cached_property
+    def admin(self) -> AdminService:
+        from sidecar.services.admin import AdminService
+
+        return AdminService(
+            self.providers,
+            self.runtime,
+            self.audit,
+            file_config=self.file_config,
+            apply=self.apply_config,
+            config_path=self.config_path,
+            broadcast=self.broadcast,
+        )
+
 
 def build_services(
-    config: Config, *, store: KeyStore | None = None, env: Mapping[str, str] | None = None
+    config: Config,
+    *,
+    store: KeyStore | None = None,
+    env: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
 ) -> Services:
-    return Services(config, store=store, env=env)
+    return Services(config, store=store, env=env, config_path=config_path)
 
 
 def routes_for(handlers: Mapping[str, Handler]) -> dict[str, Route]:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from sidecar import __version__, logs
-from sidecar.config import ConfigError, load
+from sidecar.config import ConfigError, env_url_problem, load
 from sidecar.rpc.framing import DEFAULT_MAX_LINE
 
 
@@ -38,13 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.configure(args.log_level or os.environ.get("SIDECAR_LOG_LEVEL", "info"))
     try:
-        config, _ = load(args.config)
+        config, path = load(args.config)
+        problem = env_url_problem()
+        if problem:
+            raise ConfigError(f"environment: {problem}")
     except ConfigError as exc:
         sys.stderr.write(f"llm-sidecar: configuration error: {exc}\n")
         return 2
     from sidecar.app import build_services, run
 
-    return run(build_services(config), max_line=args.max_line_bytes)
+    return run(build_services(config, config_path=path), max_line=args.max_line_bytes)
 
 
 if __name__ == "__main__":

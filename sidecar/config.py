@@ -153,7 +153,114 @@ def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> tupl
         raise ConfigError(
             f"{path}: endpoint name {sorted(clash)[0]!r} is a built-in provider id; choose another name"
         )
+    problem = base_url_problems(config)
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
     return config, path
+
+
+BASE_URL_ENV: Final = {
+    "openai": "OPENAI_BASE_URL",
+    "anthropic": "ANTHROPIC_BASE_URL",
+    "gemini": "GEMINI_BASE_URL",
+    "xai": "XAI_BASE_URL",
+    "openrouter": "OPENROUTER_BASE_URL",
+}
+"""The environment's base URLs of the providers that send a key (`OLLAMA_HOST` follows Ollama's
+own rules and carries no key)."""
+
+
+def env_url_problem(env: Mapping[str, str] | None = None) -> str | None:
+    """The first bad `<ID>_BASE_URL` of the environment, by the same rules as config.toml's."""
+    env = os.environ if env is None else env
+    for var in BASE_URL_ENV.values():
+        value = env.get(var, "").strip()
+        if value:
+            problem = base_url_problem(value)
+            if problem:
+                return f"{var}: {problem}"
+    return None
+
+
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    host = host.strip("[]").lower()
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def base_url_problem(url: str, *, allow_insecure: bool = False) -> str | None:
+    """Why `url` cannot be an API base (None when it can): it needs an http(s) scheme and a host,
+    must not carry credentials (keys go in headers, from the keychain), and plain http is only for
+    this machine unless `allow_insecure` says otherwise: a key must never cross a network unencrypted."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        return f"{url!r} is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return f"{url!r} must start with https:// (or http:// for this machine)"
+    if not parts.hostname:
+        return f"{url!r} has no host"
+    if parts.username is not None or parts.password is not None:
+        return "a base URL must not contain credentials (user:password@); keys are sent in headers"
+    if parts.scheme == "http" and not allow_insecure and not is_loopback(parts.hostname):
+        return (
+            f"{url!r} is plain http to another machine, which would send the API key unencrypted: "
+            "use https, or set allow_insecure = true for this endpoint if the network is trusted"
+        )
+    return None
+
+
+def endpoint_problem(ep: Endpoint) -> str | None:
+    """Why a custom endpoint's base URL cannot be used; one that sends no key may use plain http."""
+    return base_url_problem(ep.base_url, allow_insecure=ep.allow_insecure or not ep.needs_key)
+
+
+def base_url_problems(config: Config) -> str | None:
+    """The first bad base URL of `config`, named by where it is set."""
+    for pid, settings in config.providers.items():
+        if settings.base_url:
+            # Ollama sends no key, so plain http to another machine on the network is its usual setup.
+            insecure_ok = settings.allow_insecure or pid == "ollama"
+            problem = base_url_problem(settings.base_url, allow_insecure=insecure_ok)
+            if problem:
+                return f"[providers.{pid}] base_url: {problem}"
+    for name, ep in config.endpoints.items():
+        problem = endpoint_problem(ep)
+        if problem:
+            return f"[endpoints.{name}] base_url: {problem}"
+    return None
+
+
+def with_runtime(config: Config, endpoints: Mapping[str, Mapping[str, object]]) -> Config:
+    """`config` with the endpoints set at run time (`endpoint_set`) over those of the file.
+    One that no longer validates is skipped (and logged)."""
+    if not endpoints:
+        return config
+    merged = dict(config.endpoints)
+    for name, fields in endpoints.items():
+        try:
+            ep = msgspec.convert(dict(fields), Endpoint)
+        except msgspec.ValidationError as exc:
+            from sidecar import logs
+
+            logs.get_logger("config").warning("run-time endpoint ignored", endpoint=name, error=str(exc))
+            continue
+        if name in BUILTIN_PROVIDERS or endpoint_problem(ep):
+            continue
+        merged[name] = ep
+    return msgspec.structs.replace(config, endpoints=merged)
 
 
 BUILTIN_PROVIDERS: Final = frozenset({"openai", "anthropic", "gemini", "xai", "openrouter", "ollama", "stub"})

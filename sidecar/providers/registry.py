@@ -71,7 +71,8 @@ def builtin_specs(config: Config, env: Mapping[str, str]) -> list[ProviderSpec]:
         from_env = env.get(url_env) if url_env else None
         if pid == "ollama":
             from_env = ollama_base_url(from_env) if from_env else None
-        base = from_env or (settings.base_url if settings and settings.base_url else default)
+        # config.toml first, then the environment, then the built-in URL (README, Configuration).
+        base = (settings.base_url if settings and settings.base_url else None) or from_env or default
         headers = dict(settings.headers or {}) if settings else {}
         if pid == "openrouter":
             headers.setdefault("x-title", config.app_name)

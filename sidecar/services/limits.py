@@ -57,6 +57,15 @@ class Resilience:
         self.random = rand
         self._limiters: dict[str, Limiter | None] = {}
 
+    def reconfigure(self, config: Config) -> None:
+        """Use a reloaded configuration: limiters whose settings changed start afresh (requests
+        holding a slot of the old one finish with it); breakers and learned limits stay."""
+        self.config = config
+        for provider in list(self._limiters):
+            limiter = self._limiters[provider]
+            if (limiter.state.settings if limiter is not None else None) != self.settings(provider):
+                del self._limiters[provider]
+
     def settings(self, provider: str) -> LimitSettings | None:
         limits: Limits | None = None
         if provider in self.config.endpoints:

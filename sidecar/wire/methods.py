@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.wire import catalog, chat, keys, limits, local, usage
+from sidecar.wire import admin, catalog, chat, keys, limits, local, usage
 from sidecar.wire.base import Empty, Wire
 
 
@@ -226,6 +226,35 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
     ),
 )
 
+_METHOD_LIST += (
+    MethodSpec(
+        "set_provider_enabled",
+        admin.SetProviderEnabledParams,
+        admin.SetProviderEnabledResult,
+        "Switch a provider (or custom endpoint) on or off; kept across restarts.",
+        "Switch a provider or custom endpoint off (its requests are refused with provider_disabled and "
+        "fallback skips it) or back on. The choice is kept in the state directory and beats "
+        "`enabled` in config.toml.",
+    ),
+    MethodSpec(
+        "endpoint_set",
+        admin.EndpointSetParams,
+        admin.EndpointSetResult,
+        "Add or replace a custom OpenAI-compatible endpoint at run time; kept across restarts.",
+        "Add (or replace) a custom OpenAI-compatible endpoint (LM Studio, vLLM, llama.cpp, Groq...) with "
+        "the fields of [endpoints.<name>] in config.toml. It is usable at once as '<name>:<model>' and "
+        "kept in the state directory; the base URL is checked (https, or http to this machine).",
+    ),
+    MethodSpec(
+        "endpoint_delete",
+        admin.EndpointDeleteParams,
+        admin.EndpointDeleteResult,
+        "Remove a custom endpoint that was set at run time.",
+        "Remove a custom endpoint added with endpoint_set. An endpoint declared in config.toml stays "
+        "until it is removed from the file (`still_in_config` says so).",
+    ),
+)
+
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in _METHOD_LIST}
 
 NOTIFICATIONS: dict[str, NotificationSpec] = {
@@ -245,6 +274,11 @@ NOTIFICATIONS: dict[str, NotificationSpec] = {
             "openrouter_auth/completed",
             keys.AuthCompletedParams,
             "A login started without `callback_url` finished (or failed).",
+        ),
+        NotificationSpec(
+            "config/error",
+            admin.ConfigErrorParams,
+            "config.toml changed on disk but could not be used; the previous configuration stays.",
         ),
         NotificationSpec(
             "budget/alert",
