@@ -255,6 +255,7 @@ class Services:
     @cached_property
     def catalog(self) -> CatalogService:
         from sidecar.services.catalog import CatalogService
+        from sidecar.services.live_models import LiveModels
 
         keys = self.keys
 
@@ -272,6 +273,7 @@ class Services:
             self.pricing,
             circuit_state=lambda provider: self.resilience.circuit_state(provider),
             key_configured=key_configured,
+            live=LiveModels(self.providers),
         )
 
     @cached_property

@@ -80,7 +80,9 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         catalog.ListModelsResult,
         "Known models with context window, output limit, prices and capabilities.",
         "List known models (optionally of one provider) with context window, maximum output, price per "
-        "million input/output/cached tokens and capabilities (tools, vision, reasoning, prompt cache).",
+        "million input/output/cached tokens, where each price came from and its date, and capabilities "
+        "(tools, vision, reasoning, prompt cache). `live: true` asks the provider itself for the models "
+        "it serves now (cached for 10 minutes).",
     ),
     MethodSpec(
         "estimate_cost",
