@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sidecar.infra.audit import AuditTrail
     from sidecar.infra.db import Database
     from sidecar.infra.keystore import KeyResolver, KeyStore
+    from sidecar.infra.price_store import PriceStore
     from sidecar.infra.runtime_state import RuntimeState
     from sidecar.providers.base import ProviderSpec
     from sidecar.providers.http import HttpClient
@@ -208,10 +209,30 @@ class Services:
 
     @cached_property
     def pricing(self) -> Pricing:
+        import sqlite3
+
         from sidecar.core.catalog import PriceBook
         from sidecar.services.pricing import Pricing
 
-        return Pricing(self.providers, PriceBook())
+        book = PriceBook()
+        try:
+            stored = self.price_store.load_sync()
+        except (sqlite3.Error, OSError) as exc:  # a broken state file must not stop pricing
+            _log.warning("stored prices unreadable, the catalog's are used", error=type(exc).__name__)
+            stored = []
+        by_date: dict[str, list[Any]] = {}
+        for row in stored:
+            by_date.setdefault(row.price_date, []).append(row.info)
+        for date, entries in sorted(by_date.items()):
+            book.apply_overrides(entries, date)
+        return Pricing(self.providers, book)
+
+    @cached_property
+    def price_store(self) -> PriceStore:
+        """Prices fetched by `refresh_pricing`, kept in the state database across restarts."""
+        from sidecar.infra.price_store import PriceStore
+
+        return PriceStore(self.db)
 
     @cached_property
     def resilience(self) -> Resilience:
@@ -297,7 +318,12 @@ class Services:
 
         # Built after the database, so its closer (which commits the queue) runs before the db's.
         usage = UsageService(
-            Ledger(self.db), self.pricing, self.providers, self.http, broadcast=self.broadcast
+            Ledger(self.db),
+            self.pricing,
+            self.providers,
+            self.http,
+            broadcast=self.broadcast,
+            price_store=self.price_store,
         )
         self._closers.append(usage.close)
         return usage

@@ -36,6 +36,7 @@ from sidecar.core.budget import OVERALL, PERIODS, Alert, AlertKey, Budget
 from sidecar.core.models import ModelRef
 from sidecar.errors import SidecarError, invalid_request
 from sidecar.infra.ledger import AuditNote, Ledger, Row
+from sidecar.infra.price_store import PriceStore
 from sidecar.providers.http import HttpClient, Timeouts
 from sidecar.providers.openrouter_models import parse_models
 from sidecar.providers.registry import ProviderRegistry
@@ -87,7 +88,9 @@ class UsageService:
         *,
         clock: Clock = utcnow,
         broadcast: Broadcast | None = None,
+        price_store: PriceStore | None = None,
     ) -> None:
+        self.price_store = price_store
         self.ledger = ledger
         self.pricing = pricing
         self.providers = providers
@@ -457,6 +460,11 @@ class UsageService:
             ) from None
         date = self.clock().date().isoformat()
         applied = self.pricing.book.apply_overrides(entries, date)
+        if self.price_store is not None:  # kept, so a restart prices with them too
+            try:
+                await self.price_store.replace("openrouter", entries, url, date)
+            except (sqlite3.Error, OSError) as exc:
+                _log.warning("refreshed prices not saved", error=type(exc).__name__)
         _log.info("prices refreshed", applied=applied, models=len(entries), skipped=skipped)
         return RefreshPricingResult(
             applied=applied,

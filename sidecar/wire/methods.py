@@ -223,8 +223,9 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         Empty,
         usage.RefreshPricingResult,
         "Fetch OpenRouter's current model prices and use them.",
-        "Download OpenRouter's public model list and use its prices for openrouter: models from now on "
-        "(until the sidecar restarts). Needs network access; no key.",
+        "Download OpenRouter's public model list and use its prices for openrouter: models from now on; "
+        "they are kept in the state database, so a restart keeps using them (list_models shows them "
+        "with price_source 'refreshed' and their date). Needs network access; no key.",
     ),
 )
 
