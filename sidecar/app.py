@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from sidecar.services.admin import AdminService
     from sidecar.services.catalog import CatalogService
     from sidecar.services.chat import ChatService
+    from sidecar.services.health import HealthService
     from sidecar.services.keys import KeyService
     from sidecar.services.limits import RateLimitsService, Resilience
     from sidecar.services.local import LocalService
@@ -68,6 +69,7 @@ GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "key_service": ("validate_key", "set_key", "delete_key", "list_keys"),
     "oauth": ("openrouter_auth_start", "openrouter_auth_complete"),
     "admin": ("set_provider_enabled", "endpoint_set", "endpoint_delete"),
+    "health": ("provider_health",),
 }
 
 Task = Callable[..., Coroutine[Any, Any, None]]  # takes `task_status`, reports when it is ready
@@ -200,6 +202,17 @@ class Services:
             self.config, self.env, self.http, get_key, enabled_overrides=self.runtime.enabled
         )
 
+    async def key_configured(self, spec: ProviderSpec) -> bool | None:
+        """Whether the provider's key is in the environment or the keychain; None when the keychain
+        could not be asked."""
+        try:
+            configured, _, _ = await self.keys.describe_source(
+                spec.id, spec.key_env, account=spec.keychain_account
+            )
+        except SidecarError:
+            return None
+        return configured
+
     @cached_property
     def runtime(self) -> RuntimeState:
         """Settings changed at run time (`runtime.json` in the state directory)."""
@@ -278,22 +291,12 @@ class Services:
         from sidecar.services.catalog import CatalogService
         from sidecar.services.live_models import LiveModels
 
-        keys = self.keys
-
-        async def key_configured(spec: ProviderSpec) -> bool | None:
-            try:
-                configured, _, _ = await keys.describe_source(
-                    spec.id, spec.key_env, account=spec.keychain_account
-                )
-            except SidecarError:
-                return None  # the keychain could not be asked
-            return configured
-
         return CatalogService(
             self.providers,
             self.pricing,
             circuit_state=lambda provider: self.resilience.circuit_state(provider),
-            key_configured=key_configured,
+            key_configured=self.key_configured,
+            health_state=lambda provider: self.health.status(provider),
             live=LiveModels(self.providers),
         )
 
@@ -349,6 +352,18 @@ class Services:
         )
         self._background(oauth.run)
         return oauth
+
+    @cached_property
+    def health(self) -> HealthService:
+        """Provider probes; the gateway and routers call `health.watch(id)` for providers in use."""
+        from sidecar.services.health import HealthService
+
+        health = HealthService(self.providers, key_configured=self.key_configured)
+        if self._tg is not None:  # built by a lambda (list_providers), not a method: start it now
+            self._tg.start_soon(health.run)
+        else:
+            self._background(health.run)
+        return health
 
     @cached_property
     def admin(self) -> AdminService:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.wire import admin, catalog, chat, keys, limits, local, usage
+from sidecar.wire import admin, catalog, chat, health, keys, limits, local, usage
 from sidecar.wire.base import Empty, Wire
 
 
@@ -255,6 +255,18 @@ _METHOD_LIST += (
         "Remove a custom endpoint that was set at run time.",
         "Remove a custom endpoint added with endpoint_set. An endpoint declared in config.toml stays "
         "until it is removed from the file (`still_in_config` says so).",
+    ),
+)
+
+_METHOD_LIST += (
+    MethodSpec(
+        "provider_health",
+        health.ProviderHealthParams,
+        health.ProviderHealthResult,
+        "Probe providers now: healthy, degraded or unhealthy, with latency and the error.",
+        "Check one provider (or every provider switched on that has a key) with a cheap authenticated "
+        "call, and report its status (healthy, degraded when slow or rate limited, unhealthy when it "
+        "fails), the probe's latency, when it was checked and the error.",
     ),
 )
 
