@@ -275,8 +275,10 @@ class Services:
     @cached_property
     def chat(self) -> ChatService:
         from sidecar.services.chat import ChatService
+        from sidecar.services.window_limits import WindowLimitHooks
 
         chat = ChatService(self.providers, self.pricing, self.config, self.resilience)
+        chat.hooks.append(WindowLimitHooks(lambda: self.config, self.pricing))
         chat.hooks.append(self.usage)
         return chat
 

@@ -23,9 +23,21 @@ class ConfigError(Exception):
     """The configuration can't be used; the message says which file and what is wrong."""
 
 
-class Limits(Wire, forbid_unknown_fields=True):
+class WindowLimits(Wire, forbid_unknown_fields=True):
+    """Input tokens, output tokens and USD allowed per sliding window of `window_s` seconds (`[limits]`
+    for all providers together, or under a provider's limits). A request that would cross one is
+    refused before it is sent (`rate_limited`, with `retry_after_s`), and recorded as refused."""
+
+    window_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    input_tokens_per_window: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    output_tokens_per_window: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    usd_per_window: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
+class Limits(WindowLimits, forbid_unknown_fields=True):
     """Client-side limits for one provider. A request waits for them at most its `timeout_s` (else
-    `first_byte_s`); one that would wait longer fails as `rate_limited` with `retry_after_s`."""
+    `first_byte_s`); one that would wait longer fails as `rate_limited` with `retry_after_s`.
+    The window fields (tokens and USD per `window_s`) refuse at once instead of waiting."""
 
     max_concurrent: Annotated[int, msgspec.Meta(ge=1)] | None = None
     min_interval_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
@@ -108,6 +120,7 @@ class Defaults(Wire, forbid_unknown_fields=True):
 
 class Config(Wire, forbid_unknown_fields=True):
     defaults: Defaults = msgspec.field(default_factory=Defaults)
+    limits: WindowLimits = msgspec.field(default_factory=WindowLimits)
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     retry: Retry = msgspec.field(default_factory=Retry)
     breaker: Breaker = msgspec.field(default_factory=Breaker)

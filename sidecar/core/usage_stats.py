@@ -36,7 +36,7 @@ class Sample:
     """One ledger row as analytics sees it (`key` is the group it belongs to)."""
 
     key: str | None
-    outcome: str  # ok | error | cancelled
+    outcome: str  # ok | error | cancelled | refused
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
@@ -53,6 +53,7 @@ class GroupStats:
     ok: int = 0
     errors: int = 0
     cancelled: int = 0
+    refused: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
@@ -68,6 +69,10 @@ class GroupStats:
             self.ok += 1
         elif s.outcome == "cancelled":
             self.cancelled += 1
+        elif s.outcome == "refused":
+            # Never sent: no tokens, no cost, and no latency worth counting.
+            self.refused += 1
+            return
         else:
             self.errors += 1
         self.input_tokens += s.input_tokens

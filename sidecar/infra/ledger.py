@@ -2,7 +2,8 @@
 
 Tables (component `ledger`, an append-only list of migrations):
 
-- `ledger`: one row per chat request, whatever its outcome (ok, error, cancelled): provider,
+- `ledger`: one row per chat request, whatever its outcome (ok, error, cancelled, refused before
+  sending by a budget or a client-side limit, with its `reason`): provider,
   model, the five token counts, `cost_usd`, the pricing date, latency, error kind, attempts,
   `run_id`, `tag`, method and time (`ts`, Unix seconds UTC). A count is NULL when the provider
   never reported usage (a stream cancelled before its final usage event): the row keeps what was
@@ -118,6 +119,11 @@ MIGRATIONS: Final = (
         PRIMARY KEY (scope, kind, period_key)
     ) WITHOUT ROWID;
     """,
+    # A request refused before it was sent (a budget, a client-side limit) is a row with outcome
+    # `refused`, zero tokens and cost, and why in `reason`.
+    """
+    ALTER TABLE ledger ADD COLUMN reason TEXT;
+    """,
 )
 
 GroupBy = Literal["provider", "model", "day", "tag"]
@@ -157,6 +163,7 @@ class Row:
     attempts: int = 1
     run_id: str | None = None
     tag: str | None = None
+    reason: str | None = None
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -172,15 +179,15 @@ class Row:
             self.uid, self.ts, self.method, self.provider, self.model, self.outcome, self.error_kind,
             self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens,
             self.reasoning_tokens, int(self.usage_estimated), self.cost_usd, self.pricing_date,
-            self.latency_ms, self.attempts, self.run_id, self.tag, pid,
+            self.latency_ms, self.attempts, self.run_id, self.tag, pid, self.reason,
         )  # fmt: skip
 
 
 _INSERT_ROW: Final = (
     "INSERT OR IGNORE INTO ledger (uid, ts, method, provider, model, outcome, error_kind, input_tokens, "
     "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_estimated, cost_usd, "
-    "pricing_date, latency_ms, attempts, run_id, tag, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-    "?, ?, ?, ?, ?, ?)"
+    "pricing_date, latency_ms, attempts, run_id, tag, pid, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 

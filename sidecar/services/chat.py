@@ -38,7 +38,7 @@ from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.context import CallContext, Handler
 from sidecar.services.limits import Resilience
 from sidecar.services.pricing import Pricing
-from sidecar.wire.base import Usage
+from sidecar.wire.base import ZERO_USAGE, Usage
 from sidecar.wire.chat import (
     Attempt,
     AttemptEvent,
@@ -68,6 +68,7 @@ class Outcome:
     tag: str | None = None
     run_id: str | None = None
     usage_estimated: bool = False
+    reason: str | None = None  # why a request was refused before sending
 
 
 def estimate_usage(params: CompleteParams, assembler: Assembler) -> Usage:
@@ -188,8 +189,6 @@ class ChatService:
         params = self.with_defaults(params)
         ref = self.resolve(params.model)
         chain = self.chain(ref, params)
-        for hook in self.hooks:
-            await hook.before(ref, params)
         started = time.monotonic()
         outcome = Outcome(
             method="stream" if stream else "complete",
@@ -201,6 +200,14 @@ class ChatService:
         )
         tries = _Tries(ref)
         try:
+            try:
+                for hook in self.hooks:
+                    await hook.before(ref, params)
+            except SidecarError as exc:
+                # Refused before anything was sent (a budget, a limit): recorded with its reason.
+                outcome.status, outcome.reason = "refused", exc.message
+                outcome.usage, outcome.cost_usd = ZERO_USAGE, 0.0
+                raise
             result = await self._run_chain(chain, params, ctx, stream, tries)
             outcome.status = "ok"
             return result

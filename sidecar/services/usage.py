@@ -224,6 +224,7 @@ class UsageService:
             attempts=max(len(outcome.attempts), 1),
             run_id=outcome.run_id,
             tag=outcome.tag,
+            reason=outcome.reason,
         )
         self.ledger.record(row)
         # A failed try followed by another: "fallback" when the next try is another model,
@@ -242,6 +243,9 @@ class UsageService:
     # --- alerts (writer thread) ------------------------------------------------------------------
 
     def _after_commit(self, rows: list[Row]) -> None:
+        rows = [r for r in rows if r.outcome != "refused"]  # refusals spend nothing
+        if not rows:
+            return
         budgets = self._budgets if self._budgets is not None else self.ledger.budgets()
         if not budgets:
             return
@@ -501,6 +505,7 @@ def _group(g: usage_stats.GroupStats) -> UsageGroup:
         cost_usd=round(g.cost_usd, 10),
         unpriced_requests=g.unpriced_requests,
         error_rate=round(g.error_rate, 6),
+        refused=g.refused,
         latency_ms_p50=None if g.latency_p50 is None else round(g.latency_p50, 3),
         latency_ms_p95=None if g.latency_p95 is None else round(g.latency_p95, 3),
     )

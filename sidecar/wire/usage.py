@@ -32,7 +32,9 @@ class UsageSummaryParams(Wire):
 class UsageGroup(Wire):
     """Totals of a set of requests. `key` names the group (a provider, `provider:model`, a day or a
     tag; absent for the total and for untagged requests). `error_rate` = errors / requests
-    (cancelled requests are not errors); latencies are over every request of the group."""
+    (cancelled requests are not errors); latencies are over every request of the group. `refused`
+    counts requests refused before sending (a budget, a client-side limit): they are not errors
+    and carry no tokens, cost or latency."""
 
     requests: int
     ok: int
@@ -49,6 +51,7 @@ class UsageGroup(Wire):
     unpriced_requests: int = 0
     latency_ms_p50: float | None = None
     latency_ms_p95: float | None = None
+    refused: int = 0
 
 
 class MonthProjection(Wire):

@@ -27,7 +27,7 @@ from sidecar.core.budget import AlertKey
 from sidecar.errors import SidecarError
 from sidecar.infra.db import Database
 from sidecar.infra.keystore import MemoryStore
-from sidecar.infra.ledger import Ledger, Row
+from sidecar.infra.ledger import MIGRATIONS, Ledger, Row
 from sidecar.providers.base import Provider
 from sidecar.services.usage import UsageService
 from sidecar.wire.base import Empty
@@ -242,7 +242,7 @@ async def test_rows_queued_at_close_are_committed(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "sidecar.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         versions = dict(conn.execute("SELECT component, version FROM schema_versions"))
-        assert versions["ledger"] == 1 and versions["audit"] >= 1
+        assert versions["ledger"] == len(MIGRATIONS) and versions["audit"] >= 1
         (spent,) = conn.execute("SELECT sum(cost_usd) FROM spend_daily").fetchone()
     assert spent == pytest.approx(0.3)
 
@@ -289,7 +289,11 @@ async def test_budget_refuses_before_sending(
     assert "set_budget" in err.message
     assert openai.requests == []  # nothing was sent
     await flush(services)
-    assert rows(tmp_path) == []  # a refused request costs nothing and is not a ledger row
+    # A refused request costs nothing: its row says why, with zero tokens and cost.
+    [refused] = rows(tmp_path)
+    assert refused["outcome"] == "refused" and refused["error_kind"] == "budget_exceeded"
+    assert (refused["input_tokens"], refused["output_tokens"], refused["cost_usd"]) == (0, 0, 0.0)
+    assert "set_budget" in refused["reason"]
 
 
 async def test_budget_refuses_once_spend_reaches_the_limit(
