@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from sidecar.providers.registry import ProviderRegistry
     from sidecar.services.about import AboutService
     from sidecar.services.admin import AdminService
+    from sidecar.services.audit_log import AuditLogService
     from sidecar.services.catalog import CatalogService
     from sidecar.services.chat import ChatService
     from sidecar.services.health import HealthService
@@ -70,6 +71,7 @@ GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "oauth": ("openrouter_auth_start", "openrouter_auth_complete"),
     "admin": ("set_provider_enabled", "endpoint_set", "endpoint_delete"),
     "health": ("provider_health",),
+    "audit_log": ("audit_log",),
 }
 
 Task = Callable[..., Coroutine[Any, Any, None]]  # takes `task_status`, reports when it is ready
@@ -366,6 +368,12 @@ class Services:
         else:
             self._background(health.run)
         return health
+
+    @cached_property
+    def audit_log(self) -> AuditLogService:
+        from sidecar.services.audit_log import AuditLogService
+
+        return AuditLogService(self.audit)
 
     @cached_property
     def admin(self) -> AdminService:

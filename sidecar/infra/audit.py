@@ -126,6 +126,25 @@ class AuditTrail:
         except (sqlite3.Error, OSError) as exc:
             _log.warning("audit row not written", audit_event=event, error=type(exc).__name__)
 
+    async def query(
+        self, *, since: str | None = None, event: str | None = None, limit: int = 100
+    ) -> list[AuditRow]:
+        """The latest rows (newest first) at or after the ISO time `since`, of one `event`."""
+        where, args = [], []
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        if event is not None:
+            where.append("event = ?")
+            args.append(event)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        sql = f"SELECT id, ts, event, provider, outcome, detail FROM audit {clause}ORDER BY id DESC LIMIT ?"
+
+        def select(conn: sqlite3.Connection) -> list[AuditRow]:
+            return [AuditRow(*r) for r in conn.execute(sql, (*args, limit)).fetchall()]
+
+        return await self.db.run(select)
+
     async def rows(self, limit: int = 100) -> list[AuditRow]:
         """The latest rows, newest first."""
 

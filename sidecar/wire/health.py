@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import msgspec
-
 from sidecar.wire.base import ErrorData, Wire
 
 HealthStatus = Literal["healthy", "degraded", "unhealthy"]
@@ -32,4 +30,4 @@ class ProviderHealth(Wire):
 
 
 class ProviderHealthResult(Wire):
-    providers: list[ProviderHealth] = msgspec.field(default_factory=list)
+    providers: list[ProviderHealth]

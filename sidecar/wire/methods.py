@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.wire import admin, catalog, chat, health, keys, limits, local, usage
+from sidecar.wire import admin, audit, catalog, chat, health, keys, limits, local, usage
 from sidecar.wire.base import Empty, Wire
 
 
@@ -267,6 +267,18 @@ _METHOD_LIST += (
         "Check one provider (or every provider switched on that has a key) with a cheap authenticated "
         "call, and report its status (healthy, degraded when slow or rate limited, unhealthy when it "
         "fails), the probe's latency, when it was checked and the error.",
+    ),
+)
+
+_METHOD_LIST += (
+    MethodSpec(
+        "audit_log",
+        audit.AuditLogParams,
+        audit.AuditLogResult,
+        "The audit trail: keys set and deleted, logins, budget changes, fallbacks, provider switches.",
+        "Read the audit trail, newest first: keys set, deleted or validated, OpenRouter logins, budget "
+        "changes, fallbacks and retries, providers switched on or off, endpoints set or removed, config "
+        "reloads; optionally since an ISO time and of one kind. It never contains a secret.",
     ),
 )
 
