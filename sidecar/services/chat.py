@@ -357,6 +357,12 @@ class ChatService:
         except SidecarError as exc:
             tries.record(ref, exc)
             raise _Skip(exc) from None
+        t = self.config.timeouts
+        max_wait = min(params.timeout_s or t.first_byte_s, max(0.0, deadline - anyio.current_time()))
+        told_to_wait = await res.respect_upstream(ref.provider, max_wait)
+        if told_to_wait is not None:
+            tries.record(ref, told_to_wait)
+            raise _Skip(told_to_wait)
         breaker = res.breakers.get(ref.provider)
         if not breaker.allow():
             skipped = _circuit_open(ref, breaker.snapshot().consecutive_failures, breaker.retry_in_s())
