@@ -277,11 +277,18 @@ class Services:
     @cached_property
     def chat(self) -> ChatService:
         from sidecar.services.chat import ChatService
+        from sidecar.services.suggestions import Suggestions
         from sidecar.services.window_limits import WindowLimitHooks
 
         chat = ChatService(self.providers, self.pricing, self.config, self.resilience)
         chat.hooks.append(WindowLimitHooks(lambda: self.config, self.pricing))
         chat.hooks.append(self.usage)
+        chat.suggest = Suggestions(
+            self.providers,
+            self.pricing,
+            key_configured=self.key_configured,
+            circuit_state=lambda provider: self.resilience.circuit_state(provider),
+        )
         return chat
 
     @cached_property

@@ -145,6 +145,11 @@ class ProviderError(SidecarError):
         self.status = status
         self.upstream_request_id = upstream_request_id
 
+    def data(self) -> ErrorData:
+        data = super().data()
+        data.status = self.status
+        return data
+
 
 def invalid_request(message: str, *, field: str | None = None) -> SidecarError:
     return SidecarError("invalid_request", message, field=field)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -139,6 +139,8 @@ class ChatService:
         self.config = config
         self.resilience = resilience or Resilience(config)
         self.hooks: list[ChatHooks] = []
+        # Adds a way on to an error (close model ids, an alternative); set by the app.
+        self.suggest: Callable[[SidecarError, ModelRef], Awaitable[None]] | None = None
 
     def handlers(self) -> dict[str, Handler]:
         return {"complete": self.complete, "stream": self.stream}
@@ -213,6 +215,8 @@ class ChatService:
             return result
         except SidecarError as exc:
             outcome.error_kind = exc.kind
+            if self.suggest is not None:
+                await self.suggest(exc, tries.ref)
             raise
         except anyio.get_cancelled_exc_class():
             outcome.status = "cancelled"
