@@ -276,13 +276,16 @@ class Services:
 
     @cached_property
     def chat(self) -> ChatService:
+        from sidecar.infra.response_store import ResponseStore
         from sidecar.services.chat import ChatService
+        from sidecar.services.response_cache import ResponseCache
         from sidecar.services.suggestions import Suggestions
         from sidecar.services.window_limits import WindowLimitHooks
 
         chat = ChatService(self.providers, self.pricing, self.config, self.resilience)
         chat.hooks.append(WindowLimitHooks(lambda: self.config, self.pricing))
         chat.hooks.append(self.usage)
+        chat.cache = ResponseCache(ResponseStore(self.db), lambda: self.config)
         chat.suggest = Suggestions(
             self.providers,
             self.pricing,

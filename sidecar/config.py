@@ -56,6 +56,7 @@ class ProviderSettings(Wire, forbid_unknown_fields=True):
     default_model: str | None = None
     enabled: bool = True
     allow_insecure: bool = False
+    response_cache_ttl_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
 class Endpoint(Wire, forbid_unknown_fields=True):
@@ -79,6 +80,7 @@ class Endpoint(Wire, forbid_unknown_fields=True):
     default_model: str | None = None
     enabled: bool = True
     allow_insecure: bool = False
+    response_cache_ttl_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
 class Timeouts(Wire, forbid_unknown_fields=True):
@@ -118,7 +120,14 @@ class Defaults(Wire, forbid_unknown_fields=True):
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
+class ResponseCacheSettings(Wire, forbid_unknown_fields=True):
+    """The response cache's size cap: past it, the least recently used answers are dropped."""
+
+    max_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024 * 1024
+
+
 class Config(Wire, forbid_unknown_fields=True):
+    response_cache: ResponseCacheSettings = msgspec.field(default_factory=ResponseCacheSettings)
     defaults: Defaults = msgspec.field(default_factory=Defaults)
     limits: WindowLimits = msgspec.field(default_factory=WindowLimits)
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)

@@ -124,6 +124,11 @@ MIGRATIONS: Final = (
     """
     ALTER TABLE ledger ADD COLUMN reason TEXT;
     """,
+    # A request answered from the response cache: no tokens, no cost, and what it saved.
+    """
+    ALTER TABLE ledger ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE ledger ADD COLUMN saved_usd REAL;
+    """,
 )
 
 GroupBy = Literal["provider", "model", "day", "tag"]
@@ -164,6 +169,8 @@ class Row:
     run_id: str | None = None
     tag: str | None = None
     reason: str | None = None
+    cache_hit: bool = False
+    saved_usd: float | None = None
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -179,15 +186,16 @@ class Row:
             self.uid, self.ts, self.method, self.provider, self.model, self.outcome, self.error_kind,
             self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens,
             self.reasoning_tokens, int(self.usage_estimated), self.cost_usd, self.pricing_date,
-            self.latency_ms, self.attempts, self.run_id, self.tag, pid, self.reason,
+            self.latency_ms, self.attempts, self.run_id, self.tag, pid, self.reason, int(self.cache_hit),
+            self.saved_usd,
         )  # fmt: skip
 
 
 _INSERT_ROW: Final = (
     "INSERT OR IGNORE INTO ledger (uid, ts, method, provider, model, outcome, error_kind, input_tokens, "
     "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_estimated, cost_usd, "
-    "pricing_date, latency_ms, attempts, run_id, tag, pid, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "pricing_date, latency_ms, attempts, run_id, tag, pid, reason, cache_hit, saved_usd) VALUES (?, ?, ?, ?, "
+    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -466,7 +474,7 @@ class Ledger:
         sql = (
             f"SELECT {key_sql}, outcome, coalesce(input_tokens, 0), coalesce(output_tokens, 0), "
             "coalesce(cache_read_tokens, 0), coalesce(cache_write_tokens, 0), coalesce(reasoning_tokens, 0), "
-            f"cost_usd, latency_ms FROM ledger WHERE {' AND '.join(where)}"
+            f"cost_usd, latency_ms, cache_hit, saved_usd FROM ledger WHERE {' AND '.join(where)}"
         )
 
         def run(conn: sqlite3.Connection) -> list[Sample]:

@@ -27,7 +27,7 @@ import msgspec
 
 from sidecar import logs
 from sidecar.config import Config
-from sidecar.core import defaults, retry, tokens
+from sidecar.core import defaults, response_cache, retry, tokens
 from sidecar.core.assemble import RELAYED, Assembler, ProviderEvent
 from sidecar.core.limiter import Permit
 from sidecar.core.models import ModelRef, parse_model
@@ -38,6 +38,7 @@ from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.context import CallContext, Handler
 from sidecar.services.limits import Resilience
 from sidecar.services.pricing import Pricing
+from sidecar.services.response_cache import Hit, ResponseCache
 from sidecar.wire.base import ZERO_USAGE, Usage
 from sidecar.wire.chat import (
     Attempt,
@@ -69,6 +70,8 @@ class Outcome:
     run_id: str | None = None
     usage_estimated: bool = False
     reason: str | None = None  # why a request was refused before sending
+    cache_hit: bool = False  # answered from the response cache
+    saved_usd: float | None = None  # what the cached answer cost when it was made
 
 
 def estimate_usage(params: CompleteParams, assembler: Assembler) -> Usage:
@@ -139,6 +142,8 @@ class ChatService:
         self.config = config
         self.resilience = resilience or Resilience(config)
         self.hooks: list[ChatHooks] = []
+        # The response cache (opt-in per request or endpoint); set by the app.
+        self.cache: ResponseCache | None = None
         # Adds a way on to an error (close model ids, an alternative); set by the app.
         self.suggest: Callable[[SidecarError, ModelRef], Awaitable[None]] | None = None
 
@@ -190,6 +195,57 @@ class ChatService:
     async def run(self, params: CompleteParams, ctx: CallContext, *, stream: bool) -> ChatResult:
         params = self.with_defaults(params)
         ref = self.resolve(params.model)
+        if self.cache is not None:
+            hit = await self.cache.lookup(ref, params)
+            if hit is not None:
+                return await self._replay(hit, ref, params, ctx, stream)
+        result = await self._run(ref, params, ctx, stream)
+        if self.cache is not None and (result.provider, result.model) == (ref.provider, ref.model):
+            await self.cache.store_result(ref, params, result)  # not a fallback's answer
+        return result
+
+    async def _replay(
+        self, hit: Hit, ref: ModelRef, params: CompleteParams, ctx: CallContext, stream: bool
+    ) -> ChatResult:
+        """Answer from the response cache: the same events a live stream sends, nothing upstream."""
+        started = time.monotonic()
+        if stream:
+            for event in response_cache.replay_events(hit.result):
+                await ctx.notify("stream/event", StreamEventParams(request_id=ctx.request_id, event=event))
+        latency_ms = (time.monotonic() - started) * 1000
+        outcome = Outcome(
+            method="stream" if stream else "complete",
+            provider=ref.provider,
+            model=ref.model,
+            status="ok",
+            usage=ZERO_USAGE,
+            cost_usd=0.0,
+            pricing_date=hit.result.pricing_date,
+            latency_ms=latency_ms,
+            tag=params.tag,
+            run_id=params.run_id,
+            cache_hit=True,
+            saved_usd=hit.cost_usd,
+        )
+        await self._after(outcome)
+        return msgspec.structs.replace(
+            hit.result,
+            cost_usd=0.0,
+            cached=True,
+            saved_usd=hit.cost_usd,
+            latency_ms=round(latency_ms, 3),
+            attempts=[],
+        )
+
+    async def _after(self, outcome: Outcome) -> None:
+        with anyio.CancelScope(shield=True):
+            for hook in self.hooks:
+                try:
+                    await hook.after(outcome)
+                except Exception:
+                    _log.exception("chat hook failed")
+
+    async def _run(self, ref: ModelRef, params: CompleteParams, ctx: CallContext, stream: bool) -> ChatResult:
         chain = self.chain(ref, params)
         started = time.monotonic()
         outcome = Outcome(
@@ -238,13 +294,7 @@ class ChatService:
                 if assembler.usage is not None:
                     outcome.usage = assembler.usage
                     outcome.cost_usd, outcome.pricing_date = self.price(tries.ref, assembler.usage)
-            if self.hooks:
-                with anyio.CancelScope(shield=True):
-                    for hook in self.hooks:
-                        try:
-                            await hook.after(outcome)
-                        except Exception:
-                            _log.exception("chat hook failed")
+            await self._after(outcome)
 
     async def _run_chain(
         self, chain: list[ModelRef], params: CompleteParams, ctx: CallContext, stream: bool, tries: _Tries

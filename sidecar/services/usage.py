@@ -225,6 +225,8 @@ class UsageService:
             run_id=outcome.run_id,
             tag=outcome.tag,
             reason=outcome.reason,
+            cache_hit=outcome.cache_hit,
+            saved_usd=outcome.saved_usd,
         )
         self.ledger.record(row)
         # A failed try followed by another: "fallback" when the next try is another model,
@@ -506,6 +508,9 @@ def _group(g: usage_stats.GroupStats) -> UsageGroup:
         unpriced_requests=g.unpriced_requests,
         error_rate=round(g.error_rate, 6),
         refused=g.refused,
+        cache_hits=g.cache_hits,
+        cache_hit_rate=round(g.cache_hit_rate, 6),
+        saved_usd=round(g.saved_usd, 10),
         latency_ms_p50=None if g.latency_p50 is None else round(g.latency_p50, 3),
         latency_ms_p95=None if g.latency_p95 is None else round(g.latency_p95, 3),
     )

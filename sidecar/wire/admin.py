@@ -44,6 +44,7 @@ class EndpointSetParams(Wire):
     default_model: str | None = None
     enabled: bool = True
     allow_insecure: bool = False
+    response_cache_ttl_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
 class EndpointSetResult(Wire):

@@ -34,7 +34,9 @@ class UsageGroup(Wire):
     tag; absent for the total and for untagged requests). `error_rate` = errors / requests
     (cancelled requests are not errors); latencies are over every request of the group. `refused`
     counts requests refused before sending (a budget, a client-side limit): they are not errors
-    and carry no tokens, cost or latency."""
+    and carry no tokens, cost or latency. `cache_hits` counts answers from the response cache (no
+    tokens, no cost); `cache_hit_rate` is their share of the requests answered, and `saved_usd`
+    what those answers cost when they were first made."""
 
     requests: int
     ok: int
@@ -52,6 +54,9 @@ class UsageGroup(Wire):
     latency_ms_p50: float | None = None
     latency_ms_p95: float | None = None
     refused: int = 0
+    cache_hits: int = 0
+    cache_hit_rate: float = 0.0
+    saved_usd: float = 0.0
 
 
 class MonthProjection(Wire):
