@@ -105,13 +105,14 @@ class _Skip(Exception):
 class _Tries:
     """The bookkeeping of one request across its attempts."""
 
-    __slots__ = ("assembler", "attempts", "pending", "ref")
+    __slots__ = ("assembler", "attempts", "pending", "ref", "sent")
 
     def __init__(self, ref: ModelRef) -> None:
         self.ref = ref
         self.assembler: Assembler | None = None
         self.attempts: list[Attempt] = []
         self.pending = False
+        self.sent = False  # a try reached a provider (not only the sidecar's own limits and switches)
 
     def record(self, ref: ModelRef, error: SidecarError | None = None, *, kind: str | None = None) -> None:
         self.pending = False
@@ -195,7 +196,7 @@ class ChatService:
     async def run(self, params: CompleteParams, ctx: CallContext, *, stream: bool) -> ChatResult:
         params = self.with_defaults(params)
         ref = self.resolve(params.model)
-        if self.cache is not None:
+        if self.cache is not None and self.providers.enabled(ref.provider):
             hit = await self.cache.lookup(ref, params)
             if hit is not None:
                 return await self._replay(hit, ref, params, ctx, stream)
@@ -271,6 +272,11 @@ class ChatService:
             return result
         except SidecarError as exc:
             outcome.error_kind = exc.kind
+            if tries.attempts and not tries.sent:
+                # Every candidate was held back by the sidecar itself (a client-side limit, the
+                # provider's own "nothing remains", a switched-off provider, an open breaker).
+                outcome.status, outcome.reason = "refused", exc.message
+                outcome.usage, outcome.cost_usd = ZERO_USAGE, 0.0
             if self.suggest is not None:
                 await self.suggest(exc, tries.ref)
             raise
@@ -429,6 +435,7 @@ class ChatService:
             async with contextlib.AsyncExitStack() as stack:
                 permit = await self._acquire(stack, ref, params, tries, deadline)
                 timeouts = self.timeouts(params, stream)
+                tries.sent = True
                 events = (provider.stream if stream else provider.complete)(ref.model, params, timeouts)
                 started = time.monotonic()
                 async with contextlib.aclosing(events):

@@ -32,6 +32,13 @@ def test_exhausted_limits_send_the_request_elsewhere_or_wait() -> None:
             alone = sc.call("complete", ask(timeout_s=2))["error"]["data"]
             assert alone["kind"] == "rate_limited" and 25 < alone["retry_after_s"] <= 30
             assert len(fake.requests) == 1
+            # Nothing was sent for it: a refusal in the ledger, not an upstream error.
+            for _ in range(100):  # the ledger commits off the request path: bounded wait for it
+                total = sc.result("usage_summary")["total"]
+                if total["requests"] == 3:
+                    break
+                time.sleep(0.05)
+            assert (total["requests"], total["ok"], total["refused"], total["errors"]) == (3, 2, 1, 0)
 
         with Sidecar(env, config=NO_RETRY) as sc:
             fake.enqueue(error_reply(429, "openai", "rate_limit", retry_after_s=0.5))
