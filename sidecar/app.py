@@ -372,7 +372,9 @@ class Services:
         """Provider probes; the gateway and routers call `health.watch(id)` for providers in use."""
         from sidecar.services.health import HealthService
 
-        health = HealthService(self.providers, key_configured=self.key_configured)
+        health = HealthService(
+            self.providers, key_configured=self.key_configured, breakers=self.resilience.breakers
+        )
         if self._tg is not None:  # built by a lambda (list_providers), not a method: start it now
             self._tg.start_soon(health.run)
         else:

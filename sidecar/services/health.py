@@ -22,6 +22,7 @@ import anyio
 import anyio.abc
 
 from sidecar import logs
+from sidecar.core.breaker import Breakers
 from sidecar.errors import SidecarError
 from sidecar.providers.base import ProviderSpec
 from sidecar.providers.http import Timeouts
@@ -33,6 +34,8 @@ INTERVAL_S: Final = 30.0
 SLOW_MS: Final = 2000.0  # a probe slower than this marks the provider degraded
 PROBE_TIMEOUTS: Final = Timeouts(connect_s=5.0, read_s=10.0, write_s=5.0)
 _DEGRADED_KINDS: Final = frozenset({"rate_limited", "quota_exceeded"})
+# Probes that never reached the provider say nothing about it to the breaker.
+_NOT_REACHED: Final = frozenset({"missing_key", "keychain_unavailable", "provider_disabled", "cancelled"})
 _log = logs.get_logger("health")
 
 
@@ -42,12 +45,14 @@ class HealthService:
         providers: ProviderRegistry,
         *,
         key_configured: Callable[[ProviderSpec], Awaitable[bool | None]] | None = None,
+        breakers: Breakers | None = None,
         interval_s: float = INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.providers = providers
         self.key_configured = key_configured
+        self.breakers = breakers
         self.interval_s = interval_s
         self._clock = clock
         self._wall = wall_clock
@@ -93,7 +98,23 @@ class HealthService:
         self._watched.discard(provider_id)
 
     async def check(self, provider_id: str) -> ProviderHealth:
-        """Probe one provider now and keep the result."""
+        """Probe one provider now and keep the result. The provider's circuit breaker reads it: the
+        probe counts like a request (a half-open breaker's trial, when one is due), so background
+        probes notice a recovery without risking a host's request, and a failure without one."""
+        breaker = self.breakers.get(provider_id) if self.breakers is not None else None
+        counted = breaker is not None and breaker.state != "open" and breaker.allow()
+        report = await self._probe(provider_id)
+        if counted and breaker is not None:
+            kind = report.error.kind if report.error is not None else None
+            if kind is None:
+                breaker.success()
+            elif kind in _NOT_REACHED:
+                breaker.release()
+            else:
+                breaker.failure(kind)
+        return report
+
+    async def _probe(self, provider_id: str) -> ProviderHealth:
         started = self._clock()
         error: SidecarError | None = None
         try:

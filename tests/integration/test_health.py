@@ -56,3 +56,36 @@ async def test_slow_probe_is_degraded_and_watched_providers_are_probed_in_backgr
             tg.cancel_scope.cancel()
     finally:
         await services.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_breaker_reads_probes(tmp_path: Path) -> None:
+    from sidecar.core.breaker import Breakers
+
+    now = [0.0]
+    breakers = Breakers(failure_threshold=2, cooldown_s=10, clock=lambda: now[0])
+    with FakeOpenAICompat("openai") as fake:
+        env = {"OPENAI_BASE_URL": fake.api_base, "SIDECAR_HOME": str(tmp_path)}
+        services = build_services(Config(), store=MemoryStore({"openai": "sk-test-valid"}), env=env)
+        try:
+            health = HealthService(services.providers, breakers=breakers)
+            breaker = breakers.get("openai")
+            for _ in range(2):  # two real failures open it
+                assert breaker.allow()
+                breaker.failure("network_error")
+            assert breaker.state == "open"
+            await health.check("openai")  # open: the probe does not count
+            assert breaker.state == "open" and len(fake.requests) == 1
+            now[0] = 11.0  # cool-down over: the probe is the half-open trial, and it succeeds
+            assert breaker.state == "half_open"
+            report = await health.check("openai")
+            assert report.status == "healthy" and breaker.state == "closed"
+            fake.stop()
+            # Nothing listening any more: failed probes count against it and open it again.
+            for _ in range(2):
+                report = await health.check("openai")
+                assert report.status == "unhealthy" and report.error is not None
+                assert report.error.kind == "network_error"
+            assert breaker.state == "open"
+        finally:
+            await services.aclose()
