@@ -36,7 +36,9 @@ class NotificationSpec:
 _CHAT_PARAMS_HELP = (
     "`model` is '<provider>:<model>' (openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, "
     "gemini:gemini-2.5-flash, xai:grok-4, openrouter:<vendor>/<model>, ollama:<name>) or a bare name "
-    "the sidecar can place (gpt-*, claude-*, gemini-*, grok-*, vendor/model). `messages` are "
+    "the sidecar can place (gpt-*, claude-*, gemini-*, grok-*, vendor/model); '<provider>:' alone means "
+    "that provider's default model, and without `model` the configured default is used; 'stub:echo', "
+    "'stub:lorem' and 'stub:tools' answer offline at no cost. `messages` are "
     "{role, content} turns; tools are {name, description, parameters (JSON Schema)}."
 )
 
