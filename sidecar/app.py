@@ -230,11 +230,14 @@ class Services:
         from sidecar.services.pricing import Pricing
 
         book = PriceBook()
-        try:
-            stored = self.price_store.load_sync()
-        except (sqlite3.Error, OSError) as exc:  # a broken state file must not stop pricing
-            _log.warning("stored prices unreadable, the catalog's are used", error=type(exc).__name__)
-            stored = []
+        stored = []
+        # Only a database that exists can hold refreshed prices: a fresh state directory is not
+        # created (nor migrated) on the first request's path just to find none.
+        if self.db.path.exists():
+            try:
+                stored = self.price_store.load_sync()
+            except (sqlite3.Error, OSError) as exc:  # a broken state file must not stop pricing
+                _log.warning("stored prices unreadable, the catalog's are used", error=type(exc).__name__)
         by_date: dict[str, list[Any]] = {}
         for row in stored:
             by_date.setdefault(row.price_date, []).append(row.info)
