@@ -341,13 +341,15 @@ class Ledger:
             if stop:
                 with self._thread_lock:
                     self._thread = None
-            for marker in markers:
-                marker.done.set()
             if rows and self.on_commit is not None:
                 try:
                     self.on_commit(rows)
                 except Exception:
                     _log.exception("ledger commit observer failed")
+            # After the observer: a flush returns once what it waited for is committed *and* its
+            # consequences (budget alerts) are out, so nobody reads half of a batch's effects.
+            for marker in markers:
+                marker.done.set()
             if stop:
                 return
 
