@@ -169,6 +169,41 @@ export interface Methods {
     result: RefreshPricingResult;
   };
   /**
+   * Switch a provider (or custom endpoint) on or off; kept across restarts.
+   */
+  set_provider_enabled: {
+    params: SetProviderEnabledParams;
+    result: SetProviderEnabledResult;
+  };
+  /**
+   * Add or replace a custom OpenAI-compatible endpoint at run time; kept across restarts.
+   */
+  endpoint_set: {
+    params: EndpointSetParams;
+    result: EndpointSetResult;
+  };
+  /**
+   * Remove a custom endpoint that was set at run time.
+   */
+  endpoint_delete: {
+    params: EndpointDeleteParams;
+    result: EndpointDeleteResult;
+  };
+  /**
+   * Probe providers now: healthy, degraded or unhealthy, with latency and the error.
+   */
+  provider_health: {
+    params: ProviderHealthParams;
+    result: ProviderHealthResult;
+  };
+  /**
+   * The audit trail: keys set and deleted, logins, budget changes, fallbacks, provider switches.
+   */
+  audit_log: {
+    params: AuditLogParams;
+    result: AuditLogResult;
+  };
+  /**
    * Start the local OpenAI- and Anthropic-compatible HTTP gateway.
    */
   gateway_start: {
@@ -260,8 +295,12 @@ export interface Methods {
     result: ClientKeyDeleteResult;
   };
 }
+/**
+ * `model` may be left out (or empty) to use `[defaults] model` of config.toml, or name a
+ * provider alone (`"openrouter:"`) to use that provider's default model.
+ */
 export interface CompleteParams {
-  model: string;
+  model?: string;
   /**
    * @minItems 1
    */
@@ -277,6 +316,7 @@ export interface CompleteParams {
   timeout_s?: number | null;
   tag?: string | null;
   run_id?: string | null;
+  response_cache?: ResponseCache | null;
 }
 /**
  * One turn. `continuation` is opaque provider state (thinking signatures, thought signatures):
@@ -339,6 +379,14 @@ export interface Reasoning {
   effort?: ("high" | "low" | "max" | "medium" | "minimal" | "none" | "xhigh") | null;
   budget_tokens?: number | null;
 }
+/**
+ * Keep this request's answer for `ttl_s` seconds and answer the same request from it (an exact
+ * match of model, messages, tools and sampling settings), whatever its temperature; 0 turns the
+ * cache off for this request even where config.toml turns it on.
+ */
+export interface ResponseCache {
+  ttl_s: number;
+}
 export interface ChatResult {
   text: string;
   tool_calls: ToolCall[];
@@ -356,6 +404,8 @@ export interface ChatResult {
   latency_ms?: number | null;
   attempts?: Attempt[];
   usage_estimated?: boolean;
+  cached?: boolean;
+  saved_usd?: number | null;
 }
 /**
  * `arguments` is always an object, always present (`{}` for a tool without parameters); when a
@@ -441,6 +491,12 @@ export interface InfoResult {
 export interface ListProvidersResult {
   providers: ProviderInfo[];
 }
+/**
+ * One provider. `enabled` false means its requests are refused and fallback skips it;
+ * `key_configured` says whether a key is in the environment or the keychain (always true for a
+ * provider that needs none); `default_model` is what `<id>:` alone means; `health` is the last
+ * probe's status (`healthy`, `degraded`, `unhealthy`), null before any probe.
+ */
 export interface ProviderInfo {
   id: string;
   kind: string;
@@ -450,13 +506,25 @@ export interface ProviderInfo {
   custom?: boolean;
   models?: string[];
   circuit?: string | null;
+  display_name?: string | null;
+  enabled?: boolean;
+  key_configured?: boolean | null;
+  default_model?: string | null;
+  capabilities?: string[];
+  health?: string | null;
 }
+/**
+ * `live` asks the provider (or each provider) for the models it serves now (cached 10 minutes);
+ * otherwise the answer comes from the built-in catalog and config.toml, with no network call.
+ */
 export interface ListModelsParams {
   provider?: string | null;
+  live?: boolean;
 }
 export interface ListModelsResult {
   models: ModelEntry[];
   pricing_date: string;
+  live?: LiveSource[];
 }
 export interface ModelEntry {
   model: string;
@@ -470,6 +538,33 @@ export interface ModelEntry {
   cache_read_per_mtok?: number | null;
   cache_write_per_mtok?: number | null;
   capabilities?: string[];
+  price_source?: string | null;
+  price_date?: string | null;
+}
+/**
+ * One provider asked by a `live` listing: when its list was fetched, whether it came from the
+ * cache, or why it could not be read.
+ */
+export interface LiveSource {
+  provider: string;
+  fetched_at?: string | null;
+  cached?: boolean;
+  count?: number;
+  error?: ErrorData | null;
+}
+/**
+ * `error.data` of every non-protocol error, and the `error` of a `valid: false` key check.
+ */
+export interface ErrorData {
+  kind: string;
+  message: string;
+  provider?: string | null;
+  retry_after_s?: number | null;
+  field?: string | null;
+  details?: {
+    [k: string]: unknown;
+  } | null;
+  status?: number | null;
 }
 export interface EstimateCostParams {
   model: string;
@@ -566,19 +661,6 @@ export interface ValidateKeyResult {
   provider: string;
   valid: boolean;
   error?: ErrorData | null;
-  details?: {
-    [k: string]: unknown;
-  } | null;
-}
-/**
- * `error.data` of every non-protocol error, and the `error` of a `valid: false` key check.
- */
-export interface ErrorData {
-  kind: string;
-  message: string;
-  provider?: string | null;
-  retry_after_s?: number | null;
-  field?: string | null;
   details?: {
     [k: string]: unknown;
   } | null;
@@ -745,7 +827,11 @@ export interface UsageSummaryResult {
 /**
  * Totals of a set of requests. `key` names the group (a provider, `provider:model`, a day or a
  * tag; absent for the total and for untagged requests). `error_rate` = errors / requests
- * (cancelled requests are not errors); latencies are over every request of the group.
+ * (cancelled requests are not errors); latencies are over every request of the group. `refused`
+ * counts requests refused before sending (a budget, a client-side limit): they are not errors
+ * and carry no tokens, cost or latency. `cache_hits` counts answers from the response cache (no
+ * tokens, no cost); `cache_hit_rate` is their share of the requests answered, and `saved_usd`
+ * what those answers cost when they were first made.
  */
 export interface UsageGroup {
   requests: number;
@@ -763,6 +849,10 @@ export interface UsageGroup {
   unpriced_requests?: number;
   latency_ms_p50?: number | null;
   latency_ms_p95?: number | null;
+  refused?: number;
+  cache_hits?: number;
+  cache_hit_rate?: number;
+  saved_usd?: number;
 }
 export interface MonthProjection {
   month: string;
@@ -820,6 +910,93 @@ export interface RefreshPricingResult {
   skipped: number;
   pricing_date: string;
   source: string;
+}
+export interface SetProviderEnabledParams {
+  provider: string;
+  enabled: boolean;
+}
+export interface SetProviderEnabledResult {
+  provider: string;
+  enabled: boolean;
+  previous: boolean;
+}
+/**
+ * A custom OpenAI-compatible endpoint, with the fields of `[endpoints.<name>]` in config.toml.
+ * Setting an existing name replaces it whole.
+ */
+export interface EndpointSetParams {
+  name: string;
+  base_url: string;
+  models?: string[];
+  api_key_env?: string | null;
+  keychain?: boolean;
+  needs_key?: boolean;
+  max_tokens_field?: "max_completion_tokens" | "max_tokens";
+  stream_usage?: boolean;
+  headers?: {
+    [k: string]: string;
+  } | null;
+  input_per_mtok?: number | null;
+  output_per_mtok?: number | null;
+  default_model?: string | null;
+  enabled?: boolean;
+  allow_insecure?: boolean;
+  response_cache_ttl_s?: number | null;
+}
+export interface EndpointSetResult {
+  name: string;
+  created: boolean;
+  base_url: string;
+}
+export interface EndpointDeleteParams {
+  name: string;
+}
+export interface EndpointDeleteResult {
+  name: string;
+  deleted: boolean;
+  still_in_config?: boolean;
+}
+/**
+ * Without `provider`, every provider switched on that has a key (or needs none) is probed.
+ */
+export interface ProviderHealthParams {
+  provider?: string | null;
+}
+export interface ProviderHealthResult {
+  providers: ProviderHealth[];
+}
+/**
+ * `healthy`: the probe answered quickly; `degraded`: it answered slowly or was rate limited;
+ * `unhealthy`: it failed (`error` says why: no key, a refused key, nothing listening...).
+ */
+export interface ProviderHealth {
+  provider: string;
+  status: "degraded" | "healthy" | "unhealthy";
+  checked_at: string;
+  latency_ms?: number | null;
+  error?: ErrorData | null;
+}
+/**
+ * `since`: an ISO 8601 date or time (UTC unless it says otherwise); `kind`: one event name
+ * (`key_set`, `key_deleted`, `key_validated`, `oauth_completed`, `oauth_failed`, `budget_set`,
+ * `budget_cleared`, `fallback`, `retry`, `provider_enabled`, `provider_disabled`, `endpoint_set`,
+ * `endpoint_deleted`, `config_reloaded`, ...); newest first, at most `limit`.
+ */
+export interface AuditLogParams {
+  since?: string | null;
+  kind?: string | null;
+  limit?: number;
+}
+export interface AuditLogResult {
+  entries: AuditEntry[];
+}
+export interface AuditEntry {
+  id: number;
+  ts: string;
+  event: string;
+  outcome: string;
+  provider?: string | null;
+  detail?: string | null;
 }
 /**
  * `host` defaults to config.toml's `[gateway] host`, else 127.0.0.1; `port` to `[gateway] port`,
@@ -1035,6 +1212,7 @@ export interface Notifications {
   "stream/event": StreamEventParams;
   "ollama_pull/progress": PullProgressParams;
   "openrouter_auth/completed": AuthCompletedParams;
+  "config/error": ConfigErrorParams;
   "budget/alert": BudgetAlertParams;
 }
 /**
@@ -1100,6 +1278,13 @@ export interface AuthCompletedParams {
   ok: boolean;
   masked?: string | null;
   error?: ErrorData | null;
+}
+/**
+ * config.toml changed on disk but could not be used; the previous configuration stays.
+ */
+export interface ConfigErrorParams {
+  path: string;
+  message: string;
 }
 /**
  * A budget reached its alert threshold or its limit, or a run passed its soft token cap.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 
 from sidecar import __version__, logs, redact
-from sidecar.config import Config, state_dir
+from sidecar.config import Config, state_dir, with_runtime
 from sidecar.errors import SidecarError
 from sidecar.rpc import envelope, stdio
 from sidecar.rpc.dispatcher import Dispatcher, Route, route
@@ -37,13 +37,19 @@ if TYPE_CHECKING:
     from sidecar.infra.audit import AuditTrail
     from sidecar.infra.db import Database
     from sidecar.infra.keystore import KeyResolver, KeyStore
+    from sidecar.infra.price_store import PriceStore
+    from sidecar.infra.runtime_state import RuntimeState
+    from sidecar.providers.base import ProviderSpec
     from sidecar.providers.http import HttpClient
     from sidecar.providers.registry import ProviderRegistry
     from sidecar.services.about import AboutService
+    from sidecar.services.admin import AdminService
+    from sidecar.services.audit_log import AuditLogService
     from sidecar.services.catalog import CatalogService
     from sidecar.services.chat import ChatService
     from sidecar.services.client_keys import ClientKeyService
     from sidecar.services.embed import EmbedService
+    from sidecar.services.health import HealthService
     from sidecar.services.keys import KeyService
     from sidecar.services.limits import RateLimitsService, Resilience
     from sidecar.services.local import LocalService
@@ -81,6 +87,9 @@ GROUPS: Final[dict[str, tuple[str, ...]]] = {
         "client_key_rotate",
         "client_key_delete",
     ),
+    "admin": ("set_provider_enabled", "endpoint_set", "endpoint_delete"),
+    "health": ("provider_health",),
+    "audit_log": ("audit_log",),
 }
 
 Task = Callable[..., Coroutine[Any, Any, None]]  # takes `task_status`, reports when it is ready
@@ -102,9 +111,10 @@ class Services:
         env: Mapping[str, str] | None = None,
         config_path: Path | None = None,
     ) -> None:
-        self.config = config
-        self.config_path = config_path
         self.env: Mapping[str, str] = os.environ if env is None else env
+        self.file_config = config  # config.toml as read; `config` adds what was set at run time
+        self.config_path = config_path
+        self.config = with_runtime(config, self.runtime.endpoints)
         self._store = store
         self._closers: list[Callable[[], Any]] = []
         self._tg: anyio.abc.TaskGroup | None = None
@@ -136,7 +146,25 @@ class Services:
     async def start_background(self, tg: anyio.abc.TaskGroup) -> None:
         """Called by `serve`: long-lived tasks of services built so far, and of later ones, run in `tg`."""
         self._tg = tg
+        if self.config_path is not None:
+            from sidecar.services.config_watch import ConfigWatcher
+
+            watcher = ConfigWatcher(self.config_path, lambda: self.admin.reload_from_disk())
+            await tg.start(watcher.run)
         await self._start_waiting()
+
+    def apply_config(self, file_config: Config) -> None:
+        """Put a new configuration in force (config.toml reloaded, an endpoint set at run time) in
+        every service built so far; the others read `self.config` when they are built."""
+        self.file_config = file_config
+        self.config = with_runtime(file_config, self.runtime.endpoints)
+        built = self.__dict__
+        if "providers" in built:
+            self.providers.reload(self.config)
+        if "resilience" in built:
+            self.resilience.reconfigure(self.config)
+        if "chat" in built:
+            self.chat.config = self.config
 
     def _background(self, task: Task) -> None:
         self._waiting.append(task)
@@ -205,14 +233,57 @@ class Services:
                 return value
             return (await keys.resolve(provider_id, env_var, account=account)).value
 
-        return ProviderRegistry(self.config, self.env, self.http, get_key)
+        return ProviderRegistry(
+            self.config, self.env, self.http, get_key, enabled_overrides=self.runtime.enabled
+        )
+
+    async def key_configured(self, spec: ProviderSpec) -> bool | None:
+        """Whether the provider's key is in the environment or the keychain; None when the keychain
+        could not be asked."""
+        try:
+            configured, _, _ = await self.keys.describe_source(
+                spec.id, spec.key_env, account=spec.keychain_account
+            )
+        except SidecarError:
+            return None
+        return configured
+
+    @cached_property
+    def runtime(self) -> RuntimeState:
+        """Settings changed at run time (`runtime.json` in the state directory)."""
+        from sidecar.infra.runtime_state import RuntimeState
+
+        return RuntimeState(state_dir(self.env))
 
     @cached_property
     def pricing(self) -> Pricing:
+        import sqlite3
+
         from sidecar.core.catalog import PriceBook
         from sidecar.services.pricing import Pricing
 
-        return Pricing(self.providers, PriceBook())
+        book = PriceBook()
+        stored = []
+        # Only a database that exists can hold refreshed prices: a fresh state directory is not
+        # created (nor migrated) on the first request's path just to find none.
+        if self.db.path.exists():
+            try:
+                stored = self.price_store.load_sync()
+            except (sqlite3.Error, OSError) as exc:  # a broken state file must not stop pricing
+                _log.warning("stored prices unreadable, the catalog's are used", error=type(exc).__name__)
+        by_date: dict[str, list[Any]] = {}
+        for row in stored:
+            by_date.setdefault(row.price_date, []).append(row.info)
+        for date, entries in sorted(by_date.items()):
+            book.apply_overrides(entries, date)
+        return Pricing(self.providers, book)
+
+    @cached_property
+    def price_store(self) -> PriceStore:
+        """Prices fetched by `refresh_pricing`, kept in the state database across restarts."""
+        from sidecar.infra.price_store import PriceStore
+
+        return PriceStore(self.db)
 
     @cached_property
     def resilience(self) -> Resilience:
@@ -241,12 +312,24 @@ class Services:
 
     @cached_property
     def chat(self) -> ChatService:
+        from sidecar.infra.response_store import ResponseStore
         from sidecar.services.chat import ChatService
+        from sidecar.services.response_cache import ResponseCache
+        from sidecar.services.suggestions import Suggestions
+        from sidecar.services.window_limits import WindowLimitHooks
 
         chat = ChatService(self.providers, self.pricing, self.config, self.resilience)
+        chat.hooks.append(WindowLimitHooks(lambda: self.config, self.pricing))
         chat.hooks.append(self.usage)
         chat.hooks.append(self.metrics)
         chat.expand = self._expand_router
+        chat.cache = ResponseCache(ResponseStore(self.db), lambda: self.config)
+        chat.suggest = Suggestions(
+            self.providers,
+            self.pricing,
+            key_configured=self.key_configured,
+            circuit_state=lambda provider: self.resilience.circuit_state(provider),
+        )
         return chat
 
     async def _expand_router(self, params: CompleteParams) -> CompleteParams:
@@ -272,11 +355,15 @@ class Services:
     @cached_property
     def catalog(self) -> CatalogService:
         from sidecar.services.catalog import CatalogService
+        from sidecar.services.live_models import LiveModels
 
         return CatalogService(
             self.providers,
             self.pricing,
             circuit_state=lambda provider: self.resilience.circuit_state(provider),
+            key_configured=self.key_configured,
+            health_state=lambda provider: self.health.status(provider),
+            live=LiveModels(self.providers),
         )
 
     @cached_property
@@ -300,7 +387,12 @@ class Services:
 
         # Built after the database, so its closer (which commits the queue) runs before the db's.
         usage = UsageService(
-            Ledger(self.db), self.pricing, self.providers, self.http, broadcast=self.broadcast
+            Ledger(self.db),
+            self.pricing,
+            self.providers,
+            self.http,
+            broadcast=self.broadcast,
+            price_store=self.price_store,
         )
         self._closers.append(usage.close)
         return usage
@@ -391,6 +483,40 @@ class Services:
         from sidecar.services.metrics import MetricsService
 
         return MetricsService(lambda: self.usage.ledger)
+
+    @cached_property
+    def health(self) -> HealthService:
+        """Provider probes; the gateway and routers call `health.watch(id)` for providers in use."""
+        from sidecar.services.health import HealthService
+
+        health = HealthService(
+            self.providers, key_configured=self.key_configured, breakers=self.resilience.breakers
+        )
+        if self._tg is not None:  # built by a lambda (list_providers), not a method: start it now
+            self._tg.start_soon(health.run)
+        else:
+            self._background(health.run)
+        return health
+
+    @cached_property
+    def audit_log(self) -> AuditLogService:
+        from sidecar.services.audit_log import AuditLogService
+
+        return AuditLogService(self.audit)
+
+    @cached_property
+    def admin(self) -> AdminService:
+        from sidecar.services.admin import AdminService
+
+        return AdminService(
+            self.providers,
+            self.runtime,
+            self.audit,
+            file_config=self.file_config,
+            apply=self.apply_config,
+            config_path=self.config_path,
+            broadcast=self.broadcast,
+        )
 
 
 class _NoCaller:

@@ -23,9 +23,21 @@ class ConfigError(Exception):
     """The configuration can't be used; the message says which file and what is wrong."""
 
 
-class Limits(Wire, forbid_unknown_fields=True):
+class WindowLimits(Wire, forbid_unknown_fields=True):
+    """Input tokens, output tokens and USD allowed per sliding window of `window_s` seconds (`[limits]`
+    for all providers together, or under a provider's limits). A request that would cross one is
+    refused before it is sent (`rate_limited`, with `retry_after_s`), and recorded as refused."""
+
+    window_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    input_tokens_per_window: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    output_tokens_per_window: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    usd_per_window: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
+class Limits(WindowLimits, forbid_unknown_fields=True):
     """Client-side limits for one provider. A request waits for them at most its `timeout_s` (else
-    `first_byte_s`); one that would wait longer fails as `rate_limited` with `retry_after_s`."""
+    `first_byte_s`); one that would wait longer fails as `rate_limited` with `retry_after_s`.
+    The window fields (tokens and USD per `window_s`) refuse at once instead of waiting."""
 
     max_concurrent: Annotated[int, msgspec.Meta(ge=1)] | None = None
     min_interval_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
@@ -34,12 +46,19 @@ class Limits(Wire, forbid_unknown_fields=True):
 
 
 class ProviderSettings(Wire, forbid_unknown_fields=True):
-    """Per-provider overrides of a built-in provider (`max_connections` overrides `[http]`'s)."""
+    """Per-provider overrides of a built-in provider. `default_model` is what `<id>:` alone means;
+    `enabled = false` refuses the provider's requests and skips it in fallback (`set_provider_enabled`
+    overrides it at run time); `allow_insecure` permits plain http to a host that is not loopback;
+    `max_connections` overrides `[http]`'s."""
 
     base_url: str | None = None
     limits: Limits | None = None
     headers: dict[str, str] | None = None
     max_connections: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    default_model: str | None = None
+    enabled: bool = True
+    allow_insecure: bool = False
+    response_cache_ttl_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
 class Endpoint(Wire, forbid_unknown_fields=True):
@@ -61,6 +80,10 @@ class Endpoint(Wire, forbid_unknown_fields=True):
     input_per_mtok: Annotated[float, msgspec.Meta(ge=0)] | None = None
     output_per_mtok: Annotated[float, msgspec.Meta(ge=0)] | None = None
     max_connections: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    default_model: str | None = None
+    enabled: bool = True
+    allow_insecure: bool = False
+    response_cache_ttl_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
 class Timeouts(Wire, forbid_unknown_fields=True):
@@ -174,7 +197,24 @@ class RouterSettings(Wire, forbid_unknown_fields=True):
     limits: RouterLimits | None = None
 
 
+class Defaults(Wire, forbid_unknown_fields=True):
+    """What a request that leaves these out gets: `model` when it names none, and sampling settings."""
+
+    model: str | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+class ResponseCacheSettings(Wire, forbid_unknown_fields=True):
+    """The response cache's size cap: past it, the least recently used answers are dropped."""
+
+    max_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024 * 1024
+
+
 class Config(Wire, forbid_unknown_fields=True):
+    response_cache: ResponseCacheSettings = msgspec.field(default_factory=ResponseCacheSettings)
+    defaults: Defaults = msgspec.field(default_factory=Defaults)
+    limits: WindowLimits = msgspec.field(default_factory=WindowLimits)
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     retry: Retry = msgspec.field(default_factory=Retry)
     breaker: Breaker = msgspec.field(default_factory=Breaker)
@@ -225,7 +265,114 @@ def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> tupl
         raise ConfigError(
             f"{path}: endpoint name {sorted(clash)[0]!r} is a built-in provider id; choose another name"
         )
+    problem = base_url_problems(config)
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
     return config, path
 
 
-BUILTIN_PROVIDERS: Final = frozenset({"openai", "anthropic", "gemini", "xai", "openrouter", "ollama"})
+BASE_URL_ENV: Final = {
+    "openai": "OPENAI_BASE_URL",
+    "anthropic": "ANTHROPIC_BASE_URL",
+    "gemini": "GEMINI_BASE_URL",
+    "xai": "XAI_BASE_URL",
+    "openrouter": "OPENROUTER_BASE_URL",
+}
+"""The environment's base URLs of the providers that send a key (`OLLAMA_HOST` follows Ollama's
+own rules and carries no key)."""
+
+
+def env_url_problem(env: Mapping[str, str] | None = None) -> str | None:
+    """The first bad `<ID>_BASE_URL` of the environment, by the same rules as config.toml's."""
+    env = os.environ if env is None else env
+    for var in BASE_URL_ENV.values():
+        value = env.get(var, "").strip()
+        if value:
+            problem = base_url_problem(value)
+            if problem:
+                return f"{var}: {problem}"
+    return None
+
+
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    host = host.strip("[]").lower()
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def base_url_problem(url: str, *, allow_insecure: bool = False) -> str | None:
+    """Why `url` cannot be an API base (None when it can): it needs an http(s) scheme and a host,
+    must not carry credentials (keys go in headers, from the keychain), and plain http is only for
+    this machine unless `allow_insecure` says otherwise: a key must never cross a network unencrypted."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        return f"{url!r} is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return f"{url!r} must start with https:// (or http:// for this machine)"
+    if not parts.hostname:
+        return f"{url!r} has no host"
+    if parts.username is not None or parts.password is not None:
+        return "a base URL must not contain credentials (user:password@); keys are sent in headers"
+    if parts.scheme == "http" and not allow_insecure and not is_loopback(parts.hostname):
+        return (
+            f"{url!r} is plain http to another machine, which would send the API key unencrypted: "
+            "use https, or set allow_insecure = true for this endpoint if the network is trusted"
+        )
+    return None
+
+
+def endpoint_problem(ep: Endpoint) -> str | None:
+    """Why a custom endpoint's base URL cannot be used; one that sends no key may use plain http."""
+    return base_url_problem(ep.base_url, allow_insecure=ep.allow_insecure or not ep.needs_key)
+
+
+def base_url_problems(config: Config) -> str | None:
+    """The first bad base URL of `config`, named by where it is set."""
+    for pid, settings in config.providers.items():
+        if settings.base_url:
+            # Ollama sends no key, so plain http to another machine on the network is its usual setup.
+            insecure_ok = settings.allow_insecure or pid == "ollama"
+            problem = base_url_problem(settings.base_url, allow_insecure=insecure_ok)
+            if problem:
+                return f"[providers.{pid}] base_url: {problem}"
+    for name, ep in config.endpoints.items():
+        problem = endpoint_problem(ep)
+        if problem:
+            return f"[endpoints.{name}] base_url: {problem}"
+    return None
+
+
+def with_runtime(config: Config, endpoints: Mapping[str, Mapping[str, object]]) -> Config:
+    """`config` with the endpoints set at run time (`endpoint_set`) over those of the file.
+    One that no longer validates is skipped (and logged)."""
+    if not endpoints:
+        return config
+    merged = dict(config.endpoints)
+    for name, fields in endpoints.items():
+        try:
+            ep = msgspec.convert(dict(fields), Endpoint)
+        except msgspec.ValidationError as exc:
+            from sidecar import logs
+
+            logs.get_logger("config").warning("run-time endpoint ignored", endpoint=name, error=str(exc))
+            continue
+        if name in BUILTIN_PROVIDERS or endpoint_problem(ep):
+            continue
+        merged[name] = ep
+    return msgspec.structs.replace(config, endpoints=merged)
+
+
+BUILTIN_PROVIDERS: Final = frozenset({"openai", "anthropic", "gemini", "xai", "openrouter", "ollama", "stub"})

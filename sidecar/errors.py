@@ -36,6 +36,7 @@ ErrorKind = Literal[
     "ollama_unavailable",
     "oauth_failed",
     "overloaded",
+    "provider_disabled",
     "cancelled",
     "internal_error",
     "coordination_unavailable",
@@ -72,6 +73,7 @@ KIND_CODES: Final[dict[str, int]] = {
     "coordination_unavailable": 1014,
     "storage_unavailable": 1015,
     "overloaded": 1016,
+    "provider_disabled": 1017,
 }
 
 # Kinds that a retry or a fallback to another provider can cure.
@@ -165,6 +167,11 @@ class ProviderError(SidecarError):
         # Retrying cannot help (an answer over the size caps would be as large again), and the
         # provider did answer: no retry, and no failure counted against it.
         self.final = final
+
+    def data(self) -> ErrorData:
+        data = super().data()
+        data.status = self.status
+        return data
 
 
 def _redacted(value: object, depth: int = 0) -> object:

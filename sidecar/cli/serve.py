@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from sidecar import __version__, logs
-from sidecar.config import ConfigError, load
+from sidecar.config import ConfigError, env_url_problem, load
 from sidecar.rpc.framing import DEFAULT_MAX_LINE
 
 
@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level or os.environ.get("SIDECAR_LOG_LEVEL", "info"))
     try:
         config, config_path = load(args.config)
+        problem = env_url_problem()
+        if problem:
+            raise ConfigError(f"environment: {problem}")
     except ConfigError as exc:
         sys.stderr.write(f"llm-sidecar: configuration error: {exc}\n")
         return 2

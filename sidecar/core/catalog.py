@@ -120,13 +120,21 @@ _ENTRIES: Final[tuple[ModelInfo, ...]] = (
               _MULTIMODAL),
     ModelInfo("openai", "gpt-4.1-nano", "GPT-4.1 nano", 1_047_576, 32_768, 0.10, 0.40, 0.025, None,
               _MULTIMODAL),
+    ModelInfo("openai", "o1", "o1", 200_000, 100_000, 15.00, 60.00, 7.50, None, _THINKING),
     ModelInfo("openai", "o3", "o3", 200_000, 100_000, 2.00, 8.00, 0.50, None, _THINKING),
+    ModelInfo("openai", "o3-mini", "o3-mini", 200_000, 100_000, 1.10, 4.40, 0.55, None,
+              _CACHED | {REASONING}),
+    ModelInfo("openai", "o3-pro", "o3-pro", 200_000, 100_000, 20.00, 80.00, None, None,
+              _CHAT | {VISION, REASONING}),
     ModelInfo("openai", "o4-mini", "o4-mini", 200_000, 100_000, 1.10, 4.40, 0.275, None, _THINKING),
     ModelInfo("openai", "gpt-5", "GPT-5", 400_000, 128_000, 1.25, 10.00, 0.125, None, _THINKING),
     ModelInfo("openai", "gpt-5-mini", "GPT-5 mini", 400_000, 128_000, 0.25, 2.00, 0.025, None, _THINKING),
     ModelInfo("openai", "gpt-5-nano", "GPT-5 nano", 400_000, 128_000, 0.05, 0.40, 0.005, None, _THINKING),
+    ModelInfo("openai", "gpt-5.1", "GPT-5.1", 400_000, 128_000, 1.25, 10.00, 0.125, None, _THINKING),
     # Anthropic: cache reads 0.1x input, 5-minute cache writes 1.25x input (1-hour writes, 2x, are
     # not modelled: usage does not say which TTL was written).
+    ModelInfo("anthropic", "claude-opus-4", "Claude Opus 4", 200_000, 32_000, 15.00, 75.00, 1.50,
+              18.75, _THINKING),
     ModelInfo("anthropic", "claude-opus-4-1", "Claude Opus 4.1", 200_000, 32_000, 15.00, 75.00, 1.50,
               18.75, _THINKING),
     ModelInfo("anthropic", "claude-opus-4-5", "Claude Opus 4.5", 200_000, 64_000, 5.00, 25.00, 0.50,
@@ -156,6 +164,8 @@ _ENTRIES: Final[tuple[ModelInfo, ...]] = (
     # 32,768 there is a planning value, not a provider limit.
     ModelInfo("xai", "grok-4", "Grok 4", 256_000, 32_768, 3.00, 15.00, 0.75, None, _THINKING,
               PriceTier(128_000, 6.00, 30.00, 0.75)),
+    ModelInfo("xai", "grok-4-1-fast", "Grok 4.1 Fast", 2_000_000, 30_000, 0.20, 0.50, 0.05, None, _THINKING,
+              PriceTier(128_000, 0.40, 1.00, 0.05)),
     ModelInfo("xai", "grok-4-fast", "Grok 4 Fast", 2_000_000, 30_000, 0.20, 0.50, 0.05, None, _THINKING,
               PriceTier(128_000, 0.40, 1.00, 0.05)),
     ModelInfo("xai", "grok-3", "Grok 3", 131_072, 32_768, 3.00, 15.00, 0.75, None, _CACHED),
@@ -194,6 +204,9 @@ _ALIASES: Final[dict[tuple[str, str], str]] = {
     ("gemini", "gemini-flash-lite-latest"): "gemini-2.5-flash-lite",
     ("xai", "grok-4-fast-reasoning"): "grok-4-fast",
     ("xai", "grok-4-fast-non-reasoning"): "grok-4-fast",
+    ("xai", "grok-4-1-fast-reasoning"): "grok-4-1-fast",
+    ("xai", "grok-4-1-fast-non-reasoning"): "grok-4-1-fast",
+    ("anthropic", "claude-opus-4-0"): "claude-opus-4",
     ("xai", "grok-code-fast"): "grok-code-fast-1",
 }
 
@@ -397,6 +410,10 @@ class PriceBook:
             if hit is not None:
                 return hit, dates[(hit.provider, hit.model)]
         return info, self._catalog_date
+
+    def overridden(self, provider: str, model: str) -> bool:
+        """Whether the price of this exact model comes from an override rather than the catalog."""
+        return (provider, model) in self._state[0]
 
     def apply_overrides(self, entries: Iterable[ModelInfo], date: str) -> int:
         """Overlay `entries`, priced as of the ISO `date`, replacing earlier overrides of the same

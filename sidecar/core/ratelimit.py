@@ -189,6 +189,20 @@ class ProviderLimits:
             return None
         return self.retry_at - now
 
+    def blocked_s(self, now: float) -> float | None:
+        """Seconds before a request can be accepted, by what the provider last said: a Retry-After
+        still running, or a window it reported exhausted (nothing remaining) until its reset.
+        None when nothing says to wait."""
+        if self.retry_at is not None:
+            # An explicit Retry-After is the provider's own answer to "when": it beats the resets
+            # of the windows reported beside it (OpenAI's 429 says 0 remaining until 1s, retry in 400ms).
+            return self.retry_at - now if self.retry_at > now else None
+        waits: list[float] = []
+        for window in self.windows.values():
+            if window.remaining == 0 and window.reset_at is not None and window.reset_at > now:
+                waits.append(window.reset_at - now)
+        return max(waits) if waits else None
+
 
 def _relevant(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
     items = headers.items() if isinstance(headers, Mapping) else headers

@@ -36,7 +36,7 @@ class Sample:
     """One ledger row as analytics sees it (`key` is the group it belongs to)."""
 
     key: str | None
-    outcome: str  # ok | error | cancelled
+    outcome: str  # ok | error | cancelled | refused
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
@@ -44,6 +44,8 @@ class Sample:
     reasoning_tokens: int = 0
     cost_usd: float | None = None
     latency_ms: float = 0.0
+    cache_hit: int = 0
+    saved_usd: float | None = None
 
 
 @dataclass(slots=True)
@@ -53,6 +55,9 @@ class GroupStats:
     ok: int = 0
     errors: int = 0
     cancelled: int = 0
+    refused: int = 0
+    cache_hits: int = 0
+    saved_usd: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
@@ -68,8 +73,15 @@ class GroupStats:
             self.ok += 1
         elif s.outcome == "cancelled":
             self.cancelled += 1
+        elif s.outcome == "refused":
+            # Never sent: no tokens, no cost, and no latency worth counting.
+            self.refused += 1
+            return
         else:
             self.errors += 1
+        if s.cache_hit:
+            self.cache_hits += 1
+            self.saved_usd += s.saved_usd or 0.0
         self.input_tokens += s.input_tokens
         self.output_tokens += s.output_tokens
         self.cache_read_tokens += s.cache_read_tokens
@@ -84,6 +96,12 @@ class GroupStats:
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def cache_hit_rate(self) -> float:
+        """Answers from the response cache over requests that were sent or answered."""
+        answered = self.requests - self.refused
+        return self.cache_hits / answered if answered else 0.0
 
     @property
     def latency_p50(self) -> float | None:

@@ -1,5 +1,6 @@
-"""The audit trail of credential events (a key set, deleted or validated, an OAuth login finished
-or failed), kept in the state directory's database, table `audit`.
+"""The audit trail of credential and configuration events (a key set, deleted or validated, an
+OAuth login finished or failed, a provider switched on or off, an endpoint set or removed, config.toml
+reloaded, a budget changed), kept in the state directory's database, table `audit`.
 
 A row is `(id, ts, event, provider, outcome, detail)`: `ts` an ISO 8601 UTC time, `event` one of
 `EVENTS`, `outcome` a short word (`ok`, `valid`, `invalid`, `error`, `absent`), `detail` an error
@@ -50,6 +51,12 @@ Event = Literal[
     "client_key_updated",
     "client_key_rotated",
     "client_key_deleted",
+    "provider_enabled",
+    "provider_disabled",
+    "endpoint_set",
+    "endpoint_deleted",
+    "config_reloaded",
+    "budget_set",
 ]
 EVENTS: Final = (
     "key_set",
@@ -61,6 +68,12 @@ EVENTS: Final = (
     "client_key_updated",
     "client_key_rotated",
     "client_key_deleted",
+    "provider_enabled",
+    "provider_disabled",
+    "endpoint_set",
+    "endpoint_deleted",
+    "config_reloaded",
+    "budget_set",
 )
 _MAX_DETAIL: Final = 300
 
@@ -120,6 +133,25 @@ class AuditTrail:
             await self.db.run(insert)
         except (sqlite3.Error, OSError) as exc:
             _log.warning("audit row not written", audit_event=event, error=type(exc).__name__)
+
+    async def query(
+        self, *, since: str | None = None, event: str | None = None, limit: int = 100
+    ) -> list[AuditRow]:
+        """The latest rows (newest first) at or after the ISO time `since`, of one `event`."""
+        where, args = [], []
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        if event is not None:
+            where.append("event = ?")
+            args.append(event)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        sql = f"SELECT id, ts, event, provider, outcome, detail FROM audit {clause}ORDER BY id DESC LIMIT ?"
+
+        def select(conn: sqlite3.Connection) -> list[AuditRow]:
+            return [AuditRow(*r) for r in conn.execute(sql, (*args, limit)).fetchall()]
+
+        return await self.db.run(select)
 
     async def rows(self, limit: int = 100) -> list[AuditRow]:
         """The latest rows, newest first."""

@@ -2,7 +2,8 @@
 
 Tables (component `ledger`, an append-only list of migrations):
 
-- `ledger`: one row per chat request, whatever its outcome (ok, error, cancelled): provider,
+- `ledger`: one row per chat request, whatever its outcome (ok, error, cancelled, refused before
+  sending by a budget or a client-side limit, with its `reason`): provider,
   model, the five token counts, `cost_usd`, the pricing date, latency, error kind, attempts,
   `run_id`, `tag`, method and time (`ts`, Unix seconds UTC). A count is NULL when the provider
   never reported usage (a stream cancelled before its final usage event): the row keeps what was
@@ -124,6 +125,16 @@ MIGRATIONS: Final = (
     ALTER TABLE ledger ADD COLUMN client TEXT;
     CREATE INDEX ledger_client_ts ON ledger (client, ts) WHERE client IS NOT NULL;
     """,
+    # A request refused before it was sent (a budget, a client-side limit) is a row with outcome
+    # `refused`, zero tokens and cost, and why in `reason`.
+    """
+    ALTER TABLE ledger ADD COLUMN reason TEXT;
+    """,
+    # A request answered from the response cache: no tokens, no cost, and what it saved.
+    """
+    ALTER TABLE ledger ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE ledger ADD COLUMN saved_usd REAL;
+    """,
 )
 
 GroupBy = Literal["provider", "model", "day", "tag", "client"]
@@ -164,6 +175,9 @@ class Row:
     run_id: str | None = None
     tag: str | None = None
     client: str | None = None
+    reason: str | None = None
+    cache_hit: bool = False
+    saved_usd: float | None = None
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -179,15 +193,16 @@ class Row:
             self.uid, self.ts, self.method, self.provider, self.model, self.outcome, self.error_kind,
             self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens,
             self.reasoning_tokens, int(self.usage_estimated), self.cost_usd, self.pricing_date,
-            self.latency_ms, self.attempts, self.run_id, self.tag, pid, self.client,
+            self.latency_ms, self.attempts, self.run_id, self.tag, pid, self.client, self.reason,
+            int(self.cache_hit), self.saved_usd,
         )  # fmt: skip
 
 
 _INSERT_ROW: Final = (
     "INSERT OR IGNORE INTO ledger (uid, ts, method, provider, model, outcome, error_kind, input_tokens, "
     "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_estimated, cost_usd, "
-    "pricing_date, latency_ms, attempts, run_id, tag, pid, client) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "pricing_date, latency_ms, attempts, run_id, tag, pid, client, reason, cache_hit, saved_usd) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -333,13 +348,15 @@ class Ledger:
             if stop:
                 with self._thread_lock:
                     self._thread = None
-            for marker in markers:
-                marker.done.set()
             if rows and self.on_commit is not None:
                 try:
                     self.on_commit(rows)
                 except Exception:
                     _log.exception("ledger commit observer failed")
+            # After the observer: a flush returns once what it waited for is committed *and* its
+            # consequences (budget alerts) are out, so nobody reads half of a batch's effects.
+            for marker in markers:
+                marker.done.set()
             if stop:
                 return
 
@@ -468,7 +485,7 @@ class Ledger:
         sql = (
             f"SELECT {key_sql}, outcome, coalesce(input_tokens, 0), coalesce(output_tokens, 0), "
             "coalesce(cache_read_tokens, 0), coalesce(cache_write_tokens, 0), coalesce(reasoning_tokens, 0), "
-            f"cost_usd, latency_ms FROM ledger WHERE {' AND '.join(where)}"
+            f"cost_usd, latency_ms, cache_hit, saved_usd FROM ledger WHERE {' AND '.join(where)}"
         )
 
         def run(conn: sqlite3.Connection) -> list[Sample]:

@@ -48,6 +48,8 @@ class ProviderSpec:
     custom: bool = False
     models: tuple[str, ...] = ()
     extra_headers: dict[str, str] = field(default_factory=dict)
+    default_model: str | None = None
+    enabled: bool = True
 
 
 class Provider(abc.ABC):

@@ -14,6 +14,8 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from sidecar.config import Config
+from sidecar.core.defaults import BUILTIN_DEFAULT_MODELS
+from sidecar.core.stub_answers import MODELS as STUB_MODELS
 from sidecar.errors import SidecarError
 from sidecar.providers.base import KeyGetter, Provider, ProviderSpec
 from sidecar.providers.http import HttpClient
@@ -32,6 +34,7 @@ BUILTIN: Final = (
         "OPENROUTER_API_KEY",
     ),
     ("ollama", "ollama", "OLLAMA_HOST", "http://127.0.0.1:11434", None),
+    ("stub", "stub", None, "stub://offline", None),
 )
 
 _CLASSES: Final = {
@@ -39,6 +42,7 @@ _CLASSES: Final = {
     "anthropic": "sidecar.providers.anthropic:AnthropicProvider",
     "gemini": "sidecar.providers.gemini:GeminiProvider",
     "ollama": "sidecar.providers.ollama:OllamaProvider",
+    "stub": "sidecar.providers.stub:StubProvider",
 }
 
 
@@ -64,14 +68,11 @@ def builtin_specs(config: Config, env: Mapping[str, str]) -> list[ProviderSpec]:
     specs = []
     for pid, kind, url_env, default, key_env in BUILTIN:
         settings = config.providers.get(pid)
+        from_env = env.get(url_env) if url_env else None
         if pid == "ollama":
-            base = (
-                ollama_base_url(env.get(url_env))
-                if env.get(url_env)
-                else (settings.base_url if settings and settings.base_url else default)
-            )
-        else:
-            base = env.get(url_env) or (settings.base_url if settings and settings.base_url else default)
+            from_env = ollama_base_url(from_env) if from_env else None
+        # config.toml first, then the environment, then the built-in URL (README, Configuration).
+        base = (settings.base_url if settings and settings.base_url else None) or from_env or default
         headers = dict(settings.headers or {}) if settings else {}
         if pid == "openrouter":
             headers.setdefault("x-title", config.app_name)
@@ -86,6 +87,10 @@ def builtin_specs(config: Config, env: Mapping[str, str]) -> list[ProviderSpec]:
                 needs_key=key_env is not None,
                 keychain_account=pid if key_env else None,
                 extra_headers=headers,
+                models=STUB_MODELS if pid == "stub" else (),
+                default_model=(settings.default_model if settings else None)
+                or BUILTIN_DEFAULT_MODELS.get(pid),
+                enabled=settings.enabled if settings else True,
             )
         )
     return specs
@@ -103,20 +108,56 @@ def endpoint_specs(config: Config) -> list[ProviderSpec]:
             custom=True,
             models=tuple(ep.models),
             extra_headers=dict(ep.headers or {}),
+            default_model=ep.default_model or (ep.models[0] if ep.models else None),
+            enabled=ep.enabled,
         )
         for name, ep in config.endpoints.items()
     ]
 
 
 class ProviderRegistry:
-    def __init__(self, config: Config, env: Mapping[str, str], http: HttpClient, get_key: KeyGetter) -> None:
-        self.config = config
+    """The providers of one configuration. `reload` swaps the configuration (a changed config.toml,
+    an endpoint set at run time); `enabled_overrides` (from `set_provider_enabled`) beat the
+    `enabled` of config.toml."""
+
+    def __init__(
+        self,
+        config: Config,
+        env: Mapping[str, str],
+        http: HttpClient,
+        get_key: KeyGetter,
+        enabled_overrides: Mapping[str, bool] | None = None,
+    ) -> None:
+        self.env = env
         self.http = http
         self._get_key = get_key
-        self.specs: dict[str, ProviderSpec] = {
-            s.id: s for s in (*builtin_specs(config, env), *endpoint_specs(config))
-        }
+        self.enabled_overrides: dict[str, bool] = dict(enabled_overrides or {})
+        self.config = config
+        self.specs: dict[str, ProviderSpec] = {}
         self._providers: dict[str, Provider] = {}
+        self.reload(config)
+
+    def reload(self, config: Config) -> None:
+        """Use `config` from now on; providers are built again on their next use."""
+        self.config = config
+        self.specs = {s.id: s for s in (*builtin_specs(config, self.env), *endpoint_specs(config))}
+        self._providers = {}
+
+    def enabled(self, provider_id: str) -> bool:
+        spec = self.spec(provider_id)
+        return self.enabled_overrides.get(provider_id, spec.enabled)
+
+    def ensure_enabled(self, provider_id: str) -> None:
+        """Raise `provider_disabled` for a provider switched off in config.toml or at run time."""
+        if not self.enabled(provider_id):
+            on = [pid for pid in self.specs if pid != "stub" and self.enabled(pid)]
+            raise SidecarError(
+                "provider_disabled",
+                f"{provider_id} is switched off, so the sidecar sends it no requests. Turn it back on "
+                f"with set_provider_enabled {{provider: '{provider_id}', enabled: true}}"
+                + (f", or use another provider ({', '.join(on)})." if on else "."),
+                provider=provider_id,
+            )
 
     @property
     def ids(self) -> list[str]:

@@ -30,7 +30,7 @@ import msgspec
 
 from sidecar import logs
 from sidecar.config import Config
-from sidecar.core import retry, tokens
+from sidecar.core import defaults, response_cache, retry, tokens
 from sidecar.core.assemble import RELAYED, AnswerTooLarge, Assembler, ProviderEvent
 from sidecar.core.limiter import Permit
 from sidecar.core.models import ModelRef, parse_model
@@ -41,7 +41,8 @@ from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.context import CallContext, Handler
 from sidecar.services.limits import Resilience
 from sidecar.services.pricing import Pricing
-from sidecar.wire.base import Usage
+from sidecar.services.response_cache import Hit, ResponseCache
+from sidecar.wire.base import ZERO_USAGE, Usage
 from sidecar.wire.chat import (
     Attempt,
     AttemptEvent,
@@ -71,6 +72,9 @@ class Outcome:
     tag: str | None = None
     run_id: str | None = None
     usage_estimated: bool = False
+    reason: str | None = None  # why a request was refused before sending
+    cache_hit: bool = False  # answered from the response cache
+    saved_usd: float | None = None  # what the cached answer cost when it was made
 
 
 def estimate_usage(params: CompleteParams, assembler: Assembler) -> Usage:
@@ -104,7 +108,7 @@ class _Skip(Exception):
 class _Tries:
     """The bookkeeping of one request across its attempts."""
 
-    __slots__ = ("assembler", "attempts", "on_start", "pending", "ref", "usage_estimated")
+    __slots__ = ("assembler", "attempts", "on_start", "pending", "ref", "sent", "usage_estimated")
 
     def __init__(self, ref: ModelRef) -> None:
         self.ref = ref
@@ -113,6 +117,7 @@ class _Tries:
         self.pending = False
         self.usage_estimated = False
         self.on_start: Callable[[], None] | None = None  # called when the answer starts flowing
+        self.sent = False  # a try reached a provider (not only the sidecar's own limits and switches)
 
     def record(self, ref: ModelRef, error: SidecarError | None = None, *, kind: str | None = None) -> None:
         self.pending = False
@@ -145,6 +150,10 @@ class ChatService:
         self.hooks: list[ChatHooks] = []
         # Turns a `router:<name>` request into its first candidate plus the rest as fallback.
         self.expand: Callable[[CompleteParams], Awaitable[CompleteParams]] | None = None
+        # The response cache (opt-in per request or endpoint); set by the app.
+        self.cache: ResponseCache | None = None
+        # Adds a way on to an error (close model ids, an alternative); set by the app.
+        self.suggest: Callable[[SidecarError, ModelRef], Awaitable[None]] | None = None
 
     def handlers(self) -> dict[str, Handler]:
         return {"complete": self.complete, "stream": self.stream}
@@ -156,7 +165,14 @@ class ChatService:
         return await self.run(params, ctx, stream=True)
 
     def resolve(self, model: str) -> ModelRef:
+        alone = defaults.provider_alone(model, self.providers.specs)
+        if alone is not None:
+            model = defaults.default_model_for(alone, self.providers.specs[alone].default_model)
         return parse_model(model, self.providers.specs)
+
+    def with_defaults(self, params: CompleteParams) -> CompleteParams:
+        d = self.config.defaults
+        return defaults.apply(params, model=d.model, temperature=d.temperature, max_tokens=d.max_tokens)
 
     def chain(self, ref: ModelRef, params: CompleteParams) -> list[ModelRef]:
         """The model asked for, then its fallbacks (the request's list, else config.toml's), once each."""
@@ -190,12 +206,62 @@ class ChatService:
         )
 
     async def run(self, params: CompleteParams, ctx: CallContext, *, stream: bool) -> ChatResult:
+        params = self.with_defaults(params)
         if self.expand is not None:
             params = await self.expand(params)
         ref = self.resolve(params.model)
+        if self.cache is not None and self.providers.enabled(ref.provider):
+            hit = await self.cache.lookup(ref, params)
+            if hit is not None:
+                return await self._replay(hit, ref, params, ctx, stream)
+        result = await self._run(ref, params, ctx, stream)
+        if self.cache is not None and (result.provider, result.model) == (ref.provider, ref.model):
+            await self.cache.store_result(ref, params, result)  # not a fallback's answer
+        return result
+
+    async def _replay(
+        self, hit: Hit, ref: ModelRef, params: CompleteParams, ctx: CallContext, stream: bool
+    ) -> ChatResult:
+        """Answer from the response cache: the same events a live stream sends, nothing upstream."""
+        started = time.monotonic()
+        if stream:
+            for event in response_cache.replay_events(hit.result):
+                await ctx.notify("stream/event", StreamEventParams(request_id=ctx.request_id, event=event))
+        latency_ms = (time.monotonic() - started) * 1000
+        outcome = Outcome(
+            method="stream" if stream else "complete",
+            provider=ref.provider,
+            model=ref.model,
+            status="ok",
+            usage=ZERO_USAGE,
+            cost_usd=0.0,
+            pricing_date=hit.result.pricing_date,
+            latency_ms=latency_ms,
+            tag=params.tag,
+            run_id=params.run_id,
+            cache_hit=True,
+            saved_usd=hit.cost_usd,
+        )
+        await self._after(outcome)
+        return msgspec.structs.replace(
+            hit.result,
+            cost_usd=0.0,
+            cached=True,
+            saved_usd=hit.cost_usd,
+            latency_ms=round(latency_ms, 3),
+            attempts=[],
+        )
+
+    async def _after(self, outcome: Outcome) -> None:
+        with anyio.CancelScope(shield=True):
+            for hook in self.hooks:
+                try:
+                    await hook.after(outcome)
+                except Exception:
+                    _log.exception("chat hook failed")
+
+    async def _run(self, ref: ModelRef, params: CompleteParams, ctx: CallContext, stream: bool) -> ChatResult:
         chain = self.chain(ref, params)
-        for hook in self.hooks:
-            await hook.before(ref, params)
         started = time.monotonic()
         outcome = Outcome(
             method="stream" if stream else "complete",
@@ -207,11 +273,26 @@ class ChatService:
         )
         tries = _Tries(ref)
         try:
+            try:
+                for hook in self.hooks:
+                    await hook.before(ref, params)
+            except SidecarError as exc:
+                # Refused before anything was sent (a budget, a limit): recorded with its reason.
+                outcome.status, outcome.reason = "refused", exc.message
+                outcome.usage, outcome.cost_usd = ZERO_USAGE, 0.0
+                raise
             result = await self._run_chain(chain, params, ctx, stream, tries)
             outcome.status = "ok"
             return result
         except SidecarError as exc:
             outcome.error_kind = exc.kind
+            if tries.attempts and not tries.sent:
+                # Every candidate was held back by the sidecar itself (a client-side limit, the
+                # provider's own "nothing remains", a switched-off provider, an open breaker).
+                outcome.status, outcome.reason = "refused", exc.message
+                outcome.usage, outcome.cost_usd = ZERO_USAGE, 0.0
+            if self.suggest is not None:
+                await self.suggest(exc, tries.ref)
             raise
         except anyio.get_cancelled_exc_class():
             outcome.status = "cancelled"
@@ -234,13 +315,7 @@ class ChatService:
                 if assembler.usage is not None:
                     outcome.usage = assembler.usage
                     outcome.cost_usd, outcome.pricing_date = self.price(tries.ref, assembler.usage)
-            if self.hooks:
-                with anyio.CancelScope(shield=True):
-                    for hook in self.hooks:
-                        try:
-                            await hook.after(outcome)
-                        except Exception:
-                            _log.exception("chat hook failed")
+            await self._after(outcome)
 
     async def _run_chain(
         self, chain: list[ModelRef], params: CompleteParams, ctx: CallContext, stream: bool, tries: _Tries
@@ -378,10 +453,17 @@ class ChatService:
         res = self.resilience
         tries.ref = ref
         try:
+            self.providers.ensure_enabled(ref.provider)
             provider = self.providers.get(ref.provider)
         except SidecarError as exc:
             tries.record(ref, exc)
             raise _Skip(exc) from None
+        t = self.config.timeouts
+        max_wait = min(params.timeout_s or t.first_byte_s, max(0.0, deadline - anyio.current_time()))
+        told_to_wait = await res.respect_upstream(ref.provider, max_wait)
+        if told_to_wait is not None:
+            tries.record(ref, told_to_wait)
+            raise _Skip(told_to_wait)
         breaker = res.breakers.get(ref.provider)
         if not breaker.allow():
             skipped = _circuit_open(ref, breaker.snapshot().consecutive_failures, breaker.retry_in_s())
@@ -396,6 +478,7 @@ class ChatService:
                 permit = await self._acquire(stack, ref, params, tries, deadline)
                 # Both methods stream from the upstream (see the module docstring).
                 timeouts = self.timeouts(params)
+                tries.sent = True
                 events = provider.stream(ref.model, params, timeouts)
                 started = time.monotonic()
                 try:

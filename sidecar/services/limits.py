@@ -15,11 +15,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import anyio
+
 from sidecar.config import Config, Limits
 from sidecar.core.breaker import Breakers
 from sidecar.core.limiter import Limiter, LimitSettings
 from sidecar.core.ratelimit import RateLimitTracker, Window
 from sidecar.core.retry import RetryPolicy
+from sidecar.errors import SidecarError
 from sidecar.providers.errors import display
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.context import CallContext, Handler
@@ -57,6 +60,15 @@ class Resilience:
         self.random = rand
         self._limiters: dict[str, Limiter | None] = {}
 
+    def reconfigure(self, config: Config) -> None:
+        """Use a reloaded configuration: limiters whose settings changed start afresh (requests
+        holding a slot of the old one finish with it); breakers and learned limits stay."""
+        self.config = config
+        for provider in list(self._limiters):
+            limiter = self._limiters[provider]
+            if (limiter.state.settings if limiter is not None else None) != self.settings(provider):
+                del self._limiters[provider]
+
     def settings(self, provider: str) -> LimitSettings | None:
         limits: Limits | None = None
         if provider in self.config.endpoints:
@@ -79,6 +91,27 @@ class Resilience:
             settings = self.settings(provider)
             self._limiters[provider] = Limiter(provider, display(provider), settings) if settings else None
         return self._limiters[provider]
+
+    async def respect_upstream(self, provider: str, max_wait_s: float) -> SidecarError | None:
+        """Before sending: when the provider's last answer said nothing remains until a reset, wait
+        for it (cancellably) if it comes within `max_wait_s`, else return the `rate_limited` error
+        that sends the request to its next candidate, so no request is spent on a certain 429."""
+        limits = self.tracker.get(provider)
+        if limits is None:
+            return None
+        wait = limits.blocked_s(self.tracker.now())
+        if wait is None:
+            return None
+        if wait <= max_wait_s:
+            await anyio.sleep(wait)
+            return None
+        return SidecarError(
+            "rate_limited",
+            f"{display(provider)} said no requests remain for another {wait:.1f}s (its rate-limit "
+            "headers), longer than this request may wait; it was not sent there.",
+            provider=provider,
+            retry_after_s=round(wait, 3),
+        )
 
     def circuit_state(self, provider: str) -> str:
         return self.breakers.state(provider)

@@ -6,7 +6,7 @@ Must not know: stdin/stdout, providers' wire formats.
 
 from __future__ import annotations
 
-from sidecar.core import catalog, cost
+from sidecar.core import catalog, cost, stub_answers
 from sidecar.core.catalog import ModelInfo, PriceBook
 from sidecar.core.models import ModelRef
 from sidecar.providers.registry import ProviderRegistry
@@ -22,6 +22,8 @@ class Pricing:
         """The price entry and its date; `(None, None)` when no price is known."""
         if ref.provider == "ollama":
             return catalog.local_model_info(ref.model), self.book.catalog_date
+        if ref.provider == "stub":
+            return stub_answers.model_info(ref.model), self.book.catalog_date
         spec = self.providers.specs.get(ref.provider)
         if spec is not None and spec.custom:
             ep = self.providers.config.endpoints[spec.id]

@@ -36,6 +36,7 @@ from sidecar.core.budget import OVERALL, PERIODS, Alert, AlertKey, Budget
 from sidecar.core.models import ModelRef
 from sidecar.errors import SidecarError, invalid_request
 from sidecar.infra.ledger import AuditNote, Ledger, Row
+from sidecar.infra.price_store import PriceStore
 from sidecar.providers.http import HttpClient, Timeouts
 from sidecar.providers.openrouter_models import parse_models
 from sidecar.providers.registry import ProviderRegistry
@@ -87,7 +88,9 @@ class UsageService:
         *,
         clock: Clock = utcnow,
         broadcast: Broadcast | None = None,
+        price_store: PriceStore | None = None,
     ) -> None:
+        self.price_store = price_store
         self.ledger = ledger
         self.pricing = pricing
         self.providers = providers
@@ -222,6 +225,9 @@ class UsageService:
             run_id=outcome.run_id,
             tag=outcome.tag,
             client=current_client.get(),
+            reason=outcome.reason,
+            cache_hit=outcome.cache_hit,
+            saved_usd=outcome.saved_usd,
         )
         self.ledger.record(row)
         # A failed try followed by another: "fallback" when the next try is another model,
@@ -240,6 +246,9 @@ class UsageService:
     # --- alerts (writer thread) ------------------------------------------------------------------
 
     def _after_commit(self, rows: list[Row]) -> None:
+        rows = [r for r in rows if r.outcome != "refused"]  # refusals spend nothing
+        if not rows:
+            return
         budgets = self._budgets if self._budgets is not None else self.ledger.budgets()
         if not budgets:
             return
@@ -480,6 +489,11 @@ class UsageService:
             ) from None
         date = self.clock().date().isoformat()
         applied = self.pricing.book.apply_overrides(entries, date)
+        if self.price_store is not None:  # kept, so a restart prices with them too
+            try:
+                await self.price_store.replace("openrouter", entries, url, date)
+            except (sqlite3.Error, OSError) as exc:
+                _log.warning("refreshed prices not saved", error=type(exc).__name__)
         _log.info("prices refreshed", applied=applied, models=len(entries), skipped=skipped)
         return RefreshPricingResult(
             applied=applied,
@@ -516,6 +530,10 @@ def _group(g: usage_stats.GroupStats) -> UsageGroup:
         cost_usd=round(g.cost_usd, 10),
         unpriced_requests=g.unpriced_requests,
         error_rate=round(g.error_rate, 6),
+        refused=g.refused,
+        cache_hits=g.cache_hits,
+        cache_hit_rate=round(g.cache_hit_rate, 6),
+        saved_usd=round(g.saved_usd, 10),
         latency_ms_p50=None if g.latency_p50 is None else round(g.latency_p50, 3),
         latency_ms_p95=None if g.latency_p95 is None else round(g.latency_p95, 3),
     )

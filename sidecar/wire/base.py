@@ -33,6 +33,7 @@ class ErrorData(Wire):
     retry_after_s: float | None = None
     field: str | None = None
     details: dict[str, Any] | None = None
+    status: int | None = None  # the upstream's HTTP status, when an upstream answered
 
 
 class Usage(Wire):

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import msgspec
 
-from sidecar.wire.base import Wire
+from sidecar.wire.base import ErrorData, Wire
 from sidecar.wire.chat import Message, Tool
 
 
@@ -28,6 +28,11 @@ class InfoResult(Wire):
 
 
 class ProviderInfo(Wire):
+    """One provider. `enabled` false means its requests are refused and fallback skips it;
+    `key_configured` says whether a key is in the environment or the keychain (always true for a
+    provider that needs none); `default_model` is what `<id>:` alone means; `health` is the last
+    probe's status (`healthy`, `degraded`, `unhealthy`), null before any probe."""
+
     id: str
     kind: str
     base_url: str
@@ -36,6 +41,12 @@ class ProviderInfo(Wire):
     custom: bool = False
     models: list[str] = msgspec.field(default_factory=list)
     circuit: str | None = None
+    display_name: str | None = None
+    enabled: bool = True
+    key_configured: bool | None = None
+    default_model: str | None = None
+    capabilities: list[str] = msgspec.field(default_factory=list)
+    health: str | None = None
 
 
 class ListProvidersResult(Wire):
@@ -43,7 +54,11 @@ class ListProvidersResult(Wire):
 
 
 class ListModelsParams(Wire):
+    """`live` asks the provider (or each provider) for the models it serves now (cached 10 minutes);
+    otherwise the answer comes from the built-in catalog and config.toml, with no network call."""
+
     provider: str | None = None
+    live: bool = False
 
 
 class ModelEntry(Wire):
@@ -58,11 +73,28 @@ class ModelEntry(Wire):
     cache_read_per_mtok: float | None = None
     cache_write_per_mtok: float | None = None
     capabilities: list[str] = msgspec.field(default_factory=list)
+    # Where the prices come from: "catalog" (built in), "refreshed" (refresh_pricing), "live" (the
+    # provider's own listing), "config" (an endpoint's declared prices), "local" (Ollama, free),
+    # "stub" (free); and the date they were current.
+    price_source: str | None = None
+    price_date: str | None = None
+
+
+class LiveSource(Wire):
+    """One provider asked by a `live` listing: when its list was fetched, whether it came from the
+    cache, or why it could not be read."""
+
+    provider: str
+    fetched_at: str | None = None
+    cached: bool = False
+    count: int = 0
+    error: ErrorData | None = None
 
 
 class ListModelsResult(Wire):
     models: list[ModelEntry]
     pricing_date: str
+    live: list[LiveSource] = msgspec.field(default_factory=list)
 
 
 class EstimateCostParams(Wire):

@@ -88,8 +88,19 @@ class Reasoning(Wire):
     budget_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
-class CompleteParams(Wire):
-    model: Annotated[str, msgspec.Meta(min_length=1)]
+class ResponseCache(Wire):
+    """Keep this request's answer for `ttl_s` seconds and answer the same request from it (an exact
+    match of model, messages, tools and sampling settings), whatever its temperature; 0 turns the
+    cache off for this request even where config.toml turns it on."""
+
+    ttl_s: Annotated[float, msgspec.Meta(ge=0, le=31_536_000)]
+
+
+class CompleteParams(Wire, kw_only=True):
+    """`model` may be left out (or empty) to use `[defaults] model` of config.toml, or name a
+    provider alone (`"openrouter:"`) to use that provider's default model."""
+
+    model: str = ""
     messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
@@ -102,6 +113,7 @@ class CompleteParams(Wire):
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
     tag: str | None = None
     run_id: str | None = None
+    response_cache: ResponseCache | None = None
 
 
 class Attempt(Wire):
@@ -130,6 +142,10 @@ class ChatResult(Wire):
     attempts: list[Attempt] = msgspec.field(default_factory=list)
     # True when the upstream reported no usage and `usage` is the sidecar's estimate (still priced).
     usage_estimated: bool = False
+    # Answered from the response cache: nothing was sent, `cost_usd` is 0 and `saved_usd` is what
+    # the original answer cost.
+    cached: bool = False
+    saved_usd: float | None = None
 
 
 # --- stream events ------------------------------------------------------------------------------

@@ -10,7 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.wire import catalog, chat, embed, gateway, keys, limits, local, routers, usage
+from sidecar.wire import (
+    admin,
+    audit,
+    catalog,
+    chat,
+    embed,
+    gateway,
+    health,
+    keys,
+    limits,
+    local,
+    routers,
+    usage,
+)
 from sidecar.wire.base import Empty, Wire
 
 
@@ -50,7 +63,9 @@ class NotificationSpec:
 _CHAT_PARAMS_HELP = (
     "`model` is '<provider>:<model>' (openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, "
     "gemini:gemini-2.5-flash, xai:grok-4, openrouter:<vendor>/<model>, ollama:<name>) or a bare name "
-    "the sidecar can place (gpt-*, claude-*, gemini-*, grok-*, vendor/model). `messages` are "
+    "the sidecar can place (gpt-*, claude-*, gemini-*, grok-*, vendor/model); '<provider>:' alone means "
+    "that provider's default model, and without `model` the configured default is used; 'stub:echo', "
+    "'stub:lorem' and 'stub:tools' answer offline at no cost. `messages` are "
     "{role, content} turns; tools are {name, description, parameters (JSON Schema)}."
 )
 
@@ -103,7 +118,9 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         catalog.ListModelsResult,
         "Known models with context window, output limit, prices and capabilities.",
         "List known models (optionally of one provider) with context window, maximum output, price per "
-        "million input/output/cached tokens and capabilities (tools, vision, reasoning, prompt cache).",
+        "million input/output/cached tokens, where each price came from and its date, and capabilities "
+        "(tools, vision, reasoning, prompt cache). `live: true` asks the provider itself for the models "
+        "it serves now (cached for 10 minutes).",
     ),
     MethodSpec(
         "estimate_cost",
@@ -244,8 +261,62 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         Empty,
         usage.RefreshPricingResult,
         "Fetch OpenRouter's current model prices and use them.",
-        "Download OpenRouter's public model list and use its prices for openrouter: models from now on "
-        "(until the sidecar restarts). Needs network access; no key.",
+        "Download OpenRouter's public model list and use its prices for openrouter: models from now on; "
+        "they are kept in the state database, so a restart keeps using them (list_models shows them "
+        "with price_source 'refreshed' and their date). Needs network access; no key.",
+    ),
+)
+
+_METHOD_LIST += (
+    MethodSpec(
+        "set_provider_enabled",
+        admin.SetProviderEnabledParams,
+        admin.SetProviderEnabledResult,
+        "Switch a provider (or custom endpoint) on or off; kept across restarts.",
+        "Switch a provider or custom endpoint off (its requests are refused with provider_disabled and "
+        "fallback skips it) or back on. The choice is kept in the state directory and beats "
+        "`enabled` in config.toml.",
+    ),
+    MethodSpec(
+        "endpoint_set",
+        admin.EndpointSetParams,
+        admin.EndpointSetResult,
+        "Add or replace a custom OpenAI-compatible endpoint at run time; kept across restarts.",
+        "Add (or replace) a custom OpenAI-compatible endpoint (LM Studio, vLLM, llama.cpp, Groq...) with "
+        "the fields of [endpoints.<name>] in config.toml. It is usable at once as '<name>:<model>' and "
+        "kept in the state directory; the base URL is checked (https, or http to this machine).",
+    ),
+    MethodSpec(
+        "endpoint_delete",
+        admin.EndpointDeleteParams,
+        admin.EndpointDeleteResult,
+        "Remove a custom endpoint that was set at run time.",
+        "Remove a custom endpoint added with endpoint_set. An endpoint declared in config.toml stays "
+        "until it is removed from the file (`still_in_config` says so).",
+    ),
+)
+
+_METHOD_LIST += (
+    MethodSpec(
+        "provider_health",
+        health.ProviderHealthParams,
+        health.ProviderHealthResult,
+        "Probe providers now: healthy, degraded or unhealthy, with latency and the error.",
+        "Check one provider (or every provider switched on that has a key) with a cheap authenticated "
+        "call, and report its status (healthy, degraded when slow or rate limited, unhealthy when it "
+        "fails), the probe's latency, when it was checked and the error.",
+    ),
+)
+
+_METHOD_LIST += (
+    MethodSpec(
+        "audit_log",
+        audit.AuditLogParams,
+        audit.AuditLogResult,
+        "The audit trail: keys set and deleted, logins, budget changes, fallbacks, provider switches.",
+        "Read the audit trail, newest first: keys set, deleted or validated, OpenRouter logins, budget "
+        "changes, fallbacks and retries, providers switched on or off, endpoints set or removed, config "
+        "reloads; optionally since an ISO time and of one kind. It never contains a secret.",
     ),
     MethodSpec(
         "gateway_start",
@@ -409,6 +480,11 @@ NOTIFICATIONS: dict[str, NotificationSpec] = {
             "openrouter_auth/completed",
             keys.AuthCompletedParams,
             "A login started without `callback_url` finished (or failed).",
+        ),
+        NotificationSpec(
+            "config/error",
+            admin.ConfigErrorParams,
+            "config.toml changed on disk but could not be used; the previous configuration stays.",
         ),
         NotificationSpec(
             "budget/alert",

@@ -33,7 +33,11 @@ class UsageSummaryParams(Wire):
 class UsageGroup(Wire):
     """Totals of a set of requests. `key` names the group (a provider, `provider:model`, a day or a
     tag; absent for the total and for untagged requests). `error_rate` = errors / requests
-    (cancelled requests are not errors); latencies are over every request of the group."""
+    (cancelled requests are not errors); latencies are over every request of the group. `refused`
+    counts requests refused before sending (a budget, a client-side limit): they are not errors
+    and carry no tokens, cost or latency. `cache_hits` counts answers from the response cache (no
+    tokens, no cost); `cache_hit_rate` is their share of the requests answered, and `saved_usd`
+    what those answers cost when they were first made."""
 
     requests: int
     ok: int
@@ -50,6 +54,10 @@ class UsageGroup(Wire):
     unpriced_requests: int = 0
     latency_ms_p50: float | None = None
     latency_ms_p95: float | None = None
+    refused: int = 0
+    cache_hits: int = 0
+    cache_hit_rate: float = 0.0
+    saved_usd: float = 0.0
 
 
 class MonthProjection(Wire):

@@ -81,6 +81,7 @@ Json = dict[str, Any]
 FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures"
 VALID_KEY = "AIzaSyFakeGeminiKey-valid-000000000000"
 DEFAULT_MODELS = ("gemini-2.5-flash", "gemini-3-pro-preview", "gemini-2.0-flash")
+EMBEDDING_MODELS = ("text-embedding-004", "gemini-embedding-001")
 STREAM_CONTENT_TYPE = "text/event-stream"
 JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
 # Google's documented escape hatch for histories that lost their signatures.
@@ -616,6 +617,16 @@ def fixture_reply(path: str | Path, *, status: int | None = None, delay_s: float
 
 
 def _model_entry(model: str) -> Json:
+    if "embedding" in model:  # as Google lists them: embedContent only, no thinking
+        return {
+            "name": f"models/{model}",
+            "version": "004",
+            "displayName": model.replace("-", " ").title(),
+            "description": f"{model} (fake).",
+            "inputTokenLimit": 2048,
+            "outputTokenLimit": 1,
+            "supportedGenerationMethods": ["embedContent", "countTextTokens"],
+        }
     thinking = not model.startswith("gemini-2.0")
     return {
         "name": f"models/{model}",
@@ -791,8 +802,10 @@ class FakeGemini(FakeUpstream):
             start = int(req.query.get("pageToken") or 0)
         except ValueError:
             return error_reply(400)
-        page: Json = {"models": [_model_entry(m) for m in self.models[start : start + size]]}
-        if start + size < len(self.models):
+        # The real list also holds models that cannot chat (embeddings), after the chat models.
+        listed = [*self.models, *(m for m in EMBEDDING_MODELS if m not in self.models)]
+        page: Json = {"models": [_model_entry(m) for m in listed[start : start + size]]}
+        if start + size < len(listed):
             page["nextPageToken"] = str(start + size)
         return json_reply(200, page, {"content-type": JSON_CONTENT_TYPE})
 

@@ -289,7 +289,11 @@ async def test_budget_refuses_before_sending(
     assert "set_budget" in err.message
     assert openai.requests == []  # nothing was sent
     await flush(services)
-    assert rows(tmp_path) == []  # a refused request costs nothing and is not a ledger row
+    # A refused request costs nothing: its row says why, with zero tokens and cost.
+    [refused] = rows(tmp_path)
+    assert refused["outcome"] == "refused" and refused["error_kind"] == "budget_exceeded"
+    assert (refused["input_tokens"], refused["output_tokens"], refused["cost_usd"]) == (0, 0, 0.0)
+    assert "set_budget" in refused["reason"]
 
 
 async def test_budget_refuses_once_spend_reaches_the_limit(

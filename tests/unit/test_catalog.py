@@ -173,11 +173,11 @@ def test_snapshots_and_aliases_resolve(provider: str, asked: str, expected: str)
     ("provider", "model"),
     [
         ("openai", "chatgpt-4o-latest"),  # a different model with its own price
-        ("openai", "o3-mini"),
+        ("openai", "o1-mini"),  # must not fall back to o1
         ("openai", "gpt-3.5-turbo-0125"),
         ("gemini", "gemini-2.0-flash-lite-001"),  # must not fall back to gemini-2.0-flash
         ("xai", "grok-3-fast"),  # priced above grok-3
-        ("anthropic", "claude-opus-4"),
+        ("anthropic", "claude-3-opus"),
         ("openrouter", "openai/gpt-5:nitro"),  # a routing variant with its own price
         ("openrouter", "mistralai/mistral-large"),
         ("openrouter", "gpt-4o"),
@@ -322,3 +322,12 @@ def test_import_is_cheap_and_reads_nothing() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     forbidden = {"json", "tomllib", "msgspec", "socket", "ssl", "sqlite3", "asyncio", "httpx2"}
     assert not set(out.split()) & forbidden
+
+
+def test_rows_added_later_are_their_own_models_not_a_neighbours() -> None:
+    o3_mini, o3 = lookup("openai", "o3-mini"), lookup("openai", "o3")
+    assert o3_mini is not None and o3 is not None and o3_mini.input_per_mtok != o3.input_per_mtok
+    opus4 = lookup("anthropic", "claude-opus-4-20250514")
+    assert opus4 is not None and opus4.model == "claude-opus-4"
+    fast = lookup("xai", "grok-4-1-fast-reasoning")
+    assert fast is not None and fast.model == "grok-4-1-fast"

@@ -79,3 +79,25 @@ def test_state_dir_prefers_sidecar_home(tmp_path: Path) -> None:
 )
 def test_ollama_host_rules(value: str | None, url: str) -> None:
     assert ollama_base_url(value) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "insecure", "problem"),
+    [
+        ("https://api.openai.com/v1", False, None),
+        ("http://127.0.0.1:1234/v1", False, None),
+        ("http://[::1]:8080", False, None),
+        ("http://localhost:11434", False, None),
+        ("http://lab.example.com/v1", False, "allow_insecure"),
+        ("http://lab.example.com/v1", True, None),
+        ("https://me:secret@api.example.com", True, "credentials"),
+        ("api.example.com/v1", False, "https://"),
+        ("https://", False, "no host"),
+        ("https://host:99999", False, "not a valid URL"),
+    ],
+)
+def test_base_url_rules(url: str, insecure: bool, problem: str | None) -> None:
+    from sidecar.config import base_url_problem
+
+    found = base_url_problem(url, allow_insecure=insecure)
+    assert (found is None) if problem is None else (found is not None and problem in found)

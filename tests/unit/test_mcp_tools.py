@@ -141,7 +141,7 @@ def test_error_result_carries_the_contract_kind_and_message() -> None:
 @pytest.mark.parametrize(
     ("arguments", "field"),
     [
-        ({"messages": [{"role": "user", "content": "hi"}]}, "$.model"),
+        ({"model": 5, "messages": [{"role": "user", "content": "hi"}]}, "$.model"),
         ({"model": "m", "messages": []}, "$.messages"),
         ({"model": "m", "messages": [{"role": "robot"}]}, "$.messages[0].role"),
         ({"model": "m", "messages": [{"role": "user"}], "temperature": 9}, "$.temperature"),

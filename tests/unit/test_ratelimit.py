@@ -215,3 +215,16 @@ def test_the_observer_never_raises() -> None:
 
     tracker.observe("openai", 200, Broken())
     assert tracker.get("openai") is None
+
+
+def test_blocked_for_by_retry_after_else_by_exhausted_windows() -> None:
+    from sidecar.core.ratelimit import ProviderLimits, Window
+
+    exhausted = ProviderLimits("p", windows={"requests": Window(limit=10, remaining=0, reset_at=130.0)})
+    assert exhausted.blocked_s(100.0) == 30.0
+    assert exhausted.blocked_s(131.0) is None  # the window has refilled
+    some_left = ProviderLimits("p", windows={"requests": Window(limit=10, remaining=1, reset_at=130.0)})
+    assert some_left.blocked_s(100.0) is None
+    told = ProviderLimits("p", windows=exhausted.windows, retry_at=100.4)
+    assert told.blocked_s(100.0) is not None and abs(told.blocked_s(100.0) - 0.4) < 1e-9  # type: ignore[operator]
+    assert told.blocked_s(101.0) is None
