@@ -21,6 +21,7 @@ from sidecar.wire.chat import (
     TextDelta,
     ThinkingDelta,
     ToolCall,
+    ToolCallInput,
     ToolCallDelta,
     UsageEvent,
 )
@@ -97,8 +98,8 @@ def test_openai_request_maps_roles_parts_tools_and_limits() -> None:
     assert (system.role, system.content) == ("system", "be brief")
     assert isinstance(user.content, list) and user.content[1].url == "data:image/png;base64,AAAA"  # type: ignore[union-attr]
     assert assistant.tool_calls == [
-        ToolCall(id="c1", name="f", arguments={"a": 1}),
-        ToolCall(id="c2", name="g", arguments={}, raw_arguments="{broken"),
+        ToolCallInput(id="c1", name="f", arguments={"a": 1}),
+        ToolCallInput(id="c2", name="g", arguments={}, raw_arguments="{broken"),
     ]
     assert (tool.role, tool.tool_call_id, tool.content) == ("tool", "c1", "one")
     assert params.max_tokens == 50  # max_completion_tokens wins
@@ -228,7 +229,7 @@ def test_anthropic_request_maps_system_tool_results_thinking_and_images() -> Non
     system, user, assistant, tool = params.messages
     assert (system.role, system.content, system.cache) == ("system", "sys", True)
     assert isinstance(user.content, list) and user.content[1].media_type == "image/jpeg"  # type: ignore[union-attr]
-    assert assistant.tool_calls == [ToolCall(id="tu1", name="t", arguments={"k": 1})]
+    assert assistant.tool_calls == [ToolCallInput(id="tu1", name="t", arguments={"k": 1})]
     assert assistant.continuation == {
         "provider": "anthropic",
         "blocks": [{"type": "thinking", "thinking": "hmm", "signature": "sig"}],
