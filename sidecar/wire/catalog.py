@@ -9,7 +9,7 @@ from typing import Annotated
 
 import msgspec
 
-from sidecar.wire.base import Wire
+from sidecar.wire.base import Params, Wire
 from sidecar.wire.chat import Message, Tool
 
 
@@ -36,7 +36,7 @@ class ListProvidersResult(Wire):
     providers: list[ProviderInfo]
 
 
-class ListModelsParams(Wire):
+class ListModelsParams(Params):
     provider: str | None = None
 
 
@@ -59,7 +59,7 @@ class ListModelsResult(Wire):
     pricing_date: str
 
 
-class EstimateCostParams(Wire):
+class EstimateCostParams(Params):
     model: Annotated[str, msgspec.Meta(min_length=1)]
     messages: list[Message] | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None

@@ -9,19 +9,19 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from sidecar.wire.base import Usage, Wire
+from sidecar.wire.base import Params, Usage, Wire
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 
 
-class TextPart(Wire, tag="text", tag_field="type"):
+class TextPart(Params, tag="text", tag_field="type"):
     text: str
     cache: bool = False
 
 
-class ImagePart(Wire, tag="image", tag_field="type"):
+class ImagePart(Params, tag="image", tag_field="type"):
     """An image by `url` (http(s) or data URL), or inline as base64 `data` with its `media_type`."""
 
     url: str | None = None
@@ -33,7 +33,7 @@ class ImagePart(Wire, tag="image", tag_field="type"):
 Part = TextPart | ImagePart
 
 
-class ToolCall(Wire):
+class ToolCall(Params):
     """`arguments` is always an object; when a model produced arguments that are not valid JSON
     (a truncated answer, say) they are `{}` and the text is kept in `raw_arguments`."""
 
@@ -43,7 +43,7 @@ class ToolCall(Wire):
     raw_arguments: str | None = None
 
 
-class Message(Wire):
+class Message(Params):
     """One turn. `continuation` is opaque provider state (thinking signatures, thought signatures):
     copy it from a result into the assistant message unchanged; adapters of other providers ignore it."""
 
@@ -56,21 +56,21 @@ class Message(Wire):
     continuation: dict[str, Any] | None = None
 
 
-class Tool(Wire):
+class Tool(Params):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     description: str = ""
     parameters: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
     cache: bool = False
 
 
-class ToolChoiceName(Wire):
+class ToolChoiceName(Params):
     name: str
 
 
 ToolChoice = Literal["auto", "none", "required"] | ToolChoiceName
 
 
-class Reasoning(Wire):
+class Reasoning(Params):
     """How hard to think: `effort` for providers that take levels, `budget_tokens` for those that
     take a budget (each adapter converts the one it lacks from the other)."""
 
@@ -78,7 +78,7 @@ class Reasoning(Wire):
     budget_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
-class CompleteParams(Wire):
+class CompleteParams(Params):
     model: Annotated[str, msgspec.Meta(min_length=1)]
     messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
