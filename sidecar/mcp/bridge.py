@@ -74,25 +74,30 @@ class McpBridge:
                 _log.exception("the MCP SDK could not be loaded; MCP requests are refused")
                 self._refuse_queued()
                 return
-            await serve(self._handlers, self._receive, self._write)
+            try:
+                await serve(self._handlers, self._receive, self._write)
+            except Exception:  # the MCP face failing must not take the host's connection with it
+                _log.exception("the MCP server failed; further MCP requests are refused")
+                self._refuse_queued()
         finally:
             self._done.set()
 
     def _refuse_queued(self) -> None:
+        """Answer what is queued (and, through `feed` returning False, what comes later) -32601."""
         self._failed = True
         self._send.close()
         while True:
             try:
                 msg = self._receive.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream):
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 return
             if isinstance(msg, Request):
                 text = f"Method not found: {msg.method} (the MCP face is unavailable; see the log)"
                 self._write(envelope.encode_error(msg.id, METHOD_NOT_FOUND, text))
 
-    async def aclose(self) -> None:
+    async def aclose(self, wait_s: float = CLOSE_GRACE_S) -> None:
         """End the MCP connection (its in-flight calls are cancelled) and wait briefly for it."""
         self._send.close()
         if self._started:
-            with anyio.move_on_after(CLOSE_GRACE_S):
+            with anyio.move_on_after(wait_s):
                 await self._done.wait()
