@@ -1,8 +1,8 @@
 """Spawning `llm-sidecar` as a host would: over pipes, one JSON message per line.
 
 `Sidecar` starts the real console script with a private `SIDECAR_HOME`, reads stdout in a thread,
-checks that every stdout line is one JSON-RPC message (and records any that is not, so a test can
-assert stdout stayed clean), and lets a test send requests and wait for their answers and
+checks that every stdout line is one JSON-RPC message or a batch's array of answers (and records
+any that is not, so a test can assert stdout stayed clean), and lets a test send requests and wait for their answers and
 notifications.
 """
 
@@ -63,6 +63,7 @@ class Sidecar:
         )
         self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self.all_messages: list[dict[str, Any]] = []
+        self.batches: list[list[dict[str, Any]]] = []
         self.bad_lines: list[bytes] = []
         self.stderr_lines: list[bytes] = []
         self._ids = itertools.count(1)
@@ -81,18 +82,26 @@ class Sidecar:
         for raw in self.proc.stdout:
             line = raw.rstrip(b"\n")
             try:
-                msg = json.loads(line)
-                if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or b"\r" in line:
+                decoded = json.loads(line)
+                # A batch's answers come as one array of answers (never empty, never notifications).
+                batch = decoded if isinstance(decoded, list) else None
+                messages = decoded if batch is not None else [decoded]
+                if b"\r" in line or not messages or not all(_is_message(m) for m in messages):
+                    raise ValueError
+                if batch is not None and not all("id" in m for m in batch):
                     raise ValueError
             except ValueError:
                 self.bad_lines.append(raw)
                 continue
             with self._cond:
-                self.all_messages.append(msg)
-                if "id" in msg and ("result" in msg or "error" in msg):
-                    self._answers[_key(msg["id"])] = msg
-                else:
-                    self._notes.append(msg)
+                if batch is not None:
+                    self.batches.append(batch)
+                for msg in messages:
+                    self.all_messages.append(msg)
+                    if "id" in msg and ("result" in msg or "error" in msg):
+                        self._answers[_key(msg["id"])] = msg
+                    else:
+                        self._notes.append(msg)
                 self._cond.notify_all()
 
     def _read_stderr(self) -> None:
@@ -221,3 +230,7 @@ class Sidecar:
 
 def _key(rid: Any) -> str:
     return json.dumps(rid)
+
+
+def _is_message(msg: Any) -> bool:
+    return isinstance(msg, dict) and msg.get("jsonrpc") == "2.0"
