@@ -23,7 +23,8 @@ DEFAULT_MAX_LINE: Final = 16 * 1024 * 1024
 _PREFIX_KEPT: Final = 4096
 _MAX_HEADER: Final = 8192  # an LSP header block longer than this is not one
 _HEADER_NAMES: Final = (b"content-length:", b"content-type:")
-_CONTENT_LENGTH: Final = re.compile(rb"(?im)^content-length[ \t]*:[ \t]*(\d{1,12})[ \t]*\r?$")
+# Not anchored to a line start: after junk, the header block that resynchronises may carry it.
+_CONTENT_LENGTH: Final = re.compile(rb"(?i)content-length[ \t]*:[ \t]*(\d{1,12})[ \t]*(?:\r\n|$)")
 
 Framing = Literal["lines", "lsp"]
 
@@ -117,37 +118,34 @@ class ContentLengthSplitter:
     def __init__(self, max_body: int = DEFAULT_MAX_LINE) -> None:
         self._max = max_body
         self._buf = bytearray()
-        self._need: int | None = None  # body bytes still expected, once a header block is read
+        self._need: int | None = None  # body bytes expected, once a header block is read
         self._skip = 0  # bytes of an oversize body still to throw away
+        self._prefix: bytearray | None = None  # its first bytes, kept until the Oversize is out
 
     def feed(self, chunk: bytes) -> list[Piece]:
         out: list[Piece] = []
-        view = memoryview(chunk)
-        if self._skip:
-            dropped = min(self._skip, len(view))
-            self._skip -= dropped
-            view = view[dropped:]
-        self._buf += view
+        self._buf += chunk
         while self._step(out):
             pass
         return out
 
     def finish(self) -> list[Piece]:
-        rest = bytes(self._buf).strip()
+        out: list[Piece] = []
+        if self._prefix is not None:
+            out.append(Oversize(bytes(self._prefix), self._max))
+        elif self._need is not None:
+            out.append(Unframed(f"the input ended {self._need - len(self._buf)} bytes short of a body"))
+        elif bytes(self._buf).strip():
+            out.append(Unframed("the input ended inside a header block"))
         self._buf.clear()
-        if rest and self._need is None:
-            return [Unframed("the input ended inside a header block")]
-        if self._need is not None:
-            return [Unframed(f"the input ended {self._need - len(rest)} bytes short of the announced body")]
-        return []
+        self._prefix = None
+        return out
 
     def _step(self, out: list[Piece]) -> bool:
-        """Take one header block or one body off the buffer; False when more bytes are needed."""
+        """Take one header block, body or piece of skipped body off the buffer; False when more
+        bytes are needed."""
         if self._skip:
-            dropped = min(self._skip, len(self._buf))
-            del self._buf[:dropped]
-            self._skip -= dropped
-            return bool(self._buf) and not self._skip
+            return self._skip_some(out)
         if self._need is None:
             while self._buf[:2] == b"\r\n":  # blank lines between messages
                 del self._buf[:2]
@@ -155,35 +153,43 @@ class ContentLengthSplitter:
             if end < 0:
                 if len(self._buf) > _MAX_HEADER:
                     out.append(Unframed(f"no end of the header block within {_MAX_HEADER} bytes"))
-                    self._resync(len(self._buf) - 3)
+                    self._resync()
                     return True
                 return False
             header = bytes(self._buf[:end])
             del self._buf[: end + 4]
-            length = _CONTENT_LENGTH.search(header)
-            if length is None:
+            lengths = _CONTENT_LENGTH.findall(header)
+            if not lengths:
                 out.append(Unframed("a header block without a valid Content-Length"))
                 return True
-            size = int(length.group(1))
+            size = int(lengths[-1])
             if size > self._max:
-                out.append(Oversize(bytes(self._buf[: min(size, _PREFIX_KEPT)]), self._max))
-                kept = min(size, len(self._buf))
-                del self._buf[:kept]
-                self._skip = size - kept
-                return bool(self._buf) and not self._skip
+                self._skip, self._prefix = size, bytearray()
+                return True
             self._need = size
         if len(self._buf) < self._need:
             return False
-        body = bytes(self._buf[: self._need])
+        out.append(bytes(self._buf[: self._need]))
         del self._buf[: self._need]
         self._need = None
-        out.append(body)
         return True
 
-    def _resync(self, keep_from: int) -> None:
-        """Drop junk up to the next thing that may start a header block."""
+    def _skip_some(self, out: list[Piece]) -> bool:
+        taken = min(self._skip, len(self._buf))
+        if self._prefix is not None:
+            self._prefix += self._buf[: min(taken, _PREFIX_KEPT - len(self._prefix))]
+            if len(self._prefix) >= _PREFIX_KEPT or taken == self._skip:
+                out.append(Oversize(bytes(self._prefix), self._max))
+                self._prefix = None
+        del self._buf[:taken]
+        self._skip -= taken
+        return not self._skip and bool(self._buf)
+
+    def _resync(self) -> None:
+        """Drop junk up to the next thing that may start a header block (keeping a tail that may
+        hold the start of a header name cut by the read)."""
         at = self._buf.lower().find(b"content-", 1)
-        del self._buf[: at if at > 0 else max(keep_from, 0)]
+        del self._buf[: at if at > 0 else max(len(self._buf) - len(_HEADER_NAMES[0]), 0)]
 
 
 class Detector:
