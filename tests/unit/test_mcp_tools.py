@@ -155,7 +155,9 @@ def test_bad_arguments_are_an_invalid_request_naming_the_field(arguments: dict[s
 
 
 def test_arguments_decode_like_params_unknown_fields_refused_none_is_empty() -> None:
-    assert msgspec.to_builtins(decode_arguments("list_models", {"provider": "openai"})) == {"provider": "openai"}
+    assert msgspec.to_builtins(decode_arguments("list_models", {"provider": "openai"})) == {
+        "provider": "openai"
+    }
     error = decode_arguments("validate_key", {"provider": "openai", "key": "sk-bad"})
     assert isinstance(error, ErrorData) and error.kind == "invalid_request" and error.field == "$.key"
     assert "did you mean `api_key`?" in error.message
