@@ -292,10 +292,17 @@ def routes_for(handlers: Mapping[str, Handler]) -> dict[str, Route]:
 class _McpGate:
     """Hands MCP traffic to the MCP face, created on the first MCP request (it loads the SDK off the loop)."""
 
-    def __init__(self, services: Services, write: Callable[[bytes], None], tg: anyio.abc.TaskGroup) -> None:
+    def __init__(
+        self,
+        services: Services,
+        write: Callable[[bytes], None],
+        tg: anyio.abc.TaskGroup,
+        pacer: stdio.StdoutWriter | None = None,
+    ) -> None:
         self._services = services
         self._write = write
         self._tg = tg
+        self._pacer = pacer
         self._bridge: Any = None
 
     def claims(self, method: str) -> bool:
@@ -314,7 +321,7 @@ class _McpGate:
                 from sidecar.mcp.bridge import McpBridge
             except ImportError:
                 return False
-            self._bridge = McpBridge(self._services, self._write)
+            self._bridge = McpBridge(self._services, self._write, self._pacer)
             self._tg.start_soon(self._bridge.run)
         return bool(self._bridge.feed(msg))
 
@@ -368,7 +375,7 @@ async def serve(
     send, receive = anyio.create_memory_object_stream[Piece](64)
     try:
         async with anyio.create_task_group() as tg:
-            gate = _McpGate(services, write, tg)
+            gate = _McpGate(services, write, tg, writer)
             dispatcher.fallback = gate
             stdio.start_stdin_reader(stdin_fd, send, max_line, on_framing=set_framing)
 

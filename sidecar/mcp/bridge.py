@@ -29,7 +29,27 @@ if TYPE_CHECKING:
 
 Inbound = Request | Notification | Reply
 Write = Callable[[bytes], None]
-Serve = Callable[[dict[str, "Handler"], "ObjectReceiveStream[Inbound]", Write], Awaitable[None]]
+
+
+class Pacer(Protocol):
+    """The outgoing buffer's back-pressure (`rpc.stdio.StdoutWriter`), as the MCP face uses it."""
+
+    @property
+    def congested(self) -> bool: ...
+
+    async def wait_for_room(self) -> None: ...
+
+
+class Serve(Protocol):
+    def __call__(
+        self,
+        handlers: dict[str, Handler],
+        inbox: ObjectReceiveStream[Inbound],
+        write: Write,
+        *,
+        pacer: Pacer | None = None,
+    ) -> Awaitable[None]: ...
+
 
 CLOSE_GRACE_S: Final = 1.0
 _log = logs.get_logger("mcp")
@@ -47,9 +67,10 @@ def _load_server() -> Serve:
 
 
 class McpBridge:
-    def __init__(self, services: HasHandlers, write: Write) -> None:
+    def __init__(self, services: HasHandlers, write: Write, pacer: Pacer | None = None) -> None:
         self._handlers: dict[str, Handler] = services.handlers
         self._write = write
+        self._pacer = pacer
         self._send, self._receive = anyio.create_memory_object_stream[Inbound](math.inf)
         self._started = False
         self._failed = False
@@ -75,7 +96,7 @@ class McpBridge:
                 self._refuse_queued()
                 return
             try:
-                await serve(self._handlers, self._receive, self._write)
+                await serve(self._handlers, self._receive, self._write, pacer=self._pacer)
             except Exception:  # the MCP face failing must not take the host's connection with it
                 _log.exception("the MCP server failed; further MCP requests are refused")
                 self._refuse_queued()

@@ -36,6 +36,7 @@ from mcp.shared.message import SessionMessage
 
 from sidecar import __version__, logs
 from sidecar.errors import INVALID_PARAMS, ProtocolError, SidecarError
+from sidecar.mcp.bridge import Pacer
 from sidecar.mcp.tools import (
     ProgressTracker,
     decode_arguments,
@@ -141,8 +142,17 @@ def _unparsable(exc: Exception) -> str:
     return "Invalid params: `params` must be an object"
 
 
-async def serve(handlers: dict[str, Handler], inbox: ObjectReceiveStream[Inbound], write: Write) -> None:
-    """Serve MCP until `inbox` ends; in-flight tool calls are then cancelled by the SDK."""
+async def serve(
+    handlers: dict[str, Handler],
+    inbox: ObjectReceiveStream[Inbound],
+    write: Write,
+    *,
+    pacer: Pacer | None = None,
+) -> None:
+    """Serve MCP until `inbox` ends; in-flight tool calls are then cancelled by the SDK.
+
+    With a `pacer`, the SDK's output waits while stdout's buffer is congested: progress of a
+    streamed tool call then backs up into the SDK's bounded stream and slows the call itself."""
     server = build_server(handlers)
     to_sdk, sdk_reads = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     sdk_writes, from_sdk = anyio.create_memory_object_stream[SessionMessage](64)
@@ -164,6 +174,8 @@ async def serve(handlers: dict[str, Handler], inbox: ObjectReceiveStream[Inbound
         async with from_sdk:
             async for out in from_sdk:
                 write(out.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n")
+                if pacer is not None and pacer.congested:
+                    await pacer.wait_for_room()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(pump_in)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from sidecar import logs
@@ -63,6 +64,7 @@ class Pacer(Protocol):
 
 
 CANCEL_METHODS: Final = frozenset({"$/cancelRequest", "notifications/cancelled"})
+_YIELD_EVERY: Final = 32  # notifications a request sends between turns it gives other tasks
 _EMPTY_PARAMS: Final = msgspec.Raw(b"{}")
 _log = logs.get_logger("rpc")
 
@@ -89,7 +91,7 @@ def route(params_type: type[Any], handler: Handler) -> Route:
 class RequestContext:
     """What a handler may use of the connection: its id and a way to send notifications."""
 
-    __slots__ = ("_pacer", "_write", "cancel_scope", "method", "request_id")
+    __slots__ = ("_pacer", "_sent", "_write", "cancel_scope", "method", "request_id")
 
     def __init__(
         self,
@@ -104,11 +106,18 @@ class RequestContext:
         self._write = write
         self.cancel_scope = cancel_scope
         self._pacer = pacer
+        self._sent = 0
 
     async def notify(self, method: str, params: Any) -> None:
         self._write(envelope.encode_notification(method, params))
         if self._pacer is not None and self._pacer.congested:
             await self._pacer.wait_for_room()
+        else:
+            self._sent += 1
+            if self._sent % _YIELD_EVERY == 0:
+                # An upstream that is never empty would let this stream run without ever giving
+                # the loop up (a read with data buffered does not suspend): let others have a turn.
+                await anyio.lowlevel.checkpoint()
 
     @property
     def progress_token(self) -> None:
