@@ -20,6 +20,7 @@ import anyio
 from sidecar import logs
 from sidecar.errors import METHOD_NOT_FOUND
 from sidecar.rpc import envelope
+from sidecar.rpc.dispatcher import Pacer
 from sidecar.rpc.envelope import Notification, Reply, Request
 
 if TYPE_CHECKING:
@@ -29,15 +30,6 @@ if TYPE_CHECKING:
 
 Inbound = Request | Notification | Reply
 Write = Callable[[bytes], None]
-
-
-class Pacer(Protocol):
-    """The outgoing buffer's back-pressure (`rpc.stdio.StdoutWriter`), as the MCP face uses it."""
-
-    @property
-    def congested(self) -> bool: ...
-
-    async def wait_for_room(self) -> None: ...
 
 
 class Serve(Protocol):

@@ -36,7 +36,6 @@ from mcp.shared.message import SessionMessage
 
 from sidecar import __version__, logs
 from sidecar.errors import INVALID_PARAMS, ProtocolError, SidecarError
-from sidecar.mcp.bridge import Pacer
 from sidecar.mcp.tools import (
     ProgressTracker,
     decode_arguments,
@@ -46,6 +45,7 @@ from sidecar.mcp.tools import (
     tools,
 )
 from sidecar.rpc import envelope
+from sidecar.rpc.dispatcher import Pacer
 from sidecar.rpc.envelope import Notification, Reply, Request
 from sidecar.services.context import Handler
 from sidecar.wire.base import ErrorData
