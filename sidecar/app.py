@@ -50,9 +50,9 @@ if TYPE_CHECKING:
 # answer -32800 and be recorded; closing services and flushing stdout get their own bounds. The
 # sum stays under the contract's 2 s.
 EOF_GRACE_S: Final = 1.0
-SETTLE_S: Final = 0.25
-CLOSE_S: Final = 0.3
-FLUSH_S: Final = 0.2
+SETTLE_S: Final = 0.2
+CLOSE_S: Final = 0.25
+FLUSH_S: Final = 0.15
 WARM_DELAY_S: Final = 0.02
 _log = logs.get_logger("app")
 
