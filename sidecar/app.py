@@ -24,7 +24,7 @@ from sidecar import __version__, logs, redact
 from sidecar.config import Config, state_dir
 from sidecar.errors import SidecarError
 from sidecar.rpc import envelope, stdio
-from sidecar.rpc.dispatcher import Dispatcher, Route, route
+from sidecar.rpc.dispatcher import Dispatcher, Pacer, Route, route
 from sidecar.rpc.envelope import Notification, Reply, Request
 from sidecar.rpc.framing import DEFAULT_MAX_LINE, Framing, Piece
 from sidecar.services.context import CallContext, Handler
@@ -297,7 +297,7 @@ class _McpGate:
         services: Services,
         write: Callable[[bytes], None],
         tg: anyio.abc.TaskGroup,
-        pacer: stdio.StdoutWriter | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._services = services
         self._write = write
