@@ -475,7 +475,7 @@ export interface EmbedUsage {
   estimated?: boolean;
 }
 /**
- * Params of a method that takes none (unknown fields are ignored).
+ * Params of a method that takes none: `{}` or no params at all; any field is refused.
  */
 export interface Empty {}
 export interface InfoResult {

@@ -25,9 +25,9 @@ from sidecar import __version__, logs, redact
 from sidecar.config import Config, state_dir, with_runtime
 from sidecar.errors import SidecarError
 from sidecar.rpc import envelope, stdio
-from sidecar.rpc.dispatcher import Dispatcher, Route, route
+from sidecar.rpc.dispatcher import Dispatcher, Pacer, Route, route
 from sidecar.rpc.envelope import Notification, Reply, Request
-from sidecar.rpc.framing import DEFAULT_MAX_LINE, Oversize
+from sidecar.rpc.framing import DEFAULT_MAX_LINE, Framing, Piece
 from sidecar.services.context import CallContext, Handler
 from sidecar.wire.methods import METHODS
 
@@ -60,7 +60,13 @@ if TYPE_CHECKING:
     from sidecar.services.usage import UsageService
     from sidecar.wire.chat import CompleteParams
 
+# stdin EOF: in-flight requests get EOF_GRACE_S to finish, then are cancelled and get SETTLE_S to
+# answer -32800 and be recorded; closing services and flushing stdout get their own bounds. The
+# sum stays under the contract's 2 s.
 EOF_GRACE_S: Final = 1.0
+SETTLE_S: Final = 0.2
+CLOSE_S: Final = 0.25
+FLUSH_S: Final = 0.15
 WARM_DELAY_S: Final = 0.02
 _log = logs.get_logger("app")
 
@@ -546,14 +552,25 @@ def routes_for(handlers: Mapping[str, Handler]) -> dict[str, Route]:
 class _McpGate:
     """Hands MCP traffic to the MCP face, created on the first MCP request (it loads the SDK off the loop)."""
 
-    def __init__(self, services: Services, write: Callable[[bytes], None], tg: anyio.abc.TaskGroup) -> None:
+    def __init__(
+        self,
+        services: Services,
+        write: Callable[[bytes], None],
+        tg: anyio.abc.TaskGroup,
+        pacer: Pacer | None = None,
+    ) -> None:
         self._services = services
         self._write = write
         self._tg = tg
+        self._pacer = pacer
         self._bridge: Any = None
 
+    def claims(self, method: str) -> bool:
+        """Whether `method` belongs to the MCP face (the dispatcher refuses those in batches)."""
+        return _looks_like_mcp_method(method)
+
     def __call__(self, msg: Request | Notification | Reply) -> bool:
-        if isinstance(msg, Request | Notification) and not _looks_like_mcp(msg):
+        if isinstance(msg, Request | Notification) and not _looks_like_mcp_method(msg.method):
             return False  # a host's unknown method stays a plain -32601, whatever MCP is doing
         if self._bridge is None:
             if not isinstance(msg, Request):
@@ -564,13 +581,13 @@ class _McpGate:
                 from sidecar.mcp.bridge import McpBridge
             except ImportError:
                 return False
-            self._bridge = McpBridge(self._services, self._write)
+            self._bridge = McpBridge(self._services, self._write, self._pacer)
             self._tg.start_soon(self._bridge.run)
         return bool(self._bridge.feed(msg))
 
-    async def aclose(self) -> None:
+    async def aclose(self, wait_s: float) -> None:
         if self._bridge is not None:
-            await self._bridge.aclose()
+            await self._bridge.aclose(wait_s)
 
 
 _MCP_PREFIXES: Final = (
@@ -585,8 +602,8 @@ _MCP_PREFIXES: Final = (
 _MCP_METHODS: Final = frozenset({"initialize", "ping", "server/discover", "subscriptions/listen"})
 
 
-def _looks_like_mcp(msg: Request | Notification) -> bool:
-    return msg.method in _MCP_METHODS or msg.method.startswith(_MCP_PREFIXES)
+def _looks_like_mcp_method(method: str) -> bool:
+    return method in _MCP_METHODS or method.startswith(_MCP_PREFIXES)
 
 
 async def serve(
@@ -610,14 +627,17 @@ async def serve(
         await anyio.sleep(WARM_DELAY_S)
         await anyio.to_thread.run_sync(services.http.warm)
 
-    dispatcher = Dispatcher(routes_for(services.handlers), write, on_first_answer=warm_soon)
+    def set_framing(framing: Framing) -> None:
+        writer.framing = framing
+
+    dispatcher = Dispatcher(routes_for(services.handlers), write, on_first_answer=warm_soon, pacer=writer)
     services.broadcaster = lambda method, params: write(envelope.encode_notification(method, params))
-    send, receive = anyio.create_memory_object_stream[bytes | Oversize](64)
+    send, receive = anyio.create_memory_object_stream[Piece](64)
     try:
         async with anyio.create_task_group() as tg:
-            gate = _McpGate(services, write, tg)
+            gate = _McpGate(services, write, tg, writer)
             dispatcher.fallback = gate
-            stdio.start_stdin_reader(stdin_fd, send, max_line)
+            stdio.start_stdin_reader(stdin_fd, send, max_line, on_framing=set_framing)
 
             async def watch_signals() -> None:
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -628,8 +648,9 @@ async def serve(
                         return
 
             async def run_dispatcher() -> None:
+                # At EOF, `serve` gives in-flight requests EOF_GRACE_S, then cancels them.
                 async with receive:
-                    await dispatcher.serve(_Relay(receive, stopping))
+                    await dispatcher.serve(_Relay(receive, stopping), grace_s=EOF_GRACE_S, settle_s=SETTLE_S)
                 stopping.set()
 
             tg.start_soon(watch_signals)
@@ -638,30 +659,28 @@ async def serve(
             if services.config.gateway.enabled:
                 tg.start_soon(services.start_gateway)
             await stopping.wait()
-            with anyio.move_on_after(EOF_GRACE_S):
-                await dispatcher.drain(EOF_GRACE_S / 2)
-            await gate.aclose()
-            await services.stop_gateway()
+            await dispatcher.drain(0, SETTLE_S)  # after a signal: the cancelled requests' answers
+            await gate.aclose(SETTLE_S)
+            with anyio.move_on_after(SETTLE_S):
+                await services.stop_gateway()
             tg.cancel_scope.cancel()
     finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(0.5):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_S):
             await services.aclose()
-        writer.close(timeout=0.5)
+        writer.close(timeout=FLUSH_S)
 
 
 class _Relay:
     """An async iterator over `receive` that stops once `stopping` is set."""
 
-    def __init__(
-        self, receive: anyio.abc.ObjectReceiveStream[bytes | Oversize], stopping: anyio.Event
-    ) -> None:
+    def __init__(self, receive: anyio.abc.ObjectReceiveStream[Piece], stopping: anyio.Event) -> None:
         self._receive = receive
         self._stopping = stopping
 
     def __aiter__(self) -> _Relay:
         return self
 
-    async def __anext__(self) -> bytes | Oversize:
+    async def __anext__(self) -> Piece:
         if self._stopping.is_set():
             raise StopAsyncIteration
         try:

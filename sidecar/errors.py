@@ -20,6 +20,9 @@ from typing import Final, Literal, cast
 from sidecar.redact import redact
 from sidecar.wire.base import ErrorData
 
+# Re-exported: the one parser of msgspec's error paths lives with the wire types.
+from sidecar.wire.invalid import field_path as field_path
+
 ErrorKind = Literal[
     "invalid_request",
     "missing_key",
@@ -189,15 +192,3 @@ def _redacted(value: object, depth: int = 0) -> object:
 
 def invalid_request(message: str, *, field: str | None = None) -> SidecarError:
     return SidecarError("invalid_request", message, field=field)
-
-
-def field_path(validation_message: str) -> str:
-    """The JSON path a msgspec validation error names, e.g. `$.messages[0].role` (`$` if none)."""
-    marker = " - at `"
-    at = validation_message.rfind(marker)
-    path = validation_message[at + len(marker) : -1] if at >= 0 else "$"
-    missing = validation_message.find("missing required field `")
-    if missing >= 0:
-        name = validation_message[missing + len("missing required field `") :].split("`", 1)[0]
-        path = f"{path}.{name}"
-    return path

@@ -1,8 +1,8 @@
 """Spawning `llm-sidecar` as a host would: over pipes, one JSON message per line.
 
 `Sidecar` starts the real console script with a private `SIDECAR_HOME`, reads stdout in a thread,
-checks that every stdout line is one JSON-RPC message (and records any that is not, so a test can
-assert stdout stayed clean), and lets a test send requests and wait for their answers and
+checks that every stdout line is one JSON-RPC message or a batch's array of answers (and records
+any that is not, so a test can assert stdout stayed clean), and lets a test send requests and wait for their answers and
 notifications.
 """
 
@@ -64,6 +64,7 @@ class Sidecar:
         )
         self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self.all_messages: list[dict[str, Any]] = []
+        self.batches: list[list[dict[str, Any]]] = []
         self.bad_lines: list[bytes] = []
         self.stderr_lines: list[bytes] = []
         self._ids = itertools.count(1)
@@ -80,21 +81,33 @@ class Sidecar:
     def _read_stdout(self) -> None:
         assert self.proc.stdout is not None
         for raw in self.proc.stdout:
-            line = raw.rstrip(b"\n")
-            try:
-                msg = json.loads(line)
-                if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or b"\r" in line:
-                    raise ValueError
-            except ValueError:
-                self.bad_lines.append(raw)
-                continue
-            with self._cond:
+            self._record(raw)
+
+    def _record(self, raw: bytes) -> None:
+        """Check and keep one stdout message (a line with its newline, or an LSP frame's body)."""
+        line = raw.rstrip(b"\n")
+        try:
+            decoded = json.loads(line)
+            # A batch's answers come as one array of answers (never empty, never notifications).
+            batch = decoded if isinstance(decoded, list) else None
+            messages = decoded if batch is not None else [decoded]
+            if b"\r" in line or not messages or not all(_is_message(m) for m in messages):
+                raise ValueError
+            if batch is not None and not all("id" in m for m in batch):
+                raise ValueError
+        except ValueError:
+            self.bad_lines.append(raw)
+            return
+        with self._cond:
+            if batch is not None:
+                self.batches.append(batch)
+            for msg in messages:
                 self.all_messages.append(msg)
                 if "id" in msg and ("result" in msg or "error" in msg):
                     self._answers[_key(msg["id"])] = msg
                 else:
                     self._notes.append(msg)
-                self._cond.notify_all()
+            self._cond.notify_all()
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -220,5 +233,33 @@ class Sidecar:
         self.stop()
 
 
+class LspSidecar(Sidecar):
+    """The same, speaking LSP framing (`Content-Length` headers) as `vscode-jsonrpc` does: every
+    `send_raw` line is sent as one frame's body, and stdout must be well-formed frames only."""
+
+    def send_raw(self, data: bytes) -> None:
+        for line in data.split(b"\n")[:-1] if data.endswith(b"\n") else [data]:
+            super().send_raw(b"Content-Length: %d\r\n\r\n%s" % (len(line), line))
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        out = self.proc.stdout
+        while header := out.readline():
+            blank = out.readline()
+            name, _, value = header.rstrip(b"\r\n").partition(b": ")
+            if name != b"Content-Length" or not value.isdigit() or blank != b"\r\n":
+                self.bad_lines.append(header + blank)
+                return
+            body = out.read(int(value))
+            if b"\n" in body:  # compact JSON never holds a raw newline, in either framing
+                self.bad_lines.append(body)
+            else:
+                self._record(body)
+
+
 def _key(rid: Any) -> str:
     return json.dumps(rid)
+
+
+def _is_message(msg: Any) -> bool:
+    return isinstance(msg, dict) and msg.get("jsonrpc") == "2.0"

@@ -20,6 +20,7 @@ import anyio
 from sidecar import logs
 from sidecar.errors import METHOD_NOT_FOUND
 from sidecar.rpc import envelope
+from sidecar.rpc.dispatcher import Pacer
 from sidecar.rpc.envelope import Notification, Reply, Request
 
 if TYPE_CHECKING:
@@ -29,7 +30,18 @@ if TYPE_CHECKING:
 
 Inbound = Request | Notification | Reply
 Write = Callable[[bytes], None]
-Serve = Callable[[dict[str, "Handler"], "ObjectReceiveStream[Inbound]", Write], Awaitable[None]]
+
+
+class Serve(Protocol):
+    def __call__(
+        self,
+        handlers: dict[str, Handler],
+        inbox: ObjectReceiveStream[Inbound],
+        write: Write,
+        *,
+        pacer: Pacer | None = None,
+    ) -> Awaitable[None]: ...
+
 
 CLOSE_GRACE_S: Final = 1.0
 _log = logs.get_logger("mcp")
@@ -47,9 +59,10 @@ def _load_server() -> Serve:
 
 
 class McpBridge:
-    def __init__(self, services: HasHandlers, write: Write) -> None:
+    def __init__(self, services: HasHandlers, write: Write, pacer: Pacer | None = None) -> None:
         self._handlers: dict[str, Handler] = services.handlers
         self._write = write
+        self._pacer = pacer
         self._send, self._receive = anyio.create_memory_object_stream[Inbound](math.inf)
         self._started = False
         self._failed = False
@@ -74,25 +87,30 @@ class McpBridge:
                 _log.exception("the MCP SDK could not be loaded; MCP requests are refused")
                 self._refuse_queued()
                 return
-            await serve(self._handlers, self._receive, self._write)
+            try:
+                await serve(self._handlers, self._receive, self._write, pacer=self._pacer)
+            except Exception:  # the MCP face failing must not take the host's connection with it
+                _log.exception("the MCP server failed; further MCP requests are refused")
+                self._refuse_queued()
         finally:
             self._done.set()
 
     def _refuse_queued(self) -> None:
+        """Answer what is queued (and, through `feed` returning False, what comes later) -32601."""
         self._failed = True
         self._send.close()
         while True:
             try:
                 msg = self._receive.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream):
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 return
             if isinstance(msg, Request):
                 text = f"Method not found: {msg.method} (the MCP face is unavailable; see the log)"
                 self._write(envelope.encode_error(msg.id, METHOD_NOT_FOUND, text))
 
-    async def aclose(self) -> None:
+    async def aclose(self, wait_s: float = CLOSE_GRACE_S) -> None:
         """End the MCP connection (its in-flight calls are cancelled) and wait briefly for it."""
         self._send.close()
         if self._started:
-            with anyio.move_on_after(CLOSE_GRACE_S):
+            with anyio.move_on_after(wait_s):
                 await self._done.wait()

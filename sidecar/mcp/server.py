@@ -11,7 +11,9 @@ cancels the handler on `notifications/cancelled`, which closes its upstream call
 
 Errors: an unknown tool or malformed `tools/call` params are JSON-RPC errors (protocol faults);
 anything the method itself reports, bad arguments included, is an `isError` result carrying the
-contract's kind and message.
+contract's kind and message. A request the SDK cannot even parse (params that are not an object,
+nesting deeper than its parser goes) would be logged and dropped by the SDK, leaving the client
+waiting forever: those are answered here, -32602 with the request's id.
 
 This module imports the SDK (~0.6 s), so only `bridge` imports it, off the event loop.
 
@@ -33,7 +35,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 from sidecar import __version__, logs
-from sidecar.errors import ProtocolError, SidecarError
+from sidecar.errors import INVALID_PARAMS, ProtocolError, SidecarError
 from sidecar.mcp.tools import (
     ProgressTracker,
     decode_arguments,
@@ -42,6 +44,8 @@ from sidecar.mcp.tools import (
     ok_result,
     tools,
 )
+from sidecar.rpc import envelope
+from sidecar.rpc.dispatcher import Pacer
 from sidecar.rpc.envelope import Notification, Reply, Request
 from sidecar.services.context import Handler
 from sidecar.wire.base import ErrorData
@@ -131,8 +135,24 @@ async def _call(
     return ok_result(result)
 
 
-async def serve(handlers: dict[str, Handler], inbox: ObjectReceiveStream[Inbound], write: Write) -> None:
-    """Serve MCP until `inbox` ends; in-flight tool calls are then cancelled by the SDK."""
+def _unparsable(exc: Exception) -> str:
+    """Why the SDK could not parse a request (our envelope check passed, so it is the params)."""
+    if isinstance(exc, RecursionError) or "recursion limit" in str(exc):
+        return "Invalid params: nested too deeply"
+    return "Invalid params: `params` must be an object"
+
+
+async def serve(
+    handlers: dict[str, Handler],
+    inbox: ObjectReceiveStream[Inbound],
+    write: Write,
+    *,
+    pacer: Pacer | None = None,
+) -> None:
+    """Serve MCP until `inbox` ends; in-flight tool calls are then cancelled by the SDK.
+
+    With a `pacer`, the SDK's output waits while stdout's buffer is congested: progress of a
+    streamed tool call then backs up into the SDK's bounded stream and slows the call itself."""
     server = build_server(handlers)
     to_sdk, sdk_reads = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     sdk_writes, from_sdk = anyio.create_memory_object_stream[SessionMessage](64)
@@ -142,8 +162,11 @@ async def serve(handlers: dict[str, Handler], inbox: ObjectReceiveStream[Inbound
             async for msg in inbox:
                 try:
                     message = types.jsonrpc_message_adapter.validate_json(msg.raw, by_name=False)
-                except ValueError as exc:  # the SDK logs and drops it, as its stdio transport does
-                    await to_sdk.send(exc)
+                except (ValueError, RecursionError) as exc:
+                    if isinstance(msg, Request):
+                        write(envelope.encode_error(msg.id, INVALID_PARAMS, _unparsable(exc)))
+                    else:  # nothing to answer: the SDK logs and drops it, as its stdio transport does
+                        await to_sdk.send(exc if isinstance(exc, ValueError) else ValueError(str(exc)))
                     continue
                 await to_sdk.send(SessionMessage(message))
 
@@ -151,6 +174,8 @@ async def serve(handlers: dict[str, Handler], inbox: ObjectReceiveStream[Inbound
         async with from_sdk:
             async for out in from_sdk:
                 write(out.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n")
+                if pacer is not None and pacer.congested:
+                    await pacer.wait_for_room()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(pump_in)

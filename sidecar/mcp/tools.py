@@ -7,9 +7,9 @@ without the SDK, and shared by whatever serves it. `server` turns it into SDK ty
 - A tool per method: same name, `description` from the table, `inputSchema` and `outputSchema`
   from `wire.schema` (what `schemas/` is generated from), with `$defs` inlined so clients and
   model APIs that do not follow `$ref` still see the whole shape.
-- Arguments are decoded exactly as the JSON-RPC face decodes params; a validation error is a
-  tool execution error (`isError`, kind `invalid_request`, the field path), as MCP 2025-11-25 asks,
-  so a model can correct its call.
+- Arguments are decoded exactly as the JSON-RPC face decodes params; a validation error (an
+  unknown field included, with the closest known one) is a tool execution error (`isError`, kind
+  `invalid_request`, the field path), as MCP 2025-11-25 asks, so a model can correct its call.
 - A result is `structuredContent` (the result object) plus the same JSON as a text block. An
   error is `isError: true` with one text block, the JSON `{"error": {kind, message, ...}}` (the
   JSON-RPC face's `error.data`). It has no `structuredContent`: TypeScript clients (the Inspector,
@@ -29,10 +29,10 @@ from typing import Any, Final
 
 import msgspec
 
-from sidecar.errors import field_path
 from sidecar.wire import schema
 from sidecar.wire.base import ErrorData, Wire
 from sidecar.wire.chat import StreamEventParams, TextDelta
+from sidecar.wire.invalid import explain
 from sidecar.wire.methods import METHODS, TOOL_HINTS, MethodSpec
 
 Json = dict[str, Any]
@@ -130,13 +130,15 @@ def decode_arguments(name: str, arguments: Json | None) -> Wire | ErrorData:
     """The method's params from a `tools/call`'s `arguments`, or why they are wrong.
 
     Goes through JSON and the same decoder type as the JSON-RPC face, so both faces accept and
-    reject exactly the same inputs (unknown fields are ignored there too).
+    reject exactly the same inputs: an unknown field is refused here too, naming the closest
+    known one.
     """
     try:
         params: Wire = _decoder(name).decode(_encoder.encode(arguments or {}))
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        return ErrorData(kind="invalid_request", message=f"Invalid arguments: {text}", field=field_path(text))
+        return explain(METHODS[name].params, exc, what="arguments")
+    except RecursionError:
+        return ErrorData(kind="invalid_request", message="Invalid arguments: nested too deeply", field="$")
     return params
 
 

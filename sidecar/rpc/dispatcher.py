@@ -6,6 +6,18 @@ the single `write` function given at construction. Cancellation (`$/cancelReques
 is answered with -32800. Messages for methods this table does not hold go to an optional `fallback`
 (the MCP face), so one connection can serve both.
 
+A batch (a JSON array) is answered with one array holding the answers to its requests, written
+when the last of them is done; its notifications get none, and a batch of notifications gets
+nothing. The MCP face does not take part in batches (MCP has had none since 2025-06-18): its
+requests inside one are answered -32600 in the array.
+
+Nothing one message does can end the serving loop: an exception while decoding or dispatching it
+becomes an error answer for that message (-32603 at worst), and other requests carry on.
+
+Back-pressure: after writing a notification, a request waits while the optional `pacer` says
+the outgoing buffer is congested, so a host that reads slowly slows the streams that fill it
+instead of growing the heap. Answers are written at once and never dropped.
+
 Must not know: LLMs, providers, keys, what the methods do, where bytes come from or go.
 """
 
@@ -14,9 +26,10 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from sidecar import logs
@@ -25,21 +38,33 @@ from sidecar.errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
+    PARSE_ERROR,
     REQUEST_CANCELLED,
     ProtocolError,
     SidecarError,
-    field_path,
 )
 from sidecar.rpc import envelope
-from sidecar.rpc.envelope import Inbound, Invalid, Notification, Reply, Request, RequestId
-from sidecar.rpc.framing import Oversize
+from sidecar.rpc.envelope import Batch, Inbound, Invalid, Notification, Reply, Request, RequestId
+from sidecar.rpc.framing import Oversize, Unframed
 from sidecar.wire.base import ErrorData
+from sidecar.wire.invalid import explain
 
 Write = Callable[[bytes], None]
 Handler = Callable[[Any, "RequestContext"], Awaitable[Any]]
 Fallback = Callable[[Request | Notification | Reply], bool]
 
+
+class Pacer(Protocol):
+    """The outgoing buffer as a notifying request sees it (see `stdio.StdoutWriter`)."""
+
+    @property
+    def congested(self) -> bool: ...
+
+    async def wait_for_room(self) -> None: ...
+
+
 CANCEL_METHODS: Final = frozenset({"$/cancelRequest", "notifications/cancelled"})
+_YIELD_EVERY: Final = 32  # notifications a request sends between turns it gives other tasks
 _EMPTY_PARAMS: Final = msgspec.Raw(b"{}")
 _log = logs.get_logger("rpc")
 
@@ -56,27 +81,43 @@ _cancel_decoder: Final = msgspec.json.Decoder(_CancelParams)
 class Route:
     decoder: msgspec.json.Decoder[Any]
     handler: Handler
+    params_type: type[Any]
 
 
 def route(params_type: type[Any], handler: Handler) -> Route:
-    return Route(msgspec.json.Decoder(params_type), handler)
+    return Route(msgspec.json.Decoder(params_type), handler, params_type)
 
 
 class RequestContext:
     """What a handler may use of the connection: its id and a way to send notifications."""
 
-    __slots__ = ("_write", "cancel_scope", "method", "request_id")
+    __slots__ = ("_pacer", "_sent", "_write", "cancel_scope", "method", "request_id")
 
     def __init__(
-        self, request_id: RequestId, method: str, write: Write, cancel_scope: anyio.CancelScope
+        self,
+        request_id: RequestId,
+        method: str,
+        write: Write,
+        cancel_scope: anyio.CancelScope,
+        pacer: Pacer | None = None,
     ) -> None:
         self.request_id = request_id
         self.method = method
         self._write = write
         self.cancel_scope = cancel_scope
+        self._pacer = pacer
+        self._sent = 0
 
     async def notify(self, method: str, params: Any) -> None:
         self._write(envelope.encode_notification(method, params))
+        if self._pacer is not None and self._pacer.congested:
+            await self._pacer.wait_for_room()
+        else:
+            self._sent += 1
+            if self._sent % _YIELD_EVERY == 0:
+                # An upstream that is never empty would let this stream run without ever giving
+                # the loop up (a read with data buffered does not suspend): let others have a turn.
+                await anyio.lowlevel.checkpoint()
 
     @property
     def progress_token(self) -> None:
@@ -91,9 +132,11 @@ class Dispatcher:
         *,
         fallback: Fallback | None = None,
         on_first_answer: Callable[[], None] | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._routes = routes
         self._write = write
+        self._pacer = pacer
         self.fallback = fallback
         # Called once, after the first answer is handed to `write` (the app warms caches then).
         self._on_first_answer = on_first_answer
@@ -106,63 +149,98 @@ class Dispatcher:
     def inflight(self) -> int:
         return len(self._inflight)
 
-    async def serve(self, lines: AsyncIterable[bytes | Oversize]) -> None:
+    async def serve(
+        self,
+        lines: AsyncIterable[bytes | Oversize | Unframed],
+        *,
+        grace_s: float = math.inf,
+        settle_s: float = math.inf,
+    ) -> None:
         """Handle lines until the stream ends; then let running requests finish (see `drain`)."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
             async for line in lines:
-                if isinstance(line, Oversize):
-                    rid = envelope.id_from_prefix(line.prefix)
-                    self._answer_invalid(
-                        Invalid(
-                            rid,
-                            INVALID_REQUEST,
-                            f"Invalid request: the message is longer than the {line.limit} byte limit",
-                        )
-                    )
-                    continue
-                if line.strip():  # a stray blank line between messages is not worth an error
-                    self.handle(envelope.decode(line))
-            await self.drain()
+                self.handle_line(line)
+            await self.drain(grace_s, settle_s)
+            tg.cancel_scope.cancel()  # whatever did not settle in time is not waited for
 
-    async def drain(self, grace_s: float = math.inf) -> None:
-        """Wait for in-flight requests, up to `grace_s`; then cancel what is left and wait for it."""
+    def handle_line(self, line: bytes | Oversize | Unframed) -> None:
+        """One framed message; whatever goes wrong costs this message only."""
+        if isinstance(line, Oversize):
+            message = f"Invalid request: the message is longer than the {line.limit} byte limit"
+            self._answer_invalid(Invalid(envelope.id_from_prefix(line.prefix), INVALID_REQUEST, message))
+            return
+        if isinstance(line, Unframed):
+            self._answer_invalid(Invalid(None, PARSE_ERROR, f"Parse error: {line.reason}"))
+            return
+        if not line.strip(b" \t\r"):  # a stray blank line between messages is not worth an error
+            return
+        try:
+            msg = envelope.decode(line)
+        except Exception:  # decode is meant never to raise; a bug there must not end the process
+            _log.exception("decoding a message failed")
+            msg = Invalid(None, PARSE_ERROR, "Parse error")
+        if isinstance(msg, Batch):
+            self._on_batch(msg)
+        else:
+            self.handle(msg)
+
+    async def drain(self, grace_s: float = math.inf, settle_s: float = math.inf) -> None:
+        """Wait for in-flight requests, up to `grace_s`; then cancel what is left and wait up to
+        `settle_s` for their -32800 answers (the chat hooks record them meanwhile)."""
         with anyio.move_on_after(grace_s):
             await self._idle.wait()
         self.cancel_all()
-        await self._idle.wait()
+        with anyio.move_on_after(settle_s):
+            await self._idle.wait()
 
     def cancel_all(self) -> None:
         for scope in list(self._inflight.values()):
             scope.cancel()
 
-    def handle(self, msg: Inbound) -> None:
-        if isinstance(msg, Request):
-            self._on_request(msg)
-        elif isinstance(msg, Notification):
-            self._on_notification(msg)
-        elif isinstance(msg, Reply):
-            if self.fallback is not None:
-                self.fallback(msg)
-        else:
-            self._answer_invalid(msg)
+    def handle(self, msg: Inbound, reply: Write | None = None) -> None:
+        """Dispatch one message; its answer (if any) goes to `reply`, by default the connection."""
+        answer = self._write if reply is None else reply
+        try:
+            if isinstance(msg, Request):
+                self._on_request(msg, answer, in_batch=reply is not None)
+            elif isinstance(msg, Notification):
+                self._on_notification(msg)
+            elif isinstance(msg, Reply):
+                if self.fallback is not None:
+                    self.fallback(msg)
+            else:
+                answer(envelope.encode_error(msg.id, msg.code, msg.message))
+        except Exception:
+            _log.exception("dispatching a message failed")
+            if isinstance(msg, Request) and msg.id not in self._inflight:
+                data = ErrorData(
+                    kind="internal_error", message="The sidecar hit an internal error; see its log."
+                )
+                answer(envelope.encode_error(msg.id, INTERNAL_ERROR, "Internal error", data))
 
     def _answer_invalid(self, msg: Invalid) -> None:
         self._write(envelope.encode_error(msg.id, msg.code, msg.message))
 
-    def _on_request(self, req: Request) -> None:
+    def _on_batch(self, batch: Batch) -> None:
+        expected = sum(1 for item in batch.items if isinstance(item, Request | Invalid))
+        collect = _BatchAnswers(expected, self._write)
+        for item in batch.items:
+            self.handle(item, collect)
+
+    def _on_request(self, req: Request, answer: Write, *, in_batch: bool = False) -> None:
         found = self._routes.get(req.method)
         if found is None:
             if req.method in CANCEL_METHODS:
                 self._cancel(req.params)
-                self._write(envelope.encode_result(req.id, None))
+                answer(envelope.encode_result(req.id, None))
+            elif in_batch:
+                answer(envelope.encode_error(req.id, *_not_batchable(req.method, self.fallback)))
             elif self.fallback is None or not self.fallback(req):
-                self._write(
-                    envelope.encode_error(req.id, METHOD_NOT_FOUND, f"Method not found: {req.method}")
-                )
+                answer(envelope.encode_error(req.id, METHOD_NOT_FOUND, f"Method not found: {req.method}"))
             return
         if req.id in self._inflight:
-            self._write(
+            answer(
                 envelope.encode_error(
                     req.id, INVALID_REQUEST, f"Invalid request: id {req.id!r} is already in use"
                 )
@@ -172,7 +250,7 @@ class Dispatcher:
         self._inflight[req.id] = scope
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         assert self._tg is not None, "serve() must be running"
-        self._tg.start_soon(self._run, req, found, scope)
+        self._tg.start_soon(self._run, req, found, scope, answer)
 
     def _on_notification(self, note: Notification) -> None:
         if note.method in CANCEL_METHODS and self._cancel(note.params):
@@ -185,7 +263,7 @@ class Dispatcher:
         """Cancel a host request; False when the id is not one of ours (it may be an MCP request)."""
         try:
             decoded = _cancel_decoder.decode(params if params is not None else _EMPTY_PARAMS)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return False
         target = decoded.id if decoded.id is not None else decoded.requestId
         scope = self._inflight.get(target) if target is not None else None
@@ -194,11 +272,16 @@ class Dispatcher:
         scope.cancel()
         return True
 
-    async def _run(self, req: Request, found: Route, scope: anyio.CancelScope) -> None:
+    async def _run(self, req: Request, found: Route, scope: anyio.CancelScope, answer: Write) -> None:
         reply: bytes | None = None
         try:
-            with logs.bound(request_id=req.id, method=req.method), scope:
-                reply = await self._call(req, found, scope)
+            try:
+                with logs.bound(request_id=req.id, method=req.method), scope:
+                    reply = await self._call(req, found, scope)
+            except Exception:
+                if not scope.cancel_called:
+                    _log.exception("request failed outside its handler")
+                    reply = _internal_error(req.id)
             if reply is None:  # the scope caught our own cancellation
                 reply = envelope.encode_error(
                     req.id,
@@ -209,7 +292,7 @@ class Dispatcher:
         finally:
             del self._inflight[req.id]
             if reply is not None:
-                self._write(reply)
+                answer(reply)
                 if self._on_first_answer is not None:
                     hook, self._on_first_answer = self._on_first_answer, None
                     hook()
@@ -220,13 +303,14 @@ class Dispatcher:
         try:
             params = found.decoder.decode(req.params if req.params is not None else _EMPTY_PARAMS)
         except msgspec.ValidationError as exc:
-            text = str(exc)
-            field = field_path(text)
-            data = ErrorData(kind="invalid_request", message=f"Invalid params: {text}", field=field)
-            return envelope.encode_error(req.id, INVALID_PARAMS, f"Invalid params: {text}", data)
+            data = explain(found.params_type, exc)
+            return envelope.encode_error(req.id, INVALID_PARAMS, data.message, data)
         except msgspec.DecodeError as exc:
             return envelope.encode_error(req.id, INVALID_PARAMS, f"Invalid params: {exc}")
-        ctx = RequestContext(req.id, req.method, self._write, scope)
+        except RecursionError:
+            data = ErrorData(kind="invalid_request", message="Invalid params: nested too deeply", field="$")
+            return envelope.encode_error(req.id, INVALID_PARAMS, data.message, data)
+        ctx = RequestContext(req.id, req.method, self._write, scope, self._pacer)
         try:
             result = await found.handler(params, ctx)
         except SidecarError as exc:
@@ -238,6 +322,37 @@ class Dispatcher:
             if scope.cancel_called:
                 raise
             _log.exception("handler crashed")
-            data = ErrorData(kind="internal_error", message="The sidecar hit an internal error; see its log.")
-            return envelope.encode_error(req.id, INTERNAL_ERROR, "Internal error", data)
-        return envelope.encode_result(req.id, result)
+            return _internal_error(req.id)
+        try:
+            return envelope.encode_result(req.id, result)
+        except Exception:  # a result that cannot be encoded (too deep, a lone surrogate) is our bug
+            _log.exception("encoding a result failed")
+            return _internal_error(req.id)
+
+
+def _internal_error(rid: RequestId) -> bytes:
+    data = ErrorData(kind="internal_error", message="The sidecar hit an internal error; see its log.")
+    return envelope.encode_error(rid, INTERNAL_ERROR, "Internal error", data)
+
+
+def _not_batchable(method: str, fallback: Fallback | None) -> tuple[int, str]:
+    claims = getattr(fallback, "claims", None)
+    if claims is not None and claims(method):
+        return INVALID_REQUEST, f"Invalid request: `{method}` cannot be sent in a batch (MCP has no batches)"
+    return METHOD_NOT_FOUND, f"Method not found: {method}"
+
+
+class _BatchAnswers:
+    """Collects the answers of one batch's requests; writes them as one array when all are in."""
+
+    __slots__ = ("_answers", "_expected", "_write")
+
+    def __init__(self, expected: int, write: Write) -> None:
+        self._expected = expected
+        self._answers: list[bytes] = []
+        self._write = write
+
+    def __call__(self, answer: bytes) -> None:
+        self._answers.append(answer.rstrip(b"\n"))
+        if len(self._answers) == self._expected:
+            self._write(b"[" + b",".join(self._answers) + b"]\n")

@@ -1,8 +1,14 @@
 """JSON-RPC 2.0 envelopes: decoding one inbound line into a typed message, encoding the outbound ones.
 
 Inbound lines become one of `Request`, `Notification`, `Reply` (an answer to a request the server
-sent, which only the MCP face makes) or `Invalid` (answered with a standard code). Params stay raw
-(`msgspec.Raw`) until the method is known, so each method decodes them with its own cached decoder.
+sent, which only the MCP face makes) or `Invalid` (answered with a standard code), or a `Batch` of
+those when the line is a JSON array. Params stay raw (`msgspec.Raw`) until the method is known, so
+each method decodes them with its own cached decoder.
+
+Codes follow the spec: a line that is not JSON (`1 x`, `[}`, invalid UTF-8 anywhere, keys
+included) is -32700; JSON that is not a request object is -32600; an empty batch is one -32600.
+A line nested too deeply to decode is -32600 (-32700 if its brackets or quotes do not even
+balance), with the id when it can be read from the line's start. Decoding never raises.
 
 Must not know: which methods exist, LLMs, providers, keys.
 """
@@ -61,7 +67,18 @@ class Invalid:
 
 Inbound = Request | Notification | Reply | Invalid
 
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A JSON array of messages: answered with one array of the answers to its requests."""
+
+    items: tuple[Inbound, ...]
+
+
 _decoder: Final = msgspec.json.Decoder(_Inbound)
+_batch_decoder: Final = msgspec.json.Decoder(list[msgspec.Raw])
+_any_decoder: Final = msgspec.json.Decoder()
+_STRING: Final = rb'"(?:[^"\\]|\\.)*"'
 _ID_PREFIX_PATTERN: Final = rb'^\s*\{[^{}\[\]]*?"id"\s*:\s*(-?\d{1,18}|"(?:[^"\\]|\\.){0,200}")'
 
 
@@ -69,13 +86,26 @@ def _valid_id(value: Any) -> bool:
     return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
 
 
-def decode(line: bytes) -> Inbound:
+def decode(line: bytes) -> Inbound | Batch:
+    """One line (or LSP body) as a message, a batch of them, or why it is not one."""
+    if not line.isascii():
+        # msgspec skips the bytes of unknown keys and of raw params without checking them.
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Invalid(None, PARSE_ERROR, f"Parse error: invalid UTF-8 at byte {exc.start}")
     try:
         msg = _decoder.decode(line)
     except msgspec.ValidationError:
-        return Invalid(None, INVALID_REQUEST, "Invalid request: a message must be a JSON object")
+        return _not_an_object(line)
     except msgspec.DecodeError as exc:
         return Invalid(None, PARSE_ERROR, f"Parse error: {exc}")
+    except RecursionError:
+        return too_deep(line)
+    return _classify(msg, line)
+
+
+def _classify(msg: _Inbound, line: bytes) -> Inbound:
     has_id = msg.id is not msgspec.UNSET
     if has_id and not _valid_id(msg.id):
         return Invalid(None, INVALID_REQUEST, "Invalid request: `id` must be a string or an integer")
@@ -92,6 +122,57 @@ def decode(line: bytes) -> Inbound:
     if rid is None:
         return Notification(msg.method, params, line)
     return Request(rid, msg.method, params, line)
+
+
+def _not_an_object(line: bytes) -> Inbound | Batch:
+    """The line is not a JSON object: a batch, a parse error, or JSON that is no request."""
+    try:
+        elements = _batch_decoder.decode(line)
+    except msgspec.ValidationError:
+        try:
+            value = _any_decoder.decode(line)
+        except msgspec.ValidationError as exc:  # valid JSON holding what no message can (a 5000-digit number)
+            return Invalid(None, INVALID_REQUEST, f"Invalid request: {exc}")
+        except msgspec.DecodeError as exc:
+            return Invalid(None, PARSE_ERROR, f"Parse error: {exc}")
+        except RecursionError:
+            return too_deep(line)
+        if isinstance(value, dict):  # an object whose `id` is out of range, say
+            return Invalid(None, INVALID_REQUEST, "Invalid request: `id` must be a string or an integer")
+        return Invalid(None, INVALID_REQUEST, "Invalid request: a message must be a JSON object")
+    except msgspec.DecodeError as exc:
+        return Invalid(None, PARSE_ERROR, f"Parse error: {exc}")
+    except RecursionError:
+        return too_deep(line)
+    if not elements:
+        return Invalid(None, INVALID_REQUEST, "Invalid request: an empty batch")
+    return Batch(tuple(_element(bytes(raw)) for raw in elements))
+
+
+def _element(raw: bytes) -> Inbound:
+    try:
+        msg = _decoder.decode(raw)
+    except msgspec.ValidationError:
+        return Invalid(None, INVALID_REQUEST, "Invalid request: a batch element must be a JSON object")
+    except (msgspec.DecodeError, RecursionError):  # cannot happen after the array decoded; be safe
+        return Invalid(None, INVALID_REQUEST, "Invalid request: a batch element could not be read")
+    return _classify(msg, raw)
+
+
+def too_deep(line: bytes) -> Invalid:
+    """A line nested deeper than the decoder goes: -32600 with its id if readable, or -32700 when
+    its brackets or strings do not balance (so it is not JSON either). Best effort, error path only."""
+    bare = re.sub(_STRING, b"", line)
+    balanced = (
+        b'"' not in bare and bare.count(b"[") == bare.count(b"]") and bare.count(b"{") == bare.count(b"}")
+    )
+    if not balanced:
+        return Invalid(
+            None, PARSE_ERROR, "Parse error: the message is nested too deeply and is not valid JSON"
+        )
+    return Invalid(
+        id_from_prefix(line[:4096]), INVALID_REQUEST, "Invalid request: the message is nested too deeply"
+    )
 
 
 def id_from_prefix(prefix: bytes) -> RequestId | None:

@@ -10,12 +10,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from sidecar.wire.base import Wire
+from sidecar.wire.base import Params, Wire
 
 _NAME = msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class SetProviderEnabledParams(Wire):
+class SetProviderEnabledParams(Params):
     provider: Annotated[str, msgspec.Meta(min_length=1)]
     enabled: bool
 
@@ -26,7 +26,7 @@ class SetProviderEnabledResult(Wire):
     previous: bool
 
 
-class EndpointSetParams(Wire):
+class EndpointSetParams(Params):
     """A custom OpenAI-compatible endpoint, with the fields of `[endpoints.<name>]` in config.toml.
     Setting an existing name replaces it whole."""
 
@@ -53,7 +53,7 @@ class EndpointSetResult(Wire):
     base_url: str
 
 
-class EndpointDeleteParams(Wire):
+class EndpointDeleteParams(Params):
     name: Annotated[str, msgspec.Meta(min_length=1)]
 
 

@@ -9,10 +9,10 @@ from typing import Annotated
 
 import msgspec
 
-from sidecar.wire.base import Wire
+from sidecar.wire.base import Params, Wire
 
 
-class AuditLogParams(Wire):
+class AuditLogParams(Params):
     """`since`: an ISO 8601 date or time (UTC unless it says otherwise); `kind`: one event name
     (`key_set`, `key_deleted`, `key_validated`, `oauth_completed`, `oauth_failed`, `budget_set`,
     `budget_cleared`, `fallback`, `retry`, `provider_enabled`, `provider_disabled`, `endpoint_set`,

@@ -1,7 +1,12 @@
 """The base of every wire type, and the shared payloads (errors, usage) several method groups use.
 
 Wire types are msgspec Structs: keyword-only, defaults omitted on output. New fields always get
-defaults so an older host keeps working; unknown inbound fields are ignored. They are treated as
+defaults so an older host keeps working. What a host sends (every method's params and the structs
+inside them) derives from `Params`, which refuses unknown fields: a misspelt `max_token` or a
+`key` meant as `api_key` is answered -32602 naming the field, instead of being silently ignored.
+What the sidecar sends (results, notifications) stays permissive for clients that decode it with
+these types. Free-form values keep their own type (`dict[str, Any]`: a tool's `parameters` JSON
+Schema, a tool call's `arguments`, a message's `continuation`), which any keys fit. They are treated as
 immutable (`msgspec.structs.replace` makes changed copies) but not declared `frozen`: mypy reads
 msgspec's dataclass transform per class, so a frozen base would force `frozen=True` on every
 subclass for strict type checking to pass, for no gain at run time.
@@ -20,8 +25,12 @@ class Wire(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Base of every params, result, event and error payload."""
 
 
-class Empty(Wire):
-    """Params of a method that takes none (unknown fields are ignored)."""
+class Params(Wire, forbid_unknown_fields=True):
+    """Base of everything a host sends: unknown fields are refused (-32602, naming the field)."""
+
+
+class Empty(Params):
+    """Params of a method that takes none: `{}` or no params at all; any field is refused."""
 
 
 class ErrorData(Wire):

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import msgspec
 
-from sidecar.wire.base import ErrorData, Wire
+from sidecar.wire.base import ErrorData, Params, Wire
 from sidecar.wire.chat import Message, Tool
 
 
@@ -53,7 +53,7 @@ class ListProvidersResult(Wire):
     providers: list[ProviderInfo]
 
 
-class ListModelsParams(Wire):
+class ListModelsParams(Params):
     """`live` asks the provider (or each provider) for the models it serves now (cached 10 minutes);
     otherwise the answer comes from the built-in catalog and config.toml, with no network call."""
 
@@ -97,7 +97,7 @@ class ListModelsResult(Wire):
     live: list[LiveSource] = msgspec.field(default_factory=list)
 
 
-class EstimateCostParams(Wire):
+class EstimateCostParams(Params):
     model: Annotated[str, msgspec.Meta(min_length=1)]
     messages: list[Message] | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from sidecar.wire.base import Usage, Wire
+from sidecar.wire.base import Params, Usage, Wire
 
 Role = Literal["system", "user", "assistant", "tool"]
 # `incomplete`: the upstream ended the answer without saying why (a stream closed with `[DONE]`
@@ -18,12 +18,12 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "incomp
 Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 
 
-class TextPart(Wire, tag="text", tag_field="type"):
+class TextPart(Params, tag="text", tag_field="type"):
     text: str
     cache: bool = False
 
 
-class ImagePart(Wire, tag="image", tag_field="type"):
+class ImagePart(Params, tag="image", tag_field="type"):
     """An image by `url` (http(s) or data URL), or inline as base64 `data` with its `media_type`."""
 
     url: str | None = None
@@ -46,14 +46,14 @@ class ToolCall(Wire):
     raw_arguments: str | None = None
 
 
-class ToolCallInput(ToolCall):
+class ToolCallInput(ToolCall, forbid_unknown_fields=True):
     """A tool call the host sends back in an assistant message: `arguments` may be left out there
     (hosts echoing an older result that omitted `{}`), and then means `{}`."""
 
     arguments: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class Message(Wire):
+class Message(Params):
     """One turn. `continuation` is opaque provider state (thinking signatures, thought signatures):
     copy it from a result into the assistant message unchanged; adapters of other providers ignore it."""
 
@@ -66,21 +66,21 @@ class Message(Wire):
     continuation: dict[str, Any] | None = None
 
 
-class Tool(Wire):
+class Tool(Params):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     description: str = ""
     parameters: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
     cache: bool = False
 
 
-class ToolChoiceName(Wire):
+class ToolChoiceName(Params):
     name: str
 
 
 ToolChoice = Literal["auto", "none", "required"] | ToolChoiceName
 
 
-class Reasoning(Wire):
+class Reasoning(Params):
     """How hard to think: `effort` for providers that take levels, `budget_tokens` for those that
     take a budget (each adapter converts the one it lacks from the other)."""
 
@@ -88,7 +88,7 @@ class Reasoning(Wire):
     budget_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
-class ResponseCache(Wire):
+class ResponseCache(Params):
     """Keep this request's answer for `ttl_s` seconds and answer the same request from it (an exact
     match of model, messages, tools and sampling settings), whatever its temperature; 0 turns the
     cache off for this request even where config.toml turns it on."""
@@ -96,7 +96,7 @@ class ResponseCache(Wire):
     ttl_s: Annotated[float, msgspec.Meta(ge=0, le=31_536_000)]
 
 
-class CompleteParams(Wire, kw_only=True):
+class CompleteParams(Params, kw_only=True):
     """`model` may be left out (or empty) to use `[defaults] model` of config.toml, or name a
     provider alone (`"openrouter:"`) to use that provider's default model."""
 

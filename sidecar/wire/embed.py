@@ -9,10 +9,10 @@ from typing import Annotated
 
 import msgspec
 
-from sidecar.wire.base import Wire
+from sidecar.wire.base import Params, Wire
 
 
-class EmbedParams(Wire):
+class EmbedParams(Params):
     """`model`: `provider:model` (openai, gemini, ollama, openrouter or a custom endpoint), e.g.
     `openai:text-embedding-3-small`, `gemini:gemini-embedding-001`, `ollama:nomic-embed-text`.
     `input`: one text or several (one vector each, in order). `dimensions` shortens the vectors

@@ -10,14 +10,14 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from sidecar.wire.base import Wire
+from sidecar.wire.base import Params, Wire
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 NonNegativeUsd = Annotated[float, msgspec.Meta(ge=0)]
 KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 
-class GatewayStartParams(Wire):
+class GatewayStartParams(Params):
     """`host` defaults to config.toml's `[gateway] host`, else 127.0.0.1; `port` to `[gateway] port`,
     else 3625. Port 0 picks a free port. A host other than a loopback address needs at least one
     client key."""
@@ -48,14 +48,14 @@ class GatewayStatusResult(Wire):
     login_url: str | None = None
 
 
-class ClientLimits(Wire, forbid_unknown_fields=True):
+class ClientLimits(Params):
     """Per-key request limits, counted by the gateway over a sliding minute."""
 
     requests_per_minute: Annotated[float, msgspec.Meta(gt=0)] | None = None
     tokens_per_minute: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
-class ClientKeyCreateParams(Wire):
+class ClientKeyCreateParams(Params):
     """`allow`: model or router patterns this key may use (`openai:*`, `anthropic:claude-*`,
     `router:cheapest`; `*` matches anything); empty or absent means every model. `router`: the
     model used when a request names none, or names `default`."""
@@ -97,14 +97,14 @@ class ClientKeyListResult(Wire):
     keys: list[ClientKeyInfo]
 
 
-class ClientKeyRef(Wire):
+class ClientKeyRef(Params):
     """Names a key by `id` (or by its unique `name`)."""
 
     id: str | None = None
     name: str | None = None
 
 
-class ClientKeyUpdateParams(Wire):
+class ClientKeyUpdateParams(Params):
     """Omitted fields keep their value; null clears `router`, budgets and limits."""
 
     id: str | None = None
@@ -126,7 +126,7 @@ class ClientKeyDeleteResult(Wire):
     deleted: bool
 
 
-class MetricsParams(Wire):
+class MetricsParams(Params):
     """`range`: the last hour or day (one-minute steps, from memory), 7 days (hourly steps) or 30
     days (daily steps), both from the usage ledger. `group_by`: one series per provider or per
     client key (requests from the host itself have no client key); absent, one series in all."""

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sidecar.wire.base import ErrorData, Wire
+from sidecar.wire.base import ErrorData, Params, Wire
 
 HealthStatus = Literal["healthy", "degraded", "unhealthy"]
 
 
-class ProviderHealthParams(Wire):
+class ProviderHealthParams(Params):
     """Without `provider`, every provider switched on that has a key (or needs none) is probed."""
 
     provider: str | None = None

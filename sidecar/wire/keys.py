@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from sidecar.wire.base import ErrorData, Wire
+from sidecar.wire.base import ErrorData, Params, Wire
 
 KeySource = Literal["env", "keychain"]
 
 
-class ProviderParams(Wire):
+class ProviderParams(Params):
     provider: str
 
 
-class ValidateKeyParams(Wire):
+class ValidateKeyParams(Params):
     provider: str
     api_key: str | None = None
 
@@ -31,7 +31,7 @@ class ValidateKeyResult(Wire):
     details: dict[str, Any] | None = None
 
 
-class SetKeyParams(Wire):
+class SetKeyParams(Params):
     provider: str
     api_key: str
     validate: bool = True
@@ -68,7 +68,7 @@ class ListKeysResult(Wire):
     keys: list[KeyInfo]
 
 
-class AuthStartParams(Wire):
+class AuthStartParams(Params):
     callback_url: str | None = None
 
 
@@ -80,7 +80,7 @@ class AuthStartResult(Wire):
     listening: bool  # always sent: true when the sidecar itself waits for the browser's redirect
 
 
-class AuthCompleteParams(Wire):
+class AuthCompleteParams(Params):
     code: str
     state: str | None = None
 

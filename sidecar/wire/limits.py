@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sidecar.wire.base import Wire
+from sidecar.wire.base import Params, Wire
 
 CircuitState = Literal["closed", "open", "half_open"]
 
 
-class RateLimitsParams(Wire):
+class RateLimitsParams(Params):
     """`provider` narrows the answer to one provider."""
 
     provider: str | None = None

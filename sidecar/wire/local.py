@@ -9,7 +9,7 @@ from typing import Annotated
 
 import msgspec
 
-from sidecar.wire.base import Wire
+from sidecar.wire.base import Params, Wire
 
 
 class OllamaLoaded(Wire):
@@ -42,7 +42,7 @@ class OllamaListResult(Wire):
     models: list[OllamaModel]
 
 
-class ModelParams(Wire):
+class ModelParams(Params):
     model: Annotated[str, msgspec.Meta(min_length=1)]
 
 
@@ -64,7 +64,7 @@ class PullProgressParams(Wire):
     completed: int | None = None
 
 
-class RecommendParams(Wire):
+class RecommendParams(Params):
     use: str | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=50)] = 6
 

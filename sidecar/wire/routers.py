@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from sidecar.config import RouterSettings
-from sidecar.wire.base import Wire
+from sidecar.wire.base import Params, Wire
 from sidecar.wire.chat import Message, Reasoning, Tool
 
 RouterName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -29,7 +29,7 @@ class RouterListResult(Wire):
     routers: list[RouterInfo]
 
 
-class RouterSetParams(Wire):
+class RouterSetParams(Params):
     name: RouterName
     settings: RouterSettings
 
@@ -38,7 +38,7 @@ class RouterSetResult(Wire):
     router: RouterInfo
 
 
-class RouterDeleteParams(Wire):
+class RouterDeleteParams(Params):
     name: str
 
 
@@ -46,7 +46,7 @@ class RouterDeleteResult(Wire):
     deleted: bool
 
 
-class RouterPreviewRequest(Wire):
+class RouterPreviewRequest(Params):
     """What a request would need: tools, images in its messages, reasoning."""
 
     messages: list[Message] | None = None
@@ -54,7 +54,7 @@ class RouterPreviewRequest(Wire):
     reasoning: Reasoning | None = None
 
 
-class RouterPreviewParams(Wire):
+class RouterPreviewParams(Params):
     router: str
     request: RouterPreviewRequest | None = None
 

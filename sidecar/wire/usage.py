@@ -10,14 +10,14 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from sidecar.wire.base import Wire
+from sidecar.wire.base import Params, Wire
 
 GroupBy = Literal["provider", "model", "day", "tag", "client"]
 NonNegativeUsd = Annotated[float, msgspec.Meta(ge=0)]
 TokenCap = Annotated[int, msgspec.Meta(ge=1)]
 
 
-class UsageSummaryParams(Wire):
+class UsageSummaryParams(Params):
     """`since`/`until`: ISO 8601 dates or times (no offset = UTC); a bare `until` date includes
     that whole day. Defaults: the start of the current month (UTC) until now."""
 
@@ -77,7 +77,7 @@ class UsageSummaryResult(Wire):
     groups: list[UsageGroup] = msgspec.field(default_factory=list)
 
 
-class SetBudgetParams(Wire):
+class SetBudgetParams(Params):
     """Set the budget of `provider`, or the overall budget without one. A field left out keeps its
     value; `null` clears it. A budget whose limits are all cleared is removed.
 

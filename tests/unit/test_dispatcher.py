@@ -11,11 +11,11 @@ import msgspec
 import pytest
 
 from sidecar.errors import SidecarError
-from sidecar.rpc.dispatcher import Dispatcher, RequestContext, route
-from sidecar.wire.base import Wire
+from sidecar.rpc.dispatcher import Dispatcher, RequestContext, Route, route
+from sidecar.wire.base import Params
 
 
-class Sleep(Wire):
+class Sleep(Params):
     seconds: float = 0.0
     fail: str | None = None
 
@@ -114,3 +114,137 @@ async def test_invalid_params_name_the_field() -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+async def run_lines(lines: list[bytes], *, fallback: Any = None, pacer: Any = None) -> list[Any]:
+    """Like run_session, but each written chunk is kept whole (a batch answer is one array)."""
+    out: list[bytes] = []
+    dispatcher = Dispatcher({"sleep": route(Sleep, sleeper)}, out.append, fallback=fallback, pacer=pacer)
+    send, receive = anyio.create_memory_object_stream[bytes](100)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(dispatcher.serve, receive)
+        async with send:
+            for item in lines:
+                await send.send(item)
+    return [msgspec.json.decode(b) for b in out]
+
+
+def batch(*items: bytes) -> bytes:
+    return b"[" + b",".join(items) + b"]"
+
+
+@pytest.mark.anyio
+async def test_a_batch_gets_one_array_of_its_requests_answers() -> None:
+    msgs = await run_lines(
+        [
+            batch(
+                line(1, "sleep", {"seconds": 0.1}),
+                line(None, "sleep"),  # a notification: no answer
+                line(2, "nope"),
+                b"7",
+                line(3, "$/cancelRequest", {"id": 1}),
+                line(4, "sleep", {"secs": 1}),
+            )
+        ]
+    )
+    (answers_,) = [m for m in msgs if isinstance(m, list)]  # one array, written once
+    assert all(m["method"] == "tick" for m in msgs if not isinstance(m, list))
+    by_id = {json.dumps(a["id"]): a for a in answers_}
+    assert sorted(by_id) == ["1", "2", "3", "4", "null"]
+    assert by_id["1"]["error"]["code"] == -32800  # cancelled by request 3 of the same batch
+    assert by_id["2"]["error"]["code"] == -32601 and by_id["3"]["result"] is None
+    assert by_id["null"]["error"]["code"] == -32600
+    assert by_id["4"]["error"]["data"]["details"]["did_you_mean"] == "seconds"
+
+
+@pytest.mark.anyio
+async def test_notification_only_batches_get_nothing_and_an_empty_one_one_error() -> None:
+    msgs = await run_lines([batch(line(None, "sleep"), line(None, "x")), b"[]"])
+    assert msgs == [
+        {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {"code": -32600, "message": "Invalid request: an empty batch"},
+        }
+    ]
+
+
+@pytest.mark.anyio
+async def test_requests_for_the_fallback_are_refused_inside_a_batch() -> None:
+    class Mcp:
+        def __call__(self, msg: Any) -> bool:
+            raise AssertionError("a batch element must not reach the MCP face")
+
+        def claims(self, method: str) -> bool:
+            return method == "tools/list"
+
+    (answers_,) = await run_lines([batch(line("t", "tools/list"))], fallback=Mcp())
+    assert answers_[0]["error"]["code"] == -32600 and "batch" in answers_[0]["error"]["message"]
+
+
+@pytest.mark.anyio
+async def test_an_exception_while_dispatching_one_message_costs_only_that_message() -> None:
+    def broken_fallback(msg: Any) -> bool:
+        raise RuntimeError("bug in a face")
+
+    msgs = await run_lines(
+        [line("x", "unknown/method"), line(None, "unknown/note"), line("ok", "sleep")],
+        fallback=broken_fallback,
+    )
+    by_id = {m["id"]: m for m in msgs if "id" in m}
+    assert by_id["x"]["error"]["code"] == -32603 and "bug in a face" not in json.dumps(by_id["x"])
+    assert by_id["ok"]["result"] == {"slept": 0.0}
+
+
+@pytest.mark.anyio
+async def test_a_depth_bomb_is_answered_once_with_its_id_and_serving_goes_on() -> None:
+    bomb = b"[" * 2000 + b"]" * 2000
+    raw = b'{"jsonrpc":"2.0","id":1,"method":"sleep","params":{"seconds":0,"x":' + bomb + b"}}"
+    first, second = answers(await run_lines([raw, line(2, "sleep")]))
+    assert (first["id"], first["error"]["code"]) == (1, -32600)
+    assert second["id"] == 2 and second["result"] == {"slept": 0.0}
+
+
+@pytest.mark.anyio
+async def test_params_too_deep_for_their_decoder_are_invalid_params() -> None:
+    class TooDeep:
+        def decode(self, data: Any) -> Any:
+            raise RecursionError
+
+    routes = {"deep": Route(TooDeep(), sleeper, Sleep)}  # type: ignore[arg-type]
+    out: list[bytes] = []
+    dispatcher = Dispatcher(routes, out.append)
+    send, receive = anyio.create_memory_object_stream[bytes](10)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(dispatcher.serve, receive)
+        async with send:
+            await send.send(line(1, "deep", {}))
+    (answer,) = [msgspec.json.decode(b) for b in out]
+    assert answer["error"]["code"] == -32602 and "nested too deeply" in answer["error"]["message"]
+
+
+@pytest.mark.anyio
+async def test_notifying_requests_wait_while_the_outgoing_buffer_is_congested() -> None:
+    class Pacer:
+        def __init__(self) -> None:
+            self.congested = True
+            self.waits = 0
+            self.room = anyio.Event()
+
+        async def wait_for_room(self) -> None:
+            self.waits += 1
+            await self.room.wait()
+
+    pacer = Pacer()
+    out: list[bytes] = []
+    dispatcher = Dispatcher({"sleep": route(Sleep, sleeper)}, out.append, pacer=pacer)
+    send, receive = anyio.create_memory_object_stream[bytes](10)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(dispatcher.serve, receive)
+        await send.send(line(1, "sleep"))
+        await anyio.sleep(0.1)
+        assert pacer.waits == 1 and len(out) == 1  # the tick went out; the request waits for room
+        pacer.congested = False
+        pacer.room.set()
+        await send.aclose()
+    assert [msgspec.json.decode(b).get("id") for b in out] == [None, 1]

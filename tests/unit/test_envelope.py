@@ -8,7 +8,7 @@ import pytest
 
 from sidecar.errors import INVALID_REQUEST, PARSE_ERROR
 from sidecar.rpc import envelope
-from sidecar.rpc.envelope import Invalid, Notification, Reply, Request
+from sidecar.rpc.envelope import Batch, Invalid, Notification, Reply, Request
 
 
 @pytest.mark.parametrize("rid", [0, 1, -5, "a", "", "0"])
@@ -27,7 +27,13 @@ def test_notification_has_no_id() -> None:
     [
         (b"{not json", PARSE_ERROR, None),
         (b"", PARSE_ERROR, None),
-        (b"[1,2]", INVALID_REQUEST, None),
+        (b"[]", INVALID_REQUEST, None),
+        (b"1 x", PARSE_ERROR, None),
+        (b"[}", PARSE_ERROR, None),
+        (b'{"jsonrpc":"2.0","i\xffd":5,"method":"info"}', PARSE_ERROR, None),
+        (b'{"jsonrpc":"2.0","id":5,"method":"info","params":{"k":"\xc3"}}', PARSE_ERROR, None),
+        (b'{"jsonrpc":"2.0","id":5,"method":"info","x":"a\x00b"}', PARSE_ERROR, None),
+        (b'{"jsonrpc":"2.0","id":1' + b"0" * 5000 + b',"method":"x"}', INVALID_REQUEST, None),
         (b'"text"', INVALID_REQUEST, None),
         (b'{"jsonrpc":"2.0","id":1.5,"method":"x"}', INVALID_REQUEST, None),
         (b'{"jsonrpc":"2.0","id":null,"method":"x"}', INVALID_REQUEST, None),
@@ -65,3 +71,36 @@ def test_outbound_lines() -> None:
     note = json.loads(envelope.encode_notification("stream/event", {"x": "line\nbreak"}))
     assert note["params"]["x"] == "line\nbreak"
     assert b"\n" not in envelope.encode_notification("m", {"x": "a\nb\rc"})[:-1]
+
+
+def test_a_batch_is_decoded_element_by_element() -> None:
+    line = (
+        b'[{"jsonrpc":"2.0","id":1,"method":"info"},{"jsonrpc":"2.0","method":"note"},'
+        b'5,{"jsonrpc":"2.0","id":"r","result":1},{"jsonrpc":"1.0","id":2,"method":"x"}]'
+    )
+    batch = envelope.decode(line)
+    assert isinstance(batch, Batch)
+    request, note, five, reply, old = batch.items
+    assert isinstance(request, Request) and request.raw == b'{"jsonrpc":"2.0","id":1,"method":"info"}'
+    assert isinstance(note, Notification) and isinstance(reply, Reply)
+    assert isinstance(five, Invalid) and (five.code, five.id) == (INVALID_REQUEST, None)
+    assert isinstance(old, Invalid) and (old.code, old.id) == (INVALID_REQUEST, 2)
+
+
+@pytest.mark.parametrize("where", ["under an unknown key", "in params", "in a batch"])
+def test_a_depth_bomb_is_one_invalid_request_with_its_id(where: str) -> None:
+    bomb = b"[" * 1000 + b"]" * 1000
+    line = {
+        "under an unknown key": b'{"jsonrpc":"2.0","id":1,"method":"info","x":' + bomb + b"}",
+        "in params": b'{"jsonrpc":"2.0","id":1,"method":"info","params":{"a":' + bomb + b"}}",
+        "in a batch": b'[{"jsonrpc":"2.0","id":1,"method":"info","x":' + bomb + b"}]",
+    }[where]
+    msg = envelope.decode(line)
+    assert isinstance(msg, Invalid) and msg.code == INVALID_REQUEST and "nested too deeply" in msg.message
+    assert msg.id == (None if where == "in a batch" else 1)
+
+
+def test_a_depth_bomb_that_is_not_even_json_is_a_parse_error() -> None:
+    for line in (b"[" * 100_000, b'{"id":1,"x":' + b"[" * 5000 + b"}", b"[" * 2000 + b'"' + b"]" * 2000):
+        msg = envelope.decode(line)
+        assert isinstance(msg, Invalid) and (msg.code, msg.id) == (PARSE_ERROR, None)

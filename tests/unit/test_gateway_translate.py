@@ -21,8 +21,8 @@ from sidecar.wire.chat import (
     TextDelta,
     ThinkingDelta,
     ToolCall,
-    ToolCallInput,
     ToolCallDelta,
+    ToolCallInput,
     UsageEvent,
 )
 

@@ -30,7 +30,7 @@ def _msg(**fields: Any) -> Request | Notification | Reply:
 def test_messages_fed_before_the_server_loads_reach_it_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
     received: list[bytes] = []
 
-    async def serve(handlers: Any, inbox: ObjectReceiveStream[Any], write: Any) -> None:
+    async def serve(handlers: Any, inbox: ObjectReceiveStream[Any], write: Any, **_: Any) -> None:
         async with inbox:
             async for msg in inbox:
                 received.append(msg.raw)

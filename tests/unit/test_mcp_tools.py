@@ -155,10 +155,15 @@ def test_bad_arguments_are_an_invalid_request_naming_the_field(arguments: dict[s
     assert error.message.startswith("Invalid arguments: ")
 
 
-def test_arguments_decode_like_params_unknown_fields_ignored_none_is_empty() -> None:
-    params = decode_arguments("list_models", {"provider": "openai", "extra": 1})
-    assert msgspec.to_builtins(params) == {"provider": "openai"}
+def test_arguments_decode_like_params_unknown_fields_refused_none_is_empty() -> None:
+    assert msgspec.to_builtins(decode_arguments("list_models", {"provider": "openai"})) == {
+        "provider": "openai"
+    }
+    error = decode_arguments("validate_key", {"provider": "openai", "key": "sk-bad"})
+    assert isinstance(error, ErrorData) and error.kind == "invalid_request" and error.field == "$.key"
+    assert "did you mean `api_key`?" in error.message
     assert msgspec.to_builtins(decode_arguments("info", None)) == {}
+    assert isinstance(decode_arguments("info", {"x": 1}), ErrorData)
 
 
 def test_field_path_without_a_location_is_the_root() -> None:

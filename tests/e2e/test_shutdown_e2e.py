@@ -1,0 +1,105 @@
+"""stdin EOF with requests that would never end by themselves: a stalled upstream (before the
+headers, after the headers, mid-stream) and an endless stream. Each time the process exits 0 within
+the contract's 2 s, every request in flight is answered -32800 after the grace period, and its
+ledger row is written (the usage hook ran)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidecar.app import EOF_GRACE_S
+from tests.fakes.endless import endless_openai_stream
+from tests.fakes.http import Reply, Stall
+from tests.fakes.openai_compat import FakeOpenAICompat
+from tests.harness import Sidecar
+
+KEY = "sk-test-valid"
+NO_RETRY = "[retry]\nmax_attempts = 1\n"
+
+
+@pytest.fixture
+def openai() -> Iterator[FakeOpenAICompat]:
+    with FakeOpenAICompat("openai") as fake:
+        yield fake
+
+
+def ask(text: str) -> dict[str, Any]:
+    return {"model": "openai:gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+
+
+def ledger_outcomes(home: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(home / "sidecar.db") as conn:
+        return list(conn.execute("SELECT method, outcome FROM ledger ORDER BY id"))
+
+
+def stall_before_headers(fake: FakeOpenAICompat) -> None:
+    fake.enqueue(Reply(status=200, body=b"{}", delay_s=50))
+
+
+def stall_after_headers(fake: FakeOpenAICompat) -> None:
+    fake.enqueue(Reply(status=200, headers={"content-type": "text/event-stream"}, chunks=[Stall(50)]))
+
+
+def stall_mid_stream(fake: FakeOpenAICompat) -> None:
+    fake.edit_stream = lambda events: [*events[:3], Stall(50)]
+
+
+def endless(fake: FakeOpenAICompat) -> None:
+    fake.enqueue(endless_openai_stream(pause_s=0.001, batch=5))
+
+
+CASES: dict[str, tuple[Callable[[FakeOpenAICompat], None], str]] = {
+    "complete, upstream silent before its headers": (stall_before_headers, "complete"),
+    "stream, upstream silent after its headers": (stall_after_headers, "stream"),
+    "stream, upstream stalls mid-stream": (stall_mid_stream, "stream"),
+    "stream that never ends": (endless, "stream"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_eof_cancels_what_never_ends_answers_records_and_exits_within_two_seconds(
+    openai: FakeOpenAICompat, tmp_path: Path, case: str
+) -> None:
+    arrange, method = CASES[case]
+    arrange(openai)
+    with Sidecar(
+        {"OPENAI_BASE_URL": openai.api_base, "OPENAI_API_KEY": KEY}, home=tmp_path, config=NO_RETRY
+    ) as sc:
+        assert sc.result("info")["version"]
+        rid = sc.start(method, ask("never finishes"))
+        openai.wait_for_requests(1)
+        if method == "stream" and case != "stream, upstream silent after its headers":
+            sc.wait_notification("stream/event", where=lambda n: n["params"]["request_id"] == rid)
+        started = time.monotonic()
+        sc.close_stdin()
+        assert sc.wait_exit(5) == 0
+        took = time.monotonic() - started
+        answer = sc.wait(rid, timeout=1)
+        assert sc.bad_lines == []
+    assert took < 2.0, f"exit took {took:.2f}s"
+    assert took >= EOF_GRACE_S * 0.9, "in-flight requests must get the grace period first"
+    assert answer["error"]["code"] == -32800 and answer["error"]["data"]["kind"] == "cancelled"
+    assert ledger_outcomes(tmp_path) == [(method, "cancelled")]
+    assert openai.wait_for_disconnect(timeout=3)
+
+
+def test_a_request_that_finishes_within_the_grace_period_is_answered_normally(
+    openai: FakeOpenAICompat, tmp_path: Path
+) -> None:
+    openai.chunk_delay_s = 0.02  # ~25 pieces: about half a second in all
+    with Sidecar(
+        {"OPENAI_BASE_URL": openai.api_base, "OPENAI_API_KEY": KEY}, home=tmp_path, config=NO_RETRY
+    ) as sc:
+        rid = sc.start("stream", ask("a reasonably short answer that takes a moment " * 2))
+        sc.wait_notification("stream/event", where=lambda n: n["params"]["request_id"] == rid)
+        sc.close_stdin()
+        assert sc.wait_exit(5) == 0
+        answer = sc.wait(rid, timeout=1)
+    assert "result" in answer, answer
+    assert ledger_outcomes(tmp_path) == [("stream", "ok")]
