@@ -157,6 +157,11 @@ class Fuzzer:
             return self.value(rng.choice(members), path, structs, fields)
         if isinstance(t, mi.StrType):
             low, high = t.min_length or 0, t.max_length if t.max_length is not None else 12
+            if t.pattern is not None:
+                # Names with a pattern (endpoints, routers) take letters and digits, which every
+                # such pattern here accepts: the case's one intended fault must be the only one.
+                size = rng.randint(max(1, low), max(1, low, min(high, 12)))
+                return "".join(rng.choice(_NAME_CHARS) for _ in range(size))
             s = self.text(high)[:high]
             return s + "a" * max(0, low - len(s))
         if isinstance(t, mi.BoolType):
@@ -179,7 +184,8 @@ class Fuzzer:
             )
             return [self.value(t.item_type, f"{path}[{i}]", structs, fields) for i in range(count)]
         if isinstance(t, mi.DictType):
-            return {self.text(6): self.json_value(1) for _ in range(rng.randint(0, 2))}
+            # Values of the declared type (a header is a string); faults are placed elsewhere.
+            return {self.text(6): self.value(t.value_type, path, [], []) for _ in range(rng.randint(0, 2))}
         return self.json_value(1)
 
     def params(self, method: str) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], list[Any]]:
@@ -345,6 +351,9 @@ class Fuzzer:
         if r < 0.9:
             return self.raw()
         return self.batch()
+
+
+_NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 def _plain(t: mi.Type) -> bool:
