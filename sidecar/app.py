@@ -1,19 +1,16 @@
-"""The one place that picks concrete I/O and wires the layers together, and runs the server.
+"""The one place that picks concrete implementations and wires the layers together.
 
-`build_services` makes every service from a config and a key store (tests build it too);
-`serve` connects them to stdin/stdout through the dispatcher and runs until EOF or SIGTERM.
+`build_services` makes every service from a config and a key store (tests build it too). Each
+service is a `GROUPS` row (which methods it serves) and a `Services` property that builds it on
+first use, so start-up pays only for what the first answer needs: httpx2, structlog, keyring and
+the MCP SDK are imported when first used. `sidecar.process` runs the services on stdin/stdout.
 
-Start-up is kept to what the first answer needs: httpx2, structlog, keyring and the MCP SDK are
-imported when first used; the HTTP client is built in the background right after the first
-answer has gone out.
+Must not know: stdin/stdout, framing, the MCP SDK, HTTP routes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import sys
 from collections.abc import Callable, Coroutine, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -24,12 +21,7 @@ import anyio
 from sidecar import __version__, logs, redact
 from sidecar.config import Config, state_dir, with_runtime
 from sidecar.errors import SidecarError
-from sidecar.rpc import envelope, stdio
-from sidecar.rpc.dispatcher import Dispatcher, Pacer, Route, route
-from sidecar.rpc.envelope import Notification, Reply, Request
-from sidecar.rpc.framing import DEFAULT_MAX_LINE, Framing, Piece
 from sidecar.services.context import CallContext, Handler
-from sidecar.wire.methods import METHODS
 
 if TYPE_CHECKING:
     from sidecar.gateway.service import GatewayService
@@ -60,14 +52,6 @@ if TYPE_CHECKING:
     from sidecar.services.usage import UsageService
     from sidecar.wire.chat import CompleteParams
 
-# stdin EOF: in-flight requests get EOF_GRACE_S to finish, then are cancelled and get SETTLE_S to
-# answer -32800 and be recorded; closing services and flushing stdout get their own bounds. The
-# sum stays under the contract's 2 s.
-EOF_GRACE_S: Final = 1.0
-SETTLE_S: Final = 0.2
-CLOSE_S: Final = 0.25
-FLUSH_S: Final = 0.15
-WARM_DELAY_S: Final = 0.02
 _log = logs.get_logger("app")
 
 
@@ -542,158 +526,3 @@ def build_services(
     config_path: Path | None = None,
 ) -> Services:
     return Services(config, store=store, env=env, config_path=config_path)
-
-
-def routes_for(handlers: Mapping[str, Handler]) -> dict[str, Route]:
-    """Dispatcher routes for every method of the table that has a handler."""
-    return {name: route(spec.params, handlers[name]) for name, spec in METHODS.items() if name in handlers}
-
-
-class _McpGate:
-    """Hands MCP traffic to the MCP face, created on the first MCP request (it loads the SDK off the loop)."""
-
-    def __init__(
-        self,
-        services: Services,
-        write: Callable[[bytes], None],
-        tg: anyio.abc.TaskGroup,
-        pacer: Pacer | None = None,
-    ) -> None:
-        self._services = services
-        self._write = write
-        self._tg = tg
-        self._pacer = pacer
-        self._bridge: Any = None
-
-    def claims(self, method: str) -> bool:
-        """Whether `method` belongs to the MCP face (the dispatcher refuses those in batches)."""
-        return _looks_like_mcp_method(method)
-
-    def __call__(self, msg: Request | Notification | Reply) -> bool:
-        if isinstance(msg, Request | Notification) and not _looks_like_mcp_method(msg.method):
-            return False  # a host's unknown method stays a plain -32601, whatever MCP is doing
-        if self._bridge is None:
-            if not isinstance(msg, Request):
-                # Only an MCP client's first request opens its connection; a host's late
-                # `notifications/cancelled` (for a request already answered) must not load the SDK.
-                return False
-            try:
-                from sidecar.mcp.bridge import McpBridge
-            except ImportError:
-                return False
-            self._bridge = McpBridge(self._services, self._write, self._pacer)
-            self._tg.start_soon(self._bridge.run)
-        return bool(self._bridge.feed(msg))
-
-    async def aclose(self, wait_s: float) -> None:
-        if self._bridge is not None:
-            await self._bridge.aclose(wait_s)
-
-
-_MCP_PREFIXES: Final = (
-    "notifications/",
-    "tools/",
-    "resources/",
-    "prompts/",
-    "completion/",
-    "logging/",
-    "tasks/",
-)
-_MCP_METHODS: Final = frozenset({"initialize", "ping", "server/discover", "subscriptions/listen"})
-
-
-def _looks_like_mcp_method(method: str) -> bool:
-    return method in _MCP_METHODS or method.startswith(_MCP_PREFIXES)
-
-
-async def serve(
-    services: Services,
-    *,
-    stdin_fd: int,
-    stdout_fd: int,
-    max_line: int = DEFAULT_MAX_LINE,
-) -> None:
-    """Serve until stdin ends or SIGTERM/SIGINT arrives; in-flight requests finish or are cancelled."""
-    stopping = anyio.Event()
-    writer = stdio.StdoutWriter(stdout_fd, on_broken_pipe=lambda: None)
-    write = writer.write
-
-    def warm_soon() -> None:
-        tg.start_soon(warm)
-
-    async def warm() -> None:
-        # Import the HTTP stack off the critical path, once the host has its first answer; the
-        # short wait lets the writer thread deliver that answer before the import holds the GIL.
-        await anyio.sleep(WARM_DELAY_S)
-        await anyio.to_thread.run_sync(services.http.warm)
-
-    def set_framing(framing: Framing) -> None:
-        writer.framing = framing
-
-    dispatcher = Dispatcher(routes_for(services.handlers), write, on_first_answer=warm_soon, pacer=writer)
-    services.broadcaster = lambda method, params: write(envelope.encode_notification(method, params))
-    send, receive = anyio.create_memory_object_stream[Piece](64)
-    try:
-        async with anyio.create_task_group() as tg:
-            gate = _McpGate(services, write, tg, writer)
-            dispatcher.fallback = gate
-            stdio.start_stdin_reader(stdin_fd, send, max_line, on_framing=set_framing)
-
-            async def watch_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for signum in signals:
-                        _log.info("signal received, shutting down", signal=signal.Signals(signum).name)
-                        dispatcher.cancel_all()
-                        stopping.set()
-                        return
-
-            async def run_dispatcher() -> None:
-                # At EOF, `serve` gives in-flight requests EOF_GRACE_S, then cancels them.
-                async with receive:
-                    await dispatcher.serve(_Relay(receive, stopping), grace_s=EOF_GRACE_S, settle_s=SETTLE_S)
-                stopping.set()
-
-            tg.start_soon(watch_signals)
-            tg.start_soon(run_dispatcher)
-            await services.start_background(tg)
-            if services.config.gateway.enabled:
-                tg.start_soon(services.start_gateway)
-            await stopping.wait()
-            await dispatcher.drain(0, SETTLE_S)  # after a signal: the cancelled requests' answers
-            await gate.aclose(SETTLE_S)
-            with anyio.move_on_after(SETTLE_S):
-                await services.stop_gateway()
-            tg.cancel_scope.cancel()
-    finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_S):
-            await services.aclose()
-        writer.close(timeout=FLUSH_S)
-
-
-class _Relay:
-    """An async iterator over `receive` that stops once `stopping` is set."""
-
-    def __init__(self, receive: anyio.abc.ObjectReceiveStream[Piece], stopping: anyio.Event) -> None:
-        self._receive = receive
-        self._stopping = stopping
-
-    def __aiter__(self) -> _Relay:
-        return self
-
-    async def __anext__(self) -> Piece:
-        if self._stopping.is_set():
-            raise StopAsyncIteration
-        try:
-            return await self._receive.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
-
-def run(services: Services, *, max_line: int = DEFAULT_MAX_LINE) -> int:
-    proto_out = stdio.protect_stdout()
-    _log.debug("serving", version=__version__, pid=os.getpid())
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(
-            lambda: serve(services, stdin_fd=sys.stdin.fileno(), stdout_fd=proto_out, max_line=max_line)
-        )
-    return 0

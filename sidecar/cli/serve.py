@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"llm-sidecar: configuration error: {exc}\n")
         return 2
-    from sidecar.app import build_services, run
+    from sidecar.app import build_services
+    from sidecar.process import run
 
     return run(build_services(config, config_path=config_path), max_line=args.max_line_bytes)
 

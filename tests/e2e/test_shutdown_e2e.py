@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.app import EOF_GRACE_S
+from sidecar.process import EOF_GRACE_S
 from tests.fakes.endless import endless_openai_stream
 from tests.fakes.http import Reply, Stall
 from tests.fakes.openai_compat import FakeOpenAICompat
