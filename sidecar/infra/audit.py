@@ -19,7 +19,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, get_args
 
 from sidecar import logs
 from sidecar.infra.db import Database
@@ -58,23 +58,7 @@ Event = Literal[
     "config_reloaded",
     "budget_set",
 ]
-EVENTS: Final = (
-    "key_set",
-    "key_deleted",
-    "key_validated",
-    "oauth_completed",
-    "oauth_failed",
-    "client_key_created",
-    "client_key_updated",
-    "client_key_rotated",
-    "client_key_deleted",
-    "provider_enabled",
-    "provider_disabled",
-    "endpoint_set",
-    "endpoint_deleted",
-    "config_reloaded",
-    "budget_set",
-)
+EVENTS: Final = get_args(Event)
 _MAX_DETAIL: Final = 300
 
 _log = logs.get_logger("audit")
