@@ -142,8 +142,11 @@ def test_cancelling_a_request_queued_behind_a_client_side_limit(openai: FakeOpen
 
 
 def test_a_stalled_stream_ends_as_timeout_within_its_idle_limit(openai: FakeOpenAICompat) -> None:
-    openai.edit_stream = lambda events: [*events[:3], Stall()]
     with spawn(openai) as sc:
+        # A first, healthy stream: the bound below is the idle limit's, not the first request's
+        # one-off costs (importing the HTTP stack, the first connection).
+        assert "result" in sc.call("stream", {"model": "openai:gpt-4o-mini", "messages": ASK})
+        openai.edit_stream = lambda events: [*events[:3], Stall()]
         t0 = time.monotonic()
         rid = sc.start("stream", {"model": "openai:gpt-4o-mini", "messages": ASK, "timeout_s": 0.5})
         answer = sc.wait(rid, timeout=5)
@@ -153,7 +156,7 @@ def test_a_stalled_stream_ends_as_timeout_within_its_idle_limit(openai: FakeOpen
         assert answer["error"]["data"]["provider"] == "openai"
         assert elapsed < 1.5
         assert openai.wait_for_disconnect(timeout=2)  # the abandoned connection was closed
-    assert len(openai.requests) == 1  # text had reached the host: not retried
+    assert len(openai.requests) == 2  # text had reached the host: not retried
 
 
 def _circuit(sc: Sidecar) -> tuple[str, dict[str, Any]]:
