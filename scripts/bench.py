@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.bench_gateway import bench_gateway  # noqa: E402
 from scripts.bench_ledger import bench_ledger  # noqa: E402
+from scripts.bench_pipe import bench_pipe  # noqa: E402
 from scripts.bench_team import bench_team  # noqa: E402
 from sidecar.wire.chat import CompleteParams  # noqa: E402
 from tests.fakes.behaviour import Conversation, Plan  # noqa: E402
@@ -445,6 +446,7 @@ def main() -> int:
                     f"{frozen / installed:.2f}x, +{frozen - installed:.1f} ms",
                 )
             )
+        rows += bench_pipe(args.quick, env)
         pipe = Pipe(env)
         pipe.wait(pipe.send(0, "info") and 0)
         time.sleep(0.3)
