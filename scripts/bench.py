@@ -189,6 +189,69 @@ def bench_complete(pipe: Pipe, fake: FakeOpenAICompat, runs: int) -> tuple[list[
     return sidecar, anyio.run(floor_run)
 
 
+def bench_concurrent(
+    pipe: Pipe, fake: FakeOpenAICompat, n: int, window: int = 32
+) -> tuple[float, int, float, int]:
+    """`complete` with `window` requests in flight, once warm: (sidecar req/s, new TCP connections
+    the fake accepted meanwhile, floor req/s, floor's new connections). The floor is one httpx2
+    client with a pool as large as the window, calling the fake directly."""
+    params = {
+        "model": "openai:gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 16,
+    }
+
+    def flood(prefix: str, count: int) -> float:
+        started = time.perf_counter()
+        for i in range(min(window, count)):
+            pipe.send(f"{prefix}{i}", "complete", params)
+        for i in range(count):
+            _, msg = pipe.wait(f"{prefix}{i}")
+            assert "result" in msg, msg
+            if i + window < count:
+                pipe.send(f"{prefix}{i + window}", "complete", params)
+        return count / (time.perf_counter() - started)
+
+    flood("warm", window * 4)
+    before = fake.connections_accepted
+    rate = flood("conc", n)
+    opened = fake.connections_accepted - before
+
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_completion_tokens": 16,
+    }
+
+    async def floor_run() -> tuple[float, int]:
+        limits = httpx2.Limits(max_connections=window, max_keepalive_connections=window)
+        async with httpx2.AsyncClient(limits=limits) as client:
+
+            async def worker(count: int) -> None:
+                for _ in range(count):
+                    r = await client.post(
+                        fake.api_base + "/chat/completions",
+                        json=body,
+                        headers={"authorization": f"Bearer {KEY}"},
+                    )
+                    r.json()
+
+            async def run(count: int) -> float:
+                started = time.perf_counter()
+                async with anyio.create_task_group() as tg:
+                    for w in range(window):
+                        tg.start_soon(worker, count // window + (w < count % window))
+                return count / (time.perf_counter() - started)
+
+            await run(window * 4)
+            before = fake.connections_accepted
+            floor = await run(n)
+            return floor, fake.connections_accepted - before
+
+    floor, floor_opened = anyio.run(floor_run)
+    return rate, opened, floor, floor_opened
+
+
 def stream_body(pieces: int) -> bytes:
     """A recorded-shape OpenAI stream of `pieces` text deltas, pre-rendered so the fake upstream
     sends it as fast as the socket allows and the relay, not the fake, is what is measured."""
@@ -462,6 +525,23 @@ def main() -> int:
                     f"{s / f:.2f}x, +{s - f:.2f} ms",
                 )
             )
+        conc, opened, conc_floor, floor_opened = bench_concurrent(pipe, fake, 500 if args.quick else 2_000)
+        rows.append(
+            (
+                "complete throughput, 32 in flight",
+                f"{conc:,.0f} req/s",
+                f"{conc_floor:,.0f} req/s (httpx2 direct)",
+                f"{conc / conc_floor:.2f}x",
+            )
+        )
+        rows.append(
+            (
+                "new TCP connections once warm, 32 in flight",
+                f"{opened}",
+                f"{floor_opened} (httpx2, pool of 32)",
+                "-",
+            )
+        )
         _, rate, _, floor_rate = bench_stream(pipe, fake, pieces)
         first, floor_first = bench_first_event(pipe, fake, 10 if args.quick else 50)
         rows.append(
