@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench_gateway import bench_gateway  # noqa: E402
+from scripts.bench_http import bench_http  # noqa: E402
 from scripts.bench_ledger import bench_ledger  # noqa: E402
 from scripts.bench_pipe import bench_pipe  # noqa: E402
 from scripts.bench_team import bench_team  # noqa: E402
@@ -566,6 +567,7 @@ def main() -> int:
         )
         pipe.close()
         rows += bench_formats(home, 1_000 if args.quick else 5_000)
+    rows += bench_http(args.quick)
     rows += bench_ledger(args.quick)
     rows += bench_team(args.quick)
     rows += bench_gateway(args.quick)
