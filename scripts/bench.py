@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from scripts.bench_gateway import bench_gateway  # noqa: E402
 from scripts.bench_http import bench_http  # noqa: E402
 from scripts.bench_ledger import bench_ledger  # noqa: E402
+from scripts.bench_mcp import bench_mcp  # noqa: E402
 from scripts.bench_pipe import bench_pipe  # noqa: E402
 from scripts.bench_team import bench_team  # noqa: E402
 from sidecar.wire.chat import CompleteParams  # noqa: E402
@@ -567,6 +568,7 @@ def main() -> int:
         )
         pipe.close()
         rows += bench_formats(home, 1_000 if args.quick else 5_000)
+    rows += bench_mcp(args.quick)
     rows += bench_http(args.quick)
     rows += bench_ledger(args.quick)
     rows += bench_team(args.quick)
