@@ -30,7 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench_gateway import bench_gateway  # noqa: E402
+from scripts.bench_http import bench_http  # noqa: E402
 from scripts.bench_ledger import bench_ledger  # noqa: E402
+from scripts.bench_mcp import bench_mcp  # noqa: E402
+from scripts.bench_pipe import bench_pipe  # noqa: E402
 from scripts.bench_team import bench_team  # noqa: E402
 from sidecar.wire.chat import CompleteParams  # noqa: E402
 from tests.fakes.behaviour import Conversation, Plan  # noqa: E402
@@ -186,6 +189,105 @@ def bench_complete(pipe: Pipe, fake: FakeOpenAICompat, runs: int) -> tuple[list[
         return out
 
     return sidecar, anyio.run(floor_run)
+
+
+def streamed_floor(fake: FakeOpenAICompat, runs: int) -> list[float]:
+    """The same answer fetched as the sidecar fetches it for `complete` (streamed from the upstream,
+    see services/chat.py), with httpx2 directly: SSE decoded, every chunk's JSON parsed."""
+    from sidecar.providers.decoders import SSEDecoder
+
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_completion_tokens": 16,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+    async def run() -> list[float]:
+        out = []
+        async with httpx2.AsyncClient() as client:
+            for i in range(runs + 20):
+                t = time.perf_counter()
+                decoder = SSEDecoder()
+                async with client.stream(
+                    "POST",
+                    fake.api_base + "/chat/completions",
+                    json=body,
+                    headers={"authorization": f"Bearer {KEY}"},
+                ) as r:
+                    async for chunk in r.aiter_bytes():
+                        for ev in decoder.feed(chunk):
+                            if ev.data != "[DONE]":
+                                msgspec.json.decode(ev.data)
+                if i >= 20:
+                    out.append((time.perf_counter() - t) * 1000)
+        return out
+
+    return anyio.run(run)
+
+
+def bench_concurrent(
+    pipe: Pipe, fake: FakeOpenAICompat, n: int, window: int = 32
+) -> tuple[float, int, float, int]:
+    """`complete` with `window` requests in flight, once warm: (sidecar req/s, new TCP connections
+    the fake accepted meanwhile, floor req/s, floor's new connections). The floor is one httpx2
+    client with a pool as large as the window, calling the fake directly."""
+    params = {
+        "model": "openai:gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 16,
+    }
+
+    def flood(prefix: str, count: int) -> float:
+        started = time.perf_counter()
+        for i in range(min(window, count)):
+            pipe.send(f"{prefix}{i}", "complete", params)
+        for i in range(count):
+            _, msg = pipe.wait(f"{prefix}{i}")
+            assert "result" in msg, msg
+            if i + window < count:
+                pipe.send(f"{prefix}{i + window}", "complete", params)
+        return count / (time.perf_counter() - started)
+
+    flood("warm", window * 4)
+    before = fake.connections_accepted
+    rate = flood("conc", n)
+    opened = fake.connections_accepted - before
+
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_completion_tokens": 16,
+    }
+
+    async def floor_run() -> tuple[float, int]:
+        limits = httpx2.Limits(max_connections=window, max_keepalive_connections=window)
+        async with httpx2.AsyncClient(limits=limits) as client:
+
+            async def worker(count: int) -> None:
+                for _ in range(count):
+                    r = await client.post(
+                        fake.api_base + "/chat/completions",
+                        json=body,
+                        headers={"authorization": f"Bearer {KEY}"},
+                    )
+                    r.json()
+
+            async def run(count: int) -> float:
+                started = time.perf_counter()
+                async with anyio.create_task_group() as tg:
+                    for w in range(window):
+                        tg.start_soon(worker, count // window + (w < count % window))
+                return count / (time.perf_counter() - started)
+
+            await run(window * 4)
+            before = fake.connections_accepted
+            floor = await run(n)
+            return floor, fake.connections_accepted - before
+
+    floor, floor_opened = anyio.run(floor_run)
+    return rate, opened, floor, floor_opened
 
 
 def stream_body(pieces: int) -> bytes:
@@ -445,6 +547,7 @@ def main() -> int:
                     f"{frozen / installed:.2f}x, +{frozen - installed:.1f} ms",
                 )
             )
+        rows += bench_pipe(args.quick, env)
         pipe = Pipe(env)
         pipe.wait(pipe.send(0, "info") and 0)
         time.sleep(0.3)
@@ -460,7 +563,42 @@ def main() -> int:
                     f"{s / f:.2f}x, +{s - f:.2f} ms",
                 )
             )
-        _, rate, _, floor_rate = bench_stream(pipe, fake, pieces)
+        streamed = pct(streamed_floor(fake, complete_runs), 0.5)
+        s50 = pct(side, 0.5)
+        rows.append(
+            (
+                "complete latency p50, floor streamed like the sidecar",
+                f"{s50:.2f} ms",
+                f"{streamed:.2f} ms (httpx2 stream + SSE)",
+                f"{s50 / streamed:.2f}x, +{s50 - streamed:.2f} ms",
+            )
+        )
+        conc, opened, conc_floor, floor_opened = bench_concurrent(pipe, fake, 500 if args.quick else 2_000)
+        rows.append(
+            (
+                "complete throughput, 32 in flight",
+                f"{conc:,.0f} req/s",
+                f"{conc_floor:,.0f} req/s (httpx2 direct)",
+                f"{conc / conc_floor:.2f}x",
+            )
+        )
+        rows.append(
+            (
+                "new TCP connections once warm, 32 in flight",
+                f"{opened}",
+                f"{floor_opened} (httpx2, pool of 32)",
+                "-",
+            )
+        )
+        long_first, rate, long_floor_first, floor_rate = bench_stream(pipe, fake, pieces)
+        rows.append(
+            (
+                f"first event of a {pieces:,}-event stream",
+                f"{long_first:.2f} ms",
+                f"{long_floor_first:.2f} ms (httpx2 direct)",
+                f"{long_first / long_floor_first:.2f}x",
+            )
+        )
         first, floor_first = bench_first_event(pipe, fake, 10 if args.quick else 50)
         rows.append(
             (
@@ -484,6 +622,8 @@ def main() -> int:
         )
         pipe.close()
         rows += bench_formats(home, 1_000 if args.quick else 5_000)
+    rows += bench_mcp(args.quick)
+    rows += bench_http(args.quick)
     rows += bench_ledger(args.quick)
     rows += bench_team(args.quick)
     rows += bench_gateway(args.quick)

@@ -101,14 +101,16 @@ class Http(Wire, forbid_unknown_fields=True):
     """The upstream connections and how much of an answer the sidecar will hold.
 
     Every provider has a pool of its own (`max_connections` open at once, `max_keepalive` of them
-    kept idle); a request that finds its provider's pool full waits for a free connection at most
-    `pool_wait_s`, then fails as `overloaded` (the sidecar is the bottleneck, not the provider: no
-    breaker failure, no retry). `max_body_mb` caps what is held at once (a whole non-streamed body,
-    one SSE event or NDJSON line); `max_answer_chars` caps the text, thinking and tool arguments of
-    one answer. Past either, the request fails as `provider_error` and is not retried."""
+    kept idle, by default all of them); a request that finds its provider's pool full waits for a
+    free connection at most `pool_wait_s`, then fails as `overloaded` (the sidecar is the
+    bottleneck, not the provider: no breaker failure, no retry). `max_body_mb` caps what is held at
+    once (a whole non-streamed body, one SSE event or NDJSON line); `max_answer_chars` caps the
+    text, thinking and tool arguments of one answer. Past either, the request fails as
+    `provider_error` and is not retried."""
 
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 100
-    max_keepalive: Annotated[int, msgspec.Meta(ge=0)] = 20
+    # None: as many as `max_connections`, so a warm pool never reconnects (a TLS handshake each).
+    max_keepalive: Annotated[int, msgspec.Meta(ge=0)] | None = None
     pool_wait_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     max_body_mb: Annotated[float, msgspec.Meta(gt=0)] = 64.0
     max_answer_chars: Annotated[int, msgspec.Meta(ge=1)] = 8_000_000

@@ -127,12 +127,11 @@ async def serve(
 
     dispatcher = Dispatcher(routes_for(services.handlers), write, on_first_answer=warm_soon, pacer=writer)
     services.broadcaster = lambda method, params: write(envelope.encode_notification(method, params))
-    send, receive = anyio.create_memory_object_stream[Piece](64)
+    reader = stdio.StdinReader(stdin_fd, max_line, on_framing=set_framing)
     try:
         async with anyio.create_task_group() as tg:
             gate = _McpGate(services, write, tg, writer)
             dispatcher.fallback = gate
-            stdio.start_stdin_reader(stdin_fd, send, max_line, on_framing=set_framing)
 
             async def watch_signals() -> None:
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -144,8 +143,7 @@ async def serve(
 
             async def run_dispatcher() -> None:
                 # At EOF, `serve` gives in-flight requests EOF_GRACE_S, then cancels them.
-                async with receive:
-                    await dispatcher.serve(_Relay(receive, stopping), grace_s=EOF_GRACE_S, settle_s=SETTLE_S)
+                await dispatcher.serve(_Relay(reader, stopping), grace_s=EOF_GRACE_S, settle_s=SETTLE_S)
                 stopping.set()
 
             tg.start_soon(watch_signals)
@@ -166,11 +164,13 @@ async def serve(
 
 
 class _Relay:
-    """An async iterator over `receive` that stops once `stopping` is set."""
+    """An async iterator over the messages of `reader`'s batches that stops once `stopping` is set."""
 
-    def __init__(self, receive: anyio.abc.ObjectReceiveStream[Piece], stopping: anyio.Event) -> None:
-        self._receive = receive
+    def __init__(self, reader: stdio.StdinReader, stopping: anyio.Event) -> None:
+        self._reader = reader
         self._stopping = stopping
+        self._batch: list[Piece] = []
+        self._next = 0
 
     def __aiter__(self) -> _Relay:
         return self
@@ -178,10 +178,13 @@ class _Relay:
     async def __anext__(self) -> Piece:
         if self._stopping.is_set():
             raise StopAsyncIteration
-        try:
-            return await self._receive.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
+        if self._next == len(self._batch):
+            batch = await self._reader.next_batch()
+            if batch is None:
+                raise StopAsyncIteration
+            self._batch, self._next = batch, 0
+        self._next += 1
+        return self._batch[self._next - 1]
 
 
 def run(services: Services, *, max_line: int = DEFAULT_MAX_LINE) -> int:

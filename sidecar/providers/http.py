@@ -66,7 +66,7 @@ class Timeouts:
 @dataclass(frozen=True, slots=True)
 class PoolSettings:
     max_connections: int = 100
-    max_keepalive: int = 20
+    max_keepalive: int | None = None  # None: the pool's size (no reconnects once warm)
     pool_wait_s: float = 30.0
     per_provider: Mapping[str, int] | None = None  # max_connections overrides by provider id
 
@@ -115,7 +115,9 @@ class HttpClient:
                 headers={"user-agent": self._user_agent},
                 limits=httpx2.Limits(
                     max_connections=size,
-                    max_keepalive_connections=min(size, self.pools.max_keepalive),
+                    max_keepalive_connections=(
+                        size if self.pools.max_keepalive is None else min(size, self.pools.max_keepalive)
+                    ),
                     keepalive_expiry=60,
                 ),
                 verify=self._ssl,

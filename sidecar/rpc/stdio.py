@@ -1,17 +1,25 @@
-"""The process's two protocol pipes: one thread reads stdin, one thread owns stdout.
+"""The process's two protocol pipes: stdin read by the event loop, stdout written by it.
 
-Both use plain `os.read`/`os.write` on file descriptors, so stdin and stdout may be pipes, ttys or
-regular files (`llm-sidecar < requests.jsonl`), and a reader blocked at shutdown holds no Python
-I/O lock. The writer drains everything queued into one `write` call, so a burst of stream events
-costs one syscall, and the event loop never blocks on a slow host.
+Both use plain `os.read`/`os.write` on file descriptors, so stdin and stdout may be pipes, sockets,
+ttys or regular files (`llm-sidecar < requests.jsonl`), and nothing holds a Python I/O lock.
 
-The reader detects the connection's framing from its first bytes (lines, or LSP `Content-Length`
-headers) and tells the writer, which frames every outgoing message the same way.
+Reading: where the loop can poll stdin (a pipe or a socket on POSIX), the loop itself waits for it
+to be readable and reads it: one read, then every whole message in it, handed over as one batch
+with no thread in between. Where it cannot (regular files, ttys, /dev/null, Windows), one daemon
+thread reads, and hands each read's messages to the loop in one call. The reader detects the
+connection's framing from its first bytes (lines, or LSP `Content-Length` headers) and tells the
+writer, which frames every outgoing message the same way.
 
-The writer counts the bytes queued and not yet written. Past `high_water` it is `congested`, and
-`wait_for_room` (awaited by requests after each notification) returns once the queue is below
-`low_water` again: a host that stops reading holds a few MiB here, not an ever-growing heap.
-`write` itself never blocks and never drops, so answers always get through.
+Writing: messages written on the loop are gathered until the loop's next turn and written with one
+`write` call straight from the loop while the pipe has room (`poll` says writable; pieces of at most
+PIPE_BUF bytes, which a blocking pipe accepts without waiting). What does not fit, and whatever is
+written while something is still queued, goes to one writer thread that blocks on the pipe in the
+loop's place, so the loop never waits for a slow host and order is kept.
+
+The writer counts the bytes queued for the thread and not yet written. Past `high_water` it is
+`congested`, and `wait_for_room` (awaited by requests after each notification) returns once the
+queue is below `low_water` again: a host that stops reading holds a few MiB here, not an ever-
+growing heap. `write` itself never blocks and never drops, so answers always get through.
 
 `protect_stdout()` moves the protocol to a private descriptor and points fd 1 at stderr, so a
 `print()` in a dependency or a child process can never corrupt the protocol stream.
@@ -21,9 +29,12 @@ Must not know: JSON-RPC, methods, anything above framing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import queue
+import select
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -36,11 +47,17 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from sidecar.rpc.framing import Detector, Framing, Piece, frame
 
-_READ_CHUNK: Final = 256 * 1024
+# 64 KiB, a pipe's capacity: a larger read buffer is mmap'ed and unmapped on every read.
+_READ_CHUNK: Final = 64 * 1024
 _STOP: Final = object()
 HIGH_WATER: Final = 4 * 1024 * 1024
 LOW_WATER: Final = 1024 * 1024
 _ROOM_POLL_S: Final = 0.005
+# A write of at most PIPE_BUF bytes to a pipe that polls writable does not block (POSIX, Linux).
+_DIRECT_PIECE: Final = getattr(select, "PIPE_BUF", 512)
+# A burst larger than this goes to the writer thread whole: one big blocking write there is cheaper
+# than many small ones here.
+_DIRECT_MAX: Final = 256 * 1024
 
 
 def protect_stdout() -> int:
@@ -52,8 +69,22 @@ def protect_stdout() -> int:
     return proto_fd
 
 
+def _loop_can_poll(fd: int) -> bool:
+    """Whether the event loop can wait on `fd`: a pipe or a socket, on POSIX."""
+    if os.name != "posix":
+        return False
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
 class StdoutWriter:
-    """The only writer of protocol bytes. `write` is thread-safe and never blocks."""
+    """The only writer of protocol bytes. `write` is thread-safe and never blocks.
+
+    Created on a running asyncio loop, it writes from that loop when it can (see the module
+    docstring); created elsewhere, every write goes through its thread."""
 
     def __init__(
         self,
@@ -70,10 +101,21 @@ class StdoutWriter:
         self._high = high_water
         self._low = low_water
         self._lock = threading.Lock()
-        self._backlog = 0  # bytes queued and not yet written
+        self._backlog = 0  # bytes queued for the thread and not yet written
         self.congested = False
         # Set once by the stdin reader, before the first message is dispatched.
         self.framing: Framing | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = -1
+        self._poll: select.poll | None = None
+        self._pending: list[bytes] = []  # written on the loop this turn, not yet sent
+        self._turn_used = False  # this loop turn has written; `_flush` is scheduled
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
+            if hasattr(select, "poll"):
+                self._poll = select.poll()
+                self._poll.register(fd, select.POLLOUT)
         self._thread = threading.Thread(target=self._run, name="sidecar-stdout", daemon=True)
         self._thread.start()
 
@@ -84,11 +126,23 @@ class StdoutWriter:
     def write(self, data: bytes) -> None:
         if self._broken:
             return
-        with self._lock:
-            self._backlog += len(data)
-            if self._backlog > self._high:
-                self.congested = True
-        self._queue.put(data)
+        if threading.get_ident() == self._loop_thread:
+            if self._turn_used:  # later writes of this turn go out together, at its end
+                self._pending.append(data)
+                return
+            # The first write of a turn goes out at once: an answer or a first event waits for
+            # nothing else the loop is doing.
+            self._turn_used = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+            self._send([data])
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            # Keep order with what the loop has gathered: let the loop write it.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self.write, data)
+                return
+        self._enqueue(self._framed([data]))
 
     async def wait_for_room(self) -> None:
         """Wait until the queue is back under the low-water mark (or the host is gone)."""
@@ -98,9 +152,50 @@ class StdoutWriter:
             await anyio.sleep(_ROOM_POLL_S)
 
     def close(self, timeout: float = 1.0) -> None:
-        """Flush what is queued, then stop the thread."""
+        """Flush what is gathered and queued, then stop the thread."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._enqueue(self._framed(pending))
+        self._loop_thread = -1  # from now on every write goes through the thread
+        self._loop = None
         self._queue.put(_STOP)
         self._thread.join(timeout)
+
+    def _framed(self, batch: list[bytes]) -> bytes:
+        framing = self.framing
+        return b"".join(batch) if framing != "lsp" else b"".join(frame(m, framing) for m in batch)
+
+    def _flush(self) -> None:
+        """On the loop, once per turn that wrote: send what the turn gathered."""
+        self._turn_used = False
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._send(batch)
+
+    def _send(self, batch: list[bytes]) -> None:
+        """On the loop: write `batch` straight away while the pipe has room; queue the rest."""
+        if self._broken:
+            return
+        data = self._framed(batch)
+        if self._backlog == 0 and self._poll is not None and len(data) <= _DIRECT_MAX:
+            view = memoryview(data)
+            try:
+                while view and self._poll.poll(0):
+                    view = view[os.write(self._fd, view[:_DIRECT_PIECE]) :]
+            except OSError:
+                self._gone()
+                return
+            if not view:
+                return
+            data = bytes(view)
+        self._enqueue(data)
+
+    def _enqueue(self, data: bytes) -> None:
+        with self._lock:
+            self._backlog += len(data)
+            if self._backlog > self._high:
+                self.congested = True
+        self._queue.put(data)
 
     def _run(self) -> None:
         while True:
@@ -119,13 +214,11 @@ class StdoutWriter:
                         break
                     batch.append(more)  # type: ignore[arg-type]
             if batch:
-                size = sum(map(len, batch))
-                framing = self.framing
-                data = b"".join(batch) if framing != "lsp" else b"".join(frame(m, framing) for m in batch)
+                data = b"".join(batch)
                 if not self._write_all(data):
                     return
                 with self._lock:
-                    self._backlog -= size
+                    self._backlog -= len(data)
                     if self._backlog <= self._low:
                         self.congested = False
             if stop:
@@ -138,50 +231,96 @@ class StdoutWriter:
                 written = os.write(self._fd, view)
                 view = view[written:]
         except OSError:  # the host closed its end: nothing more can be delivered
-            self._broken = True
-            self.congested = False
-            if self._on_broken is not None:
-                self._on_broken()
+            self._gone()
             return False
         return True
 
+    def _gone(self) -> None:
+        self._broken = True
+        self.congested = False
+        if self._on_broken is not None:
+            self._on_broken()
 
-def start_stdin_reader(
-    fd: int,
-    send: MemoryObjectSendStream[Piece],
-    max_line: int,
-    on_framing: Callable[[Framing], None] | None = None,
-) -> threading.Thread:
-    """Read `fd` in a daemon thread, pushing whole messages into `send`; close `send` at EOF.
 
-    `on_framing` is told the connection's framing once it is known, before the first message
-    is pushed (the writer frames its answers the same way)."""
-    token = anyio.lowlevel.current_token()
+class StdinReader:
+    """Whole messages from `fd`, one batch per read; `None` once the input has ended.
 
-    def run() -> None:
-        splitter = Detector(max_line)
-        told = False
+    `on_framing` is told the connection's framing once it is known, before the first message is
+    handed over (the writer frames its answers the same way)."""
+
+    def __init__(self, fd: int, max_line: int, on_framing: Callable[[Framing], None] | None = None) -> None:
+        self._fd = fd
+        self._splitter = Detector(max_line)
+        self._on_framing = on_framing
+        self._told = False
+        self._ended = False
+        self._polled = _loop_can_poll(fd)
+        self._thread_batches: anyio.abc.ObjectReceiveStream[list[Piece]] | None = None
+
+    async def next_batch(self) -> list[Piece] | None:
+        while not self._ended:
+            if self._polled:
+                await anyio.wait_readable(self._fd)
+                chunk = self._read()
+                if chunk is None:
+                    continue
+                items = self._split(chunk)
+            else:
+                items = await self._from_thread()
+            if items:
+                return items
+        return None
+
+    def _read(self) -> bytes | None:
+        """One read of what is there; None when nothing is (the host made the pipe non-blocking)."""
         try:
-            while True:
-                try:
-                    chunk = os.read(fd, _READ_CHUNK)
-                except OSError:
-                    chunk = b""
-                items = splitter.feed(chunk) if chunk else splitter.finish()
-                if not told and splitter.framing is not None:
-                    told = True
-                    if on_framing is not None:
-                        on_framing(splitter.framing)
-                for item in items:
-                    anyio.from_thread.run(send.send, item, token=token)
-                if not chunk:
-                    return
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, RuntimeError):
-            return  # the loop is shutting down
-        finally:
-            with contextlib.suppress(RuntimeError):
-                anyio.from_thread.run_sync(send.close, token=token)
+            return os.read(self._fd, _READ_CHUNK)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
 
-    thread = threading.Thread(target=run, name="sidecar-stdin", daemon=True)
-    thread.start()
-    return thread
+    def _split(self, chunk: bytes) -> list[Piece]:
+        if chunk:
+            items = self._splitter.feed(chunk)
+        else:
+            self._ended = True
+            items = self._splitter.finish()
+        if not self._told and self._splitter.framing is not None:
+            self._told = True
+            if self._on_framing is not None:
+                self._on_framing(self._splitter.framing)
+        return items
+
+    async def _from_thread(self) -> list[Piece]:
+        if self._thread_batches is None:
+            send, self._thread_batches = anyio.create_memory_object_stream[list[Piece]](4)
+            self._start_thread(send)
+        try:
+            return await self._thread_batches.receive()
+        except anyio.EndOfStream:
+            self._ended = True
+            return []
+
+    def _start_thread(self, send: MemoryObjectSendStream[list[Piece]]) -> None:
+        token = anyio.lowlevel.current_token()
+
+        def run() -> None:
+            try:
+                while True:
+                    try:
+                        chunk = os.read(self._fd, _READ_CHUNK)
+                    except OSError:
+                        chunk = b""
+                    items = self._split(chunk)
+                    if items:
+                        anyio.from_thread.run(send.send, items, token=token)
+                    if not chunk:
+                        return
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError, RuntimeError):
+                return  # the loop is shutting down
+            finally:
+                with contextlib.suppress(RuntimeError):
+                    anyio.from_thread.run_sync(send.close, token=token)
+
+        threading.Thread(target=run, name="sidecar-stdin", daemon=True).start()

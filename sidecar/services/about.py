@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Final
 
 from sidecar import __version__, logs
 from sidecar.config import CONFIG_NAME, state_dir
@@ -25,17 +26,26 @@ class AboutService:
         self._env = env
         self._config_path = config_path
         self._log_level: Callable[[], str] = logs.level_name
+        self._paths: tuple[str, str] | None = None  # (config path, state dir), found on first use
 
     def handlers(self) -> dict[str, Handler]:
         return {"info": self.info}
 
     async def info(self, params: Empty, ctx: CallContext) -> InfoResult:
+        if self._paths is None:
+            state = state_dir(self._env)
+            self._paths = (str(self._config_path or state / CONFIG_NAME), str(state))
         return InfoResult(
             version=__version__,
-            methods=list(METHODS),
-            notifications=list(NOTIFICATIONS),
+            methods=_METHOD_NAMES,
+            notifications=_NOTIFICATION_NAMES,
             pricing_date=CATALOG_DATE,
-            config_path=str(self._config_path or state_dir(self._env) / CONFIG_NAME),
-            state_dir=str(state_dir(self._env)),
+            config_path=self._paths[0],
+            state_dir=self._paths[1],
             log_level=self._log_level(),
         )
+
+
+# Built once: encoding reads them, nothing changes them.
+_METHOD_NAMES: Final = list(METHODS)
+_NOTIFICATION_NAMES: Final = list(NOTIFICATIONS)

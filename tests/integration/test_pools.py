@@ -140,3 +140,25 @@ def test_a_full_pool_is_overloaded_not_a_provider_failure_and_spares_other_provi
         await http.aclose()
 
     anyio.run(body)
+
+
+def test_a_warm_pool_opens_no_connection_at_any_concurrency_up_to_its_size(
+    openai: FakeOpenAICompat, anthropic: FakeAnthropic
+) -> None:
+    # Past the old fixed keep-alive count (20): every connection of the pool is kept, so a second
+    # round as wide as the pool reuses them all (against a real provider, each one saved is a TLS
+    # handshake).
+    toml = "[providers.openai]\nmax_connections = 24\n"
+
+    async def body() -> None:
+        chat, http = _chat(toml, openai, anthropic)
+        first = await _many(chat, 24)
+        assert all(isinstance(o, ChatResult) for o in first), first
+        warm = openai.connections_accepted
+        assert 1 < warm <= 24
+        second = await _many(chat, 24)
+        assert all(isinstance(o, ChatResult) for o in second), second
+        assert openai.connections_accepted == warm
+        await http.aclose()
+
+    anyio.run(body)
