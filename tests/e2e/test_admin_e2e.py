@@ -176,7 +176,7 @@ def test_config_toml_is_reloaded_and_a_bad_edit_keeps_the_old_config(tmp_path: P
         note = sc.wait_notification("config/error", timeout=8)
         assert note["params"]["path"] == str(tmp_path / "config.toml")
         assert "not valid TOML" in note["params"]["message"]
-        assert "not reloaded" in sc.stderr_text
+        assert _until(lambda: "not reloaded" in sc.stderr_text)  # stderr is read by its own thread
         assert sc.result("complete", {"messages": HI})["model"] == "lorem"  # the old config stays
         (tmp_path / "config.toml").write_text('[providers.openai]\nbase_url = "http://x.example/v1"\n')
         notes = _until(lambda: len(sc.notifications("config/error")) >= 2)
