@@ -27,10 +27,12 @@ if TYPE_CHECKING:
     from sidecar.gateway.service import GatewayService
     from sidecar.infra.access_log import AccessLog
     from sidecar.infra.audit import AuditTrail
+    from sidecar.infra.coordination import Coordinator
     from sidecar.infra.db import Database
     from sidecar.infra.keystore import KeyResolver, KeyStore
     from sidecar.infra.price_store import PriceStore
     from sidecar.infra.runtime_state import RuntimeState
+    from sidecar.infra.sql import SqlEngine
     from sidecar.providers.base import ProviderSpec
     from sidecar.providers.http import HttpClient
     from sidecar.providers.registry import ProviderRegistry
@@ -293,10 +295,54 @@ class Services:
         return db
 
     @cached_property
+    def storage(self) -> SqlEngine:
+        """Where the stores keep their tables: the state database (`db`) by default, PostgreSQL
+        when `[storage] url` or `SIDECAR_DATABASE_URL` names one (psycopg is imported only then)."""
+        from sidecar.infra.storage import open_engine
+
+        engine = open_engine(self.config.storage, self.env, self.db)
+        if engine.engine != "sqlite":  # the SQLite engine is closed with `db`
+            self._closers.append(engine.aclose)
+        return engine
+
+    @cached_property
+    def coordination(self) -> Coordinator:
+        """Shared counters (rate windows, budget reservations): this process's own by default,
+        Redis when `[coordination] url` names one."""
+        from sidecar.infra.coordination import from_config
+
+        coordinator = from_config(self.config.coordination)
+        self._closers.append(coordinator.aclose)
+        return coordinator
+
+    async def open_storage(self) -> dict[str, object]:
+        """Connect to the configured database and Redis now (a team gateway does this before it
+        binds, so a replica that cannot reach them never takes traffic); raises `SidecarError`
+        (`storage_unavailable`, `coordination_unavailable`) naming what could not be reached."""
+        engine = self.storage
+        opener = getattr(engine, "open", None)
+        if opener is not None:
+            await opener()
+        coordination = await self.coordination.health()
+        if not coordination.get("ok"):
+            where = coordination.get("at") or "the configured Redis"
+            raise SidecarError(
+                "coordination_unavailable", f"Redis at {where} cannot be reached.", retry_after_s=5.0
+            )
+        return {"database": await self.storage_health(), "coordination": coordination}
+
+    async def storage_health(self) -> dict[str, object]:
+        health = getattr(self.storage, "health", None)
+        if health is not None:
+            result: dict[str, object] = await health()
+            return result
+        return {"engine": self.storage.engine, "ok": True}
+
+    @cached_property
     def audit(self) -> AuditTrail:
         from sidecar.infra.audit import AuditTrail
 
-        return AuditTrail(self.db)
+        return AuditTrail(self.storage)
 
     # --- the services ---------------------------------------------------------------------------
 
@@ -411,7 +457,7 @@ class Services:
 
     @cached_property
     def client_keys(self) -> ClientKeyService:
-        from sidecar.infra.client_keys import SqliteClientKeyStore
+        from sidecar.infra.client_keys import SqlClientKeyStore
         from sidecar.services.client_keys import ClientKeyService
 
         usage = self.usage
@@ -419,7 +465,7 @@ class Services:
         async def totals() -> dict[str, tuple[int, float]]:
             return await usage.client_totals()
 
-        return ClientKeyService(SqliteClientKeyStore(self.db), self.audit, totals)
+        return ClientKeyService(SqlClientKeyStore(self.storage), self.audit, totals)
 
     @cached_property
     def gateway(self) -> GatewayService:
@@ -453,13 +499,13 @@ class Services:
 
     @cached_property
     def routers(self) -> RouterService:
-        from sidecar.infra.routers import SqliteRouterStore
+        from sidecar.infra.routers import SqlRouterStore
         from sidecar.services.routers import RouterService
 
         metrics = self.metrics
         return RouterService(
             self.config,
-            SqliteRouterStore(self.db),
+            SqlRouterStore(self.storage),
             self.catalog,
             self.providers,
             self.resilience,
