@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from sidecar.infra.coordination import Coordinator
     from sidecar.infra.db import Database
     from sidecar.infra.keystore import KeyResolver, KeyStore
+    from sidecar.infra.pg import PgBlocking
     from sidecar.infra.price_store import PriceStore
     from sidecar.infra.runtime_state import RuntimeState
     from sidecar.infra.sql import SqlEngine
@@ -315,6 +316,16 @@ class Services:
         self._closers.append(coordinator.aclose)
         return coordinator
 
+    @cached_property
+    def ledger_db(self) -> Database | PgBlocking:
+        """The ledger's database, used from its writer thread: `db`, or PostgreSQL for a team."""
+        from sidecar.infra.storage import open_blocking
+
+        db = open_blocking(self.config.storage, self.env, self.db)
+        if db is not self.db:
+            self._closers.append(db.close)
+        return db
+
     async def open_storage(self) -> dict[str, object]:
         """Connect to the configured database and Redis now (a team gateway does this before it
         binds, so a replica that cannot reach them never takes traffic); raises `SidecarError`
@@ -423,7 +434,7 @@ class Services:
 
         # Built after the database, so its closer (which commits the queue) runs before the db's.
         usage = UsageService(
-            Ledger(self.db),
+            Ledger(self.ledger_db),
             self.pricing,
             self.providers,
             self.http,

@@ -119,7 +119,7 @@ class UsageService:
     async def before(self, ref: ModelRef, params: CompleteParams) -> None:
         try:
             budgets = await self._current_budgets()
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, SidecarError) as exc:
             _log.warning("budgets unreadable, request not checked", error=type(exc).__name__)
             return
         relevant = policy.applicable(budgets, ref.provider)
@@ -143,7 +143,7 @@ class UsageService:
             spent, used = await anyio.to_thread.run_sync(
                 self._figures, queries, run_id, [b.scope for b in capped]
             )
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, SidecarError) as exc:
             _log.warning("ledger unreadable, request not checked", error=type(exc).__name__)
             return
         figures = iter(spent)
