@@ -369,7 +369,9 @@ class PgBlocking:
                 if not _lost(exc):
                     raise
                 _log.warning("postgresql unreachable", database=self.where, error=type(exc).__name__)
-                message = f"The database (PostgreSQL at {self.where}) cannot be reached; nothing was read or written."
+                message = f"The database (PostgreSQL at {self.where}) cannot be reached; " + (
+                    "nothing was read or written."
+                )
                 raise SidecarError(
                     "storage_unavailable", message, retry_after_s=UNAVAILABLE_RETRY_S
                 ) from None
