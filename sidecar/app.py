@@ -440,9 +440,15 @@ class Services:
             self.http,
             broadcast=self.broadcast,
             price_store=self.price_store,
+            coordinator=self.coordination,
+            client_limits=self._client_limits,
+            hold_s=self.config.timeouts.total_s + 30,
         )
         self._closers.append(usage.close)
         return usage
+
+    async def _client_limits(self, name: str) -> tuple[float | None, float | None]:
+        return await self.client_keys.limits_for(name)
 
     @cached_property
     def key_service(self) -> KeyService:
@@ -476,7 +482,7 @@ class Services:
         async def totals() -> dict[str, tuple[int, float]]:
             return await usage.client_totals()
 
-        return ClientKeyService(SqlClientKeyStore(self.storage), self.audit, totals)
+        return ClientKeyService(SqlClientKeyStore(self.storage), self.audit, totals, self.coordination)
 
     @cached_property
     def gateway(self) -> GatewayService:
@@ -523,6 +529,7 @@ class Services:
             self.keys,
             self.env,
             latency=metrics.latency_p50_by_provider,
+            coordinator=self.coordination,
         )
 
     @cached_property

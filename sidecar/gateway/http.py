@@ -502,7 +502,7 @@ class _Exchange:
         self.model = model
         if not (allowed(key.allow, model) or allowed(key.allow, wanted)):
             raise HttpError(403, "model_not_allowed", f"This client key may not use {model}.", param="model")
-        wait = self.gw.backend.client_keys.admit(key)
+        wait = await self.gw.backend.client_keys.admit(key)
         if wait is not None:
             raise HttpError(
                 429,
@@ -527,7 +527,7 @@ class _Exchange:
         """`complete`, cancelled when the client goes away."""
         result = await self.run_method("complete", params)
         assert isinstance(result, ChatResult)
-        self._settle(result)
+        await self._settle(result)
         return result
 
     async def run_method(self, method: str, params: Any) -> Any:
@@ -609,7 +609,7 @@ class _Exchange:
                     else:
                         refusal = err  # answered as a plain HTTP error, once the task group is done
                 else:
-                    self._settle(results[0])
+                    await self._settle(results[0])
                     await self._stream_bytes(finish(results[0]), more=False)
                 tg.cancel_scope.cancel()
         finally:
@@ -620,12 +620,12 @@ class _Exchange:
         if not results and not failure:
             raise _Disconnected
 
-    def _settle(self, result: ChatResult) -> None:
+    async def _settle(self, result: ChatResult) -> None:
         self.result = result
         u = result.usage
         self.usage = (result.provider, result.model, u.input_tokens, u.output_tokens, result.cost_usd)
         if self.key is not None:
-            self.gw.backend.client_keys.spent_tokens(
+            await self.gw.backend.client_keys.spent_tokens(
                 self.key, result.usage.input_tokens + result.usage.output_tokens
             )
 
