@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sidecar.infra.keystore import KeyResolver, KeyStore
     from sidecar.infra.pg import PgBlocking
     from sidecar.infra.price_store import PriceStore
+    from sidecar.infra.prices import SqlPriceStore
     from sidecar.infra.runtime_state import RuntimeState
     from sidecar.infra.sql import SqlEngine
     from sidecar.providers.base import ProviderSpec
@@ -253,15 +254,18 @@ class Services:
         import sqlite3
 
         from sidecar.core.catalog import PriceBook
+        from sidecar.infra.price_store import PriceStore
         from sidecar.services.pricing import Pricing
 
         book = PriceBook()
-        stored = []
+        stored: list[Any] = []
         # Only a database that exists can hold refreshed prices: a fresh state directory is not
-        # created (nor migrated) on the first request's path just to find none.
-        if self.db.path.exists():
+        # created (nor migrated) on the first request's path just to find none. A team's shared
+        # prices are loaded by `open_storage` instead.
+        store = self.price_store
+        if isinstance(store, PriceStore) and self.db.path.exists():
             try:
-                stored = self.price_store.load_sync()
+                stored = store.load_sync()
             except (sqlite3.Error, OSError) as exc:  # a broken state file must not stop pricing
                 _log.warning("stored prices unreadable, the catalog's are used", error=type(exc).__name__)
         by_date: dict[str, list[Any]] = {}
@@ -272,8 +276,13 @@ class Services:
         return Pricing(self.providers, book)
 
     @cached_property
-    def price_store(self) -> PriceStore:
-        """Prices fetched by `refresh_pricing`, kept in the state database across restarts."""
+    def price_store(self) -> PriceStore | SqlPriceStore:
+        """Prices fetched by `refresh_pricing`, kept in the state database across restarts (in the
+        shared database for a team, so every replica prices alike)."""
+        if self.team:
+            from sidecar.infra.prices import SqlPriceStore
+
+            return SqlPriceStore(self.storage)
         from sidecar.infra.price_store import PriceStore
 
         return PriceStore(self.db)
@@ -327,20 +336,52 @@ class Services:
         return db
 
     async def open_storage(self) -> dict[str, object]:
-        """Connect to the configured database and Redis now (a team gateway does this before it
-        binds, so a replica that cannot reach them never takes traffic); raises `SidecarError`
-        (`storage_unavailable`, `coordination_unavailable`) naming what could not be reached."""
+        """Connect to the configured database and Redis now, apply pending migrations and load the
+        stored prices (a team gateway does this before it binds, so a replica that cannot reach
+        them never takes traffic); raises `SidecarError` (`storage_unavailable`,
+        `coordination_unavailable`) naming what could not be reached, never a password."""
         engine = self.storage
         opener = getattr(engine, "open", None)
         if opener is not None:
             await opener()
+        # The ledger's own connection (its writer runs on a thread), migrated now, not on the
+        # first request's path.
+        await anyio.to_thread.run_sync(self.usage.ledger.budgets)
         coordination = await self.coordination.health()
         if not coordination.get("ok"):
             where = coordination.get("at") or "the configured Redis"
             raise SidecarError(
                 "coordination_unavailable", f"Redis at {where} cannot be reached.", retry_after_s=5.0
             )
+        if self.team:
+            await self._load_shared_prices()
         return {"database": await self.storage_health(), "coordination": coordination}
+
+    async def _load_shared_prices(self) -> None:
+        from sidecar.infra.prices import SqlPriceStore
+
+        by_date: dict[str, list[Any]] = {}
+        for info, date in await SqlPriceStore(self.storage).overrides():
+            by_date.setdefault(date, []).append(info)
+        for date, entries in sorted(by_date.items()):
+            self.pricing.book.apply_overrides(entries, date)
+
+    @property
+    def team(self) -> bool:
+        """True when a shared database or Redis is configured (a team gateway's replica)."""
+        from sidecar.infra.storage import database_url
+
+        return database_url(self.config.storage, self.env) is not None or bool(self.config.coordination.url)
+
+    async def team_health(self) -> dict[str, object] | None:
+        """`/health`'s shared parts: the database (and ledger rows waiting for it) and Redis;
+        None without a team configuration (the desktop's `/health` stays `{"status": "ok"}`)."""
+        if not self.team:
+            return None
+        database = await self.storage_health()
+        if "usage" in self.__dict__:
+            database = {**database, "ledger_rows_waiting": self.usage.ledger.pending_count}
+        return {"database": database, "coordination": await self.coordination.health()}
 
     async def storage_health(self) -> dict[str, object]:
         health = getattr(self.storage, "health", None)

@@ -76,6 +76,9 @@ class Backend(Protocol):
     def prometheus(self) -> str:
         """The counters of `/metrics`, in Prometheus' text format."""
 
+    async def health(self) -> dict[str, Any] | None:
+        """A team gateway's database and Redis states (None on the desktop: nothing shared)."""
+
 
 @dataclass
 class Counters:
@@ -246,7 +249,13 @@ class Gateway:
     # --- plain routes ---------------------------------------------------------------------------
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        # Always 200 while the process serves: with PostgreSQL or Redis away requests are still
+        # answered (README "Running it for a team"); the body says what is degraded.
+        shared = await self.backend.health()
+        if shared is None:
+            return JSONResponse({"status": "ok"})
+        ok = all(part.get("ok", True) for part in shared.values() if isinstance(part, dict))
+        return JSONResponse({"status": "ok" if ok else "degraded", **shared})
 
     async def openapi(self, request: Request) -> Response:
         from sidecar.gateway.openapi import document

@@ -45,6 +45,7 @@ from sidecar.core.models import ModelRef
 from sidecar.errors import SidecarError, invalid_request
 from sidecar.infra.ledger import AuditNote, Ledger, Row
 from sidecar.infra.price_store import PriceStore
+from sidecar.infra.prices import SqlPriceStore
 from sidecar.providers.http import HttpClient, Timeouts
 from sidecar.providers.openrouter_models import parse_models
 from sidecar.providers.registry import ProviderRegistry
@@ -107,7 +108,7 @@ class UsageService:
         *,
         clock: Clock = utcnow,
         broadcast: Broadcast | None = None,
-        price_store: PriceStore | None = None,
+        price_store: PriceStore | SqlPriceStore | None = None,
         coordinator: Coordinator | None = None,
         client_limits: ClientLimits | None = None,
         hold_s: float = DEFAULT_HOLD_S,
@@ -608,7 +609,7 @@ class UsageService:
         if self.price_store is not None:  # kept, so a restart prices with them too
             try:
                 await self.price_store.replace("openrouter", entries, url, date)
-            except (sqlite3.Error, OSError) as exc:
+            except (sqlite3.Error, OSError, SidecarError) as exc:
                 _log.warning("refreshed prices not saved", error=type(exc).__name__)
         _log.info("prices refreshed", applied=applied, models=len(entries), skipped=skipped)
         return RefreshPricingResult(
