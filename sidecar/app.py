@@ -483,7 +483,8 @@ class Services:
             price_store=self.price_store,
             coordinator=self.coordination,
             client_limits=self._client_limits,
-            hold_s=self.config.timeouts.total_s + 30,
+            # No request outlives `total_s`; the margin covers settling after the last byte.
+            hold_s=self.config.timeouts.total_s + 10,
         )
         self._closers.append(usage.close)
         return usage

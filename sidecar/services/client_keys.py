@@ -305,4 +305,7 @@ class ClientKeyService:
             return
         used, self._used = self._used, {}
         self._last_touch = now
-        await self.store.touch(used)
+        try:
+            await self.store.touch(used)
+        except SidecarError:  # the database away: `last_used` waits, the request does not
+            self._used = {**used, **self._used}

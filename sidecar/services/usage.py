@@ -237,10 +237,15 @@ class UsageService:
                     await anyio.to_thread.run_sync(self._send_alerts, [alert])
                 except (sqlite3.Error, OSError) as exc:  # a warning must not fail the request
                     _log.warning("budget alert not recorded", error=type(exc).__name__)
+        # The hold covers what the request may cost: its input, and its output up to the
+        # `max_tokens` it asked for (a request that names no cap holds its input alone).
+        hold = est_cost
+        if info is not None and params.max_tokens is not None:
+            hold = cost.estimate(info, est_tokens, params.max_tokens).max_total
         if client is not None and client_limits != (None, None):
-            lines.extend(await self._client_lines(client, client_limits, now, est_cost))
+            lines.extend(await self._client_lines(client, client_limits, now, hold))
         if lines:
-            await self._reserve(ref, lines, est_cost, est_tokens, now)
+            await self._reserve(ref, lines, hold, est_tokens, now)
 
     async def _client_lines(
         self, client: str, limits: tuple[float | None, float | None], now: dt.datetime, est_cost: float
@@ -432,7 +437,12 @@ class UsageService:
 
     async def _current_budgets(self) -> list[Budget]:
         if self._budgets is None or time.monotonic() - self._budgets_at > BUDGETS_TTL_S:
-            self._budgets = await anyio.to_thread.run_sync(self.ledger.budgets)
+            try:
+                self._budgets = await anyio.to_thread.run_sync(self.ledger.budgets)
+            except SidecarError:
+                if self._budgets is None:
+                    raise
+                _log.warning("budgets not re-read: storage unavailable; the last ones apply")
             self._budgets_at = time.monotonic()
         return self._budgets
 
