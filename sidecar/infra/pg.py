@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -44,6 +45,9 @@ MIGRATION_LOCK: Final = int.from_bytes(
 LOCK_TIMEOUT_S: Final = 120
 CONNECT_TIMEOUT_S: Final = 10.0
 UNAVAILABLE_RETRY_S: Final = 5.0
+FAIL_FAST_S: Final = 2.0
+"""After a lost connection, calls fail at once for this long instead of each waiting out the
+connect timeout (requests served while the database is away must not queue behind it)."""
 
 _VERSIONS_TABLE: Final = (
     "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
@@ -115,6 +119,7 @@ class PgEngine:
             name="llm-sidecar",
         )
         self._opened = False
+        self._down_at = -FAIL_FAST_S
 
     # -- life ------------------------------------------------------------------------------------
 
@@ -141,8 +146,10 @@ class PgEngine:
             return {"engine": self.engine, "ok": False, "at": self.where, "error": exc.kind}
         return {"engine": self.engine, "ok": True, "at": self.where}
 
-    def _unavailable(self, exc: BaseException) -> SidecarError:
-        _log.warning("postgresql unreachable", database=self.where, error=type(exc).__name__)
+    def _unavailable(self, exc: BaseException | None) -> SidecarError:
+        if exc is not None:
+            self._down_at = time.monotonic()
+            _log.warning("postgresql unreachable", database=self.where, error=type(exc).__name__)
         return SidecarError(
             "storage_unavailable",
             f"The database (PostgreSQL at {self.where}) cannot be reached; nothing was read or written.",
@@ -248,6 +255,8 @@ class PgEngine:
         return counts
 
     async def _ensure_ready(self) -> None:
+        if time.monotonic() - self._down_at < FAIL_FAST_S:
+            raise self._unavailable(None)
         if not self._opened:
             await self.open()
         elif self._unapplied:
@@ -330,6 +339,10 @@ class PgBlocking:
             name="llm-sidecar-ledger",
         )
         self.connect_timeout_s = connect_timeout_s
+        self._down_at = -FAIL_FAST_S
+        self._down_message = (
+            f"The database (PostgreSQL at {self.where}) cannot be reached; nothing was read or written."
+        )
 
     def register(self, component: str, migrations: Sequence[Sql]) -> None:
         texts = tuple(text_for(m, "postgresql") for m in migrations)
@@ -349,6 +362,10 @@ class PgBlocking:
         from psycopg import errors
 
         with self._lock:
+            if time.monotonic() - self._down_at < FAIL_FAST_S:
+                raise SidecarError(
+                    "storage_unavailable", self._down_message, retry_after_s=UNAVAILABLE_RETRY_S
+                )
             try:
                 if not self._opened:
                     self.pool.open(wait=True, timeout=self.connect_timeout_s)
