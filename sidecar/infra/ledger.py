@@ -24,7 +24,7 @@ rows when idle), retrying while another process holds the write lock. Rows not y
 counted by the budget queries (`_pending`), so a burst of requests can't slip past a limit while
 its rows wait. `close` flushes. A crash (kill -9) loses only rows still queued; WAL keeps the
 committed ones and the file consistent. On PostgreSQL a batch that cannot reach the server is
-kept and tried again (backing off up to 5 s) for as long as the process lives, so a restarted
+kept and tried again (backing off up to 2 s) for as long as the process lives, so a restarted
 database loses nothing; two replicas' batches that deadlock on the rollups are retried.
 
 Must not know: the protocol, providers, chat, how budgets are decided (core.budget).
@@ -153,7 +153,7 @@ ENGINE_MIGRATIONS: Final = (
     Dialects(sqlite=MIGRATIONS[3], postgres=MIGRATIONS[3].replace("REAL", "DOUBLE PRECISION")),
 )
 _DAY_OF_TS: Final = Dialects(sqlite="date(ts, 'unixepoch')", postgres=pg_schema.UTC_DAY.format(ts="ts"))
-RETRY_WAIT_MAX_S: Final = 5.0
+RETRY_WAIT_MAX_S: Final = 2.0
 """The longest wait between tries of a batch PostgreSQL could not take (the server away)."""
 
 GroupBy = Literal["provider", "model", "day", "tag", "client"]

@@ -23,8 +23,7 @@ import contextlib
 import hashlib
 import logging
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -45,9 +44,6 @@ MIGRATION_LOCK: Final = int.from_bytes(
 LOCK_TIMEOUT_S: Final = 120
 CONNECT_TIMEOUT_S: Final = 10.0
 UNAVAILABLE_RETRY_S: Final = 5.0
-FAIL_FAST_S: Final = 2.0
-"""After a lost connection, calls fail at once for this long instead of each waiting out the
-connect timeout (requests served while the database is away must not queue behind it)."""
 
 _VERSIONS_TABLE: Final = (
     "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
@@ -119,7 +115,8 @@ class PgEngine:
             name="llm-sidecar",
         )
         self._opened = False
-        self._down_at = -FAIL_FAST_S
+        self._down = False
+        self._probing = False
 
     # -- life ------------------------------------------------------------------------------------
 
@@ -148,7 +145,7 @@ class PgEngine:
 
     def _unavailable(self, exc: BaseException | None) -> SidecarError:
         if exc is not None:
-            self._down_at = time.monotonic()
+            self._down = True
             _log.warning("postgresql unreachable", database=self.where, error=type(exc).__name__)
         return SidecarError(
             "storage_unavailable",
@@ -213,9 +210,11 @@ class PgEngine:
     async def fetchall(self, sql: Sql, params: Sequence[object] = ()) -> list[Row]:
         await self._ensure_ready()
         try:
-            async with self.pool.connection() as conn:
+            async with self._probe(), self.pool.connection() as conn:
                 cur = await conn.execute(to_postgres(text_for(sql, "postgresql")), params)
-                return await cur.fetchall()
+                rows = await cur.fetchall()
+            self._down = False
+            return rows
         except _connection_errors() as exc:
             if not _lost(exc):
                 raise
@@ -224,9 +223,11 @@ class PgEngine:
     async def fetchone(self, sql: Sql, params: Sequence[object] = ()) -> Row | None:
         await self._ensure_ready()
         try:
-            async with self.pool.connection() as conn:
+            async with self._probe(), self.pool.connection() as conn:
                 cur = await conn.execute(to_postgres(text_for(sql, "postgresql")), params)
-                return await cur.fetchone()
+                row = await cur.fetchone()
+            self._down = False
+            return row
         except _connection_errors() as exc:
             if not _lost(exc):
                 raise
@@ -236,7 +237,12 @@ class PgEngine:
         await self._ensure_ready()
         counts: list[int] = []
         try:
-            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            async with (
+                self._probe(),
+                self.pool.connection() as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
                 for stmt in statements:
                     text = to_postgres(text_for(stmt.sql, "postgresql"))
                     if stmt.many is not None:
@@ -252,11 +258,26 @@ class PgEngine:
             if not _lost(exc):
                 raise
             raise self._unavailable(exc) from None
+        self._down = False
         return counts
 
-    async def _ensure_ready(self) -> None:
-        if time.monotonic() - self._down_at < FAIL_FAST_S:
+    @contextlib.asynccontextmanager
+    async def _probe(self) -> AsyncIterator[None]:
+        """While the server is known to be away, one call at a time tries it (waiting out the
+        connect timeout while the pool reconnects); the others are refused at once, so requests
+        served meanwhile never queue behind the database."""
+        if not self._down:
+            yield
+            return
+        if self._probing:
             raise self._unavailable(None)
+        self._probing = True
+        try:
+            yield
+        finally:
+            self._probing = False
+
+    async def _ensure_ready(self) -> None:
         if not self._opened:
             await self.open()
         elif self._unapplied:
@@ -321,6 +342,7 @@ class PgBlocking:
         self.where = describe_url(url)
         self.path = None
         self._lock = threading.Lock()
+        self._open_lock = threading.Lock()
         self._migrations: dict[str, tuple[str, ...]] = {}
         self._unapplied: set[str] = set()
         self._opened = False
@@ -339,7 +361,8 @@ class PgBlocking:
             name="llm-sidecar-ledger",
         )
         self.connect_timeout_s = connect_timeout_s
-        self._down_at = -FAIL_FAST_S
+        self._down = False
+        self._probe_lock = threading.Lock()
         self._down_message = (
             f"The database (PostgreSQL at {self.where}) cannot be reached; nothing was read or written."
         )
@@ -359,39 +382,49 @@ class PgBlocking:
         return await anyio.to_thread.run_sync(self.run_sync, call)
 
     def run_sync(self, call: Callable[[Any], _T]) -> _T:
+        # While the server is known to be away, one thread at a time tries it; the others are
+        # refused at once (see `PgEngine._probe`).
+        probe = self._down
+        if probe and not self._probe_lock.acquire(blocking=False):
+            raise SidecarError("storage_unavailable", self._down_message, retry_after_s=UNAVAILABLE_RETRY_S)
+        try:
+            return self._run(call)
+        finally:
+            if probe:
+                self._probe_lock.release()
+
+    def _run(self, call: Callable[[Any], _T]) -> _T:
         from psycopg import errors
 
-        with self._lock:
-            if time.monotonic() - self._down_at < FAIL_FAST_S:
-                raise SidecarError(
-                    "storage_unavailable", self._down_message, retry_after_s=UNAVAILABLE_RETRY_S
-                )
-            try:
+        try:
+            with self._open_lock:
                 if not self._opened:
                     self.pool.open(wait=True, timeout=self.connect_timeout_s)
                     self._opened = True
-                with self.pool.connection() as conn:
-                    if self._unapplied:
-                        self._migrate(conn)
-                    try:
-                        return call(_PgConn(conn))
-                    except BaseException:
-                        if conn.info.transaction_status != 0:  # not idle: roll the batch back
-                            with contextlib.suppress(Exception):
-                                conn.execute("ROLLBACK")
-                        raise
-            except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
-                raise Retry(str(exc)) from exc
-            except _connection_errors() as exc:
-                if not _lost(exc):
+            # The connection is taken before the process lock: a wait for the server holds no
+            # other caller up.
+            with self.pool.connection() as conn, self._lock:
+                if self._unapplied:
+                    self._migrate(conn)
+                try:
+                    result = call(_PgConn(conn))
+                except BaseException:
+                    if conn.info.transaction_status != 0:  # not idle: roll the batch back
+                        with contextlib.suppress(Exception):
+                            conn.execute("ROLLBACK")
                     raise
-                _log.warning("postgresql unreachable", database=self.where, error=type(exc).__name__)
-                message = f"The database (PostgreSQL at {self.where}) cannot be reached; " + (
-                    "nothing was read or written."
-                )
-                raise SidecarError(
-                    "storage_unavailable", message, retry_after_s=UNAVAILABLE_RETRY_S
-                ) from None
+            self._down = False
+            return result
+        except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
+            raise Retry(str(exc)) from exc
+        except _connection_errors() as exc:
+            if not _lost(exc):
+                raise
+            _log.warning("postgresql unreachable", database=self.where, error=type(exc).__name__)
+            self._down = True
+            raise SidecarError(
+                "storage_unavailable", self._down_message, retry_after_s=UNAVAILABLE_RETRY_S
+            ) from None
 
     def _migrate(self, conn: Any) -> None:
         conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")
