@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from sidecar.core.counters import BudgetLine, Reservation, Window  # noqa: E402
 from sidecar.infra.coordination import Coordinator, LocalCoordinator, open_coordinator  # noqa: E402
 from sidecar.infra.db import Database  # noqa: E402
-from sidecar.infra.pg import PgEngine  # noqa: E402
+from sidecar.infra.ledger import Ledger, Row  # noqa: E402
+from sidecar.infra.pg import PgBlocking, PgEngine  # noqa: E402
 from sidecar.infra.sql import Dialects, SqlEngine, SqliteEngine, Stmt  # noqa: E402
 from tests.servers import PostgresServer, RedisServer  # noqa: E402
 
@@ -146,6 +147,32 @@ async def _coordination(one: Coordinator, two: Coordinator, n: int) -> tuple[flo
     return acquire_us, reserve_us, sorted(rates)[2]
 
 
+def _ledger(db: Database | PgBlocking, n: int, checks: int) -> tuple[float, float, float]:
+    """The real `Ledger` as the chat hooks use it: rows/s from `record` to committed (its writer
+    thread's batches), the µs `record` costs a request (it only queues), and the p50 of the budget
+    check a request with a budget pays before sending (`spends`, day and month)."""
+    ledger = Ledger(db)
+    ledger.budgets()  # connect and migrate outside the timing
+    now = time.time()
+    rows = [Row(ts=now, method="stream", provider="openai", model="m", outcome="ok", latency_ms=1.0,
+                input_tokens=10, output_tokens=5, cost_usd=0.0001, client="bench") for _ in range(n)]  # fmt: skip
+    started = time.perf_counter()
+    for row in rows:
+        ledger.record(row)
+    record_us = (time.perf_counter() - started) / n * 1e6
+    assert ledger.flush(300)
+    rate = n / (time.perf_counter() - started)
+    times = []
+    day = time.strftime("%Y-%m-%d", time.gmtime(now))
+    for _ in range(checks):
+        t = time.perf_counter()
+        ledger.spends([("*", day, "9999-12-31"), ("openai", day, "9999-12-31")])
+        times.append((time.perf_counter() - t) * 1000)
+    ledger.close(5)
+    db.close()
+    return rate, record_us, sorted(times)[len(times) // 2]
+
+
 def bench_team(quick: bool = False) -> Table:
     n, singles, ops = (2_000, 50, 200) if quick else (20_000, 300, 2_000)
     pg = PostgresServer(durable=True).start()
@@ -167,7 +194,19 @@ def bench_team(quick: bool = False) -> Table:
             r_acq, r_res, r_burst = await _coordination(one, two, ops)
             await one.aclose()
             await two.aclose()
+            with tempfile.TemporaryDirectory() as home:
+                lite_ledger = await anyio.to_thread.run_sync(
+                    _ledger, Database(Path(home) / "sidecar.db"), n, ops
+                )
+            pg.psql("CREATE DATABASE ledger")
+            pg_ledger = await anyio.to_thread.run_sync(_ledger, PgBlocking(pg.url("ledger")), n, ops)
             return [
+                ("team: Ledger writes/s, record to commit (PostgreSQL)", f"{pg_ledger[0]:,.0f} rows/s",
+                 f"{lite_ledger[0]:,.0f} rows/s (SQLite)", f"{pg_ledger[0] / lite_ledger[0]:.2f}x"),
+                ("team: Ledger.record per request (queues only)", f"{pg_ledger[1]:.1f} µs",
+                 f"{lite_ledger[1]:.1f} µs (SQLite)", f"+{pg_ledger[1] - lite_ledger[1]:.1f} µs"),
+                ("team: budget check before sending p50 (PostgreSQL)", f"{pg_ledger[2]:.2f} ms",
+                 f"{lite_ledger[2]:.2f} ms (SQLite)", f"+{pg_ledger[2] - lite_ledger[2]:.2f} ms"),
                 (f"team: ledger rows/s, batches of {BATCH} (PostgreSQL, fsync on)", f"{pg_rate:,.0f} rows/s",
                  f"{lite_rate:,.0f} rows/s (SQLite engine)", f"{pg_rate / lite_rate:.2f}x"),
                 ("team: one-row commit p50 (PostgreSQL)", f"{pg_ms:.2f} ms", f"{lite_ms:.2f} ms (SQLite engine)",
