@@ -173,6 +173,50 @@ def _ledger(db: Database | PgBlocking, n: int, checks: int) -> tuple[float, floa
     return rate, record_us, sorted(times)[len(times) // 2]
 
 
+def _gateway_rate(pg_url: str, redis_url: str, replicas: int, requests: int) -> float:
+    """Chat completions per second through `replicas` gateway processes (team mode, one fake
+    upstream), 50 at a time, spread round-robin; the client key has no limit or budget."""
+    import httpx2
+
+    from tests.fakes.openai_compat import FakeOpenAICompat
+    from tests.harness import Sidecar
+
+    config = f'[coordination]\nurl = "{redis_url}"\n\n[retry]\nmax_attempts = 1\n'
+    with FakeOpenAICompat("openai") as fake:
+        env = {
+            "SIDECAR_DATABASE_URL": pg_url,
+            "OPENAI_BASE_URL": fake.api_base,
+            "OPENAI_API_KEY": "sk-test-valid",
+        }
+        running = [Sidecar(env, config=config) for _ in range(replicas)]
+        try:
+            urls = [sc.result("gateway_start", {"port": 0}, timeout=60)["url"] for sc in running]
+            key = running[0].result("client_key_create", {"name": f"bench{replicas}"})["key"]
+            body = {"model": "openai:gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+            async def drive() -> float:
+                limit = anyio.Semaphore(50)
+                async with httpx2.AsyncClient(timeout=60, headers={"authorization": f"Bearer {key}"}) as http:
+
+                    async def one(i: int) -> None:
+                        async with limit:
+                            reply = await http.post(urls[i % replicas] + "/v1/chat/completions", json=body)
+                            reply.raise_for_status()
+
+                    for i in range(replicas * 5):  # warm each replica (and its key table)
+                        await one(i)
+                    started = time.perf_counter()
+                    async with anyio.create_task_group() as tg:
+                        for i in range(requests):
+                            tg.start_soon(one, i)
+                    return requests / (time.perf_counter() - started)
+
+            return anyio.run(drive)
+        finally:
+            for sc in running:
+                sc.stop()
+
+
 def bench_team(quick: bool = False) -> Table:
     n, singles, ops = (2_000, 50, 200) if quick else (20_000, 300, 2_000)
     pg = PostgresServer(durable=True).start()
@@ -200,7 +244,12 @@ def bench_team(quick: bool = False) -> Table:
                 )
             pg.psql("CREATE DATABASE ledger")
             pg_ledger = await anyio.to_thread.run_sync(_ledger, PgBlocking(pg.url("ledger")), n, ops)
+            pg.psql("CREATE DATABASE gateway")
+            one_rate = await anyio.to_thread.run_sync(_gateway_rate, pg.url("gateway"), redis.url(), 1, ops)
+            two_rate = await anyio.to_thread.run_sync(_gateway_rate, pg.url("gateway"), redis.url(), 2, ops)
             return [
+                ("team: gateway throughput, 2 replicas (PostgreSQL + Redis)", f"{two_rate:,.0f} req/s",
+                 f"{one_rate:,.0f} req/s (1 replica)", f"{two_rate / one_rate:.2f}x"),
                 ("team: Ledger writes/s, record to commit (PostgreSQL)", f"{pg_ledger[0]:,.0f} rows/s",
                  f"{lite_ledger[0]:,.0f} rows/s (SQLite)", f"{pg_ledger[0] / lite_ledger[0]:.2f}x"),
                 ("team: Ledger.record per request (queues only)", f"{pg_ledger[1]:.1f} µs",
