@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from sidecar.core.counters import BudgetLine, Reservation, Window  # noqa: E402
 from sidecar.infra.coordination import Coordinator, LocalCoordinator, open_coordinator  # noqa: E402
 from sidecar.infra.db import Database  # noqa: E402
-from sidecar.infra.pg import PgEngine  # noqa: E402
+from sidecar.infra.ledger import Ledger, Row  # noqa: E402
+from sidecar.infra.pg import PgBlocking, PgEngine  # noqa: E402
 from sidecar.infra.sql import Dialects, SqlEngine, SqliteEngine, Stmt  # noqa: E402
 from tests.servers import PostgresServer, RedisServer  # noqa: E402
 
@@ -146,6 +147,76 @@ async def _coordination(one: Coordinator, two: Coordinator, n: int) -> tuple[flo
     return acquire_us, reserve_us, sorted(rates)[2]
 
 
+def _ledger(db: Database | PgBlocking, n: int, checks: int) -> tuple[float, float, float]:
+    """The real `Ledger` as the chat hooks use it: rows/s from `record` to committed (its writer
+    thread's batches), the µs `record` costs a request (it only queues), and the p50 of the budget
+    check a request with a budget pays before sending (`spends`, day and month)."""
+    ledger = Ledger(db)
+    ledger.budgets()  # connect and migrate outside the timing
+    now = time.time()
+    rows = [Row(ts=now, method="stream", provider="openai", model="m", outcome="ok", latency_ms=1.0,
+                input_tokens=10, output_tokens=5, cost_usd=0.0001, client="bench") for _ in range(n)]  # fmt: skip
+    started = time.perf_counter()
+    for row in rows:
+        ledger.record(row)
+    record_us = (time.perf_counter() - started) / n * 1e6
+    assert ledger.flush(300)
+    rate = n / (time.perf_counter() - started)
+    times = []
+    day = time.strftime("%Y-%m-%d", time.gmtime(now))
+    for _ in range(checks):
+        t = time.perf_counter()
+        ledger.spends([("*", day, "9999-12-31"), ("openai", day, "9999-12-31")])
+        times.append((time.perf_counter() - t) * 1000)
+    ledger.close(5)
+    db.close()
+    return rate, record_us, sorted(times)[len(times) // 2]
+
+
+def _gateway_rate(pg_url: str, redis_url: str, replicas: int, requests: int) -> float:
+    """Chat completions per second through `replicas` gateway processes (team mode, one fake
+    upstream), 50 at a time, spread round-robin; the client key has no limit or budget."""
+    import httpx2
+
+    from tests.fakes.openai_compat import FakeOpenAICompat
+    from tests.harness import Sidecar
+
+    config = f'[coordination]\nurl = "{redis_url}"\n\n[retry]\nmax_attempts = 1\n'
+    with FakeOpenAICompat("openai") as fake:
+        env = {
+            "SIDECAR_DATABASE_URL": pg_url,
+            "OPENAI_BASE_URL": fake.api_base,
+            "OPENAI_API_KEY": "sk-test-valid",
+        }
+        running = [Sidecar(env, config=config) for _ in range(replicas)]
+        try:
+            urls = [sc.result("gateway_start", {"port": 0}, timeout=60)["url"] for sc in running]
+            key = running[0].result("client_key_create", {"name": f"bench{replicas}"})["key"]
+            body = {"model": "openai:gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+            async def drive() -> float:
+                limit = anyio.Semaphore(50)
+                async with httpx2.AsyncClient(timeout=60, headers={"authorization": f"Bearer {key}"}) as http:
+
+                    async def one(i: int) -> None:
+                        async with limit:
+                            reply = await http.post(urls[i % replicas] + "/v1/chat/completions", json=body)
+                            reply.raise_for_status()
+
+                    for i in range(replicas * 5):  # warm each replica (and its key table)
+                        await one(i)
+                    started = time.perf_counter()
+                    async with anyio.create_task_group() as tg:
+                        for i in range(requests):
+                            tg.start_soon(one, i)
+                    return requests / (time.perf_counter() - started)
+
+            return anyio.run(drive)
+        finally:
+            for sc in running:
+                sc.stop()
+
+
 def bench_team(quick: bool = False) -> Table:
     n, singles, ops = (2_000, 50, 200) if quick else (20_000, 300, 2_000)
     pg = PostgresServer(durable=True).start()
@@ -167,7 +238,24 @@ def bench_team(quick: bool = False) -> Table:
             r_acq, r_res, r_burst = await _coordination(one, two, ops)
             await one.aclose()
             await two.aclose()
+            with tempfile.TemporaryDirectory() as home:
+                lite_ledger = await anyio.to_thread.run_sync(
+                    _ledger, Database(Path(home) / "sidecar.db"), n, ops
+                )
+            pg.psql("CREATE DATABASE ledger")
+            pg_ledger = await anyio.to_thread.run_sync(_ledger, PgBlocking(pg.url("ledger")), n, ops)
+            pg.psql("CREATE DATABASE gateway")
+            one_rate = await anyio.to_thread.run_sync(_gateway_rate, pg.url("gateway"), redis.url(), 1, ops)
+            two_rate = await anyio.to_thread.run_sync(_gateway_rate, pg.url("gateway"), redis.url(), 2, ops)
             return [
+                ("team: gateway throughput, 2 replicas (PostgreSQL + Redis)", f"{two_rate:,.0f} req/s",
+                 f"{one_rate:,.0f} req/s (1 replica)", f"{two_rate / one_rate:.2f}x"),
+                ("team: Ledger writes/s, record to commit (PostgreSQL)", f"{pg_ledger[0]:,.0f} rows/s",
+                 f"{lite_ledger[0]:,.0f} rows/s (SQLite)", f"{pg_ledger[0] / lite_ledger[0]:.2f}x"),
+                ("team: Ledger.record per request (queues only)", f"{pg_ledger[1]:.1f} µs",
+                 f"{lite_ledger[1]:.1f} µs (SQLite)", f"+{pg_ledger[1] - lite_ledger[1]:.1f} µs"),
+                ("team: budget check before sending p50 (PostgreSQL)", f"{pg_ledger[2]:.2f} ms",
+                 f"{lite_ledger[2]:.2f} ms (SQLite)", f"+{pg_ledger[2] - lite_ledger[2]:.2f} ms"),
                 (f"team: ledger rows/s, batches of {BATCH} (PostgreSQL, fsync on)", f"{pg_rate:,.0f} rows/s",
                  f"{lite_rate:,.0f} rows/s (SQLite engine)", f"{pg_rate / lite_rate:.2f}x"),
                 ("team: one-row commit p50 (PostgreSQL)", f"{pg_ms:.2f} ms", f"{lite_ms:.2f} ms (SQLite engine)",

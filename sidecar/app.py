@@ -27,10 +27,14 @@ if TYPE_CHECKING:
     from sidecar.gateway.service import GatewayService
     from sidecar.infra.access_log import AccessLog
     from sidecar.infra.audit import AuditTrail
+    from sidecar.infra.coordination import Coordinator
     from sidecar.infra.db import Database
     from sidecar.infra.keystore import KeyResolver, KeyStore
+    from sidecar.infra.pg import PgBlocking
     from sidecar.infra.price_store import PriceStore
+    from sidecar.infra.prices import SqlPriceStore
     from sidecar.infra.runtime_state import RuntimeState
+    from sidecar.infra.sql import SqlEngine
     from sidecar.providers.base import ProviderSpec
     from sidecar.providers.http import HttpClient
     from sidecar.providers.registry import ProviderRegistry
@@ -250,15 +254,18 @@ class Services:
         import sqlite3
 
         from sidecar.core.catalog import PriceBook
+        from sidecar.infra.price_store import PriceStore
         from sidecar.services.pricing import Pricing
 
         book = PriceBook()
-        stored = []
+        stored: list[Any] = []
         # Only a database that exists can hold refreshed prices: a fresh state directory is not
-        # created (nor migrated) on the first request's path just to find none.
-        if self.db.path.exists():
+        # created (nor migrated) on the first request's path just to find none. A team's shared
+        # prices are loaded by `open_storage` instead.
+        store = self.price_store
+        if isinstance(store, PriceStore) and self.db.path.exists():
             try:
-                stored = self.price_store.load_sync()
+                stored = store.load_sync()
             except (sqlite3.Error, OSError) as exc:  # a broken state file must not stop pricing
                 _log.warning("stored prices unreadable, the catalog's are used", error=type(exc).__name__)
         by_date: dict[str, list[Any]] = {}
@@ -269,8 +276,13 @@ class Services:
         return Pricing(self.providers, book)
 
     @cached_property
-    def price_store(self) -> PriceStore:
-        """Prices fetched by `refresh_pricing`, kept in the state database across restarts."""
+    def price_store(self) -> PriceStore | SqlPriceStore:
+        """Prices fetched by `refresh_pricing`, kept in the state database across restarts (in the
+        shared database for a team, so every replica prices alike)."""
+        if self.team:
+            from sidecar.infra.prices import SqlPriceStore
+
+            return SqlPriceStore(self.storage)
         from sidecar.infra.price_store import PriceStore
 
         return PriceStore(self.db)
@@ -293,10 +305,96 @@ class Services:
         return db
 
     @cached_property
+    def storage(self) -> SqlEngine:
+        """Where the stores keep their tables: the state database (`db`) by default, PostgreSQL
+        when `[storage] url` or `SIDECAR_DATABASE_URL` names one (psycopg is imported only then)."""
+        from sidecar.infra.storage import open_engine
+
+        engine = open_engine(self.config.storage, self.env, self.db)
+        if engine.engine != "sqlite":  # the SQLite engine is closed with `db`
+            self._closers.append(engine.aclose)
+        return engine
+
+    @cached_property
+    def coordination(self) -> Coordinator:
+        """Shared counters (rate windows, budget reservations): this process's own by default,
+        Redis when `[coordination] url` names one."""
+        from sidecar.infra.coordination import from_config
+
+        coordinator = from_config(self.config.coordination)
+        self._closers.append(coordinator.aclose)
+        return coordinator
+
+    @cached_property
+    def ledger_db(self) -> Database | PgBlocking:
+        """The ledger's database, used from its writer thread: `db`, or PostgreSQL for a team."""
+        from sidecar.infra.storage import open_blocking
+
+        db = open_blocking(self.config.storage, self.env, self.db)
+        if db is not self.db:
+            self._closers.append(db.close)
+        return db
+
+    async def open_storage(self) -> dict[str, object]:
+        """Connect to the configured database and Redis now, apply pending migrations and load the
+        stored prices (a team gateway does this before it binds, so a replica that cannot reach
+        them never takes traffic); raises `SidecarError` (`storage_unavailable`,
+        `coordination_unavailable`) naming what could not be reached, never a password."""
+        engine = self.storage
+        opener = getattr(engine, "open", None)
+        if opener is not None:
+            await opener()
+        # The ledger's own connection (its writer runs on a thread), migrated now, not on the
+        # first request's path.
+        await anyio.to_thread.run_sync(self.usage.ledger.budgets)
+        coordination = await self.coordination.health()
+        if not coordination.get("ok"):
+            where = coordination.get("at") or "the configured Redis"
+            raise SidecarError(
+                "coordination_unavailable", f"Redis at {where} cannot be reached.", retry_after_s=5.0
+            )
+        if self.team:
+            await self._load_shared_prices()
+        return {"database": await self.storage_health(), "coordination": coordination}
+
+    async def _load_shared_prices(self) -> None:
+        from sidecar.infra.prices import SqlPriceStore
+
+        by_date: dict[str, list[Any]] = {}
+        for info, date in await SqlPriceStore(self.storage).overrides():
+            by_date.setdefault(date, []).append(info)
+        for date, entries in sorted(by_date.items()):
+            self.pricing.book.apply_overrides(entries, date)
+
+    @property
+    def team(self) -> bool:
+        """True when a shared database or Redis is configured (a team gateway's replica)."""
+        from sidecar.infra.storage import database_url
+
+        return database_url(self.config.storage, self.env) is not None or bool(self.config.coordination.url)
+
+    async def team_health(self) -> dict[str, object] | None:
+        """`/health`'s shared parts: the database (and ledger rows waiting for it) and Redis;
+        None without a team configuration (the desktop's `/health` stays `{"status": "ok"}`)."""
+        if not self.team:
+            return None
+        database = await self.storage_health()
+        if "usage" in self.__dict__:
+            database = {**database, "ledger_rows_waiting": self.usage.ledger.pending_count}
+        return {"database": database, "coordination": await self.coordination.health()}
+
+    async def storage_health(self) -> dict[str, object]:
+        health = getattr(self.storage, "health", None)
+        if health is not None:
+            result: dict[str, object] = await health()
+            return result
+        return {"engine": self.storage.engine, "ok": True}
+
+    @cached_property
     def audit(self) -> AuditTrail:
         from sidecar.infra.audit import AuditTrail
 
-        return AuditTrail(self.db)
+        return AuditTrail(self.storage)
 
     # --- the services ---------------------------------------------------------------------------
 
@@ -377,15 +475,22 @@ class Services:
 
         # Built after the database, so its closer (which commits the queue) runs before the db's.
         usage = UsageService(
-            Ledger(self.db),
+            Ledger(self.ledger_db),
             self.pricing,
             self.providers,
             self.http,
             broadcast=self.broadcast,
             price_store=self.price_store,
+            coordinator=self.coordination,
+            client_limits=self._client_limits,
+            # No request outlives `total_s`; the margin covers settling after the last byte.
+            hold_s=self.config.timeouts.total_s + 10,
         )
         self._closers.append(usage.close)
         return usage
+
+    async def _client_limits(self, name: str) -> tuple[float | None, float | None]:
+        return await self.client_keys.limits_for(name)
 
     @cached_property
     def key_service(self) -> KeyService:
@@ -411,7 +516,7 @@ class Services:
 
     @cached_property
     def client_keys(self) -> ClientKeyService:
-        from sidecar.infra.client_keys import SqliteClientKeyStore
+        from sidecar.infra.client_keys import SqlClientKeyStore
         from sidecar.services.client_keys import ClientKeyService
 
         usage = self.usage
@@ -419,7 +524,7 @@ class Services:
         async def totals() -> dict[str, tuple[int, float]]:
             return await usage.client_totals()
 
-        return ClientKeyService(SqliteClientKeyStore(self.db), self.audit, totals)
+        return ClientKeyService(SqlClientKeyStore(self.storage), self.audit, totals, self.coordination)
 
     @cached_property
     def gateway(self) -> GatewayService:
@@ -453,19 +558,20 @@ class Services:
 
     @cached_property
     def routers(self) -> RouterService:
-        from sidecar.infra.routers import SqliteRouterStore
+        from sidecar.infra.routers import SqlRouterStore
         from sidecar.services.routers import RouterService
 
         metrics = self.metrics
         return RouterService(
             self.config,
-            SqliteRouterStore(self.db),
+            SqlRouterStore(self.storage),
             self.catalog,
             self.providers,
             self.resilience,
             self.keys,
             self.env,
             latency=metrics.latency_p50_by_provider,
+            coordinator=self.coordination,
         )
 
     @cached_property

@@ -1,6 +1,10 @@
 """`llm-sidecar gateway [--host] [--port]`: the gateway alone, without a host on stdin/stdout,
 for people with no desktop app and for servers. Logs go to stderr; SIGTERM or Ctrl-C stop it.
 
+In team mode (a PostgreSQL `[storage] url` or a `[coordination] url`) it connects to both, applies
+migrations and loads the shared prices before it binds, and exits 2 with a message naming what it
+could not reach (host and port, never a password); its stderr is JSON lines only.
+
 Must not know: providers, the stdio protocol.
 """
 
@@ -57,6 +61,17 @@ def main(argv: list[str] | None, build_services: Callable[[Config], Any]) -> int
 
     async def serve() -> None:
         nonlocal status
+        if services.team:
+            # A replica that cannot reach its database or Redis must not bind (and so never takes
+            # traffic from the load balancer): say which, and exit non-zero.
+            try:
+                await services.open_storage()
+            except SidecarError as exc:
+                sys.stderr.write(f"llm-sidecar gateway: cannot start: {exc.message}\n")
+                status = 2
+                with anyio.CancelScope(shield=True):
+                    await services.aclose()
+                return
         async with anyio.create_task_group() as tg:
             await services.start_background(tg)
             try:
@@ -68,7 +83,8 @@ def main(argv: list[str] | None, build_services: Callable[[Config], Any]) -> int
                 status = 1
                 tg.cancel_scope.cancel()
                 return
-            sys.stderr.write(f"llm-sidecar gateway listening on {getattr(started, 'url', '?')}\n")
+            if not services.team:  # a team gateway's stderr is JSON lines only ("gateway listening")
+                sys.stderr.write(f"llm-sidecar gateway listening on {getattr(started, 'url', '?')}\n")
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
                     break

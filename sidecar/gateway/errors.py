@@ -30,6 +30,8 @@ STATUS_BY_KIND: Final[dict[str, int]] = {
     "provider_error": 502,
     "network_error": 503,
     "ollama_unavailable": 503,
+    "storage_unavailable": 503,  # a team gateway's PostgreSQL away
+    "coordination_unavailable": 503,  # a team gateway's Redis away (on_unavailable = "refuse")
     "timeout": 504,
     "oauth_failed": 502,
     "cancelled": 499,

@@ -76,6 +76,9 @@ class Backend(Protocol):
     def prometheus(self) -> str:
         """The counters of `/metrics`, in Prometheus' text format."""
 
+    async def health(self) -> dict[str, Any] | None:
+        """A team gateway's database and Redis states (None on the desktop: nothing shared)."""
+
 
 @dataclass
 class Counters:
@@ -246,7 +249,13 @@ class Gateway:
     # --- plain routes ---------------------------------------------------------------------------
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        # Always 200 while the process serves: with PostgreSQL or Redis away requests are still
+        # answered (README "Running it for a team"); the body says what is degraded.
+        shared = await self.backend.health()
+        if shared is None:
+            return JSONResponse({"status": "ok"})
+        ok = all(part.get("ok", True) for part in shared.values() if isinstance(part, dict))
+        return JSONResponse({"status": "ok" if ok else "degraded", **shared})
 
     async def openapi(self, request: Request) -> Response:
         from sidecar.gateway.openapi import document
@@ -502,7 +511,7 @@ class _Exchange:
         self.model = model
         if not (allowed(key.allow, model) or allowed(key.allow, wanted)):
             raise HttpError(403, "model_not_allowed", f"This client key may not use {model}.", param="model")
-        wait = self.gw.backend.client_keys.admit(key)
+        wait = await self.gw.backend.client_keys.admit(key)
         if wait is not None:
             raise HttpError(
                 429,
@@ -527,7 +536,7 @@ class _Exchange:
         """`complete`, cancelled when the client goes away."""
         result = await self.run_method("complete", params)
         assert isinstance(result, ChatResult)
-        self._settle(result)
+        await self._settle(result)
         return result
 
     async def run_method(self, method: str, params: Any) -> Any:
@@ -609,7 +618,7 @@ class _Exchange:
                     else:
                         refusal = err  # answered as a plain HTTP error, once the task group is done
                 else:
-                    self._settle(results[0])
+                    await self._settle(results[0])
                     await self._stream_bytes(finish(results[0]), more=False)
                 tg.cancel_scope.cancel()
         finally:
@@ -620,12 +629,12 @@ class _Exchange:
         if not results and not failure:
             raise _Disconnected
 
-    def _settle(self, result: ChatResult) -> None:
+    async def _settle(self, result: ChatResult) -> None:
         self.result = result
         u = result.usage
         self.usage = (result.provider, result.model, u.input_tokens, u.output_tokens, result.cost_usd)
         if self.key is not None:
-            self.gw.backend.client_keys.spent_tokens(
+            await self.gw.backend.client_keys.spent_tokens(
                 self.key, result.usage.input_tokens + result.usage.output_tokens
             )
 

@@ -152,3 +152,7 @@ class SidecarBackend:
     def prometheus(self) -> str:
         text: str = self._services.metrics.prometheus()
         return text
+
+    async def health(self) -> dict[str, Any] | None:
+        shared: dict[str, Any] | None = await self._services.team_health()
+        return shared

@@ -22,7 +22,10 @@ from dataclasses import dataclass
 from typing import Final, Literal, Protocol, get_args
 
 from sidecar import logs
+from sidecar.errors import SidecarError
+from sidecar.infra import pg_schema
 from sidecar.infra.db import Database
+from sidecar.infra.sql import SqlEngine, SqliteEngine, Stmt
 from sidecar.redact import redact
 
 COMPONENT: Final = "audit"
@@ -40,6 +43,10 @@ MIGRATIONS: Final = (
     CREATE INDEX audit_ts ON audit (ts);
     """,
 )
+# Both engines' texts (the SQLite ones above, byte for byte).
+ENGINE_MIGRATIONS: Final = pg_schema.paired(MIGRATIONS, pg_schema.AUDIT)
+_INSERT: Final = "INSERT INTO audit (ts, event, provider, outcome, detail) VALUES (?, ?, ?, ?, ?)"
+_COLUMNS: Final = "id, ts, event, provider, outcome, detail"
 
 Event = Literal[
     "key_set",
@@ -96,26 +103,20 @@ def _clean(text: str | None) -> str | None:
 
 
 class AuditTrail:
-    """`Audit` on the state database."""
+    """`Audit` on the storage engine (the state database, or PostgreSQL for a team)."""
 
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
-        self.db = db
+    def __init__(self, engine: SqlEngine | Database, clock: Callable[[], float] = time.time) -> None:
+        self.engine: SqlEngine = SqliteEngine(engine) if isinstance(engine, Database) else engine
         self._clock = clock
-        db.register(COMPONENT, MIGRATIONS)
+        self.engine.register(COMPONENT, ENGINE_MIGRATIONS)
 
     async def record(
         self, event: Event, provider: str | None, outcome: str, detail: str | None = None
     ) -> None:
         row = (_iso(self._clock()), event, _clean(provider), _clean(outcome) or "", _clean(detail))
-
-        def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO audit (ts, event, provider, outcome, detail) VALUES (?, ?, ?, ?, ?)", row
-            )
-
         try:
-            await self.db.run(insert)
-        except (sqlite3.Error, OSError) as exc:
+            await self.engine.write([Stmt(_INSERT, row)])
+        except (sqlite3.Error, OSError, SidecarError) as exc:
             _log.warning("audit row not written", audit_event=event, error=type(exc).__name__)
 
     async def query(
@@ -130,24 +131,12 @@ class AuditTrail:
             where.append("event = ?")
             args.append(event)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        sql = f"SELECT id, ts, event, provider, outcome, detail FROM audit {clause}ORDER BY id DESC LIMIT ?"
-
-        def select(conn: sqlite3.Connection) -> list[AuditRow]:
-            return [AuditRow(*r) for r in conn.execute(sql, (*args, limit)).fetchall()]
-
-        return await self.db.run(select)
+        sql = f"SELECT {_COLUMNS} FROM audit {clause}ORDER BY id DESC LIMIT ?"
+        return [AuditRow(*r) for r in await self.engine.fetchall(sql, (*args, limit))]  # type: ignore[arg-type]
 
     async def rows(self, limit: int = 100) -> list[AuditRow]:
         """The latest rows, newest first."""
-
-        def select(conn: sqlite3.Connection) -> list[AuditRow]:
-            cur = conn.execute(
-                "SELECT id, ts, event, provider, outcome, detail FROM audit ORDER BY id DESC LIMIT ?",
-                (limit,),
-            )
-            return [AuditRow(*r) for r in cur.fetchall()]
-
-        return await self.db.run(select)
+        return await self.query(limit=limit)
 
 
 class MemoryAudit:

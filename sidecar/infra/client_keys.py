@@ -2,21 +2,22 @@
 
 Only a key's SHA-256 hash and its first characters (for recognising it in a list) are kept, never
 the key. `ClientKeyStore` is the seam: `SqliteClientKeyStore` keeps them in the state database
-(component `client_keys`, an append-only list of migrations); a later engine (PostgreSQL) goes
-behind the same protocol.
+(component `client_keys`, an append-only list of migrations); `SqlClientKeyStore` keeps them on
+the storage engine (the state database, or PostgreSQL shared by a team's replicas), written once
+for both.
 
 Must not know: HTTP, the protocol, how keys are made or checked (services.client_keys).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
 import msgspec
 
 from sidecar.infra.db import Database
+from sidecar.infra.sql import Conflict, Dialects, SqlEngine, SqliteEngine, Stmt
 
 COMPONENT: Final = "client_keys"
 # Append-only: never edit an entry, add a new one.
@@ -37,6 +38,13 @@ MIGRATIONS: Final = (
         last_used TEXT
     );
     """,
+)
+# Both engines' texts (the SQLite one above, byte for byte; money as 8-byte floats on PostgreSQL).
+ENGINE_MIGRATIONS: Final = (
+    Dialects(
+        sqlite=MIGRATIONS[0],
+        postgres=MIGRATIONS[0].replace("REAL", "DOUBLE PRECISION"),
+    ),
 )
 
 _COLUMNS: Final = (
@@ -116,58 +124,46 @@ def _values(rec: ClientKeyRecord) -> tuple[Any, ...]:
     )
 
 
-class SqliteClientKeyStore:
-    """`ClientKeyStore` on the state database."""
+class SqlClientKeyStore:
+    """`ClientKeyStore` on the storage engine (either one)."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        db.register(COMPONENT, MIGRATIONS)
+    def __init__(self, engine: SqlEngine | Database) -> None:
+        self.engine: SqlEngine = SqliteEngine(engine) if isinstance(engine, Database) else engine
+        self.engine.register(COMPONENT, ENGINE_MIGRATIONS)
 
     async def all(self) -> list[ClientKeyRecord]:
-        def select(conn: sqlite3.Connection) -> list[ClientKeyRecord]:
-            return [_row(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM client_keys ORDER BY created, id")]
-
-        return await self.db.run(select)
+        rows = await self.engine.fetchall(f"SELECT {_COLUMNS} FROM client_keys ORDER BY created, id")
+        return [_row(r) for r in rows]
 
     async def insert(self, record: ClientKeyRecord) -> None:
-        def insert(conn: sqlite3.Connection) -> None:
-            try:
-                conn.execute(
-                    f"INSERT INTO client_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _values(record)
-                )
-            except sqlite3.IntegrityError as exc:
-                raise NameTaken(record.name) from exc
-
-        await self.db.run(insert)
+        sql = f"INSERT INTO client_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+        try:
+            await self.engine.write([Stmt(sql, _values(record))])
+        except Conflict as exc:
+            raise NameTaken(record.name) from exc
 
     async def update(self, record: ClientKeyRecord) -> None:
         values = _values(record)
-
-        def update(conn: sqlite3.Connection) -> None:
-            try:
-                conn.execute(
-                    "UPDATE client_keys SET name=?, hash=?, prefix=?, allow=?, router=?, daily_usd=?, "
-                    "monthly_usd=?, limits=?, enabled=?, created=?, last_used=? WHERE id=?",
-                    (*values[1:], values[0]),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise NameTaken(record.name) from exc
-
-        await self.db.run(update)
+        sql = (
+            "UPDATE client_keys SET name=?, hash=?, prefix=?, allow=?, router=?, daily_usd=?, "
+            "monthly_usd=?, limits=?, enabled=?, created=?, last_used=? WHERE id=?"
+        )
+        try:
+            await self.engine.write([Stmt(sql, (*values[1:], values[0]))])
+        except Conflict as exc:
+            raise NameTaken(record.name) from exc
 
     async def delete(self, key_id: str) -> bool:
-        def delete(conn: sqlite3.Connection) -> bool:
-            return conn.execute("DELETE FROM client_keys WHERE id = ?", (key_id,)).rowcount > 0
-
-        return await self.db.run(delete)
+        (count,) = await self.engine.write([Stmt("DELETE FROM client_keys WHERE id = ?", (key_id,))])
+        return count > 0
 
     async def touch(self, uses: dict[str, str]) -> None:
-        def touch(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE client_keys SET last_used = ? WHERE id = ?", [(ts, i) for i, ts in uses.items()]
-            )
+        if uses:
+            rows = [(ts, key_id) for key_id, ts in uses.items()]
+            await self.engine.write([Stmt("UPDATE client_keys SET last_used = ? WHERE id = ?", many=rows)])
 
-        await self.db.run(touch)
+
+SqliteClientKeyStore = SqlClientKeyStore  # the name the gateway branch gave it
 
 
 class MemoryClientKeyStore:

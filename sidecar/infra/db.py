@@ -45,6 +45,8 @@ _VERSIONS_TABLE: Final = (
 
 
 class Database:
+    engine: Final = "sqlite"
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None

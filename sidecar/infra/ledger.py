@@ -15,12 +15,17 @@ Tables (component `ledger`, an append-only list of migrations):
 - `budgets` (one row per scope: `*` overall or a provider id) and `budget_alerts` (which alert
   was sent for which period: the once-per-period rule holds across processes).
 
+The same code runs on PostgreSQL for a team (`infra.pg.PgBlocking` in place of the state database):
+statements are written in the subset both engines share, with `Dialects` where they differ.
+
 Writes stay off the request path: `record` queues the row and returns; a writer thread commits what
 queued within 20 ms of the first row in one short `BEGIN IMMEDIATE` transaction (one transaction per
 20 ms under load, not one per request), retrying while another process holds the write lock. Rows
 not yet committed are counted by the budget queries (`_pending`), so a burst of requests can't slip
 past a limit while its rows wait. `close` flushes. A crash (kill -9) loses only rows still queued;
-WAL keeps the committed ones and the file consistent.
+WAL keeps the committed ones and the file consistent. On PostgreSQL a batch that cannot reach the
+server is kept and tried again (backing off up to 2 s) for as long as the process lives, so a
+restarted database loses nothing; two replicas' batches that deadlock on the rollups are retried.
 
 Must not know: the protocol, providers, chat, how budgets are decided (core.budget).
 """
@@ -37,15 +42,20 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from sidecar import logs
 from sidecar.core.budget import OVERALL, AlertKey, Budget
 from sidecar.core.metrics import Sample as MetricSample
 from sidecar.core.usage_stats import Sample
-from sidecar.infra import audit
+from sidecar.errors import SidecarError
+from sidecar.infra import audit, pg_schema
 from sidecar.infra.db import Database
+from sidecar.infra.sql import Dialects, Retry, text_for
 from sidecar.redact import redact
+
+if TYPE_CHECKING:
+    from sidecar.infra.pg import PgBlocking
 
 COMPONENT: Final = "ledger"
 # Append-only: never edit an entry, add a new one.
@@ -136,6 +146,15 @@ MIGRATIONS: Final = (
     ALTER TABLE ledger ADD COLUMN saved_usd REAL;
     """,
 )
+# Both engines' texts: the SQLite ones above byte for byte, PostgreSQL's from `infra.pg_schema`
+# (and 8-byte floats where SQLite says REAL).
+ENGINE_MIGRATIONS: Final = (
+    *pg_schema.paired(MIGRATIONS[:3], pg_schema.LEDGER),
+    Dialects(sqlite=MIGRATIONS[3], postgres=MIGRATIONS[3].replace("REAL", "DOUBLE PRECISION")),
+)
+_DAY_OF_TS: Final = Dialects(sqlite="date(ts, 'unixepoch')", postgres=pg_schema.UTC_DAY.format(ts="ts"))
+RETRY_WAIT_MAX_S: Final = 2.0
+"""The longest wait between tries of a batch PostgreSQL could not take (the server away)."""
 
 GroupBy = Literal["provider", "model", "day", "tag", "client"]
 Outcome = Literal["ok", "error", "cancelled"]
@@ -200,10 +219,11 @@ class Row:
 
 
 _INSERT_ROW: Final = (
-    "INSERT OR IGNORE INTO ledger (uid, ts, method, provider, model, outcome, error_kind, input_tokens, "
+    "INSERT INTO ledger (uid, ts, method, provider, model, outcome, error_kind, input_tokens, "
     "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_estimated, cost_usd, "
     "pricing_date, latency_ms, attempts, run_id, tag, pid, client, reason, cache_hit, saved_usd) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (uid) DO NOTHING"
 )
 
 
@@ -269,11 +289,15 @@ class Ledger:
     `on_commit(rows)` runs on the writer thread after each committed batch.
     """
 
-    def __init__(self, db: Database, *, on_commit: Callable[[list[Row]], None] | None = None) -> None:
+    def __init__(
+        self, db: Database | PgBlocking, *, on_commit: Callable[[list[Row]], None] | None = None
+    ) -> None:
         self.db = db
         self.on_commit = on_commit
-        db.register(audit.COMPONENT, audit.MIGRATIONS)
-        db.register(COMPONENT, MIGRATIONS)
+        self.engine = db.engine
+        db.register(audit.COMPONENT, [text_for(m, db.engine) for m in audit.ENGINE_MIGRATIONS])
+        db.register(COMPONENT, [text_for(m, db.engine) for m in ENGINE_MIGRATIONS])
+        self._day_of_ts = text_for(_DAY_OF_TS, db.engine)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._pending: dict[str, Row] = {}
         self._pending_lock = threading.Lock()
@@ -374,11 +398,25 @@ class Ledger:
 
     def _commit(self, rows: list[Row], notes: list[AuditNote]) -> None:
         delay = 0.05
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        attempt = 0
+        while attempt < COMMIT_ATTEMPTS:
+            attempt += 1
             try:
                 self.db.run_sync(lambda conn: self._write(conn, rows, notes))
                 self.committed += len(rows)
                 return
+            except SidecarError as exc:  # PostgreSQL away: keep the batch, try until it is back
+                if exc.kind != "storage_unavailable":
+                    self._drop(rows, notes, exc)
+                    return
+                attempt = 0
+                _log.warning("ledger rows waiting for the database", rows=len(rows), retry_in_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_WAIT_MAX_S)
+            except Retry:
+                _log.info("ledger batch raced another writer, retrying", attempt=attempt, rows=len(rows))
+                time.sleep(delay)
+                delay = min(delay * 4, 1.0)
             except sqlite3.OperationalError as exc:
                 if not _busy(exc) or attempt == COMMIT_ATTEMPTS:
                     self._drop(rows, notes, exc)
@@ -401,7 +439,10 @@ class Ledger:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if rows:
-                conn.executemany(_INSERT_ROW, [r.params(self._pid) for r in rows])
+                # One lock order for the rollup rows on every replica (PostgreSQL would otherwise
+                # deadlock two batches that touch the same days and providers in other orders).
+                ordered = sorted(rows, key=lambda r: (r.day, r.provider)) if self.engine != "sqlite" else rows
+                conn.executemany(_INSERT_ROW, [r.params(self._pid) for r in ordered])
             if notes:
                 conn.executemany(_INSERT_AUDIT, [n.params() for n in notes])
             conn.execute("COMMIT")
@@ -484,7 +525,7 @@ class Ledger:
             None: "NULL",
             "provider": "provider",
             "model": "provider || ':' || model",
-            "day": "date(ts, 'unixepoch')",
+            "day": self._day_of_ts,
             "tag": "tag",
             "client": "client",
         }[group_by]
@@ -576,7 +617,8 @@ class Ledger:
 
         def run(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO budget_alerts (scope, kind, period_key, sent_ts) VALUES (?, ?, ?, ?)",
+                "INSERT INTO budget_alerts (scope, kind, period_key, sent_ts) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 (key.scope, key.kind, key.period_key, ts),
             )
             return cur.rowcount == 1

@@ -19,17 +19,19 @@ Must not know: what the components store, the protocol, providers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
 
 from sidecar import logs
 from sidecar.errors import SidecarError
-from sidecar.infra.sql import Conflict, Engine, Row, Sql, Stmt, text_for, to_postgres
+from sidecar.infra.sql import Conflict, Engine, Retry, Row, Sql, Stmt, text_for, to_postgres
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -48,6 +50,7 @@ _VERSIONS_TABLE: Final = (
 )
 
 _log = logs.get_logger("pg")
+_T = TypeVar("_T")
 
 
 def describe_url(url: str) -> str:
@@ -112,6 +115,8 @@ class PgEngine:
             name="llm-sidecar",
         )
         self._opened = False
+        self._down = False
+        self._probing = False
 
     # -- life ------------------------------------------------------------------------------------
 
@@ -138,8 +143,10 @@ class PgEngine:
             return {"engine": self.engine, "ok": False, "at": self.where, "error": exc.kind}
         return {"engine": self.engine, "ok": True, "at": self.where}
 
-    def _unavailable(self, exc: BaseException) -> SidecarError:
-        _log.warning("postgresql unreachable", database=self.where, error=type(exc).__name__)
+    def _unavailable(self, exc: BaseException | None) -> SidecarError:
+        if exc is not None:
+            self._down = True
+            _log.warning("postgresql unreachable", database=self.where, error=type(exc).__name__)
         return SidecarError(
             "storage_unavailable",
             f"The database (PostgreSQL at {self.where}) cannot be reached; nothing was read or written.",
@@ -203,9 +210,11 @@ class PgEngine:
     async def fetchall(self, sql: Sql, params: Sequence[object] = ()) -> list[Row]:
         await self._ensure_ready()
         try:
-            async with self.pool.connection() as conn:
+            async with self._probe(), self.pool.connection() as conn:
                 cur = await conn.execute(to_postgres(text_for(sql, "postgresql")), params)
-                return await cur.fetchall()
+                rows = await cur.fetchall()
+            self._down = False
+            return rows
         except _connection_errors() as exc:
             if not _lost(exc):
                 raise
@@ -214,9 +223,11 @@ class PgEngine:
     async def fetchone(self, sql: Sql, params: Sequence[object] = ()) -> Row | None:
         await self._ensure_ready()
         try:
-            async with self.pool.connection() as conn:
+            async with self._probe(), self.pool.connection() as conn:
                 cur = await conn.execute(to_postgres(text_for(sql, "postgresql")), params)
-                return await cur.fetchone()
+                row = await cur.fetchone()
+            self._down = False
+            return row
         except _connection_errors() as exc:
             if not _lost(exc):
                 raise
@@ -226,7 +237,12 @@ class PgEngine:
         await self._ensure_ready()
         counts: list[int] = []
         try:
-            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            async with (
+                self._probe(),
+                self.pool.connection() as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
                 for stmt in statements:
                     text = to_postgres(text_for(stmt.sql, "postgresql"))
                     if stmt.many is not None:
@@ -242,7 +258,24 @@ class PgEngine:
             if not _lost(exc):
                 raise
             raise self._unavailable(exc) from None
+        self._down = False
         return counts
+
+    @contextlib.asynccontextmanager
+    async def _probe(self) -> AsyncIterator[None]:
+        """While the server is known to be away, one call at a time tries it (waiting out the
+        connect timeout while the pool reconnects); the others are refused at once, so requests
+        served meanwhile never queue behind the database."""
+        if not self._down:
+            yield
+            return
+        if self._probing:
+            raise self._unavailable(None)
+        self._probing = True
+        try:
+            yield
+        finally:
+            self._probing = False
 
     async def _ensure_ready(self) -> None:
         if not self._opened:
@@ -270,3 +303,154 @@ def _lost(exc: BaseException) -> bool:
     shutting down, 57P0x), not a statement's own failure such as a lock timeout."""
     state = getattr(exc, "sqlstate", None)
     return state is None or state.startswith(("08", "57P0"))
+
+
+class _PgConn:
+    """What `PgBlocking.run_sync` hands its caller: `execute`/`executemany` like sqlite3's, taking
+    engine-neutral statements (`?` placeholders, `Dialects`), on one pooled connection."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: Sql, params: Sequence[object] = ()) -> Any:
+        text = text_for(sql, "postgresql")
+        if text == "BEGIN IMMEDIATE":  # SQLite's "take the write lock now"; PostgreSQL locks rows
+            text = "BEGIN"
+        return self._conn.execute(to_postgres(text), params) if params else self._conn.execute(text)
+
+    def executemany(self, sql: Sql, rows: Sequence[Sequence[object]]) -> Any:
+        cur = self._conn.cursor()
+        if rows:
+            cur.executemany(to_postgres(text_for(sql, "postgresql")), rows)
+        return cur
+
+
+class PgBlocking:
+    """The blocking face of PostgreSQL, for code that runs on threads (the ledger's writer and its
+    queries, run with `anyio.to_thread`): `run_sync(call)` like `infra.db.Database`'s, on a psycopg
+    connection from a (sync) pool, one call at a time per process (so a row read as queued and the
+    same row committed are never counted twice). Migrations run under the same advisory lock as
+    `PgEngine`'s. A lost server is `SidecarError("storage_unavailable")`; a deadlock or a
+    serialisation failure (two replicas' batches) is `Retry`."""
+
+    engine: Engine = "postgresql"
+
+    def __init__(self, url: str, *, max_size: int = 4, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+        from psycopg_pool import ConnectionPool
+
+        _route_driver_logs()
+        self.where = describe_url(url)
+        self.path = None
+        self._lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        self._migrations: dict[str, tuple[str, ...]] = {}
+        self._unapplied: set[str] = set()
+        self._opened = False
+        self.pool: ConnectionPool[Any] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            timeout=connect_timeout_s,
+            check=ConnectionPool.check_connection,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(int(connect_timeout_s), 1),
+                "application_name": "llm-sidecar-ledger",
+            },
+            name="llm-sidecar-ledger",
+        )
+        self.connect_timeout_s = connect_timeout_s
+        self._down = False
+        self._probe_lock = threading.Lock()
+        self._down_message = (
+            f"The database (PostgreSQL at {self.where}) cannot be reached; nothing was read or written."
+        )
+
+    def register(self, component: str, migrations: Sequence[Sql]) -> None:
+        texts = tuple(text_for(m, "postgresql") for m in migrations)
+        with self._lock:
+            known = self._migrations.get(component)
+            if known is not None and texts[: len(known)] != known:
+                raise ValueError(f"migrations of {component!r} changed: they may only be appended to")
+            self._migrations[component] = texts
+            self._unapplied.add(component)
+
+    async def run(self, call: Callable[[Any], _T]) -> _T:
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self.run_sync, call)
+
+    def run_sync(self, call: Callable[[Any], _T]) -> _T:
+        # While the server is known to be away, one thread at a time tries it; the others are
+        # refused at once (see `PgEngine._probe`).
+        probe = self._down
+        if probe and not self._probe_lock.acquire(blocking=False):
+            raise SidecarError("storage_unavailable", self._down_message, retry_after_s=UNAVAILABLE_RETRY_S)
+        try:
+            return self._run(call)
+        finally:
+            if probe:
+                self._probe_lock.release()
+
+    def _run(self, call: Callable[[Any], _T]) -> _T:
+        from psycopg import errors
+
+        try:
+            with self._open_lock:
+                if not self._opened:
+                    self.pool.open(wait=True, timeout=self.connect_timeout_s)
+                    self._opened = True
+            # The connection is taken before the process lock: a wait for the server holds no
+            # other caller up.
+            with self.pool.connection() as conn, self._lock:
+                if self._unapplied:
+                    self._migrate(conn)
+                try:
+                    result = call(_PgConn(conn))
+                except BaseException:
+                    if conn.info.transaction_status != 0:  # not idle: roll the batch back
+                        with contextlib.suppress(Exception):
+                            conn.execute("ROLLBACK")
+                    raise
+            self._down = False
+            return result
+        except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
+            raise Retry(str(exc)) from exc
+        except _connection_errors() as exc:
+            if not _lost(exc):
+                raise
+            _log.warning("postgresql unreachable", database=self.where, error=type(exc).__name__)
+            self._down = True
+            raise SidecarError(
+                "storage_unavailable", self._down_message, retry_after_s=UNAVAILABLE_RETRY_S
+            ) from None
+
+    def _migrate(self, conn: Any) -> None:
+        conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            conn.execute(_VERSIONS_TABLE)
+            for component in sorted(self._unapplied):
+                migrations = self._migrations[component]
+                row = conn.execute(
+                    "SELECT version FROM schema_versions WHERE component = %s", (component,)
+                ).fetchone()
+                version = int(row[0]) if row else 0
+                for index in range(version, len(migrations)):
+                    with conn.transaction():
+                        conn.execute(migrations[index].encode())
+                        conn.execute(
+                            "INSERT INTO schema_versions (component, version) VALUES (%s, %s) "
+                            "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                            (component, index + 1),
+                        )
+            self._unapplied.clear()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+            conn.execute("RESET lock_timeout")
+
+    def close(self) -> None:
+        with self._lock:
+            self.pool.close()
+            self._opened = False

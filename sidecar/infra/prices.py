@@ -58,6 +58,10 @@ class SqlPriceStore:
         )
         return [(_decode(str(info)), str(date)) for info, date in rows]
 
+    async def replace(self, provider: str, entries: Sequence[ModelInfo], source: str, date: str) -> None:
+        """`infra.price_store.PriceStore.replace`'s signature (what `refresh_pricing` calls)."""
+        await self.put_overrides(entries, date)
+
     async def put_overrides(self, entries: Sequence[ModelInfo], date: str) -> None:
         if not entries:
             return

@@ -67,6 +67,11 @@ class Conflict(Exception):
     whichever engine ran it; the batch was rolled back."""
 
 
+class Retry(Exception):
+    """A batch lost a race with another writer (PostgreSQL's deadlock or serialisation failure);
+    nothing of it was kept and running it again is right."""
+
+
 class SqlEngine(Protocol):
     """What a storage component needs of a database, whichever engine it is."""
 

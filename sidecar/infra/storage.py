@@ -11,12 +11,15 @@ Must not know: what the components store, the protocol.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from sidecar.config import ConfigError, Storage
 from sidecar.infra.db import Database
 from sidecar.infra.sql import SqlEngine, SqliteEngine
+
+if TYPE_CHECKING:
+    from sidecar.infra.pg import PgBlocking
 
 DATABASE_URL_ENV: Final = "SIDECAR_DATABASE_URL"
 POSTGRES_SCHEMES: Final = frozenset({"postgresql", "postgres"})
@@ -48,3 +51,14 @@ def open_engine(settings: Storage, env: Mapping[str, str], sqlite: Database) -> 
         max_size=max(settings.pool_max, settings.pool_min, 1),
         connect_timeout_s=settings.connect_timeout_s,
     )
+
+
+def open_blocking(settings: Storage, env: Mapping[str, str], sqlite: Database) -> Database | PgBlocking:
+    """The database of code that runs on threads (the ledger's writer and its queries): `sqlite`
+    itself, or a small blocking pool on the configured PostgreSQL."""
+    url = database_url(settings, env)
+    if url is None:
+        return sqlite
+    from sidecar.infra.pg import PgBlocking
+
+    return PgBlocking(url, connect_timeout_s=settings.connect_timeout_s)

@@ -19,12 +19,13 @@ import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import msgspec
 
-from sidecar.core.client_access import MinuteWindow
+from sidecar import logs
+from sidecar.core.counters import Window
 from sidecar.errors import SidecarError, invalid_request
 from sidecar.infra.audit import Audit
 from sidecar.infra.client_keys import ClientKeyRecord, ClientKeyStore, NameTaken
@@ -44,7 +45,18 @@ from sidecar.wire.gateway import (
     ClientLimits,
 )
 
+if TYPE_CHECKING:
+    from sidecar.infra.coordination import Coordinator
+
 PREFIX: Final = "lsk-"
+TABLE_TTL_S: Final = 2.0
+"""How long the keys read from storage are used before reading again (another replica's change
+is seen within this time; this process's own at once)."""
+MISS_REREAD_S: Final = 0.25
+"""A presented key not in the table re-reads it, at most this often (a key just made elsewhere)."""
+WINDOW_S: Final = 60.0
+
+_log = logs.get_logger("client_keys")
 SHOWN_CHARS: Final = 10  # "lsk-" and six characters of the key: enough to tell keys apart
 TOUCH_EVERY_S: Final = 30.0
 
@@ -58,6 +70,19 @@ def new_secret() -> str:
 
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _windows(rec: ClientKeyRecord) -> list[tuple[Window, float]]:
+    """The key's per-minute windows with what a request is charged on admission: one request;
+    no tokens yet (they are charged when known), but a key in token debt waits."""
+    limits = rec.limits or {}
+    out: list[tuple[Window, float]] = []
+    rpm, tpm = limits.get("requests_per_minute"), limits.get("tokens_per_minute")
+    if rpm:
+        out.append((Window(f"client:{rec.id}:requests", float(rpm), WINDOW_S), 1.0))
+    if tpm:
+        out.append((Window(f"client:{rec.id}:tokens", float(tpm), WINDOW_S), 0.0))
+    return out
 
 
 def _now_iso() -> str:
@@ -91,12 +116,23 @@ def _limits(value: ClientLimits | None) -> dict[str, Any] | None:
 
 
 class ClientKeyService:
-    def __init__(self, store: ClientKeyStore, audit: Audit, totals: Totals | None = None) -> None:
+    def __init__(
+        self,
+        store: ClientKeyStore,
+        audit: Audit,
+        totals: Totals | None = None,
+        coordinator: Coordinator | None = None,
+    ) -> None:
+        if coordinator is None:
+            from sidecar.infra.coordination import LocalCoordinator
+
+            coordinator = LocalCoordinator()
+        self.coordinator = coordinator
         self.store = store
         self.audit = audit
         self._totals = totals
         self._by_hash: dict[str, ClientKeyRecord] | None = None
-        self._windows: dict[str, MinuteWindow] = {}
+        self._read_at = 0.0
         self._lock = anyio.Lock()
         self._used: dict[str, str] = {}
         self._last_touch = 0.0
@@ -157,7 +193,6 @@ class ClientKeyService:
             changes["monthly_usd"] = params.monthly_usd
         if params.limits is not msgspec.UNSET:
             changes["limits"] = _limits(params.limits)
-            self._windows.pop(rec.id, None)
         updated = rec.changed(**changes)
         try:
             await self.store.update(updated)
@@ -184,7 +219,6 @@ class ClientKeyService:
         rec = await self._find(params)
         deleted = await self.store.delete(rec.id)
         await self._changed()
-        self._windows.pop(rec.id, None)
         await self.audit.record("client_key_deleted", None, "ok", rec.name)
         return ClientKeyDeleteResult(deleted=deleted)
 
@@ -197,41 +231,58 @@ class ClientKeyService:
         """The enabled key whose hash matches, else None."""
         if not secret.startswith(PREFIX):
             return None
-        table = await self._table()
         wanted = digest(secret)
-        for known, rec in table.items():
-            if hmac.compare_digest(known, wanted):
-                if not rec.enabled:
-                    return None
-                self._used[rec.id] = _now_iso()
-                await self._flush_touches()
-                return rec
+        for fresh_within_s in (TABLE_TTL_S, MISS_REREAD_S):  # a key unknown here: made elsewhere?
+            table = await self._table(fresh_within_s=fresh_within_s)
+            for known, rec in table.items():
+                if hmac.compare_digest(known, wanted):
+                    if not rec.enabled:
+                        return None
+                    self._used[rec.id] = _now_iso()
+                    await self._flush_touches()
+                    return rec
         return None
 
-    def admit(self, rec: ClientKeyRecord) -> float | None:
-        """None when the key's per-minute limits let a request through now, else seconds to wait."""
-        if not rec.limits:
+    async def admit(self, rec: ClientKeyRecord) -> float | None:
+        """None when the key's per-minute limits let a request through now, else seconds to wait.
+        The windows are the coordinator's (shared by every replica with Redis): requests are
+        charged one each, tokens afterwards (`spent_tokens`), a key in token debt waits."""
+        charges = _windows(rec)
+        if not charges:
             return None
-        window = self._windows.get(rec.id)
-        if window is None:
-            window = self._windows[rec.id] = MinuteWindow(
-                requests_per_minute=rec.limits.get("requests_per_minute"),
-                tokens_per_minute=rec.limits.get("tokens_per_minute"),
-            )
-        return window.admit(time.monotonic())
+        admission = await self.coordinator.acquire(charges)
+        return None if admission.allowed else max(admission.retry_after_s, 0.001)
 
-    def spent_tokens(self, rec: ClientKeyRecord, tokens: int) -> None:
-        window = self._windows.get(rec.id)
-        if window is not None:
-            window.spend(time.monotonic(), tokens)
+    async def spent_tokens(self, rec: ClientKeyRecord, tokens: int) -> None:
+        charges = [(w, float(tokens)) for w, _ in _windows(rec) if w.key.endswith(":tokens")]
+        if charges and tokens > 0:
+            await self.coordinator.adjust(charges)
+
+    async def limits_for(self, name: str) -> tuple[float | None, float | None]:
+        """The (daily, monthly) USD limits of the key called `name` (as last read)."""
+        for rec in (await self._table()).values():
+            if rec.name == name:
+                return rec.daily_usd, rec.monthly_usd
+        return None, None
 
     # --- internals --------------------------------------------------------------------------------
 
-    async def _table(self) -> dict[str, ClientKeyRecord]:
-        if self._by_hash is None:
+    async def _table(self, *, fresh_within_s: float = TABLE_TTL_S) -> dict[str, ClientKeyRecord]:
+        # Re-read now and then: another replica (or process) may have created, changed or
+        # deleted a key. While the database is away the last table read keeps serving.
+        if self._by_hash is None or time.monotonic() - self._read_at > fresh_within_s:
             async with self._lock:
-                if self._by_hash is None:
-                    self._by_hash = {r.hash: r for r in await self.store.all()}
+                if self._by_hash is None or time.monotonic() - self._read_at > fresh_within_s:
+                    try:
+                        records = await self.store.all()
+                    except SidecarError:
+                        if self._by_hash is None:
+                            raise
+                        _log.warning("client keys not re-read: storage unavailable")
+                        self._read_at = time.monotonic()
+                        return self._by_hash
+                    self._by_hash = {r.hash: r for r in records}
+                    self._read_at = time.monotonic()
         return self._by_hash
 
     async def _changed(self) -> None:
@@ -254,4 +305,7 @@ class ClientKeyService:
             return
         used, self._used = self._used, {}
         self._last_touch = now
-        await self.store.touch(used)
+        try:
+            await self.store.touch(used)
+        except SidecarError:  # the database away: `last_used` waits, the request does not
+            self._used = {**used, **self._used}

@@ -17,14 +17,14 @@ import ipaddress
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import msgspec
 
 from sidecar.config import Config, RouterSettings
 from sidecar.core import router as policy
-from sidecar.core.client_access import MinuteWindow
+from sidecar.core.counters import Window
 from sidecar.core.models import ModelRef
 from sidecar.errors import SidecarError, invalid_request
 from sidecar.infra.keystore import KeyResolver
@@ -81,6 +81,24 @@ def needs_of(request: RouterPreviewRequest | CompleteParams | None) -> tuple[str
     return tuple(needs)
 
 
+if TYPE_CHECKING:
+    from sidecar.infra.coordination import Coordinator
+
+STORED_TTL_S: Final = 2.0
+WINDOW_S: Final = 60.0
+
+
+def _windows(name: str, limits: Any) -> list[tuple[Window, float]]:
+    """A router's per-minute windows and what admitting one request charges each (its tokens are
+    charged when known; a router in token debt waits)."""
+    out: list[tuple[Window, float]] = []
+    if limits.requests_per_minute:
+        out.append((Window(f"router:{name}:requests", float(limits.requests_per_minute), WINDOW_S), 1.0))
+    if limits.tokens_per_minute:
+        out.append((Window(f"router:{name}:tokens", float(limits.tokens_per_minute), WINDOW_S), 0.0))
+    return out
+
+
 class RouterService:
     def __init__(
         self,
@@ -93,7 +111,13 @@ class RouterService:
         env: Mapping[str, str],
         latency: Callable[[], dict[str, float]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        coordinator: Coordinator | None = None,
     ) -> None:
+        if coordinator is None:
+            from sidecar.infra.coordination import LocalCoordinator
+
+            coordinator = LocalCoordinator()
+        self.coordinator = coordinator
         self.config = config
         self.store = store
         self.catalog = catalog
@@ -105,7 +129,8 @@ class RouterService:
         self._clock = clock
         self._stored: dict[str, dict[str, Any]] | None = None
         self._key_checks: dict[str, tuple[float, str | None]] = {}
-        self._windows: dict[str, MinuteWindow] = {}
+        self._stored_at = 0.0
+        self._limits_of: dict[str, Any] = {}
         self._spent_today: dict[str, tuple[str, float]] = {}
 
     def handlers(self) -> dict[str, Handler]:
@@ -170,7 +195,7 @@ class RouterService:
         if name is None:
             return params
         planned = await self.plan(name, needs_of(params))
-        self._check_limits(name, (await self._all())[name].settings)
+        await self._check_limits(name, (await self._all())[name].settings)
         models = policy.chain(planned)
         if not models:
             reasons = (
@@ -187,7 +212,7 @@ class RouterService:
 
     # --- the router's own limits (a chat hook counts what each request used) ----------------------
 
-    def _check_limits(self, name: str, settings: RouterSettings) -> None:
+    async def _check_limits(self, name: str, settings: RouterSettings) -> None:
         limits = settings.limits
         if limits is None:
             return
@@ -201,11 +226,11 @@ class RouterService:
                 )
         if limits.requests_per_minute is None and limits.tokens_per_minute is None:
             return
-        window = self._windows.get(name)
-        if window is None:
-            window = self._windows[name] = MinuteWindow(limits.requests_per_minute, limits.tokens_per_minute)
-        wait = window.admit(self._clock())
-        if wait is not None:
+        self._limits_of[name] = limits
+        # The coordinator's windows: with Redis, every replica's requests count against one limit.
+        admission = await self.coordinator.acquire(_windows(name, limits))
+        if not admission.allowed:
+            wait = max(admission.retry_after_s, 0.001)
             raise SidecarError(
                 "rate_limited",
                 f"Router {name!r} reached its per-minute limit; retry in {wait:.0f}s.",
@@ -221,9 +246,12 @@ class RouterService:
             return
         _current_router.set(None)
         usage = outcome.usage
-        window = self._windows.get(name)
-        if window is not None and usage is not None:
-            window.spend(self._clock(), usage.input_tokens + usage.output_tokens)
+        limits = self._limits_of.get(name)
+        if limits is not None and limits.tokens_per_minute and usage is not None:
+            used = float(usage.input_tokens + usage.output_tokens)
+            await self.coordinator.adjust(
+                [(w, used) for w, _ in _windows(name, limits) if w.key.endswith(":tokens")]
+            )
         if outcome.cost_usd:
             day, spent = self._spent_today.get(name, ("", 0.0))
             today = _today()
@@ -246,8 +274,14 @@ class RouterService:
     # --- internals --------------------------------------------------------------------------------
 
     async def _all(self) -> dict[str, RouterInfo]:
-        if self._stored is None:
-            self._stored = await self.store.all()
+        # Re-read now and then: another replica may have set or deleted a router.
+        if self._stored is None or time.monotonic() - self._stored_at > STORED_TTL_S:
+            try:
+                self._stored = await self.store.all()
+            except SidecarError:
+                if self._stored is None:
+                    raise
+            self._stored_at = time.monotonic()
         out: dict[str, RouterInfo] = {}
         for name, spec in policy.BUILTINS.items():
             out[name] = RouterInfo(

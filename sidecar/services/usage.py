@@ -7,6 +7,12 @@ the chat hooks that refuse a request over budget and write every request to the 
   (core.budget). A soft run cap only warns (a log line and a `budget/alert`). Without budgets it
   costs one cached list lookup. When the database can't be read the request goes ahead (logged):
   a broken state file must not stop every request.
+- Across requests running at once (and, with Redis, across replicas) the estimate is also
+  *reserved* on every budget line that applies (overall and the provider's, day and month, and the
+  gateway client key's own) through the coordination seam (`infra.coordination`): a request is
+  refused when spent + what others hold + its estimate would pass a limit, so many concurrent
+  requests can no longer each pass a nearly spent budget. `after` settles the reservation with
+  the real cost (or releases it); one left behind by a dead process lapses after `hold_s`.
 - `after(outcome)`: queues the ledger row (and an audit row per failed try that was followed by
   another: `fallback` to another model, `retry` of the same one) and returns; the
   ledger's writer commits it. After each commit, on the writer thread, spending alerts are
@@ -17,13 +23,14 @@ Must not know: stdin/stdout, SQL, providers' wire formats.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import itertools
 import json
 import sqlite3
 import time
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.to_thread
@@ -33,10 +40,12 @@ from sidecar import logs
 from sidecar.core import budget as policy
 from sidecar.core import cost, tokens, usage_stats
 from sidecar.core.budget import OVERALL, PERIODS, Alert, AlertKey, Budget
+from sidecar.core.counters import BudgetLine, BudgetRefusal, Reservation
 from sidecar.core.models import ModelRef
 from sidecar.errors import SidecarError, invalid_request
 from sidecar.infra.ledger import AuditNote, Ledger, Row
 from sidecar.infra.price_store import PriceStore
+from sidecar.infra.prices import SqlPriceStore
 from sidecar.providers.http import HttpClient, Timeouts
 from sidecar.providers.openrouter_models import parse_models
 from sidecar.providers.registry import ProviderRegistry
@@ -58,6 +67,9 @@ from sidecar.wire.usage import (
     UsageSummaryResult,
 )
 
+if TYPE_CHECKING:
+    from sidecar.infra.coordination import Coordinator
+
 BUDGETS_TTL_S: Final = 2.0
 """How long the budgets read from the database are reused; another process's `set_budget` is
 seen within this time (this process's own changes at once)."""
@@ -66,6 +78,14 @@ ALERT_METHOD: Final = "budget/alert"
 
 Clock = Callable[[], dt.datetime]
 Broadcast = Callable[[str, Wire], None]
+ClientLimits = Callable[[str], Awaitable[tuple[float | None, float | None]]]
+"""A gateway client key's own (daily, monthly) USD limits, by its name."""
+DEFAULT_HOLD_S: Final = 330.0
+"""How long a reservation outlives a request that never finishes (a killed process)."""
+PERIOD_GRACE_S: Final = 3600.0
+
+# The reservation a request holds between `before` and `after` (the same task runs both).
+_held: contextvars.ContextVar[Reservation | None] = contextvars.ContextVar("budget_hold", default=None)
 
 _log = logs.get_logger("usage")
 
@@ -88,8 +108,18 @@ class UsageService:
         *,
         clock: Clock = utcnow,
         broadcast: Broadcast | None = None,
-        price_store: PriceStore | None = None,
+        price_store: PriceStore | SqlPriceStore | None = None,
+        coordinator: Coordinator | None = None,
+        client_limits: ClientLimits | None = None,
+        hold_s: float = DEFAULT_HOLD_S,
     ) -> None:
+        if coordinator is None:
+            from sidecar.infra.coordination import LocalCoordinator
+
+            coordinator = LocalCoordinator()
+        self.coordinator = coordinator
+        self.client_limits = client_limits
+        self.hold_s = hold_s
         self.price_store = price_store
         self.ledger = ledger
         self.pricing = pricing
@@ -119,7 +149,7 @@ class UsageService:
     async def before(self, ref: ModelRef, params: CompleteParams) -> None:
         try:
             budgets = await self._current_budgets()
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, SidecarError) as exc:
             _log.warning("budgets unreadable, request not checked", error=type(exc).__name__)
             return
         relevant = policy.applicable(budgets, ref.provider)
@@ -130,7 +160,11 @@ class UsageService:
             if run_id
             else []
         )
-        if not money and not capped:
+        client = current_client.get()
+        client_limits: tuple[float | None, float | None] = (None, None)
+        if client is not None and self.client_limits is not None:
+            client_limits = await self.client_limits(client)
+        if not money and not capped and client_limits == (None, None):
             return
         now = self.clock()
         est_tokens = tokens.estimate_input_tokens(params.messages, params.tools)
@@ -143,13 +177,22 @@ class UsageService:
             spent, used = await anyio.to_thread.run_sync(
                 self._figures, queries, run_id, [b.scope for b in capped]
             )
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, SidecarError) as exc:
             _log.warning("ledger unreadable, request not checked", error=type(exc).__name__)
             return
         figures = iter(spent)
+        lines: list[BudgetLine] = []
         for b in money:
             for period in PERIODS:
-                refusal = policy.check_spend(b, period, now, next(figures), est_cost)
+                committed = next(figures)
+                refusal = policy.check_spend(b, period, now, committed, est_cost)
+                limit = b.limit(period)
+                if refusal is None and limit is not None:
+                    w = policy.window(period, now)
+                    line = BudgetLine(
+                        f"budget:{b.scope}:{w.key}", limit, committed, w.end.timestamp() + PERIOD_GRACE_S
+                    )
+                    lines.append(line)
                 if refusal is not None:
                     _log.info("request refused: budget", scope=b.scope, period=period, provider=ref.provider)
                     raise SidecarError(
@@ -194,6 +237,78 @@ class UsageService:
                     await anyio.to_thread.run_sync(self._send_alerts, [alert])
                 except (sqlite3.Error, OSError) as exc:  # a warning must not fail the request
                     _log.warning("budget alert not recorded", error=type(exc).__name__)
+        # The hold covers what the request may cost: its input, and its output up to the
+        # `max_tokens` it asked for (a request that names no cap holds its input alone).
+        hold = est_cost
+        if info is not None and params.max_tokens is not None:
+            hold = cost.estimate(info, est_tokens, params.max_tokens).max_total
+        if client is not None and client_limits != (None, None):
+            lines.extend(await self._client_lines(client, client_limits, now, hold))
+        if lines:
+            await self._reserve(ref, lines, hold, est_tokens, now)
+
+    async def _client_lines(
+        self, client: str, limits: tuple[float | None, float | None], now: dt.datetime, est_cost: float
+    ) -> list[BudgetLine]:
+        """A client key's budget admits a request while what it spent and holds is below its
+        limit (the gateway's rule: the last request may finish past it); the line's limit is
+        raised by the estimate so the reservation rule says exactly that."""
+        windows = [policy.window(p, now) for p in PERIODS]
+        periods = [(w.start.timestamp(), now.timestamp() + 1) for w in windows]
+        try:
+            spent = await anyio.to_thread.run_sync(self.ledger.client_spends, client, periods)
+        except (sqlite3.Error, OSError, SidecarError) as exc:
+            _log.warning("ledger unreadable, client budget not checked", error=type(exc).__name__)
+            return []
+        out = []
+        for w, committed, limit in zip(windows, spent, limits, strict=True):
+            if limit is not None:
+                key = f"budget:client:{client}:{w.key}"
+                line = BudgetLine(key, limit + est_cost - 1e-9, committed, w.end.timestamp() + PERIOD_GRACE_S)
+                out.append(line)
+        return out
+
+    async def _reserve(
+        self, ref: ModelRef, lines: list[BudgetLine], est_cost: float, est_tokens: int, now: dt.datetime
+    ) -> None:
+        held = await self.coordinator.reserve(lines, est_cost, self.hold_s)
+        if isinstance(held, Reservation):
+            _held.set(held)
+            return
+        refusal: BudgetRefusal = held
+        # `budget:<scope>:<period key>`, or `budget:client:<name>:<period key>`
+        parts = refusal.key.split(":")
+        period_key = parts[-1]
+        period = "day" if len(period_key) == 10 else "month"
+        scope = ":".join(parts[1:-1])
+        w = policy.window(period, now)  # type: ignore[arg-type]
+        others = refusal.spent_usd + refusal.reserved_usd
+        limit = refusal.limit_usd
+        if scope.startswith("client:"):
+            what, limit = scope.replace("client:", "client key ", 1), round(limit - est_cost + 1e-9, 10)
+        else:
+            what = _scope_name(scope)
+        span = "daily" if period == "day" else "monthly"
+        _log.info("request refused: budget reserved", scope=scope, period=period, provider=ref.provider)
+        raise SidecarError(
+            "budget_exceeded",
+            f"Request refused before sending: the {what} {span} budget of ${limit:g} is spent "
+            f"or held by requests still running (${refusal.spent_usd:.4f} spent, "
+            f"${refusal.reserved_usd:.4f} held, this one needs about ${refusal.requested_usd:.4f}).",
+            provider=ref.provider,
+            retry_after_s=5.0 if others < limit else (w.end - now).total_seconds(),
+            details={
+                "scope": what,
+                "period": period,
+                "period_key": period_key,
+                "limit_usd": limit,
+                "spent_usd": round(refusal.spent_usd, 10),
+                "reserved_usd": round(refusal.reserved_usd, 10),
+                "estimated_cost_usd": est_cost,
+                "estimated_input_tokens": est_tokens,
+                "resets_at": usage_stats.iso(w.end),
+            },
+        )
 
     def _figures(
         self, queries: list[tuple[str, str, str]], run_id: str | None, run_scopes: list[str]
@@ -203,6 +318,13 @@ class UsageService:
         return spent, used
 
     async def after(self, outcome: Outcome) -> None:
+        held = _held.get()
+        if held is not None:
+            _held.set(None)
+            if outcome.status == "refused":
+                await self.coordinator.release(held)
+            else:
+                await self.coordinator.settle(held, outcome.cost_usd or 0.0)
         now = self.clock().timestamp()
         usage = outcome.usage
         row = Row(
@@ -315,7 +437,12 @@ class UsageService:
 
     async def _current_budgets(self) -> list[Budget]:
         if self._budgets is None or time.monotonic() - self._budgets_at > BUDGETS_TTL_S:
-            self._budgets = await anyio.to_thread.run_sync(self.ledger.budgets)
+            try:
+                self._budgets = await anyio.to_thread.run_sync(self.ledger.budgets)
+            except SidecarError:
+                if self._budgets is None:
+                    raise
+                _log.warning("budgets not re-read: storage unavailable; the last ones apply")
             self._budgets_at = time.monotonic()
         return self._budgets
 
@@ -492,7 +619,7 @@ class UsageService:
         if self.price_store is not None:  # kept, so a restart prices with them too
             try:
                 await self.price_store.replace("openrouter", entries, url, date)
-            except (sqlite3.Error, OSError) as exc:
+            except (sqlite3.Error, OSError, SidecarError) as exc:
                 _log.warning("refreshed prices not saved", error=type(exc).__name__)
         _log.info("prices refreshed", applied=applied, models=len(entries), skipped=skipped)
         return RefreshPricingResult(

@@ -17,9 +17,7 @@ from sidecar.infra.pg import PgEngine
 from sidecar.infra.sql import Dialects, SqlEngine, SqliteEngine, Stmt
 
 # The ledger's statements, in the subset both engines share.
-INSERT_ROW = (
-    ledger._INSERT_ROW.replace("INSERT OR IGNORE INTO", "INSERT INTO") + " ON CONFLICT (uid) DO NOTHING"
-)
+INSERT_ROW = ledger._INSERT_ROW
 MARK_ALERT = (
     "INSERT INTO budget_alerts (scope, kind, period_key, sent_ts) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
