@@ -34,10 +34,10 @@ from scripts.bench_http import bench_http  # noqa: E402
 from scripts.bench_ledger import bench_ledger  # noqa: E402
 from scripts.bench_mcp import bench_mcp  # noqa: E402
 from scripts.bench_pipe import bench_pipe  # noqa: E402
+from scripts.bench_streams import enqueue_stream, stream_body  # noqa: E402
 from scripts.bench_team import bench_team  # noqa: E402
 from sidecar.wire.chat import CompleteParams  # noqa: E402
 from tests.fakes.behaviour import Conversation, Plan  # noqa: E402
-from tests.fakes.http import Reply  # noqa: E402
 from tests.fakes.openai_compat import FakeOpenAICompat  # noqa: E402
 
 SIDECAR = str(Path(sys.executable).with_name("llm-sidecar"))
@@ -288,31 +288,6 @@ def bench_concurrent(
 
     floor, floor_opened = anyio.run(floor_run)
     return rate, opened, floor, floor_opened
-
-
-def stream_body(pieces: int) -> bytes:
-    """A recorded-shape OpenAI stream of `pieces` text deltas, pre-rendered so the fake upstream
-    sends it as fast as the socket allows and the relay, not the fake, is what is measured."""
-    head = (
-        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
-        b'"choices":[{"index":0,"delta":{"content":"tok "},"logprobs":null,"finish_reason":null}],'
-        b'"usage":null,"obfuscation":"abcd"}\n\n'
-    )
-    tail = (
-        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
-        b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}\n\n'
-        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
-        b'"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":'
-        + str(pieces).encode()
-        + b',"total_tokens":9}}\n\n'
-        b"data: [DONE]\n\n"
-    )
-    return head * pieces + tail
-
-
-def enqueue_stream(fake: FakeOpenAICompat, body: bytes) -> None:
-    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
-    fake.enqueue(Reply(headers={"content-type": "text/event-stream; charset=utf-8"}, chunks=chunks))
 
 
 def bench_stream(pipe: Pipe, fake: FakeOpenAICompat, pieces: int) -> tuple[float, float, float, float]:

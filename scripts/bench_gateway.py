@@ -36,7 +36,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fakes.http import Reply  # noqa: E402
+from scripts.bench_streams import enqueue_stream, stream_body  # noqa: E402
 from tests.fakes.openai_compat import FakeOpenAICompat  # noqa: E402
 
 SIDECAR = str(Path(sys.executable).with_name("llm-sidecar"))
@@ -88,29 +88,6 @@ class Sidecar:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait(10)
-
-
-def stream_body(pieces: int) -> bytes:
-    chunk = (
-        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
-        b'"choices":[{"index":0,"delta":{"content":"tok "},"logprobs":null,"finish_reason":null}],'
-        b'"usage":null}\n\n'
-    )
-    tail = (
-        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
-        b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}\n\n'
-        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
-        b'"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":'
-        + str(pieces).encode()
-        + b',"total_tokens":9}}\n\n'
-        b"data: [DONE]\n\n"
-    )
-    return chunk * pieces + tail
-
-
-def enqueue_stream(fake: FakeOpenAICompat, body: bytes) -> None:
-    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
-    fake.enqueue(Reply(headers={"content-type": "text/event-stream; charset=utf-8"}, chunks=chunks))
 
 
 async def latencies(url: str, headers: dict[str, str], body: dict[str, Any], runs: int) -> list[float]:

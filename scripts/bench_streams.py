@@ -1,0 +1,32 @@
+"""The pre-rendered OpenAI stream the relay benchmarks send, and how a fake serves it: one body for
+every bench module, so their figures measure the same stream."""
+
+from __future__ import annotations
+
+from tests.fakes.http import Reply
+from tests.fakes.openai_compat import FakeOpenAICompat
+
+
+def stream_body(pieces: int) -> bytes:
+    """A recorded-shape OpenAI stream of `pieces` text deltas, pre-rendered so the fake upstream
+    sends it as fast as the socket allows and the relay, not the fake, is what is measured."""
+    head = (
+        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[{"index":0,"delta":{"content":"tok "},"logprobs":null,"finish_reason":null}],'
+        b'"usage":null,"obfuscation":"abcd"}\n\n'
+    )
+    tail = (
+        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}\n\n'
+        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":'
+        + str(pieces).encode()
+        + b',"total_tokens":9}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    return head * pieces + tail
+
+
+def enqueue_stream(fake: FakeOpenAICompat, body: bytes) -> None:
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    fake.enqueue(Reply(headers={"content-type": "text/event-stream; charset=utf-8"}, chunks=chunks))
