@@ -29,12 +29,12 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.bench_common import enqueue_stream, print_table, stream_body  # noqa: E402
 from scripts.bench_gateway import bench_gateway  # noqa: E402
 from scripts.bench_http import bench_http  # noqa: E402
 from scripts.bench_ledger import bench_ledger  # noqa: E402
 from scripts.bench_mcp import bench_mcp  # noqa: E402
 from scripts.bench_pipe import bench_pipe  # noqa: E402
-from scripts.bench_streams import enqueue_stream, stream_body  # noqa: E402
 from scripts.bench_team import bench_team  # noqa: E402
 from sidecar.wire.chat import CompleteParams  # noqa: E402
 from tests.fakes.behaviour import Conversation, Plan  # noqa: E402
@@ -603,13 +603,7 @@ def main() -> int:
     rows += bench_team(args.quick)
     rows += bench_gateway(args.quick)
 
-    width = [max(len(r[i]) for r in rows) for i in range(4)]
-    head = ("measure", "sidecar", "floor", "ratio")
-    width = [max(w, len(h)) for w, h in zip(width, head, strict=True)]
-    print(" | ".join(h.ljust(w) for h, w in zip(head, width, strict=True)))
-    print("-|-".join("-" * w for w in width))
-    for r in rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
+    print_table(rows)
     return 0
 
 

@@ -36,7 +36,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_streams import enqueue_stream, stream_body  # noqa: E402
+from scripts.bench_common import enqueue_stream, print_table, stream_body  # noqa: E402
 from tests.fakes.openai_compat import FakeOpenAICompat  # noqa: E402
 
 SIDECAR = str(Path(sys.executable).with_name("llm-sidecar"))
@@ -199,13 +199,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke check)")
     args = parser.parse_args()
-    table = bench_gateway(args.quick)
-    head = ("measure", "sidecar", "floor", "ratio")
-    width = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(head)]
-    print(" | ".join(h.ljust(w) for h, w in zip(head, width, strict=True)))
-    print("-|-".join("-" * w for w in width))
-    for r in table:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
+    print_table(bench_gateway(args.quick))
     return 0
 
 

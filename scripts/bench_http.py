@@ -349,8 +349,9 @@ def main() -> int:
     if args.serve:
         serve(args.serve, args.events, args.cert, args.key)
         return 0
-    for row in bench_http(args.quick):
-        print(" | ".join(row))
+    from scripts.bench_common import print_table  # only when run alone
+
+    print_table(bench_http(args.quick))
     return 0
 
 

@@ -220,13 +220,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rows (a smoke check)")
     args = parser.parse_args()
-    table = bench_ledger(args.quick)
-    head = ("measure", "sidecar", "floor", "ratio")
-    width = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(head)]
-    print(" | ".join(h.ljust(w) for h, w in zip(head, width, strict=True)))
-    print("-|-".join("-" * w for w in width))
-    for r in table:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
+    from scripts.bench_common import print_table  # only when run alone
+
+    print_table(bench_ledger(args.quick))
     return 0
 
 

@@ -154,8 +154,10 @@ def main() -> int:
     if args.bare:
         bare_server()
         return 0
-    for row in bench_mcp(args.quick):
-        print(" | ".join(row))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from scripts.bench_common import print_table  # only when run alone
+
+    print_table(bench_mcp(args.quick))
     return 0
 
 

@@ -148,8 +148,10 @@ def main() -> int:
     if args.echo:
         echo_server()
         return 0
-    for row in bench_pipe(args.quick):
-        print(" | ".join(row))
+    sys.path.insert(0, str(ROOT))
+    from scripts.bench_common import print_table  # only when run alone
+
+    print_table(bench_pipe(args.quick))
     return 0
 
 

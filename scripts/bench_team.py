@@ -278,8 +278,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer runs")
     args = parser.parse_args()
-    for row in bench_team(args.quick):
-        print(" | ".join(row))
+    from scripts.bench_common import print_table  # only when run alone
+
+    print_table(bench_team(args.quick))
     return 0
 
 

@@ -1,7 +1,9 @@
-"""The pre-rendered OpenAI stream the relay benchmarks send, and how a fake serves it: one body for
-every bench module, so their figures measure the same stream."""
+"""What the bench modules share: the pre-rendered OpenAI stream the relay benchmarks send (one
+body, so their figures measure the same stream), how a fake serves it, and the table they print."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from tests.fakes.http import Reply
 from tests.fakes.openai_compat import FakeOpenAICompat
@@ -30,3 +32,13 @@ def stream_body(pieces: int) -> bytes:
 def enqueue_stream(fake: FakeOpenAICompat, body: bytes) -> None:
     chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
     fake.enqueue(Reply(headers={"content-type": "text/event-stream; charset=utf-8"}, chunks=chunks))
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Rows of (measure, sidecar, floor, ratio), aligned under a header."""
+    head = ("measure", "sidecar", "floor", "ratio")
+    width = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    print(" | ".join(h.ljust(w) for h, w in zip(head, width, strict=True)))
+    print("-|-".join("-" * w for w in width))
+    for r in rows:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
