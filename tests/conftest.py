@@ -166,3 +166,9 @@ def sql_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], S
         return PgEngine(url)
 
     return postgres
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Every `@pytest.mark.anyio` test runs on asyncio, the loop the sidecar runs on."""
+    return "asyncio"

@@ -52,11 +52,6 @@ WEATHER = Tool(
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def fake() -> Iterator[FakeAnthropic]:
     with FakeAnthropic() as upstream:
         yield upstream

@@ -16,11 +16,6 @@ from sidecar.infra.db import Database, state_database
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _all_bytes(directory: Path) -> bytes:
     return b"".join(p.read_bytes() for p in directory.iterdir() if p.is_file())
 

@@ -28,11 +28,6 @@ from tests.fakes.openai_compat import FakeOpenAICompat
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Ctx:
     request_id = 1
 

@@ -38,11 +38,6 @@ CHROMIUM_FLAGS = [
 ]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Ctx:
     request_id = "t"
 

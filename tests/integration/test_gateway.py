@@ -43,11 +43,6 @@ pytestmark = pytest.mark.anyio
 OPENAI_KEY = "sk-test-valid"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Ctx:
     request_id = "test"
 

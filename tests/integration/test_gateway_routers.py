@@ -53,11 +53,6 @@ needs = ["tools"]
 """
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Ctx:
     request_id = "t"
 

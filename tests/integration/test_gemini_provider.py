@@ -52,11 +52,6 @@ WEATHER = {
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def fake() -> Iterator[FakeGemini]:
     with FakeGemini() as upstream:
         yield upstream

@@ -18,11 +18,6 @@ from tests.fakes.openai_compat import FakeOpenAICompat
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def fake() -> Iterator[FakeOpenAICompat]:
     with FakeOpenAICompat("openai") as upstream:
         yield upstream

@@ -41,11 +41,6 @@ pytestmark = pytest.mark.anyio
 KEY = "sk-test-valid"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Ctx:
     def __init__(self, request_id: int | str = 1) -> None:
         self.request_id = request_id

@@ -40,11 +40,6 @@ WEATHER = Tool(name="get_weather", description="Weather", parameters={"type": "o
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def fake() -> Iterator[FakeOllama]:
     with FakeOllama() as upstream:
         yield upstream

@@ -81,8 +81,3 @@ async def test_writes_from_the_loop_and_from_threads_keep_their_order() -> None:
         writer.close()
         os.close(r)
         os.close(w)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

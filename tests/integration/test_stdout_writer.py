@@ -77,8 +77,3 @@ def test_a_closed_pipe_releases_waiters_and_drops_quietly() -> None:
     writer.write(b"more")  # after the host left: dropped, no error
     anyio.run(writer.wait_for_room)  # returns at once
     os.close(w)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

@@ -111,11 +111,6 @@ async def test_invalid_params_name_the_field() -> None:
     assert answer["error"]["code"] == -32602 and answer["error"]["data"]["field"] == "$.seconds"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def run_lines(lines: list[bytes], *, fallback: Any = None, pacer: Any = None) -> list[Any]:
     """Like run_session, but each written chunk is kept whole (a batch answer is one array)."""
     out: list[bytes] = []

@@ -30,11 +30,6 @@ CANARY = "sk-canary-0123456789abcdefXYZ"
 ODD_SECRET = "plain~secret~without~a~known~shape~42"  # no key shape: only `remember` can mask it
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "PYTHON_KEYRING_BACKEND"):

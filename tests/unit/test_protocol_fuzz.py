@@ -190,8 +190,3 @@ async def test_the_dispatcher_answers_every_fuzzed_request_exactly_once(seed: in
     assert Counter(a["error"]["code"] for a in nulls) == wanted
     assert by_id == {}, "answers nobody asked for"
     assert problems == []
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
