@@ -157,6 +157,8 @@ def test_a_shared_download_survives_cancelling_its_first_requester(
     assert error_of(sidecar.wait(first, timeout=5))["data"]["kind"] == "cancelled"
     assert sidecar.wait(second, timeout=10)["result"] == {"model": "gemma3:4b", "status": "success"}
     assert len(fake.pull_requests()) == before + 1
+    # The fake counts the finished stream on its own thread, just after the last chunk went out.
+    assert fake.wait_for_completed_streams(completed + 1)
     assert fake.disconnects == disconnects and fake.completed_streams == completed + 1
     assert "gemma3:4b" in fake.installed
 
