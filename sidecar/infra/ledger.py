@@ -9,9 +9,10 @@ Tables (component `ledger`, an append-only list of migrations):
   never reported usage (a stream cancelled before its final usage event): the row keeps what was
   known, the chat service estimates it from the text received (`usage_estimated` is 1).
   `uid` is unique, so a batch retried after an error is never counted twice.
-- `spend_daily` (day UTC, provider) and `run_tokens` (run id, provider): rollups kept by triggers
-  in the same transaction as each row, so budget checks read a few rows, not a month of requests,
-  and see the other processes' spending too.
+- `spend_daily` (day UTC, provider) and `run_tokens` (run id, provider): rollups summed per batch
+  (`infra.ledger_rows.rollups`) and written in the same transaction as the batch's rows (one
+  upsert per key; per-row triggers did this until migration 5), so budget checks read a few rows,
+  not a month of requests, and see the other processes' spending too.
 - `budgets` (one row per scope: `*` overall or a provider id) and `budget_alerts` (which alert
   was sent for which period: the once-per-period rule holds across processes).
 
@@ -22,10 +23,15 @@ Writes stay off the request path: `record` queues the row and returns; a writer 
 queued within 20 ms of the first row in one short `BEGIN IMMEDIATE` transaction (one transaction per
 20 ms under load, not one per request), retrying while another process holds the write lock. Rows
 not yet committed are counted by the budget queries (`_pending`), so a burst of requests can't slip
-past a limit while its rows wait. `close` flushes. A crash (kill -9) loses only rows still queued;
+past a limit while its rows wait. The spend of the current month per day and provider is also
+kept in memory (`infra.spend_tally`: the rollups as read, plus every row as it is queued, re-read
+every `TALLY_TTL_S` to take in other processes' spending), so a budget check is a lookup
+(`period_spends`). `close` flushes. A crash (kill -9) loses only rows still queued;
 WAL keeps the committed ones and the file consistent. On PostgreSQL a batch that cannot reach the
 server is kept and tried again (backing off up to 2 s) for as long as the process lives, so a
 restarted database loses nothing; two replicas' batches that deadlock on the rollups are retried.
+A batch retried after a commit whose answer was lost finds some of its rows already there (the
+`uid` is unique); it then counts in the rollups only the rows it inserted.
 
 Must not know: the protocol, providers, chat, how budgets are decided (core.budget).
 """
@@ -33,15 +39,12 @@ Must not know: the protocol, providers, chat, how budgets are decided (core.budg
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import queue
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
 from sidecar import logs
@@ -51,8 +54,18 @@ from sidecar.core.usage_stats import Sample
 from sidecar.errors import SidecarError
 from sidecar.infra import audit, pg_schema
 from sidecar.infra.db import Database
+from sidecar.infra.ledger_rows import (
+    ADD_RUN_TOKENS,
+    ADD_SPEND,
+    INSERT_AUDIT,
+    INSERT_ROW,
+    AuditNote,
+    Row,
+    insert_chunks,
+    rollups,
+)
+from sidecar.infra.spend_tally import SpendTally
 from sidecar.infra.sql import Dialects, Retry, text_for
-from sidecar.redact import redact
 
 if TYPE_CHECKING:
     from sidecar.infra.pg import PgBlocking
@@ -145,12 +158,19 @@ MIGRATIONS: Final = (
     ALTER TABLE ledger ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE ledger ADD COLUMN saved_usd REAL;
     """,
+    # The rollups are summed per batch by the writer, in the batch's transaction (`_write`): the
+    # per-row triggers cost most of a commit. The rollup tables keep what they hold.
+    """
+    DROP TRIGGER IF EXISTS ledger_spend_rollup;
+    DROP TRIGGER IF EXISTS ledger_run_rollup;
+    """,
 )
 # Both engines' texts: the SQLite ones above byte for byte, PostgreSQL's from `infra.pg_schema`
 # (and 8-byte floats where SQLite says REAL).
 ENGINE_MIGRATIONS: Final = (
     *pg_schema.paired(MIGRATIONS[:3], pg_schema.LEDGER),
     Dialects(sqlite=MIGRATIONS[3], postgres=MIGRATIONS[3].replace("REAL", "DOUBLE PRECISION")),
+    Dialects(sqlite=MIGRATIONS[4], postgres=pg_schema.LEDGER_ROLLUPS_PER_BATCH),
 )
 _DAY_OF_TS: Final = Dialects(sqlite="date(ts, 'unixepoch')", postgres=pg_schema.UTC_DAY.format(ts="ts"))
 RETRY_WAIT_MAX_S: Final = 2.0
@@ -163,86 +183,17 @@ COMMIT_ATTEMPTS: Final = 4
 """Tries of one batch; each waits up to the database's busy timeout for another process's lock."""
 _MAX_BATCH: Final = 512
 _BATCH_WINDOW_S: Final = 0.02  # how long the writer gathers rows before it commits them
-_MAX_AUDIT_DETAIL: Final = 300
+TALLY_TTL_S: Final = 2.0
+"""How long the in-memory spend is used before it is read again (other processes' spending is
+seen within this time; this process's own at once)."""
+
+__all__ = ["AuditNote", "Ledger", "Row"]
 
 _log = logs.get_logger("ledger")
 
-
-def _day(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).date().isoformat()
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One request as the ledger keeps it (see the module doc for the columns' meaning)."""
-
-    ts: float
-    method: str
-    provider: str
-    model: str
-    outcome: str
-    latency_ms: float
-    error_kind: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_read_tokens: int | None = None
-    cache_write_tokens: int | None = None
-    reasoning_tokens: int | None = None
-    usage_estimated: bool = False
-    cost_usd: float | None = None
-    pricing_date: str | None = None
-    attempts: int = 1
-    run_id: str | None = None
-    tag: str | None = None
-    client: str | None = None
-    reason: str | None = None
-    cache_hit: bool = False
-    saved_usd: float | None = None
-    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    @property
-    def day(self) -> str:
-        return _day(self.ts)
-
-    @property
-    def tokens(self) -> int:
-        return (self.input_tokens or 0) + (self.output_tokens or 0)
-
-    def params(self, pid: int) -> tuple[object, ...]:
-        return (
-            self.uid, self.ts, self.method, self.provider, self.model, self.outcome, self.error_kind,
-            self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens,
-            self.reasoning_tokens, int(self.usage_estimated), self.cost_usd, self.pricing_date,
-            self.latency_ms, self.attempts, self.run_id, self.tag, pid, self.client, self.reason,
-            int(self.cache_hit), self.saved_usd,
-        )  # fmt: skip
-
-
-_INSERT_ROW: Final = (
-    "INSERT INTO ledger (uid, ts, method, provider, model, outcome, error_kind, input_tokens, "
-    "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_estimated, cost_usd, "
-    "pricing_date, latency_ms, attempts, run_id, tag, pid, client, reason, cache_hit, saved_usd) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (uid) DO NOTHING"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class AuditNote:
-    """An audit-trail row (table `audit`, see `infra.audit`): `event` like `fallback`, `budget_set`."""
-
-    ts: float
-    event: str
-    provider: str | None
-    outcome: str
-    detail: str | None = None
-
-    def params(self) -> tuple[object, ...]:
-        when = dt.datetime.fromtimestamp(self.ts, dt.UTC).isoformat(timespec="milliseconds")
-        return (when.replace("+00:00", "Z"), self.event, _clean(self.provider), _clean(self.outcome) or "",
-                _clean(self.detail))  # fmt: skip
-
-
+# The statements, in the subset both engines share (kept here under their old names too).
+_INSERT_ROW: Final = INSERT_ROW
+_INSERT_AUDIT: Final = INSERT_AUDIT
 _UPSERT_BUDGET: Final = (
     "INSERT INTO budgets (scope, daily_usd, monthly_usd, alert_threshold, run_token_limit_soft, "
     "run_token_limit_hard, updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope) DO UPDATE SET "
@@ -250,14 +201,7 @@ _UPSERT_BUDGET: Final = (
     "alert_threshold = excluded.alert_threshold, run_token_limit_soft = excluded.run_token_limit_soft, "
     "run_token_limit_hard = excluded.run_token_limit_hard, updated_ts = excluded.updated_ts"
 )
-_INSERT_AUDIT: Final = "INSERT INTO audit (ts, event, provider, outcome, detail) VALUES (?, ?, ?, ?, ?)"
-
-
-def _clean(text: str | None) -> str | None:
-    if text is None:
-        return None
-    text = redact(text)
-    return text if len(text) <= _MAX_AUDIT_DETAIL else text[:_MAX_AUDIT_DETAIL] + "…"
+_SPEND_SINCE: Final = "SELECT day, provider, cost_usd FROM spend_daily WHERE day >= ?"
 
 
 class _Flush:
@@ -300,7 +244,9 @@ class Ledger:
         self._day_of_ts = text_for(_DAY_OF_TS, db.engine)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._pending: dict[str, Row] = {}
-        self._pending_lock = threading.Lock()
+        self._pending_lock = threading.Lock()  # guards `_pending` and `_tally`
+        self._tally = SpendTally()
+        self._tally_read_at = -TALLY_TTL_S
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._urgent = threading.Event()  # a flush or a stop is queued: commit without waiting
@@ -314,6 +260,8 @@ class Ledger:
         """Queue one request's row for the writer."""
         with self._pending_lock:
             self._pending[row.uid] = row
+            if row.cost_usd:
+                self._tally.add(row.day, row.provider, row.cost_usd)
         self._queue.put(row)
         self._ensure_writer()
 
@@ -439,12 +387,24 @@ class Ledger:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if rows:
-                # One lock order for the rollup rows on every replica (PostgreSQL would otherwise
-                # deadlock two batches that touch the same days and providers in other orders).
-                ordered = sorted(rows, key=lambda r: (r.day, r.provider)) if self.engine != "sqlite" else rows
-                conn.executemany(_INSERT_ROW, [r.params(self._pid) for r in ordered])
+                inserted = sum(conn.execute(sql, p).rowcount for sql, p in insert_chunks(rows, self._pid))
+                fresh = rows
+                if inserted != len(rows):
+                    # Some were committed already (a batch retried after a commit whose answer was
+                    # lost): start again and count in the rollups only the rows this one inserts.
+                    conn.execute("ROLLBACK")
+                    conn.execute("BEGIN IMMEDIATE")
+                    known = self._known_uids(conn, rows)
+                    fresh = [r for r in rows if r.uid not in known]
+                    for sql, params in insert_chunks(fresh, self._pid):
+                        conn.execute(sql, params)
+                spend, runs = rollups(fresh)
+                if spend:
+                    conn.executemany(ADD_SPEND, spend)
+                if runs:
+                    conn.executemany(ADD_RUN_TOKENS, runs)
             if notes:
-                conn.executemany(_INSERT_AUDIT, [n.params() for n in notes])
+                conn.executemany(INSERT_AUDIT, [n.params() for n in notes])
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -455,6 +415,47 @@ class Ledger:
         with self._pending_lock:
             for row in rows:
                 self._pending.pop(row.uid, None)
+
+    @staticmethod
+    def _known_uids(conn: sqlite3.Connection, rows: list[Row]) -> set[str]:
+        known: set[str] = set()
+        for start in range(0, len(rows), 256):
+            chunk = [r.uid for r in rows[start : start + 256]]
+            marks = ", ".join("?" * len(chunk))
+            known.update(u for (u,) in conn.execute(f"SELECT uid FROM ledger WHERE uid IN ({marks})", chunk))
+        return known
+
+    # --- the spend of the current month, in memory ------------------------------------------------
+
+    def period_spends(self, keys: Sequence[tuple[str, str]]) -> list[float] | None:
+        """USD spent for each `(scope, period)` (scope `*` or a provider id; period a UTC day
+        `YYYY-MM-DD` or month `YYYY-MM`) from memory: committed rows of every process as last read
+        plus every row this process queued since. None when that was read more than `TALLY_TTL_S`
+        ago or does not cover a period: `refresh_spends` (a query), then ask again."""
+        with self._pending_lock:
+            if time.monotonic() - self._tally_read_at > TALLY_TTL_S:
+                return None
+            out: list[float] = []
+            for scope, period in keys:
+                spent = self._tally.get(scope, period)
+                if spent is None:
+                    return None
+                out.append(spent)
+            return out
+
+    def refresh_spends(self, first_day: str) -> None:
+        """Read the spend of every day from `first_day` (`YYYY-MM-01`) on into memory."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            committed = conn.execute(_SPEND_SINCE, (first_day,)).fetchall()
+            # Under the database lock (no batch commits meanwhile) and the pending lock (no row
+            # queued meanwhile): every row is counted once, as committed or as queued.
+            with self._pending_lock:
+                pending = [(r.day, r.provider, r.cost_usd or 0.0) for r in self._pending.values()]
+                self._tally.reset(first_day, [*committed, *pending])
+                self._tally_read_at = time.monotonic()
+
+        self.db.run_sync(run)
 
     # --- spend and run figures -------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ What each translation changes, and why:
 - `REAL` becomes `DOUBLE PRECISION` (PostgreSQL's `REAL` has 4 bytes), token and request counts
   `BIGINT`;
 - `WITHOUT ROWID` has no PostgreSQL meaning and is dropped;
-- the rollup triggers become one PL/pgSQL function and trigger, with the UTC day of a Unix time
+- the rollup triggers (until ledger migration 5, which drops them) become one PL/pgSQL function
+  and trigger, with the UTC day of a Unix time
   written `to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')` for SQLite's
   `date(ts, 'unixepoch')`;
 - everything else (partial indexes, `ON CONFLICT … DO UPDATE`, `coalesce`) is the same text.
@@ -107,6 +108,12 @@ LEDGER: Final = (
     );
     """,
 )
+
+# infra.ledger.MIGRATIONS[4]: the writer sums the rollups per batch; the trigger and its function go.
+LEDGER_ROLLUPS_PER_BATCH: Final = """
+    DROP TRIGGER IF EXISTS ledger_rollup ON ledger;
+    DROP FUNCTION IF EXISTS ledger_rollup();
+    """
 
 # infra.audit.MIGRATIONS, entry for entry.
 AUDIT: Final = (

@@ -1,6 +1,7 @@
 """The usage ledger on both engines: the same rows give the same spends, run tokens, groupings,
 budgets and once-only alerts on SQLite and on a real PostgreSQL; two writers (two replicas) on one
-PostgreSQL lose no row and count none twice; and rows recorded while PostgreSQL is down wait in
+PostgreSQL lose no row and count none twice, nor does a batch retried after its commit; a database
+from before batched rollups keeps its figures; and rows recorded while PostgreSQL is down wait in
 memory and are committed once it is back (nothing recorded is lost)."""
 
 from __future__ import annotations
@@ -9,13 +10,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sidecar.core.budget import AlertKey, Budget
+from sidecar.infra import audit, ledger
 from sidecar.infra.db import Database
 from sidecar.infra.ledger import AuditNote, Ledger, Row
 from sidecar.infra.pg import PgBlocking
+from sidecar.infra.sql import text_for
 from tests.conftest import ServerFactory
 
 Make = Callable[[], "Database | PgBlocking"]
@@ -115,3 +119,58 @@ def test_rows_wait_while_postgresql_is_down(server_factory: ServerFactory) -> No
     finally:
         ledger.close(5)
         db.close()
+
+
+def test_a_batch_retried_after_its_commit_counts_each_row_once(ledger_db: Make) -> None:
+    """A commit whose answer was lost is retried: the rows already there are not inserted again and
+    not added to the rollups again; the batch's new rows are."""
+    rows = [_row(DAY2, "openai", 0.25, run_id="r"), _row(DAY2, "xai", 0.5, run_id="r")]
+    first = Ledger(ledger_db())
+    for row in rows:
+        first.record(row)
+    assert first.close(10)
+    again = Ledger(ledger_db())  # the same rows (same uids) in one batch with a new one
+    for row in [*rows, _row(DAY2, "openai", 0.125, run_id="r")]:
+        again.record(row)
+    assert again.flush(10)
+    assert again.committed == 3 and again.pending_count == 0
+    assert len(again.samples(0, 2e9)) == 3
+    assert again.spends([("*", "2026-12-01", "2026-12-02"), ("openai", "2026-12-01", "2026-12-02")]) == [
+        pytest.approx(0.875),
+        pytest.approx(0.375),
+    ]
+    assert again.run_tokens("r", ["*"]) == [45]
+    assert again.close(5)
+
+
+def test_a_database_from_before_batched_rollups_keeps_its_figures(ledger_db: Make) -> None:
+    """A database at ledger migration 4 (rollups kept by triggers) migrates with its rollups intact;
+    rows written after are counted once (by the writer, no trigger left)."""
+    old = ledger_db()
+    old.register(audit.COMPONENT, [text_for(m, old.engine) for m in audit.ENGINE_MIGRATIONS])
+    old.register(ledger.COMPONENT, [text_for(m, old.engine) for m in ledger.ENGINE_MIGRATIONS[:4]])
+    before = [_row(DAY1, "openai", 0.25, run_id="r"), _row(DAY2, "anthropic", 0.5, run_id="r")]
+
+    def insert(conn: Any) -> None:  # as the writer of migration 4 did: the triggers keep the rollups
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(ledger._INSERT_ROW, [row.params(1) for row in before])
+        conn.execute("COMMIT")
+
+    old.run_sync(insert)
+    assert old.run_sync(lambda conn: conn.execute("SELECT count(*) FROM spend_daily").fetchone()) == (2,)
+    old.close()
+    new = Ledger(ledger_db())
+    assert new.spends([("*", "2026-11-01", "2026-12-31")]) == [pytest.approx(0.75)]  # migrates first
+    new.record(_row(DAY2, "anthropic", 0.125, run_id="r"))
+    assert new.close(10)
+    check = Ledger(ledger_db())
+    assert check.spends([("*", "2026-11-30", "2026-12-01"), ("anthropic", "2026-12-01", "2026-12-02")]) == [
+        pytest.approx(0.25),
+        pytest.approx(0.625),
+    ]
+    assert check.run_tokens("r", ["*", "anthropic"]) == [45, 30]
+    requests = check.db.run_sync(
+        lambda conn: conn.execute("SELECT sum(requests) FROM spend_daily").fetchone()
+    )
+    assert requests == (3,)
+    check.close(5)

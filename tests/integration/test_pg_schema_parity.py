@@ -1,7 +1,8 @@
 """The ledger's and the audit trail's tables on PostgreSQL behave as they do on SQLite: the same
 rows (across a UTC midnight, with unknown costs and token counts, a retried batch) give the same
 per-day spend and per-run token rollups, the same groupings by day, the same budget upserts and
-once-only alerts. SQLite runs infra.ledger's own migrations; PostgreSQL runs infra.pg_schema's."""
+once-only alerts. Each engine runs its side of infra.ledger's migrations; the rows and their
+rollups are written by the statements the ledger's writer runs, one batch per transaction."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import anyio
 from sidecar.infra import audit, ledger, pg_schema
 from sidecar.infra.db import Database
 from sidecar.infra.ledger import AuditNote, Row
+from sidecar.infra.ledger_rows import ADD_RUN_TOKENS, ADD_SPEND, rollups
 from sidecar.infra.pg import PgEngine
 from sidecar.infra.sql import Dialects, SqlEngine, SqliteEngine, Stmt
 
@@ -43,14 +45,23 @@ ROWS = [
 ]  # fmt: skip
 
 
+def batch(rows: list[Row], inserted: list[Row]) -> list[Stmt]:
+    """The writer's transaction for `rows`, of which `inserted` are new (the others already there)."""
+    spend, runs = rollups(inserted)
+    return [
+        Stmt(INSERT_ROW, many=[row.params(4242) for row in rows]),
+        Stmt(ADD_SPEND, many=spend),
+        Stmt(ADD_RUN_TOKENS, many=runs),
+    ]
+
+
 async def scenario(engine: SqlEngine) -> dict[str, object]:
-    sqlite = ledger.MIGRATIONS
-    engine.register(ledger.COMPONENT, pg_schema.paired(sqlite, pg_schema.LEDGER))
+    engine.register(ledger.COMPONENT, ledger.ENGINE_MIGRATIONS)
     engine.register(audit.COMPONENT, pg_schema.paired(audit.MIGRATIONS, pg_schema.AUDIT))
-    params = [row.params(4242) for row in ROWS]
     note = AuditNote(ROWS[0].ts, "fallback", "openai", "rate_limited", '{"to": "anthropic:claude"}')
-    await engine.write([Stmt(INSERT_ROW, many=params[:2]), Stmt(ledger._INSERT_AUDIT, note.params())])
-    await engine.write([Stmt(INSERT_ROW, many=params)])  # the first two again: a retried batch
+    await engine.write([*batch(ROWS[:2], ROWS[:2]), Stmt(ledger._INSERT_AUDIT, note.params())])
+    counts = await engine.write(batch(ROWS, ROWS[2:]))  # the first two again: a retried batch
+    assert counts[0] == 2  # what tells the writer that two were there already
     budget = ("*", 5.0, None, 0.8, None, 1000, ROWS[0].ts)
     await engine.write([Stmt(ledger._UPSERT_BUDGET, budget)])
     await engine.write([Stmt(ledger._UPSERT_BUDGET, (*budget[:2], 50.0, *budget[3:]))])

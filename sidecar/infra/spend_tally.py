@@ -1,0 +1,50 @@
+"""Spend per budget period kept in memory, so a budget check is a dictionary lookup, not a query.
+
+`SpendTally` holds USD per (scope, period): scope `*` (every provider) or a provider id, period a
+UTC day `YYYY-MM-DD` or month `YYYY-MM`. It is seeded from the `spend_daily` rollups from the first
+day of a month on (`reset`, with the rows still queued), then advanced by each row as it is queued
+(`add`). Periods before the seeded month are not known (`get` answers None; ask the database).
+
+The ledger owns one, guards it with its own lock and re-seeds it every few seconds, which is how
+other processes' spending comes in (see `infra.ledger`).
+
+Must not know: SQL, threads, how budgets are decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+OVERALL: Final = "*"
+
+
+class SpendTally:
+    __slots__ = ("_spent", "since_month")
+
+    def __init__(self) -> None:
+        self._spent: dict[tuple[str, str], float] = {}
+        self.since_month: str | None = None  # `YYYY-MM`; None until seeded
+
+    def add(self, day: str, provider: str, cost_usd: float) -> None:
+        """Count `cost_usd` spent on UTC `day` (`YYYY-MM-DD`) with `provider`."""
+        if not cost_usd:
+            return
+        spent = self._spent
+        month = day[:7]
+        for key in ((provider, day), (OVERALL, day), (provider, month), (OVERALL, month)):
+            spent[key] = spent.get(key, 0.0) + cost_usd
+
+    def reset(self, first_day: str, spend: Iterable[tuple[str, str, float]]) -> None:
+        """Start again from `spend` (day, provider, USD) covering every day from `first_day`
+        (`YYYY-MM-01`) on."""
+        self._spent = {}
+        self.since_month = first_day[:7]
+        for day, provider, cost in spend:
+            self.add(day, provider, cost)
+
+    def get(self, scope: str, period: str) -> float | None:
+        """USD spent in `period` (a day or a month) by `scope`; None when not known here."""
+        if self.since_month is None or period[:7] < self.since_month:
+            return None
+        return self._spent.get((scope, period), 0.0)
