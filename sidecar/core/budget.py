@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 import math
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
@@ -122,6 +123,19 @@ def window(period: Period, now: dt.datetime) -> Window:
     start = dt.datetime(now.year, now.month, 1, tzinfo=dt.UTC)
     days = calendar.monthrange(now.year, now.month)[1]
     return Window("month", f"{now.year:04d}-{now.month:02d}", start, start + dt.timedelta(days=days))
+
+
+def windows(now: dt.datetime) -> tuple[Window, ...]:
+    """The day and the month (UTC) that contain `now`, in `PERIODS` order (cached per day: a
+    budget check asks for them on every request)."""
+    now = utc(now)
+    return _windows_of(now.year, now.month, now.day)
+
+
+@functools.lru_cache(maxsize=8)
+def _windows_of(year: int, month: int, day: int) -> tuple[Window, ...]:
+    now = dt.datetime(year, month, day, tzinfo=dt.UTC)
+    return tuple(window(period, now) for period in PERIODS)
 
 
 def applicable(budgets: Iterable[Budget], provider: str) -> list[Budget]:

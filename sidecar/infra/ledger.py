@@ -249,6 +249,7 @@ class Ledger:
         self._tally_read_at = -TALLY_TTL_S
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
+        self._writer_running = False
         self._urgent = threading.Event()  # a flush or a stop is queued: commit without waiting
         self._pid = os.getpid()
         self.committed = 0
@@ -298,14 +299,22 @@ class Ledger:
             return len(self._pending)
 
     def _ensure_writer(self) -> None:
-        thread = self._thread
-        if thread is not None and thread.is_alive():
+        if self._writer_running:  # a flag, not `is_alive()`: this runs once per request
             return
         with self._thread_lock:
             if self._thread is None or not self._thread.is_alive():
                 # Daemon: a writer stuck on another process's lock must not hold the exit up.
-                self._thread = threading.Thread(target=self._run, name="sidecar-ledger", daemon=True)
+                self._thread = threading.Thread(target=self._run_writer, name="sidecar-ledger", daemon=True)
+                self._writer_running = True
                 self._thread.start()
+
+    def _run_writer(self) -> None:
+        try:
+            self._run()
+        finally:
+            with self._thread_lock:
+                if self._thread is None or self._thread is threading.current_thread():
+                    self._writer_running = False
 
     def _run(self) -> None:
         backlog = False
@@ -332,6 +341,7 @@ class Ledger:
             if stop:
                 with self._thread_lock:
                     self._thread = None
+                    self._writer_running = False
             if rows and self.on_commit is not None:
                 try:
                     self.on_commit(rows)
@@ -442,6 +452,14 @@ class Ledger:
                     return None
                 out.append(spent)
             return out
+
+    def read_period_spends(self, keys: Sequence[tuple[str, str]]) -> list[float]:
+        """`period_spends`, reading the rollups into memory first (from the first day of the
+        earliest month asked about)."""
+        self.refresh_spends(min(period[:7] for _, period in keys) + "-01")
+        spent = self.period_spends(keys)
+        assert spent is not None  # just read, from the earliest month asked about
+        return spent
 
     def refresh_spends(self, first_day: str) -> None:
         """Read the spend of every day from `first_day` (`YYYY-MM-01`) on into memory."""

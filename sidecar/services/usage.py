@@ -170,12 +170,16 @@ class UsageService:
         est_tokens = tokens.estimate_input_tokens(params.messages, params.tools)
         info, _ = self.pricing.info_for(ref)
         est_cost = cost.estimate(info, est_tokens, 0).input_cost if info is not None else 0.0
-        queries = [
-            (b.scope, w.first_day, w.end_day) for b in money for w in (policy.window(p, now) for p in PERIODS)
-        ]
+        windows = policy.windows(now)
+        keys = [(b.scope, w.key) for b in money for w in windows]
         try:
-            spent, used = await anyio.to_thread.run_sync(
-                self._figures, queries, run_id, [b.scope for b in capped]
+            spent = self.ledger.period_spends(keys) if keys else []
+            if spent is None:  # not read for a while, or a new month: one query
+                spent = await anyio.to_thread.run_sync(self.ledger.read_period_spends, keys)
+            used = (
+                await anyio.to_thread.run_sync(self.ledger.run_tokens, run_id, [b.scope for b in capped])
+                if run_id and capped
+                else []
             )
         except (sqlite3.Error, OSError, SidecarError) as exc:
             _log.warning("ledger unreadable, request not checked", error=type(exc).__name__)
@@ -183,12 +187,12 @@ class UsageService:
         figures = iter(spent)
         lines: list[BudgetLine] = []
         for b in money:
-            for period in PERIODS:
+            for w in windows:
+                period = w.period
                 committed = next(figures)
                 refusal = policy.check_spend(b, period, now, committed, est_cost)
                 limit = b.limit(period)
                 if refusal is None and limit is not None:
-                    w = policy.window(period, now)
                     line = BudgetLine(
                         f"budget:{b.scope}:{w.key}", limit, committed, w.end.timestamp() + PERIOD_GRACE_S
                     )
@@ -310,13 +314,6 @@ class UsageService:
             },
         )
 
-    def _figures(
-        self, queries: list[tuple[str, str, str]], run_id: str | None, run_scopes: list[str]
-    ) -> tuple[list[float], list[int]]:
-        spent = self.ledger.spends(queries) if queries else []
-        used = self.ledger.run_tokens(run_id, run_scopes) if run_id and run_scopes else []
-        return spent, used
-
     async def after(self, outcome: Outcome) -> None:
         held = _held.get()
         if held is not None:
@@ -384,10 +381,9 @@ class UsageService:
         ]
         due: list[Alert] = []
         if money:
-            windows = [policy.window(p, now) for p in PERIODS]
-            spent = iter(
-                self.ledger.spends([(b.scope, w.first_day, w.end_day) for b in money for w in windows])
-            )
+            windows = policy.windows(now)
+            keys = [(b.scope, w.key) for b in money for w in windows]
+            spent = iter(self.ledger.period_spends(keys) or self.ledger.read_period_spends(keys))
             for b in money:
                 for period in PERIODS:
                     due.extend(policy.spend_alerts(b, period, now, next(spent), self._sent))

@@ -150,6 +150,9 @@ def test_two_replicas_share_keys_budgets_limits_and_the_ledger(
 
         # One ledger row per answered request, written by both replicas; refusals before sending
         # are rows too (outcome `refused`), never duplicates.
+        # A summary commits its own process's queued rows first; the burst's refusals in B may
+        # still be queued there (they all came within one batch window), so B goes first.
+        b.summary(client="team")
         summary_a, summary_b = a.summary(client="team"), b.summary(client="team")
         rows = ledger_rows(postgres_url, "client = 'team'")
         assert len({r[0] for r in rows}) == len(rows)
