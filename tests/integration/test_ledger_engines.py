@@ -174,3 +174,23 @@ def test_a_database_from_before_batched_rollups_keeps_its_figures(ledger_db: Mak
     )
     assert requests == (3,)
     check.close(5)
+
+
+def test_spend_in_memory_counts_each_row_once_and_takes_in_other_processes(ledger_db: Make) -> None:
+    keys = [("*", "2026-12-01"), ("openai", "2026-12"), ("*", "2026-11-30")]
+    mine, other = Ledger(ledger_db()), Ledger(ledger_db())
+    other.record(_row(DAY2, "openai", 0.25))
+    assert other.flush(10)
+    assert mine.period_spends(keys) is None  # never read: ask the database
+    assert mine.read_period_spends(keys) == [pytest.approx(0.25), pytest.approx(0.25), 0.0]
+    mine.record(_row(DAY2, "openai", 0.5))  # counted as it is queued...
+    mine.record(_row(DAY1, "openai", 1.0))  # (a month read from its first day on)
+    assert mine.period_spends(keys) == [pytest.approx(0.75), pytest.approx(0.75), pytest.approx(1.0)]
+    assert mine.flush(10)  # ...and once committed, not twice
+    assert mine.period_spends(keys) == [pytest.approx(0.75), pytest.approx(0.75), pytest.approx(1.0)]
+    other.record(_row(DAY2, "xai", 2.0))
+    assert other.flush(10)
+    assert mine.period_spends(keys)[0] == pytest.approx(0.75)  # seen at the next read
+    assert mine.read_period_spends(keys)[0] == pytest.approx(2.75)
+    assert mine.period_spends([("*", "2026-10")]) is None  # before the month read: not known here
+    assert mine.close(5) and other.close(5)
