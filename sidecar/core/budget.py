@@ -125,6 +125,11 @@ def window(period: Period, now: dt.datetime) -> Window:
     return Window("month", f"{now.year:04d}-{now.month:02d}", start, start + dt.timedelta(days=days))
 
 
+def scope_name(scope: str) -> str:
+    """How a scope is shown: `overall` for `*`, else the provider id."""
+    return "overall" if scope == OVERALL else scope
+
+
 def windows(now: dt.datetime) -> tuple[Window, ...]:
     """The day and the month (UTC) that contain `now`, in `PERIODS` order (cached per day: a
     budget check asks for them on every request)."""
