@@ -247,6 +247,8 @@ class Ledger:
         self._pending_lock = threading.Lock()  # guards `_pending` and `_tally`
         self._tally = SpendTally()
         self._tally_read_at = -TALLY_TTL_S
+        # Queued, not yet added to `_tally`: done in bulk, off the request path.
+        self._untallied: list[Row] = []
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._writer_running = False
@@ -261,8 +263,7 @@ class Ledger:
         """Queue one request's row for the writer."""
         with self._pending_lock:
             self._pending[row.uid] = row
-            if row.cost_usd:
-                self._tally.add(row.day, row.provider, row.cost_usd)
+            self._untallied.append(row)
         self._queue.put(row)
         self._ensure_writer()
 
@@ -425,6 +426,7 @@ class Ledger:
         with self._pending_lock:
             for row in rows:
                 self._pending.pop(row.uid, None)
+            self._tally_queued()
 
     @staticmethod
     def _known_uids(conn: sqlite3.Connection, rows: list[Row]) -> set[str]:
@@ -445,6 +447,7 @@ class Ledger:
         with self._pending_lock:
             if time.monotonic() - self._tally_read_at > TALLY_TTL_S:
                 return None
+            self._tally_queued()
             out: list[float] = []
             for scope, period in keys:
                 spent = self._tally.get(scope, period)
@@ -452,6 +455,14 @@ class Ledger:
                     return None
                 out.append(spent)
             return out
+
+    def _tally_queued(self) -> None:
+        """Add the rows queued since the last call to the spend in memory (`_pending_lock` held)."""
+        add = self._tally.add
+        for row in self._untallied:
+            if row.cost_usd:
+                add(row.day, row.provider, row.cost_usd)
+        self._untallied.clear()
 
     def read_period_spends(self, keys: Sequence[tuple[str, str]]) -> list[float]:
         """`period_spends`, reading the rollups into memory first (from the first day of the
@@ -471,6 +482,7 @@ class Ledger:
             with self._pending_lock:
                 pending = [(r.day, r.provider, r.cost_usd or 0.0) for r in self._pending.values()]
                 self._tally.reset(first_day, [*committed, *pending])
+                self._untallied.clear()
                 self._tally_read_at = time.monotonic()
 
         self.db.run_sync(run)
