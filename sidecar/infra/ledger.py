@@ -39,6 +39,7 @@ Must not know: the protocol, providers, chat, how budgets are decided (core.budg
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import queue
 import sqlite3
@@ -202,6 +203,16 @@ _UPSERT_BUDGET: Final = (
     "run_token_limit_hard = excluded.run_token_limit_hard, updated_ts = excluded.updated_ts"
 )
 _SPEND_SINCE: Final = "SELECT day, provider, cost_usd FROM spend_daily WHERE day >= ?"
+
+
+def _period_days(period: str) -> tuple[str, str]:
+    """The first day of a UTC day `YYYY-MM-DD` or month `YYYY-MM`, and the first day after it."""
+    if len(period) == 10:
+        day = dt.date.fromisoformat(period)
+        return period, (day + dt.timedelta(days=1)).isoformat()
+    year, month = int(period[:4]), int(period[5:7])
+    following = dt.date(year + month // 12, month % 12 + 1, 1)
+    return f"{period}-01", following.isoformat()
 
 
 class _Flush:
@@ -469,7 +480,8 @@ class Ledger:
         earliest month asked about)."""
         self.refresh_spends(min(period[:7] for _, period in keys) + "-01")
         spent = self.period_spends(keys)
-        assert spent is not None  # just read, from the earliest month asked about
+        if spent is None:  # another thread read a later month meanwhile: ask the database
+            spent = self.spends([(scope, *_period_days(period)) for scope, period in keys])
         return spent
 
     def refresh_spends(self, first_day: str) -> None:
