@@ -20,8 +20,8 @@ The same code runs on PostgreSQL for a team (`infra.pg.PgBlocking` in place of t
 statements are written in the subset both engines share, with `Dialects` where they differ.
 
 Writes stay off the request path: `record` queues the row and returns; a writer thread commits what
-queued within 20 ms of the first row in one short `BEGIN IMMEDIATE` transaction (one transaction per
-20 ms under load, not one per request), retrying while another process holds the write lock. Rows
+queued within 50 ms of the first row in one short `BEGIN IMMEDIATE` transaction (one transaction per
+50 ms under load, not one per request), retrying while another process holds the write lock. Rows
 not yet committed are counted by the budget queries (`_pending`), so a burst of requests can't slip
 past a limit while its rows wait. The spend of the current month per day and provider is also
 kept in memory (`infra.spend_tally`: the rollups as read, plus every row as it is queued, re-read
@@ -183,7 +183,10 @@ Outcome = Literal["ok", "error", "cancelled"]
 COMMIT_ATTEMPTS: Final = 4
 """Tries of one batch; each waits up to the database's busy timeout for another process's lock."""
 _MAX_BATCH: Final = 512
-_BATCH_WINDOW_S: Final = 0.02  # how long the writer gathers rows before it commits them
+_BATCH_WINDOW_S: Final = 0.05
+"""How long the writer gathers rows before it commits them. A transaction has a fixed cost (the
+write lock, the WAL append: ~0.5 ms on the 2-core machine), so at one row per 0.5 ms a 50 ms
+window costs a row ~10 µs less CPU than a 20 ms one; a kill -9 loses at most this much."""
 TALLY_TTL_S: Final = 2.0
 """How long the in-memory spend is used before it is read again (other processes' spending is
 seen within this time; this process's own at once)."""
