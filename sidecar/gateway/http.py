@@ -360,7 +360,7 @@ class Gateway:
         except anthropic_api.InvalidRequest as exc:
             raise HttpError(400, "invalid_request", str(exc), param=exc.param) from None
         if req.stream:
-            encoder = anthropic_api.EventEncoder(req.model, sign_thinking=model.startswith("anthropic:"))
+            encoder = anthropic_api.EventEncoder(req.model, sign_thinking=anthropic_api.signs_thinking(model))
             await ex.relay(params, encoder.event, encoder.finish, encoder.error)
             return
         result = await ex.call(params)

@@ -16,6 +16,7 @@ from sidecar.gateway import anthropic_api, openai_api
 from sidecar.gateway.errors import body, from_sidecar, headers
 from sidecar.wire.base import Usage
 from sidecar.wire.chat import (
+    AttemptEvent,
     ChatResult,
     CompleteParams,
     TextDelta,
@@ -405,3 +406,24 @@ def test_anthropic_stream_signs_thinking_blocks_at_the_end_for_anthropic_models(
         ("message_stop", None),
     ]
     assert events[6][1]["delta"] == {"type": "signature_delta", "signature": "SIG"}
+
+
+def test_anthropic_stream_signing_follows_where_the_answer_may_come_from() -> None:
+    # A router's candidate is known only once it runs: its thinking blocks wait for signatures.
+    assert anthropic_api.signs_thinking("router:coding") is True
+    assert anthropic_api.signs_thinking("anthropic:claude-sonnet-4-5") is True
+    assert anthropic_api.signs_thinking("openai:o3") is False
+    # A fallback to Anthropic announces itself before any token: signing starts then.
+    enc = anthropic_api.EventEncoder("openai:o3", sign_thinking=False)
+    raw = enc.event(AttemptEvent(provider="anthropic", model="claude", attempt=2))
+    raw += enc.event(ThinkingDelta(text="hmm")) + enc.event(TextDelta(text="ok"))
+    blocks = [{"type": "thinking", "thinking": "hmm", "signature": "SIG"}]
+    raw += enc.finish(result(continuation={"provider": "anthropic", "blocks": blocks}))
+    deltas = [d["delta"] for n, d in events_of(raw) if n == "content_block_delta"]
+    assert {"type": "signature_delta", "signature": "SIG"} in deltas
+    # A router whose next try goes elsewhere closes thinking blocks as they end.
+    enc = anthropic_api.EventEncoder("router:any", sign_thinking=True)
+    raw = enc.event(AttemptEvent(provider="openai", model="o3", attempt=2))
+    raw += enc.event(ThinkingDelta(text="hmm")) + enc.event(TextDelta(text="ok"))
+    order = [(n, d.get("index")) for n, d in events_of(raw)]
+    assert order.index(("content_block_stop", 0)) < order.index(("content_block_start", 1))
