@@ -12,7 +12,7 @@ import pytest
 
 from sidecar.core.client_access import MinuteWindow, allowed
 from sidecar.errors import SidecarError
-from sidecar.gateway import anthropic_api, openai_api
+from sidecar.gateway import anthropic_api, openai_api, openai_stream, openai_types
 from sidecar.gateway.errors import body, from_sidecar, headers
 from sidecar.wire.base import Usage
 from sidecar.wire.chat import (
@@ -46,7 +46,7 @@ def result(**over: Any) -> ChatResult:
 
 
 def oa_params(body: dict[str, Any]) -> CompleteParams:
-    req = msgspec.convert(body, openai_api.ChatCompletionRequest)
+    req = msgspec.convert(body, openai_types.ChatCompletionRequest)
     return msgspec.convert(openai_api.to_params(req, "openai:gpt-4o-mini"), CompleteParams)
 
 
@@ -138,7 +138,7 @@ def test_openai_response_carries_tool_calls_as_json_strings_and_usage() -> None:
 
 
 def test_openai_chunks_follow_the_sdk_order_with_usage_last() -> None:
-    enc = openai_api.ChunkEncoder("gpt-4o-mini", include_usage=True)
+    enc = openai_stream.ChunkEncoder("gpt-4o-mini", include_usage=True)
     raw = b"".join(
         enc.event(e)
         for e in (
@@ -176,10 +176,10 @@ def test_openai_chunks_follow_the_sdk_order_with_usage_last() -> None:
 
 
 def test_openai_chunks_without_include_usage_have_no_usage_key_and_legacy_form() -> None:
-    enc = openai_api.ChunkEncoder("m", include_usage=False)
+    enc = openai_stream.ChunkEncoder("m", include_usage=False)
     chunks = sse_data(enc.event(TextDelta(text="a")) + enc.finish(result()))
     assert all("usage" not in c for c in chunks[:-1])
-    legacy = openai_api.ChunkEncoder("m", include_usage=False, legacy=True)
+    legacy = openai_stream.ChunkEncoder("m", include_usage=False, legacy=True)
     chunks = sse_data(
         legacy.event(TextDelta(text="a")) + legacy.event(ThinkingDelta(text="no")) + legacy.finish(result())
     )
