@@ -6,9 +6,11 @@ go once through the gateway and once straight to the fake upstream with httpx2.
 - added latency p50: sequential non-streamed chat completions, gateway minus direct;
 - throughput at 32 concurrent requests (requests/s), gateway and direct;
 - stream relay: a pre-rendered OpenAI stream of many deltas, chunks/s received by the client;
-- RSS of the sidecar process with the gateway running, after the load.
-
-LiteLLM's proxy is not installed here (no new packages), so no comparison with it is made.
+- RSS of the sidecar process with the gateway running, after the load;
+- the same three measures through LiteLLM's proxy (`scripts/bench_litellm.py`: a throwaway venv
+  under the cache directory, the proxy on 127.0.0.1 in front of the same fake), and the gateway's
+  throughput over LiteLLM's. Where LiteLLM cannot be installed or started its rows say why and are
+  not run; `--quick` uses it only when its venv is already installed (`BENCH_LITELLM=0`: never).
 
 `bench_gateway(quick)` returns rows in scripts/bench.py's table shape; run alone it prints them.
 
@@ -36,6 +38,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts import bench_litellm  # noqa: E402
 from scripts.bench_common import enqueue_stream, print_table, stream_body  # noqa: E402
 from tests.fakes.openai_compat import FakeOpenAICompat  # noqa: E402
 
@@ -151,6 +154,7 @@ def bench_gateway(quick: bool = False) -> Table:
         }
         if config:
             Path(home, "config.toml").write_text(config)
+        litellm, litellm_note = _start_litellm(fake.api_base, quick)
         sidecar = Sidecar(env)
         try:
             key = sidecar.call(1, "client_key_create", {"name": "bench"})["key"]
@@ -159,19 +163,31 @@ def bench_gateway(quick: bool = False) -> Table:
             direct = fake.api_base + "/chat/completions"
             gw_headers = {"authorization": f"Bearer {key}"}
             direct_headers = {"authorization": f"Bearer {KEY}"}
+            lite = litellm.url + "/v1/chat/completions" if litellm else ""
+            lite_headers = {"authorization": f"Bearer {litellm.key}"} if litellm else {}
+            # Interleaved: each measure runs gateway, direct, LiteLLM back to back.
             via = anyio.run(latencies, gw, gw_headers, BODY, runs)
             floor = anyio.run(latencies, direct, direct_headers, DIRECT_BODY, runs)
+            lite_lat = anyio.run(latencies, lite, lite_headers, DIRECT_BODY, runs) if litellm else []
             gw_rps = anyio.run(throughput, gw, gw_headers, BODY, total, 32)
             floor_rps = anyio.run(throughput, direct, direct_headers, DIRECT_BODY, total, 32)
+            lite_rps = anyio.run(throughput, lite, lite_headers, DIRECT_BODY, total, 32) if litellm else 0.0
             enqueue_stream(fake, stream_body(pieces))
             gw_chunks, gw_rate = anyio.run(relay_rate, gw, gw_headers, BODY)
             enqueue_stream(fake, stream_body(pieces))
             _, floor_rate = anyio.run(relay_rate, direct, direct_headers, DIRECT_BODY)
+            lite_rate = 0.0
+            if litellm:
+                enqueue_stream(fake, stream_body(pieces))
+                _, lite_rate = anyio.run(relay_rate, lite, lite_headers, DIRECT_BODY)
             rss = sidecar.rss()
+            lite_rss = litellm.rss() if litellm else 0
         finally:
             sidecar.close()
+            if litellm:
+                litellm.close()
     p50, f50 = statistics.median(via), statistics.median(floor)
-    return [
+    rows: Table = [
         (
             "gateway chat latency p50",
             f"{p50:.2f} ms",
@@ -191,8 +207,51 @@ def bench_gateway(quick: bool = False) -> Table:
             f"{gw_rate / floor_rate:.2f}x",
         ),
         ("RSS with the gateway running, after load", f"{rss / 2**20:.1f} MB", "-", "-"),
-        ("LiteLLM proxy comparison", "not run", "litellm not installed", "-"),
     ]
+    if not litellm:
+        return [*rows, ("LiteLLM proxy comparison", "not run", litellm_note, "-")]
+    l50 = statistics.median(lite_lat)
+    return [
+        *rows,
+        (
+            "LiteLLM proxy chat latency p50",
+            f"{l50:.2f} ms",
+            f"{f50:.2f} ms (httpx2 direct)",
+            f"+{l50 - f50:.2f} ms (gateway +{p50 - f50:.2f})",
+        ),
+        (
+            "throughput at 32: gateway over LiteLLM",
+            f"{gw_rps:,.0f} req/s",
+            f"{lite_rps:,.0f} req/s (LiteLLM proxy)",
+            f"{gw_rps / lite_rps:.2f}x",
+        ),
+        (
+            "stream relay: gateway over LiteLLM",
+            f"{gw_rate:,.0f} chunks/s",
+            f"{lite_rate:,.0f} chunks/s (LiteLLM proxy)",
+            f"{gw_rate / lite_rate:.2f}x" if lite_rate else "-",
+        ),
+        ("RSS of LiteLLM's proxy, after load", f"{lite_rss / 2**20:.1f} MB", litellm_note, "-"),
+    ]
+
+
+def _start_litellm(api_base: str, quick: bool) -> tuple[bench_litellm.Proxy | None, str]:
+    """LiteLLM's proxy in front of `api_base`, ready; or None and why it is not."""
+    if os.environ.get("BENCH_LITELLM") == "0":
+        return None, "BENCH_LITELLM=0"
+    if quick and not (bench_litellm.cache_dir() / ".ready").exists():
+        return None, "--quick does not install litellm"
+    try:
+        note = bench_litellm.install()
+        proxy = bench_litellm.Proxy(api_base, KEY)
+    except bench_litellm.Unavailable as exc:
+        return None, f"litellm unavailable: {exc}"
+    try:
+        proxy.wait_ready()
+    except bench_litellm.Unavailable as exc:
+        proxy.close()
+        return None, f"litellm unavailable: {exc}"
+    return proxy, note
 
 
 def main() -> int:
