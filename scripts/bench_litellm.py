@@ -123,7 +123,8 @@ def install(venv: Path | None = None) -> str:
             wanted = [w for w in wanted if w not in left_out]
         if done.returncode != 0:
             raise Unavailable(_why(done))
-        note = f"litellm {LITELLM_VERSION} + proxy extra without {', '.join(left_out)} (not on the index)"
+        note = f"litellm {LITELLM_VERSION}, proxy extra less {len(left_out)} pins not on the index"
+        print(f"litellm: installed without {', '.join(left_out)} (not on the index)", file=sys.stderr)
     version = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
         capture_output=True,
