@@ -6,9 +6,11 @@ go once through the gateway and once straight to the fake upstream with httpx2.
 - added latency p50: sequential non-streamed chat completions, gateway minus direct;
 - throughput at 32 concurrent requests (requests/s), gateway and direct;
 - stream relay: a pre-rendered OpenAI stream of many deltas, chunks/s received by the client;
-- RSS of the sidecar process with the gateway running, after the load.
-
-LiteLLM's proxy is not installed here (no new packages), so no comparison with it is made.
+- RSS of the sidecar process with the gateway running, after the load;
+- the same three measures through LiteLLM's proxy (`scripts/bench_litellm.py`: a throwaway venv
+  under the cache directory, the proxy on 127.0.0.1 in front of the same fake), and the gateway's
+  throughput over LiteLLM's. Where LiteLLM cannot be installed or started its rows say why and are
+  not run; `--quick` uses it only when its venv is already installed (`BENCH_LITELLM=0`: never).
 
 `bench_gateway(quick)` returns rows in scripts/bench.py's table shape; run alone it prints them.
 
@@ -36,13 +38,15 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_common import enqueue_stream, print_table, stream_body  # noqa: E402
+from scripts import bench_litellm  # noqa: E402
+from scripts.bench_common import enqueue_stream, print_table  # noqa: E402
 from tests.fakes.openai_compat import FakeOpenAICompat  # noqa: E402
 
 SIDECAR = str(Path(sys.executable).with_name("llm-sidecar"))
 KEY = "sk-test-valid"
 Table = list[tuple[str, str, str, str]]
 BODY = {"model": "openai:gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
+LITELLM_PIECES = 5_000
 DIRECT_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
 
 
@@ -137,6 +141,25 @@ async def relay_rate(url: str, headers: dict[str, str], body: dict[str, Any]) ->
         return count, count / (time.perf_counter() - t)
 
 
+def stream_body(pieces: int) -> bytes:
+    """A pre-rendered OpenAI stream of `pieces` deltas that differ from one another: LiteLLM ends a
+    stream that repeats one chunk 100 times (its loop guard), so bench_common's body of identical
+    deltas would measure 100 chunks through it."""
+    head = (
+        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[{"index":0,"delta":{"content":"tok%d "},"logprobs":null,"finish_reason":null}],'
+        b'"usage":null}\n\n'
+    )
+    tail = (
+        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}\n\n'
+        b'data: {"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":%d,"total_tokens":9}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    return b"".join(head % i for i in range(pieces)) + tail % pieces
+
+
 def bench_gateway(quick: bool = False) -> Table:
     runs, total, pieces = (50, 300, 5_000) if quick else (500, 3_000, 50_000)
     config = os.environ.get("BENCH_GATEWAY_CONFIG", "")
@@ -151,6 +174,7 @@ def bench_gateway(quick: bool = False) -> Table:
         }
         if config:
             Path(home, "config.toml").write_text(config)
+        litellm, litellm_note = _start_litellm(fake.api_base, quick)
         sidecar = Sidecar(env)
         try:
             key = sidecar.call(1, "client_key_create", {"name": "bench"})["key"]
@@ -159,19 +183,41 @@ def bench_gateway(quick: bool = False) -> Table:
             direct = fake.api_base + "/chat/completions"
             gw_headers = {"authorization": f"Bearer {key}"}
             direct_headers = {"authorization": f"Bearer {KEY}"}
+            lite = litellm.url + "/v1/chat/completions" if litellm else ""
+            lite_headers = {"authorization": f"Bearer {litellm.key}"} if litellm else {}
+            # Interleaved: each measure runs gateway, direct, LiteLLM back to back.
             via = anyio.run(latencies, gw, gw_headers, BODY, runs)
             floor = anyio.run(latencies, direct, direct_headers, DIRECT_BODY, runs)
+            lite_lat = anyio.run(latencies, lite, lite_headers, DIRECT_BODY, runs) if litellm else []
             gw_rps = anyio.run(throughput, gw, gw_headers, BODY, total, 32)
             floor_rps = anyio.run(throughput, direct, direct_headers, DIRECT_BODY, total, 32)
+            # LiteLLM answers a few tens of requests/s here: a fifth of the requests measure its rate.
+            lite_total = max(total // 5, 64)
+            lite_rps = (
+                anyio.run(throughput, lite, lite_headers, DIRECT_BODY, lite_total, 32) if litellm else 0.0
+            )
             enqueue_stream(fake, stream_body(pieces))
             gw_chunks, gw_rate = anyio.run(relay_rate, gw, gw_headers, BODY)
             enqueue_stream(fake, stream_body(pieces))
             _, floor_rate = anyio.run(relay_rate, direct, direct_headers, DIRECT_BODY)
+            lite_rate = gw_small = 0.0
+            lite_chunks = 0
+            if litellm:
+                # LiteLLM relays a few thousand chunks/s: both get the same shorter stream here.
+                enqueue_stream(fake, stream_body(200))  # its first stream is slow: warm it up
+                anyio.run(relay_rate, lite, lite_headers, DIRECT_BODY)
+                enqueue_stream(fake, stream_body(LITELLM_PIECES))
+                lite_chunks, lite_rate = anyio.run(relay_rate, lite, lite_headers, DIRECT_BODY)
+                enqueue_stream(fake, stream_body(LITELLM_PIECES))
+                _, gw_small = anyio.run(relay_rate, gw, gw_headers, BODY)
             rss = sidecar.rss()
+            lite_rss = litellm.rss() if litellm else 0
         finally:
             sidecar.close()
+            if litellm:
+                litellm.close()
     p50, f50 = statistics.median(via), statistics.median(floor)
-    return [
+    rows: Table = [
         (
             "gateway chat latency p50",
             f"{p50:.2f} ms",
@@ -191,8 +237,51 @@ def bench_gateway(quick: bool = False) -> Table:
             f"{gw_rate / floor_rate:.2f}x",
         ),
         ("RSS with the gateway running, after load", f"{rss / 2**20:.1f} MB", "-", "-"),
-        ("LiteLLM proxy comparison", "not run", "litellm not installed", "-"),
     ]
+    if not litellm:
+        return [*rows, ("LiteLLM proxy comparison", "not run", litellm_note, "-")]
+    l50 = statistics.median(lite_lat)
+    return [
+        *rows,
+        (
+            "LiteLLM proxy chat latency p50",
+            f"{l50:.2f} ms",
+            f"{f50:.2f} ms (httpx2 direct)",
+            f"+{l50 - f50:.2f} ms (gateway +{p50 - f50:.2f})",
+        ),
+        (
+            "throughput at 32: gateway over LiteLLM",
+            f"{gw_rps:,.0f} req/s",
+            f"{lite_rps:,.0f} req/s (LiteLLM proxy)",
+            f"{gw_rps / lite_rps:.2f}x",
+        ),
+        (
+            f"stream relay ({LITELLM_PIECES:,} deltas): gateway over LiteLLM",
+            f"{gw_small:,.0f} chunks/s",
+            f"{lite_rate:,.0f} chunks/s ({lite_chunks:,} chunks, LiteLLM proxy)",
+            f"{gw_small / lite_rate:.2f}x" if lite_rate else "-",
+        ),
+        ("RSS of LiteLLM's proxy, after load", f"{lite_rss / 2**20:.1f} MB", litellm_note, "-"),
+    ]
+
+
+def _start_litellm(api_base: str, quick: bool) -> tuple[bench_litellm.Proxy | None, str]:
+    """LiteLLM's proxy in front of `api_base`, ready; or None and why it is not."""
+    if os.environ.get("BENCH_LITELLM") == "0":
+        return None, "BENCH_LITELLM=0"
+    if quick and not (bench_litellm.cache_dir() / ".ready").exists():
+        return None, "--quick does not install litellm"
+    try:
+        note = bench_litellm.install()
+        proxy = bench_litellm.Proxy(api_base, KEY)
+    except bench_litellm.Unavailable as exc:
+        return None, f"litellm unavailable: {exc}"
+    try:
+        proxy.wait_ready()
+    except bench_litellm.Unavailable as exc:
+        proxy.close()
+        return None, f"litellm unavailable: {exc}"
+    return proxy, note
 
 
 def main() -> int:

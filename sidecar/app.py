@@ -528,23 +528,14 @@ class Services:
 
     @cached_property
     def gateway(self) -> GatewayService:
-        from sidecar.gateway.service import GatewayService, SidecarBackend
+        from sidecar.gateway.service import build
 
         def spawn(task: Callable[[], Any]) -> None:
             if self._tg is None:
                 raise SidecarError("internal_error", "The gateway can only start while the sidecar serves.")
             self._tg.start_soon(task)
 
-        on_access: Callable[[Any], None] | None = None
-        if self.config.gateway.access_log:
-            import dataclasses
-
-            access_log = self.access_log
-
-            def on_access(record: Any) -> None:
-                access_log.write(dataclasses.asdict(record))
-
-        gateway = GatewayService(SidecarBackend(self), self.config.gateway, spawn, on_access)
+        gateway = build(self, spawn)
         self._closers.append(gateway.aclose)
         return gateway
 

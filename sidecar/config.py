@@ -173,6 +173,14 @@ class GatewaySettings(Wire, forbid_unknown_fields=True):
     access_log: bool = True
 
 
+class McpSettings(Wire, forbid_unknown_fields=True):
+    """The MCP face. `admin_tools` offers the tools that administer the sidecar itself (the
+    gateway, client keys, routers, budgets, providers and endpoints) to the model driving the MCP
+    client; they are hidden by default (the host's JSON-RPC face always has them)."""
+
+    admin_tools: bool = False
+
+
 class RouterLimits(Wire, forbid_unknown_fields=True):
     """A router's own limits, whichever model it picks: requests and tokens per minute, USD per
     UTC day (counted in this process)."""
@@ -229,6 +237,7 @@ class Config(Wire, forbid_unknown_fields=True):
     storage: Storage = msgspec.field(default_factory=Storage)
     coordination: Coordination = msgspec.field(default_factory=Coordination)
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    mcp: McpSettings = msgspec.field(default_factory=McpSettings)
     routers: dict[str, RouterSettings] = msgspec.field(default_factory=dict)
 
 

@@ -21,7 +21,15 @@ from typing import Any, Literal
 
 import msgspec
 
-from sidecar.wire.chat import ChatResult, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta, UsageEvent
+from sidecar.wire.chat import (
+    AttemptEvent,
+    ChatResult,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+    UsageEvent,
+)
 
 CONTINUATION_PROVIDER = "anthropic"
 
@@ -301,25 +309,34 @@ def _stop(index: int) -> bytes:
     return _sse("content_block_stop", {"type": "content_block_stop", "index": index})
 
 
+def signs_thinking(model: str) -> bool:
+    """Whether the answer to `model` may carry thinking signatures: an Anthropic model, or a router
+    (which candidate answers is known only once it runs; a retry or fallback says so in the stream)."""
+    return model.startswith((CONTINUATION_PROVIDER + ":", "router:"))
+
+
 class EventEncoder:
     """The Messages stream of one request. Blocks open as their first delta arrives and close when
     another kind of block begins (or the answer ends); indexes follow the final `content`.
 
-    With `sign_thinking` (an Anthropic model behind the gateway), thinking blocks stay open until
+    While the answer may come from Anthropic (`signs_thinking`), thinking blocks stay open until
     the answer ends: their signatures arrive only with the result, and a client must send them
     back to continue a tool-use turn with thinking. Each then gets its `signature_delta` and its
-    `content_block_stop` (the SDKs accumulate deltas by block index)."""
+    `content_block_stop` (the SDKs accumulate deltas by block index). A retry or fallback
+    announces its provider before any token is relayed, so the choice follows it."""
 
     __slots__ = ("_blocks", "_id", "_model", "_open", "_sign", "_started", "_tools", "_unsigned")
 
-    def __init__(self, model: str, response_id: str | None = None, *, sign_thinking: bool = False) -> None:
+    def __init__(
+        self, model: str, response_id: str | None = None, *, sign_thinking: bool | None = None
+    ) -> None:
         self._id = response_id or new_id()
         self._model = model
         self._started = False
         self._blocks = 0  # how many blocks were opened
         self._open: tuple[str, int] | None = None  # (kind, sidecar tool index or -1)
         self._tools: dict[int, int] = {}
-        self._sign = sign_thinking
+        self._sign = signs_thinking(model) if sign_thinking is None else sign_thinking
         self._unsigned: list[int] = []  # thinking blocks left open for their signatures
 
     def _start(self) -> bytes:
@@ -388,6 +405,8 @@ class EventEncoder:
             if event.arguments_delta:
                 out += self._delta({"type": "input_json_delta", "partial_json": event.arguments_delta})
             return out
+        if isinstance(event, AttemptEvent):
+            self._sign = event.provider == CONTINUATION_PROVIDER
         return b""
 
     def finish(self, result: ChatResult) -> bytes:

@@ -1,10 +1,8 @@
-"""OpenAI's public API shapes and their translation to and from the sidecar's chat types: Chat
-Completions (request, response, stream chunks), legacy Completions, the model list.
+"""Translation between OpenAI's public API shapes (`openai_types`) and the sidecar's chat and
+embed types: a Chat Completions or legacy Completions request into `CompleteParams` builtins, a
+`ChatResult` into a `chat.completion` or `text_completion`, embeddings and the model list.
 
-Pure: no I/O. `to_params` turns a request into `CompleteParams`; `response` turns a `ChatResult`
-into a `chat.completion`; `ChunkEncoder` turns stream events into `data:` lines, one chunk each,
-in the order the official SDK accumulates them. The Structs are also what `/openapi.json` is
-generated from.
+Pure: no I/O. Stream chunks are `openai_stream`'s.
 
 Must not know: HTTP, providers' wire formats, how a request is run.
 """
@@ -13,233 +11,35 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
+from sidecar.gateway.openai_types import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionRequest,
+    ChatMessage,
+    Choice,
+    CompletionRequest,
+    CompletionTokensDetails,
+    CompletionUsage,
+    ContentPart,
+    Embedding,
+    EmbeddingList,
+    EmbeddingRequest,
+    EmbeddingUsage,
+    FunctionCall,
+    Model,
+    ModelList,
+    NamedToolChoice,
+    PromptTokensDetails,
+    ResponseToolCall,
+    TextChoice,
+    TextCompletion,
+)
 from sidecar.wire.base import Usage
-from sidecar.wire.chat import ChatResult, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta, UsageEvent
-
-# --- request ----------------------------------------------------------------------------------------
-
-
-class ImageUrl(msgspec.Struct, omit_defaults=True):
-    url: str
-    detail: str | None = None
-
-
-class ContentPart(msgspec.Struct, omit_defaults=True):
-    """`{"type": "text", "text"}` or `{"type": "image_url", "image_url": {"url"}}`."""
-
-    type: str
-    text: str | None = None
-    image_url: ImageUrl | None = None
-
-
-class FunctionCall(msgspec.Struct, omit_defaults=True):
-    name: str
-    arguments: str = ""
-
-
-class MessageToolCall(msgspec.Struct, omit_defaults=True):
-    id: str
-    function: FunctionCall
-    type: str | None = "function"
-
-
-class ChatMessage(msgspec.Struct, omit_defaults=True):
-    role: Literal["developer", "system", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
-    name: str | None = None
-    tool_calls: list[MessageToolCall] | None = None
-    tool_call_id: str | None = None
-
-
-class FunctionDef(msgspec.Struct, omit_defaults=True):
-    name: str
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-    strict: bool | None = None
-
-
-class ToolDef(msgspec.Struct, omit_defaults=True):
-    function: FunctionDef
-    type: str | None = "function"
-
-
-class NamedFunction(msgspec.Struct):
-    name: str
-
-
-class NamedToolChoice(msgspec.Struct, omit_defaults=True):
-    function: NamedFunction
-    type: str | None = "function"
-
-
-class StreamOptions(msgspec.Struct, omit_defaults=True):
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(msgspec.Struct, omit_defaults=True):
-    """Fields the gateway uses; others (`seed`, `user`, `metadata`…) are accepted and ignored."""
-
-    model: str
-    messages: list[ChatMessage]
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: str | list[str] | None = None
-    tools: list[ToolDef] | None = None
-    tool_choice: str | NamedToolChoice | None = None
-    reasoning_effort: str | None = None
-    n: int | None = None
-
-
-class CompletionRequest(msgspec.Struct, omit_defaults=True):
-    """The legacy `/v1/completions` form: a prompt, answered as one user turn."""
-
-    model: str
-    prompt: str | list[str]
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: str | list[str] | None = None
-    n: int | None = None
-
-
-class EmbeddingRequest(msgspec.Struct, omit_defaults=True):
-    """`input` as text (token arrays are not supported: the gateway does not know each model's
-    tokenizer)."""
-
-    model: str
-    input: str | list[str]
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = None
-
-
-class Embedding(msgspec.Struct):
-    index: int
-    embedding: list[float] | str
-    object: str = "embedding"
-
-
-class EmbeddingUsage(msgspec.Struct):
-    prompt_tokens: int
-    total_tokens: int
-
-
-class EmbeddingList(msgspec.Struct):
-    data: list[Embedding]
-    model: str
-    usage: EmbeddingUsage
-    object: str = "list"
-
-
-def embed_params(req: EmbeddingRequest, model: str) -> dict[str, Any]:
-    params: dict[str, Any] = {"model": model, "input": req.input}
-    if req.dimensions is not None:
-        params["dimensions"] = req.dimensions
-    return params
-
-
-def embedding_list(
-    vectors: list[list[float]], model: str, input_tokens: int, *, base64: bool
-) -> EmbeddingList:
-    import base64 as b64
-    import struct
-
-    def encode(v: list[float]) -> list[float] | str:
-        return b64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() if base64 else v
-
-    return EmbeddingList(
-        data=[Embedding(index=i, embedding=encode(v)) for i, v in enumerate(vectors)],
-        model=model,
-        usage=EmbeddingUsage(prompt_tokens=input_tokens, total_tokens=input_tokens),
-    )
-
-
-# --- responses --------------------------------------------------------------------------------------
-
-
-class PromptTokensDetails(msgspec.Struct):
-    cached_tokens: int = 0
-
-
-class CompletionTokensDetails(msgspec.Struct):
-    reasoning_tokens: int = 0
-
-
-class CompletionUsage(msgspec.Struct):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    prompt_tokens_details: PromptTokensDetails
-    completion_tokens_details: CompletionTokensDetails
-
-
-class ResponseToolCall(msgspec.Struct):
-    id: str
-    function: FunctionCall
-    type: str = "function"
-
-
-class AssistantMessage(msgspec.Struct):
-    role: str
-    content: str | None
-    refusal: None = None
-    tool_calls: list[ResponseToolCall] | msgspec.UnsetType = msgspec.UNSET
-    reasoning_content: str | msgspec.UnsetType = msgspec.UNSET
-
-
-class Choice(msgspec.Struct):
-    index: int
-    message: AssistantMessage
-    finish_reason: str
-    logprobs: None = None
-
-
-class ChatCompletion(msgspec.Struct):
-    id: str
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: CompletionUsage
-    object: str = "chat.completion"
-    cost_usd: float | msgspec.UnsetType | None = msgspec.UNSET
-
-
-class TextChoice(msgspec.Struct):
-    index: int
-    text: str
-    finish_reason: str | None
-    logprobs: None = None
-
-
-class TextCompletion(msgspec.Struct):
-    id: str
-    created: int
-    model: str
-    choices: list[TextChoice]
-    usage: CompletionUsage | None = None
-    object: str = "text_completion"
-
-
-class Model(msgspec.Struct):
-    id: str
-    created: int = 0
-    owned_by: str = "llm-sidecar"
-    object: str = "model"
-
-
-class ModelList(msgspec.Struct):
-    data: list[Model]
-    object: str = "list"
+from sidecar.wire.chat import ChatResult
 
 
 class InvalidRequest(ValueError):
@@ -364,6 +164,29 @@ def completion_to_params(req: CompletionRequest, model: str) -> dict[str, Any]:
     return params
 
 
+def embed_params(req: EmbeddingRequest, model: str) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": model, "input": req.input}
+    if req.dimensions is not None:
+        params["dimensions"] = req.dimensions
+    return params
+
+
+def embedding_list(
+    vectors: list[list[float]], model: str, input_tokens: int, *, base64: bool
+) -> EmbeddingList:
+    import base64 as b64
+    import struct
+
+    def encode(v: list[float]) -> list[float] | str:
+        return b64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() if base64 else v
+
+    return EmbeddingList(
+        data=[Embedding(index=i, embedding=encode(v)) for i, v in enumerate(vectors)],
+        model=model,
+        usage=EmbeddingUsage(prompt_tokens=input_tokens, total_tokens=input_tokens),
+    )
+
+
 # --- ChatResult → response --------------------------------------------------------------------------
 
 
@@ -431,103 +254,6 @@ def text_response(result: ChatResult, *, response_id: str, created: int) -> Text
         choices=[TextChoice(index=0, text=result.text, finish_reason=result.finish_reason)],
         usage=usage(result.usage),
     )
-
-
-# --- stream events → SSE chunks ---------------------------------------------------------------------
-
-_encode = msgspec.json.Encoder().encode
-
-
-class ChunkEncoder:
-    """Stream events of one request as `chat.completion.chunk` (or legacy `text_completion`) SSE lines."""
-
-    __slots__ = ("_head", "_include_usage", "_legacy", "_model", "_started", "_tool_index", "usage")
-
-    def __init__(
-        self, model: str, *, include_usage: bool, legacy: bool = False, response_id: str | None = None
-    ) -> None:
-        rid = response_id or new_id("cmpl-" if legacy else "chatcmpl-")
-        kind = "text_completion" if legacy else "chat.completion.chunk"
-        self._model = model
-        # Every chunk begins the same way; only `choices` (and `usage`) change.
-        self._head = b'{"id":' + _encode(rid) + b',"object":"' + kind.encode() + b'","created":'
-        self._head += str(int(time.time())).encode() + b',"model":' + _encode(model) + b',"choices":'
-        self._include_usage = include_usage
-        self._legacy = legacy
-        self._started = False
-        self._tool_index: dict[int, int] = {}
-        self.usage: UsageEvent | None = None
-
-    def _chunk(self, choices: bytes) -> bytes:
-        tail = b',"usage":null}' if self._include_usage else b"}"
-        return b"data: " + self._head + choices + tail + b"\n\n"
-
-    def _delta(self, delta: dict[str, Any]) -> bytes:
-        if self._legacy:
-            choice = {"index": 0, "text": delta.get("content", ""), "logprobs": None, "finish_reason": None}
-        else:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
-        return self._chunk(b"[" + _encode(choice) + b"]")
-
-    def event(self, event: StreamEvent) -> bytes:
-        """The SSE bytes of one event (empty for events a client is not shown)."""
-        if isinstance(event, TextDelta):
-            if not event.text:
-                return b""
-            return self._first() + self._delta({"content": event.text})
-        if isinstance(event, ThinkingDelta):
-            if self._legacy or not event.text:
-                return b""
-            return self._first() + self._delta({"reasoning_content": event.text})
-        if isinstance(event, ToolCallDelta):
-            if self._legacy:
-                return b""
-            index = self._tool_index.setdefault(event.index, len(self._tool_index))
-            call: dict[str, Any] = {"index": index}
-            if event.id is not None:
-                call["id"] = event.id
-                call["type"] = "function"
-            fn: dict[str, Any] = {}
-            if event.name is not None:
-                fn["name"] = event.name
-            if event.arguments_delta is not None or event.id is not None:
-                fn["arguments"] = event.arguments_delta or ""
-            if fn:
-                call["function"] = fn
-            return self._first() + self._delta({"tool_calls": [call]})
-        if isinstance(event, UsageEvent):
-            self.usage = event
-        return b""
-
-    def _first(self) -> bytes:
-        if self._started:
-            return b""
-        self._started = True
-        if self._legacy:
-            return b""
-        return self._delta({"role": "assistant", "content": ""})
-
-    def finish(self, result: ChatResult) -> bytes:
-        """The finish chunk, the usage chunk when asked for, and `[DONE]`."""
-        out = self._first()
-        if self._legacy:
-            choice: dict[str, Any] = {
-                "index": 0,
-                "text": "",
-                "logprobs": None,
-                "finish_reason": result.finish_reason,
-            }
-        else:
-            choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": result.finish_reason}
-        out += self._chunk(b"[" + _encode(choice) + b"]")
-        if self._include_usage:
-            out += b"data: " + self._head + b'[],"usage":' + _encode(usage(result.usage)) + b"}\n\n"
-        return out + b"data: [DONE]\n\n"
-
-    @staticmethod
-    def error(body: dict[str, Any]) -> bytes:
-        """A failure after the stream began: the SDK raises on an `error` object in the stream."""
-        return b"data: " + _encode(body) + b"\n\n"
 
 
 def model_list(ids: list[str]) -> ModelList:

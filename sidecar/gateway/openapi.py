@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from sidecar import __version__
-from sidecar.gateway import anthropic_api, openai_api
+from sidecar.gateway import anthropic_api, openai_types
 
 _REF = "#/components/schemas/{name}"
 
@@ -28,13 +28,13 @@ def _sse(description: str) -> dict[str, Any]:
 @cache
 def document() -> dict[str, Any]:
     types: list[Any] = [
-        openai_api.ChatCompletionRequest,
-        openai_api.ChatCompletion,
-        openai_api.CompletionRequest,
-        openai_api.TextCompletion,
-        openai_api.ModelList,
-        openai_api.EmbeddingRequest,
-        openai_api.EmbeddingList,
+        openai_types.ChatCompletionRequest,
+        openai_types.ChatCompletion,
+        openai_types.CompletionRequest,
+        openai_types.TextCompletion,
+        openai_types.ModelList,
+        openai_types.EmbeddingRequest,
+        openai_types.EmbeddingList,
         anthropic_api.MessagesRequest,
         anthropic_api.ResponseMessage,
     ]

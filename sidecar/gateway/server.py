@@ -8,6 +8,7 @@ Must not know: routes, services.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import socket
@@ -17,11 +18,58 @@ from typing import Any, Final
 
 import anyio
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from sidecar import logs
 
 SHUTDOWN_GRACE_S: Final = 1.0
 _log = logs.get_logger("gateway")
+
+
+class _CoalescingTransport:
+    """Writes made in one step of the event loop leave in one `send`: uvicorn writes a response's
+    head and its body (and each relayed SSE chunk) apart, and on a loaded machine every send to
+    loopback costs as much as the gateway's own work on a request. The buffer is flushed on the
+    next turn of the loop, and before the connection closes."""
+
+    __slots__ = ("_buffer", "_loop", "_scheduled", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._buffer: list[bytes] = []
+        self._scheduled = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        self._buffer.append(bytes(data))
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._buffer:
+            data = self._buffer[0] if len(self._buffer) == 1 else b"".join(self._buffer)
+            self._buffer.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _H11Protocol(H11Protocol):
+    """uvicorn's h11 protocol over a `_CoalescingTransport`."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
 
 
 class _Server(uvicorn.Server):
@@ -78,7 +126,7 @@ class Running:
             lifespan="off",
             timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
             server_header=False,
-            http="h11",
+            http=_H11Protocol,
         )
         self.server = _Server(config)
         self.done = anyio.Event()

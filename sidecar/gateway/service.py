@@ -25,11 +25,30 @@ from sidecar.wire.gateway import (
 )
 
 if TYPE_CHECKING:
-    from sidecar.gateway.http import AccessRecord, Backend, Gateway
+    from sidecar.gateway.access import AccessRecord
+    from sidecar.gateway.asgi import Gateway
+    from sidecar.gateway.backend import Backend
     from sidecar.gateway.server import Running
 
 DEFAULT_HOST = "127.0.0.1"
 _log = logs.get_logger("gateway")
+
+
+def build(services: Any, spawn: Callable[[Callable[[], Any]], None]) -> GatewayService:
+    """The gateway service over the app's services (duck-typed: the face never imports the app);
+    `spawn` runs a coroutine function in the app's task group. Requests reach the access log when
+    `[gateway] access_log` is on (the log writes off the request path)."""
+    from sidecar.gateway.backend import SidecarBackend
+
+    settings = services.config.gateway
+    on_access: Callable[[AccessRecord], None] | None = None
+    if settings.access_log:
+        write = services.access_log.write
+
+        def on_access(record: AccessRecord) -> None:
+            write(record.as_dict())
+
+    return GatewayService(SidecarBackend(services), settings, spawn, on_access)
 
 
 class GatewayService:
@@ -60,7 +79,7 @@ class GatewayService:
             return await self._start(host, port)
 
     async def _start(self, host: str, port: int) -> GatewayStartResult:
-        from sidecar.gateway.http import Gateway
+        from sidecar.gateway.asgi import Gateway
         from sidecar.gateway.server import Running, allowed_hosts, bind, is_loopback
 
         if not is_loopback(host) and await self.backend.client_keys.count() == 0:
@@ -114,45 +133,3 @@ class GatewayService:
         running, self._running = self._running, None
         if running is not None:
             await running.stop()
-
-
-class SidecarBackend:
-    """`Backend` over the app's services (duck-typed: the face never imports the app)."""
-
-    def __init__(self, services: Any) -> None:
-        self._services = services
-
-    @property
-    def handlers(self) -> dict[str, Handler]:
-        handlers: dict[str, Handler] = self._services.handlers
-        return handlers
-
-    async def resolve(self, model: str) -> str:
-        """`provider:model`, or `router:<name>` for a router (named so, or plainly when no model is)."""
-        if model.startswith("router:"):
-            name = model[len("router:") :]
-            if not await self._services.routers.exists(name):
-                raise SidecarError("model_not_found", f"No router is named {name!r}.", field="model")
-            return model
-        try:
-            return str(self._services.chat.resolve(model))
-        except SidecarError:
-            if await self._services.routers.exists(model):
-                return f"router:{model}"
-            raise
-
-    @property
-    def client_keys(self) -> Any:
-        return self._services.client_keys
-
-    async def client_spend(self, name: str) -> tuple[float, float]:
-        spent: tuple[float, float] = await self._services.usage.client_spend(name)
-        return spent
-
-    def prometheus(self) -> str:
-        text: str = self._services.metrics.prometheus()
-        return text
-
-    async def health(self) -> dict[str, Any] | None:
-        shared: dict[str, Any] | None = await self._services.team_health()
-        return shared

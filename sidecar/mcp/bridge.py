@@ -61,6 +61,8 @@ def _load_server() -> Serve:
 class McpBridge:
     def __init__(self, services: HasHandlers, write: Write, pacer: Pacer | None = None) -> None:
         self._handlers: dict[str, Handler] = services.handlers
+        config = getattr(services, "config", None)  # a stand-in without one gets the default
+        self._admin_tools = bool(config is not None and config.mcp.admin_tools)
         self._write = write
         self._pacer = pacer
         self._send, self._receive = anyio.create_memory_object_stream[Inbound](math.inf)
@@ -88,7 +90,10 @@ class McpBridge:
                 self._refuse_queued()
                 return
             try:
-                await serve(self._handlers, self._receive, self._write, pacer=self._pacer)
+                from sidecar.mcp.tools import offered  # loaded with the server, off the event loop
+
+                handlers = offered(self._handlers, admin_tools=self._admin_tools)
+                await serve(handlers, self._receive, self._write, pacer=self._pacer)
             except Exception:  # the MCP face failing must not take the host's connection with it
                 _log.exception("the MCP server failed; further MCP requests are refused")
                 self._refuse_queued()

@@ -230,3 +230,33 @@ def method_names(available: Iterable[str]) -> tuple[str, ...]:
     """The methods to offer as tools: those of the table that have a handler, in table order."""
     have = set(available)
     return tuple(name for name in METHODS if name in have)
+
+
+ADMIN_TOOLS: Final = frozenset(
+    {
+        "gateway_start",
+        "gateway_stop",
+        "gateway_status",  # hands out a dashboard login link
+        "client_key_create",
+        "client_key_list",
+        "client_key_update",
+        "client_key_rotate",
+        "client_key_delete",
+        "router_set",
+        "router_delete",
+        "set_budget",  # a model must not lift the caps that bound its own spending
+        "set_provider_enabled",
+        "endpoint_set",
+        "endpoint_delete",
+    }
+)
+"""Methods that administer the sidecar itself: the MCP face serves them only with
+`[mcp] admin_tools = true` (README "As an MCP server"). A model driving an MCP client should not
+open the gateway to the network, mint client keys or lift budgets on its own."""
+
+
+def offered(handlers: dict[str, Any], *, admin_tools: bool) -> dict[str, Any]:
+    """The handlers the MCP face serves as tools: all of them, or all but `ADMIN_TOOLS`."""
+    if admin_tools:
+        return handlers
+    return {name: handler for name, handler in handlers.items() if name not in ADMIN_TOOLS}

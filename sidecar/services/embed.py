@@ -1,6 +1,7 @@
 """`embed`: vectors for texts from an embeddings model (OpenAI, Gemini, Ollama, OpenRouter, custom
-endpoints), with usage and cost; recorded in the usage ledger and the metrics like a chat request
-(method `embed`), under the gateway client key that asked, if any.
+endpoints), with usage and cost; refused before sending by the same budgets as a chat request
+(`set_budget`, a client key's budget: `budget_exceeded`), and recorded in the usage ledger and the
+metrics like one (method `embed`), under the gateway client key that asked, if any.
 
 Must not know: stdin/stdout, HTTP serving, providers' wire formats (providers.embeddings has them).
 """
@@ -14,14 +15,15 @@ import anyio
 
 from sidecar.config import Config
 from sidecar.core import embeddings as prices
-from sidecar.core.models import parse_model
+from sidecar.core.models import ModelRef, parse_model
 from sidecar.errors import SidecarError
 from sidecar.providers import embeddings as upstream
 from sidecar.providers.http import Timeouts
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.chat import ChatHooks, Outcome
 from sidecar.services.context import CallContext, Handler
-from sidecar.wire.base import Usage
+from sidecar.wire.base import ZERO_USAGE, Usage
+from sidecar.wire.chat import CompleteParams, Message
 from sidecar.wire.embed import EmbedParams, EmbedResult, EmbedUsage
 
 
@@ -45,6 +47,7 @@ class EmbedService:
             method="embed", provider=ref.provider, model=ref.model, status="error", tag=params.tag
         )
         try:
+            await self._before(ref, params.model, inputs, outcome)
             provider = self.providers.get(ref.provider)
             with anyio.fail_after(t.total_s):
                 got = await upstream.embed(provider, ref.model, inputs, timeouts, params.dimensions)
@@ -92,3 +95,17 @@ class EmbedService:
             with anyio.CancelScope(shield=True):
                 for hook in self.hooks:
                     await hook.after(outcome)
+
+    async def _before(self, ref: ModelRef, model: str, inputs: list[str], outcome: Outcome) -> None:
+        """The chat hooks' check before sending: the texts stand in as user turns, so a budget
+        estimates their input tokens (an embedding has no output) and holds what they may cost."""
+        if not self.hooks:
+            return
+        as_chat = CompleteParams(model=model, messages=[Message(role="user", content=t) for t in inputs])
+        try:
+            for hook in self.hooks:
+                await hook.before(ref, as_chat)
+        except SidecarError as exc:
+            outcome.status, outcome.reason = "refused", exc.message
+            outcome.usage, outcome.cost_usd = ZERO_USAGE, 0.0
+            raise

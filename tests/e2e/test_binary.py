@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.mcp.tools import ADMIN_TOOLS
 from sidecar.wire.methods import METHODS
 from tests.e2e.binary import built_binary  # noqa: F401 (the session fixture)
 from tests.e2e.keys_support import SECRET_SERVICE_BACKEND, clear, lookup
@@ -69,7 +70,7 @@ def test_binary_serves_mcp_initialize_and_tools_list(built_binary: Path) -> None
         assert init["serverInfo"]["name"] == "llm-sidecar"
         sc.notify("notifications/initialized")
         tools = sc.result("tools/list", {}, timeout=30)["tools"]
-        assert [t["name"] for t in tools] == list(METHODS)
+        assert [t["name"] for t in tools] == [m for m in METHODS if m not in ADMIN_TOOLS]
         by_name = {t["name"]: t for t in tools}
         assert by_name["delete_key"]["annotations"]["destructiveHint"] is True
         assert sc.bad_lines == []

@@ -40,7 +40,7 @@ def test_config_enabled_starts_it_with_the_daemon() -> None:
 def test_host_that_never_starts_it_does_not_import_starlette_or_uvicorn() -> None:
     code = (
         "import sys, sidecar.cli, sidecar.app\n"
-        "print(','.join(m for m in ('starlette', 'uvicorn', 'sidecar.gateway.http') if m in sys.modules))\n"
+        "print(','.join(m for m in ('starlette', 'uvicorn', 'sidecar.gateway.asgi') if m in sys.modules))\n"
     )
     import sys
 

@@ -18,6 +18,7 @@ import pytest
 from mcp import Client, ClientSession, stdio_client
 from mcp.shared.dispatcher import ProgressFnT
 
+from sidecar.mcp.tools import ADMIN_TOOLS
 from sidecar.wire.methods import METHODS, TOOL_HINTS
 from tests.e2e.mcp_env import ASK, server_params
 from tests.fakes.http import Stall
@@ -64,7 +65,7 @@ def _check_stream(result: types.CallToolResult, seen: Progress) -> None:
 
 
 def _check_tools(tools: list[types.Tool]) -> None:
-    assert [t.name for t in tools] == list(METHODS)
+    assert [t.name for t in tools] == [m for m in METHODS if m not in ADMIN_TOOLS]  # default config
     for t in tools:
         assert t.input_schema["type"] == "object"
         assert t.output_schema is not None and t.output_schema["type"] == "object"

@@ -53,6 +53,7 @@ def _run(inspector: Path, env: dict[str, str], *args: str) -> tuple[int, Any]:
 
 
 def test_inspector_lists_every_method_as_a_tool_in_strict_mode(inspector: Path, tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("[mcp]\nadmin_tools = true\n")  # every method, admin ones too
     code, listed = _run(inspector, sidecar_env(tmp_path), "--strict", "--method", "tools/list")
     assert code == 0, listed
     assert [t["name"] for t in listed["tools"]] == list(METHODS)

@@ -129,6 +129,10 @@ def check_answers(sc: Sidecar, cases: list[Case], seed: int) -> Counter[str]:
     return kinds
 
 
+# Every method is fuzzed as an MCP tool too, the administration tools included (hidden by default).
+CONFIG = "[retry]\nmax_attempts = 1\n[mcp]\nadmin_tools = true\n"
+
+
 def _null_code(check: Any) -> int:
     for code in (-32700, -32600):
         if check({"error": {"code": code}}) is None:
@@ -141,7 +145,7 @@ def test_fuzzed_host_and_mcp_input_is_answered_exactly_once_with_the_right_code(
 ) -> None:
     started = time.monotonic()
     fuzzer = Fuzzer(SEED)
-    with Sidecar(env(openai), config="[retry]\nmax_attempts = 1\n") as sc:
+    with Sidecar(env(openai), config=CONFIG) as sc:
         assert "result" in sc.wait(sc.start("initialize", INIT, id="m0"), timeout=30)
         sc.notify("notifications/initialized")
         cases = run_fuzz(sc, fuzzer, CASES, mcp=True)
@@ -155,7 +159,7 @@ def test_fuzzed_host_and_mcp_input_is_answered_exactly_once_with_the_right_code(
 
 def test_fuzzed_input_in_lsp_framing_is_answered_in_lsp_framing(openai: FakeOpenAICompat) -> None:
     fuzzer = Fuzzer(SEED + 1)
-    with LspSidecar(env(openai), config="[retry]\nmax_attempts = 1\n") as sc:
+    with LspSidecar(env(openai), config=CONFIG) as sc:
         assert "result" in sc.wait(sc.start("initialize", INIT, id="m0"), timeout=30)
         sc.notify("notifications/initialized")
         cases = run_fuzz(sc, fuzzer, max(CASES // 4, 100), mcp=True)

@@ -22,6 +22,7 @@ from sidecar.errors import SidecarError
 from sidecar.infra.keystore import MemoryStore
 from sidecar.wire.embed import EmbedParams
 from sidecar.wire.gateway import ClientKeyCreateParams, GatewayStartParams
+from sidecar.wire.usage import SetBudgetParams
 from tests.fakes import embeddings
 from tests.fakes.gemini import VALID_KEY as GEMINI_KEY
 from tests.fakes.gemini import FakeGemini
@@ -157,3 +158,29 @@ async def test_gateway_embeddings_with_the_openai_sdk(services: Services, fakes:
     assert (
         fakes.openai.requests[-1].json()["encoding_format"] == "float"
     )  # the sidecar asks upstream for floats
+
+
+async def test_a_spent_budget_stops_embeddings_on_every_face(
+    services: Services, fakes: Fakes, tmp_path: Path
+) -> None:
+    """`set_budget` refuses an embedding before sending, as it refuses a chat request: kind
+    `budget_exceeded` on stdio/MCP, 429 with Retry-After and code `budget_exceeded` on the gateway."""
+    sent = len(fakes.openai.requests)
+    await services.handlers["set_budget"](SetBudgetParams(provider="openai", daily_usd=0.0), Ctx())
+    with pytest.raises(SidecarError) as refused:
+        await services.handlers["embed"](EmbedParams(model="openai:text-embedding-3-small", input="x"), Ctx())
+    assert refused.value.kind == "budget_exceeded"
+    started = await services.handlers["gateway_start"](GatewayStartParams(port=0), Ctx())
+    key = (await services.handlers["client_key_create"](ClientKeyCreateParams(name="e"), Ctx())).key
+    async with openai.AsyncOpenAI(base_url=started.url + "/v1", api_key=key, max_retries=0) as client:
+        with pytest.raises(openai.RateLimitError) as limited:
+            await client.embeddings.create(model="openai:text-embedding-3-small", input="x")
+        assert limited.value.code == "budget_exceeded"
+        assert int(limited.value.response.headers["retry-after"]) >= 1
+        # Other providers' budgets are untouched.
+        await client.embeddings.create(model="ollama:nomic-embed-text", input="x")
+    assert len(fakes.openai.requests) == sent  # nothing reached the provider
+    await anyio.to_thread.run_sync(services.usage.ledger.flush)
+    with sqlite3.connect(tmp_path / "sidecar.db") as conn:
+        rows = conn.execute("SELECT provider, outcome, client FROM ledger WHERE method = 'embed'").fetchall()
+    assert rows == [("openai", "refused", None), ("openai", "refused", "e"), ("ollama", "ok", "e")]

@@ -22,7 +22,7 @@ import openai
 import pytest
 
 from sidecar.app import Services, build_services
-from sidecar.config import Config, GatewaySettings, Retry, Timeouts
+from sidecar.config import Config, GatewaySettings, Retry, RouterSettings, Timeouts
 from sidecar.infra.keystore import MemoryStore
 from sidecar.wire.base import Empty
 from sidecar.wire.gateway import (
@@ -32,6 +32,7 @@ from sidecar.wire.gateway import (
     GatewayStartParams,
     MetricsParams,
 )
+from sidecar.wire.routers import RouterSetParams
 from sidecar.wire.usage import UsageSummaryParams
 from tests.fakes.anthropic import VALID_KEY as ANTHROPIC_KEY
 from tests.fakes.anthropic import FakeAnthropic
@@ -286,6 +287,33 @@ async def test_anthropic_non_stream_with_thinking_and_tools(gw: Gw) -> None:
     )
     assert [b.type for b in second.content][-1] == "text"
     assert second.content[-1].text == "The tool said: found"  # type: ignore[union-attr]
+
+
+async def test_a_router_that_lands_on_anthropic_streams_signed_thinking(gw: Gw) -> None:
+    """Which candidate a router runs is known only with the result, so its thinking blocks wait for
+    their signatures too; the next turn, sent back through the router, is accepted upstream."""
+    settings = RouterSettings(models=["anthropic:claude-sonnet-4-5"])
+    await gw.call("router_set", RouterSetParams(name="thinker", settings=settings))
+    tools: Any = [{"name": "lookup", "description": "", "input_schema": {"type": "object", "properties": {}}}]
+    ask: Any = {"max_tokens": 4096, "thinking": {"type": "enabled", "budget_tokens": 1024}, "tools": tools}
+    async with gw.ant().messages.stream(
+        model="router:thinker", messages=[{"role": "user", "content": "look it up"}], **ask
+    ) as stream:
+        final = await stream.get_final_message()
+    assert [b.type for b in final.content] == ["thinking", "tool_use"]
+    assert final.content[0].signature  # type: ignore[union-attr]
+    use: Any = final.content[1]
+    async with gw.ant().messages.stream(
+        model="thinker",
+        messages=[
+            {"role": "user", "content": "look it up"},
+            {"role": "assistant", "content": [b.model_dump() for b in final.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "7"}]},
+        ],
+        **ask,
+    ) as stream:
+        second = await stream.get_final_message()
+    assert second.content[-1].text == "The tool said: 7"  # type: ignore[union-attr]
 
 
 async def test_anthropic_stream_event_sequence(gw: Gw) -> None:

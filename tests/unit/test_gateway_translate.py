@@ -12,10 +12,11 @@ import pytest
 
 from sidecar.core.client_access import MinuteWindow, allowed
 from sidecar.errors import SidecarError
-from sidecar.gateway import anthropic_api, openai_api
+from sidecar.gateway import anthropic_api, openai_api, openai_stream, openai_types
 from sidecar.gateway.errors import body, from_sidecar, headers
 from sidecar.wire.base import Usage
 from sidecar.wire.chat import (
+    AttemptEvent,
     ChatResult,
     CompleteParams,
     TextDelta,
@@ -45,7 +46,7 @@ def result(**over: Any) -> ChatResult:
 
 
 def oa_params(body: dict[str, Any]) -> CompleteParams:
-    req = msgspec.convert(body, openai_api.ChatCompletionRequest)
+    req = msgspec.convert(body, openai_types.ChatCompletionRequest)
     return msgspec.convert(openai_api.to_params(req, "openai:gpt-4o-mini"), CompleteParams)
 
 
@@ -137,7 +138,7 @@ def test_openai_response_carries_tool_calls_as_json_strings_and_usage() -> None:
 
 
 def test_openai_chunks_follow_the_sdk_order_with_usage_last() -> None:
-    enc = openai_api.ChunkEncoder("gpt-4o-mini", include_usage=True)
+    enc = openai_stream.ChunkEncoder("gpt-4o-mini", include_usage=True)
     raw = b"".join(
         enc.event(e)
         for e in (
@@ -175,10 +176,10 @@ def test_openai_chunks_follow_the_sdk_order_with_usage_last() -> None:
 
 
 def test_openai_chunks_without_include_usage_have_no_usage_key_and_legacy_form() -> None:
-    enc = openai_api.ChunkEncoder("m", include_usage=False)
+    enc = openai_stream.ChunkEncoder("m", include_usage=False)
     chunks = sse_data(enc.event(TextDelta(text="a")) + enc.finish(result()))
     assert all("usage" not in c for c in chunks[:-1])
-    legacy = openai_api.ChunkEncoder("m", include_usage=False, legacy=True)
+    legacy = openai_stream.ChunkEncoder("m", include_usage=False, legacy=True)
     chunks = sse_data(
         legacy.event(TextDelta(text="a")) + legacy.event(ThinkingDelta(text="no")) + legacy.finish(result())
     )
@@ -405,3 +406,24 @@ def test_anthropic_stream_signs_thinking_blocks_at_the_end_for_anthropic_models(
         ("message_stop", None),
     ]
     assert events[6][1]["delta"] == {"type": "signature_delta", "signature": "SIG"}
+
+
+def test_anthropic_stream_signing_follows_where_the_answer_may_come_from() -> None:
+    # A router's candidate is known only once it runs: its thinking blocks wait for signatures.
+    assert anthropic_api.signs_thinking("router:coding") is True
+    assert anthropic_api.signs_thinking("anthropic:claude-sonnet-4-5") is True
+    assert anthropic_api.signs_thinking("openai:o3") is False
+    # A fallback to Anthropic announces itself before any token: signing starts then.
+    enc = anthropic_api.EventEncoder("openai:o3", sign_thinking=False)
+    raw = enc.event(AttemptEvent(provider="anthropic", model="claude", attempt=2))
+    raw += enc.event(ThinkingDelta(text="hmm")) + enc.event(TextDelta(text="ok"))
+    blocks = [{"type": "thinking", "thinking": "hmm", "signature": "SIG"}]
+    raw += enc.finish(result(continuation={"provider": "anthropic", "blocks": blocks}))
+    deltas = [d["delta"] for n, d in events_of(raw) if n == "content_block_delta"]
+    assert {"type": "signature_delta", "signature": "SIG"} in deltas
+    # A router whose next try goes elsewhere closes thinking blocks as they end.
+    enc = anthropic_api.EventEncoder("router:any", sign_thinking=True)
+    raw = enc.event(AttemptEvent(provider="openai", model="o3", attempt=2))
+    raw += enc.event(ThinkingDelta(text="hmm")) + enc.event(TextDelta(text="ok"))
+    order = [(n, d.get("index")) for n, d in events_of(raw)]
+    assert order.index(("content_block_stop", 0)) < order.index(("content_block_start", 1))

@@ -1,0 +1,141 @@
+"""The `/v1` routes: each reads its request in its API's shape, admits it, calls the same handler
+the stdio face calls (`complete`, `stream`, `embed`, `list_models`, `router_list`) and answers in
+the shape that API's official SDK parses. `TABLE` lists them with their dialect (the error shape).
+
+Must not know: HTTP framing (`exchange` does it), providers' wire formats.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import msgspec
+
+from sidecar.core.client_access import allowed
+from sidecar.errors import field_path
+from sidecar.gateway import anthropic_api, openai_api, openai_stream, openai_types
+from sidecar.gateway.errors import Dialect, HttpError
+from sidecar.gateway.exchange import Call, Exchange, complete_params
+from sidecar.wire.base import Empty
+from sidecar.wire.catalog import ListModelsParams, ListModelsResult
+from sidecar.wire.embed import EmbedParams, EmbedResult
+from sidecar.wire.routers import RouterListResult
+
+_PROMETHEUS: Final = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+async def models(ex: Exchange) -> None:
+    key = await ex.authenticate()
+    handlers = ex.gw.backend.handlers
+    result = await handlers["list_models"](ListModelsParams(), Call(ex.id, None))
+    assert isinstance(result, ListModelsResult)
+    ids = [m.model for m in result.models if allowed(key.allow, m.model)]
+    routers = await handlers["router_list"](Empty(), Call(ex.id, None))
+    assert isinstance(routers, RouterListResult)
+    ids += [f"router:{r.name}" for r in routers.routers if allowed(key.allow, f"router:{r.name}")]
+    await ex.send_json(200, openai_api.model_list(ids))
+
+
+async def metrics(ex: Exchange) -> None:
+    await ex.authenticate()
+    await ex.send_bytes(200, ex.gw.backend.prometheus().encode(), _PROMETHEUS)
+
+
+async def chat(ex: Exchange) -> None:
+    raw = await ex.body()
+    key = await ex.authenticate()
+    req = ex.decode(raw, openai_types.ChatCompletionRequest)
+    model = await ex.admit(key, req.model)
+    try:
+        params = complete_params(openai_api.to_params(req, model))
+    except openai_api.InvalidRequest as exc:
+        raise HttpError(400, "invalid_request", str(exc), param=exc.param) from None
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        encoder = openai_stream.ChunkEncoder(req.model, include_usage=include_usage)
+        await ex.relay(params, encoder.event, encoder.finish, encoder.error)
+        return
+    result = await ex.call(params)
+    await ex.send_json(
+        200, openai_api.response(result, response_id=openai_api.new_id(), created=int(time.time()))
+    )
+
+
+async def completions(ex: Exchange) -> None:
+    raw = await ex.body()
+    key = await ex.authenticate()
+    req = ex.decode(raw, openai_types.CompletionRequest)
+    model = await ex.admit(key, req.model)
+    try:
+        params = complete_params(openai_api.completion_to_params(req, model))
+    except openai_api.InvalidRequest as exc:
+        raise HttpError(400, "invalid_request", str(exc), param=exc.param) from None
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        encoder = openai_stream.ChunkEncoder(req.model, include_usage=include_usage, legacy=True)
+        await ex.relay(params, encoder.event, encoder.finish, encoder.error)
+        return
+    result = await ex.call(params)
+    response = openai_api.text_response(
+        result, response_id=openai_api.new_id("cmpl-"), created=int(time.time())
+    )
+    await ex.send_json(200, response)
+
+
+async def embeddings(ex: Exchange) -> None:
+    raw = await ex.body()
+    key = await ex.authenticate()
+    req = ex.decode(raw, openai_types.EmbeddingRequest)
+    model = await ex.admit(key, req.model)
+    if model.startswith("router:"):
+        raise HttpError(
+            400, "invalid_request", "Routers choose chat models; name an embeddings model.", param="model"
+        )
+    try:
+        params = msgspec.convert(openai_api.embed_params(req, model), EmbedParams)
+    except msgspec.ValidationError as exc:
+        raise HttpError(
+            400, "invalid_request", f"Invalid request: {exc}", param=field_path(str(exc))
+        ) from None
+    result = await ex.run_method("embed", params)
+    assert isinstance(result, EmbedResult)
+    ex.usage = (result.provider, result.model, result.usage.input_tokens, 0, result.cost_usd)
+    listed = openai_api.embedding_list(
+        result.embeddings,
+        f"{result.provider}:{result.model}",
+        result.usage.input_tokens,
+        base64=req.encoding_format == "base64",
+    )
+    await ex.send_json(200, listed)
+
+
+async def messages(ex: Exchange) -> None:
+    raw = await ex.body()
+    key = await ex.authenticate()
+    req = ex.decode(raw, anthropic_api.MessagesRequest)
+    model = await ex.admit(key, req.model)
+    try:
+        params = complete_params(anthropic_api.to_params(req, model))
+    except anthropic_api.InvalidRequest as exc:
+        raise HttpError(400, "invalid_request", str(exc), param=exc.param) from None
+    if req.stream:
+        encoder = anthropic_api.EventEncoder(req.model, sign_thinking=anthropic_api.signs_thinking(model))
+        await ex.relay(params, encoder.event, encoder.finish, encoder.error)
+        return
+    result = await ex.call(params)
+    await ex.send_json(200, anthropic_api.response(result, response_id=anthropic_api.new_id()))
+
+
+Route = Callable[[Exchange], Awaitable[None]]
+
+TABLE: Final[dict[tuple[str, str], tuple[Route, Dialect]]] = {
+    ("GET", "/v1/models"): (models, "openai"),
+    ("GET", "/metrics"): (metrics, "openai"),
+    ("POST", "/v1/chat/completions"): (chat, "openai"),
+    ("POST", "/v1/completions"): (completions, "openai"),
+    ("POST", "/v1/embeddings"): (embeddings, "openai"),
+    ("POST", "/v1/messages"): (messages, "anthropic"),
+}
+"""(method, path) → the route and its error dialect."""
