@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 import types
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import anyio
@@ -88,17 +87,34 @@ class _CancelParams(msgspec.Struct):
 _cancel_decoder: Final = msgspec.json.Decoder(_CancelParams)
 
 
-@dataclass(frozen=True, slots=True)
 class Route:
-    decoder: msgspec.json.Decoder[Any]
-    handler: Handler
-    params_type: type[Any]
-    # The handler never suspends: answer it on the read, with no task and no cancel scope.
-    inline: bool = False
+    """A method's handler and params type. Its decoder is built on first use: building one for
+    every method of the table would cost start-up time (each resolves its type's annotations)."""
+
+    __slots__ = ("_decoder", "handler", "inline", "params_type")
+
+    def __init__(
+        self,
+        decoder: msgspec.json.Decoder[Any] | None,
+        handler: Handler,
+        params_type: type[Any],
+        inline: bool = False,
+    ) -> None:
+        self._decoder = decoder
+        self.handler = handler
+        self.params_type = params_type
+        # The handler never suspends: answer it on the read, with no task and no cancel scope.
+        self.inline = inline
+
+    @property
+    def decoder(self) -> msgspec.json.Decoder[Any]:
+        if self._decoder is None:
+            self._decoder = msgspec.json.Decoder(self.params_type)
+        return self._decoder
 
 
 def route(params_type: type[Any], handler: Handler, *, inline: bool = False) -> Route:
-    return Route(msgspec.json.Decoder(params_type), handler, params_type, inline)
+    return Route(None, handler, params_type, inline)
 
 
 class RequestContext:

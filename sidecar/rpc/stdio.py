@@ -42,12 +42,13 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import anyio
-import anyio.from_thread
 import anyio.lowlevel
-from anyio.streams.memory import MemoryObjectSendStream
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectSendStream
 
 from sidecar.rpc.framing import Detector, Framing, Piece, frame
 
@@ -373,6 +374,8 @@ class StdinReader:
             return []
 
     def _start_thread(self, send: MemoryObjectSendStream[list[Piece]]) -> None:
+        import anyio.from_thread  # only this path needs it
+
         token = anyio.lowlevel.current_token()
 
         def run() -> None:
