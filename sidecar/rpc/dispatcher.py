@@ -14,9 +14,11 @@ requests inside one are answered -32600 in the array.
 Params are decoded when the message is read, so a request whose params do not fit is answered at
 once, like an unknown method. A route marked `inline` (the METHODS table's `inline`: the handler
 finishes without ever suspending, so nothing can block or cancel it) is also answered at once,
-without a task or a cancel scope; should such a handler suspend after all, it is finished in a task
-of its own like any other request. Messages handed over together (`handle_batch`, one read of the
-pipe) are all routed before any spawned request runs.
+without a task or a cancel scope, possibly outside any task (from the loop's read callback). Its
+first call still runs in a task: what a handler builds on first use (the app builds services then,
+and starts their background tasks) may need one. Should an inline handler suspend after all, it is
+finished in a task of its own like any other request. Messages handed over together
+(`handle_batch`, one read of the pipe) are all routed before any spawned request runs.
 
 Nothing one message does can end the serving loop: an exception while decoding or dispatching it
 becomes an error answer for that message (-32603 at worst), and other requests carry on.
@@ -91,7 +93,7 @@ class Route:
     """A method's handler and params type. Its decoder is built on first use: building one for
     every method of the table would cost start-up time (each resolves its type's annotations)."""
 
-    __slots__ = ("_decoder", "handler", "inline", "params_type")
+    __slots__ = ("_decoder", "called", "handler", "inline", "params_type")
 
     def __init__(
         self,
@@ -105,6 +107,7 @@ class Route:
         self.params_type = params_type
         # The handler never suspends: answer it on the read, with no task and no cancel scope.
         self.inline = inline
+        self.called = False  # an inline route's first call runs in a task (see the module docstring)
 
     @property
     def decoder(self) -> msgspec.json.Decoder[Any]:
@@ -287,9 +290,10 @@ class Dispatcher:
             self._answered(answer, _invalid_params(req.id, found, exc))
             return
         ctx = RequestContext(req.id, req.method, self._write, self._pacer)
-        if found.inline:
+        if found.inline and found.called:
             self._run_inline(req, found.handler(params, ctx), answer)
         else:
+            found.called = True
             self._spawn(req, answer, lambda: found.handler(params, ctx))
 
     def _run_inline(self, req: Request, call: Awaitable[Any], answer: Write) -> None:

@@ -37,8 +37,9 @@ class MethodSpec:
     notifications: tuple[str, ...] = ()
     # True for methods whose notifications are progress a UI may draw (MCP progress, too).
     streaming: bool = False
-    # True when the handler never suspends (no I/O, no lock, no sleep): the stdio face answers it
-    # on the read, with no task and no cancel scope, as nothing could cancel it midway anyway.
+    # True when the handler never suspends (no I/O, no lock, no sleep) and enters no cancel scope:
+    # the stdio face answers it on the read, with no task and no cancel scope, as nothing could
+    # cancel it midway anyway.
     inline: bool = False
 
 

@@ -3,6 +3,7 @@ spelling, errors per the contract, and notifications never answered."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -257,19 +258,28 @@ async def instant_failure(params: Empty, ctx: RequestContext) -> dict[str, Any]:
     raise SidecarError("invalid_request", "No.")
 
 
+async def first_use_needs_a_task(params: Empty, ctx: RequestContext) -> dict[str, Any]:
+    # What the app's first call of a method may do: start a background task and wait for it.
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(anyio.sleep, 0)
+    return {"ok": True}
+
+
 async def not_so_instant(params: Sleep, ctx: RequestContext) -> dict[str, Any]:
     await anyio.sleep(params.seconds)  # declared inline, yet it suspends
     return {"slept": params.seconds}
 
 
 async def run_batches(batches: list[list[bytes]], routes: dict[str, Route]) -> list[bytes]:
-    """Hand each list of lines over at once, as one read of the pipe is."""
+    """Hand each list of lines over at once, as one read of the pipe is: from a loop callback,
+    outside any task, as `StdinReader.pump` does."""
     out: list[bytes] = []
     dispatcher = Dispatcher(routes, out.append)
 
     async def pump(handle: Any) -> None:
+        loop = asyncio.get_running_loop()
         for lines in batches:
-            handle(lines)
+            loop.call_soon(handle, lines)
             await anyio.sleep(0.05)
 
     with anyio.fail_after(10):
@@ -277,18 +287,29 @@ async def run_batches(batches: list[list[bytes]], routes: dict[str, Route]) -> l
     return out
 
 
+WARM_UP = [line("w1", "instant"), line("w2", "refuse"), line("w3", "slow")]  # first calls run in tasks
+
+
+def after_warm_up(out: list[bytes]) -> list[dict[str, Any]]:
+    msgs = [msgspec.json.decode(b) for b in out]
+    return [m for m in msgs if m.get("id") not in ("w1", "w2", "w3")]
+
+
 INLINE_ROUTES = {
     "sleep": route(Sleep, sleeper),
     "instant": route(Empty, instant, inline=True),
     "refuse": route(Empty, instant_failure, inline=True),
     "slow": route(Sleep, not_so_instant, inline=True),
+    "setup": route(Empty, first_use_needs_a_task, inline=True),
 }
 
 
 @pytest.mark.anyio
 async def test_inline_methods_are_answered_on_the_read_before_any_task_runs() -> None:
-    out = await run_batches([[line(1, "sleep"), line(2, "instant"), line(3, "refuse")]], INLINE_ROUTES)
-    msgs = [msgspec.json.decode(b) for b in out]
+    out = await run_batches(
+        [WARM_UP, [line(1, "sleep"), line(2, "instant"), line(3, "refuse")]], INLINE_ROUTES
+    )
+    msgs = after_warm_up(out)
     # Both inline answers were written while the read was handled; the spawned request's first
     # notification comes after them.
     assert [m.get("id", m.get("method")) for m in msgs] == [2, 3, "tick", 1]
@@ -313,11 +334,18 @@ async def test_invalid_params_and_duplicate_ids_are_answered_on_the_read() -> No
 async def test_an_inline_handler_that_suspends_still_finishes_and_can_be_cancelled() -> None:
     out = await run_batches(
         [
+            WARM_UP,
             [line(1, "slow", {"seconds": 0.01}), line(2, "slow", {"seconds": 30})],
             [line(None, "$/cancelRequest", {"id": 2})],
         ],
         INLINE_ROUTES,
     )
-    by_id = {m["id"]: m for m in (msgspec.json.decode(b) for b in out)}
+    by_id = {m["id"]: m for m in after_warm_up(out)}
     assert by_id[1]["result"] == {"slept": 0.01}
     assert by_id[2]["error"]["code"] == -32800
+
+
+@pytest.mark.anyio
+async def test_an_inline_methods_first_call_runs_in_a_task() -> None:
+    out = await run_batches([[line(1, "setup")]], INLINE_ROUTES)
+    assert [msgspec.json.decode(b) for b in out] == [{"jsonrpc": "2.0", "id": 1, "result": {"ok": True}}]
