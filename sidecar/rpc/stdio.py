@@ -6,18 +6,18 @@ ttys or regular files (`llm-sidecar < requests.jsonl`), and nothing holds a Pyth
 Reading: where the loop can poll stdin (a pipe or a socket on POSIX), the loop itself waits for it
 to be readable and reads it: one read, then every whole message in it, handed over as one batch
 with no thread in between (`pump` hands it over from the loop's read callback, without a task
-switch). Where it cannot (regular files, ttys, /dev/null, Windows), one daemon
-thread reads, and hands each read's messages to the loop in one call. The reader detects the
-connection's framing from its first bytes (lines, or LSP `Content-Length` headers) and tells the
-writer, which frames every outgoing message the same way.
+switch). Where it cannot (regular files, ttys, /dev/null, Windows), one daemon thread reads, and
+hands each read's messages to the loop in one call. The reader detects the connection's framing
+from its first bytes (lines, or LSP `Content-Length` headers) and tells the writer, which frames
+every outgoing message the same way.
 
 Writing: messages written on the loop are gathered until the loop's next turn (or, between `hold`
 and `release`, until `release`: the answers to one read) and written with one call straight from
 the loop while the pipe has room: on Linux one `pwritev2(RWF_NOWAIT)`, which writes what fits and
 never waits; elsewhere while `poll` says writable, in pieces of at most PIPE_BUF bytes, which a
-blocking pipe accepts without waiting. What does not fit, and whatever is
-written while something is still queued, goes to one writer thread that blocks on the pipe in the
-loop's place, so the loop never waits for a slow host and order is kept.
+blocking pipe accepts without waiting. What does not fit, and whatever is written while something
+is still queued, goes to one writer thread that blocks on the pipe in the loop's place, so the
+loop never waits for a slow host and order is kept.
 
 The writer counts the bytes queued for the thread and not yet written. Past `high_water` it is
 `congested`, and `wait_for_room` (awaited by requests after each notification) returns once the
