@@ -23,18 +23,20 @@ LEVELS: Final = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical"
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("sidecar_log", default=_EMPTY)
-_state: dict[str, Any] = {"level": LEVELS["info"], "stream": None, "backend": None}
+_state: dict[str, Any] = {"level": LEVELS["info"], "level_name": "info", "stream": None, "backend": None}
 
 
 def configure(level: str = "info", stream: TextIO | None = None) -> None:
     """Set the threshold; nothing is imported until a line is emitted."""
     _state["level"] = LEVELS.get(level.lower(), LEVELS["info"])
+    _state["level_name"] = level.lower() if level.lower() in LEVELS else "info"
     _state["stream"] = stream
     _state["backend"] = None
 
 
 def level_name() -> str:
-    return next(name for name, value in LEVELS.items() if value == _state["level"])
+    name: str = _state["level_name"]  # kept by `configure`: `info` reports it on every call
+    return name
 
 
 class bound:

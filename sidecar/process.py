@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import anyio
@@ -41,7 +41,11 @@ _log = logs.get_logger("process")
 
 def routes_for(handlers: Mapping[str, Handler]) -> dict[str, Route]:
     """Dispatcher routes for every method of the table that has a handler."""
-    return {name: route(spec.params, handlers[name]) for name, spec in METHODS.items() if name in handlers}
+    return {
+        name: route(spec.params, handlers[name], inline=spec.inline)
+        for name, spec in METHODS.items()
+        if name in handlers
+    }
 
 
 class _McpGate:
@@ -141,9 +145,22 @@ async def serve(
                         stopping.set()
                         return
 
+            async def pump(handle: Callable[[Sequence[Piece]], None]) -> None:
+                def on_batch(pieces: Sequence[Piece]) -> None:
+                    if stopping.is_set():
+                        return
+                    # What is answered at once (`info`, errors) goes out in one write per read.
+                    writer.hold()
+                    try:
+                        handle(pieces)
+                    finally:
+                        writer.release()
+
+                await reader.pump(on_batch)
+
             async def run_dispatcher() -> None:
-                # At EOF, `serve` gives in-flight requests EOF_GRACE_S, then cancels them.
-                await dispatcher.serve(_Relay(reader, stopping), grace_s=EOF_GRACE_S, settle_s=SETTLE_S)
+                # At EOF, `serve_batches` gives in-flight requests EOF_GRACE_S, then cancels them.
+                await dispatcher.serve_batches(pump, grace_s=EOF_GRACE_S, settle_s=SETTLE_S)
                 stopping.set()
 
             tg.start_soon(watch_signals)
@@ -161,30 +178,6 @@ async def serve(
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_S):
             await services.aclose()
         writer.close(timeout=FLUSH_S)
-
-
-class _Relay:
-    """An async iterator over the messages of `reader`'s batches that stops once `stopping` is set."""
-
-    def __init__(self, reader: stdio.StdinReader, stopping: anyio.Event) -> None:
-        self._reader = reader
-        self._stopping = stopping
-        self._batch: list[Piece] = []
-        self._next = 0
-
-    def __aiter__(self) -> _Relay:
-        return self
-
-    async def __anext__(self) -> Piece:
-        if self._stopping.is_set():
-            raise StopAsyncIteration
-        if self._next == len(self._batch):
-            batch = await self._reader.next_batch()
-            if batch is None:
-                raise StopAsyncIteration
-            self._batch, self._next = batch, 0
-        self._next += 1
-        return self._batch[self._next - 1]
 
 
 def run(services: Services, *, max_line: int = DEFAULT_MAX_LINE) -> int:

@@ -1,5 +1,6 @@
 """`llm-sidecar` with no subcommand (or `--stdio`): read the configuration, set up logs, serve
-JSON-RPC and MCP on stdin/stdout. This is what hosts spawn, so it imports no more than before.
+JSON-RPC and MCP on stdin/stdout. This is what hosts spawn, so it imports no more than before, and
+with no option at all (what hosts usually pass) it does not even build the argument parser.
 
 A malformed `config.toml` stops the process at once with exit status 2 and a message naming the
 file and the problem on stderr.
@@ -7,14 +8,18 @@ file and the problem on stderr.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from sidecar import __version__, logs
 from sidecar.config import ConfigError, env_url_problem, load
 from sidecar.rpc.framing import DEFAULT_MAX_LINE
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def _epilog() -> str:
@@ -27,6 +32,8 @@ def _epilog() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     p = argparse.ArgumentParser(
         prog="llm-sidecar",
         usage="llm-sidecar [--stdio] [options] | llm-sidecar COMMAND ...",
@@ -49,7 +56,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = _parser().parse_args(argv)
+    if argv in ([], ["--stdio"]):  # the defaults, without argparse (and gettext) to import
+        args: argparse.Namespace | SimpleNamespace = SimpleNamespace(
+            config=None, log_level=None, max_line_bytes=DEFAULT_MAX_LINE
+        )
+    else:
+        args = _parser().parse_args(argv)
     logs.configure(args.log_level or os.environ.get("SIDECAR_LOG_LEVEL", "info"))
     try:
         config, config_path = load(args.config)

@@ -23,14 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-# Where these figures come from: the providers' own published price and model pages
-# (openai.com/api/pricing, Anthropic's pricing and models overview pages, ai.google.dev's Gemini
-# API pricing, docs.x.ai's models page, openrouter.ai's model pages) as the author knew them on
-# this date. They were NOT re-read live when this file was written (no network); some were
-# spot-checked against stored copies of Anthropic's pricing page and xAI's models page and against
-# third-party price tables. Treat them as a dated snapshot: refresh this table (and this date)
-# from the providers' pages, and use `PriceBook.apply_overrides` for prices fetched at run time.
-CATALOG_DATE: Final = "2025-11-24"
+# The catalog's date (and where its figures come from) lives apart, so `info` need not load this.
+from sidecar.core.catalog_date import CATALOG_DATE as CATALOG_DATE
 
 TOOLS: Final = "tools"
 VISION: Final = "vision"

@@ -11,6 +11,15 @@ when the last of them is done; its notifications get none, and a batch of notifi
 nothing. The MCP face does not take part in batches (MCP has had none since 2025-06-18): its
 requests inside one are answered -32600 in the array.
 
+Params are decoded when the message is read, so a request whose params do not fit is answered at
+once, like an unknown method. A route marked `inline` (the METHODS table's `inline`: the handler
+finishes without ever suspending, so nothing can block or cancel it) is also answered at once,
+without a task or a cancel scope, possibly outside any task (from the loop's read callback). Its
+first call still runs in a task: what a handler builds on first use (the app builds services then,
+and starts their background tasks) may need one. Should an inline handler suspend after all, it is
+finished in a task of its own like any other request. Messages handed over together
+(`handle_batch`, one read of the pipe) are all routed before any spawned request runs.
+
 Nothing one message does can end the serving loop: an exception while decoding or dispatching it
 becomes an error answer for that message (-32603 at worst), and other requests carry on.
 
@@ -24,8 +33,8 @@ Must not know: LLMs, providers, keys, what the methods do, where bytes come from
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterable, Awaitable, Callable
-from dataclasses import dataclass
+import types
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any, Final, Protocol
 
 import anyio
@@ -52,6 +61,9 @@ from sidecar.wire.invalid import explain
 Write = Callable[[bytes], None]
 Handler = Callable[[Any, "RequestContext"], Awaitable[Any]]
 Fallback = Callable[[Request | Notification | Reply], bool]
+Line = bytes | Oversize | Unframed
+# Hands each read's messages to the dispatcher (`Dispatcher.handle_batch`) until the input ends.
+Pump = Callable[[Callable[[Sequence[Line]], None]], Awaitable[None]]
 
 
 class Pacer(Protocol):
@@ -77,34 +89,46 @@ class _CancelParams(msgspec.Struct):
 _cancel_decoder: Final = msgspec.json.Decoder(_CancelParams)
 
 
-@dataclass(frozen=True, slots=True)
 class Route:
-    decoder: msgspec.json.Decoder[Any]
-    handler: Handler
-    params_type: type[Any]
+    """A method's handler and params type. Its decoder is built on first use: building one for
+    every method of the table would cost start-up time (each resolves its type's annotations)."""
+
+    __slots__ = ("_decoder", "called", "handler", "inline", "params_type")
+
+    def __init__(
+        self,
+        decoder: msgspec.json.Decoder[Any] | None,
+        handler: Handler,
+        params_type: type[Any],
+        inline: bool = False,
+    ) -> None:
+        self._decoder = decoder
+        self.handler = handler
+        self.params_type = params_type
+        # The handler never suspends: answer it on the read, with no task and no cancel scope.
+        self.inline = inline
+        self.called = False  # an inline route's first call runs in a task (see the module docstring)
+
+    @property
+    def decoder(self) -> msgspec.json.Decoder[Any]:
+        if self._decoder is None:
+            self._decoder = msgspec.json.Decoder(self.params_type)
+        return self._decoder
 
 
-def route(params_type: type[Any], handler: Handler) -> Route:
-    return Route(msgspec.json.Decoder(params_type), handler, params_type)
+def route(params_type: type[Any], handler: Handler, *, inline: bool = False) -> Route:
+    return Route(None, handler, params_type, inline)
 
 
 class RequestContext:
     """What a handler may use of the connection: its id and a way to send notifications."""
 
-    __slots__ = ("_pacer", "_sent", "_write", "cancel_scope", "method", "request_id")
+    __slots__ = ("_pacer", "_sent", "_write", "method", "request_id")
 
-    def __init__(
-        self,
-        request_id: RequestId,
-        method: str,
-        write: Write,
-        cancel_scope: anyio.CancelScope,
-        pacer: Pacer | None = None,
-    ) -> None:
+    def __init__(self, request_id: RequestId, method: str, write: Write, pacer: Pacer | None = None) -> None:
         self.request_id = request_id
         self.method = method
         self._write = write
-        self.cancel_scope = cancel_scope
         self._pacer = pacer
         self._sent = 0
 
@@ -151,20 +175,34 @@ class Dispatcher:
 
     async def serve(
         self,
-        lines: AsyncIterable[bytes | Oversize | Unframed],
+        lines: AsyncIterable[Line],
         *,
         grace_s: float = math.inf,
         settle_s: float = math.inf,
     ) -> None:
         """Handle lines until the stream ends; then let running requests finish (see `drain`)."""
+
+        async def pump(handle: Callable[[Sequence[Line]], None]) -> None:
+            async for line in lines:
+                handle((line,))
+
+        await self.serve_batches(pump, grace_s=grace_s, settle_s=settle_s)
+
+    async def serve_batches(
+        self, pump: Pump, *, grace_s: float = math.inf, settle_s: float = math.inf
+    ) -> None:
+        """Like `serve`, for a `pump` that hands over each read's messages as they arrive."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            async for line in lines:
-                self.handle_line(line)
+            await pump(self.handle_batch)
             await self.drain(grace_s, settle_s)
             tg.cancel_scope.cancel()  # whatever did not settle in time is not waited for
 
-    def handle_line(self, line: bytes | Oversize | Unframed) -> None:
+    def handle_batch(self, lines: Sequence[Line]) -> None:
+        for line in lines:
+            self.handle_line(line)
+
+    def handle_line(self, line: Line) -> None:
         """One framed message; whatever goes wrong costs this message only."""
         if isinstance(line, Oversize):
             message = f"Invalid request: the message is longer than the {line.limit} byte limit"
@@ -246,11 +284,47 @@ class Dispatcher:
                 )
             )
             return
+        try:
+            params = found.decoder.decode(req.params if req.params is not None else _EMPTY_PARAMS)
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
+            self._answered(answer, _invalid_params(req.id, found, exc))
+            return
+        ctx = RequestContext(req.id, req.method, self._write, self._pacer)
+        if found.inline and found.called:
+            self._run_inline(req, found.handler(params, ctx), answer)
+        else:
+            found.called = True
+            self._spawn(req, answer, lambda: found.handler(params, ctx))
+
+    def _run_inline(self, req: Request, call: Awaitable[Any], answer: Write) -> None:
+        """Run a handler that does not suspend to its end, here and now, and answer it.
+
+        No `logs.bound` here (it would cost more than the handler): what this path logs names the
+        request itself."""
+        step = call if isinstance(call, types.CoroutineType) else call.__await__()
+        try:
+            suspended_on = step.send(None)
+        except StopIteration as done:
+            reply = _result(req, done.value)
+        except Exception as exc:
+            reply = _failure(req, exc)
+        else:  # it suspended after all: it goes on in a task, cancellable like any request
+            self._spawn(req, answer, lambda: _resume(step, suspended_on))
+            return
+        self._answered(answer, reply)
+
+    def _spawn(self, req: Request, answer: Write, call: Callable[[], Awaitable[Any]]) -> None:
         scope = anyio.CancelScope()
         self._inflight[req.id] = scope
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         assert self._tg is not None, "serve() must be running"
-        self._tg.start_soon(self._run, req, found, scope, answer)
+        self._tg.start_soon(self._run, req, scope, answer, call)
+
+    def _answered(self, answer: Write, reply: bytes) -> None:
+        answer(reply)
+        if self._on_first_answer is not None:
+            hook, self._on_first_answer = self._on_first_answer, None
+            hook()
 
     def _on_notification(self, note: Notification) -> None:
         if note.method in CANCEL_METHODS and self._cancel(note.params):
@@ -272,12 +346,14 @@ class Dispatcher:
         scope.cancel()
         return True
 
-    async def _run(self, req: Request, found: Route, scope: anyio.CancelScope, answer: Write) -> None:
+    async def _run(
+        self, req: Request, scope: anyio.CancelScope, answer: Write, call: Callable[[], Awaitable[Any]]
+    ) -> None:
         reply: bytes | None = None
         try:
             try:
                 with logs.bound(request_id=req.id, method=req.method), scope:
-                    reply = await self._call(req, found, scope)
+                    reply = await _call(req, call, scope)
             except Exception:
                 if not scope.cancel_called:
                     _log.exception("request failed outside its handler")
@@ -292,42 +368,71 @@ class Dispatcher:
         finally:
             del self._inflight[req.id]
             if reply is not None:
-                answer(reply)
-                if self._on_first_answer is not None:
-                    hook, self._on_first_answer = self._on_first_answer, None
-                    hook()
+                self._answered(answer, reply)
             if not self._inflight:
                 self._idle.set()
 
-    async def _call(self, req: Request, found: Route, scope: anyio.CancelScope) -> bytes:
+
+async def _call(req: Request, call: Callable[[], Awaitable[Any]], scope: anyio.CancelScope) -> bytes:
+    try:
+        result = await call()
+    except Exception as exc:
+        if scope.cancel_called and not isinstance(exc, SidecarError | ProtocolError):
+            raise
+        return _failure(req, exc)
+    return _result(req, result)
+
+
+def _invalid_params(rid: RequestId, found: Route, exc: Exception) -> bytes:
+    if isinstance(exc, msgspec.ValidationError):
+        data = explain(found.params_type, exc)
+        return envelope.encode_error(rid, INVALID_PARAMS, data.message, data)
+    if isinstance(exc, RecursionError):
+        data = ErrorData(kind="invalid_request", message="Invalid params: nested too deeply", field="$")
+        return envelope.encode_error(rid, INVALID_PARAMS, data.message, data)
+    return envelope.encode_error(rid, INVALID_PARAMS, f"Invalid params: {exc}")
+
+
+def _result(req: Request, result: Any) -> bytes:
+    try:
+        return envelope.encode_result(req.id, result)
+    except Exception:  # a result that cannot be encoded (too deep, a lone surrogate) is our bug
+        _log.exception("encoding a result failed", request_id=req.id, method=req.method)
+        return _internal_error(req.id)
+
+
+def _failure(req: Request, exc: Exception) -> bytes:
+    """The answer to a handler that raised `exc` (called while it is being handled)."""
+    if isinstance(exc, SidecarError):
+        _log.info(
+            "request failed", kind=exc.kind, provider=exc.provider, request_id=req.id, method=req.method
+        )
+        return envelope.encode_error(req.id, exc.code, exc.message, exc.data())
+    if isinstance(exc, ProtocolError):
+        return envelope.encode_error(req.id, exc.code, exc.message)
+    _log.exception("handler crashed", request_id=req.id, method=req.method)
+    return _internal_error(req.id)
+
+
+@types.coroutine
+def _resume(
+    step: Coroutine[Any, Any, Any] | Generator[Any, Any, Any], suspended_on: Any
+) -> Generator[Any, Any, Any]:
+    """Go on with a handler that suspended while run inline, as the awaiting task's own: what it
+    waits for is handed to this task, and whatever the task is sent or thrown goes on to it."""
+    while True:
         try:
-            params = found.decoder.decode(req.params if req.params is not None else _EMPTY_PARAMS)
-        except msgspec.ValidationError as exc:
-            data = explain(found.params_type, exc)
-            return envelope.encode_error(req.id, INVALID_PARAMS, data.message, data)
-        except msgspec.DecodeError as exc:
-            return envelope.encode_error(req.id, INVALID_PARAMS, f"Invalid params: {exc}")
-        except RecursionError:
-            data = ErrorData(kind="invalid_request", message="Invalid params: nested too deeply", field="$")
-            return envelope.encode_error(req.id, INVALID_PARAMS, data.message, data)
-        ctx = RequestContext(req.id, req.method, self._write, scope, self._pacer)
-        try:
-            result = await found.handler(params, ctx)
-        except SidecarError as exc:
-            _log.info("request failed", kind=exc.kind, provider=exc.provider)
-            return envelope.encode_error(req.id, exc.code, exc.message, exc.data())
-        except ProtocolError as exc:
-            return envelope.encode_error(req.id, exc.code, exc.message)
-        except Exception:
-            if scope.cancel_called:
-                raise
-            _log.exception("handler crashed")
-            return _internal_error(req.id)
-        try:
-            return envelope.encode_result(req.id, result)
-        except Exception:  # a result that cannot be encoded (too deep, a lone surrogate) is our bug
-            _log.exception("encoding a result failed")
-            return _internal_error(req.id)
+            sent = yield suspended_on
+        except BaseException as exc:  # cancellation included: the handler decides what it does
+            try:
+                suspended_on = step.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                suspended_on = step.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 def _internal_error(rid: RequestId) -> bytes:

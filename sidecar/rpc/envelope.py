@@ -16,7 +16,6 @@ Must not know: which methods exist, LLMs, providers, keys.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -35,31 +34,29 @@ class _Inbound(msgspec.Struct):
     error: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+# Plain frozen Structs, not dataclasses: one is built per message, and defining a dataclass costs
+# start-up time (its methods are generated and compiled at import).
+class Request(msgspec.Struct, frozen=True, gc=False):
     id: RequestId
     method: str
     params: msgspec.Raw | None
     raw: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Notification:
+class Notification(msgspec.Struct, frozen=True, gc=False):
     method: str
     params: msgspec.Raw | None
     raw: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(msgspec.Struct, frozen=True, gc=False):
     """A response from the client to a request the server sent (MCP only)."""
 
     id: RequestId
     raw: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Invalid:
+class Invalid(msgspec.Struct, frozen=True, gc=False):
     id: RequestId | None
     code: int
     message: str
@@ -68,8 +65,7 @@ class Invalid:
 Inbound = Request | Notification | Reply | Invalid
 
 
-@dataclass(frozen=True, slots=True)
-class Batch:
+class Batch(msgspec.Struct, frozen=True, gc=False):
     """A JSON array of messages: answered with one array of the answers to its requests."""
 
     items: tuple[Inbound, ...]

@@ -16,7 +16,6 @@ Must not know: JSON, JSON-RPC, where the bytes come from.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
 DEFAULT_MAX_LINE: Final = 16 * 1024 * 1024
@@ -24,24 +23,48 @@ _PREFIX_KEPT: Final = 4096
 _MAX_HEADER: Final = 8192  # an LSP header block longer than this is not one
 _HEADER_NAMES: Final = (b"content-length:", b"content-type:")
 # Not anchored to a line start: after junk, the header block that resynchronises may carry it.
-_CONTENT_LENGTH: Final = re.compile(rb"(?i)content-length[ \t]*:[ \t]*(\d{1,12})[ \t]*(?:\r\n|$)")
+# Compiled on first use (by `re`'s cache): only LSP-framed connections need it.
+_CONTENT_LENGTH: Final = rb"(?i)content-length[ \t]*:[ \t]*(\d{1,12})[ \t]*(?:\r\n|$)"
 
 Framing = Literal["lines", "lsp"]
 
 
-@dataclass(frozen=True, slots=True)
-class Oversize:
+class _Marker:
+    """A small record compared by value (a dataclass would cost start-up time to define)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Marker) and type(other) is type(self) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class Oversize(_Marker):
     """A line went past the limit; `prefix` is its beginning (for finding its id)."""
 
-    prefix: bytes
-    limit: int
+    __slots__ = ("limit", "prefix")
+
+    def __init__(self, prefix: bytes, limit: int) -> None:
+        self.prefix = prefix
+        self.limit = limit
 
 
-@dataclass(frozen=True, slots=True)
-class Unframed:
+class Unframed(_Marker):
     """Bytes that were not a valid LSP header block (`reason` says why); they were skipped."""
 
-    reason: str
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 Piece = bytes | Oversize | Unframed
@@ -158,7 +181,7 @@ class ContentLengthSplitter:
                 return False
             header = bytes(self._buf[:end])
             del self._buf[: end + 4]
-            lengths = _CONTENT_LENGTH.findall(header)
+            lengths = re.findall(_CONTENT_LENGTH, header)
             if not lengths:
                 out.append(Unframed("a header block without a valid Content-Length"))
                 return True

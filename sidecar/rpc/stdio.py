@@ -5,16 +5,19 @@ ttys or regular files (`llm-sidecar < requests.jsonl`), and nothing holds a Pyth
 
 Reading: where the loop can poll stdin (a pipe or a socket on POSIX), the loop itself waits for it
 to be readable and reads it: one read, then every whole message in it, handed over as one batch
-with no thread in between. Where it cannot (regular files, ttys, /dev/null, Windows), one daemon
-thread reads, and hands each read's messages to the loop in one call. The reader detects the
-connection's framing from its first bytes (lines, or LSP `Content-Length` headers) and tells the
-writer, which frames every outgoing message the same way.
+with no thread in between (`pump` hands it over from the loop's read callback, without a task
+switch). Where it cannot (regular files, ttys, /dev/null, Windows), one daemon thread reads, and
+hands each read's messages to the loop in one call. The reader detects the connection's framing
+from its first bytes (lines, or LSP `Content-Length` headers) and tells the writer, which frames
+every outgoing message the same way.
 
-Writing: messages written on the loop are gathered until the loop's next turn and written with one
-`write` call straight from the loop while the pipe has room (`poll` says writable; pieces of at most
-PIPE_BUF bytes, which a blocking pipe accepts without waiting). What does not fit, and whatever is
-written while something is still queued, goes to one writer thread that blocks on the pipe in the
-loop's place, so the loop never waits for a slow host and order is kept.
+Writing: messages written on the loop are gathered until the loop's next turn (or, between `hold`
+and `release`, until `release`: the answers to one read) and written with one call straight from
+the loop while the pipe has room: on Linux one `pwritev2(RWF_NOWAIT)`, which writes what fits and
+never waits; elsewhere while `poll` says writable, in pieces of at most PIPE_BUF bytes, which a
+blocking pipe accepts without waiting. What does not fit, and whatever is written while something
+is still queued, goes to one writer thread that blocks on the pipe in the loop's place, so the
+loop never waits for a slow host and order is kept.
 
 The writer counts the bytes queued for the thread and not yet written. Past `high_water` it is
 `congested`, and `wait_for_room` (awaited by requests after each notification) returns once the
@@ -31,19 +34,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import queue
 import select
 import stat
 import sys
 import threading
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final
 
 import anyio
-import anyio.from_thread
 import anyio.lowlevel
-from anyio.streams.memory import MemoryObjectSendStream
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectSendStream
 
 from sidecar.rpc.framing import Detector, Framing, Piece, frame
 
@@ -58,6 +63,10 @@ _DIRECT_PIECE: Final = getattr(select, "PIPE_BUF", 512)
 # A burst larger than this goes to the writer thread whole: one big blocking write there is cheaper
 # than many small ones here.
 _DIRECT_MAX: Final = 256 * 1024
+# Linux: a write that takes what the pipe has room for and never waits, whatever the fd's mode.
+_RWF_NOWAIT: Final[int] = getattr(os, "RWF_NOWAIT", 0)
+# What an older kernel (or a descriptor without non-blocking writes) says to RWF_NOWAIT.
+_NOWAIT_REFUSED: Final = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.ESPIPE})
 
 
 def protect_stdout() -> int:
@@ -110,9 +119,12 @@ class StdoutWriter:
         self._poll: select.poll | None = None
         self._pending: list[bytes] = []  # written on the loop this turn, not yet sent
         self._turn_used = False  # this loop turn has written; `_flush` is scheduled
+        self._held = False  # between `hold` and `release`: everything waits for `release`
+        self._nowait = False  # `pwritev2(RWF_NOWAIT)` works on this fd (until it says otherwise)
         with contextlib.suppress(RuntimeError):
             self._loop = asyncio.get_running_loop()
             self._loop_thread = threading.get_ident()
+            self._nowait = bool(_RWF_NOWAIT) and _loop_can_poll(fd)
             if hasattr(select, "poll"):
                 self._poll = select.poll()
                 self._poll.register(fd, select.POLLOUT)
@@ -127,7 +139,7 @@ class StdoutWriter:
         if self._broken:
             return
         if threading.get_ident() == self._loop_thread:
-            if self._turn_used:  # later writes of this turn go out together, at its end
+            if self._turn_used or self._held:  # later writes of this turn go out together, at its end
                 self._pending.append(data)
                 return
             # The first write of a turn goes out at once: an answer or a first event waits for
@@ -143,6 +155,17 @@ class StdoutWriter:
                 self._loop.call_soon_threadsafe(self.write, data)
                 return
         self._enqueue(self._framed([data]))
+
+    def hold(self) -> None:
+        """On the loop: gather what is written until `release` (the answers to one read)."""
+        self._held = True
+
+    def release(self) -> None:
+        """On the loop: send what was gathered since `hold`, in one write."""
+        self._held = False
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._send(batch)
 
     async def wait_for_room(self) -> None:
         """Wait until the queue is back under the low-water mark (or the host is gone)."""
@@ -177,18 +200,33 @@ class StdoutWriter:
         if self._broken:
             return
         data = self._framed(batch)
-        if self._backlog == 0 and self._poll is not None and len(data) <= _DIRECT_MAX:
-            view = memoryview(data)
+        if self._backlog == 0 and len(data) <= _DIRECT_MAX:
             try:
-                while view and self._poll.poll(0):
-                    view = view[os.write(self._fd, view[:_DIRECT_PIECE]) :]
+                data = self._write_now(data)
             except OSError:
                 self._gone()
                 return
-            if not view:
+            if not data:
                 return
-            data = bytes(view)
         self._enqueue(data)
+
+    def _write_now(self, data: bytes) -> bytes:
+        """Write what the pipe takes at once, without waiting; return the rest."""
+        if self._nowait:
+            try:
+                return data[os.pwritev(self._fd, (data,), -1, _RWF_NOWAIT) :]
+            except BlockingIOError:
+                return data
+            except OSError as exc:
+                if exc.errno not in _NOWAIT_REFUSED:
+                    raise
+                self._nowait = False
+        if self._poll is None:
+            return data
+        view = memoryview(data)
+        while view and self._poll.poll(0):
+            view = view[os.write(self._fd, view[:_DIRECT_PIECE]) :]
+        return bytes(view)
 
     def _enqueue(self, data: bytes) -> None:
         with self._lock:
@@ -257,6 +295,39 @@ class StdinReader:
         self._polled = _loop_can_poll(fd)
         self._thread_batches: anyio.abc.ObjectReceiveStream[list[Piece]] | None = None
 
+    async def pump(self, on_batch: Callable[[Sequence[Piece]], None]) -> None:
+        """Hand each read's messages to `on_batch` on the loop, until the input ends.
+
+        Where the loop can poll stdin, it is read and `on_batch` called from the loop's own read
+        callback: no task wakes up for a read."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: no read callbacks
+            loop = None
+        if not self._polled or loop is None:
+            while (batch := await self.next_batch()) is not None:
+                on_batch(batch)
+            return
+        ended = loop.create_future()
+
+        def readable() -> None:
+            chunk = self._read()
+            if chunk is None:
+                return
+            items = self._split(chunk)
+            if self._ended:
+                loop.remove_reader(self._fd)
+                if not ended.done():
+                    ended.set_result(None)
+            if items:
+                on_batch(items)
+
+        loop.add_reader(self._fd, readable)
+        try:
+            await ended
+        finally:
+            loop.remove_reader(self._fd)
+
     async def next_batch(self) -> list[Piece] | None:
         while not self._ended:
             if self._polled:
@@ -303,6 +374,8 @@ class StdinReader:
             return []
 
     def _start_thread(self, send: MemoryObjectSendStream[list[Piece]]) -> None:
+        import anyio.from_thread  # only this path needs it
+
         token = anyio.lowlevel.current_token()
 
         def run() -> None:

@@ -14,7 +14,7 @@ from typing import Final
 
 from sidecar import __version__, logs
 from sidecar.config import CONFIG_NAME, state_dir
-from sidecar.core.catalog import CATALOG_DATE
+from sidecar.core.catalog_date import CATALOG_DATE
 from sidecar.services.context import CallContext, Handler
 from sidecar.wire.base import Empty
 from sidecar.wire.catalog import InfoResult

@@ -37,6 +37,10 @@ class MethodSpec:
     notifications: tuple[str, ...] = ()
     # True for methods whose notifications are progress a UI may draw (MCP progress, too).
     streaming: bool = False
+    # True when the handler never suspends (no I/O, no lock, no sleep) and enters no cancel scope:
+    # the stdio face answers it on the read, with no task and no cancel scope, as nothing could
+    # cancel it midway anyway.
+    inline: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,7 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         catalog.InfoResult,
         "The sidecar's version and the methods it serves.",
         "Report the sidecar's version, its methods and notifications, and the date of its price catalog.",
+        inline=True,
     ),
     MethodSpec(
         "list_providers",

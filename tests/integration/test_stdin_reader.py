@@ -5,12 +5,14 @@ told first, and the end of input is `None` after the last message."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 import anyio.lowlevel
 import pytest
 
+from sidecar.rpc import stdio
 from sidecar.rpc.framing import Framing, Piece
 from sidecar.rpc.stdio import StdinReader, StdoutWriter
 
@@ -57,7 +59,12 @@ async def test_a_regular_file_is_read_by_a_thread_in_batches(tmp_path: Path) -> 
 
 
 @pytest.mark.anyio
-async def test_writes_from_the_loop_and_from_threads_keep_their_order() -> None:
+@pytest.mark.parametrize("nowait", [True, False], ids=["pwritev2-nowait", "poll-and-write"])
+async def test_writes_from_the_loop_and_from_threads_keep_their_order(
+    nowait: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not nowait:  # the portable path, as where RWF_NOWAIT does not exist (macOS)
+        monkeypatch.setattr(stdio, "_RWF_NOWAIT", 0)
     r, w = os.pipe()
     writer = StdoutWriter(w)
     try:
@@ -77,6 +84,65 @@ async def test_writes_from_the_loop_and_from_threads_keep_their_order() -> None:
             while len(data) < total:
                 data += await anyio.to_thread.run_sync(os.read, r, 1 << 20)
         assert data == b"".join(expected)
+    finally:
+        writer.close()
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.anyio
+async def test_pump_hands_each_read_over_from_the_loops_read_callback() -> None:
+    import asyncio
+
+    r, w = os.pipe()
+    handed: list[list[Piece]] = []
+    in_task: list[bool] = []
+
+    def on_batch(batch: Sequence[Piece]) -> None:
+        handed.append(list(batch))
+        in_task.append(asyncio.current_task() is not None)
+        if len(handed) == 1:
+            os.write(w, b'{"last":1}')  # no newline: still a message at the end of input
+            os.close(w)
+
+    try:
+        reader = StdinReader(r, 1 << 20)
+        os.write(w, b"\n".join(LINES) + b"\n")
+        with anyio.fail_after(10):
+            await reader.pump(on_batch)
+    finally:
+        os.close(r)
+    assert handed == [LINES, [b'{"last":1}']]
+    assert in_task == [False, False]  # no task woke up to read
+
+
+@pytest.mark.anyio
+async def test_pump_reads_a_regular_file_through_its_thread(tmp_path: Path) -> None:
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(b"\n".join(LINES) + b"\n")
+    fd = os.open(path, os.O_RDONLY)
+    handed: list[Piece] = []
+    try:
+        with anyio.fail_after(10):
+            await StdinReader(fd, 1 << 20).pump(handed.extend)
+    finally:
+        os.close(fd)
+    assert handed == LINES
+
+
+@pytest.mark.anyio
+async def test_what_is_written_between_hold_and_release_goes_out_at_release_in_order() -> None:
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    writer = StdoutWriter(w)
+    try:
+        writer.hold()
+        for n in range(3):
+            writer.write(b"%d\n" % n)
+        with pytest.raises(BlockingIOError):
+            os.read(r, 100)  # nothing sent yet
+        writer.release()
+        assert os.read(r, 100) == b"0\n1\n2\n"
     finally:
         writer.close()
         os.close(r)

@@ -3,6 +3,7 @@ spelling, errors per the contract, and notifications never answered."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -243,3 +244,108 @@ async def test_notifying_requests_wait_while_the_outgoing_buffer_is_congested() 
         pacer.room.set()
         await send.aclose()
     assert [msgspec.json.decode(b).get("id") for b in out] == [None, 1]
+
+
+class Empty(Params):
+    pass
+
+
+async def instant(params: Empty, ctx: RequestContext) -> dict[str, Any]:
+    return {"id": ctx.request_id}
+
+
+async def instant_failure(params: Empty, ctx: RequestContext) -> dict[str, Any]:
+    raise SidecarError("invalid_request", "No.")
+
+
+async def first_use_needs_a_task(params: Empty, ctx: RequestContext) -> dict[str, Any]:
+    # What the app's first call of a method may do: start a background task and wait for it.
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(anyio.sleep, 0)
+    return {"ok": True}
+
+
+async def not_so_instant(params: Sleep, ctx: RequestContext) -> dict[str, Any]:
+    await anyio.sleep(params.seconds)  # declared inline, yet it suspends
+    return {"slept": params.seconds}
+
+
+async def run_batches(batches: list[list[bytes]], routes: dict[str, Route]) -> list[bytes]:
+    """Hand each list of lines over at once, as one read of the pipe is: from a loop callback,
+    outside any task, as `StdinReader.pump` does."""
+    out: list[bytes] = []
+    dispatcher = Dispatcher(routes, out.append)
+
+    async def pump(handle: Any) -> None:
+        loop = asyncio.get_running_loop()
+        for lines in batches:
+            loop.call_soon(handle, lines)
+            await anyio.sleep(0.05)
+
+    with anyio.fail_after(10):
+        await dispatcher.serve_batches(pump)
+    return out
+
+
+WARM_UP = [line("w1", "instant"), line("w2", "refuse"), line("w3", "slow")]  # first calls run in tasks
+
+
+def after_warm_up(out: list[bytes]) -> list[dict[str, Any]]:
+    msgs = [msgspec.json.decode(b) for b in out]
+    return [m for m in msgs if m.get("id") not in ("w1", "w2", "w3")]
+
+
+INLINE_ROUTES = {
+    "sleep": route(Sleep, sleeper),
+    "instant": route(Empty, instant, inline=True),
+    "refuse": route(Empty, instant_failure, inline=True),
+    "slow": route(Sleep, not_so_instant, inline=True),
+    "setup": route(Empty, first_use_needs_a_task, inline=True),
+}
+
+
+@pytest.mark.anyio
+async def test_inline_methods_are_answered_on_the_read_before_any_task_runs() -> None:
+    out = await run_batches(
+        [WARM_UP, [line(1, "sleep"), line(2, "instant"), line(3, "refuse")]], INLINE_ROUTES
+    )
+    msgs = after_warm_up(out)
+    # Both inline answers were written while the read was handled; the spawned request's first
+    # notification comes after them.
+    assert [m.get("id", m.get("method")) for m in msgs] == [2, 3, "tick", 1]
+    assert msgs[0]["result"] == {"id": 2}
+    assert msgs[1]["error"]["data"]["kind"] == "invalid_request"
+
+
+@pytest.mark.anyio
+async def test_invalid_params_and_duplicate_ids_are_answered_on_the_read() -> None:
+    out = await run_batches(
+        [[line(1, "sleep", {"seconds": 0.2}), line(1, "instant"), line(2, "sleep", {"sekonds": 1})]],
+        INLINE_ROUTES,
+    )
+    msgs = [msgspec.json.decode(b) for b in out]
+    assert [m.get("id", m.get("method")) for m in msgs] == [1, 2, "tick", 1]
+    assert "already in use" in msgs[0]["error"]["message"]
+    assert msgs[1]["error"]["code"] == -32602 and msgs[1]["error"]["data"]["field"] == "$.sekonds"
+    assert msgs[3]["result"] == {"slept": 0.2}
+
+
+@pytest.mark.anyio
+async def test_an_inline_handler_that_suspends_still_finishes_and_can_be_cancelled() -> None:
+    out = await run_batches(
+        [
+            WARM_UP,
+            [line(1, "slow", {"seconds": 0.01}), line(2, "slow", {"seconds": 30})],
+            [line(None, "$/cancelRequest", {"id": 2})],
+        ],
+        INLINE_ROUTES,
+    )
+    by_id = {m["id"]: m for m in after_warm_up(out)}
+    assert by_id[1]["result"] == {"slept": 0.01}
+    assert by_id[2]["error"]["code"] == -32800
+
+
+@pytest.mark.anyio
+async def test_an_inline_methods_first_call_runs_in_a_task() -> None:
+    out = await run_batches([[line(1, "setup")]], INLINE_ROUTES)
+    assert [msgspec.json.decode(b) for b in out] == [{"jsonrpc": "2.0", "id": 1, "result": {"ok": True}}]

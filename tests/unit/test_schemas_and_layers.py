@@ -112,6 +112,17 @@ def test_start_up_imports_stay_light() -> None:
     assert proc.stdout.strip() == ""
 
 
+def test_what_the_first_answer_needs_loads_neither_argparse_nor_the_model_catalog() -> None:
+    # A host spawns `llm-sidecar` with no option and asks `info` first: neither the argument
+    # parser (argparse, gettext) nor the catalog's table is needed for that.
+    code = (
+        "import sys, sidecar.cli, sidecar.cli.serve, sidecar.process, sidecar.services.about\n"
+        "print(','.join(m for m in ('argparse', 'sidecar.core.catalog') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == ""
+
+
 def test_groups_name_exactly_each_services_handlers() -> None:
     from sidecar.app import GROUPS
 
