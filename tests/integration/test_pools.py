@@ -162,3 +162,23 @@ def test_a_warm_pool_opens_no_connection_at_any_concurrency_up_to_its_size(
         await http.aclose()
 
     anyio.run(body)
+
+
+def test_max_keepalive_caps_the_idle_connections_kept(
+    openai: FakeOpenAICompat, anthropic: FakeAnthropic
+) -> None:
+    # A pool of 6 that keeps 2 idle: a second round as wide as the first reconnects 4 times.
+    toml = "[providers.openai]\nmax_connections = 6\n[http]\nmax_keepalive = 2\n"
+
+    async def body() -> None:
+        chat, http = _chat(toml, openai, anthropic)
+        first = await _many(chat, 6)
+        assert all(isinstance(o, ChatResult) for o in first), first
+        warm = openai.connections_accepted
+        assert warm == 6
+        second = await _many(chat, 6)
+        assert all(isinstance(o, ChatResult) for o in second), second
+        assert openai.connections_accepted == warm + 4
+        await http.aclose()
+
+    anyio.run(body)

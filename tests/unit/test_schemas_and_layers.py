@@ -97,7 +97,18 @@ def test_layers_import_only_downwards() -> None:
 
 
 # Loaded on first use only; the team-mode drivers only when a URL configures them.
-HEAVY = ("httpx2", "structlog", "keyring", "mcp", "psutil", "pydantic", "redis", "psycopg", "psycopg_pool")
+HEAVY = (
+    "httpx2",
+    "aiohttp",
+    "structlog",
+    "keyring",
+    "mcp",
+    "psutil",
+    "pydantic",
+    "redis",
+    "psycopg",
+    "psycopg_pool",
+)
 
 
 def test_start_up_imports_stay_light() -> None:
