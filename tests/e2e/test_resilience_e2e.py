@@ -102,15 +102,17 @@ def test_no_retry_after_the_first_token(openai: FakeOpenAICompat, xai: FakeOpenA
 
 
 def test_429_with_retry_after_then_success(openai: FakeOpenAICompat) -> None:
-    openai.enqueue(error_reply(429, "openai", "rate_limit", retry_after_s=0.3))
     with spawn(openai) as sc:
+        # A first call loads the HTTP stack, so the timed one measures the retry alone.
+        sc.result("complete", {"model": "openai:gpt-4o-mini", "messages": ASK})
+        openai.enqueue(error_reply(429, "openai", "rate_limit", retry_after_s=0.3))
         t0 = time.monotonic()
         result = sc.result("complete", {"model": "openai:gpt-4o-mini", "messages": ASK})
         elapsed = time.monotonic() - t0
         check_clean(sc)
     assert [a.get("error") for a in result["attempts"]] == ["rate_limited", None]
     assert 0.3 <= elapsed < 2
-    assert len(openai.requests) == 2
+    assert len(openai.requests) == 3
 
 
 def test_cancelling_a_request_queued_behind_a_client_side_limit(openai: FakeOpenAICompat) -> None:
