@@ -259,7 +259,7 @@ async def read_sidecar(url: str, context: ssl.SSLContext | None, state: dict[str
     if "client" not in state:
         state["client"] = HttpClient("bench")
         if context is not None:
-            state["client"]._ssl = context  # trust the run's self-signed certificate
+            state["client"]._tls = context  # trust the run's self-signed certificate
     decoder, n = SSEDecoder(), 0
     async with state["client"].open("bench", "POST", url, json_body=REQUEST_BODY) as r:
         async for chunk in iter_chunks("bench", r):

@@ -92,9 +92,10 @@ class _Body(httpx2.AsyncByteStream):
 
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
-    """One provider's pool: `size` connections, `keepalive` of them kept idle, one TLS context."""
+    """One provider's pool: `size` connections, `keepalive` of them kept idle, one TLS trust
+    (a context, or `True` for aiohttp's own verified one)."""
 
-    def __init__(self, size: int, keepalive: int, ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, size: int, keepalive: int, ssl_context: ssl.SSLContext | bool) -> None:
         self._size = size
         self._keepalive = keepalive
         self._ssl = ssl_context
