@@ -341,6 +341,15 @@ def transport_error(
             )
         return ProviderError("timeout", f"{name} {what}. Retry, or raise timeout_s.", provider=provider)
     if isinstance(exc, httpx2.ConnectError):
+        from sidecar.providers.transport import CertificateRejected
+
+        if isinstance(exc, CertificateRejected):
+            return ProviderError(
+                "network_error",
+                f"The TLS certificate of {name}'s server could not be verified, so nothing was sent."
+                " Behind a proxy that inspects TLS, add its authority with SSL_CERT_FILE.",
+                provider=provider,
+            )
         return ProviderError(
             "network_error",
             f"Could not connect to {name}. Check the network connection and the provider's base URL.",

@@ -17,7 +17,8 @@ What this module guarantees, in httpx2's terms so `providers.http` maps them as 
   be sent and answered within connect + write + read limits, or `WriteTimeout`.
 - Closing a body that was not read to its end closes its connection (so cancelling a stream
   hangs up on the upstream); a body read whole returns its connection to the pool.
-- Failures are httpx2's: `ConnectError`, `ReadError`, `RemoteProtocolError`, the timeouts.
+- Failures are httpx2's: `ConnectError` (`CertificateRejected` when TLS verification fails),
+  `ReadError`, `RemoteProtocolError`, the timeouts.
 
 Sessions are bound to the event loop that made them; a client used from a new loop (tests run
 several) gets a new session there.
@@ -206,8 +207,14 @@ def _total(limits: dict[str, float | None], *names: str) -> float | None:
     return None if any(p is None for p in parts) else sum(p for p in parts if p is not None)
 
 
+class CertificateRejected(httpx2.ConnectError):
+    """The server's TLS certificate did not verify against the trusted authorities."""
+
+
 def _mapped(exc: aiohttp.ClientError) -> httpx2.TransportError:
     message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return CertificateRejected(message)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return httpx2.ConnectTimeout(message)
     if isinstance(exc, aiohttp.ServerTimeoutError):
