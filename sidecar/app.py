@@ -291,7 +291,9 @@ class Services:
     def resilience(self) -> Resilience:
         from sidecar.services.limits import Resilience
 
-        resilience = Resilience(self.config)
+        # With Redis, the providers' client-side limits are shared by every replica.
+        shared = self.coordination if self.config.coordination.url else None
+        resilience = Resilience(self.config, coordinator=shared)
         self.http.observers.append(resilience.tracker.observe)
         return resilience
 

@@ -175,7 +175,7 @@ class GatewaySettings(Wire, forbid_unknown_fields=True):
 
 class RouterLimits(Wire, forbid_unknown_fields=True):
     """A router's own limits, whichever model it picks: requests and tokens per minute, USD per
-    UTC day (counted in this process)."""
+    UTC day (shared by every replica when `[coordination] url` names a Redis)."""
 
     requests_per_minute: Annotated[float, msgspec.Meta(gt=0)] | None = None
     tokens_per_minute: Annotated[float, msgspec.Meta(gt=0)] | None = None
