@@ -138,12 +138,15 @@ class Storage(Wire, forbid_unknown_fields=True):
     """Where the ledger, budgets, client keys, routers, audit trail and prices live: the state
     directory's SQLite file (no URL, the default), or the PostgreSQL database at `url`
     (`postgresql://user[:password]@host:port/db`; `SIDECAR_DATABASE_URL` wins), shared by every
-    replica of a team gateway through a pool of `pool_min`..`pool_max` connections."""
+    replica of a team gateway through a pool of `pool_min`..`pool_max` connections. A request waits
+    `pool_wait_s` at most for one: all of them busy is `overloaded`, none to be had (the server
+    away) `storage_unavailable`."""
 
     url: str | None = None
     pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
     pool_max: Annotated[int, msgspec.Meta(ge=1)] = 10
     connect_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    pool_wait_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
 
 
 class Coordination(Wire, forbid_unknown_fields=True):
