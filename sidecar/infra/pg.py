@@ -114,6 +114,7 @@ class PgEngine:
         self._migrations: dict[str, tuple[str, ...]] = {}
         self._unapplied: set[str] = set()
         self._migrate_lock = anyio.Lock()
+        self._open_lock = anyio.Lock()
         self.pool: AsyncConnectionPool[AsyncConnection[tuple[object, ...]]] = AsyncConnectionPool(
             url,
             min_size=min_size,
@@ -137,13 +138,16 @@ class PgEngine:
     async def open(self) -> None:
         """Connect (bounded by `connect_timeout_s`) and apply pending migrations; raises
         `storage_unavailable` when the server can't be reached."""
-        if not self._opened:
-            try:
-                await self.pool.open(wait=True, timeout=self.connect_timeout_s)
-            except Exception as exc:
-                await self.pool.close()
-                raise self._unavailable(exc) from None
-            self._opened = True
+        # One opening at a time: the first calls of a process may come at once (a request and a
+        # background task). A pool that could not connect stays open, reconnecting on its own (a
+        # closed psycopg pool cannot be opened again), and later calls probe it.
+        async with self._open_lock:
+            if not self._opened:
+                self._opened = True
+                try:
+                    await self.pool.open(wait=True, timeout=self.connect_timeout_s)
+                except Exception as exc:
+                    raise self._unavailable(exc) from None
         await self._ensure_migrated()
 
     async def aclose(self) -> None:
