@@ -33,7 +33,7 @@ import psycopg
 import pytest
 
 from tests.conftest import ServerFactory
-from tests.fakes.openai_compat import FakeOpenAICompat
+from tests.fakes.openai_compat import FakeOpenAICompat, openrouter_model
 from tests.harness import SIDECAR, Sidecar
 from tests.servers import free_port
 
@@ -51,11 +51,14 @@ def team_config(redis_url: str, extra: str = "") -> str:
 
 
 class Replica:
-    def __init__(self, pg_url: str, redis_url: str, fake: FakeOpenAICompat, extra: str = "") -> None:
+    def __init__(
+        self, pg_url: str, redis_url: str, fake: FakeOpenAICompat, extra: str = "", **more_env: str
+    ) -> None:
         env = {
             "SIDECAR_DATABASE_URL": pg_url,
             "OPENAI_BASE_URL": fake.api_base,
             "OPENAI_API_KEY": "sk-test-valid",
+            **more_env,
         }
         self.sc = Sidecar(env, config=team_config(redis_url, extra))
         self.url: str = self.sc.result("gateway_start", {"port": 0}, timeout=30)["url"]
@@ -218,6 +221,36 @@ def test_a_routers_usd_per_day_holds_across_replicas(
             results.append(asyncio.run(call((a, b)[i % 2].client(key), "router:daily", max_tokens=16)))
             time.sleep(0.1)
         assert results == ["ok"] * 3 + ["budget_exceeded"] * 3, results
+
+
+def test_prices_refreshed_through_one_replica_reach_the_other(
+    postgres_url: str, redis_url: str, fake: FakeOpenAICompat
+) -> None:
+    with FakeOpenAICompat("openrouter") as openrouter:
+        openrouter.openrouter_models = [
+            openrouter_model("openai/gpt-4o-mini", "OpenAI: GPT-4o-mini", "0.000002", "0.000008"),
+        ]
+        env = {"OPENROUTER_BASE_URL": openrouter.api_base, "OPENROUTER_API_KEY": "sk-or-v1-test-valid"}
+        a = Replica(postgres_url, redis_url, fake, **env)
+        b = Replica(postgres_url, redis_url, fake, **env)
+        try:
+
+            def price_on(replica: Replica) -> tuple[float, str]:
+                models = replica.sc.result("list_models", {"provider": "openrouter"})["models"]
+                mini = next(m for m in models if m["id"] == "openai/gpt-4o-mini")
+                return mini["input_per_mtok"], mini["price_source"]
+
+            assert price_on(b)[1] == "catalog"
+            assert a.sc.result("refresh_pricing")["applied"] == 1
+            assert price_on(a) == (2.0, "refreshed")
+            # B was not restarted: it re-reads the shared prices every few seconds.
+            deadline = time.monotonic() + 30
+            while price_on(b) != (2.0, "refreshed"):
+                assert time.monotonic() < deadline, price_on(b)
+                time.sleep(0.5)
+        finally:
+            a.sc.stop()
+            b.sc.stop()
 
 
 def _chat_requests(fake: FakeOpenAICompat) -> int:
