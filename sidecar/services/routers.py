@@ -207,7 +207,6 @@ class RouterService:
         if name is None:
             return params
         planned = await self.plan(name, needs_of(params))
-        await self._check_limits(name, (await self._all())[name].settings)
         models = policy.chain(planned)
         if not models:
             reasons = (
@@ -251,7 +250,14 @@ class RouterService:
             )
 
     async def before(self, ref: ModelRef, params: CompleteParams) -> None:
-        return None
+        """The router's own limits, checked as a chat hook (not while expanding) so that a request
+        they refuse is recorded like any other refused before sending: one ledger row."""
+        name = _current_router.get()
+        if name is None:
+            return
+        info = (await self._all()).get(name)
+        if info is not None:
+            await self._check_limits(name, info.settings)
 
     async def after(self, outcome: Outcome) -> None:
         name = _current_router.get()

@@ -221,6 +221,10 @@ def test_a_routers_usd_per_day_holds_across_replicas(
             results.append(asyncio.run(call((a, b)[i % 2].client(key), "router:daily", max_tokens=16)))
             time.sleep(0.1)
         assert results == ["ok"] * 3 + ["budget_exceeded"] * 3, results
+        # Refused by the router's own limit, each is still one ledger row (outcome `refused`).
+        a.summary(), b.summary()
+        outcomes = sorted(r[2] for r in ledger_rows(postgres_url, "client = 'router-user'"))
+        assert outcomes == ["ok"] * 4 + ["refused"] * 3, outcomes
 
 
 def test_prices_refreshed_through_one_replica_reach_the_other(
