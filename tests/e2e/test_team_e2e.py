@@ -16,6 +16,7 @@ fake OpenAI upstream, called with the official `openai` SDK.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -274,24 +275,37 @@ def test_kill_9_of_one_replica_mid_stream(postgres_url: str, redis_url: str) -> 
         assert len(committed) == 1
 
         # Tighten the budget so that three running streams through A hold all of it.
+        held_client = a.client(key)
+
         async def open_streams() -> list[Any]:
-            c = a.client(key)
             return [
-                await c.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4000, stream=True)  # type: ignore[arg-type,call-overload]
+                await held_client.chat.completions.create(
+                    model=MODEL, messages=MESSAGES, max_tokens=4000, stream=True
+                )  # type: ignore[arg-type,call-overload]
                 for _ in range(3)
             ]
+
+        async def close_streams(streams: list[Any]) -> None:
+            # Closed on the loop that opened them: left to the garbage collector, they would try
+            # to close on a loop already gone, inside whichever test runs then.
+            for stream in streams:
+                with contextlib.suppress(Exception):
+                    await stream.close()
+            await held_client.close()
 
         hold = _estimate_hold(b)
         b.sc.result("client_key_update", {"name": "held", "daily_usd": hold * 3})
         time.sleep(2.2)
 
         loop = asyncio.new_event_loop()
+        streams: list[Any] = []
         try:
             streams = loop.run_until_complete(open_streams())
             assert len(streams) == 3
             os.kill(a.sc.proc.pid, signal.SIGKILL)
             a.sc.proc.wait(timeout=10)
         finally:
+            loop.run_until_complete(asyncio.wait_for(close_streams(streams), 15))
             loop.close()
         # The other replica keeps serving; the dead one's holds block the key until they lapse.
         assert asyncio.run(call(b.client(other))) == "ok"
