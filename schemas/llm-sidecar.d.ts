@@ -1056,7 +1056,7 @@ export interface RouterSettings {
 }
 /**
  * A router's own limits, whichever model it picks: requests and tokens per minute, USD per
- * UTC day (counted in this process).
+ * UTC day (shared by every replica when `[coordination] url` names a Redis).
  */
 export interface RouterLimits {
   requests_per_minute?: number | null;

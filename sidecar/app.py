@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from sidecar.services.local import LocalService
     from sidecar.services.metrics import MetricsService
     from sidecar.services.oauth import OAuthService
+    from sidecar.services.price_sync import SharedPrices
     from sidecar.services.pricing import Pricing
     from sidecar.services.routers import RouterService
     from sidecar.services.usage import UsageService
@@ -113,6 +114,7 @@ class Services:
         self._closers: list[Callable[[], Any]] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._waiting: list[Task] = []
+        self._shared_prices: SharedPrices | None = None
         # Sends a notification that belongs to no request (set by `serve`; dropped until then).
         self.broadcaster: Callable[[str, Any], None] | None = None
         self.handlers: dict[str, Handler] = {
@@ -273,6 +275,16 @@ class Services:
             by_date.setdefault(row.price_date, []).append(row.info)
         for date, entries in sorted(by_date.items()):
             book.apply_overrides(entries, date)
+        if not isinstance(store, PriceStore):
+            # A team's prices are in the shared database: re-read in the background, so another
+            # replica's `refresh_pricing` is used here within seconds.
+            from sidecar.services.price_sync import SharedPrices
+
+            self._shared_prices = SharedPrices(store, book)
+            if self._tg is not None:  # serving already: start now, not at the next service built
+                self._tg.start_soon(self._shared_prices.run)
+            else:
+                self._background(self._shared_prices.run)
         return Pricing(self.providers, book)
 
     @cached_property
@@ -291,7 +303,9 @@ class Services:
     def resilience(self) -> Resilience:
         from sidecar.services.limits import Resilience
 
-        resilience = Resilience(self.config)
+        # With Redis, the providers' client-side limits are shared by every replica.
+        shared = self.coordination if self.config.coordination.url else None
+        resilience = Resilience(self.config, coordinator=shared)
         self.http.observers.append(resilience.tracker.observe)
         return resilience
 
@@ -358,13 +372,9 @@ class Services:
         return {"database": await self.storage_health(), "coordination": coordination}
 
     async def _load_shared_prices(self) -> None:
-        from sidecar.infra.prices import SqlPriceStore
-
-        by_date: dict[str, list[Any]] = {}
-        for info, date in await SqlPriceStore(self.storage).overrides():
-            by_date.setdefault(date, []).append(info)
-        for date, entries in sorted(by_date.items()):
-            self.pricing.book.apply_overrides(entries, date)
+        self.pricing  # noqa: B018 (built here: it makes `_shared_prices` in team mode)
+        if self._shared_prices is not None:
+            await self._shared_prices.sync()
 
     @property
     def team(self) -> bool:

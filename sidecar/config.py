@@ -138,12 +138,15 @@ class Storage(Wire, forbid_unknown_fields=True):
     """Where the ledger, budgets, client keys, routers, audit trail and prices live: the state
     directory's SQLite file (no URL, the default), or the PostgreSQL database at `url`
     (`postgresql://user[:password]@host:port/db`; `SIDECAR_DATABASE_URL` wins), shared by every
-    replica of a team gateway through a pool of `pool_min`..`pool_max` connections."""
+    replica of a team gateway through a pool of `pool_min`..`pool_max` connections. A request waits
+    `pool_wait_s` at most for one: all of them busy is `overloaded`, none to be had (the server
+    away) `storage_unavailable`."""
 
     url: str | None = None
     pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
     pool_max: Annotated[int, msgspec.Meta(ge=1)] = 10
     connect_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    pool_wait_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
 
 
 class Coordination(Wire, forbid_unknown_fields=True):
@@ -183,7 +186,7 @@ class McpSettings(Wire, forbid_unknown_fields=True):
 
 class RouterLimits(Wire, forbid_unknown_fields=True):
     """A router's own limits, whichever model it picks: requests and tokens per minute, USD per
-    UTC day (counted in this process)."""
+    UTC day (shared by every replica when `[coordination] url` names a Redis)."""
 
     requests_per_minute: Annotated[float, msgspec.Meta(gt=0)] | None = None
     tokens_per_minute: Annotated[float, msgspec.Meta(gt=0)] | None = None

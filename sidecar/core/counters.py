@@ -83,12 +83,29 @@ class Bucket:
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """At most `limit` holders at once under `key` (a provider's `max_concurrent` shared by every
+    replica). A holder is counted until it is released, or for `ttl_s` at most (a process killed
+    while holding one frees it by then)."""
+
+    key: str
+    limit: int
+    ttl_s: float
+
+    def __post_init__(self) -> None:
+        if not (self.limit > 0 and self.ttl_s > 0):
+            raise ValueError(f"lease {self.key!r}: limit and ttl_s must be positive")
+
+
+@dataclass(frozen=True, slots=True)
 class Admission:
-    """The answer to a charge: allowed, or refused by `key` with `retry_after_s`."""
+    """The answer to a charge: allowed (holding `lease_id` when a `Lease` was asked for), or
+    refused by `key` with `retry_after_s` (0 when a lease is full: retry when one is released)."""
 
     allowed: bool
     retry_after_s: float = 0.0
     key: str | None = None
+    lease_id: str | None = None
 
 
 def admit(buckets: list[Bucket], charges: list[tuple[Window, float]], now: float) -> Admission:
@@ -106,6 +123,13 @@ def admit(buckets: list[Bucket], charges: list[tuple[Window, float]], now: float
     for bucket, (window, amount) in zip(buckets, charges, strict=True):
         bucket.level -= min(amount, window.limit)
     return Admission(True)
+
+
+def lease_full(holders: dict[str, float], lease: Lease, now: float) -> bool:
+    """Forget holders past their expiry, then say whether `lease` has no room left."""
+    for holder in [h for h, until in holders.items() if until <= now]:
+        del holders[holder]
+    return len(holders) >= lease.limit
 
 
 def charge(bucket: Bucket, window: Window, extra: float, now: float) -> None:

@@ -5,9 +5,12 @@ From `[providers.<id>.limits]` (or an endpoint's `limits`) in `config.toml`: `ma
 that start full and refill continuously.
 
 Two halves: `TokenBucket` and `LimitState` are the pure arithmetic (every method takes `now`);
-`Limiter` waits for a slot with anyio, first come first served. A waiting request can be cancelled
-at any time; a request that would have to wait longer than its time limit fails at once (or when
-its limit runs out, if it waits behind others) with `rate_limited` and `retry_after_s`.
+`Limiter` waits for a slot with anyio, first come first served. A `SharedGate` (injected; a team
+gateway's replicas share one through Redis, see `services.limits`) is asked last, once this
+process's own limits let a request go, so several processes together keep to the same limits.
+A waiting request can be cancelled at any time; a request that would have to wait longer than its
+time limit fails at once (or when its limit runs out, if it waits behind others) with
+`rate_limited` and `retry_after_s`.
 
 Must not know: HTTP, the protocol, config files, which provider is which.
 """
@@ -18,6 +21,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
 import anyio
 
@@ -123,6 +127,31 @@ class LimitState:
 
 # -- waiting ---------------------------------------------------------------------------------------
 
+GATE_POLL_S: Final = (0.05, 0.5)
+"""First and longest pause before asking a full shared gate again (it says no when to retry)."""
+LEAVE_TIMEOUT_S: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class GateAnswer:
+    """A shared gate's answer: admitted (with a `handle` to leave with), or wait `wait_s` (0 when
+    it cannot tell: every place is taken and one may come free at any moment)."""
+
+    admitted: bool
+    wait_s: float = 0.0
+    handle: Any = None
+
+
+class SharedGate(Protocol):
+    """The same limits, counted with other processes (see the module doc)."""
+
+    async def enter(self, tokens: int) -> GateAnswer: ...
+
+    async def leave(self, handle: Any, estimated: int, actual: int | None) -> None:
+        """The request is over: free its place, and correct its token estimate (`actual`, when
+        known). Never raises."""
+        ...
+
 
 @dataclass(slots=True)
 class Permit:
@@ -131,18 +160,24 @@ class Permit:
     limiter: Limiter
     tokens: int
     waited_s: float
+    handle: Any = None
+    actual: int | None = None
 
     def settle(self, actual_tokens: int) -> None:
+        self.actual = actual_tokens
         self.limiter.state.settle(self.tokens, actual_tokens, anyio.current_time())
 
 
 class Limiter:
     """Waits for one provider's limits, first come first served."""
 
-    def __init__(self, provider: str, display_name: str, settings: LimitSettings) -> None:
+    def __init__(
+        self, provider: str, display_name: str, settings: LimitSettings, gate: SharedGate | None = None
+    ) -> None:
         self.provider = provider
         self.display_name = display_name
         self.state = LimitState(settings, _now())
+        self.gate = gate
         self.waiting = 0
         self._line = anyio.Lock()  # FIFO: the head of the line waits for the limits, the rest for it
         self._freed = anyio.Event()
@@ -154,34 +189,51 @@ class Limiter:
         deadline = math.inf if max_wait_s is None else started + max_wait_s
         self.waiting += 1
         try:
-            await self._wait_turn(tokens, deadline, max_wait_s)
+            handle = await self._wait_turn(tokens, deadline, max_wait_s)
         finally:
             self.waiting -= 1
+        permit = Permit(self, tokens, anyio.current_time() - started, handle)
         try:
-            yield Permit(self, tokens, anyio.current_time() - started)
+            yield permit
         finally:
             self.state.finish()
             self._freed.set()
             self._freed = anyio.Event()
+            if self.gate is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(LEAVE_TIMEOUT_S):
+                    await self.gate.leave(handle, tokens, permit.actual)
 
-    async def _wait_turn(self, tokens: int, deadline: float, max_wait_s: float | None) -> None:
+    async def _wait_turn(self, tokens: int, deadline: float, max_wait_s: float | None) -> Any:
+        shared_full = False
         with anyio.move_on_after(deadline - anyio.current_time()):
             async with self._line:
+                poll = GATE_POLL_S[0]
                 while True:
                     now = anyio.current_time()
                     if self.state.full:
                         await self._freed.wait()
                         continue
                     delay = self.state.delay_s(tokens, now)
+                    if delay <= 0 and self.gate is not None:
+                        answer = await self.gate.enter(tokens)
+                        if answer.admitted:
+                            self.state.start(tokens, anyio.current_time())
+                            return answer.handle
+                        shared_full = answer.wait_s <= 0
+                        delay = answer.wait_s if not shared_full else poll
+                        poll = min(poll * 2, GATE_POLL_S[1])
+                        now = anyio.current_time()
                     if delay <= 0:
                         self.state.start(tokens, now)
-                        return
+                        return None
                     if now + delay > deadline:
-                        raise self._too_long(delay, max_wait_s)
+                        raise self._too_long(None if shared_full else delay, max_wait_s, shared_full)
                     await anyio.sleep(delay)
-        raise self._too_long(None, max_wait_s)  # the time limit ran out while waiting in line
+        raise self._too_long(None, max_wait_s, shared_full)  # the time limit ran out while waiting
 
-    def _too_long(self, delay: float | None, max_wait_s: float | None) -> SidecarError:
+    def _too_long(
+        self, delay: float | None, max_wait_s: float | None, shared_full: bool = False
+    ) -> SidecarError:
         limit = f"{max_wait_s:g}s" if max_wait_s is not None else "allowed"
         cap = self.state.settings.max_concurrent
         if delay is not None:
@@ -191,7 +243,7 @@ class Limiter:
                 "raise timeout_s, or raise the limits."
             )
             retry = round(delay, 3)
-        elif cap is not None and self.state.full:
+        elif cap is not None and (self.state.full or shared_full):
             message = (
                 f"This request waited {limit} for a free slot at {self.display_name} (max_concurrent = {cap} "
                 "in config.toml) and none came free. Retry shortly, or raise max_concurrent."

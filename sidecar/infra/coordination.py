@@ -15,7 +15,11 @@ What is shared (see `core.counters` for the arithmetic):
 - rate-limit windows: `acquire([(window, amount), …])` takes from every window or from none
   (a request passes its provider's, its router's and its client key's windows together, or is
   refused without being charged); `adjust` charges the difference between an estimate and the
-  real figure once a request has finished.
+  real figure once a request has finished. A provider's `min_interval_s` is a window of one
+  request per interval.
+- concurrency: `acquire(…, lease=Lease(key, limit, ttl_s))` also takes one of `limit` places
+  (a provider's `max_concurrent`), in the same atomic step as the windows; `release_lease` gives
+  it back, and a place held by a killed process lapses after `ttl_s`.
 - budget reservations: `reserve(lines, amount_usd, ttl_s)` checks spent + reserved + amount
   against each line's limit and holds the amount on all of them at once, or refuses;
   `settle(reservation, actual_usd)` moves it to spent, `release` drops it. A reservation lapses
@@ -55,11 +59,13 @@ from sidecar.core.counters import (
     BudgetCounter,
     BudgetLine,
     BudgetRefusal,
+    Lease,
     Reservation,
     Window,
     admit,
     ceil_ms,
     charge,
+    lease_full,
     refuses,
     units_usd,
     usd_units,
@@ -85,7 +91,11 @@ class Coordinator(Protocol):
 
     engine: str
 
-    async def acquire(self, charges: Sequence[tuple[Window, float]]) -> Admission: ...
+    async def acquire(
+        self, charges: Sequence[tuple[Window, float]], lease: Lease | None = None
+    ) -> Admission: ...
+
+    async def release_lease(self, lease: Lease, lease_id: str) -> None: ...
 
     async def adjust(self, charges: Sequence[tuple[Window, float]]) -> None: ...
 
@@ -119,17 +129,32 @@ class LocalCoordinator:
         self._lock = threading.Lock()
         self._buckets: dict[str, Bucket] = {}
         self._budgets: dict[str, tuple[BudgetCounter, float]] = {}
+        self._leases: dict[str, dict[str, float]] = {}
         self._ops = 0
 
-    async def acquire(self, charges: Sequence[tuple[Window, float]]) -> Admission:
-        return self.acquire_sync(charges)
+    async def acquire(self, charges: Sequence[tuple[Window, float]], lease: Lease | None = None) -> Admission:
+        return self.acquire_sync(charges, lease)
 
-    def acquire_sync(self, charges: Sequence[tuple[Window, float]]) -> Admission:
+    def acquire_sync(self, charges: Sequence[tuple[Window, float]], lease: Lease | None = None) -> Admission:
         with self._lock:
             now = self._clock()
             self._tidy(now)
+            holders: dict[str, float] = {}
+            if lease is not None:
+                holders = self._leases.setdefault(lease.key, {})
+                if lease_full(holders, lease, now):
+                    return Admission(False, 0.0, lease.key)
             buckets = [self._bucket(window, now) for window, _ in charges]
-            return admit(buckets, list(charges), now)
+            admission = admit(buckets, list(charges), now)
+            if lease is None or not admission.allowed:
+                return admission
+            lease_id = uuid.uuid4().hex
+            holders[lease_id] = now + lease.ttl_s
+            return Admission(True, lease_id=lease_id)
+
+    async def release_lease(self, lease: Lease, lease_id: str) -> None:
+        with self._lock:
+            self._leases.get(lease.key, {}).pop(lease_id, None)
 
     async def adjust(self, charges: Sequence[tuple[Window, float]]) -> None:
         with self._lock:
@@ -213,6 +238,8 @@ class LocalCoordinator:
         # A bucket last touched longer ago than a day is full for any window up to a day long.
         for key in [k for k, b in self._buckets.items() if now - b.updated > 86400]:
             del self._buckets[key]
+        for key in [k for k, holders in self._leases.items() if not holders]:
+            del self._leases[key]
 
     async def health(self) -> dict[str, object]:
         return {"engine": self.engine, "ok": True}
@@ -230,14 +257,17 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS[i]: bucket hash {level, ts}; ARGV[3i-2..3i]: limit, window_ms, amount.
+# KEYS[1..n]: bucket hashes {level, ts}; ARGV[1]: n; ARGV[3i-1..3i+1]: limit, window_ms, amount.
+# With a lease: KEYS[n+1] its holders zset (id -> expiry ms), then ARGV: limit, id, ttl ms.
 _ACQUIRE: Final = (
     _NOW
     + """
+local n = tonumber(ARGV[1])
 local levels = {}
 local worst, refusing = 0, 0
-for i, key in ipairs(KEYS) do
-  local limit, window, amount = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
+for i = 1, n do
+  local key = KEYS[i]
+  local limit, window, amount = tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1])
   local state = redis.call('HMGET', key, 'level', 'ts')
   local level, ts = tonumber(state[1]) or limit, tonumber(state[2]) or now
   if now > ts then level = math.min(limit, level + (now - ts) * limit / window) end
@@ -248,18 +278,30 @@ for i, key in ipairs(KEYS) do
     if wait > worst then worst, refusing = wait, i end
   end
 end
+local holders = KEYS[n+1]
+if holders then
+  redis.call('ZREMRANGEBYSCORE', holders, '-inf', now)
+  if redis.call('ZCARD', holders) >= tonumber(ARGV[3*n+2]) then return {0, '0', n+1} end
+end
 if refusing > 0 then return {0, string.format('%.3f', worst), refusing} end
-for i, key in ipairs(KEYS) do
-  local limit, window, amount = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
+for i = 1, n do
+  local key = KEYS[i]
+  local limit, window, amount = tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1])
   local level = levels[i] - math.min(amount, limit)
   redis.call('HSET', key, 'level', string.format('%.17g', level), 'ts', string.format('%d', now))
   redis.call('PEXPIRE', key, string.format('%d', math.ceil((limit - level) * window / limit) + 1000))
+end
+if holders then
+  local ttl = tonumber(ARGV[3*n+4])
+  redis.call('ZADD', holders, string.format('%d', now + ttl), ARGV[3*n+3])
+  redis.call('PEXPIRE', holders, string.format('%d', ttl + 1000))
 end
 return {1, '0', 0}
 """
 )
 
-# Same layout as _ACQUIRE; ARGV[3i] is the extra charge (negative refunds), never refused.
+# KEYS[i]: bucket hash; ARGV[3i-2..3i]: limit, window_ms, extra charge (negative refunds); never
+# refuses.
 _ADJUST: Final = (
     _NOW
     + """
@@ -476,19 +518,36 @@ class RedisCoordinator:
 
     # -- windows ---------------------------------------------------------------------------------
 
-    async def acquire(self, charges: Sequence[tuple[Window, float]]) -> Admission:
-        if not charges:
+    async def acquire(self, charges: Sequence[tuple[Window, float]], lease: Lease | None = None) -> Admission:
+        if not charges and lease is None:
             return Admission(True)
         keys = [self._key(window.key) for window, _ in charges]
+        args: list[str | int | float] = [len(charges), *self._window_args(charges)]
+        lease_id = None
+        if lease is not None:
+            lease_id = uuid.uuid4().hex
+            keys.append(self._key(lease.key))
+            args += [lease.limit, lease_id, ceil_ms(lease.ttl_s)]
         try:
-            allowed, wait_ms, index = await self._call("acquire", keys, self._window_args(charges))
+            allowed, wait_ms, index = await self._call("acquire", keys, args)
         except _Unavailable:
             if self.on_unavailable == "local":
-                return await self.local.acquire(charges)
+                return await self.local.acquire(charges, lease)
             raise self._refusal() from None
         if int(allowed):
-            return Admission(True)
-        return Admission(False, float(wait_ms) / 1000.0, charges[int(index) - 1][0].key)
+            return Admission(True, lease_id=lease_id)
+        index = int(index)
+        if lease is not None and index == len(charges) + 1:
+            return Admission(False, 0.0, lease.key)
+        return Admission(False, float(wait_ms) / 1000.0, charges[index - 1][0].key)
+
+    async def release_lease(self, lease: Lease, lease_id: str) -> None:
+        try:
+            await self.client.zrem(self._key(lease.key), lease_id)
+        except self._unavailable_errors():
+            # Held under Redis, it lapses there by its TTL; held locally (Redis was away when it
+            # was taken), it is released here.
+            await self.local.release_lease(lease, lease_id)
 
     async def adjust(self, charges: Sequence[tuple[Window, float]]) -> None:
         if not charges:

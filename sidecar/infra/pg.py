@@ -11,6 +11,13 @@ psycopg 3 async connection pool, the components' migrations, and `infra.sql.SqlE
 - Connections are checked before each use, so a restarted server costs the pool a reconnect, not
   an error; a server that cannot be reached raises `SidecarError("storage_unavailable")` naming
   host, port and database (never the password).
+- A statement waits at most `pool_wait_s` for a pooled connection. Every connection busy that
+  long is this replica's own bottleneck: `SidecarError("overloaded")` with a short
+  `retry_after_s`, the server is not marked away. The pool unable to open a connection in that
+  time (with room to open one) is the server away: `storage_unavailable`, found in seconds, not
+  after the (longer) connect timeout a slow network may need. While it is known to be away, one
+  call at a time probes it, waiting up to the connect timeout (the pool reconnects with backoff);
+  the others are refused at once.
 
 psycopg and psycopg_pool are imported when a `PgEngine` is built, never at start-up.
 
@@ -43,7 +50,10 @@ MIGRATION_LOCK: Final = int.from_bytes(
 """The advisory lock key under which migrations run (the same for every replica)."""
 LOCK_TIMEOUT_S: Final = 120
 CONNECT_TIMEOUT_S: Final = 10.0
+POOL_WAIT_S: Final = 2.0
+"""How long a statement waits for a pooled connection (see the module doc)."""
 UNAVAILABLE_RETRY_S: Final = 5.0
+BUSY_RETRY_S: Final = 1.0
 
 _VERSIONS_TABLE: Final = (
     "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
@@ -90,6 +100,7 @@ class PgEngine:
         min_size: int = 1,
         max_size: int = 10,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        pool_wait_s: float = POOL_WAIT_S,
         application_name: str = "llm-sidecar",
     ) -> None:
         from psycopg_pool import AsyncConnectionPool
@@ -97,9 +108,13 @@ class PgEngine:
         _route_driver_logs()
         self.where = describe_url(url)
         self.connect_timeout_s = connect_timeout_s
+        self.pool_wait_s = pool_wait_s
+        self.max_size = max_size
+        self._in_use = 0
         self._migrations: dict[str, tuple[str, ...]] = {}
         self._unapplied: set[str] = set()
         self._migrate_lock = anyio.Lock()
+        self._open_lock = anyio.Lock()
         self.pool: AsyncConnectionPool[AsyncConnection[tuple[object, ...]]] = AsyncConnectionPool(
             url,
             min_size=min_size,
@@ -123,13 +138,16 @@ class PgEngine:
     async def open(self) -> None:
         """Connect (bounded by `connect_timeout_s`) and apply pending migrations; raises
         `storage_unavailable` when the server can't be reached."""
-        if not self._opened:
-            try:
-                await self.pool.open(wait=True, timeout=self.connect_timeout_s)
-            except Exception as exc:
-                await self.pool.close()
-                raise self._unavailable(exc) from None
-            self._opened = True
+        # One opening at a time: the first calls of a process may come at once (a request and a
+        # background task). A pool that could not connect stays open, reconnecting on its own (a
+        # closed psycopg pool cannot be opened again), and later calls probe it.
+        async with self._open_lock:
+            if not self._opened:
+                self._opened = True
+                try:
+                    await self.pool.open(wait=True, timeout=self.connect_timeout_s)
+                except Exception as exc:
+                    raise self._unavailable(exc) from None
         await self._ensure_migrated()
 
     async def aclose(self) -> None:
@@ -210,7 +228,7 @@ class PgEngine:
     async def fetchall(self, sql: Sql, params: Sequence[object] = ()) -> list[Row]:
         await self._ensure_ready()
         try:
-            async with self._probe(), self.pool.connection() as conn:
+            async with self._probe(), self._connection() as conn:
                 cur = await conn.execute(to_postgres(text_for(sql, "postgresql")), params)
                 rows = await cur.fetchall()
             self._down = False
@@ -223,7 +241,7 @@ class PgEngine:
     async def fetchone(self, sql: Sql, params: Sequence[object] = ()) -> Row | None:
         await self._ensure_ready()
         try:
-            async with self._probe(), self.pool.connection() as conn:
+            async with self._probe(), self._connection() as conn:
                 cur = await conn.execute(to_postgres(text_for(sql, "postgresql")), params)
                 row = await cur.fetchone()
             self._down = False
@@ -239,7 +257,7 @@ class PgEngine:
         try:
             async with (
                 self._probe(),
-                self.pool.connection() as conn,
+                self._connection() as conn,
                 conn.transaction(),
                 conn.cursor() as cur,
             ):
@@ -260,6 +278,39 @@ class PgEngine:
             raise self._unavailable(exc) from None
         self._down = False
         return counts
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[tuple[object, ...]]]:
+        """A pooled connection within `pool_wait_s`: `overloaded` when every one is in use here for
+        that long; a `PoolTimeout` (the server away, mapped by the caller) when the pool had room
+        but could not open one."""
+        from psycopg_pool import PoolTimeout
+
+        # The one call that probes a server known to be away waits out the connect timeout, so the
+        # pool's reconnection (it backs off between tries) can finish once the server is back.
+        wait = self.connect_timeout_s if self._down else self.pool_wait_s
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                conn = await stack.enter_async_context(self.pool.connection(timeout=wait))
+            except PoolTimeout:
+                if self._in_use >= self.max_size:
+                    raise self._overloaded() from None
+                raise
+            self._in_use += 1
+            try:
+                yield conn
+            finally:
+                self._in_use -= 1
+
+    def _overloaded(self) -> SidecarError:
+        _log.warning("database pool busy", database=self.where, pool_max=self.max_size)
+        return SidecarError(
+            "overloaded",
+            f"All {self.max_size} connections of this replica to the database (PostgreSQL at {self.where}) "
+            f"stayed busy for {self.pool_wait_s:g}s: too many requests at once. Retry shortly, or raise "
+            "[storage] pool_max.",
+            retry_after_s=BUSY_RETRY_S,
+        )
 
     @contextlib.asynccontextmanager
     async def _probe(self) -> AsyncIterator[None]:
@@ -329,13 +380,22 @@ class PgBlocking:
     """The blocking face of PostgreSQL, for code that runs on threads (the ledger's writer and its
     queries, run with `anyio.to_thread`): `run_sync(call)` like `infra.db.Database`'s, on a psycopg
     connection from a (sync) pool, one call at a time per process (so a row read as queued and the
-    same row committed are never counted twice). Migrations run under the same advisory lock as
-    `PgEngine`'s. A lost server is `SidecarError("storage_unavailable")`; a deadlock or a
-    serialisation failure (two replicas' batches) is `Retry`."""
+    same row committed are never counted twice): callers queue on the process lock, then take a
+    connection, so the pool is never the queue and never busy. Migrations run under the same
+    advisory lock as `PgEngine`'s. A lost server is `SidecarError("storage_unavailable")` (found
+    within `pool_wait_s`, and a caller that queued while another found it away is refused at
+    once); a deadlock or a serialisation failure (two replicas' batches) is `Retry`."""
 
     engine: Engine = "postgresql"
 
-    def __init__(self, url: str, *, max_size: int = 4, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_size: int = 2,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        pool_wait_s: float = POOL_WAIT_S,
+    ) -> None:
         from psycopg_pool import ConnectionPool
 
         _route_driver_logs()
@@ -361,6 +421,7 @@ class PgBlocking:
             name="llm-sidecar-ledger",
         )
         self.connect_timeout_s = connect_timeout_s
+        self.pool_wait_s = pool_wait_s
         self._down = False
         self._probe_lock = threading.Lock()
         self._down_message = (
@@ -388,12 +449,12 @@ class PgBlocking:
         if probe and not self._probe_lock.acquire(blocking=False):
             raise SidecarError("storage_unavailable", self._down_message, retry_after_s=UNAVAILABLE_RETRY_S)
         try:
-            return self._run(call)
+            return self._run(call, probe)
         finally:
             if probe:
                 self._probe_lock.release()
 
-    def _run(self, call: Callable[[Any], _T]) -> _T:
+    def _run(self, call: Callable[[Any], _T], probing: bool) -> _T:
         from psycopg import errors
 
         try:
@@ -401,20 +462,19 @@ class PgBlocking:
                 if not self._opened:
                     self.pool.open(wait=True, timeout=self.connect_timeout_s)
                     self._opened = True
-            # The connection is taken before the process lock: a wait for the server holds no
-            # other caller up.
-            with self.pool.connection() as conn, self._lock:
-                if self._unapplied:
-                    self._migrate(conn)
+            with self._lock:
+                if self._down and not probing:  # found away while this call queued
+                    raise SidecarError(
+                        "storage_unavailable", self._down_message, retry_after_s=UNAVAILABLE_RETRY_S
+                    )
                 try:
-                    result = call(_PgConn(conn))
-                except BaseException:
-                    if conn.info.transaction_status != 0:  # not idle: roll the batch back
-                        with contextlib.suppress(Exception):
-                            conn.execute("ROLLBACK")
+                    wait = self.connect_timeout_s if probing else self.pool_wait_s  # see PgEngine
+                    with self.pool.connection(timeout=wait) as conn:
+                        return self._call(conn, call)
+                except _connection_errors() as exc:
+                    if _lost(exc):
+                        self._down = True  # before the lock is let go: callers queued see it
                     raise
-            self._down = False
-            return result
         except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
             raise Retry(str(exc)) from exc
         except _connection_errors() as exc:
@@ -425,6 +485,19 @@ class PgBlocking:
             raise SidecarError(
                 "storage_unavailable", self._down_message, retry_after_s=UNAVAILABLE_RETRY_S
             ) from None
+
+    def _call(self, conn: Any, call: Callable[[Any], _T]) -> _T:
+        if self._unapplied:
+            self._migrate(conn)
+        try:
+            result = call(_PgConn(conn))
+        except BaseException:
+            if conn.info.transaction_status != 0:  # not idle: roll the batch back
+                with contextlib.suppress(Exception):
+                    conn.execute("ROLLBACK")
+            raise
+        self._down = False
+        return result
 
     def _migrate(self, conn: Any) -> None:
         conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")

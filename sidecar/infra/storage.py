@@ -50,6 +50,7 @@ def open_engine(settings: Storage, env: Mapping[str, str], sqlite: Database) -> 
         min_size=settings.pool_min,
         max_size=max(settings.pool_max, settings.pool_min, 1),
         connect_timeout_s=settings.connect_timeout_s,
+        pool_wait_s=settings.pool_wait_s,
     )
 
 
@@ -61,4 +62,4 @@ def open_blocking(settings: Storage, env: Mapping[str, str], sqlite: Database) -
         return sqlite
     from sidecar.infra.pg import PgBlocking
 
-    return PgBlocking(url, connect_timeout_s=settings.connect_timeout_s)
+    return PgBlocking(url, connect_timeout_s=settings.connect_timeout_s, pool_wait_s=settings.pool_wait_s)

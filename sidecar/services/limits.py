@@ -5,6 +5,11 @@ rate-limit state learned from upstream headers (fed by an `HttpClient` observer)
 breaker, and the client-side limiter from `config.toml`; plus the retry policy. The chat service
 consults it on every attempt; `rate_limits` and `list_providers` report it.
 
+With a shared coordinator (a team gateway's `[coordination] url`), each limiter also passes the
+same limits through it (`ProviderGate`): requests and tokens per minute and `min_interval_s` as
+shared windows, `max_concurrent` as a shared lease, so the replicas together keep to what one
+alone would. `rate_limits` still shows this process's own view.
+
 Must not know: stdin/stdout, providers' wire formats, how a request is retried.
 """
 
@@ -14,12 +19,15 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
 from sidecar.config import Config, Limits
 from sidecar.core.breaker import Breakers
-from sidecar.core.limiter import Limiter, LimitSettings
+from sidecar.core.counters import Lease
+from sidecar.core.counters import Window as SharedWindow
+from sidecar.core.limiter import GateAnswer, Limiter, LimitSettings
 from sidecar.core.ratelimit import RateLimitTracker, Window
 from sidecar.core.retry import RetryPolicy
 from sidecar.errors import SidecarError
@@ -35,6 +43,63 @@ from sidecar.wire.limits import (
     RateLimitsResult,
 )
 
+if TYPE_CHECKING:
+    from sidecar.infra.coordination import Coordinator
+
+LEASE_GRACE_S: Final = 10.0
+"""A shared `max_concurrent` place outlives a request's `[timeouts] total_s` by this much at most
+(the place of a killed replica comes free then)."""
+
+
+class ProviderGate:
+    """One provider's client-side limits, shared through the coordinator (see the module doc)."""
+
+    def __init__(
+        self, coordinator: Coordinator, provider: str, settings: LimitSettings, hold_s: float
+    ) -> None:
+        self.coordinator = coordinator
+        prefix = f"provider:{provider}"
+        self.requests = (
+            SharedWindow(f"{prefix}:requests", float(settings.requests_per_minute), 60.0)
+            if settings.requests_per_minute
+            else None
+        )
+        self.tokens = (
+            SharedWindow(f"{prefix}:tokens", float(settings.tokens_per_minute), 60.0)
+            if settings.tokens_per_minute
+            else None
+        )
+        self.interval = (
+            SharedWindow(f"{prefix}:interval", 1.0, settings.min_interval_s)
+            if settings.min_interval_s
+            else None
+        )
+        self.lease = (
+            Lease(f"{prefix}:slots", settings.max_concurrent, hold_s) if settings.max_concurrent else None
+        )
+
+    async def enter(self, tokens: int) -> GateAnswer:
+        charges: list[tuple[SharedWindow, float]] = []
+        if self.requests is not None:
+            charges.append((self.requests, 1.0))
+        if self.interval is not None:
+            charges.append((self.interval, 1.0))
+        if self.tokens is not None and tokens > 0:
+            charges.append((self.tokens, float(tokens)))
+        admission = await self.coordinator.acquire(charges, self.lease)
+        if admission.allowed:
+            return GateAnswer(True, handle=admission.lease_id)
+        return GateAnswer(False, max(admission.retry_after_s, 0.0))
+
+    async def leave(self, handle: Any, estimated: int, actual: int | None) -> None:
+        if self.tokens is not None and actual is not None:
+            cap = self.tokens.limit
+            extra = min(float(actual), cap) - min(float(estimated), cap)
+            if extra:
+                await self.coordinator.adjust([(self.tokens, extra)])
+        if self.lease is not None and handle is not None:
+            await self.coordinator.release_lease(self.lease, str(handle))
+
 
 class Resilience:
     """Per-provider rate-limit state, breakers and limiters, and the retry policy."""
@@ -46,8 +111,10 @@ class Resilience:
         wall_clock: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.config = config
+        self.coordinator = coordinator
         self.tracker = RateLimitTracker(wall_clock)
         self.breakers = Breakers(config.breaker.failures, config.breaker.cooldown_s, clock)
         r = config.retry
@@ -89,7 +156,13 @@ class Resilience:
         """The provider's limiter, or None when config.toml sets no limits for it."""
         if provider not in self._limiters:
             settings = self.settings(provider)
-            self._limiters[provider] = Limiter(provider, display(provider), settings) if settings else None
+            gate = None
+            if settings is not None and self.coordinator is not None:
+                hold_s = self.config.timeouts.total_s + LEASE_GRACE_S
+                gate = ProviderGate(self.coordinator, provider, settings, hold_s)
+            self._limiters[provider] = (
+                Limiter(provider, display(provider), settings, gate) if settings else None
+            )
         return self._limiters[provider]
 
     async def respect_upstream(self, provider: str, max_wait_s: float) -> SidecarError | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
@@ -24,7 +25,7 @@ import msgspec
 
 from sidecar.config import Config, RouterSettings
 from sidecar.core import router as policy
-from sidecar.core.counters import Window
+from sidecar.core.counters import BudgetLine, Reservation, Window
 from sidecar.core.models import ModelRef
 from sidecar.errors import SidecarError, invalid_request
 from sidecar.infra.keystore import KeyResolver
@@ -86,6 +87,18 @@ if TYPE_CHECKING:
 
 STORED_TTL_S: Final = 2.0
 WINDOW_S: Final = 60.0
+DAY_GRACE_S: Final = 3600.0
+
+
+def _day_line(name: str, usd_per_day: float) -> BudgetLine:
+    """A router's spend today (UTC) as a coordinator budget line: shared by every replica with
+    Redis. The ledger keeps no router column, so the line has no committed floor: a Redis restarted
+    without persistence counts the rest of the day from zero."""
+    now = dt.datetime.now(dt.UTC)
+    end = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return BudgetLine(
+        f"router:{name}:usd:{now.date().isoformat()}", usd_per_day, 0.0, end.timestamp() + DAY_GRACE_S
+    )
 
 
 def _windows(name: str, limits: Any) -> list[tuple[Window, float]]:
@@ -131,7 +144,6 @@ class RouterService:
         self._key_checks: dict[str, tuple[float, str | None]] = {}
         self._stored_at = 0.0
         self._limits_of: dict[str, Any] = {}
-        self._spent_today: dict[str, tuple[str, float]] = {}
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -195,7 +207,6 @@ class RouterService:
         if name is None:
             return params
         planned = await self.plan(name, needs_of(params))
-        await self._check_limits(name, (await self._all())[name].settings)
         models = policy.chain(planned)
         if not models:
             reasons = (
@@ -216,9 +227,11 @@ class RouterService:
         limits = settings.limits
         if limits is None:
             return
+        self._limits_of[name] = limits
         if limits.usd_per_day is not None:
-            day, spent = self._spent_today.get(name, ("", 0.0))
-            if day == _today() and spent >= limits.usd_per_day:
+            # The coordinator's counter: with Redis, what every replica's requests spent today.
+            ((spent, _),) = await self.coordinator.figures([_day_line(name, limits.usd_per_day)])
+            if spent >= limits.usd_per_day:
                 raise SidecarError(
                     "budget_exceeded",
                     f"Router {name!r} spent its ${limits.usd_per_day:g} for today (${spent:.4f}).",
@@ -226,7 +239,6 @@ class RouterService:
                 )
         if limits.requests_per_minute is None and limits.tokens_per_minute is None:
             return
-        self._limits_of[name] = limits
         # The coordinator's windows: with Redis, every replica's requests count against one limit.
         admission = await self.coordinator.acquire(_windows(name, limits))
         if not admission.allowed:
@@ -238,7 +250,14 @@ class RouterService:
             )
 
     async def before(self, ref: ModelRef, params: CompleteParams) -> None:
-        return None
+        """The router's own limits, checked as a chat hook (not while expanding) so that a request
+        they refuse is recorded like any other refused before sending: one ledger row."""
+        name = _current_router.get()
+        if name is None:
+            return
+        info = (await self._all()).get(name)
+        if info is not None:
+            await self._check_limits(name, info.settings)
 
     async def after(self, outcome: Outcome) -> None:
         name = _current_router.get()
@@ -252,10 +271,10 @@ class RouterService:
             await self.coordinator.adjust(
                 [(w, used) for w, _ in _windows(name, limits) if w.key.endswith(":tokens")]
             )
-        if outcome.cost_usd:
-            day, spent = self._spent_today.get(name, ("", 0.0))
-            today = _today()
-            self._spent_today[name] = (today, (spent if day == today else 0.0) + outcome.cost_usd)
+        if outcome.cost_usd and limits is not None and limits.usd_per_day is not None:
+            line = _day_line(name, limits.usd_per_day)
+            # Settling a reservation nobody holds adds the cost to the line's spend, atomically.
+            await self.coordinator.settle(Reservation(uuid.uuid4().hex, (line,), 0.0), outcome.cost_usd)
 
     async def plan(self, name: str, needs: tuple[str, ...] = ()) -> list[policy.Planned]:
         routers = await self._all()
@@ -356,10 +375,6 @@ class RouterService:
             reason = "no API key" if exc.kind == "missing_key" else f"key unavailable ({exc.kind})"
         self._key_checks[provider] = (now, reason)
         return reason
-
-
-def _today() -> str:
-    return dt.datetime.now(dt.UTC).date().isoformat()
 
 
 def _seconds_to_midnight() -> float:

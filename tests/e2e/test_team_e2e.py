@@ -16,6 +16,7 @@ fake OpenAI upstream, called with the official `openai` SDK.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -33,7 +34,7 @@ import psycopg
 import pytest
 
 from tests.conftest import ServerFactory
-from tests.fakes.openai_compat import FakeOpenAICompat
+from tests.fakes.openai_compat import FakeOpenAICompat, openrouter_model
 from tests.harness import SIDECAR, Sidecar
 from tests.servers import free_port
 
@@ -51,13 +52,16 @@ def team_config(redis_url: str, extra: str = "") -> str:
 
 
 class Replica:
-    def __init__(self, pg_url: str, redis_url: str, fake: FakeOpenAICompat) -> None:
+    def __init__(
+        self, pg_url: str, redis_url: str, fake: FakeOpenAICompat, extra: str = "", **more_env: str
+    ) -> None:
         env = {
             "SIDECAR_DATABASE_URL": pg_url,
             "OPENAI_BASE_URL": fake.api_base,
             "OPENAI_API_KEY": "sk-test-valid",
+            **more_env,
         }
-        self.sc = Sidecar(env, config=team_config(redis_url))
+        self.sc = Sidecar(env, config=team_config(redis_url, extra))
         self.url: str = self.sc.result("gateway_start", {"port": 0}, timeout=30)["url"]
 
     def client(self, key: str) -> openai.AsyncOpenAI:
@@ -69,11 +73,13 @@ class Replica:
 
 
 @contextmanager
-def replicas(pg_url: str, redis_url: str, fake: FakeOpenAICompat, n: int = 2) -> Iterator[list[Replica]]:
+def replicas(
+    pg_url: str, redis_url: str, fake: FakeOpenAICompat, n: int = 2, extra: str = ""
+) -> Iterator[list[Replica]]:
     made: list[Replica] = []
     try:
         for _ in range(n):
-            made.append(Replica(pg_url, redis_url, fake))
+            made.append(Replica(pg_url, redis_url, fake, extra))
         yield made
     finally:
         for r in made:
@@ -150,9 +156,7 @@ def test_two_replicas_share_keys_budgets_limits_and_the_ledger(
 
         # One ledger row per answered request, written by both replicas; refusals before sending
         # are rows too (outcome `refused`), never duplicates.
-        # A summary commits its own process's queued rows first; the burst's refusals in B may
-        # still be queued there (they all came within one batch window), so B goes first.
-        b.summary(client="team")
+        a.summary(), b.summary()  # flush both ledgers, then read from each
         summary_a, summary_b = a.summary(client="team"), b.summary(client="team")
         rows = ledger_rows(postgres_url, "client = 'team'")
         assert len({r[0] for r in rows}) == len(rows)
@@ -164,6 +168,98 @@ def test_two_replicas_share_keys_budgets_limits_and_the_ledger(
         assert summary_a["total"]["cost_usd"] == pytest.approx(spent)
         crowd_rows = ledger_rows(postgres_url, "client = 'crowd' AND outcome = 'ok'")
         assert len(crowd_rows) == routed_ok
+
+
+PROVIDER_LIMITS = "\n[providers.openai.limits]\nrequests_per_minute = 20\nmax_concurrent = 4\n"
+
+
+def test_a_providers_client_side_limits_hold_across_replicas(
+    postgres_url: str, redis_url: str, fake: FakeOpenAICompat
+) -> None:
+    """`[providers.openai.limits]` on both replicas: 80 concurrent requests split between them
+    reach the provider no more often than one replica alone would let them (20 a minute,
+    refilling one every 3 s), and the shared `max_concurrent` places are given back."""
+    with replicas(postgres_url, redis_url, fake, extra=PROVIDER_LIMITS) as (a, b):
+        key = a.sc.result("client_key_create", {"name": "crowd"})["key"]
+        time.sleep(2.2)  # B's table of keys is re-read within 2 s
+
+        async def burst() -> list[str]:
+            return await asyncio.gather(*(call((a, b)[i % 2].client(key), max_tokens=16) for i in range(80)))
+
+        before = _chat_requests(fake)
+        started = time.monotonic()
+        results = asyncio.run(burst())
+        elapsed = time.monotonic() - started
+        sent = _chat_requests(fake) - before
+        ok = results.count("ok")
+        assert set(results) <= {"ok", "rate_limited"}, set(results)
+        assert sent == ok
+        # Each replica alone would have sent 20 (40 together); the shared window sends 20 in all,
+        # plus what refilled while the burst ran. Fewer than 20 would mean places were not released.
+        assert 20 <= ok <= 20 + int(elapsed / 3) + 1, (ok, elapsed)
+        a.summary(), b.summary()  # flush both ledgers
+        rows = ledger_rows(postgres_url, "client = 'crowd' AND outcome = 'ok'")
+        assert len(rows) == ok  # one row per answered request, whichever replica answered it
+
+
+def test_a_routers_usd_per_day_holds_across_replicas(
+    postgres_url: str, redis_url: str, fake: FakeOpenAICompat
+) -> None:
+    with replicas(postgres_url, redis_url, fake) as (a, b):
+        key = a.sc.result("client_key_create", {"name": "router-user"})["key"]
+        time.sleep(2.2)
+        assert asyncio.run(call(a.client(key), max_tokens=16)) == "ok"
+        a.summary()
+        (row,) = ledger_rows(postgres_url, "client = 'router-user'")
+        one_cost = float(row[3])
+        # Room for two and a half requests a day: the third passes (spent is below the limit
+        # before it), the fourth is refused, whichever replica each goes through.
+        settings = {"models": [MODEL], "limits": {"usd_per_day": one_cost * 2.5}}
+        a.sc.result("router_set", {"name": "daily", "settings": settings})
+        time.sleep(2.2)  # B re-reads stored routers within 2 s
+        results = []
+        for i in range(6):
+            results.append(asyncio.run(call((a, b)[i % 2].client(key), "router:daily", max_tokens=16)))
+            time.sleep(0.1)
+        assert results == ["ok"] * 3 + ["budget_exceeded"] * 3, results
+        # Refused by the router's own limit, each is still one ledger row (outcome `refused`).
+        a.summary(), b.summary()
+        outcomes = sorted(r[2] for r in ledger_rows(postgres_url, "client = 'router-user'"))
+        assert outcomes == ["ok"] * 4 + ["refused"] * 3, outcomes
+
+
+def test_prices_refreshed_through_one_replica_reach_the_other(
+    postgres_url: str, redis_url: str, fake: FakeOpenAICompat
+) -> None:
+    with FakeOpenAICompat("openrouter") as openrouter:
+        openrouter.openrouter_models = [
+            openrouter_model("openai/gpt-4o-mini", "OpenAI: GPT-4o-mini", "0.000002", "0.000008"),
+        ]
+        env = {"OPENROUTER_BASE_URL": openrouter.api_base, "OPENROUTER_API_KEY": "sk-or-v1-test-valid"}
+        a = Replica(postgres_url, redis_url, fake, **env)
+        b = Replica(postgres_url, redis_url, fake, **env)
+        try:
+
+            def price_on(replica: Replica) -> tuple[float, str]:
+                models = replica.sc.result("list_models", {"provider": "openrouter"})["models"]
+                mini = next(m for m in models if m["id"] == "openai/gpt-4o-mini")
+                return mini["input_per_mtok"], mini["price_source"]
+
+            assert price_on(b)[1] == "catalog"
+            assert a.sc.result("refresh_pricing")["applied"] == 1
+            assert price_on(a) == (2.0, "refreshed")
+            # B was not restarted: it re-reads the shared prices every few seconds.
+            deadline = time.monotonic() + 30
+            while price_on(b) != (2.0, "refreshed"):
+                assert time.monotonic() < deadline, price_on(b)
+                time.sleep(0.5)
+        finally:
+            a.sc.stop()
+            b.sc.stop()
+
+
+def _chat_requests(fake: FakeOpenAICompat) -> int:
+    return sum(1 for r in fake.requests if r.path.endswith("/chat/completions"))
 
 
 def test_kill_9_of_one_replica_mid_stream(postgres_url: str, redis_url: str) -> None:
@@ -179,24 +275,37 @@ def test_kill_9_of_one_replica_mid_stream(postgres_url: str, redis_url: str) -> 
         assert len(committed) == 1
 
         # Tighten the budget so that three running streams through A hold all of it.
+        held_client = a.client(key)
+
         async def open_streams() -> list[Any]:
-            c = a.client(key)
             return [
-                await c.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4000, stream=True)  # type: ignore[arg-type,call-overload]
+                await held_client.chat.completions.create(
+                    model=MODEL, messages=MESSAGES, max_tokens=4000, stream=True
+                )  # type: ignore[arg-type,call-overload]
                 for _ in range(3)
             ]
+
+        async def close_streams(streams: list[Any]) -> None:
+            # Closed on the loop that opened them: left to the garbage collector, they would try
+            # to close on a loop already gone, inside whichever test runs then.
+            for stream in streams:
+                with contextlib.suppress(Exception):
+                    await stream.close()
+            await held_client.close()
 
         hold = _estimate_hold(b)
         b.sc.result("client_key_update", {"name": "held", "daily_usd": hold * 3})
         time.sleep(2.2)
 
         loop = asyncio.new_event_loop()
+        streams: list[Any] = []
         try:
             streams = loop.run_until_complete(open_streams())
             assert len(streams) == 3
             os.kill(a.sc.proc.pid, signal.SIGKILL)
             a.sc.proc.wait(timeout=10)
         finally:
+            loop.run_until_complete(asyncio.wait_for(close_streams(streams), 15))
             loop.close()
         # The other replica keeps serving; the dead one's holds block the key until they lapse.
         assert asyncio.run(call(b.client(other))) == "ok"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import anyio
 import pytest
 
-from sidecar.core.counters import Admission, BudgetLine, BudgetRefusal, Reservation, Window
+from sidecar.core.counters import Admission, BudgetLine, BudgetRefusal, Lease, Reservation, Window
 from sidecar.errors import SidecarError
 from sidecar.infra.coordination import RedisCoordinator, open_coordinator
 from tests.conftest import ServerFactory
@@ -73,6 +73,48 @@ def test_windows_are_charged_all_or_nothing_and_adjusted(redis_url: str) -> None
         assert not (await coord.acquire([(tokens, 1000)])).allowed
         assert (await coord.acquire([(tokens, 690)])).allowed
         await coord.aclose()
+
+    anyio.run(main)
+
+
+LEASE_TTL_S = 6.0
+
+
+def test_two_replicas_share_one_lease_with_their_windows(redis_url: str) -> None:
+    """A provider's `max_concurrent` across replicas: 100 concurrent asks through two pools, 3
+    places; a refused ask takes nothing from the windows; a released place is free at once, a
+    place never released (a killed replica) lapses by its TTL."""
+
+    async def main() -> None:
+        one, two = await _pair(redis_url)
+        lease = Lease("provider:openai:slots", 3, ttl_s=LEASE_TTL_S)
+        window = Window("provider:openai:requests", 1000, 60)
+        results: list[Admission] = []
+
+        async def ask(coord: RedisCoordinator) -> None:
+            results.append(await coord.acquire([(window, 1)], lease))
+
+        started = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            for i in range(100):
+                tg.start_soon(ask, one if i % 2 else two)
+        granted_by = time.monotonic()
+        assert granted_by - started < LEASE_TTL_S  # else a place could lapse mid-burst
+        held = [r for r in results if r.allowed]
+        assert len(held) == 3 and len({r.lease_id for r in held}) == 3
+        assert all(r.key == lease.key and r.retry_after_s == 0 for r in results if not r.allowed)
+        # Only the three admitted asks were charged on the window.
+        level = await one.client.hget(one.prefix + window.key, "level")
+        assert float(level) == pytest.approx(997, abs=0.1)
+        assert held[0].lease_id is not None
+        await two.release_lease(lease, held[0].lease_id)
+        assert (await one.acquire([], lease)).allowed
+        assert not (await two.acquire([], lease)).allowed
+        await anyio.sleep(max(granted_by + LEASE_TTL_S + 0.1 - time.monotonic(), 0))
+        # Nobody released the other two: they have lapsed.
+        assert (await two.acquire([], lease)).allowed
+        await one.aclose()
+        await two.aclose()
 
     anyio.run(main)
 

@@ -1,7 +1,9 @@
 """The storage seam's statement layer on both engines, and PostgreSQL's own duties, on a real
 server: the same migrations and `?` statements on SQLite and PostgreSQL; replicas starting at once
 apply each migration exactly once (advisory lock); an unreachable server is `storage_unavailable`
-(no password in the message); a restarted server is used again without a new engine."""
+(no password in the message) found within the pool wait, not the connect timeout, while a pool
+whose connections are all busy is `overloaded`; a restarted server is used again without a new
+engine."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import pytest
 
 from sidecar.errors import SidecarError
 from sidecar.infra.db import Database
-from sidecar.infra.pg import PgEngine
+from sidecar.infra.pg import POOL_WAIT_S, PgBlocking, PgEngine
 from sidecar.infra.sql import Conflict, Dialects, SqlEngine, Stmt
 from tests.conftest import ServerFactory
 from tests.servers import free_port
@@ -94,7 +96,7 @@ def test_postgresql_reports_its_health(postgres_url: str) -> None:
 
 _REPLICA = """
 import json, sys, time, anyio
-from sidecar.infra.pg import PgEngine
+from sidecar.infra.pg import POOL_WAIT_S, PgBlocking, PgEngine
 
 url, start_at = sys.argv[1], float(sys.argv[2])
 async def main():
@@ -159,6 +161,80 @@ def test_an_unreachable_server_is_storage_unavailable_without_the_password() -> 
     anyio.run(main)
 
 
+def test_a_busy_pool_is_overloaded_at_once_and_the_server_is_not_called_away(postgres_url: str) -> None:
+    async def main() -> None:
+        engine = PgEngine(postgres_url, max_size=2, pool_wait_s=0.5)
+        await engine.open()
+        outcomes: list[str] = []
+
+        async def slow() -> None:
+            await engine.fetchone("SELECT pg_sleep(3)")
+            outcomes.append("slow done")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(slow)
+            tg.start_soon(slow)
+            await anyio.sleep(0.5)  # both connections are now busy with the slow statements
+            started = time.monotonic()
+            with pytest.raises(SidecarError) as busy:
+                await engine.fetchone("SELECT 1")
+            waited = time.monotonic() - started
+            assert busy.value.kind == "overloaded" and busy.value.retry_after_s
+            assert "pool_max" in busy.value.message
+            assert waited < 2.5  # the pool wait (0.5 s), not the connect timeout (10 s)
+            assert (await engine.health())["ok"] is False  # health asks like any call: busy too
+        assert outcomes == ["slow done", "slow done"]
+        # Not marked away: the next call is served at once.
+        assert await engine.fetchone("SELECT 1") == (1,)
+        assert (await engine.health())["ok"] is True
+        await engine.aclose()
+
+    anyio.run(main)
+
+
+def test_a_stopped_server_is_storage_unavailable_within_the_pool_wait(server_factory: ServerFactory) -> None:
+    """The connect timeout stays at its default (10 s); a stopped server is found in about the pool
+    wait (2 s), on both PostgreSQL faces; callers queued meanwhile are refused at once."""
+    server = server_factory.postgres()
+    url = server.url()
+
+    async def main() -> None:
+        engine = PgEngine(url)
+        await engine.open()
+        blocking = PgBlocking(url)
+        assert blocking.run_sync(lambda conn: conn.execute("SELECT 1").fetchone()) == (1,)
+        await anyio.to_thread.run_sync(server.stop)
+        started = time.monotonic()
+        with pytest.raises(SidecarError) as down:
+            await engine.fetchone("SELECT 1")
+        assert down.value.kind == "storage_unavailable"
+        assert time.monotonic() - started < 8
+
+        results: list[tuple[str, float]] = []
+
+        def blocking_call() -> None:
+            began = time.monotonic()
+            try:
+                blocking.run_sync(lambda conn: conn.execute("SELECT 1").fetchone())
+                results.append(("ok", 0.0))
+            except SidecarError as exc:
+                results.append((exc.kind, time.monotonic() - began))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(6):
+                tg.start_soon(anyio.to_thread.run_sync, blocking_call)
+        assert {kind for kind, _ in results} == {"storage_unavailable"}
+        # One of them found it away within the pool wait (2 s); the others, queued behind it, were
+        # refused as soon as it had, not each after a wait of its own (which would end at 4, 6, … s).
+        assert max(took for _, took in results) < 2 * POOL_WAIT_S, results
+        await anyio.to_thread.run_sync(server.start)
+        assert await engine.fetchone("SELECT 1") == (1,)
+        await engine.aclose()
+        blocking.close()
+
+    anyio.run(main)
+
+
 def test_a_restart_under_load_gives_answers_or_storage_unavailable_and_keeps_data(
     server_factory: ServerFactory,
 ) -> None:
@@ -216,7 +292,7 @@ def test_driver_lines_reach_stderr_as_json_only() -> None:
     # psycopg_pool logs each failed connection attempt through the standard library.
     code = (
         "import anyio\n"
-        "from sidecar.infra.pg import PgEngine\n"
+        "from sidecar.infra.pg import POOL_WAIT_S, PgBlocking, PgEngine\n"
         "async def main():\n"
         "    engine = PgEngine(__import__('sys').argv[1], connect_timeout_s=1.5)\n"
         "    try:\n"

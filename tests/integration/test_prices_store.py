@@ -1,6 +1,7 @@
 """Refreshed prices in storage, on SQLite and PostgreSQL alike: stored entries come back whole
 (tiers, capabilities, cache prices), a later refresh replaces the same models' entries and keeps
-the others, and what is stored feeds a PriceBook exactly as the refresh itself would."""
+the others, and what is stored feeds a PriceBook exactly as the refresh itself would; another
+replica takes up what one stored at its next sync."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import anyio
 from sidecar.core.catalog import ModelInfo, PriceBook, PriceTier
 from sidecar.infra.prices import SqlPriceStore
 from sidecar.infra.sql import SqlEngine
+from sidecar.services.price_sync import SharedPrices
 
 
 def entry(model: str, input_price: float, **extra: object) -> ModelInfo:
@@ -41,6 +43,32 @@ def test_refreshed_prices_are_kept_and_replaced_per_model(sql_engine: Callable[[
             for info, date in await SqlPriceStore(engine).overrides():
                 book.apply_overrides([info], date)
             assert book.price_for("openrouter", "vendor/plain") == (entry("vendor/plain", 0.5), "2026-12-01")
+        finally:
+            await engine.aclose()
+
+    anyio.run(main)
+
+
+def test_a_replica_takes_up_prices_another_refreshed(sql_engine: Callable[[], SqlEngine]) -> None:
+    """Two replicas' `SharedPrices` on one database: what one stores, the other applies at its
+    next sync (nothing when nothing changed; a database that can't be read changes nothing)."""
+
+    async def main() -> None:
+        engine = sql_engine()
+        try:
+            mine = PriceBook()
+            here = SharedPrices(SqlPriceStore(engine), mine)
+            there = SqlPriceStore(engine)  # the replica that refreshes
+            assert await here.sync() is True and await here.sync() is False  # empty, then unchanged
+            before = mine.price_for("openrouter", "openai/gpt-4o-mini")
+            await there.put_overrides([entry("openai/gpt-4o-mini", 9.0)], "2026-12-01")
+            assert mine.price_for("openrouter", "openai/gpt-4o-mini") == before
+            assert await here.sync() is True
+            assert mine.price_for("openrouter", "openai/gpt-4o-mini") == (
+                entry("openai/gpt-4o-mini", 9.0),
+                "2026-12-01",
+            )
+            assert await here.sync() is False
         finally:
             await engine.aclose()
 

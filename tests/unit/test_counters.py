@@ -16,6 +16,7 @@ from sidecar.core.counters import (
     Bucket,
     BudgetLine,
     BudgetRefusal,
+    Lease,
     Reservation,
     Window,
     admit,
@@ -157,3 +158,25 @@ def test_without_a_url_the_coordinator_is_this_process() -> None:
 def test_a_redis_url_is_described_without_its_password() -> None:
     assert describe_url("redis://:hunter2@cache.internal:6380/3") == "cache.internal:6380"
     assert describe_url("rediss://user:hunter2@cache.internal/0") == "cache.internal:6379"
+
+
+def test_a_lease_counts_holders_until_released_or_lapsed() -> None:
+    async def main() -> None:
+        clock = Clock()
+        coord = LocalCoordinator(clock)
+        lease = Lease("provider:openai:slots", 2, ttl_s=30)
+        window = Window("provider:openai:requests", 10, 60)
+        first = await coord.acquire([(window, 1)], lease)
+        second = await coord.acquire([(window, 1)], lease)
+        assert first.allowed and second.allowed and first.lease_id != second.lease_id
+        full = await coord.acquire([(window, 1)], lease)
+        assert not full.allowed and full.key == lease.key and full.retry_after_s == 0.0
+        bucket = coord._buckets[window.key]
+        assert bucket.level == 8  # the refused request took nothing from the window
+        assert first.lease_id is not None
+        await coord.release_lease(lease, first.lease_id)
+        assert (await coord.acquire([], lease)).allowed
+        clock.now += 31  # both holders lapse (a killed process)
+        assert (await coord.acquire([], lease)).allowed
+
+    anyio.run(main)
