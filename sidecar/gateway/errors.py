@@ -32,6 +32,8 @@ STATUS_BY_KIND: Final[dict[str, int]] = {
     "ollama_unavailable": 503,
     "storage_unavailable": 503,  # a team gateway's PostgreSQL away
     "coordination_unavailable": 503,  # a team gateway's Redis away (on_unavailable = "refuse")
+    "overloaded": 503,  # the gateway's own pools (upstream connections, PostgreSQL) are all busy
+    "provider_disabled": 503,  # the user switched the provider off
     "timeout": 504,
     "oauth_failed": 502,
     "cancelled": 499,
@@ -76,8 +78,10 @@ def from_sidecar(exc: SidecarError) -> HttpError:
     if exc.kind in ("invalid_request", "unsupported_provider") and exc.field == "model":
         status = 404  # a model the gateway cannot place is an unknown model to an HTTP client
     retry = exc.retry_after_s
-    if status == 429 and retry is None:
+    if retry is None and status == 429:
         retry = 60.0
+    if retry is None and exc.kind == "overloaded":
+        retry = 1.0  # a busy pool frees up within moments; the SDKs retry a 503 after Retry-After
     return HttpError(status, exc.kind, exc.message, retry, exc.field)
 
 

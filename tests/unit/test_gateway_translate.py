@@ -11,9 +11,9 @@ import msgspec
 import pytest
 
 from sidecar.core.client_access import MinuteWindow, allowed
-from sidecar.errors import SidecarError
+from sidecar.errors import KIND_CODES, SidecarError
 from sidecar.gateway import anthropic_api, openai_api, openai_stream, openai_types
-from sidecar.gateway.errors import body, from_sidecar, headers
+from sidecar.gateway.errors import STATUS_BY_KIND, body, from_sidecar, headers
 from sidecar.wire.base import Usage
 from sidecar.wire.chat import (
     AttemptEvent,
@@ -347,6 +347,8 @@ def test_anthropic_empty_answer_still_opens_and_closes_the_message() -> None:
         ("missing_key", 503),
         ("network_error", 503),
         ("timeout", 504),
+        ("overloaded", 503),
+        ("provider_disabled", 503),
     ],
 )
 def test_error_kinds_map_to_statuses_in_both_shapes(kind: Any, status: int) -> None:
@@ -357,9 +359,13 @@ def test_error_kinds_map_to_statuses_in_both_shapes(kind: Any, status: int) -> N
     an = body(err, "anthropic", "gw-1")
     assert an["type"] == "error" and set(an["error"]) == {"type", "message"}
     retry = dict(headers(err)).get(b"retry-after")
-    assert (retry is not None) == (status == 429)
+    assert (retry is not None) == (status == 429 or kind == "overloaded")
     if kind == "rate_limited":
         assert retry == b"3"
+
+
+def test_every_error_kind_of_the_contract_has_its_own_status() -> None:
+    assert set(STATUS_BY_KIND) == set(KIND_CODES)
 
 
 def test_a_model_that_cannot_be_placed_is_a_404() -> None:
