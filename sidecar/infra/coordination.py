@@ -44,6 +44,7 @@ Must not know: the protocol, providers, which service asks, SQL.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -542,12 +543,12 @@ class RedisCoordinator:
         return Admission(False, float(wait_ms) / 1000.0, charges[index - 1][0].key)
 
     async def release_lease(self, lease: Lease, lease_id: str) -> None:
-        try:
+        # A place taken while Redis was away is held locally, even once Redis is back: release it
+        # wherever it is (the other release finds nothing). One held under Redis that cannot be
+        # released now lapses there by its TTL.
+        await self.local.release_lease(lease, lease_id)
+        with contextlib.suppress(*self._unavailable_errors()):
             await self.client.zrem(self._key(lease.key), lease_id)
-        except self._unavailable_errors():
-            # Held under Redis, it lapses there by its TTL; held locally (Redis was away when it
-            # was taken), it is released here.
-            await self.local.release_lease(lease, lease_id)
 
     async def adjust(self, charges: Sequence[tuple[Window, float]]) -> None:
         if not charges:

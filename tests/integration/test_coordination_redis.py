@@ -270,6 +270,27 @@ def test_redis_stopped_with_local_fallback_limits_on_its_own(server_factory: Ser
     anyio.run(main)
 
 
+def test_a_place_taken_locally_while_redis_was_away_is_released_once_it_is_back(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory.redis()
+
+    async def main() -> None:
+        coord = open_coordinator(server.url(), timeout_s=1.0, on_unavailable="local")
+        lease = Lease("provider:openai:slots", 1, ttl_s=3600)
+        server.stop()
+        taken = await coord.acquire([], lease)
+        assert taken.allowed and taken.lease_id is not None
+        assert not (await coord.acquire([], lease)).allowed  # the one local place is held
+        server.start()
+        await coord.release_lease(lease, taken.lease_id)
+        server.stop()  # back on local places: the released one is free again
+        assert (await coord.acquire([], lease)).allowed
+        await coord.aclose()
+
+    anyio.run(main)
+
+
 def test_counters_survive_a_restart_of_a_persistent_redis(server_factory: ServerFactory) -> None:
     server = server_factory.redis(appendonly=True)
 
