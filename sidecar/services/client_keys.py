@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import hmac
 import secrets
 import time
 import uuid
@@ -231,16 +230,17 @@ class ClientKeyService:
         """The enabled key whose hash matches, else None."""
         if not secret.startswith(PREFIX):
             return None
+        # Looked up by its SHA-256: timing can tell a caller about the hash of its own guess at
+        # most, never about a stored secret, and a lookup stays one step however many keys exist.
         wanted = digest(secret)
         for fresh_within_s in (TABLE_TTL_S, MISS_REREAD_S):  # a key unknown here: made elsewhere?
-            table = await self._table(fresh_within_s=fresh_within_s)
-            for known, rec in table.items():
-                if hmac.compare_digest(known, wanted):
-                    if not rec.enabled:
-                        return None
-                    self._used[rec.id] = _now_iso()
-                    await self._flush_touches()
-                    return rec
+            rec = (await self._table(fresh_within_s=fresh_within_s)).get(wanted)
+            if rec is not None:
+                if not rec.enabled:
+                    return None
+                self._used[rec.id] = _now_iso()
+                await self._flush_touches()
+                return rec
         return None
 
     async def admit(self, rec: ClientKeyRecord) -> float | None:
