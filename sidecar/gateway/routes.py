@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 
@@ -20,10 +20,12 @@ from sidecar.gateway.errors import Dialect, HttpError
 from sidecar.gateway.exchange import Call, Exchange, complete_params
 from sidecar.wire.base import Empty
 from sidecar.wire.catalog import ListModelsParams, ListModelsResult
+from sidecar.wire.chat import ChatResult
 from sidecar.wire.embed import EmbedParams, EmbedResult
 from sidecar.wire.routers import RouterListResult
 
 _PROMETHEUS: Final = b"text/plain; version=0.0.4; charset=utf-8"
+_Request = TypeVar("_Request", bound="_OpenAIGeneration")
 
 
 async def models(ex: Exchange) -> None:
@@ -43,45 +45,59 @@ async def metrics(ex: Exchange) -> None:
     await ex.send_bytes(200, ex.gw.backend.prometheus().encode(), _PROMETHEUS)
 
 
-async def chat(ex: Exchange) -> None:
+class _OpenAIGeneration(Protocol):
+    """What the chat and the legacy completions request share."""
+
+    model: str
+    stream: bool
+    stream_options: openai_types.StreamOptions | None
+
+
+async def _generate(
+    ex: Exchange,
+    request_type: type[_Request],
+    to_params: Callable[[_Request, str], dict[str, Any]],
+    respond: Callable[[ChatResult], msgspec.Struct],
+    *,
+    legacy: bool,
+) -> None:
+    """A chat or a legacy completion: the same `complete`/`stream` call, each in its own shape."""
     raw = await ex.body()
     key = await ex.authenticate()
-    req = ex.decode(raw, openai_types.ChatCompletionRequest)
+    req = ex.decode(raw, request_type)
     model = await ex.admit(key, req.model)
     try:
-        params = complete_params(openai_api.to_params(req, model))
+        params = complete_params(to_params(req, model))
     except openai_api.InvalidRequest as exc:
         raise HttpError(400, "invalid_request", str(exc), param=exc.param) from None
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        encoder = openai_stream.ChunkEncoder(req.model, include_usage=include_usage)
+        encoder = openai_stream.ChunkEncoder(req.model, include_usage=include_usage, legacy=legacy)
         await ex.relay(params, encoder.event, encoder.finish, encoder.error)
         return
-    result = await ex.call(params)
-    await ex.send_json(
-        200, openai_api.response(result, response_id=openai_api.new_id(), created=int(time.time()))
+    await ex.send_json(200, respond(await ex.call(params)))
+
+
+async def chat(ex: Exchange) -> None:
+    await _generate(
+        ex,
+        openai_types.ChatCompletionRequest,
+        openai_api.to_params,
+        lambda result: openai_api.response(result, response_id=openai_api.new_id(), created=int(time.time())),
+        legacy=False,
     )
 
 
 async def completions(ex: Exchange) -> None:
-    raw = await ex.body()
-    key = await ex.authenticate()
-    req = ex.decode(raw, openai_types.CompletionRequest)
-    model = await ex.admit(key, req.model)
-    try:
-        params = complete_params(openai_api.completion_to_params(req, model))
-    except openai_api.InvalidRequest as exc:
-        raise HttpError(400, "invalid_request", str(exc), param=exc.param) from None
-    if req.stream:
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        encoder = openai_stream.ChunkEncoder(req.model, include_usage=include_usage, legacy=True)
-        await ex.relay(params, encoder.event, encoder.finish, encoder.error)
-        return
-    result = await ex.call(params)
-    response = openai_api.text_response(
-        result, response_id=openai_api.new_id("cmpl-"), created=int(time.time())
+    await _generate(
+        ex,
+        openai_types.CompletionRequest,
+        openai_api.completion_to_params,
+        lambda result: openai_api.text_response(
+            result, response_id=openai_api.new_id("cmpl-"), created=int(time.time())
+        ),
+        legacy=True,
     )
-    await ex.send_json(200, response)
 
 
 async def embeddings(ex: Exchange) -> None:
