@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,15 @@ class Pipe:
 
 
 Table = list[tuple[str, str, str, str]]
+
+
+async def requests_per_s(worker: Callable[[int], Awaitable[None]], window: int, count: int) -> float:
+    """`count` requests shared by `window` concurrent workers; answers requests per second."""
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for w in range(window):
+            tg.start_soon(worker, count // window + (w < count % window))
+    return count / (time.perf_counter() - started)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -277,11 +286,7 @@ def bench_concurrent(
                     r.json()
 
             async def run(count: int) -> float:
-                started = time.perf_counter()
-                async with anyio.create_task_group() as tg:
-                    for w in range(window):
-                        tg.start_soon(worker, count // window + (w < count % window))
-                return count / (time.perf_counter() - started)
+                return await requests_per_s(worker, window, count)
 
             await run(window * 4)
             before = fake.connections_accepted
@@ -420,11 +425,7 @@ def limit_concurrent(fake: FakeOpenAICompat, n: int, window: int = 32) -> float:
                         _decode(await r.read())
 
             async def run(count: int) -> float:
-                started = time.perf_counter()
-                async with anyio.create_task_group() as tg:
-                    for w in range(window):
-                        tg.start_soon(worker, count // window + (w < count % window))
-                return count / (time.perf_counter() - started)
+                return await requests_per_s(worker, window, count)
 
             await run(window * 4)
             return await run(n)
