@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -95,6 +95,20 @@ class ChatHooks(Protocol):
 
     async def after(self, outcome: Outcome) -> None:
         """Called exactly once per request, whatever happened (shielded from cancellation)."""
+
+
+async def run_before_hooks(
+    hooks: Sequence[ChatHooks], ref: ModelRef, params: CompleteParams, outcome: Outcome
+) -> None:
+    """Every hook's check before sending; a refusal (a budget, a limit) is recorded in `outcome`
+    with its reason and no usage, then raised."""
+    try:
+        for hook in hooks:
+            await hook.before(ref, params)
+    except SidecarError as exc:
+        outcome.status, outcome.reason = "refused", exc.message
+        outcome.usage, outcome.cost_usd = ZERO_USAGE, 0.0
+        raise
 
 
 class _Skip(Exception):
@@ -273,14 +287,7 @@ class ChatService:
         )
         tries = _Tries(ref)
         try:
-            try:
-                for hook in self.hooks:
-                    await hook.before(ref, params)
-            except SidecarError as exc:
-                # Refused before anything was sent (a budget, a limit): recorded with its reason.
-                outcome.status, outcome.reason = "refused", exc.message
-                outcome.usage, outcome.cost_usd = ZERO_USAGE, 0.0
-                raise
+            await run_before_hooks(self.hooks, ref, params, outcome)
             result = await self._run_chain(chain, params, ctx, stream, tries)
             outcome.status = "ok"
             return result

@@ -20,9 +20,9 @@ from sidecar.errors import SidecarError
 from sidecar.providers import embeddings as upstream
 from sidecar.providers.http import Timeouts
 from sidecar.providers.registry import ProviderRegistry
-from sidecar.services.chat import ChatHooks, Outcome
+from sidecar.services.chat import ChatHooks, Outcome, run_before_hooks
 from sidecar.services.context import CallContext, Handler
-from sidecar.wire.base import ZERO_USAGE, Usage
+from sidecar.wire.base import Usage
 from sidecar.wire.chat import CompleteParams, Message
 from sidecar.wire.embed import EmbedParams, EmbedResult, EmbedUsage
 
@@ -102,10 +102,4 @@ class EmbedService:
         if not self.hooks:
             return
         as_chat = CompleteParams(model=model, messages=[Message(role="user", content=t) for t in inputs])
-        try:
-            for hook in self.hooks:
-                await hook.before(ref, as_chat)
-        except SidecarError as exc:
-            outcome.status, outcome.reason = "refused", exc.message
-            outcome.usage, outcome.cost_usd = ZERO_USAGE, 0.0
-            raise
+        await run_before_hooks(self.hooks, ref, as_chat, outcome)
