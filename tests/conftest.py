@@ -23,6 +23,7 @@ from tests.servers import PostgresServer, RedisServer, ServerError
 
 if TYPE_CHECKING:
     from sidecar.infra.sql import SqlEngine
+    from tests.fakes.openai_compat import FakeOpenAICompat
 
 _Server = TypeVar("_Server", PostgresServer, RedisServer)
 
@@ -172,3 +173,12 @@ def sql_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], S
 def anyio_backend() -> str:
     """Every `@pytest.mark.anyio` test runs on asyncio, the loop the sidecar runs on."""
     return "asyncio"
+
+
+@pytest.fixture
+def openai() -> Iterator[FakeOpenAICompat]:
+    """A fake OpenAI on 127.0.0.1 for one test; a module that needs another one defines its own."""
+    from tests.fakes.openai_compat import FakeOpenAICompat
+
+    with FakeOpenAICompat("openai") as fake:
+        yield fake

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,6 @@ from tests.harness import Sidecar
 
 KEY = "sk-test-valid"
 HI = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-def openai() -> Iterator[FakeOpenAICompat]:
-    with FakeOpenAICompat("openai") as fake:
-        yield fake
 
 
 def ask(model: str, **extra: Any) -> dict[str, Any]:

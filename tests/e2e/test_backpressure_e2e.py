@@ -11,11 +11,9 @@ import select
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psutil
-import pytest
 
 from tests.fakes.endless import endless_openai_stream
 from tests.fakes.openai_compat import FakeOpenAICompat
@@ -25,12 +23,6 @@ STREAMS = 20
 MCP_STREAMS = 4
 STALL_S = 8.0  # how long the host does not read
 RSS_CEILING_MB = 100  # idle ~35 MB, ~50 MB measured here; without back-pressure it passed 180 MB in 8 s
-
-
-@pytest.fixture
-def openai() -> Iterator[FakeOpenAICompat]:
-    with FakeOpenAICompat("openai") as fake:
-        yield fake
 
 
 def request(rid: Any, method: str, params: dict[str, Any]) -> bytes:

@@ -3,21 +3,11 @@ named alone (`openai:`) means its default model (config.toml's, else the built-i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.harness import Sidecar
 
 KEY = "sk-test-valid"
 HI = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-def openai() -> Iterator[FakeOpenAICompat]:
-    with FakeOpenAICompat("openai") as fake:
-        yield fake
 
 
 def test_complete_without_model_uses_the_configured_defaults(openai: FakeOpenAICompat) -> None:

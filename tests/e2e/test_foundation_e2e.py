@@ -21,12 +21,6 @@ NO_RETRY = "[retry]\nmax_attempts = 1\n"
 
 
 @pytest.fixture
-def openai() -> Iterator[FakeOpenAICompat]:
-    with FakeOpenAICompat("openai") as fake:
-        yield fake
-
-
-@pytest.fixture
 def sidecar(openai: FakeOpenAICompat) -> Iterator[Sidecar]:
     with Sidecar({"OPENAI_BASE_URL": openai.api_base, "OPENAI_API_KEY": KEY}, config=NO_RETRY) as sc:
         yield sc

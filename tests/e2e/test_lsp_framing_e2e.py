@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,6 @@ from tests.harness import SIDECAR
 from tests.node_tools import NODE_TOOLS_DIR
 
 CLIENT = Path(__file__).resolve().parents[1] / "node" / "lsp_client.js"
-
-
-@pytest.fixture
-def openai() -> Iterator[FakeOpenAICompat]:
-    with FakeOpenAICompat("openai") as fake:
-        yield fake
 
 
 def base_env(tmp_path: Path) -> dict[str, str]:

@@ -16,11 +16,8 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.harness import LspSidecar, Sidecar
@@ -39,12 +36,6 @@ UPSTREAM_VARS = (
     "OPENROUTER_AUTH_URL",
     "OLLAMA_HOST",
 )
-
-
-@pytest.fixture
-def openai() -> Iterator[FakeOpenAICompat]:
-    with FakeOpenAICompat("openai") as fake:
-        yield fake
 
 
 def env(fake: FakeOpenAICompat) -> dict[str, str]:

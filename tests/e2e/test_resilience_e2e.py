@@ -28,12 +28,6 @@ ASK = [{"role": "user", "content": "hello there"}]
 
 
 @pytest.fixture
-def openai() -> Iterator[FakeOpenAICompat]:
-    with FakeOpenAICompat("openai") as fake:
-        yield fake
-
-
-@pytest.fixture
 def xai() -> Iterator[FakeOpenAICompat]:
     with FakeOpenAICompat("xai") as fake:
         yield fake

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,6 @@ from tests.harness import Sidecar
 
 KEY = "sk-test-valid"
 NO_RETRY = "[retry]\nmax_attempts = 1\n"
-
-
-@pytest.fixture
-def openai() -> Iterator[FakeOpenAICompat]:
-    with FakeOpenAICompat("openai") as fake:
-        yield fake
 
 
 def ask(text: str) -> dict[str, Any]:

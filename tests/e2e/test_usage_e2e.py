@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,6 @@ from tests.harness import Sidecar
 
 KEY = "sk-test-valid"
 NO_RETRY = "[retry]\nmax_attempts = 1\n"
-
-
-@pytest.fixture
-def openai() -> Iterator[FakeOpenAICompat]:
-    with FakeOpenAICompat("openai") as fake:
-        yield fake
 
 
 def env(fake: FakeOpenAICompat) -> dict[str, str]:

@@ -30,12 +30,6 @@ from tests.fakes.openai_compat import FakeOpenAICompat
 FAST = "[retry]\nmax_attempts = 1\n"
 
 
-@pytest.fixture
-def openai() -> Iterator[FakeOpenAICompat]:
-    with FakeOpenAICompat("openai") as fake:
-        yield fake
-
-
 class Ctx:
     request_id = 1
 

@@ -22,12 +22,6 @@ AUTH = {"authorization": "Bearer sk-test-valid"}
 
 
 @pytest.fixture
-def openai() -> Iterator[FakeOpenAICompat]:
-    with FakeOpenAICompat("openai") as fake:
-        yield fake
-
-
-@pytest.fixture
 def deaf() -> Iterator[str]:
     """A server that accepts connections and never reads from them."""
     server = socket.create_server(("127.0.0.1", 0))

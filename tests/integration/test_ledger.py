@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +71,6 @@ class Alerts:
         assert method == "budget/alert"
         with self._lock:
             self.sent.append(msgspec.to_builtins(params))
-
-
-@pytest.fixture
-def openai() -> Iterator[FakeOpenAICompat]:
-    with FakeOpenAICompat("openai") as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -113,12 +113,6 @@ async def failing(call: Awaitable[Any]) -> SidecarError:
 
 
 @pytest.fixture
-def openai() -> Iterator[FakeOpenAICompat]:
-    with FakeOpenAICompat("openai") as fake:
-        yield fake
-
-
-@pytest.fixture
 def xai() -> Iterator[FakeOpenAICompat]:
     with FakeOpenAICompat("xai") as fake:
         yield fake
