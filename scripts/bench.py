@@ -4,7 +4,7 @@
 The floor of each figure is the same work done without the sidecar: a bare interpreter start for
 spawn time, a direct httpx2 call to the same fake upstream for request latency and stream relay.
 Beside the HTTP floors, the limit: the same calls made with aiohttp directly (the sidecar's
-transport without httpx2's API over it, nor anything of the sidecar's own).
+HTTP client without its seam, nor anything of the sidecar's own).
 Everything runs on 127.0.0.1 against the fakes in tests/fakes.
 
     scripts/bench [--quick]
@@ -377,7 +377,7 @@ def bench_first_event(pipe: Pipe, fake: FakeOpenAICompat, runs: int) -> tuple[fl
 
 # -- the limit: aiohttp directly, the same calls as each floor ---------------------------------------
 # The floors stay "httpx2 directly" (what the goals of issue 13 are stated against); the sidecar's
-# transport is aiohttp under httpx2's API, so aiohttp called directly is how far it could go.
+# HTTP client is aiohttp behind the `HttpClient` seam, so aiohttp called directly is how far it could go.
 
 
 def _aiohttp_session(window: int = 100) -> Any:

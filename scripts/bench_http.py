@@ -14,9 +14,9 @@ event. Candidates:
 - `raw asyncio` (the limit): `asyncio.open_connection`, chunked decoding by hand.
 - `httpx2` over its own stack (httpcore2, h11): the sidecar's client until issue 13, and the floor.
 - `sidecar HttpClient`: the seam as the providers use it (`HttpClient.open`, `iter_chunks`), i.e.
-  httpx2's API over the aiohttp transport of `sidecar/providers/transport.py`, with its limits.
+  aiohttp behind `sidecar/providers/pool.py`, with its pool, limits and error mapping.
 - `aiohttp` directly, and `httpx2 API over aiohttp` (the ~30-line adapter that was measured before
-  the transport was adopted, without the seam's pool, limits or error mapping).
+  aiohttp was adopted; the sidecar used a fuller one until its seam took httpx2's objects off).
 
 `bench_http(quick)` returns rows in scripts/bench.py's table shape; run alone it prints them.
 
@@ -235,7 +235,7 @@ async def read_sidecar(url: str, context: ssl.SSLContext | None, state: dict[str
 CANDIDATES: list[tuple[str, Callable[..., Awaitable[int]]]] = [
     ("raw asyncio (limit)", read_raw),
     ("httpx2", read_httpx2),
-    ("sidecar HttpClient (httpx2 API over aiohttp)", read_sidecar),
+    ("sidecar HttpClient (aiohttp)", read_sidecar),
     ("aiohttp", read_aiohttp),
     ("httpx2 API over aiohttp", read_httpx2_aiohttp),
 ]

@@ -1,15 +1,17 @@
-"""The one HTTP client seam (httpx2's API over an aiohttp transport, a connection pool per
-provider) and the plumbing every provider uses around it.
+"""The one HTTP client seam (aiohttp, a connection pool per provider) and the plumbing every
+provider uses around it.
 
-Providers see httpx2 requests and responses; the I/O, HTTP/1.1 parsing and keep-alive pool are
-aiohttp's (`providers.transport`), whose compiled parser relays streams ~4x faster than httpx2's
-own stack at a quarter of the CPU per event. httpx2 and aiohttp cost ~0.2 s to import together
-(aiohttp builds TLS contexts of its own at import) and the first client's TLS context ~0.1 s more,
-so all of it happens on the first upstream call (or in the background after the first answer),
-never before the sidecar can answer; later providers' clients share that TLS context. Transport
-failures become `network_error` / `timeout` here; HTTP error statuses become contract kinds in
-`providers.errors`. Observers see every response's headers (rate-limit tracking). Proxies from the
-environment are not used (`trust_env` off, as before the transport changed).
+Providers send through `HttpClient.open` and read the answer it yields (`providers.pool.Answer`: a
+status code, case-insensitive headers, the body in pieces, the request's `Timeouts`) with
+`read_body` / `iter_chunks`. The I/O, HTTP/1.1 parsing and keep-alive pool are aiohttp's
+(`providers.pool`), called directly: its compiled parser relays streams ~4x faster than httpx2's
+own stack, and no request or response object of another client is built per call. aiohttp costs
+~0.1 s to import (it builds its TLS contexts at import), so it loads on the first upstream call
+(or in the background after the first answer, `warm`), never before the sidecar can answer; every
+provider's pool shares one TLS trust. Transport failures become `network_error` / `timeout` here;
+HTTP error statuses become contract kinds in `providers.errors`. Observers see every response's
+headers (rate-limit tracking). Redirects are not followed; proxies from the environment are not
+used (`trust_env` off).
 
 Pools: each provider has its own (`[http] max_connections`, per provider overridable; at most
 `max_keepalive` idle connections kept, all by default, so a warm pool opens none), so a flood of
@@ -19,14 +21,16 @@ bottleneck, neither a connect timeout nor a failure of the provider.
 
 Timeouts: `connect_s` to connect (TLS included), `read_s` until the first byte of the answer's
 body (a stall after the headers is bounded by it too), `idle_s` between two pieces of the body
-after that (a stalled stream becomes `timeout` within it). The transport keeps both with aiohttp's
-own read timer, re-armed on every packet, so nothing is paid per chunk here. `write_s` has no
-limit of its own under aiohttp: a request body the upstream stops reading is bounded by `read_s`.
-The total limit of a request is kept by its caller (the chat service), around retries and all.
+after that (a stalled stream becomes `timeout` within it). The pool keeps both with aiohttp's own
+read timer, re-armed on every packet, so nothing is paid per chunk here. `write_s` has no limit of
+its own under aiohttp: a request body over 64 KiB must be sent and answered within connect +
+write + read limits; a smaller one the socket takes at once. The total limit of a request is kept
+by its caller (the chat service), around retries and all.
 
-Size: `max_body_bytes` caps a body read whole (and, in the stream decoders, one event or line).
+Size: `max_body_bytes` caps a body read whole (and, in the stream decoders, one event or line);
+an error body is read to at most 64 KiB.
 
-Must not know: the protocol, keys storage, any provider's JSON.
+Must not know: the protocol, keys storage, any provider's JSON, aiohttp's own types (the pool's).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from sidecar.config import Config
 from sidecar.errors import ProviderError
@@ -44,12 +48,16 @@ from sidecar.providers.errors import display, provider_error
 if TYPE_CHECKING:
     import ssl
 
-    import httpx2
+    from sidecar.providers.pool import Answer, Pool
 
 MAX_ERROR_BODY: Final = 64 * 1024
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
-_EXTENSION: Final = "sidecar"  # the request extension that carries its `Timeouts` to the readers
 HeadersObserver = Callable[[str, int, Mapping[str, str]], None]
+# What can fail beneath the seam: no free pooled connection, connecting, the server's certificate,
+# the answer not starting (or stalling) in time, a large upload, the connection lost midway.
+Failure = Literal[
+    "pool", "connect_timeout", "connect", "certificate", "read_timeout", "write_timeout", "lost", "other"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,16 @@ class PoolSettings:
         return cls(h.max_connections, h.max_keepalive, h.pool_wait_s, overrides)
 
 
+class TransportFailure(Exception):
+    """A failure of the I/O beneath the seam (raised by `providers.pool`), named by what failed so
+    `transport_error` can say it in the contract's words."""
+
+    def __init__(self, what: Failure, detail: str, cause: str = "") -> None:
+        super().__init__(detail)
+        self.what: Failure = what
+        self.cause = cause or what
+
+
 def _tls_trust() -> ssl.SSLContext | bool:
     """What every pool verifies servers against: `True` is aiohttp's own verified context.
 
@@ -110,48 +128,42 @@ def _tls_trust() -> ssl.SSLContext | bool:
 
 class HttpClient:
     def __init__(self, user_agent: str, pools: PoolSettings | None = None) -> None:
-        self._clients: dict[str, httpx2.AsyncClient] = {}
+        self._pools: dict[str, Pool] = {}
         self._tls: ssl.SSLContext | bool | None = None
         self._user_agent = user_agent
         self.pools = pools or PoolSettings()
-        # `warm` builds a client in a worker thread while a request may ask for one on the loop.
+        # `warm` builds a pool in a worker thread while a request may ask for one on the loop.
         self._lock = threading.Lock()
         self.observers: list[HeadersObserver] = []
 
-    def get(self, provider: str = "") -> httpx2.AsyncClient:
-        """The client (and so the connection pool) of `provider`; "" is the one for other calls."""
-        client = self._clients.get(provider)
-        if client is not None:
-            return client
+    def _pool(self, provider: str) -> Pool:
+        """The connection pool of `provider`; "" is the one for other calls."""
+        pool = self._pools.get(provider)
+        if pool is not None:
+            return pool
         with self._lock:
-            client = self._clients.get(provider)
-            if client is not None:
-                return client
-            import httpx2
-
-            from sidecar.providers.transport import AiohttpTransport
+            pool = self._pools.get(provider)
+            if pool is not None:
+                return pool
+            from sidecar.providers.pool import Pool
 
             if self._tls is None:
                 self._tls = _tls_trust()
             size = self.pools.connections(provider)
             keep = size if self.pools.max_keepalive is None else min(size, self.pools.max_keepalive)
-            client = httpx2.AsyncClient(
-                headers={"user-agent": self._user_agent},
-                transport=AiohttpTransport(size, keep, self._tls),
-                follow_redirects=False,
-                trust_env=False,
-            )
-            self._clients[provider] = client
-        return client
+            pool = Pool(size, keep, self._tls, self._user_agent)
+            self._pools[provider] = pool
+        return pool
 
     def warm(self) -> None:
-        """Build the TLS context and a client now (called off the critical path after the first answer)."""
-        self.get()
+        """Import aiohttp and settle the TLS trust now (called off the critical path after the
+        first answer)."""
+        self._pool("")
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
 
     def _observe(self, provider: str, status: int, headers: Mapping[str, str]) -> None:
         for observer in self.observers:
@@ -171,45 +183,31 @@ class HttpClient:
         json_body: bytes | None = None,
         timeouts: Timeouts | None = None,
         chat: bool = True,
-    ) -> AsyncIterator[httpx2.Response]:
-        """Send a request and yield the streaming response once its status is 2xx.
+        check: bool = True,
+    ) -> AsyncIterator[Answer]:
+        """Send a request and yield the streaming answer once its status is 2xx (any status
+        without `check`).
 
         A non-2xx answer is read (bounded) and raised as a `ProviderError`. Leaving the block
-        early — cancellation included — closes the response, and with it the upstream connection.
+        early — cancellation included — closes the answer, and with it the upstream connection.
         """
-        import httpx2
-
-        t = timeouts or Timeouts()
-        client = self.get(provider)
-        limits: dict[str, float | None] = {
-            "connect": t.connect_s,
-            "read": t.read_s,
-            "write": t.write_s,
-            "pool": t.pool_s if t.pool_s is not None else self.pools.pool_wait_s,
-        }
-        request = client.build_request(
-            method,
-            url,
-            headers={
-                **(headers or {}),
-                **({"content-type": "application/json"} if json_body is not None else {}),
-            },
-            content=json_body,
-            extensions={"timeout": limits, _EXTENSION: t},
-        )
+        t = timeouts or _DEFAULT_TIMEOUTS
+        pool = self._pools.get(provider) or self._pool(provider)
+        if json_body is not None:
+            headers = {**headers, "content-type": "application/json"} if headers else _JSON
+        pool_wait_s = t.pool_s if t.pool_s is not None else self.pools.pool_wait_s
         try:
-            response = await client.send(request, stream=True)
-        except httpx2.PoolTimeout:
-            raise overloaded(provider, limits["pool"] or 0.0, self.pools.connections(provider)) from None
-        except httpx2.TimeoutException as exc:
+            response = await pool.send(method, url, headers or _NO_HEADERS, json_body, t, pool_wait_s)
+        except TransportFailure as exc:
+            if exc.what == "pool":
+                raise overloaded(provider, pool_wait_s, self.pools.connections(provider)) from None
             raise transport_error(
-                provider, exc, limit_s=t.read_s if isinstance(exc, httpx2.ReadTimeout) else None
+                provider, exc, limit_s=t.read_s if exc.what == "read_timeout" else None
             ) from None
-        except httpx2.TransportError as exc:
-            raise transport_error(provider, exc) from None
         try:
-            self._observe(provider, response.status_code, response.headers)
-            if response.status_code >= 300:
+            if self.observers:
+                self._observe(provider, response.status_code, response.headers)
+            if check and response.status_code >= 300:
                 body = await _read_bounded(response)
                 raise provider_error(provider, response.status_code, body, response.headers, chat=chat)
             yield response
@@ -235,7 +233,13 @@ class HttpClient:
             return body, response.headers
 
 
+_DEFAULT_TIMEOUTS: Final = Timeouts()
+_JSON: Final[Mapping[str, str]] = {"content-type": "application/json"}
+_NO_HEADERS: Final[Mapping[str, str]] = {}
+
+
 async def _read_bounded(response: Any) -> bytes:
+    """At most `MAX_ERROR_BODY` of an (error) body; a failure midway ends it, never raises."""
     chunks: list[bytes] = []
     size = 0
     with contextlib.suppress(Exception):
@@ -248,12 +252,9 @@ async def _read_bounded(response: Any) -> bytes:
 
 
 def limits_of(response: Any) -> Timeouts:
-    """The `Timeouts` a response's request was sent with (defaults for a foreign response)."""
-    try:
-        t = response.request.extensions.get(_EXTENSION)
-    except (AttributeError, RuntimeError):
-        t = None
-    return t if isinstance(t, Timeouts) else Timeouts()
+    """The `Timeouts` an answer's request was sent with (defaults for a foreign response)."""
+    t = getattr(response, "timeouts", None)
+    return t if isinstance(t, Timeouts) else _DEFAULT_TIMEOUTS
 
 
 async def read_body(provider: str, response: Any) -> bytes:
@@ -272,21 +273,17 @@ async def read_body(provider: str, response: Any) -> bytes:
 
 async def iter_chunks(provider: str, response: Any) -> AsyncIterator[bytes]:
     """The raw body of a streaming answer, with transport failures mapped to contract errors. The
-    transport keeps the limits: the first piece within `read_s`, every later one within `idle_s`."""
-    import httpx2
-
+    pool keeps the limits: the first piece within `read_s`, every later one within `idle_s`."""
     first = True
     try:
         async for chunk in response.aiter_bytes():
             first = False
             yield chunk
-    except httpx2.TimeoutException as exc:
+    except TransportFailure as exc:
         t = limits_of(response)
         raise transport_error(
             provider, exc, midstream=not first, limit_s=t.read_s if first else t.body_s
         ) from None
-    except httpx2.TransportError as exc:
-        raise transport_error(provider, exc, midstream=True) from None
 
 
 def _mib(n: int) -> str:
@@ -315,47 +312,44 @@ def overloaded(provider: str, waited_s: float, size: int) -> ProviderError:
 
 
 def transport_error(
-    provider: str, exc: Exception, *, midstream: bool = False, limit_s: float | None = None
+    provider: str, exc: TransportFailure, *, midstream: bool = False, limit_s: float | None = None
 ) -> ProviderError:
-    import httpx2
-
     name = display(provider)
-    if isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout):
+    what = exc.what
+    if what in ("connect_timeout", "pool"):
         return ProviderError(
             "timeout",
             f"Connecting to {name} timed out. Check the network or the base URL.",
             provider=provider,
         )
-    if isinstance(exc, httpx2.TimeoutException):
+    if what in ("read_timeout", "write_timeout"):
         if midstream:
-            what = (
+            said = (
                 f"stopped sending: nothing arrived for {limit_s:g}s (the idle limit)"
                 if limit_s
-                else ("stopped sending: nothing arrived within the idle limit")
+                else "stopped sending: nothing arrived within the idle limit"
             )
         else:
-            what = (
+            said = (
                 f"did not start answering within {limit_s:g}s (the first-byte limit)"
                 if limit_s
-                else ("did not start answering within the first-byte limit")
+                else "did not start answering within the first-byte limit"
             )
-        return ProviderError("timeout", f"{name} {what}. Retry, or raise timeout_s.", provider=provider)
-    if isinstance(exc, httpx2.ConnectError):
-        from sidecar.providers.transport import CertificateRejected
-
-        if isinstance(exc, CertificateRejected):
-            return ProviderError(
-                "network_error",
-                f"The TLS certificate of {name}'s server could not be verified, so nothing was sent."
-                " Behind a proxy that inspects TLS, add its authority with SSL_CERT_FILE.",
-                provider=provider,
-            )
+        return ProviderError("timeout", f"{name} {said}. Retry, or raise timeout_s.", provider=provider)
+    if what == "certificate":
+        return ProviderError(
+            "network_error",
+            f"The TLS certificate of {name}'s server could not be verified, so nothing was sent."
+            " Behind a proxy that inspects TLS, add its authority with SSL_CERT_FILE.",
+            provider=provider,
+        )
+    if what == "connect":
         return ProviderError(
             "network_error",
             f"Could not connect to {name}. Check the network connection and the provider's base URL.",
             provider=provider,
         )
-    if midstream or isinstance(exc, httpx2.RemoteProtocolError | httpx2.ReadError):
+    if midstream or what == "lost":
         return ProviderError(
             "network_error",
             f"The connection to {name} was lost before the answer was complete.",
@@ -363,6 +357,6 @@ def transport_error(
         )
     return ProviderError(
         "network_error",
-        f"A network error occurred talking to {name} ({type(exc).__name__}).",
+        f"A network error occurred talking to {name} ({exc.cause}).",
         provider=provider,
     )

@@ -65,7 +65,7 @@ TTL_ENV: Final = "SIDECAR_OAUTH_TTL_S"
 MAX_REQUEST_HEAD: Final = 8 * 1024
 READ_TIMEOUT_S: Final = 10.0
 EXCHANGE_GRACE_S: Final = 30.0
-_EXCHANGE_TIMEOUTS: Final = Timeouts(connect_s=5.0, read_s=15.0, write_s=5.0)
+_EXCHANGE_TIMEOUTS: Final = Timeouts(connect_s=5.0, read_s=15.0, write_s=5.0, pool_s=5.0)
 
 Notify = Callable[[str, Any], None]
 _log = logs.get_logger("oauth")
@@ -235,34 +235,35 @@ class OAuthService:
     # -- the exchange ------------------------------------------------------------------------------
 
     async def _exchange(self, login: pkce.PendingLogin, code: str) -> str:
-        import httpx2
-
         from sidecar.providers.errors import provider_error
-        from sidecar.providers.http import transport_error
+        from sidecar.providers.http import MAX_ERROR_BODY, read_body
 
         spec = self.providers.spec(PROVIDER)
         body = msgspec.json.encode(
             {"code": code, "code_verifier": login.verifier, "code_challenge_method": "S256"}
         )
-        t = _EXCHANGE_TIMEOUTS
-        headers = {**spec.extra_headers, "content-type": "application/json", "accept": "application/json"}
+        headers = {**spec.extra_headers, "accept": "application/json"}
         try:
-            response = await self.http.get().post(
+            async with self.http.open(
+                PROVIDER,
+                "POST",
                 spec.base_url.rstrip("/") + "/auth/keys",
-                content=body,
                 headers=headers,
-                timeout=httpx2.Timeout(connect=t.connect_s, read=t.read_s, write=t.write_s, pool=t.connect_s),
-            )
-        except httpx2.TransportError as exc:
-            err = transport_error(PROVIDER, exc)
+                json_body=body,
+                timeouts=_EXCHANGE_TIMEOUTS,
+                chat=False,
+                check=False,
+            ) as response:
+                status, answer_headers = response.status_code, response.headers
+                content = await read_body(PROVIDER, response)
+        except ProviderError as exc:  # the connection, not the answer
             raise SidecarError(
-                err.kind, f"{err.message} The login has to be started again.", provider=PROVIDER
+                exc.kind, f"{exc.message} The login has to be started again.", provider=PROVIDER
             ) from None
-        status = response.status_code
         if status >= 300:
             kind: ErrorKind | None = "oauth_failed" if status < 500 else None
             err = provider_error(
-                PROVIDER, status, response.content[:65536], response.headers, chat=False, kind=kind
+                PROVIDER, status, content[:MAX_ERROR_BODY], answer_headers, chat=False, kind=kind
             )
             suffix = "" if err.kind == "oauth_failed" else " The login has to be started again."
             raise ProviderError(
@@ -275,7 +276,7 @@ class OAuthService:
                 retry_after_s=err.retry_after_s,
             )
         try:
-            data = msgspec.json.decode(response.content)
+            data = msgspec.json.decode(content)
         except msgspec.DecodeError:
             data = None
         key = data.get("key") if isinstance(data, dict) else None

@@ -1,20 +1,24 @@
-"""The HTTP seam's transport (httpx2's API over aiohttp) against real sockets on 127.0.0.1: the
+"""The HTTP seam's pool (aiohttp, `providers.pool`) against real sockets on 127.0.0.1: the
 limits it keeps itself (a stalled upload, the idle limit when the body came with the headers),
 and one `HttpClient` used from several event loops, as tests and the CLI do."""
 
 from __future__ import annotations
 
+import gzip
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import pytest
 
 from sidecar.errors import ProviderError
 from sidecar.providers.http import HttpClient, Timeouts, iter_chunks, read_body
-from tests.fakes.http import Stall
+from tests.fakes.http import Reply, Stall
 from tests.fakes.openai_compat import FakeOpenAICompat
 
 STREAM_BODY = b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}'
@@ -105,3 +109,91 @@ def test_one_client_serves_one_event_loop_after_another(openai: FakeOpenAICompat
     for _ in range(3):
         assert b"[DONE]" in anyio.run(one)
     anyio.run(http.aclose)
+
+
+def _get(http: HttpClient, url: str, **kw: Any) -> Any:
+    async def one() -> tuple[int, bytes, Any]:
+        async with http.open("openai", "GET", url, chat=False, **kw) as response:
+            return response.status_code, await read_body("openai", response), response.headers
+
+    return anyio.run(one)
+
+
+def test_a_redirect_is_an_error_not_followed(openai: FakeOpenAICompat) -> None:
+    # Following one would send the key to wherever the Location points.
+    openai.enqueue(Reply(status=307, headers={"location": openai.url + "/elsewhere"}, body=b"moved"))
+    http = HttpClient("test")
+    with pytest.raises(ProviderError) as info:
+        _get(http, openai.url + "/v1/models", headers=AUTH)
+    assert info.value.status == 307
+    assert [r.path for r in openai.requests] == ["/v1/models"]
+    anyio.run(http.aclose)
+
+
+def test_proxies_from_the_environment_are_not_used(
+    openai: FakeOpenAICompat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = socket.create_server(("127.0.0.1", 0))  # a "proxy" that never answers
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{dead.getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    http = HttpClient("test")
+    try:
+        status, _, _ = _get(http, openai.api_base + "/models", headers=AUTH, timeouts=Timeouts(read_s=5))
+        assert status == 200 and len(openai.requests) == 1
+    finally:
+        anyio.run(http.aclose)
+        dead.close()
+
+
+def test_headers_sent_and_received(openai: FakeOpenAICompat) -> None:
+    # A gzip-encoded answer is decoded; the answer's headers are read case-insensitively; the
+    # request carries the sidecar's user agent and the caller's headers as given.
+    payload = b'{"data":[' + b'{"id":"m"},' * 2000 + b'{"id":"last"}]}'
+    openai.enqueue(
+        Reply(
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip", "X-Request-ID": "r1"},
+            body=gzip.compress(payload),
+        )
+    )
+    http = HttpClient("llm-sidecar/test")
+    status, body, headers = _get(http, openai.api_base + "/models", headers={**AUTH, "x-extra": "1"})
+    assert status == 200 and body == payload
+    assert headers["x-request-id"] == headers.get("X-Request-Id") == "r1"
+    sent = openai.requests[0].headers
+    assert sent["user-agent"] == "llm-sidecar/test"
+    assert sent["x-extra"] == "1" and sent["authorization"] == AUTH["authorization"]
+    assert "gzip" in sent["accept-encoding"]
+    anyio.run(http.aclose)
+
+
+SEAM_ONLY = """
+import sys, anyio
+from sidecar.providers.http import HttpClient, read_body
+
+http = HttpClient("test")
+http.warm()
+assert "aiohttp" in sys.modules
+
+async def main() -> None:
+    async with http.open("openai", "GET", sys.argv[1], headers={"authorization": sys.argv[2]}) as r:
+        assert r.status_code == 200 and await read_body("openai", r)
+    await http.aclose()
+
+anyio.run(main)
+print(",".join(m for m in ("httpx2", "httpcore2", "h11") if m in sys.modules))
+"""
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="there the TLS trust is httpx2's")
+def test_warm_and_a_request_load_aiohttp_and_not_httpx2(openai: FakeOpenAICompat) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SEAM_ONLY, openai.api_base + "/models", AUTH["authorization"]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == ""

@@ -1,0 +1,230 @@
+"""One provider's connection pool over aiohttp, and the answer it yields: the I/O under
+`providers.http.HttpClient`, loaded (with aiohttp) on the first upstream call or by `warm`, never at
+start, since every service that names a `Timeouts` imports `providers.http`.
+
+aiohttp does the I/O, parses HTTP/1.1 with its compiled parser, decodes gzip/deflate bodies and
+keeps the keep-alive connections. Nothing else sits on the path: no second request or response
+object is built per call, and nothing is paid per chunk beyond aiohttp's own read.
+
+What a pool guarantees, in the seam's terms (`Failure`, which `providers.http` maps to the contract):
+- `size` connections: a request that finds all busy waits at most its pool wait, then fails as
+  `pool`. A connection is held from the request until its answer is closed; at most `keepalive`
+  idle ones are kept (aiohttp itself keeps every one).
+- `connect_s` bounds connecting, TLS included (`connect_timeout`); the first byte of the body must
+  come within `read_s` and every later gap within `idle_s` (`read_timeout`). aiohttp's own read
+  timer does both (re-armed on every packet). aiohttp has no write limit and starts its read timer
+  once the body is out: a body over 64 KiB (an image, say) must be sent and answered within
+  connect + write + read limits, or `write_timeout`.
+- Closing an answer not read to its end closes its connection (so cancelling a stream hangs up on
+  the upstream); an answer read whole returns its connection to the pool.
+- Redirects are not followed, cookies are not kept, proxies from the environment are not used.
+
+Sessions are bound to the event loop that made them; a pool used from a new loop (tests run
+several) gets a new session there.
+
+Must not know: the providers, the protocol, the contract's error kinds (`providers.http` maps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Final
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from sidecar.providers.http import Failure, Timeouts, TransportFailure
+
+_SMALL_BODY: Final = 64 * 1024  # a request body the socket's buffers take at once
+# The most read ahead of the reader (aiohttp pauses the socket past twice this) and handed over at
+# once: a relay that waits for its host holds one decoded piece per stream, so small pieces keep
+# memory flat (tests/e2e/test_backpressure_e2e.py) at no measurable cost in throughput.
+_PIECE: Final = 16 * 1024
+
+
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp keeps every released connection; this one keeps at most `keepalive` idle ones."""
+
+    def __init__(self, keepalive: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._keepalive = keepalive
+
+    def _release(self, key: Any, protocol: Any, *, should_close: bool = False) -> None:
+        if len(self._conns.get(key, ())) >= self._keepalive:
+            should_close = True
+        super()._release(key, protocol, should_close=should_close)
+
+
+class Answer:
+    """An upstream answer as providers see it: its status, its headers (case-insensitive,
+    read-only), its body in pieces, and the `Timeouts` its request was sent with."""
+
+    __slots__ = ("_done", "_response", "_slots", "headers", "status_code", "timeouts")
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, slots: asyncio.Semaphore, timeouts: Timeouts
+    ) -> None:
+        self._response = response
+        self._slots = slots
+        self._done = False
+        self.status_code: int = response.status
+        self.headers: CIMultiDictProxy[str] = response.headers
+        self.timeouts = timeouts
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body, decoded, in pieces of at most 16 KiB; failures raise `TransportFailure`."""
+        content = self._response.content
+        try:
+            while True:
+                chunk = await content.read(_PIECE)
+                if not chunk:
+                    return
+                yield chunk
+        except aiohttp.ClientError as exc:
+            raise _failure(exc) from exc
+        except TimeoutError as exc:
+            raise TransportFailure("read_timeout", str(exc) or "read") from exc
+
+    async def aclose(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        response = self._response
+        # Read to its end, the connection goes back to the pool; cut short, it is closed.
+        if response.content.at_eof():
+            response.release()
+        else:
+            response.close()
+        self._slots.release()
+
+
+class Pool:
+    """One provider's pool: `size` connections, `keepalive` of them kept idle, one TLS trust (a
+    context, or `True` for aiohttp's own verified one), `user_agent` on every request."""
+
+    def __init__(self, size: int, keepalive: int, tls: ssl.SSLContext | bool, user_agent: str) -> None:
+        self._size = size
+        self._keepalive = keepalive
+        self._tls = tls
+        self._user_agent = user_agent
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(size)
+
+    def _session_here(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop:
+            _abandon(self._session)
+            kwargs: dict[str, Any] = {
+                "limit": self._size,
+                "limit_per_host": 0,
+                "ssl": self._tls,
+                "keepalive_timeout": 60,
+            }
+            connector = (
+                _Connector(self._keepalive, **kwargs)
+                if self._keepalive < self._size
+                else aiohttp.TCPConnector(**kwargs)
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": self._user_agent},
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                read_bufsize=_PIECE,
+            )
+            self._slots = asyncio.Semaphore(self._size)
+            self._loop = loop
+        return self._session
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeouts: Timeouts,
+        pool_wait_s: float | None,
+    ) -> Answer:
+        """Send one request and answer once its headers are in (the body is read from the `Answer`)."""
+        session = self._session_here()
+        slots = self._slots
+        if slots.locked():
+            try:
+                async with asyncio.timeout(pool_wait_s):
+                    await slots.acquire()
+            except TimeoutError:
+                raise TransportFailure("pool", "no free connection in the pool") from None
+        else:
+            await slots.acquire()
+        first_s, idle_s = timeouts.read_s, timeouts.body_s
+        send = session.request(
+            method,
+            url,
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=None, sock_connect=timeouts.connect_s, sock_read=first_s
+            ),
+        )
+        try:
+            if body is None or len(body) <= _SMALL_BODY:
+                response = await send
+            else:
+                # aiohttp starts its read timer once the body is out; a large body the upstream
+                # stops reading is bounded here by connect + write + first byte.
+                async with asyncio.timeout(timeouts.connect_s + timeouts.write_s + first_s):
+                    response = await send
+        except BaseException as exc:
+            slots.release()
+            if isinstance(exc, aiohttp.ClientError):
+                raise _failure(exc) from exc
+            if isinstance(exc, TimeoutError):
+                raise TransportFailure("write_timeout", str(exc) or "write") from exc
+            raise
+        # The timer armed by the headers runs with the first-byte limit; every packet after the
+        # first piece of the body re-arms it with the idle limit (at once if that came with them).
+        if idle_s != first_s:
+            connection = response.connection
+            if connection is not None and connection.protocol is not None:
+                connection.protocol.read_timeout = idle_s
+                if response.content.total_bytes:
+                    connection.protocol.start_timeout()
+        return Answer(response, slots, timeouts)
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and self._loop is asyncio.get_running_loop():
+            await session.close()
+        else:
+            _abandon(session)
+
+
+def _abandon(session: aiohttp.ClientSession | None) -> None:
+    """Drop a session of another (likely finished) event loop: close its sockets, await nothing."""
+    if session is not None and session.connector is not None:
+        with contextlib.suppress(Exception):
+            session.connector._close()
+
+
+def _failure(exc: aiohttp.ClientError) -> TransportFailure:
+    what: Failure
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        what = "certificate"
+    elif isinstance(exc, aiohttp.ConnectionTimeoutError):
+        what = "connect_timeout"
+    elif isinstance(exc, aiohttp.ServerTimeoutError):
+        what = "read_timeout"
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        what = "connect"
+    elif isinstance(
+        exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | aiohttp.ClientResponseError
+    ):
+        what = "lost"  # dropped, reset, or a malformed answer
+    else:
+        what = "other"
+    return TransportFailure(what, str(exc) or type(exc).__name__, type(exc).__name__)
