@@ -2,7 +2,8 @@
 """Benchmarks of the sidecar against the floor, in one run, printed as a table with ratios.
 
 The floor of each figure is the same work done without the sidecar: a bare interpreter start for
-spawn time, a direct httpx2 call to the same fake upstream for request latency and stream relay.
+spawn time (and beside it the stack alone, msgspec and anyio: see scripts/bench_spawn.py), a
+direct httpx2 call to the same fake upstream for request latency and stream relay.
 Beside the HTTP floors, the limit: the same calls made with aiohttp directly (the sidecar's
 HTTP client without its seam, nor anything of the sidecar's own).
 Everything runs on 127.0.0.1 against the fakes in tests/fakes.
@@ -37,6 +38,7 @@ from scripts.bench_http import bench_http  # noqa: E402
 from scripts.bench_ledger import bench_ledger  # noqa: E402
 from scripts.bench_mcp import bench_mcp  # noqa: E402
 from scripts.bench_pipe import bench_pipe  # noqa: E402
+from scripts.bench_spawn import bench_spawn  # noqa: E402
 from scripts.bench_team import bench_team  # noqa: E402
 from sidecar.wire.chat import CompleteParams  # noqa: E402
 from tests.fakes.behaviour import Conversation, Plan  # noqa: E402
@@ -120,45 +122,6 @@ def base_env(home: str, fake: FakeOpenAICompat) -> dict[str, str]:
         "OPENAI_API_KEY": KEY,
         "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
     }
-
-
-def bench_spawn(env: dict[str, str], runs: int) -> tuple[float, float]:
-    sidecar, floor = [], []
-    for _ in range(runs):
-        pipe = Pipe(env)
-        sent = pipe.send(1, "info")
-        answered, _ = pipe.wait(1)
-        sidecar.append((answered - pipe.t0) * 1000)
-        del sent
-        pipe.close()
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
-        floor.append((time.perf_counter() - t) * 1000)
-    return statistics.median(sidecar), statistics.median(floor)
-
-
-def first_answer_ms(env: dict[str, str], command: str) -> float:
-    pipe = Pipe(env, command)
-    pipe.send(1, "info")
-    answered, _ = pipe.wait(1)
-    pipe.close()
-    return (answered - pipe.t0) * 1000
-
-
-def built_binary() -> Path | None:
-    """The newest build of scripts/build-binary in dist/, if any."""
-    found = [p / p.name for p in (ROOT / "dist").glob("llm-sidecar-*") if (p / p.name).is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
-def bench_binary_spawn(env: dict[str, str], runs: int, binary: Path) -> tuple[float, float]:
-    """Spawn → first answer of the one-folder build and of the installed package, interleaved so
-    both see the same machine load."""
-    frozen, installed = [], []
-    for _ in range(runs):
-        frozen.append(first_answer_ms(env, str(binary)))
-        installed.append(first_answer_ms(env, SIDECAR))
-    return statistics.median(frozen), statistics.median(installed)
 
 
 def bench_complete(pipe: Pipe, fake: FakeOpenAICompat, runs: int) -> tuple[list[float], list[float], float]:
@@ -604,28 +567,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as home, FakeOpenAICompat("openai") as fake:
         env = base_env(home, fake)
-        spawn, spawn_floor = bench_spawn(env, spawn_runs)
-        rows.append(
-            (
-                "spawn → first answer (median)",
-                f"{spawn:.1f} ms",
-                f"{spawn_floor:.1f} ms (python -c pass)",
-                f"{spawn / spawn_floor:.2f}x, +{spawn - spawn_floor:.1f} ms",
-            )
-        )
-        binary = built_binary()
-        if binary is None:
-            rows.append(("spawn → first answer, binary", "not built", "run scripts/build-binary", "-"))
-        else:
-            frozen, installed = bench_binary_spawn(env, spawn_runs, binary)
-            rows.append(
-                (
-                    "spawn → first answer, binary (median)",
-                    f"{frozen:.1f} ms",
-                    f"{installed:.1f} ms (installed package)",
-                    f"{frozen / installed:.2f}x, +{frozen - installed:.1f} ms",
-                )
-            )
+        rows += bench_spawn(env, spawn_runs)
         rows += bench_pipe(args.quick, env)
         pipe = Pipe(env)
         pipe.wait(pipe.send(0, "info") and 0)

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Final
 
 import anyio
@@ -26,7 +27,7 @@ from sidecar.rpc.dispatcher import Dispatcher, Pacer, Route, route
 from sidecar.rpc.envelope import Notification, Reply, Request
 from sidecar.rpc.framing import DEFAULT_MAX_LINE, Framing, Piece
 from sidecar.services.context import Handler
-from sidecar.wire.methods import METHODS
+from sidecar.wire.methods import METHODS, wire_type
 
 # stdin EOF: in-flight requests get EOF_GRACE_S to finish, then are cancelled and get SETTLE_S to
 # answer -32800 and be recorded; closing services and flushing stdout get their own bounds. The
@@ -41,8 +42,9 @@ _log = logs.get_logger("process")
 
 def routes_for(handlers: Mapping[str, Handler]) -> dict[str, Route]:
     """Dispatcher routes for every method of the table that has a handler."""
+    # A method's structs load when it is first called, not at start.
     return {
-        name: route(spec.params, handlers[name], inline=spec.inline)
+        name: route(partial(wire_type, spec.params_at), handlers[name], inline=spec.inline)
         for name, spec in METHODS.items()
         if name in handlers
     }

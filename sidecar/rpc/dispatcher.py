@@ -91,23 +91,31 @@ _cancel_decoder: Final = msgspec.json.Decoder(_CancelParams)
 
 class Route:
     """A method's handler and params type. Its decoder is built on first use: building one for
-    every method of the table would cost start-up time (each resolves its type's annotations)."""
+    every method of the table would cost start-up time (each resolves its type's annotations).
+    The params type may be given as a function that returns it, called on first use too (the
+    METHODS table loads a method's structs only then)."""
 
-    __slots__ = ("_decoder", "called", "handler", "inline", "params_type")
+    __slots__ = ("_decoder", "_params", "called", "handler", "inline")
 
     def __init__(
         self,
         decoder: msgspec.json.Decoder[Any] | None,
         handler: Handler,
-        params_type: type[Any],
+        params_type: type[Any] | Callable[[], type[Any]],
         inline: bool = False,
     ) -> None:
         self._decoder = decoder
         self.handler = handler
-        self.params_type = params_type
+        self._params = params_type
         # The handler never suspends: answer it on the read, with no task and no cancel scope.
         self.inline = inline
         self.called = False  # an inline route's first call runs in a task (see the module docstring)
+
+    @property
+    def params_type(self) -> type[Any]:
+        if not isinstance(self._params, type):
+            self._params = self._params()
+        return self._params
 
     @property
     def decoder(self) -> msgspec.json.Decoder[Any]:
@@ -116,7 +124,9 @@ class Route:
         return self._decoder
 
 
-def route(params_type: type[Any], handler: Handler, *, inline: bool = False) -> Route:
+def route(
+    params_type: type[Any] | Callable[[], type[Any]], handler: Handler, *, inline: bool = False
+) -> Route:
     return Route(None, handler, params_type, inline)
 
 

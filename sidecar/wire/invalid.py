@@ -10,7 +10,6 @@ Must not know: JSON-RPC, MCP, which method is being called.
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any, Final
 
@@ -63,6 +62,8 @@ def closest(name: str, known: tuple[str, ...]) -> str | None:
     lowered = {k.lower(): k for k in known}
     if name.lower() in lowered:
         return lowered[name.lower()]
+    import difflib  # only for an unknown field: start-up does without it
+
     match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
     if match:
         return lowered[match[0]]

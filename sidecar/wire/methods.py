@@ -3,35 +3,42 @@ list and the dispatcher's decoders.
 
 A new method is one row here, its structs, its handler and a regenerated schema.
 
+Rows name their structs as `"<module>.<Struct>"` in `sidecar.wire`, loaded on first use: building
+every method's structs costs a start-up several times what the first answer needs (`info` loads
+`base`, `catalog` and `chat`). `params` and `result` give the classes themselves.
+
+The specs are frozen msgspec Structs rather than dataclasses, which would generate and compile
+their methods at every start.
+
 Must not know: handlers, the protocol layer, providers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+from functools import cache
+from typing import TYPE_CHECKING
 
-from sidecar.wire import (
-    admin,
-    audit,
-    catalog,
-    chat,
-    embed,
-    gateway,
-    health,
-    keys,
-    limits,
-    local,
-    routers,
-    usage,
-)
-from sidecar.wire.base import Empty, Wire
+import msgspec
+
+if TYPE_CHECKING:
+    from sidecar.wire.base import Wire
 
 
-@dataclass(frozen=True, slots=True)
-class MethodSpec:
+@cache
+def wire_type(at: str) -> type[Wire]:
+    """The struct `at` names (`"chat.CompleteParams"` is `sidecar.wire.chat.CompleteParams`)."""
+    module, _, name = at.rpartition(".")
+    found: type[Wire] = getattr(importlib.import_module(f"sidecar.wire.{module}"), name)
+    return found
+
+
+class MethodSpec(msgspec.Struct, frozen=True):
+    """One method: its name, its structs, what `schemas/` and the MCP tools list say of it."""
+
     name: str
-    params: type[Wire]
-    result: type[Wire]
+    params_at: str  # `"<module>.<Struct>"` in sidecar.wire: see `params`
+    result_at: str
     summary: str
     description: str
     notifications: tuple[str, ...] = ()
@@ -42,9 +49,16 @@ class MethodSpec:
     # cancel it midway anyway.
     inline: bool = False
 
+    @property
+    def params(self) -> type[Wire]:
+        return wire_type(self.params_at)
 
-@dataclass(frozen=True, slots=True)
-class ToolHints:
+    @property
+    def result(self) -> type[Wire]:
+        return wire_type(self.result_at)
+
+
+class ToolHints(msgspec.Struct, frozen=True):
     """What an MCP client may assume about a method offered as a tool (MCP `ToolAnnotations`).
 
     - `read_only`: changes nothing (no key, model, budget or setting is added, changed or removed).
@@ -57,11 +71,16 @@ class ToolHints:
     open_world: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class NotificationSpec:
+class NotificationSpec(msgspec.Struct, frozen=True):
+    """One notification the sidecar sends: its name, its params struct, one line for `schemas/`."""
+
     name: str
-    params: type[Wire]
+    params_at: str  # `"<module>.<Struct>"` in sidecar.wire: see `params`
     summary: str
+
+    @property
+    def params(self) -> type[Wire]:
+        return wire_type(self.params_at)
 
 
 _CHAT_PARAMS_HELP = (
@@ -76,16 +95,16 @@ _CHAT_PARAMS_HELP = (
 _METHOD_LIST: tuple[MethodSpec, ...] = (
     MethodSpec(
         "complete",
-        chat.CompleteParams,
-        chat.ChatResult,
+        "chat.CompleteParams",
+        "chat.ChatResult",
         "Run a chat completion and return the whole answer.",
         "Ask a large language model (any configured provider) for one answer to a conversation, and "
         "get back its text, any tool calls, token usage and cost in USD. " + _CHAT_PARAMS_HELP,
     ),
     MethodSpec(
         "stream",
-        chat.CompleteParams,
-        chat.ChatResult,
+        "chat.CompleteParams",
+        "chat.ChatResult",
         "Run a chat completion, sending each delta as a `stream/event` notification.",
         "Like `complete`, but the answer is streamed as it is generated (text, thinking and tool-call "
         "deltas, then usage); the final result is the same as `complete`'s. " + _CHAT_PARAMS_HELP,
@@ -94,8 +113,8 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
     ),
     MethodSpec(
         "embed",
-        embed.EmbedParams,
-        embed.EmbedResult,
+        "embed.EmbedParams",
+        "embed.EmbedResult",
         "Embedding vectors for one or more texts, with usage and cost.",
         "Turn texts into embedding vectors with an embeddings model: openai:text-embedding-3-small, "
         "gemini:gemini-embedding-001, ollama:<model>, openrouter:<vendor>/<model> or a custom endpoint. "
@@ -103,24 +122,24 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
     ),
     MethodSpec(
         "info",
-        Empty,
-        catalog.InfoResult,
+        "base.Empty",
+        "catalog.InfoResult",
         "The sidecar's version and the methods it serves.",
         "Report the sidecar's version, its methods and notifications, and the date of its price catalog.",
         inline=True,
     ),
     MethodSpec(
         "list_providers",
-        Empty,
-        catalog.ListProvidersResult,
+        "base.Empty",
+        "catalog.ListProvidersResult",
         "The providers the sidecar can reach, built-in and custom.",
         "List the LLM providers available (OpenAI, Anthropic, Gemini, xAI, OpenRouter, Ollama and any "
         "custom OpenAI-compatible endpoint), with their base URL and whether they need a key.",
     ),
     MethodSpec(
         "list_models",
-        catalog.ListModelsParams,
-        catalog.ListModelsResult,
+        "catalog.ListModelsParams",
+        "catalog.ListModelsResult",
         "Known models with context window, output limit, prices and capabilities.",
         "List known models (optionally of one provider) with context window, maximum output, price per "
         "million input/output/cached tokens, where each price came from and its date, and capabilities "
@@ -129,8 +148,8 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
     ),
     MethodSpec(
         "estimate_cost",
-        catalog.EstimateCostParams,
-        catalog.EstimateCostResult,
+        "catalog.EstimateCostParams",
+        "catalog.EstimateCostResult",
         "Estimate the tokens and cost of a request before running it.",
         "Before running a request, estimate its input tokens and its cost range in USD (input only, up "
         "to max_tokens of output), counting declared `tools` too; `compare` prices the same request on "
@@ -138,8 +157,8 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
     ),
     MethodSpec(
         "rate_limits",
-        limits.RateLimitsParams,
-        limits.RateLimitsResult,
+        "limits.RateLimitsParams",
+        "limits.RateLimitsResult",
         "Each provider's rate limits as last reported, its circuit breaker and client-side limits.",
         "Show, per provider, the rate limits learned from its latest responses (requests and tokens "
         "remaining, when they reset, any Retry-After still running), whether the sidecar is skipping it "
@@ -147,39 +166,39 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
     ),
     MethodSpec(
         "validate_key",
-        keys.ValidateKeyParams,
-        keys.ValidateKeyResult,
+        "keys.ValidateKeyParams",
+        "keys.ValidateKeyResult",
         "Check an API key (given or configured) with a cheap authenticated call.",
         "Check whether a provider's API key works, with a cheap authenticated call upstream. Without "
         "`api_key` it checks the configured key. A wrong key gives valid=false, not an error.",
     ),
     MethodSpec(
         "set_key",
-        keys.SetKeyParams,
-        keys.SetKeyResult,
+        "keys.SetKeyParams",
+        "keys.SetKeyResult",
         "Store a provider's API key in the OS keychain (validated first by default).",
         "Store an API key for a provider in the operating system's keychain. The key is validated "
         "first unless validate=false; a key that fails validation is not stored.",
     ),
     MethodSpec(
         "delete_key",
-        keys.ProviderParams,
-        keys.DeleteKeyResult,
+        "keys.ProviderParams",
+        "keys.DeleteKeyResult",
         "Remove a provider's API key from the OS keychain.",
         "Remove a provider's stored API key from the operating system's keychain.",
     ),
     MethodSpec(
         "list_keys",
-        Empty,
-        keys.ListKeysResult,
+        "base.Empty",
+        "keys.ListKeysResult",
         "Which providers have a key, where it comes from, masked.",
         "List each provider's key status: configured or not, from the environment or the keychain, "
         "shown masked (never whole).",
     ),
     MethodSpec(
         "openrouter_auth_start",
-        keys.AuthStartParams,
-        keys.AuthStartResult,
+        "keys.AuthStartParams",
+        "keys.AuthStartResult",
         "Begin an OpenRouter login (OAuth PKCE); returns the URL to open.",
         "Start logging in to OpenRouter in the browser (OAuth PKCE). Returns the authorization URL to "
         "open. Without `callback_url` the sidecar listens on 127.0.0.1 and finishes the login itself.",
@@ -187,32 +206,32 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
     ),
     MethodSpec(
         "openrouter_auth_complete",
-        keys.AuthCompleteParams,
-        keys.AuthCompleteResult,
+        "keys.AuthCompleteParams",
+        "keys.AuthCompleteResult",
         "Finish an OpenRouter login with the code from the callback.",
         "Finish an OpenRouter login: exchange the `code` the browser returned (with its `state`) for an "
         "API key, which is stored in the keychain.",
     ),
     MethodSpec(
         "ollama_status",
-        Empty,
-        local.OllamaStatusResult,
+        "base.Empty",
+        "local.OllamaStatusResult",
         "Whether Ollama is running, its version and loaded models.",
         "Check whether the local Ollama server is running, its version, and which models are loaded "
         "in memory.",
     ),
     MethodSpec(
         "ollama_list",
-        Empty,
-        local.OllamaListResult,
+        "base.Empty",
+        "local.OllamaListResult",
         "Models installed in Ollama.",
         "List the models installed in the local Ollama server, with size, family, parameter size, "
         "quantization and modification time.",
     ),
     MethodSpec(
         "ollama_pull",
-        local.ModelParams,
-        local.OllamaPullResult,
+        "local.ModelParams",
+        "local.OllamaPullResult",
         "Download a model into Ollama, with progress notifications.",
         "Download (pull) a model into the local Ollama server, reporting download progress. Use a name "
         "from recommend_models or the Ollama library, e.g. llama3.2:3b.",
@@ -221,23 +240,23 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
     ),
     MethodSpec(
         "ollama_delete",
-        local.ModelParams,
-        local.OllamaDeleteResult,
+        "local.ModelParams",
+        "local.OllamaDeleteResult",
         "Delete a model from Ollama.",
         "Delete an installed model from the local Ollama server to free disk space.",
     ),
     MethodSpec(
         "recommend_models",
-        local.RecommendParams,
-        local.RecommendResult,
+        "local.RecommendParams",
+        "local.RecommendResult",
         "Local models that fit this machine's hardware, ranked.",
         "Recommend local (Ollama) models that fit this computer's memory, GPU and free disk, with why "
         "each fits, whether it is installed and what it costs to download. Needs no network.",
     ),
     MethodSpec(
         "usage_summary",
-        usage.UsageSummaryParams,
-        usage.UsageSummaryResult,
+        "usage.UsageSummaryParams",
+        "usage.UsageSummaryResult",
         "Requests, tokens, cost, error rate and latency from the usage ledger, grouped.",
         "Summarise what was spent: requests, tokens, cost in USD, error rate and latency p50/p95 between "
         "`since` and `until` (ISO dates; default this month), optionally grouped by provider, model, day or "
@@ -245,8 +264,8 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
     ),
     MethodSpec(
         "set_budget",
-        usage.SetBudgetParams,
-        usage.SetBudgetResult,
+        "usage.SetBudgetParams",
+        "usage.SetBudgetResult",
         "Set daily/monthly USD limits, an alert threshold and per-run token caps.",
         "Set a spending budget for one provider, or overall without `provider`: daily and monthly limits in "
         "USD (a request that would cross one is refused before it is sent), the share of a limit that "
@@ -255,16 +274,16 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
     ),
     MethodSpec(
         "get_budgets",
-        Empty,
-        usage.GetBudgetsResult,
+        "base.Empty",
+        "usage.GetBudgetsResult",
         "The budgets, with what has been spent today and this month.",
         "List every budget (overall and per provider) with its limits and what has been spent in the "
         "current UTC day and month, and what remains.",
     ),
     MethodSpec(
         "refresh_pricing",
-        Empty,
-        usage.RefreshPricingResult,
+        "base.Empty",
+        "usage.RefreshPricingResult",
         "Fetch OpenRouter's current model prices and use them.",
         "Download OpenRouter's public model list and use its prices for openrouter: models from now on; "
         "they are kept in the state database, so a restart keeps using them (list_models shows them "
@@ -275,8 +294,8 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
 _METHOD_LIST += (
     MethodSpec(
         "set_provider_enabled",
-        admin.SetProviderEnabledParams,
-        admin.SetProviderEnabledResult,
+        "admin.SetProviderEnabledParams",
+        "admin.SetProviderEnabledResult",
         "Switch a provider (or custom endpoint) on or off; kept across restarts.",
         "Switch a provider or custom endpoint off (its requests are refused with provider_disabled and "
         "fallback skips it) or back on. The choice is kept in the state directory and beats "
@@ -284,8 +303,8 @@ _METHOD_LIST += (
     ),
     MethodSpec(
         "endpoint_set",
-        admin.EndpointSetParams,
-        admin.EndpointSetResult,
+        "admin.EndpointSetParams",
+        "admin.EndpointSetResult",
         "Add or replace a custom OpenAI-compatible endpoint at run time; kept across restarts.",
         "Add (or replace) a custom OpenAI-compatible endpoint (LM Studio, vLLM, llama.cpp, Groq...) with "
         "the fields of [endpoints.<name>] in config.toml. It is usable at once as '<name>:<model>' and "
@@ -293,8 +312,8 @@ _METHOD_LIST += (
     ),
     MethodSpec(
         "endpoint_delete",
-        admin.EndpointDeleteParams,
-        admin.EndpointDeleteResult,
+        "admin.EndpointDeleteParams",
+        "admin.EndpointDeleteResult",
         "Remove a custom endpoint that was set at run time.",
         "Remove a custom endpoint added with endpoint_set. An endpoint declared in config.toml stays "
         "until it is removed from the file (`still_in_config` says so).",
@@ -304,8 +323,8 @@ _METHOD_LIST += (
 _METHOD_LIST += (
     MethodSpec(
         "provider_health",
-        health.ProviderHealthParams,
-        health.ProviderHealthResult,
+        "health.ProviderHealthParams",
+        "health.ProviderHealthResult",
         "Probe providers now: healthy, degraded or unhealthy, with latency and the error.",
         "Check one provider (or every provider switched on that has a key) with a cheap authenticated "
         "call, and report its status (healthy, degraded when slow or rate limited, unhealthy when it "
@@ -316,8 +335,8 @@ _METHOD_LIST += (
 _METHOD_LIST += (
     MethodSpec(
         "audit_log",
-        audit.AuditLogParams,
-        audit.AuditLogResult,
+        "audit.AuditLogParams",
+        "audit.AuditLogResult",
         "The audit trail: keys set and deleted, logins, budget changes, fallbacks, provider switches.",
         "Read the audit trail, newest first: keys set, deleted or validated, OpenRouter logins, budget "
         "changes, fallbacks and retries, providers switched on or off, endpoints set or removed, config "
@@ -325,8 +344,8 @@ _METHOD_LIST += (
     ),
     MethodSpec(
         "gateway_start",
-        gateway.GatewayStartParams,
-        gateway.GatewayStartResult,
+        "gateway.GatewayStartParams",
+        "gateway.GatewayStartResult",
         "Start the local OpenAI- and Anthropic-compatible HTTP gateway.",
         "Start the HTTP gateway inside this sidecar (same keys, limits, budgets and ledger), so other "
         "programs can use /v1/chat/completions, /v1/messages and /v1/models with a client key. Binds "
@@ -334,31 +353,31 @@ _METHOD_LIST += (
     ),
     MethodSpec(
         "gateway_stop",
-        Empty,
-        gateway.GatewayStopResult,
+        "base.Empty",
+        "gateway.GatewayStopResult",
         "Stop the local HTTP gateway.",
         "Stop the HTTP gateway; `stopped` is false when it was not running.",
     ),
     MethodSpec(
         "gateway_status",
-        Empty,
-        gateway.GatewayStatusResult,
+        "base.Empty",
+        "gateway.GatewayStatusResult",
         "Whether the gateway runs, its URL, uptime, requests served and open streams.",
         "Report whether the HTTP gateway is running, its URL and port, how long it has run, how many "
         "requests it has served and how many streams are open now.",
     ),
     MethodSpec(
         "router_list",
-        Empty,
-        routers.RouterListResult,
+        "base.Empty",
+        "routers.RouterListResult",
         "The routers: built-in (cheapest, best), from config.toml, and made with router_set.",
         "List every router (a named model selection used as the model `router:<name>`) with its settings "
         "and where it comes from.",
     ),
     MethodSpec(
         "router_set",
-        routers.RouterSetParams,
-        routers.RouterSetResult,
+        "routers.RouterSetParams",
+        "routers.RouterSetResult",
         "Create or replace a router: a manual model list or automatic selection with a strategy.",
         "Define a router by name: `models`, an ordered list of provider:model, or automatic selection "
         "over the known models (include/exclude patterns, needs tools/vision/reasoning, min_context) "
@@ -366,15 +385,15 @@ _METHOD_LIST += (
     ),
     MethodSpec(
         "router_delete",
-        routers.RouterDeleteParams,
-        routers.RouterDeleteResult,
+        "routers.RouterDeleteParams",
+        "routers.RouterDeleteResult",
         "Delete a router made with router_set.",
         "Delete a router made with router_set (built-in and config.toml routers cannot be deleted here).",
     ),
     MethodSpec(
         "router_preview",
-        routers.RouterPreviewParams,
-        routers.RouterPreviewResult,
+        "routers.RouterPreviewParams",
+        "routers.RouterPreviewResult",
         "A router's ordered candidates, why each is where it is, and which are available now.",
         "Show the models a router would try, in order, with why each is in its place and whether it can "
         "take a request now (circuit breaker, client-side limits, key present); `request` (tools, "
@@ -382,8 +401,8 @@ _METHOD_LIST += (
     ),
     MethodSpec(
         "metrics",
-        gateway.MetricsParams,
-        gateway.MetricsResult,
+        "gateway.MetricsParams",
+        "gateway.MetricsResult",
         "Series to plot: tokens, cost, requests, success rate or latency over 1h/24h/7d/30d.",
         "Answer one metric (tokens, cost, requests, success_rate, latency_p50, latency_p95) over the last "
         "hour or day (one-minute steps) or 7/30 days (hourly/daily steps, from the usage ledger), in all "
@@ -391,8 +410,8 @@ _METHOD_LIST += (
     ),
     MethodSpec(
         "client_key_create",
-        gateway.ClientKeyCreateParams,
-        gateway.ClientKeyCreateResult,
+        "gateway.ClientKeyCreateParams",
+        "gateway.ClientKeyCreateResult",
         "Create a client key for the gateway; the key is shown once.",
         "Create a key another program presents to the HTTP gateway (Authorization: Bearer lsk-...), "
         "with the models or routers it may use (`allow` patterns), a default router, daily/monthly USD "
@@ -400,32 +419,32 @@ _METHOD_LIST += (
     ),
     MethodSpec(
         "client_key_list",
-        Empty,
-        gateway.ClientKeyListResult,
+        "base.Empty",
+        "gateway.ClientKeyListResult",
         "The gateway's client keys (never the keys themselves) with their usage.",
         "List the gateway's client keys: name, the start of the key, allowed models, limits, when it was "
         "created and last used, whether it is enabled, and requests and cost so far.",
     ),
     MethodSpec(
         "client_key_update",
-        gateway.ClientKeyUpdateParams,
-        gateway.ClientKeyUpdateResult,
+        "gateway.ClientKeyUpdateParams",
+        "gateway.ClientKeyUpdateResult",
         "Rename, enable/disable, or change a client key's permissions and limits.",
         "Change a gateway client key named by `id` or `name`: `rename`, `enabled`, `allow`, `router`, "
         "budgets and limits. Omitted fields keep their value.",
     ),
     MethodSpec(
         "client_key_rotate",
-        gateway.ClientKeyRef,
-        gateway.ClientKeyCreateResult,
+        "gateway.ClientKeyRef",
+        "gateway.ClientKeyCreateResult",
         "Give a client key a new secret, keeping its name, permissions and usage.",
         "Replace a gateway client key's secret (the old one stops working at once); the new key is "
         "returned once.",
     ),
     MethodSpec(
         "client_key_delete",
-        gateway.ClientKeyRef,
-        gateway.ClientKeyDeleteResult,
+        "gateway.ClientKeyRef",
+        "gateway.ClientKeyDeleteResult",
         "Delete a gateway client key.",
         "Delete a gateway client key named by `id` or `name`; requests presenting it are refused.",
     ),
@@ -473,27 +492,27 @@ NOTIFICATIONS: dict[str, NotificationSpec] = {
     for spec in (
         NotificationSpec(
             "stream/event",
-            chat.StreamEventParams,
+            "chat.StreamEventParams",
             "A delta of a `stream` request (text, thinking, tool call, usage, attempt).",
         ),
         NotificationSpec(
             "ollama_pull/progress",
-            local.PullProgressParams,
+            "local.PullProgressParams",
             "Download progress of an `ollama_pull` request.",
         ),
         NotificationSpec(
             "openrouter_auth/completed",
-            keys.AuthCompletedParams,
+            "keys.AuthCompletedParams",
             "A login started without `callback_url` finished (or failed).",
         ),
         NotificationSpec(
             "config/error",
-            admin.ConfigErrorParams,
+            "admin.ConfigErrorParams",
             "config.toml changed on disk but could not be used; the previous configuration stays.",
         ),
         NotificationSpec(
             "budget/alert",
-            usage.BudgetAlertParams,
+            "usage.BudgetAlertParams",
             "A budget reached its alert threshold or its limit, or a run passed its soft token cap.",
         ),
     )

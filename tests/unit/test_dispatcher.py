@@ -349,3 +349,20 @@ async def test_an_inline_handler_that_suspends_still_finishes_and_can_be_cancell
 async def test_an_inline_methods_first_call_runs_in_a_task() -> None:
     out = await run_batches([[line(1, "setup")]], INLINE_ROUTES)
     assert [msgspec.json.decode(b) for b in out] == [{"jsonrpc": "2.0", "id": 1, "result": {"ok": True}}]
+
+
+@pytest.mark.anyio
+async def test_a_params_type_given_as_a_function_is_looked_up_when_its_method_is_first_called() -> None:
+    looked_up: list[str] = []
+
+    def sleep_type() -> type[Sleep]:
+        looked_up.append("sleep")
+        return Sleep
+
+    routes = {"sleep": route(sleep_type, sleeper)}
+    assert looked_up == []  # building the route loads nothing
+    out = await run_batches([[line(1, "sleep", {"seconds": 0}), line(2, "sleep", {"sekonds": 1})]], routes)
+    msgs = [msgspec.json.decode(b) for b in out]
+    assert looked_up == ["sleep"]  # once, then kept
+    answers = {m["id"]: m.get("result", m.get("error", {}).get("code")) for m in msgs if "id" in m}
+    assert answers == {1: {"slept": 0}, 2: -32602}

@@ -134,6 +134,34 @@ def test_what_the_first_answer_needs_loads_neither_argparse_nor_the_model_catalo
     assert proc.stdout.strip() == ""
 
 
+def test_start_up_loads_the_structs_of_info_only() -> None:
+    # The METHODS table names its structs; each method's load when it is first called.
+    code = (
+        "import sys, sidecar.cli, sidecar.cli.serve, sidecar.process, sidecar.services.about\n"
+        "print(','.join(sorted(m for m in sys.modules if m.startswith('sidecar.wire.'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(proc.stdout.strip().split(","))
+    assert loaded == {
+        "sidecar.wire.base",
+        "sidecar.wire.invalid",  # errors and the dispatcher explain invalid params with it
+        "sidecar.wire.methods",
+        "sidecar.wire.catalog",  # InfoResult
+        "sidecar.wire.chat",  # what catalog's params use
+    }
+
+
+def test_every_struct_the_methods_table_names_is_a_wire_type() -> None:
+    from sidecar.wire.base import Params, Wire
+    from sidecar.wire.methods import METHODS, NOTIFICATIONS
+
+    for spec in METHODS.values():
+        assert issubclass(spec.params, Params), spec.name
+        assert issubclass(spec.result, Wire), spec.name
+    for note in NOTIFICATIONS.values():
+        assert issubclass(note.params, Wire), note.name
+
+
 def test_groups_name_exactly_each_services_handlers() -> None:
     from sidecar.app import GROUPS
 

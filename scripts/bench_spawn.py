@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Benchmark of start-up: spawn → the first answer to `info`, against two floors in the same run.
+
+- `python -c pass`: the interpreter alone (with the venv's `site`).
+- the stack alone (`STACK_SERVER`): a stdio server that imports only what the sidecar cannot answer
+  without (msgspec, anyio on asyncio), waits for stdin from the event loop as the sidecar does, and
+  answers the first request. What the sidecar takes beyond it is the sidecar's own.
+
+Every round spawns each command once, in turn, so all see the same machine load; the medians are
+reported. `bench_spawn(env, runs)` returns rows in scripts/bench.py's table shape (measure,
+sidecar, floor, ratio); run alone it prints them, and `--sidecar CMD` (repeatable) measures other
+builds in the same rounds (another checkout's `.venv/bin/llm-sidecar`, say, for a before/after).
+
+    .venv/bin/python scripts/bench_spawn.py [--runs N] [--sidecar CMD ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIDECAR = str(Path(sys.executable).with_name("llm-sidecar"))
+INFO = b'{"jsonrpc":"2.0","id":1,"method":"info","params":{}}\n'
+Table = list[tuple[str, str, str, str]]
+
+
+# The stack alone: msgspec and anyio's asyncio loop, stdin awaited from the loop. Run with `-c`,
+# so that it imports nothing else (this module imports subprocess, statistics, tempfile...).
+STACK_SERVER = """
+import asyncio, os
+import anyio, msgspec
+
+async def serve():
+    loop = asyncio.get_running_loop()
+    encode = msgspec.json.Encoder().encode
+    rest = b""
+    while True:
+        readable = anyio.Event()
+        loop.add_reader(0, readable.set)
+        await readable.wait()
+        loop.remove_reader(0)
+        chunk = os.read(0, 64 * 1024)
+        if not chunk:
+            return
+        *lines, rest = (rest + chunk).split(b"\\n")
+        for line in lines:
+            answer = {"jsonrpc": "2.0", "id": msgspec.json.decode(line)["id"], "result": {"version": "stack"}}
+            os.write(1, encode(answer) + b"\\n")
+
+anyio.run(serve)
+"""
+
+
+def first_answer_ms(argv: list[str], env: dict[str, str]) -> float:
+    """Spawn `argv`, send `info` at once (as a host does) and time the first answer line."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(INFO)
+    proc.stdin.flush()
+    line = proc.stdout.readline()
+    answered = time.perf_counter()
+    proc.stdin.close()
+    proc.wait(10)
+    if b'"result"' not in line:
+        raise RuntimeError(f"{argv[0]} answered {line!r}")
+    return (answered - started) * 1000
+
+
+def pass_ms(env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True, env=env)
+    return (time.perf_counter() - started) * 1000
+
+
+def built_binary() -> Path | None:
+    """The newest build of scripts/build-binary in dist/, if any."""
+    found = [p / p.name for p in (ROOT / "dist").glob("llm-sidecar-*") if (p / p.name).is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def measure(
+    env: dict[str, str], runs: int, sidecars: list[str], binary: Path | None
+) -> dict[str, list[float]]:
+    """Interleaved rounds: each command once per round, the floors included."""
+    stack = [sys.executable, "-c", STACK_SERVER]
+    times: dict[str, list[float]] = {}
+    for _ in range(runs):
+        for command in sidecars:
+            times.setdefault(command, []).append(first_answer_ms([command], env))
+        times.setdefault("pass", []).append(pass_ms(env))
+        times.setdefault("stack", []).append(first_answer_ms(stack, env))
+        if binary is not None:
+            times.setdefault("binary", []).append(first_answer_ms([str(binary)], env))
+    return times
+
+
+def rows_for(times: dict[str, list[float]], sidecars: list[str]) -> Table:
+    med = {name: statistics.median(values) for name, values in times.items()}
+    floor, stack = med["pass"], med["stack"]
+    rows: Table = []
+    for command in sidecars:
+        label = "" if command == SIDECAR else f" [{command}]"
+        s = med[command]
+        rows.append(
+            (
+                f"spawn → first answer (median){label}",
+                f"{s:.1f} ms",
+                f"{floor:.1f} ms (python -c pass); {stack:.1f} ms (msgspec + anyio stdio server)",
+                f"{s / floor:.2f}x, +{s - floor:.1f} ms; +{s - stack:.1f} ms over the stack alone",
+            )
+        )
+    if "binary" in med:
+        frozen, installed = med["binary"], med[sidecars[0]]
+        rows.append(
+            (
+                "spawn → first answer, binary (median)",
+                f"{frozen:.1f} ms",
+                f"{installed:.1f} ms (installed package)",
+                f"{frozen / installed:.2f}x, +{frozen - installed:.1f} ms",
+            )
+        )
+    else:
+        rows.append(("spawn → first answer, binary", "not built", "run scripts/build-binary", "-"))
+    return rows
+
+
+def bench_spawn(env: dict[str, str], runs: int, sidecars: list[str] | None = None) -> Table:
+    sidecars = sidecars or [SIDECAR]
+    return rows_for(measure(env, runs, sidecars, built_binary()), sidecars)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=10, help="rounds (default 10)")
+    parser.add_argument(
+        "--sidecar", action="append", default=[], help="another command to measure in the same rounds"
+    )
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from scripts.bench_common import print_table
+
+    with tempfile.TemporaryDirectory() as home:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "SIDECAR_HOME": home,
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        }
+        print_table(bench_spawn(env, args.runs, [SIDECAR, *args.sidecar]))
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
