@@ -7,6 +7,7 @@ permissions and budgets, the ledger's `client` column, and a client that disconn
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -557,8 +558,14 @@ async def test_disconnect_before_a_non_streamed_answer_cancels_the_call(gw: Gw) 
 
 
 async def test_client_key_lifecycle_rotate_disable_delete(gw: Gw) -> None:
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    for _ in range(2):  # the second request finds the key among those already seen
+        assert [m async for m in gw.oai(gw.full).models.list()]
     listed = await gw.call("client_key_list", Empty())
     assert {k.name for k in listed.keys} == {"full", "narrow"}
+    used = {k.name: k.last_used for k in listed.keys}
+    assert used["narrow"] is None and used["full"] is not None and used["full"].endswith("Z")
+    assert before <= dt.datetime.fromisoformat(used["full"]) <= dt.datetime.now(dt.UTC)
     assert all(gw.full not in json.dumps(k.__struct_fields__) for k in listed.keys)
     rotated = await gw.call("client_key_rotate", ClientKeyRef(name="full"))
     assert rotated.key != gw.full and rotated.key.startswith("lsk-")
