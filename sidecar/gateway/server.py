@@ -29,7 +29,8 @@ class _CoalescingTransport:
     """Writes made in one step of the event loop leave in one `send`: uvicorn writes a response's
     head and its body (and each relayed SSE chunk) apart, and on a loaded machine every send to
     loopback costs as much as the gateway's own work on a request. The buffer is flushed on the
-    next turn of the loop, and before the connection closes."""
+    next turn of the loop, when a response is complete (`flush`), and before the connection
+    closes."""
 
     __slots__ = ("_buffer", "_loop", "_scheduled", "_transport")
 
@@ -45,9 +46,9 @@ class _CoalescingTransport:
         self._buffer.append(bytes(data))
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         self._scheduled = False
         if self._buffer:
             data = self._buffer[0] if len(self._buffer) == 1 else b"".join(self._buffer)
@@ -56,7 +57,7 @@ class _CoalescingTransport:
                 self._transport.write(data)
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
     def __getattr__(self, name: str) -> Any:
@@ -64,11 +65,20 @@ class _CoalescingTransport:
 
 
 class _Coalescing(asyncio.Protocol):
-    """A uvicorn HTTP protocol over a `_CoalescingTransport` (mixed in before it)."""
+    """A uvicorn HTTP protocol over a `_CoalescingTransport` (mixed in before it). A complete
+    response leaves at once: the client has its answer before the gateway turns to the request's
+    bookkeeping (its access record) or to anything else queued on the loop."""
+
+    _coalescing: _CoalescingTransport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
+        self._coalescing = _CoalescingTransport(transport)
+        super().connection_made(self._coalescing)  # type: ignore[arg-type]
+
+    def on_response_complete(self) -> None:
+        self._coalescing.flush()
+        super().on_response_complete()  # type: ignore[misc]
 
 
 def protocol(*, prefer_httptools: bool = True) -> type[asyncio.Protocol]:

@@ -5,6 +5,7 @@ alive, and passing the request's headers on untouched (no X-Forwarded-* rewritin
 from __future__ import annotations
 
 import socket
+import threading
 from typing import Any
 
 import anyio
@@ -59,3 +60,32 @@ async def test_head_and_body_leave_in_one_write_on_a_kept_alive_connection(prefe
         # The whole answer came in the first read: the client saw one segment, not head then body.
         # The peer address is the socket's: X-Forwarded-For is not taken for it.
         assert body == path + b"|hi|127.0.0.1"
+
+
+@pytest.mark.parametrize("prefer_httptools", [True, False], ids=["httptools", "h11"])
+async def test_a_complete_answer_leaves_before_the_loop_turns(prefer_httptools: bool) -> None:
+    answered = threading.Event()
+    seen: list[bool] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        # Still in this step of the loop (a blocking wait): the client must have its answer already.
+        seen.append(answered.wait(5))
+
+    def ask(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            while not data.endswith(b"ok"):
+                data += conn.recv(65536)
+            answered.set()
+            return data
+
+    running = Running(app, "127.0.0.1", bind("127.0.0.1", 0), prefer_httptools=prefer_httptools)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(running.serve)
+        answer = await anyio.to_thread.run_sync(ask, running.port)
+        await running.stop()
+    assert answer.startswith(b"HTTP/1.1 200 ") and seen == [True]
