@@ -143,6 +143,8 @@ class ClientKeyService:
         # a request that presents one again is not hashed and looked up again.
         self._known: dict[str, ClientKeyRecord] = {}
         self._known_in: dict[str, ClientKeyRecord] | None = None
+        self._by_name: dict[str, ClientKeyRecord] = {}  # the table as read, by name
+        self._by_name_of: dict[str, ClientKeyRecord] | None = None
         self._last_touch = 0.0
 
     def handlers(self) -> dict[str, Handler]:
@@ -282,10 +284,12 @@ class ClientKeyService:
 
     async def limits_for(self, name: str) -> tuple[float | None, float | None]:
         """The (daily, monthly) USD limits of the key called `name` (as last read)."""
-        for rec in (await self._table()).values():
-            if rec.name == name:
-                return rec.daily_usd, rec.monthly_usd
-        return None, None
+        table = await self._table()
+        if self._by_name_of is not table:
+            self._by_name = {r.name: r for r in table.values()}
+            self._by_name_of = table
+        rec = self._by_name.get(name)
+        return (rec.daily_usd, rec.monthly_usd) if rec is not None else (None, None)
 
     # --- internals --------------------------------------------------------------------------------
 
