@@ -4,6 +4,7 @@ gateway over stdio (`gateway_start`, a client key from `client_key_create`), and
 go once through the gateway and once straight to the fake upstream with httpx2.
 
 - added latency p50: sequential non-streamed chat completions, gateway minus direct;
+- the sidecar's CPU per such request (user + system, every thread; psutil around that run);
 - throughput at 32 concurrent requests (requests/s), gateway and direct;
 - stream relay: a pre-rendered OpenAI stream of many deltas, chunks/s received by the client;
 - RSS of the sidecar process with the gateway running, after the load;
@@ -58,6 +59,7 @@ class Sidecar:
             [SIDECAR], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
         )
         self._answers: dict[int, Any] = {}
+        self.per_request: list[float] = []  # CPU seconds per request, from `latencies`
         self._cond = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -85,6 +87,11 @@ class Sidecar:
             raise RuntimeError(msg["error"])
         return msg["result"]
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU of the sidecar process so far (every thread)."""
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return float(times.user + times.system)
+
     def rss(self) -> int:
         return int(psutil.Process(self.proc.pid).memory_info().rss)
 
@@ -94,16 +101,24 @@ class Sidecar:
         self.proc.wait(10)
 
 
-async def latencies(url: str, headers: dict[str, str], body: dict[str, Any], runs: int) -> list[float]:
+async def latencies(
+    url: str, headers: dict[str, str], body: dict[str, Any], runs: int, cpu: Sidecar | None = None
+) -> list[float]:
+    """Milliseconds per request after a warm-up; with `cpu`, its process's CPU seconds per
+    request over the same runs are appended to `cpu.per_request`."""
     out = []
     async with httpx2.AsyncClient(timeout=30) as client:
         for i in range(runs + 5):
+            if i == 5 and cpu is not None:
+                cpu_before = cpu.cpu_seconds()
             t = time.perf_counter()
             r = await client.post(url, json=body, headers=headers)
             elapsed = (time.perf_counter() - t) * 1000
             assert r.status_code == 200, r.text
             if i >= 5:  # warm-up
                 out.append(elapsed)
+    if cpu is not None:
+        cpu.per_request.append((cpu.cpu_seconds() - cpu_before) / runs)
     return out
 
 
@@ -186,7 +201,7 @@ def bench_gateway(quick: bool = False) -> Table:
             lite = litellm.url + "/v1/chat/completions" if litellm else ""
             lite_headers = {"authorization": f"Bearer {litellm.key}"} if litellm else {}
             # Interleaved: each measure runs gateway, direct, LiteLLM back to back.
-            via = anyio.run(latencies, gw, gw_headers, BODY, runs)
+            via = anyio.run(latencies, gw, gw_headers, BODY, runs, sidecar)
             floor = anyio.run(latencies, direct, direct_headers, DIRECT_BODY, runs)
             lite_lat = anyio.run(latencies, lite, lite_headers, DIRECT_BODY, runs) if litellm else []
             gw_rps = anyio.run(throughput, gw, gw_headers, BODY, total, 32)
@@ -223,6 +238,12 @@ def bench_gateway(quick: bool = False) -> Table:
             f"{p50:.2f} ms",
             f"{f50:.2f} ms (httpx2 direct)",
             f"+{p50 - f50:.2f} ms",
+        ),
+        (
+            "gateway CPU per chat request (sidecar)",
+            f"{sidecar.per_request[0] * 1e6:,.0f} µs",
+            "-",
+            "-",
         ),
         (
             "gateway throughput, 32 concurrent",

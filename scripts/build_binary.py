@@ -44,6 +44,7 @@ COLLECT_SUBMODULES = (
     "anyio",
     "httpx2",
     "uvicorn",
+    "httptools",  # the gateway's HTTP parser, imported by uvicorn's httptools protocol when it starts
     "starlette",
     "sse_starlette",
     "platformdirs",

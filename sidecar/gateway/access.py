@@ -6,10 +6,10 @@ Must not know: HTTP, how records are written (infra.access_log does that, off th
 
 from __future__ import annotations
 
-import datetime as dt
 import time
-from dataclasses import dataclass, field, fields
-from typing import Any, Final
+from dataclasses import dataclass, field
+
+import msgspec
 
 
 @dataclass
@@ -19,9 +19,10 @@ class Counters:
     open_streams: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class AccessRecord:
-    """One request as the access log keeps it: never a prompt or a completion."""
+class AccessRecord(msgspec.Struct, frozen=True):
+    """One request as the access log keeps it: never a prompt or a completion. A Struct: built
+    once per request (a tenth of a frozen dataclass's cost) and encoded as it is by the log's
+    writer thread."""
 
     ts: str
     request_id: str
@@ -39,13 +40,25 @@ class AccessRecord:
     total_tokens: int | None = None
     cost_usd: float | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        """The fields as a flat dict (what `dataclasses.asdict` gives, without its deep copy)."""
-        return {name: getattr(self, name) for name in _FIELDS}
+
+class _UtcNow:
+    """`2026-01-02T03:04:05.678Z`: the date and time of day formatted once a second, the
+    milliseconds per call."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
 
 
-_FIELDS: Final = tuple(f.name for f in fields(AccessRecord))
-
-
-def iso_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+iso_now = _UtcNow()
+"""The time now in UTC, ISO 8601 to the millisecond (what `datetime.isoformat` gives)."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import secrets
 import time
 from collections import deque
-from dataclasses import asdict
 from importlib import resources
 from typing import Any, Final
 from urllib.parse import parse_qs
@@ -165,7 +164,7 @@ class Dashboard:
             "cost_by_provider": _builtins(await series("cost", "provider")),
             "requests_by_provider": _builtins(by_provider),
             "providers": providers,
-            "recent": [asdict(r) for r in reversed(self.recent)],
+            "recent": msgspec.to_builtins(list(reversed(self.recent))),
         }
         return JSONResponse(body, headers={"cache-control": "no-store"})
 

@@ -12,6 +12,8 @@ Must not know: providers' wire formats, the routes' API shapes, how the services
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
@@ -66,6 +68,11 @@ class Call:
                 self._send.send_nowait(params.event)
             except anyio.WouldBlock:
                 await self._send.send(params.event)
+
+
+def _cancel_on_disconnect(scope: anyio.CancelScope, watcher: asyncio.Future[None]) -> None:
+    if not watcher.cancelled() and watcher.exception() is None:
+        scope.cancel()
 
 
 def too_large(limit: int) -> str:
@@ -184,31 +191,24 @@ class Exchange:
         return result
 
     async def run_method(self, method: str, params: Any) -> Any:
-        """A method's handler under the client's name, cancelled when the client goes away."""
+        """A method's handler under the client's name, cancelled when the client goes away.
+
+        The handler runs in this task; only the wait for a disconnect is a task of its own, a
+        plain asyncio one that cancels the scope if it sees the client go (a task group and its
+        cancellation cost ~0.1 ms per request here, more than the rest of this module)."""
         handler = self.gw.backend.handlers[method]
         token = current_client.set(self.client)
-        outcome: list[Any] = []
-        failure: list[SidecarError] = []
         try:
-            async with anyio.create_task_group() as tg:
-
-                async def run() -> None:
-                    try:
-                        outcome.append(await handler(params, Call(self.id, None)))
-                    except SidecarError as exc:
-                        failure.append(exc)
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(run)
-                await self._wait_disconnect()
-                tg.cancel_scope.cancel()
+            with anyio.CancelScope() as scope:
+                watcher = asyncio.ensure_future(self._wait_disconnect())
+                watcher.add_done_callback(functools.partial(_cancel_on_disconnect, scope))
+                try:
+                    return await handler(params, Call(self.id, None))
+                finally:
+                    watcher.cancel()
         finally:
             current_client.reset(token)
-        if failure:
-            raise failure[0]
-        if not outcome:
-            raise Disconnected
-        return outcome[0]
+        raise Disconnected
 
     async def relay(
         self,

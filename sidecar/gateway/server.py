@@ -18,7 +18,6 @@ from typing import Any, Final
 
 import anyio
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from sidecar import logs
 
@@ -30,7 +29,8 @@ class _CoalescingTransport:
     """Writes made in one step of the event loop leave in one `send`: uvicorn writes a response's
     head and its body (and each relayed SSE chunk) apart, and on a loaded machine every send to
     loopback costs as much as the gateway's own work on a request. The buffer is flushed on the
-    next turn of the loop, and before the connection closes."""
+    next turn of the loop, when a response is complete (`flush`), and before the connection
+    closes."""
 
     __slots__ = ("_buffer", "_loop", "_scheduled", "_transport")
 
@@ -46,9 +46,9 @@ class _CoalescingTransport:
         self._buffer.append(bytes(data))
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         self._scheduled = False
         if self._buffer:
             data = self._buffer[0] if len(self._buffer) == 1 else b"".join(self._buffer)
@@ -57,19 +57,51 @@ class _CoalescingTransport:
                 self._transport.write(data)
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
 
-class _H11Protocol(H11Protocol):
-    """uvicorn's h11 protocol over a `_CoalescingTransport`."""
+class _Coalescing(asyncio.Protocol):
+    """A uvicorn HTTP protocol over a `_CoalescingTransport` (mixed in before it). A complete
+    response leaves at once: the client has its answer before the gateway turns to the request's
+    bookkeeping (its access record) or to anything else queued on the loop."""
+
+    _coalescing: _CoalescingTransport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
+        self._coalescing = _CoalescingTransport(transport)
+        super().connection_made(self._coalescing)  # type: ignore[arg-type]
+
+    def on_response_complete(self) -> None:
+        self._coalescing.flush()
+        super().on_response_complete()  # type: ignore[misc]
+
+
+def protocol(*, prefer_httptools: bool = True) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol (a compiled parser: a third of the h11 server's CPU per
+    request), or its pure-Python h11 one where httptools cannot load; either writes a response's
+    head and body apart, hence `_Coalescing`."""
+    if prefer_httptools:
+        try:
+            from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        except ImportError:  # a platform without httptools' wheel: slower, same behaviour
+            _log.warning("httptools unavailable: the gateway uses uvicorn's h11 server")
+        else:
+
+            class _HttpTools(_Coalescing, HttpToolsProtocol):
+                pass
+
+            return _HttpTools
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class _H11(_Coalescing, H11Protocol):
+        pass
+
+    return _H11
 
 
 class _Server(uvicorn.Server):
@@ -114,7 +146,7 @@ def bind(host: str, port: int) -> socket.socket:
 class Running:
     """One started gateway: its socket, its uvicorn server and when it started."""
 
-    def __init__(self, app: Any, host: str, sock: socket.socket) -> None:
+    def __init__(self, app: Any, host: str, sock: socket.socket, *, prefer_httptools: bool = True) -> None:
         self.host = host
         self.sock = sock
         self.port = int(sock.getsockname()[1])
@@ -126,7 +158,10 @@ class Running:
             lifespan="off",
             timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
             server_header=False,
-            http=_H11Protocol,
+            http=protocol(prefer_httptools=prefer_httptools),
+            # No X-Forwarded-* rewriting: nothing in the gateway reads the client's address, and
+            # the middleware is a layer every request would pass through.
+            proxy_headers=False,
         )
         self.server = _Server(config)
         self.done = anyio.Event()

@@ -41,13 +41,10 @@ def build(services: Any, spawn: Callable[[Callable[[], Any]], None]) -> GatewayS
     from sidecar.gateway.backend import SidecarBackend
 
     settings = services.config.gateway
-    on_access: Callable[[AccessRecord], None] | None = None
-    if settings.access_log:
-        write = services.access_log.write
-
-        def on_access(record: AccessRecord) -> None:
-            write(record.as_dict())
-
+    # The record itself is queued: the log's writer thread encodes it, off the request path.
+    on_access: Callable[[AccessRecord], None] | None = (
+        services.access_log.write if settings.access_log else None
+    )
     return GatewayService(SidecarBackend(services), settings, spawn, on_access)
 
 

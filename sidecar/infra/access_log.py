@@ -72,7 +72,7 @@ class AccessLog:
         self.keep_days = keep_days
         self.interval_s = interval_s
         self._clock = clock
-        self._pending: deque[Mapping[str, Any]] = deque()
+        self._pending: deque[Mapping[str, Any] | msgspec.Struct] = deque()
         self._wake = threading.Event()
         self._stopping = False
         self._drained = threading.Condition()
@@ -82,8 +82,9 @@ class AccessLog:
         self._file: Any = None
         self.written = 0
 
-    def write(self, record: Mapping[str, Any]) -> None:
-        """Queue one record (a flat mapping of the fields above); never blocks on the disk."""
+    def write(self, record: Mapping[str, Any] | msgspec.Struct) -> None:
+        """Queue one record (a flat mapping, or a Struct, of the fields above); never blocks on the
+        disk. It is encoded by the writer thread: a Struct must not change once written."""
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -141,7 +142,7 @@ class AccessLog:
         with self._drained:
             self._drained.notify_all()
 
-    def _append(self, record: Mapping[str, Any]) -> None:
+    def _append(self, record: Mapping[str, Any] | msgspec.Struct) -> None:
         now = self._clock()
         day = now.date().isoformat()
         if day != self._day:

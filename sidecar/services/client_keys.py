@@ -58,6 +58,7 @@ WINDOW_S: Final = 60.0
 _log = logs.get_logger("client_keys")
 SHOWN_CHARS: Final = 10  # "lsk-" and six characters of the key: enough to tell keys apart
 TOUCH_EVERY_S: Final = 30.0
+KNOWN_MAX: Final = 1024  # secrets remembered per table read: the keys in use, not a flood of guesses
 
 Totals = Callable[[], Awaitable[dict[str, tuple[int, float]]]]
 """Requests and USD per client key name, from the ledger."""
@@ -84,8 +85,12 @@ def _windows(rec: ClientKeyRecord) -> list[tuple[Window, float]]:
     return out
 
 
+def _iso(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return _iso(time.time())
 
 
 def _info(rec: ClientKeyRecord, totals: dict[str, tuple[int, float]] | None = None) -> ClientKeyInfo:
@@ -133,7 +138,13 @@ class ClientKeyService:
         self._by_hash: dict[str, ClientKeyRecord] | None = None
         self._read_at = 0.0
         self._lock = anyio.Lock()
-        self._used: dict[str, str] = {}
+        self._used: dict[str, float] = {}  # key id -> when it was last used (time.time())
+        # The secrets presented that matched an enabled key of `_known_in` (the table as read):
+        # a request that presents one again is not hashed and looked up again.
+        self._known: dict[str, ClientKeyRecord] = {}
+        self._known_in: dict[str, ClientKeyRecord] | None = None
+        self._by_name: dict[str, ClientKeyRecord] = {}  # the table as read, by name
+        self._by_name_of: dict[str, ClientKeyRecord] | None = None
         self._last_touch = 0.0
 
     def handlers(self) -> dict[str, Handler]:
@@ -230,16 +241,29 @@ class ClientKeyService:
         """The enabled key whose hash matches, else None."""
         if not secret.startswith(PREFIX):
             return None
+        table = await self._table()
+        if table is not self._known_in:  # re-read or changed: what it said of a secret may not hold
+            self._known, self._known_in = {}, table
+        rec = self._known.get(secret)
+        if rec is None:
+            rec = await self._look_up(secret)
+            if rec is None or not rec.enabled:
+                return None
+            if len(self._known) < KNOWN_MAX and self._known_in is self._by_hash:
+                self._known[secret] = rec
+        self._used[rec.id] = time.time()
+        await self._flush_touches()
+        return rec
+
+    async def _look_up(self, secret: str) -> ClientKeyRecord | None:
         # Looked up by its SHA-256: timing can tell a caller about the hash of its own guess at
         # most, never about a stored secret, and a lookup stays one step however many keys exist.
+        # (`_known`, keyed by secrets that matched, compares a guess with one of them only when
+        # their 64-bit string hashes, randomised per process, are equal.)
         wanted = digest(secret)
         for fresh_within_s in (TABLE_TTL_S, MISS_REREAD_S):  # a key unknown here: made elsewhere?
             rec = (await self._table(fresh_within_s=fresh_within_s)).get(wanted)
             if rec is not None:
-                if not rec.enabled:
-                    return None
-                self._used[rec.id] = _now_iso()
-                await self._flush_touches()
                 return rec
         return None
 
@@ -260,10 +284,12 @@ class ClientKeyService:
 
     async def limits_for(self, name: str) -> tuple[float | None, float | None]:
         """The (daily, monthly) USD limits of the key called `name` (as last read)."""
-        for rec in (await self._table()).values():
-            if rec.name == name:
-                return rec.daily_usd, rec.monthly_usd
-        return None, None
+        table = await self._table()
+        if self._by_name_of is not table:
+            self._by_name = {r.name: r for r in table.values()}
+            self._by_name_of = table
+        rec = self._by_name.get(name)
+        return (rec.daily_usd, rec.monthly_usd) if rec is not None else (None, None)
 
     # --- internals --------------------------------------------------------------------------------
 
@@ -306,6 +332,6 @@ class ClientKeyService:
         used, self._used = self._used, {}
         self._last_touch = now
         try:
-            await self.store.touch(used)
+            await self.store.touch({key_id: _iso(at) for key_id, at in used.items()})
         except SidecarError:  # the database away: `last_used` waits, the request does not
             self._used = {**used, **self._used}

@@ -46,9 +46,22 @@ class WindowLimitHooks:
         self.pricing = pricing
         self.clock = clock
         self._windows: dict[str, UsageWindow] = {}
+        # Each scope's window as placed for `_placed_for` (the config read last): asked twice on
+        # every request, placed again only when config.toml changes.
+        self._placed: dict[str, UsageWindow | None] = {}
+        self._placed_for: Config | None = None
 
     def _window(self, scope: str) -> UsageWindow | None:
         config = self._config()
+        if config is not self._placed_for:
+            self._placed, self._placed_for = {}, config
+        try:
+            return self._placed[scope]
+        except KeyError:
+            window = self._placed[scope] = self._place(config, scope)
+            return window
+
+    def _place(self, config: Config, scope: str) -> UsageWindow | None:
         if scope == GLOBAL:
             limits: WindowLimits | None = config.limits
         elif scope in config.endpoints:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from sidecar.mcp.tools import ADMIN_TOOLS
@@ -54,6 +55,28 @@ def test_binary_answers_info_complete_and_stream(
         sc.close_stdin()
         assert sc.wait_exit(5) == 0
         assert sc.bad_lines == []
+
+
+def test_binary_gateway_answers_on_httptools(
+    built_binary: Path,  # noqa: F811
+    openai: FakeOpenAICompat,
+) -> None:
+    env = {"OPENAI_BASE_URL": openai.api_base, "OPENAI_API_KEY": KEY}
+    with Sidecar(env, executable=str(built_binary), args=["--stdio"]) as sc:
+        key = sc.result("client_key_create", {"name": "bundle"})["key"]
+        url = sc.result("gateway_start", {"port": 0}, timeout=30)["url"]
+        answer = httpx2.post(
+            url + "/v1/chat/completions",
+            json={"model": "openai:gpt-4o-mini", "messages": ASK},
+            headers={"authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["message"]["content"] == "Echo: Hello from a bundle"
+        sc.close_stdin()
+        assert sc.wait_exit(10) == 0
+        # The bundle carries httptools' compiled parser: no fall-back to the h11 server.
+        assert "httptools unavailable" not in sc.stderr_text
 
 
 def test_binary_serves_mcp_initialize_and_tools_list(built_binary: Path) -> None:  # noqa: F811

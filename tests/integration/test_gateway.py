@@ -7,6 +7,7 @@ permissions and budgets, the ledger's `client` column, and a client that disconn
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -532,9 +533,39 @@ async def test_disconnect_mid_stream_closes_upstream_and_records_partial_usage(g
     assert row["output_tokens"] and row["output_tokens"] > 0
 
 
+async def test_disconnect_before_a_non_streamed_answer_cancels_the_call(gw: Gw) -> None:
+    gw.oa.chunk_delay_s = 0.05  # the upstream takes ~0.6 s; the client gives up long before
+    body = {
+        "model": "openai:gpt-4o-mini",
+        "messages": [{"role": "user", "content": "a b c d e f g h i j k l"}],
+    }
+    async with httpx2.AsyncClient(timeout=0.25) as http:
+        with pytest.raises(httpx2.ReadTimeout):
+            await http.post(
+                gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {gw.full}"}
+            )
+    assert await anyio.to_thread.run_sync(lambda: gw.oa.wait_for_disconnect(timeout=5.0))
+    for _ in range(50):
+        await flush(gw)
+        rows = ledger(gw.home)
+        if rows:
+            break
+        await anyio.sleep(0.05)
+    (row,) = rows
+    assert (row["outcome"], row["client"]) == ("cancelled", "full")
+    status = await gw.call("gateway_status", Empty())
+    assert status.requests_served == 1 and status.open_streams == 0
+
+
 async def test_client_key_lifecycle_rotate_disable_delete(gw: Gw) -> None:
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    for _ in range(2):  # the second request finds the key among those already seen
+        assert [m async for m in gw.oai(gw.full).models.list()]
     listed = await gw.call("client_key_list", Empty())
     assert {k.name for k in listed.keys} == {"full", "narrow"}
+    used = {k.name: k.last_used for k in listed.keys}
+    assert used["narrow"] is None and used["full"] is not None and used["full"].endswith("Z")
+    assert before <= dt.datetime.fromisoformat(used["full"]) <= dt.datetime.now(dt.UTC)
     assert all(gw.full not in json.dumps(k.__struct_fields__) for k in listed.keys)
     rotated = await gw.call("client_key_rotate", ClientKeyRef(name="full"))
     assert rotated.key != gw.full and rotated.key.startswith("lsk-")

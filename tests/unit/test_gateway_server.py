@@ -40,8 +40,11 @@ def test_writes_of_one_turn_leave_together_and_close_flushes_first() -> None:
         t.write(memoryview(b"data: 1\n\n"))
         await asyncio.sleep(0)
         t.write(b"data: 2\n\n")
+        t.flush()  # a response is complete: it leaves now, not on the next turn
+        assert inner.sent[1:] == [b"data: 1\n\n", b"data: 2\n\n"]
+        t.write(b"data: 3\n\n")
         t.close()  # a connection closed right after a write still sends it
-        assert inner.sent[1:] == [b"data: 1\n\n", b"data: 2\n\n"] and inner.closed
+        assert inner.sent[1:] == [b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"] and inner.closed
         assert t.get_extra_info("peername") == ("127.0.0.1", 1)  # everything else is the transport's
 
     asyncio.run(main())

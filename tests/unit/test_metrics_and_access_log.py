@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sidecar.core.metrics import MinuteMetrics, Sample, bucketed, percentile, series
+from sidecar.gateway.access import iso_now
 from sidecar.infra.access_log import housekeeping
 
 
@@ -70,3 +71,13 @@ def test_access_log_housekeeping_gzips_earlier_days_and_deletes_old_ones() -> No
     to_gzip, to_delete = housekeeping(names, today, keep_days=30)
     assert to_gzip == ["access-2026-11-02.jsonl", "access-2026-11-30.jsonl"]
     assert to_delete == ["access-2026-11-01.jsonl.gz"]
+
+
+def test_access_timestamps_are_utc_iso_to_the_millisecond() -> None:
+    for _ in range(3):
+        before = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        stamp = iso_now()
+        after = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert len(stamp) == len("2026-01-02T03:04:05.678Z") and stamp.endswith("Z")
+        assert before <= stamp <= after  # same format, so text order is time order
+        dt.datetime.fromisoformat(stamp)
