@@ -16,7 +16,7 @@ Must not know: JSON, JSON-RPC, where the bytes come from.
 from __future__ import annotations
 
 import re
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, cast
 
 DEFAULT_MAX_LINE: Final = 16 * 1024 * 1024
 _PREFIX_KEPT: Final = 4096
@@ -85,6 +85,16 @@ class LineSplitter:
         self._skipping = False
 
     def feed(self, chunk: bytes) -> list[Piece]:
+        if not self._buf and not self._skipping and len(chunk) <= self._max:
+            # The usual read: whole lines, none of which can be over the limit. One C-level split
+            # instead of a find per line (a read of 64 requests costs a fifth as much).
+            lines = chunk.split(b"\n")
+            rest = lines.pop()
+            if rest:
+                self._buf += rest
+            if b"\r" in chunk:
+                return [self._strip(line) for line in lines]
+            return cast("list[Piece]", lines)
         out: list[Piece] = []
         start = 0
         while True:

@@ -116,6 +116,28 @@ def test_lines_are_the_same_however_the_input_is_cut(lines: list[bytes], data: s
 
 
 @FAST
+@given(
+    st.lists(st.binary(max_size=90).filter(lambda b: b"\n" not in b), max_size=8),
+    st.binary(max_size=90).filter(lambda b: b"\n" not in b),
+    st.data(),
+)
+def test_oversize_lines_are_refused_the_same_however_the_input_is_cut(
+    lines: list[bytes], last: bytes, data: st.DataObject
+) -> None:
+    limit = 40
+    whole = [b"{" + line for line in lines] + ([b"{" + last] if last else [])
+    stream = b"\n".join(whole) + (b"" if last else b"\n" if lines else b"")
+    out = pieces(stream, data.draw(cuts(len(stream))), limit=limit)
+    assert len(out) == len(whole), (whole, out)
+    for line, piece in zip(whole, out, strict=True):
+        if len(line) > limit:
+            assert isinstance(piece, Oversize) and piece.limit == limit
+            assert line.startswith(piece.prefix) and len(piece.prefix) > limit
+        else:
+            assert piece == (line[:-1] if line.endswith(b"\r") else line)
+
+
+@FAST
 @given(st.lists(st.binary(max_size=60), max_size=8), st.data())
 def test_lsp_frames_are_the_same_however_the_input_is_cut(bodies: list[bytes], data: st.DataObject) -> None:
     stream = b"".join(b"Content-Length: %d\r\n\r\n%s" % (len(body), body) for body in bodies)
