@@ -106,6 +106,12 @@ def test_every_message_is_classified_as_the_spec_says(value: Any) -> None:
         ]
     if isinstance(msg, Request | Reply):
         assert msg.id == value["id"]
+    if isinstance(msg, Request | Notification):
+        assert msg.method == value["method"]
+        if "params" in value:
+            assert msg.params is not None and json.loads(bytes(msg.params)) == value["params"]
+        else:
+            assert msg.params is None
 
 
 @FAST
