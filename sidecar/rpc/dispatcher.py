@@ -204,12 +204,8 @@ class Dispatcher:
 
     def handle_line(self, line: Line) -> None:
         """One framed message; whatever goes wrong costs this message only."""
-        if isinstance(line, Oversize):
-            message = f"Invalid request: the message is longer than the {line.limit} byte limit"
-            self._answer_invalid(Invalid(envelope.id_from_prefix(line.prefix), INVALID_REQUEST, message))
-            return
-        if isinstance(line, Unframed):
-            self._answer_invalid(Invalid(None, PARSE_ERROR, f"Parse error: {line.reason}"))
+        if line.__class__ is not bytes:
+            self._answer_unreadable(line)
             return
         if not line.strip(b" \t\r"):  # a stray blank line between messages is not worth an error
             return
@@ -218,10 +214,22 @@ class Dispatcher:
         except Exception:  # decode is meant never to raise; a bug there must not end the process
             _log.exception("decoding a message failed")
             msg = Invalid(None, PARSE_ERROR, "Parse error")
-        if isinstance(msg, Batch):
+        if msg.__class__ is Request:  # the usual message: straight to its route (a busy pipe's hot path)
+            try:
+                self._on_request(msg, self._write, False)
+            except Exception:
+                self._crashed(msg, self._write)
+        elif isinstance(msg, Batch):
             self._on_batch(msg)
         else:
             self.handle(msg)
+
+    def _answer_unreadable(self, line: Line) -> None:
+        if isinstance(line, Oversize):
+            message = f"Invalid request: the message is longer than the {line.limit} byte limit"
+            self._answer_invalid(Invalid(envelope.id_from_prefix(line.prefix), INVALID_REQUEST, message))
+        elif isinstance(line, Unframed):
+            self._answer_invalid(Invalid(None, PARSE_ERROR, f"Parse error: {line.reason}"))
 
     async def drain(self, grace_s: float = math.inf, settle_s: float = math.inf) -> None:
         """Wait for in-flight requests, up to `grace_s`; then cancel what is left and wait up to
@@ -241,7 +249,7 @@ class Dispatcher:
         answer = self._write if reply is None else reply
         try:
             if isinstance(msg, Request):
-                self._on_request(msg, answer, in_batch=reply is not None)
+                self._on_request(msg, answer, reply is not None)
             elif isinstance(msg, Notification):
                 self._on_notification(msg)
             elif isinstance(msg, Reply):
@@ -250,12 +258,14 @@ class Dispatcher:
             else:
                 answer(envelope.encode_error(msg.id, msg.code, msg.message))
         except Exception:
-            _log.exception("dispatching a message failed")
-            if isinstance(msg, Request) and msg.id not in self._inflight:
-                data = ErrorData(
-                    kind="internal_error", message="The sidecar hit an internal error; see its log."
-                )
-                answer(envelope.encode_error(msg.id, INTERNAL_ERROR, "Internal error", data))
+            self._crashed(msg, answer)
+
+    def _crashed(self, msg: Inbound, answer: Write) -> None:
+        """Dispatching `msg` raised: log it, and answer it if it is a request nobody will answer."""
+        _log.exception("dispatching a message failed")
+        if isinstance(msg, Request) and msg.id not in self._inflight:
+            data = ErrorData(kind="internal_error", message="The sidecar hit an internal error; see its log.")
+            answer(envelope.encode_error(msg.id, INTERNAL_ERROR, "Internal error", data))
 
     def _answer_invalid(self, msg: Invalid) -> None:
         self._write(envelope.encode_error(msg.id, msg.code, msg.message))
@@ -266,7 +276,7 @@ class Dispatcher:
         for item in batch.items:
             self.handle(item, collect)
 
-    def _on_request(self, req: Request, answer: Write, *, in_batch: bool = False) -> None:
+    def _on_request(self, req: Request, answer: Write, in_batch: bool) -> None:
         found = self._routes.get(req.method)
         if found is None:
             if req.method in CANCEL_METHODS:
@@ -301,7 +311,7 @@ class Dispatcher:
 
         No `logs.bound` here (it would cost more than the handler): what this path logs names the
         request itself."""
-        step = call if isinstance(call, types.CoroutineType) else call.__await__()
+        step = call if call.__class__ is types.CoroutineType else call.__await__()
         try:
             suspended_on = step.send(None)
         except StopIteration as done:
@@ -311,7 +321,9 @@ class Dispatcher:
         else:  # it suspended after all: it goes on in a task, cancellable like any request
             self._spawn(req, answer, lambda: _resume(step, suspended_on))
             return
-        self._answered(answer, reply)
+        answer(reply)
+        if self._on_first_answer is not None:
+            self._first_answer()
 
     def _spawn(self, req: Request, answer: Write, call: Callable[[], Awaitable[Any]]) -> None:
         scope = anyio.CancelScope()
@@ -323,7 +335,11 @@ class Dispatcher:
     def _answered(self, answer: Write, reply: bytes) -> None:
         answer(reply)
         if self._on_first_answer is not None:
-            hook, self._on_first_answer = self._on_first_answer, None
+            self._first_answer()
+
+    def _first_answer(self) -> None:
+        hook, self._on_first_answer = self._on_first_answer, None
+        if hook is not None:
             hook()
 
     def _on_notification(self, note: Notification) -> None:
