@@ -29,7 +29,6 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 SIDECAR = str(Path(sys.executable).with_name("llm-sidecar"))
 Table = list[tuple[str, str, str, str]]
-_SETTLE_S = 0.3
 # 64 KiB, as the sidecar reads: glibc mmaps a larger `os.read` buffer and unmaps it on every read,
 # three system calls the floor would pay and the sidecar does not.
 _READ = 64 * 1024
@@ -89,6 +88,15 @@ class _Proc:
             t = self.ps.cpu_times()
             return float(t.user + t.system)
 
+    def wait_idle(self, window_s: float = 0.05, most_s: float = 10.0) -> None:
+        """Wait until the server uses (almost) no CPU between requests (at most `most_s`)."""
+        deadline = time.monotonic() + most_s
+        while time.monotonic() < deadline:
+            before = self.cpu()
+            time.sleep(window_s)
+            if self.cpu() - before < window_s * 0.05:
+                return
+
     def round_trips(self, lines: list[bytes], window: int) -> float:
         """Round trips/s for `lines` with at most `window` requests in flight."""
         sent = got = 0
@@ -141,7 +149,7 @@ def _interleaved(
     try:
         for proc in procs:
             proc.round_trips(_lines(200), window)
-        time.sleep(_SETTLE_S)  # the sidecar warms its HTTP stack in a thread after its first answer
+            proc.wait_idle()  # the sidecar imports its HTTP stack in a thread after its first answer
         lines = _lines(n)
         for _ in range(rounds):
             for proc, fig in zip(procs, figures, strict=True):
