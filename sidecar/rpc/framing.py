@@ -92,7 +92,9 @@ class LineSplitter:
             rest = lines.pop()
             if rest:
                 self._buf += rest
-            if b"\r" in chunk:
+            # `find`, not `in`: bytes.__contains__ first tries its operand as an int, raising (and
+            # formatting) a TypeError it then discards, on every read.
+            if chunk.find(b"\r") >= 0:
                 return [self._strip(line) for line in lines]
             return cast("list[Piece]", lines)
         out: list[Piece] = []
