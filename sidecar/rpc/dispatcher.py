@@ -93,7 +93,8 @@ class Route:
     """A method's handler and params type. Its decoder is built on first use: building one for
     every method of the table would cost start-up time (each resolves its type's annotations)."""
 
-    __slots__ = ("_decoder", "called", "handler", "inline", "params_type")
+    __slots__ = ("called", "decoder", "handler", "inline", "params_type")
+    decoder: msgspec.json.Decoder[Any]  # unset until first read (see `__getattr__`)
 
     def __init__(
         self,
@@ -102,18 +103,21 @@ class Route:
         params_type: type[Any],
         inline: bool = False,
     ) -> None:
-        self._decoder = decoder
+        if decoder is not None:
+            self.decoder = decoder
         self.handler = handler
         self.params_type = params_type
         # The handler never suspends: answer it on the read, with no task and no cancel scope.
         self.inline = inline
         self.called = False  # an inline route's first call runs in a task (see the module docstring)
 
-    @property
-    def decoder(self) -> msgspec.json.Decoder[Any]:
-        if self._decoder is None:
-            self._decoder = msgspec.json.Decoder(self.params_type)
-        return self._decoder
+    def __getattr__(self, name: str) -> Any:
+        # Called only for a slot not set yet: the decoder, built here on its first read. Later
+        # reads find the slot filled, with no Python call (a property would cost one per request).
+        if name != "decoder":
+            raise AttributeError(name)
+        self.decoder = msgspec.json.Decoder(self.params_type)
+        return self.decoder
 
 
 def route(params_type: type[Any], handler: Handler, *, inline: bool = False) -> Route:
