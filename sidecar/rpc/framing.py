@@ -252,6 +252,11 @@ class Detector:
         framing: Framing = "lsp" if any(head.startswith(name) for name in _HEADER_NAMES) else "lines"
         return self._choose(framing).feed(self._take())
 
+    @property
+    def chosen(self) -> Splitter | None:
+        """The splitter of the framing decided on, once it is: feed it directly from then on."""
+        return self._inner
+
     def finish(self) -> list[Piece]:
         if self._inner is None:
             return self._choose("lines").feed(self._take()) + self._choose("lines").finish()
