@@ -95,7 +95,8 @@ class Route:
     The params type may be given as a function that returns it, called on first use too (the
     METHODS table loads a method's structs only then)."""
 
-    __slots__ = ("_decoder", "_params", "called", "handler", "inline")
+    __slots__ = ("_params", "called", "decoder", "handler", "inline")
+    decoder: msgspec.json.Decoder[Any]  # unset until first read (see `__getattr__`)
 
     def __init__(
         self,
@@ -104,7 +105,8 @@ class Route:
         params_type: type[Any] | Callable[[], type[Any]],
         inline: bool = False,
     ) -> None:
-        self._decoder = decoder
+        if decoder is not None:
+            self.decoder = decoder
         self.handler = handler
         self._params = params_type
         # The handler never suspends: answer it on the read, with no task and no cancel scope.
@@ -117,11 +119,13 @@ class Route:
             self._params = self._params()
         return self._params
 
-    @property
-    def decoder(self) -> msgspec.json.Decoder[Any]:
-        if self._decoder is None:
-            self._decoder = msgspec.json.Decoder(self.params_type)
-        return self._decoder
+    def __getattr__(self, name: str) -> Any:
+        # Called only for a slot not set yet: the decoder, built here on its first read. Later
+        # reads find the slot filled, with no Python call (a property would cost one per request).
+        if name != "decoder":
+            raise AttributeError(name)
+        self.decoder = msgspec.json.Decoder(self.params_type)
+        return self.decoder
 
 
 def route(
@@ -214,12 +218,8 @@ class Dispatcher:
 
     def handle_line(self, line: Line) -> None:
         """One framed message; whatever goes wrong costs this message only."""
-        if isinstance(line, Oversize):
-            message = f"Invalid request: the message is longer than the {line.limit} byte limit"
-            self._answer_invalid(Invalid(envelope.id_from_prefix(line.prefix), INVALID_REQUEST, message))
-            return
-        if isinstance(line, Unframed):
-            self._answer_invalid(Invalid(None, PARSE_ERROR, f"Parse error: {line.reason}"))
+        if line.__class__ is not bytes:
+            self._answer_unreadable(line)
             return
         if not line.strip(b" \t\r"):  # a stray blank line between messages is not worth an error
             return
@@ -228,10 +228,22 @@ class Dispatcher:
         except Exception:  # decode is meant never to raise; a bug there must not end the process
             _log.exception("decoding a message failed")
             msg = Invalid(None, PARSE_ERROR, "Parse error")
-        if isinstance(msg, Batch):
+        if msg.__class__ is Request:  # the usual message: straight to its route (a busy pipe's hot path)
+            try:
+                self._on_request(msg, self._write, False)
+            except Exception:
+                self._crashed(msg, self._write)
+        elif isinstance(msg, Batch):
             self._on_batch(msg)
         else:
             self.handle(msg)
+
+    def _answer_unreadable(self, line: Line) -> None:
+        if isinstance(line, Oversize):
+            message = f"Invalid request: the message is longer than the {line.limit} byte limit"
+            self._answer_invalid(Invalid(envelope.id_from_prefix(line.prefix), INVALID_REQUEST, message))
+        elif isinstance(line, Unframed):
+            self._answer_invalid(Invalid(None, PARSE_ERROR, f"Parse error: {line.reason}"))
 
     async def drain(self, grace_s: float = math.inf, settle_s: float = math.inf) -> None:
         """Wait for in-flight requests, up to `grace_s`; then cancel what is left and wait up to
@@ -251,7 +263,7 @@ class Dispatcher:
         answer = self._write if reply is None else reply
         try:
             if isinstance(msg, Request):
-                self._on_request(msg, answer, in_batch=reply is not None)
+                self._on_request(msg, answer, reply is not None)
             elif isinstance(msg, Notification):
                 self._on_notification(msg)
             elif isinstance(msg, Reply):
@@ -260,12 +272,14 @@ class Dispatcher:
             else:
                 answer(envelope.encode_error(msg.id, msg.code, msg.message))
         except Exception:
-            _log.exception("dispatching a message failed")
-            if isinstance(msg, Request) and msg.id not in self._inflight:
-                data = ErrorData(
-                    kind="internal_error", message="The sidecar hit an internal error; see its log."
-                )
-                answer(envelope.encode_error(msg.id, INTERNAL_ERROR, "Internal error", data))
+            self._crashed(msg, answer)
+
+    def _crashed(self, msg: Inbound, answer: Write) -> None:
+        """Dispatching `msg` raised: log it, and answer it if it is a request nobody will answer."""
+        _log.exception("dispatching a message failed")
+        if isinstance(msg, Request) and msg.id not in self._inflight:
+            data = ErrorData(kind="internal_error", message="The sidecar hit an internal error; see its log.")
+            answer(envelope.encode_error(msg.id, INTERNAL_ERROR, "Internal error", data))
 
     def _answer_invalid(self, msg: Invalid) -> None:
         self._write(envelope.encode_error(msg.id, msg.code, msg.message))
@@ -276,7 +290,7 @@ class Dispatcher:
         for item in batch.items:
             self.handle(item, collect)
 
-    def _on_request(self, req: Request, answer: Write, *, in_batch: bool = False) -> None:
+    def _on_request(self, req: Request, answer: Write, in_batch: bool) -> None:
         found = self._routes.get(req.method)
         if found is None:
             if req.method in CANCEL_METHODS:
@@ -311,7 +325,7 @@ class Dispatcher:
 
         No `logs.bound` here (it would cost more than the handler): what this path logs names the
         request itself."""
-        step = call if isinstance(call, types.CoroutineType) else call.__await__()
+        step = call if call.__class__ is types.CoroutineType else call.__await__()
         try:
             suspended_on = step.send(None)
         except StopIteration as done:
@@ -321,7 +335,9 @@ class Dispatcher:
         else:  # it suspended after all: it goes on in a task, cancellable like any request
             self._spawn(req, answer, lambda: _resume(step, suspended_on))
             return
-        self._answered(answer, reply)
+        answer(reply)
+        if self._on_first_answer is not None:
+            self._first_answer()
 
     def _spawn(self, req: Request, answer: Write, call: Callable[[], Awaitable[Any]]) -> None:
         scope = anyio.CancelScope()
@@ -333,7 +349,11 @@ class Dispatcher:
     def _answered(self, answer: Write, reply: bytes) -> None:
         answer(reply)
         if self._on_first_answer is not None:
-            hook, self._on_first_answer = self._on_first_answer, None
+            self._first_answer()
+
+    def _first_answer(self) -> None:
+        hook, self._on_first_answer = self._on_first_answer, None
+        if hook is not None:
             hook()
 
     def _on_notification(self, note: Notification) -> None:

@@ -16,7 +16,7 @@ Must not know: which methods exist, LLMs, providers, keys.
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -71,7 +71,19 @@ class Batch(msgspec.Struct, frozen=True, gc=False):
     items: tuple[Inbound, ...]
 
 
+class _Call(msgspec.Struct, gc=False):
+    """The usual message, typed: a well-formed request (or notification, without `id`). Decoding
+    into it takes a fifth of the time of `_Inbound` and its classification; anything it refuses
+    goes the general way, which says what is wrong."""
+
+    jsonrpc: Literal["2.0"]
+    method: Annotated[str, msgspec.Meta(min_length=1)]
+    id: int | str | msgspec.UnsetType = msgspec.UNSET
+    params: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+
+
 _decoder: Final = msgspec.json.Decoder(_Inbound)
+_call_decoder: Final = msgspec.json.Decoder(_Call)
 _batch_decoder: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _any_decoder: Final = msgspec.json.Decoder()
 _STRING: Final = rb'"(?:[^"\\]|\\.)*"'
@@ -90,6 +102,15 @@ def decode(line: bytes) -> Inbound | Batch:
             line.decode("utf-8")
         except UnicodeDecodeError as exc:
             return Invalid(None, PARSE_ERROR, f"Parse error: invalid UTF-8 at byte {exc.start}")
+    try:
+        call = _call_decoder.decode(line)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        pass
+    else:
+        params = None if call.params is msgspec.UNSET else call.params
+        if call.id is msgspec.UNSET:
+            return Notification(call.method, params, line)
+        return Request(call.id, call.method, params, line)
     try:
         msg = _decoder.decode(line)
     except msgspec.ValidationError:

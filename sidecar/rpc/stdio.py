@@ -289,6 +289,7 @@ class StdinReader:
     def __init__(self, fd: int, max_line: int, on_framing: Callable[[Framing], None] | None = None) -> None:
         self._fd = fd
         self._splitter = Detector(max_line)
+        self._feed = self._splitter.feed  # the chosen splitter's own, once the framing is known
         self._on_framing = on_framing
         self._told = False
         self._ended = False
@@ -353,12 +354,17 @@ class StdinReader:
 
     def _split(self, chunk: bytes) -> list[Piece]:
         if chunk:
-            items = self._splitter.feed(chunk)
+            items = self._feed(chunk)
+            if self._told:
+                return items
         else:
             self._ended = True
             items = self._splitter.finish()
         if not self._told and self._splitter.framing is not None:
             self._told = True
+            chosen = self._splitter.chosen
+            if chosen is not None:
+                self._feed = chosen.feed
             if self._on_framing is not None:
                 self._on_framing(self._splitter.framing)
         return items

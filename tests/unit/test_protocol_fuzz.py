@@ -106,6 +106,12 @@ def test_every_message_is_classified_as_the_spec_says(value: Any) -> None:
         ]
     if isinstance(msg, Request | Reply):
         assert msg.id == value["id"]
+    if isinstance(msg, Request | Notification):
+        assert msg.method == value["method"]
+        if "params" in value:
+            assert msg.params is not None and json.loads(bytes(msg.params)) == value["params"]
+        else:
+            assert msg.params is None
 
 
 @FAST
@@ -113,6 +119,28 @@ def test_every_message_is_classified_as_the_spec_says(value: Any) -> None:
 def test_lines_are_the_same_however_the_input_is_cut(lines: list[bytes], data: st.DataObject) -> None:
     stream = b"".join(b"{" + line + b"\n" for line in lines)  # `{`: never mistaken for LSP headers
     assert pieces(stream, data.draw(cuts(len(stream)))) == [b"{" + line.rstrip(b"\r") for line in lines]
+
+
+@FAST
+@given(
+    st.lists(st.binary(max_size=90).filter(lambda b: b"\n" not in b), max_size=8),
+    st.binary(max_size=90).filter(lambda b: b"\n" not in b),
+    st.data(),
+)
+def test_oversize_lines_are_refused_the_same_however_the_input_is_cut(
+    lines: list[bytes], last: bytes, data: st.DataObject
+) -> None:
+    limit = 40
+    whole = [b"{" + line for line in lines] + ([b"{" + last] if last else [])
+    stream = b"\n".join(whole) + (b"" if last else b"\n" if lines else b"")
+    out = pieces(stream, data.draw(cuts(len(stream))), limit=limit)
+    assert len(out) == len(whole), (whole, out)
+    for line, piece in zip(whole, out, strict=True):
+        if len(line) > limit:
+            assert isinstance(piece, Oversize) and piece.limit == limit
+            assert line.startswith(piece.prefix) and len(piece.prefix) > limit
+        else:
+            assert piece == (line[:-1] if line.endswith(b"\r") else line)
 
 
 @FAST
