@@ -3,7 +3,8 @@
 `build_services` makes every service from a config and a key store (tests build it too). Each
 service is a `GROUPS` row (which methods it serves) and a `Services` property that builds it on
 first use, so start-up pays only for what the first answer needs: the HTTP client (aiohttp),
-structlog, keyring and the MCP SDK are imported when first used. `sidecar.process` runs the services on stdin/stdout.
+structlog, keyring and the MCP SDK are imported when first used. `sidecar.process` runs the
+services on stdin/stdout.
 
 Must not know: stdin/stdout, framing, the MCP SDK, HTTP routes.
 """
