@@ -254,6 +254,7 @@ class Ledger:
         self.db = db
         self.on_commit = on_commit
         self.engine = db.engine
+        self._sqlite = db.engine == "sqlite"
         db.register(audit.COMPONENT, [text_for(m, db.engine) for m in audit.ENGINE_MIGRATIONS])
         db.register(COMPONENT, [text_for(m, db.engine) for m in ENGINE_MIGRATIONS])
         self._day_of_ts = text_for(_DAY_OF_TS, db.engine)
@@ -458,7 +459,8 @@ class Ledger:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if rows:
-                inserted = sum(conn.execute(sql, p).rowcount for sql, p in insert_chunks(rows, self._pid))
+                chunks = insert_chunks(rows, self._pid, sqlite=self._sqlite)
+                inserted = sum(conn.execute(sql, params).rowcount for sql, params in chunks)
                 fresh = rows
                 if inserted != len(rows):
                     # Some were committed already (a batch retried after a commit whose answer was
@@ -467,7 +469,7 @@ class Ledger:
                     conn.execute("BEGIN IMMEDIATE")
                     known = self._known_uids(conn, rows)
                     fresh = [r for r in rows if r.uid not in known]
-                    for sql, params in insert_chunks(fresh, self._pid):
+                    for sql, params in insert_chunks(fresh, self._pid, sqlite=self._sqlite):
                         conn.execute(sql, params)
                 spend, runs = rollups(fresh)
                 if spend:
