@@ -168,11 +168,11 @@ def rollups(rows: Iterable[Row]) -> tuple[RollupParams, RollupParams]:
     """What `rows` add to `spend_daily` (day, provider, requests, cost) and to `run_tokens` (run id,
     provider, tokens, cost), one entry per key, sorted by key: every writer takes the rollup rows'
     locks in one order (two PostgreSQL replicas' batches would otherwise deadlock)."""
-    spend: dict[tuple[str, str], list[float]] = {}
+    spend: dict[tuple[int, str], list[float]] = {}  # by UTC day number, turned into days below
     runs: dict[tuple[str, str], list[float]] = {}
     for row in rows:
         cost = row.cost_usd or 0.0
-        key = (utc_day(row.ts), row.provider)
+        key = (int(row.ts // 86400), row.provider)
         entry = spend.get(key)
         if entry is None:
             spend[key] = [1, cost]
@@ -180,17 +180,17 @@ def rollups(rows: Iterable[Row]) -> tuple[RollupParams, RollupParams]:
             entry[0] += 1
             entry[1] += cost
         if row.run_id is not None:
-            key = (row.run_id, row.provider)
+            run = (row.run_id, row.provider)
             tokens = (row.input_tokens or 0) + (row.output_tokens or 0)
-            entry = runs.get(key)
+            entry = runs.get(run)
             if entry is None:
-                runs[key] = [tokens, cost]
+                runs[run] = [tokens, cost]
             else:
                 entry[0] += tokens
                 entry[1] += cost
     return (
-        [(a, b, int(n), c) for (a, b), (n, c) in sorted(spend.items())],
-        [(a, b, int(n), c) for (a, b), (n, c) in sorted(runs.items())],
+        sorted((_day_number_iso(d), p, int(n), c) for (d, p), (n, c) in spend.items()),
+        sorted((a, b, int(n), c) for (a, b), (n, c) in runs.items()),
     )
 
 
