@@ -43,7 +43,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
-import itertools
 import os
 import queue
 import sqlite3
@@ -525,12 +524,13 @@ class Ledger:
 
     def _tally_queued(self) -> None:
         """Add the rows queued since the last call to the spend in memory (`_pending_lock` held)."""
-        start = self._tallied - self._taken
-        if start < len(self._queued):
-            # One C-level copy (no thread switch inside it) while `record` may append.
-            fresh = list(itertools.islice(self._queued, start, None))
-            self._tally_rows(fresh)
-            self._tallied += len(fresh)
+        queued = self._queued
+        start, end = self._tallied - self._taken, len(queued)
+        if start < end:
+            # Rows only leave the deque's left end under this lock, and `record` appends at the
+            # right, so these positions hold still; a position near the right end is one step.
+            self._tally_rows([queued[i] for i in range(start, end)])
+            self._tallied += end - start
 
     def _tally_rows(self, rows: Sequence[Row]) -> None:
         add = self._tally.add
