@@ -193,7 +193,8 @@ class LocalCoordinator:
             counters = []
             for line in lines:
                 counter = self._counter(line)
-                counter.purge(now)
+                if now >= counter.next_expiry:
+                    counter.purge(now)
                 counter.floor(usd_units(line.committed_usd))
                 limit, reserved = usd_units(line.limit_usd), counter.reserved
                 if refuses(limit, counter.spent, reserved, amount):
@@ -211,14 +212,15 @@ class LocalCoordinator:
         self.settle_sync(reservation, actual_usd)
 
     def settle_sync(self, reservation: Reservation, actual_usd: float | None) -> None:
+        actual = None if actual_usd is None else usd_units(actual_usd)
+        rid = reservation.id
         with self._lock:
-            rid = reservation.id
             for line in reservation.lines:
                 counter = self._counter(line)
                 counter.drop(rid)
-                if actual_usd is not None:
+                if actual is not None:
                     counter.floor(usd_units(line.committed_usd))
-                    counter.spent += usd_units(actual_usd)
+                    counter.spent += actual
 
     async def release(self, reservation: Reservation) -> None:
         self.settle_sync(reservation, None)
