@@ -344,6 +344,7 @@ class Ledger:
             with self._thread_lock:
                 if self._thread is None or self._thread is threading.current_thread():
                     self._writer_running = False
+                    self._idle = True  # a writer that died of a bug is replaced by the next row
 
     def _run(self) -> None:
         backlog = False

@@ -260,6 +260,36 @@ def test_two_ledgers_on_one_file_lose_no_row(tmp_path: Path) -> None:
     assert fresh.run_tokens("shared", ["*", "openai", "anthropic"]) == [2500, 2500, 0]
 
 
+def test_a_writer_that_died_of_a_bug_is_replaced_by_the_next_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`record` wakes the writer only while it is idle; a writer thread that ended on an
+    unexpected error counts as idle, so the next row starts another (no flush needed)."""
+    db = Database(tmp_path / "sidecar.db")
+    ledger = Ledger(db)
+    real, failed = db.run_sync, threading.Event()
+
+    def broken_once(call: Any) -> Any:
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("a bug in the writer")
+        return real(call)
+
+    monkeypatch.setattr(db, "run_sync", broken_once)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the bug is expected here
+    ledger.record(Row(ts=1_800_000_000.0, method="stream", provider="openai", model="m", outcome="ok",
+                      latency_ms=1.0))  # fmt: skip
+    assert failed.wait(5)
+    time.sleep(0.2)  # the thread ends right after the error
+    ledger.record(Row(ts=1_800_000_001.0, method="stream", provider="openai", model="m", outcome="ok",
+                      latency_ms=1.0))  # fmt: skip
+    deadline = time.monotonic() + 5
+    while ledger.committed == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [r["ts"] for r in rows(tmp_path)] == [1_800_000_001.0]
+    assert ledger.close(5)
+
+
 def test_rows_recorded_while_the_writer_commits_are_counted_once(tmp_path: Path) -> None:
     """Four threads record while the writer takes and commits batches and queries run: every
     answer lies between what was recorded before it was asked and what was recorded once it
