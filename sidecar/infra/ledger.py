@@ -505,17 +505,11 @@ class Ledger:
         plus every row this process queued since. None when that was read more than `TALLY_TTL_S`
         ago or does not cover a period: `refresh_spends` (a query), then ask again."""
         with self._pending_lock:
-            if not self._tally_in_use():
+            if time.monotonic() - self._tally_read_at > TALLY_TTL_S:  # `_tally_in_use`, in line
                 return None
-            self._tally_queued()
-            out: list[float] = []
-            get = self._tally.get
-            for scope, period in keys:
-                spent = get(scope, period)
-                if spent is None:
-                    return None
-                out.append(spent)
-            return out
+            if self._tallied - self._taken < len(self._queued):
+                self._tally_queued()
+            return self._tally.get_all(keys)
 
     def _tally_in_use(self) -> bool:
         """Whether the spend in memory may still be used (`_pending_lock` held). One that may not
