@@ -19,17 +19,19 @@ Tables (component `ledger`, an append-only list of migrations):
 The same code runs on PostgreSQL for a team (`infra.pg.PgBlocking` in place of the state database):
 statements are written in the subset both engines share, with `Dialects` where they differ.
 
-Writes stay off the request path: `record` queues the row and returns; a writer thread commits what
-queued within 50 ms of the first row in one short `BEGIN IMMEDIATE` transaction (one transaction per
-50 ms under load, not one per request), retrying while another process holds the write lock. Rows
-not yet committed are counted by the budget queries (`_pending`), so a burst of requests can't slip
-past a limit while its rows wait. The spend of the current month per day and provider is also
-kept in memory (`infra.spend_tally`: the rollups as read, plus every row as it is queued, re-read
-every `TALLY_TTL_S` to take in other processes' spending), so a budget check is a lookup
-(`period_spends`). `close` flushes. A crash (kill -9) loses only rows still queued;
-WAL keeps the committed ones and the file consistent. On PostgreSQL a batch that cannot reach the
-server is kept and tried again (backing off up to 2 s) for as long as the process lives, so a
-restarted database loses nothing; two replicas' batches that deadlock on the rollups are retried.
+Writes stay off the request path: `record` appends the row to a deque and returns (no lock; a
+wake-up only when the writer is idle); a writer thread commits what queued within 50 ms of the
+first row in one short `BEGIN IMMEDIATE` transaction (one transaction per 50 ms under load, not one
+per request), retrying while another process holds the write lock. Rows not yet committed are
+counted by the budget queries (`_pending`), so a burst of requests can't slip past a limit while
+its rows wait. The spend of the current month per day and provider is also kept in memory
+(`infra.spend_tally`: the rollups as read, plus every row queued since, re-read every
+`TALLY_TTL_S` to take in other processes' spending), so a budget check is a lookup
+(`period_spends`); while no budget check uses it, rows are not added to it. `close` flushes. A
+crash (kill -9) loses only rows still queued; WAL keeps the committed ones and the file
+consistent. On PostgreSQL a batch that cannot reach the server is kept and tried again (backing
+off up to 2 s) for as long as the process lives, so a restarted database loses nothing; two
+replicas' batches that deadlock on the rollups are retried.
 A batch retried after a commit whose answer was lost finds some of its rows already there (the
 `uid` is unique); it then counts in the rollups only the rows it inserted.
 
@@ -38,6 +40,7 @@ Must not know: the protocol, providers, chat, how budgets are decided (core.budg
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import os
@@ -229,9 +232,6 @@ class _Stop(_Flush):
     __slots__ = ()
 
 
-_Item = Row | AuditNote | _Flush
-
-
 def _busy(exc: sqlite3.OperationalError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
@@ -253,16 +253,26 @@ class Ledger:
         self.db = db
         self.on_commit = on_commit
         self.engine = db.engine
+        self._sqlite = db.engine == "sqlite"
         db.register(audit.COMPONENT, [text_for(m, db.engine) for m in audit.ENGINE_MIGRATIONS])
         db.register(COMPONENT, [text_for(m, db.engine) for m in ENGINE_MIGRATIONS])
         self._day_of_ts = text_for(_DAY_OF_TS, db.engine)
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self._pending: dict[str, Row] = {}
-        self._pending_lock = threading.Lock()  # guards `_pending` and `_tally`
+        # Rows and audit rows wait in deques: appending is one step under the GIL, so `record`
+        # takes no lock. Only the writer takes from them, under `_pending_lock`.
+        self._queued: collections.deque[Row] = collections.deque()
+        self._notes: collections.deque[AuditNote] = collections.deque()
+        # Rows the writer has taken and not yet committed (or dropped): still pending.
+        self._inflight: list[Row] = []
+        self._pending_lock = threading.Lock()  # guards taking rows, `_inflight` and `_tally`
+        # Wake-ups for an idle writer (None) and flush or stop markers.
+        self._wake: queue.SimpleQueue[_Flush | None] = queue.SimpleQueue()
+        self._idle = True  # no writer, or one waiting on `_wake`: the next row must wake it
         self._tally = SpendTally()
         self._tally_read_at = -TALLY_TTL_S
-        # Queued, not yet added to `_tally`: done in bulk, off the request path.
-        self._untallied: list[Row] = []
+        # Rows counted from the first `record`: `_taken` of them left `_queued` for the writer,
+        # the first `_tallied` are in `_tally` (or in what it was last read from).
+        self._taken = 0
+        self._tallied = 0
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._writer_running = False
@@ -274,22 +284,26 @@ class Ledger:
     # --- writing ---------------------------------------------------------------------------------
 
     def record(self, row: Row) -> None:
-        """Queue one request's row for the writer."""
-        with self._pending_lock:
-            self._pending[row.uid] = row
-            self._untallied.append(row)
-        self._queue.put(row)
-        self._ensure_writer()
+        """Queue one request's row for the writer (no lock, no wake-up while the writer gathers)."""
+        self._queued.append(row)
+        if self._idle:
+            self._wake_writer()
 
     def note(self, entry: AuditNote) -> None:
         """Queue an audit-trail row; committed with the next batch."""
-        self._queue.put(entry)
+        self._notes.append(entry)
+        if self._idle:
+            self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        self._idle = False
+        self._wake.put(None)
         self._ensure_writer()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued before this call is committed (or dropped)."""
         marker = _Flush()
-        self._queue.put(marker)
+        self._wake.put(marker)
         self._urgent.set()
         self._ensure_writer()
         return marker.done.wait(timeout)
@@ -301,7 +315,7 @@ class Ledger:
             if thread is None or not thread.is_alive():
                 return True
             marker = _Stop()
-            self._queue.put(marker)
+            self._wake.put(marker)
             self._urgent.set()
         done = marker.done.wait(timeout)
         if not done:
@@ -311,7 +325,7 @@ class Ledger:
     @property
     def pending_count(self) -> int:
         with self._pending_lock:
-            return len(self._pending)
+            return len(self._inflight) + len(self._queued)
 
     def _ensure_writer(self) -> None:
         if self._writer_running:  # a flag, not `is_alive()`: this runs once per request
@@ -330,44 +344,78 @@ class Ledger:
             with self._thread_lock:
                 if self._thread is None or self._thread is threading.current_thread():
                     self._writer_running = False
+                    self._idle = True  # a writer that died of a bug is replaced by the next row
 
     def _run(self) -> None:
         backlog = False
         while True:
-            items: list[_Item] = [self._queue.get()]
-            if not isinstance(items[0], _Flush) and not backlog:
-                # Gather for up to _BATCH_WINDOW_S with one wake-up: one transaction per few tens
-                # of milliseconds under load instead of one per request. A flush or a stop cuts
-                # the wait short.
-                self._urgent.wait(_BATCH_WINDOW_S)
+            markers: list[_Flush] = []
+            if not backlog:
+                # Idle from here: a row queued before the look below is seen by it, a row queued
+                # after it wakes the writer (`record` reads `_idle` after appending).
+                self._idle = True
+                if not self._queued and not self._notes:
+                    first = self._wake.get()
+                    if first is not None:
+                        markers.append(first)
+                self._idle = False
+                if not markers:
+                    # Gather for up to _BATCH_WINDOW_S with one wake-up: one transaction per few
+                    # tens of milliseconds under load instead of one per request. A flush or a
+                    # stop cuts the wait short.
+                    self._urgent.wait(_BATCH_WINDOW_S)
             self._urgent.clear()
-            while len(items) < _MAX_BATCH:
+            while True:
                 try:
-                    items.append(self._queue.get_nowait())
+                    item = self._wake.get_nowait()
                 except queue.Empty:
                     break
-            backlog = len(items) == _MAX_BATCH
-            rows = [i for i in items if isinstance(i, Row)]
-            notes = [i for i in items if isinstance(i, AuditNote)]
-            markers = [i for i in items if isinstance(i, _Flush)]
-            if rows or notes:
-                self._commit(rows, notes)
+                if item is not None:
+                    markers.append(item)
+            # A marker waits for every row queued before it, so all of them now (in batches);
+            # otherwise one batch.
+            todo = len(self._queued) if markers else min(len(self._queued), _MAX_BATCH)
+            while True:
+                rows = self._take(min(todo, _MAX_BATCH))
+                todo -= len(rows)
+                notes = [self._notes.popleft() for _ in range(len(self._notes))]
+                if rows or notes:
+                    self._commit(rows, notes)
+                if rows and self.on_commit is not None:
+                    try:
+                        self.on_commit(rows)
+                    except Exception:
+                        _log.exception("ledger commit observer failed")
+                if todo <= 0:
+                    break
+            backlog = len(self._queued) >= _MAX_BATCH
             stop = any(isinstance(m, _Stop) for m in markers)
             if stop:
                 with self._thread_lock:
                     self._thread = None
                     self._writer_running = False
-            if rows and self.on_commit is not None:
-                try:
-                    self.on_commit(rows)
-                except Exception:
-                    _log.exception("ledger commit observer failed")
+                    self._idle = True  # a row queued from now on starts a new writer
             # After the observer: a flush returns once what it waited for is committed *and* its
             # consequences (budget alerts) are out, so nobody reads half of a batch's effects.
             for marker in markers:
                 marker.done.set()
             if stop:
                 return
+
+    def _take(self, count: int) -> list[Row]:
+        """The next `count` queued rows, now in flight; added to the spend in memory if it is in
+        use and they were not yet."""
+        with self._pending_lock:
+            take = self._queued.popleft
+            rows = [take() for _ in range(count)]
+            self._inflight = rows
+            first = self._taken
+            self._taken += count
+            if self._tallied < self._taken:
+                if self._tally_in_use():
+                    self._tally_rows(rows[max(self._tallied - first, 0) :])
+                self._tallied = self._taken
+            return rows
 
     def _commit(self, rows: list[Row], notes: list[AuditNote]) -> None:
         delay = 0.05
@@ -403,8 +451,7 @@ class Ledger:
 
     def _drop(self, rows: list[Row], notes: list[AuditNote], exc: Exception) -> None:
         with self._pending_lock:
-            for row in rows:
-                self._pending.pop(row.uid, None)
+            self._inflight = []
         self.dropped += len(rows)
         _log.error("ledger rows not written", rows=len(rows), audit_rows=len(notes), error=type(exc).__name__)
 
@@ -412,7 +459,8 @@ class Ledger:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if rows:
-                inserted = sum(conn.execute(sql, p).rowcount for sql, p in insert_chunks(rows, self._pid))
+                chunks = insert_chunks(rows, self._pid, sqlite=self._sqlite)
+                inserted = sum(conn.execute(sql, params).rowcount for sql, params in chunks)
                 fresh = rows
                 if inserted != len(rows):
                     # Some were committed already (a batch retried after a commit whose answer was
@@ -421,7 +469,7 @@ class Ledger:
                     conn.execute("BEGIN IMMEDIATE")
                     known = self._known_uids(conn, rows)
                     fresh = [r for r in rows if r.uid not in known]
-                    for sql, params in insert_chunks(fresh, self._pid):
+                    for sql, params in insert_chunks(fresh, self._pid, sqlite=self._sqlite):
                         conn.execute(sql, params)
                 spend, runs = rollups(fresh)
                 if spend:
@@ -435,12 +483,10 @@ class Ledger:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
-        # Under the database lock, like the queries that read `_pending`: a row is counted either
-        # as pending or as committed, never both.
+        # Under the database lock, like the queries that read what is pending: a row is counted
+        # either as pending or as committed, never both.
         with self._pending_lock:
-            for row in rows:
-                self._pending.pop(row.uid, None)
-            self._tally_queued()
+            self._inflight = []
 
     @staticmethod
     def _known_uids(conn: sqlite3.Connection, rows: list[Row]) -> set[str]:
@@ -459,24 +505,33 @@ class Ledger:
         plus every row this process queued since. None when that was read more than `TALLY_TTL_S`
         ago or does not cover a period: `refresh_spends` (a query), then ask again."""
         with self._pending_lock:
-            if time.monotonic() - self._tally_read_at > TALLY_TTL_S:
+            if time.monotonic() - self._tally_read_at > TALLY_TTL_S:  # `_tally_in_use`, in line
                 return None
-            self._tally_queued()
-            out: list[float] = []
-            for scope, period in keys:
-                spent = self._tally.get(scope, period)
-                if spent is None:
-                    return None
-                out.append(spent)
-            return out
+            if self._tallied - self._taken < len(self._queued):
+                self._tally_queued()
+            return self._tally.get_all(keys)
+
+    def _tally_in_use(self) -> bool:
+        """Whether the spend in memory may still be used (`_pending_lock` held). One that may not
+        is read again before its next use, so rows are not added to it meanwhile: without
+        budgets, nothing is."""
+        return time.monotonic() - self._tally_read_at <= TALLY_TTL_S
 
     def _tally_queued(self) -> None:
         """Add the rows queued since the last call to the spend in memory (`_pending_lock` held)."""
+        queued = self._queued
+        start, end = self._tallied - self._taken, len(queued)
+        if start < end:
+            # Rows only leave the deque's left end under this lock, and `record` appends at the
+            # right, so these positions hold still; a position near the right end is one step.
+            self._tally_rows([queued[i] for i in range(start, end)])
+            self._tallied += end - start
+
+    def _tally_rows(self, rows: Sequence[Row]) -> None:
         add = self._tally.add
-        for row in self._untallied:
+        for row in rows:
             if row.cost_usd:
                 add(row.day, row.provider, row.cost_usd)
-        self._untallied.clear()
 
     def read_period_spends(self, keys: Sequence[tuple[str, str]]) -> list[float]:
         """`period_spends`, reading the rollups into memory first (from the first day of the
@@ -495,22 +550,27 @@ class Ledger:
             # Under the database lock (no batch commits meanwhile) and the pending lock (no row
             # queued meanwhile): every row is counted once, as committed or as queued.
             with self._pending_lock:
-                pending = [(r.day, r.provider, r.cost_usd or 0.0) for r in self._pending.values()]
+                queued = list(self._queued)
+                pending = [(r.day, r.provider, r.cost_usd or 0.0) for r in (*self._inflight, *queued)]
                 self._tally.reset(first_day, [*committed, *pending])
-                self._untallied.clear()
+                self._tallied = self._taken + len(queued)
                 self._tally_read_at = time.monotonic()
 
         self.db.run_sync(run)
 
     # --- spend and run figures -------------------------------------------------------------------
 
+    def _pending(self) -> list[Row]:
+        """Rows queued or in flight, not yet committed (call under the database's lock)."""
+        with self._pending_lock:
+            return [*self._inflight, *self._queued]
+
     def spends(self, queries: Sequence[tuple[str, str, str]]) -> list[float]:
         """USD spent for each `(scope, first_day, end_day)` (days `YYYY-MM-DD` UTC, end exclusive;
         scope `*` or a provider id), committed rows of every process plus this one's queued rows."""
 
         def run(conn: sqlite3.Connection) -> list[float]:
-            with self._pending_lock:
-                pending = list(self._pending.values())
+            pending = self._pending()
             out: list[float] = []
             for scope, first, end in queries:
                 if scope == OVERALL:
@@ -539,8 +599,7 @@ class Ledger:
         """Tokens (input + output) used by run `run_id`, per scope (`*` = every provider)."""
 
         def run(conn: sqlite3.Connection) -> list[int]:
-            with self._pending_lock:
-                pending = [r for r in self._pending.values() if r.run_id == run_id]
+            pending = [r for r in self._pending() if r.run_id == run_id]
             by_provider = dict(
                 conn.execute("SELECT provider, tokens FROM run_tokens WHERE run_id = ?", (run_id,)).fetchall()
             )
@@ -609,8 +668,7 @@ class Ledger:
         this process's queued ones."""
 
         def run(conn: sqlite3.Connection) -> list[float]:
-            with self._pending_lock:
-                pending = [r for r in self._pending.values() if r.client == client]
+            pending = [r for r in self._pending() if r.client == client]
             out: list[float] = []
             for since, until in periods:
                 (spent,) = conn.execute(

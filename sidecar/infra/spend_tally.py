@@ -13,7 +13,7 @@ Must not know: SQL, threads, how budgets are decided.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 OVERALL: Final = "*"
@@ -42,6 +42,18 @@ class SpendTally:
         self.since_month = first_day[:7]
         for day, provider, cost in spend:
             self.add(day, provider, cost)
+
+    def get_all(self, keys: Sequence[tuple[str, str]]) -> list[float] | None:
+        """`get` of each `(scope, period)`, in one call; None when any of them is not known here."""
+        since, spent = self.since_month, self._spent
+        if since is None:
+            return None
+        out = []
+        for key in keys:
+            if key[1][:7] < since:
+                return None
+            out.append(spent.get(key, 0.0))
+        return out
 
     def get(self, scope: str, period: str) -> float | None:
         """USD spent in `period` (a day or a month) by `scope`; None when not known here."""

@@ -32,7 +32,7 @@ import anyio.to_thread
 from sidecar import logs
 from sidecar.core import budget as policy
 from sidecar.core import cost, tokens, usage_stats
-from sidecar.core.budget import PERIODS, scope_name
+from sidecar.core.budget import PERIODS, Budget, scope_name
 from sidecar.core.counters import BudgetLine, BudgetRefusal, Reservation
 from sidecar.core.models import ModelRef
 from sidecar.errors import SidecarError
@@ -80,6 +80,7 @@ class BudgetGate:
         self.clock = clock
         self.client_limits = client_limits
         self.hold_s = hold_s
+        self._plans: dict[str, _Plan] = {}
 
     async def before(self, ref: ModelRef, params: CompleteParams) -> None:
         try:
@@ -87,14 +88,12 @@ class BudgetGate:
         except (sqlite3.Error, OSError, SidecarError) as exc:
             _log.warning("budgets unreadable, request not checked", error=type(exc).__name__)
             return
-        relevant = policy.applicable(budgets, ref.provider)
-        money = [b for b in relevant if b.daily_usd is not None or b.monthly_usd is not None]
+        plan = self._plans.get(ref.provider)
+        if plan is None or plan.budgets is not budgets:
+            plan = self._plans[ref.provider] = _Plan(budgets, ref.provider)
+        money = plan.money
         run_id = params.run_id
-        capped = (
-            [b for b in relevant if b.run_token_limit_soft is not None or b.run_token_limit_hard is not None]
-            if run_id
-            else []
-        )
+        capped = plan.capped if run_id else []
         client = current_client.get()
         client_limits: tuple[float | None, float | None] = (None, None)
         if client is not None and self.client_limits is not None:
@@ -104,13 +103,15 @@ class BudgetGate:
         now = self.clock()
         est_tokens = tokens.estimate_input_tokens(params.messages, params.tools)
         info, _ = self.pricing.info_for(ref)
-        est_cost = cost.estimate(info, est_tokens, 0).input_cost if info is not None else 0.0
-        windows = policy.windows(now)
-        keys = [(b.scope, w.key) for b in money for w in windows]
+        # One estimate gives both the input cost (what is checked) and, with the `max_tokens`
+        # the request asked for, the most it may cost (what is held).
+        estimate = cost.estimate(info, est_tokens, params.max_tokens or 0) if info is not None else None
+        est_cost = estimate.input_cost if estimate is not None else 0.0
+        lines_of = plan.lines(policy.windows(now))
         try:
-            spent = self.ledger.period_spends(keys) if keys else []
+            spent = self.ledger.period_spends(lines_of.keys) if lines_of.keys else []
             if spent is None:  # not read for a while, or a new month: one query
-                spent = await anyio.to_thread.run_sync(self.ledger.read_period_spends, keys)
+                spent = await anyio.to_thread.run_sync(self.ledger.read_period_spends, lines_of.keys)
             used = (
                 await anyio.to_thread.run_sync(self.ledger.run_tokens, run_id, [b.scope for b in capped])
                 if run_id and capped
@@ -119,36 +120,28 @@ class BudgetGate:
         except (sqlite3.Error, OSError, SidecarError) as exc:
             _log.warning("ledger unreadable, request not checked", error=type(exc).__name__)
             return
-        figures = iter(spent)
         lines: list[BudgetLine] = []
-        for b in money:
-            for w in windows:
-                period = w.period
-                committed = next(figures)
-                refusal = policy.check_spend(b, period, now, committed, est_cost)
-                limit = b.limit(period)
-                if refusal is None and limit is not None:
-                    line = BudgetLine(
-                        f"budget:{b.scope}:{w.key}", limit, committed, w.end.timestamp() + PERIOD_GRACE_S
-                    )
-                    lines.append(line)
-                if refusal is not None:
-                    _log.info("request refused: budget", scope=b.scope, period=period, provider=ref.provider)
-                    raise SidecarError(
-                        "budget_exceeded",
-                        refusal.message(),
-                        provider=ref.provider,
-                        details={
-                            "scope": scope_name(refusal.scope),
-                            "period": refusal.period,
-                            "period_key": refusal.period_key,
-                            "limit_usd": refusal.limit_usd,
-                            "spent_usd": round(refusal.spent_usd, 10),
-                            "estimated_cost_usd": refusal.estimated_cost_usd,
-                            "estimated_input_tokens": est_tokens,
-                            "resets_at": usage_stats.iso(refusal.resets_at),
-                        },
-                    )
+        for (b, w, limit, key, expires_at), committed in zip(lines_of.checks, spent, strict=True):
+            refusal = policy.check_spend(b, w.period, now, committed, est_cost)
+            if refusal is not None:
+                _log.info("request refused: budget", scope=b.scope, period=w.period, provider=ref.provider)
+                raise SidecarError(
+                    "budget_exceeded",
+                    refusal.message(),
+                    provider=ref.provider,
+                    details={
+                        "scope": scope_name(refusal.scope),
+                        "period": refusal.period,
+                        "period_key": refusal.period_key,
+                        "limit_usd": refusal.limit_usd,
+                        "spent_usd": round(refusal.spent_usd, 10),
+                        "estimated_cost_usd": refusal.estimated_cost_usd,
+                        "estimated_input_tokens": est_tokens,
+                        "resets_at": usage_stats.iso(refusal.resets_at),
+                    },
+                )
+            if limit is not None:
+                lines.append(BudgetLine(key, limit, committed, expires_at))
         for b, run_used in zip(capped, used, strict=True):
             assert run_id is not None
             check = policy.check_run(b, run_id, run_used, est_tokens)
@@ -179,8 +172,8 @@ class BudgetGate:
         # The hold covers what the request may cost: its input, and its output up to the
         # `max_tokens` it asked for (a request that names no cap holds its input alone).
         hold = est_cost
-        if info is not None and params.max_tokens is not None:
-            hold = cost.estimate(info, est_tokens, params.max_tokens).max_total
+        if estimate is not None and params.max_tokens is not None:
+            hold = estimate.max_total
         if client is not None and client_limits != (None, None):
             lines.extend(await self._client_lines(client, client_limits, now, hold))
         if lines:
@@ -258,3 +251,44 @@ class BudgetGate:
                 await self.coordinator.release(held)
             else:
                 await self.coordinator.settle(held, outcome.cost_usd or 0.0)
+
+
+class _Lines:
+    """The budget lines of one provider's requests on one UTC day: what `period_spends` is asked
+    for (`keys`) and, in the same order, each line's budget, window, limit (None when the budget
+    limits only the other period), coordination key and expiry."""
+
+    __slots__ = ("checks", "keys", "windows")
+
+    def __init__(self, money: list[Budget], windows: tuple[policy.Window, ...]) -> None:
+        self.windows = windows
+        self.keys = [(b.scope, w.key) for b in money for w in windows]
+        self.checks = [
+            (b, w, b.limit(w.period), f"budget:{b.scope}:{w.key}", w.end.timestamp() + PERIOD_GRACE_S)
+            for b in money
+            for w in windows
+        ]
+
+
+class _Plan:
+    """What `before` works out once per provider and list of budgets (re-read every few seconds,
+    a new list each time) rather than on every request: which budgets apply, and their lines of
+    the current day."""
+
+    __slots__ = ("_lines", "budgets", "capped", "money")
+
+    def __init__(self, budgets: list[Budget], provider: str) -> None:
+        self.budgets = budgets
+        relevant = policy.applicable(budgets, provider)
+        self.money = [b for b in relevant if b.daily_usd is not None or b.monthly_usd is not None]
+        self.capped = [
+            b for b in relevant if b.run_token_limit_soft is not None or b.run_token_limit_hard is not None
+        ]
+        self._lines: _Lines | None = None
+
+    def lines(self, windows: tuple[policy.Window, ...]) -> _Lines:
+        """The lines for `windows` (`policy.windows(now)`, the same tuple all day long)."""
+        lines = self._lines
+        if lines is None or lines.windows is not windows:
+            lines = self._lines = _Lines(self.money, windows)
+        return lines

@@ -88,7 +88,9 @@ def test_two_replicas_share_one_lease_with_their_windows(redis_url: str) -> None
     async def main() -> None:
         one, two = await _pair(redis_url)
         lease = Lease("provider:openai:slots", 3, ttl_s=LEASE_TTL_S)
-        window = Window("provider:openai:requests", 1000, 60)
+        # Refilling by 0.28 a second: the burst may take a loaded machine 300 ms and the level
+        # still shows exactly what was charged (at 1000 a minute, 6 ms of refill broke the check).
+        window = Window("provider:openai:requests", 1000, 3600)
         results: list[Admission] = []
 
         async def ask(coord: RedisCoordinator) -> None:

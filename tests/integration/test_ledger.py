@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,84 @@ def test_two_ledgers_on_one_file_lose_no_row(tmp_path: Path) -> None:
     fresh = Ledger(Database(path))
     assert fresh.spends([("*", "2000-01-01", "2100-01-01")]) == [pytest.approx(5.0)]
     assert fresh.run_tokens("shared", ["*", "openai", "anthropic"]) == [2500, 2500, 0]
+
+
+def test_a_writer_that_died_of_a_bug_is_replaced_by_the_next_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`record` wakes the writer only while it is idle; a writer thread that ended on an
+    unexpected error counts as idle, so the next row starts another (no flush needed)."""
+    db = Database(tmp_path / "sidecar.db")
+    ledger = Ledger(db)
+    real, failed = db.run_sync, threading.Event()
+
+    def broken_once(call: Any) -> Any:
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("a bug in the writer")
+        return real(call)
+
+    monkeypatch.setattr(db, "run_sync", broken_once)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the bug is expected here
+    ledger.record(Row(ts=1_800_000_000.0, method="stream", provider="openai", model="m", outcome="ok",
+                      latency_ms=1.0))  # fmt: skip
+    assert failed.wait(5)
+    time.sleep(0.2)  # the thread ends right after the error
+    ledger.record(Row(ts=1_800_000_001.0, method="stream", provider="openai", model="m", outcome="ok",
+                      latency_ms=1.0))  # fmt: skip
+    deadline = time.monotonic() + 5
+    while ledger.committed == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [r["ts"] for r in rows(tmp_path)] == [1_800_000_001.0]
+    assert ledger.close(5)
+
+
+def test_rows_recorded_while_the_writer_commits_are_counted_once(tmp_path: Path) -> None:
+    """Four threads record while the writer takes and commits batches and queries run: every
+    answer lies between what was recorded before it was asked and what was recorded once it
+    returned, give or take a row per thread in the middle of recording (a row is counted as queued, in flight or committed, never twice, never not at all),
+    from the database with the queued rows and from the spend kept in memory alike."""
+    ledger = Ledger(Database(tmp_path / "sidecar.db"))
+    cost, per_thread = 0.001, 400
+    day = "2027-01-15"
+    ts = dt.datetime.fromisoformat(f"{day}T12:00:00+00:00").timestamp()
+    done = [0] * 4
+
+    def write(index: int) -> None:
+        for i in range(per_thread):
+            ledger.record(Row(ts=ts, method="stream", provider="openai", model="m", outcome="ok",
+                              latency_ms=1.0, cost_usd=cost))  # fmt: skip
+            done[index] += 1
+            if i % 50 == 0:
+                time.sleep(0.005)  # spread over several of the writer's batches
+
+    def check(asked: int, answer: float, answered: int) -> None:
+        # Each thread may have queued one row it has not counted yet.
+        assert asked * cost - 1e-9 <= answer <= (answered + len(done)) * cost + 1e-9
+
+    keys = [("*", day), ("openai", day[:7])]
+    ledger.read_period_spends(keys)  # the spend in memory is in use from here on
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    checks = 0
+    while any(t.is_alive() for t in threads) or checks < 20:
+        asked = sum(done)
+        (stored,) = ledger.spends([("*", day, "2027-01-16")])
+        check(asked, stored, sum(done))
+        asked = sum(done)
+        in_memory = ledger.period_spends(keys) or ledger.read_period_spends(keys)
+        answered = sum(done)
+        for figure in in_memory:
+            check(asked, figure, answered)
+        checks += 1
+    for t in threads:
+        t.join()
+    assert ledger.close(timeout=10) and ledger.dropped == 0 and ledger.pending_count == 0
+    assert len(rows(tmp_path)) == 4 * per_thread
+    total = 4 * per_thread * cost
+    assert ledger.spends([("*", day, "2027-01-16")]) == [pytest.approx(total)]
+    assert ledger.read_period_spends(keys) == [pytest.approx(total)] * 2
 
 
 # --- budgets -------------------------------------------------------------------------------------

@@ -77,6 +77,39 @@ def test_same_figures_on_both_engines(ledger_db: Make) -> None:
     assert ledger.close(5) and other.close(5)
 
 
+def test_every_value_reads_back_as_written_nulls_included(ledger_db: Make) -> None:
+    """A row with every optional value missing and one with every value set read back the same on
+    both engines (SQLite gets a NaN for a NULL, a cheaper parameter; it must store NULL)."""
+    db = ledger_db()
+    ledger = Ledger(db)
+    bare = Row(ts=DAY1, method="stream", provider="openai", model="m", outcome="cancelled", latency_ms=2.5)
+    full = Row(ts=DAY2, method="complete", provider="xai", model="grok", outcome="error", latency_ms=7.25,
+               error_kind="rate_limited", input_tokens=1, output_tokens=2, cache_read_tokens=3,
+               cache_write_tokens=4, reasoning_tokens=5, usage_estimated=True, cost_usd=0.5,
+               pricing_date="2026-11-24", attempts=2, run_id="r", tag="t", client="alice",
+               reason="why", cache_hit=True, saved_usd=0.25)  # fmt: skip
+    ledger.record(bare)
+    ledger.record(full)
+    assert ledger.close(5)
+    columns = [
+        "uid", "ts", "method", "provider", "model", "outcome", "error_kind", "input_tokens",
+        "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "usage_estimated",
+        "cost_usd", "pricing_date", "latency_ms", "attempts", "run_id", "tag", "client", "reason",
+        "cache_hit", "saved_usd",
+    ]  # fmt: skip
+    sql = f"SELECT {', '.join(columns)} FROM ledger ORDER BY ts"
+    stored = db.run_sync(lambda conn: conn.execute(sql).fetchall())
+    expected = [
+        tuple(
+            getattr(row, c) if c not in ("usage_estimated", "cache_hit") else int(getattr(row, c))
+            for c in columns
+        )
+        for row in (bare, full)
+    ]
+    assert [tuple(r) for r in stored] == expected
+    assert stored[0][6:12] == (None,) * 6  # NULL, not a NaN read back as a float
+
+
 def test_two_writers_lose_no_row(ledger_db: Make) -> None:
     ledgers = [Ledger(ledger_db()), Ledger(ledger_db())]
 

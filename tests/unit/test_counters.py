@@ -135,6 +135,33 @@ def test_a_reservation_lapses_after_its_ttl() -> None:
     anyio.run(main)
 
 
+def test_holds_lapse_one_by_one_whatever_was_settled_before_them() -> None:
+    """A counter keeps the sum of its holds and looks for lapsed ones only once the earliest may
+    have lapsed: holds of different lengths, the earliest settled first, still lapse each at its
+    own time and leave exactly the others held."""
+
+    async def main() -> None:
+        clock = Clock()
+        coord = LocalCoordinator(clock)
+        lines = [line(100.0)]
+        short = await coord.reserve(lines, 1.0, ttl_s=10)
+        middle = await coord.reserve(lines, 2.0, ttl_s=20)
+        await coord.reserve(lines, 4.0, ttl_s=30)
+        assert isinstance(short, Reservation) and isinstance(middle, Reservation)
+        await coord.settle(short, 0.5)
+        assert await coord.figures(lines) == [(pytest.approx(0.5), pytest.approx(6.0))]
+        clock.now += 15  # past the settled one's expiry: nothing else lapses
+        assert await coord.figures(lines) == [(pytest.approx(0.5), pytest.approx(6.0))]
+        clock.now += 10  # past the middle one's
+        assert await coord.figures(lines) == [(pytest.approx(0.5), pytest.approx(4.0))]
+        await coord.release(middle)  # already lapsed: releasing it again changes nothing
+        assert await coord.figures(lines) == [(pytest.approx(0.5), pytest.approx(4.0))]
+        clock.now += 10
+        assert await coord.figures(lines) == [(pytest.approx(0.5), 0.0)]
+
+    anyio.run(main)
+
+
 def test_the_ledger_figure_is_a_floor_and_every_line_must_have_room() -> None:
     async def main() -> None:
         coord = LocalCoordinator(Clock())

@@ -34,6 +34,11 @@ def test_tally_counts_days_months_and_overall_and_knows_what_it_does_not_know() 
     assert tally.get("*", "2026-11") == pytest.approx(1.0)
     assert tally.get("anthropic", "2026-12-01") == 0.0
     assert tally.get("*", "2026-10-31") is None and tally.get("*", "2026-10") is None
+    # Several at once, as a budget check asks: all known, or None.
+    keys = [("*", "2026-12-01"), ("openai", "2026-12"), ("anthropic", "2026-12-01")]
+    assert tally.get_all(keys) == [pytest.approx(0.75), pytest.approx(0.25), 0.0]
+    assert tally.get_all([*keys, ("*", "2026-10")]) is None
+    assert SpendTally().get_all(keys) is None
 
 
 def test_rollups_of_a_batch_one_entry_per_key_in_key_order() -> None:
