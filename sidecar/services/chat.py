@@ -32,9 +32,10 @@ from sidecar import logs
 from sidecar.config import Config
 from sidecar.core import defaults, response_cache, retry, tokens
 from sidecar.core.assemble import RELAYED, AnswerTooLarge, Assembler, ProviderEvent
-from sidecar.core.limiter import Permit
+from sidecar.core.limiter import Limiter, Permit
 from sidecar.core.models import ModelRef, parse_model
 from sidecar.errors import ProviderError, SidecarError
+from sidecar.providers.base import Provider
 from sidecar.providers.errors import display
 from sidecar.providers.http import Timeouts, too_large
 from sidecar.providers.registry import ProviderRegistry
@@ -168,6 +169,8 @@ class ChatService:
         self.cache: ResponseCache | None = None
         # Adds a way on to an error (close model ids, an alternative); set by the app.
         self.suggest: Callable[[SidecarError, ModelRef], Awaitable[None]] | None = None
+        self._timeouts_config: Config | None = None
+        self._timeouts_cache: dict[tuple[float | None, bool], Timeouts] = {}
 
     def handlers(self) -> dict[str, Handler]:
         return {"complete": self.complete, "stream": self.stream}
@@ -207,9 +210,22 @@ class ChatService:
         """`timeout_s` bounds every wait without progress (first byte and idle gaps). A non-streaming
         upstream call (`stream=False`, the providers' own `complete`) sends nothing until the answer
         is whole, so by default only the total limit bounds its first byte."""
+        # Depends only on the configuration and `timeout_s`: built once per pair, not per request
+        # (a reloaded configuration is a new object, which empties the cache).
+        config = self.config
+        if self._timeouts_config is not config:
+            self._timeouts_config = config
+            self._timeouts_cache = {}
+        key = (params.timeout_s, stream)
+        cached = self._timeouts_cache.get(key)
+        if cached is None:
+            cached = self._timeouts_cache[key] = self._build_timeouts(params.timeout_s, stream)
+        return cached
+
+    def _build_timeouts(self, timeout_s: float | None, stream: bool) -> Timeouts:
         t = self.config.timeouts
-        if params.timeout_s:
-            first = idle = params.timeout_s
+        if timeout_s:
+            first = idle = timeout_s
         else:
             first, idle = (t.first_byte_s if stream else t.total_s), t.idle_s
         return Timeouts(
@@ -290,6 +306,12 @@ class ChatService:
             await run_before_hooks(self.hooks, ref, params, outcome)
             result = await self._run_chain(chain, params, ctx, stream, tries)
             outcome.status = "ok"
+            # Priced once, by the attempt that answered: the hooks get the same figures.
+            outcome.usage, outcome.cost_usd, outcome.pricing_date = (
+                result.usage,
+                result.cost_usd,
+                result.pricing_date,
+            )
             return result
         except SidecarError as exc:
             outcome.error_kind = exc.kind
@@ -479,32 +501,23 @@ class ChatService:
         tries.pending = True
         verdict = False
         assembler = tries.assembler = Assembler(self.config.http.max_answer_chars)
-        estimated = False
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                permit = await self._acquire(stack, ref, params, tries, deadline)
-                # Both methods stream from the upstream (see the module docstring).
-                timeouts = self.timeouts(params)
-                tries.sent = True
-                events = provider.stream(ref.model, params, timeouts)
+            limiter = res.limiter(ref.provider)
+            if limiter is None:
                 started = time.monotonic()
-                try:
-                    async with contextlib.aclosing(events):
-                        await self._pump(events, assembler, ctx if stream else None, tries.on_start)
-                except AnswerTooLarge as exc:
-                    raise too_large(ref.provider, f"more than {exc.limit:,} characters") from None
-                if assembler.usage is None:
-                    # The upstream never reported usage (llama.cpp ignores `include_usage`): price
-                    # an estimate rather than call a priced model free.
-                    assembler.usage = estimate_usage(params, assembler)
-                    estimated = True
-                result = assembler.result(provider=ref.provider, model=ref.model)
-                if permit is not None:
+                result = await self._send(provider, ref, params, ctx if stream else None, tries, assembler)
+            else:
+                async with contextlib.AsyncExitStack() as stack:
+                    permit = await self._acquire(stack, limiter, ref, params, tries, deadline)
+                    started = time.monotonic()
+                    result = await self._send(
+                        provider, ref, params, ctx if stream else None, tries, assembler
+                    )
                     permit.settle(result.usage.input_tokens + result.usage.output_tokens)
+            estimated = tries.usage_estimated
             breaker.success()
             verdict = True
             tries.record(ref)
-            tries.usage_estimated = estimated
         except ProviderError as exc:
             if exc.kind == "overloaded":
                 tries.record(ref, exc)  # the sidecar's own pool was full: not the provider's failure
@@ -534,18 +547,43 @@ class ChatService:
             attempts=list(tries.attempts),
         )
 
+    async def _send(
+        self,
+        provider: Provider,
+        ref: ModelRef,
+        params: CompleteParams,
+        ctx: CallContext | None,
+        tries: _Tries,
+        assembler: Assembler,
+    ) -> ChatResult:
+        """One upstream call, its events pumped into `assembler` (and relayed to `ctx`, if any)."""
+        # Both methods stream from the upstream (see the module docstring).
+        timeouts = self.timeouts(params)
+        tries.sent = True
+        tries.usage_estimated = False
+        events = provider.stream(ref.model, params, timeouts)
+        try:
+            async with contextlib.aclosing(events):
+                await self._pump(events, assembler, ctx, tries.on_start)
+        except AnswerTooLarge as exc:
+            raise too_large(ref.provider, f"more than {exc.limit:,} characters") from None
+        if assembler.usage is None:
+            # The upstream never reported usage (llama.cpp ignores `include_usage`): price
+            # an estimate rather than call a priced model free.
+            assembler.usage = estimate_usage(params, assembler)
+            tries.usage_estimated = True
+        return assembler.result(provider=ref.provider, model=ref.model)
+
     async def _acquire(
         self,
         stack: contextlib.AsyncExitStack,
+        limiter: Limiter,
         ref: ModelRef,
         params: CompleteParams,
         tries: _Tries,
         deadline: float,
-    ) -> Permit | None:
+    ) -> Permit:
         """Wait for the provider's client-side limits, as long as the request's time limit allows."""
-        limiter = self.resilience.limiter(ref.provider)
-        if limiter is None:
-            return None
         needed = 0
         if limiter.state.tokens is not None:
             needed = tokens.estimate_input_tokens(params.messages, params.tools) + (params.max_tokens or 0)
