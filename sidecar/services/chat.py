@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import anyio
 import msgspec
@@ -35,7 +35,7 @@ from sidecar.core.assemble import RELAYED, AnswerTooLarge, Assembler, ProviderEv
 from sidecar.core.limiter import Limiter, Permit
 from sidecar.core.models import ModelRef, parse_model
 from sidecar.errors import ProviderError, SidecarError
-from sidecar.providers.base import Provider
+from sidecar.providers.base import Provider, ProviderSpec
 from sidecar.providers.errors import display
 from sidecar.providers.http import Timeouts, too_large
 from sidecar.providers.registry import ProviderRegistry
@@ -54,6 +54,7 @@ from sidecar.wire.chat import (
 )
 
 _log = logs.get_logger("chat")
+_RESOLVED_MAX: Final = 1024  # model strings remembered (any string a host sends could be one)
 
 
 @dataclass(slots=True)
@@ -170,6 +171,8 @@ class ChatService:
         # Adds a way on to an error (close model ids, an alternative); set by the app.
         self.suggest: Callable[[SidecarError, ModelRef], Awaitable[None]] | None = None
         self._timeouts_config: Config | None = None
+        self._resolved_specs: Mapping[str, ProviderSpec] | None = None
+        self._resolved: dict[str, ModelRef] = {}
         self._timeouts_cache: dict[tuple[float | None, bool], Timeouts] = {}
 
     def handlers(self) -> dict[str, Handler]:
@@ -182,10 +185,23 @@ class ChatService:
         return await self.run(params, ctx, stream=True)
 
     def resolve(self, model: str) -> ModelRef:
-        alone = defaults.provider_alone(model, self.providers.specs)
+        # What a model string names depends only on the providers' specs, which a reload replaces
+        # with a new dict (emptying this cache); hosts send the same few names again and again.
+        specs = self.providers.specs
+        if self._resolved_specs is not specs or len(self._resolved) >= _RESOLVED_MAX:
+            self._resolved_specs = specs
+            self._resolved = {}
+        ref = self._resolved.get(model)
+        if ref is None:
+            ref = self._resolved[model] = self._resolve(model, specs)
+        return ref
+
+    @staticmethod
+    def _resolve(model: str, specs: Mapping[str, ProviderSpec]) -> ModelRef:
+        alone = defaults.provider_alone(model, specs)
         if alone is not None:
-            model = defaults.default_model_for(alone, self.providers.specs[alone].default_model)
-        return parse_model(model, self.providers.specs)
+            model = defaults.default_model_for(alone, specs[alone].default_model)
+        return parse_model(model, specs)
 
     def with_defaults(self, params: CompleteParams) -> CompleteParams:
         d = self.config.defaults
@@ -361,11 +377,12 @@ class ChatService:
         # within it. Once it has, only the idle gaps (also `timeout_s`) and total_s bound the rest.
         first_progress = min(deadline, now + params.timeout_s) if params.timeout_s else deadline
         with anyio.CancelScope(deadline=first_progress) as scope:
+            if first_progress < deadline:
 
-            def started() -> None:
-                scope.deadline = deadline
+                def started() -> None:
+                    scope.deadline = deadline
 
-            tries.on_start = started
+                tries.on_start = started
             return await self._try_chain(chain, params, ctx, stream, tries, first_progress)
         if tries.pending:
             tries.record(tries.ref, kind="timeout")
