@@ -18,10 +18,11 @@ Must not know: HTTP clients, the protocol, which provider is configured; it does
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
@@ -89,6 +90,17 @@ def parse_reset(text: str, now: float) -> float | None:
     Accepts a Go duration (`6m0s`), plain seconds (`20`, `1.5`), epoch seconds or milliseconds
     (OpenRouter's `1741305600000`) and RFC 3339 instants.
     """
+    spec = _reset_spec(text)
+    if spec is None:
+        return None
+    relative, value = spec
+    return now + value if relative else value
+
+
+@functools.lru_cache(maxsize=512)
+def _reset_spec(text: str) -> tuple[bool, float] | None:
+    """A reset value as (relative, seconds): an offset from now, or an epoch instant. Cached: a
+    provider repeats the same few values (`1s`, `6m0s`) on every response."""
     text = text.strip()
     if not text:
         return None
@@ -98,14 +110,15 @@ def parse_reset(text: str, now: float) -> float | None:
         number = None
     if number is not None:
         if number >= 1e12:  # epoch milliseconds
-            return number / 1000.0
+            return False, number / 1000.0
         if number >= 1e9:  # epoch seconds
-            return number
-        return now + max(0.0, number)
+            return False, number
+        return True, max(0.0, number)
     seconds = parse_go_duration(text)
     if seconds is not None:
-        return now + seconds
-    return parse_rfc3339(text)
+        return True, seconds
+    instant = parse_rfc3339(text)
+    return None if instant is None else (False, instant)
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
@@ -135,6 +148,8 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
 def _int(text: str | None) -> int | None:
     if text is None:
         return None
+    if text.isdigit():  # the usual case, without an exception or a float
+        return int(text)
     try:
         return int(float(text.strip()))
     except ValueError:
@@ -150,6 +165,8 @@ class Window:
     reset_at: float | None = None
 
     def merged(self, newer: Window) -> Window:
+        if newer.limit is not None and newer.remaining is not None and newer.reset_at is not None:
+            return newer  # says it all (the usual case): nothing of the older one remains
         return Window(
             limit=newer.limit if newer.limit is not None else self.limit,
             remaining=newer.remaining if newer.remaining is not None else self.remaining,
@@ -206,7 +223,41 @@ class ProviderLimits:
 
 def _relevant(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
     items = headers.items() if isinstance(headers, Mapping) else headers
-    return {k.lower(): v for k, v in items if k.lower().startswith(_PREFIXES)}
+    # Every prefix starts with x, a or r: most headers (date, content-type, server) are passed over
+    # without being lowercased.
+    return {
+        lower: v for k, v in items if k[:1] in _FIRST_LETTERS and (lower := k.lower()).startswith(_PREFIXES)
+    }
+
+
+_FIRST_LETTERS: Final = "xXaArR"
+# The header names of each window, built once: (ours, limit, remaining, reset).
+_ANTHROPIC_KEYS: Final = tuple(
+    (
+        ours,
+        f"anthropic-ratelimit-{theirs}-limit",
+        f"anthropic-ratelimit-{theirs}-remaining",
+        f"anthropic-ratelimit-{theirs}-reset",
+    )
+    for theirs, ours in _ANTHROPIC_WINDOWS
+)
+_OPENAI_KEYS: Final = tuple(
+    (ours, f"x-ratelimit-limit-{theirs}", f"x-ratelimit-remaining-{theirs}", f"x-ratelimit-reset-{theirs}")
+    for theirs, ours in _OPENAI_WINDOWS.items()
+)
+_PLAIN_KEYS: Final = ("requests", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
+
+def _window(h: dict[str, str], keys: tuple[str, str, str, str], now: float) -> Window | None:
+    _, limit, remaining, reset = (h.get(k) for k in keys)
+    if limit is None and remaining is None and not reset:
+        return None
+    window = Window(
+        limit=_int(limit),
+        remaining=_int(remaining),
+        reset_at=parse_reset(reset, now) if reset else None,
+    )
+    return None if window.empty else window
 
 
 def parse_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]], now: float) -> Observation:
@@ -216,34 +267,16 @@ def parse_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]], now: f
         return Observation()
     windows: dict[str, Window] = {}
     if any(k.startswith("anthropic-ratelimit-") for k in h):
-        for theirs, ours in _ANTHROPIC_WINDOWS:
-            base = f"anthropic-ratelimit-{theirs}-"
-            reset = h.get(base + "reset")
-            window = Window(
-                limit=_int(h.get(base + "limit")),
-                remaining=_int(h.get(base + "remaining")),
-                reset_at=parse_reset(reset, now) if reset else None,
-            )
-            if not window.empty:
-                windows[ours] = window
-    for theirs, ours in _OPENAI_WINDOWS.items():
-        reset = h.get(f"x-ratelimit-reset-{theirs}")
-        window = Window(
-            limit=_int(h.get(f"x-ratelimit-limit-{theirs}")),
-            remaining=_int(h.get(f"x-ratelimit-remaining-{theirs}")),
-            reset_at=parse_reset(reset, now) if reset else None,
-        )
-        if not window.empty:
-            windows[ours] = windows.get(ours, Window()).merged(window)
-    # OpenRouter's platform limits: one unnamed window of requests.
-    reset = h.get("x-ratelimit-reset")
-    plain = Window(
-        limit=_int(h.get("x-ratelimit-limit")),
-        remaining=_int(h.get("x-ratelimit-remaining")),
-        reset_at=parse_reset(reset, now) if reset else None,
-    )
-    if not plain.empty:
-        windows["requests"] = windows.get("requests", Window()).merged(plain)
+        for keys in _ANTHROPIC_KEYS:
+            window = _window(h, keys, now)
+            if window is not None:
+                windows[keys[0]] = window
+    for keys in (*_OPENAI_KEYS, _PLAIN_KEYS):  # OpenRouter's platform limits: one window of requests
+        window = _window(h, keys, now)
+        if window is not None:
+            ours = keys[0]
+            older = windows.get(ours)
+            windows[ours] = window if older is None else older.merged(window)
     return Observation(windows=windows, retry_after_s=parse_retry_after(h, now))
 
 
@@ -274,18 +307,19 @@ class RateLimitTracker:
         old = self._state.get(provider) or ProviderLimits(provider)
         windows = dict(old.windows)
         for name, window in seen.windows.items():
-            windows[name] = windows[name].merged(window) if name in windows else window
+            older = windows.get(name)
+            windows[name] = window if older is None else older.merged(window)
         retry_at = old.retry_at
         if seen.retry_after_s is not None:
             retry_at = now + seen.retry_after_s
         elif status is not None and status < 300:
             retry_at = None  # a success means the wait is over
-        self._state[provider] = replace(
-            old,
-            windows=windows,
-            retry_at=retry_at,
-            updated_at=now,
-            last_status=status if status is not None else old.last_status,
+        self._state[provider] = ProviderLimits(
+            provider,
+            windows,
+            retry_at,
+            now,
+            status if status is not None else old.last_status,
         )
 
     def get(self, provider: str) -> ProviderLimits | None:

@@ -41,6 +41,9 @@ class OpenAICompatProvider(Provider):
     ) -> None:
         super().__init__(spec, http, get_key)
         self.dialect = dialect or _DIALECTS.get(spec.id, openai_format.Dialect(max_tokens_field="max_tokens"))
+        self._chat_url = self._url("/chat/completions")
+        # The headers of a streamed chat call depend only on the key: built again when it changes.
+        self._stream_headers: tuple[str | None, dict[str, str]] | None = None
 
     def _url(self, path: str) -> str:
         return self.spec.base_url.rstrip("/") + path
@@ -55,11 +58,16 @@ class OpenAICompatProvider(Provider):
         self, model: str, params: CompleteParams, timeouts: Timeouts
     ) -> AsyncGenerator[ProviderEvent, None]:
         body = msgspec.json.encode(openai_format.build_body(model, params, self.dialect, stream=True))
-        headers = self._headers(await self.key())
-        headers["accept"] = "text/event-stream"
-        url = self._url("/chat/completions")
+        key = await self.key()
+        cached = self._stream_headers
+        if cached is not None and cached[0] == key:
+            headers = cached[1]
+        else:
+            headers = self._headers(key)
+            headers["accept"] = "text/event-stream"
+            self._stream_headers = (key, headers)
         async with self.http.open(
-            self.id, "POST", url, headers=headers, json_body=body, timeouts=timeouts
+            self.id, "POST", self._chat_url, headers=headers, json_body=body, timeouts=timeouts
         ) as response:
             async for event in relay_sse(
                 self.id, response, openai_format.ChunkDecoder(self.id), openai_format.decode_completion
@@ -73,7 +81,7 @@ class OpenAICompatProvider(Provider):
         async with self.http.open(
             self.id,
             "POST",
-            self._url("/chat/completions"),
+            self._chat_url,
             headers=self._headers(await self.key()),
             json_body=body,
             timeouts=timeouts,

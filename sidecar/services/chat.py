@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import anyio
 import msgspec
@@ -32,9 +32,10 @@ from sidecar import logs
 from sidecar.config import Config
 from sidecar.core import defaults, response_cache, retry, tokens
 from sidecar.core.assemble import RELAYED, AnswerTooLarge, Assembler, ProviderEvent
-from sidecar.core.limiter import Permit
+from sidecar.core.limiter import Limiter, Permit
 from sidecar.core.models import ModelRef, parse_model
 from sidecar.errors import ProviderError, SidecarError
+from sidecar.providers.base import Provider, ProviderSpec
 from sidecar.providers.errors import display
 from sidecar.providers.http import Timeouts, too_large
 from sidecar.providers.registry import ProviderRegistry
@@ -53,6 +54,7 @@ from sidecar.wire.chat import (
 )
 
 _log = logs.get_logger("chat")
+_RESOLVED_MAX: Final = 1024  # model strings remembered (any string a host sends could be one)
 
 
 @dataclass(slots=True)
@@ -168,6 +170,10 @@ class ChatService:
         self.cache: ResponseCache | None = None
         # Adds a way on to an error (close model ids, an alternative); set by the app.
         self.suggest: Callable[[SidecarError, ModelRef], Awaitable[None]] | None = None
+        self._timeouts_config: Config | None = None
+        self._resolved_specs: Mapping[str, ProviderSpec] | None = None
+        self._resolved: dict[str, ModelRef] = {}
+        self._timeouts_cache: dict[tuple[float | None, bool], Timeouts] = {}
 
     def handlers(self) -> dict[str, Handler]:
         return {"complete": self.complete, "stream": self.stream}
@@ -179,10 +185,23 @@ class ChatService:
         return await self.run(params, ctx, stream=True)
 
     def resolve(self, model: str) -> ModelRef:
-        alone = defaults.provider_alone(model, self.providers.specs)
+        # What a model string names depends only on the providers' specs, which a reload replaces
+        # with a new dict (emptying this cache); hosts send the same few names again and again.
+        specs = self.providers.specs
+        if self._resolved_specs is not specs or len(self._resolved) >= _RESOLVED_MAX:
+            self._resolved_specs = specs
+            self._resolved = {}
+        ref = self._resolved.get(model)
+        if ref is None:
+            ref = self._resolved[model] = self._resolve(model, specs)
+        return ref
+
+    @staticmethod
+    def _resolve(model: str, specs: Mapping[str, ProviderSpec]) -> ModelRef:
+        alone = defaults.provider_alone(model, specs)
         if alone is not None:
-            model = defaults.default_model_for(alone, self.providers.specs[alone].default_model)
-        return parse_model(model, self.providers.specs)
+            model = defaults.default_model_for(alone, specs[alone].default_model)
+        return parse_model(model, specs)
 
     def with_defaults(self, params: CompleteParams) -> CompleteParams:
         d = self.config.defaults
@@ -207,9 +226,22 @@ class ChatService:
         """`timeout_s` bounds every wait without progress (first byte and idle gaps). A non-streaming
         upstream call (`stream=False`, the providers' own `complete`) sends nothing until the answer
         is whole, so by default only the total limit bounds its first byte."""
+        # Depends only on the configuration and `timeout_s`: built once per pair, not per request
+        # (a reloaded configuration is a new object, which empties the cache).
+        config = self.config
+        if self._timeouts_config is not config:
+            self._timeouts_config = config
+            self._timeouts_cache = {}
+        key = (params.timeout_s, stream)
+        cached = self._timeouts_cache.get(key)
+        if cached is None:
+            cached = self._timeouts_cache[key] = self._build_timeouts(params.timeout_s, stream)
+        return cached
+
+    def _build_timeouts(self, timeout_s: float | None, stream: bool) -> Timeouts:
         t = self.config.timeouts
-        if params.timeout_s:
-            first = idle = params.timeout_s
+        if timeout_s:
+            first = idle = timeout_s
         else:
             first, idle = (t.first_byte_s if stream else t.total_s), t.idle_s
         return Timeouts(
@@ -290,6 +322,12 @@ class ChatService:
             await run_before_hooks(self.hooks, ref, params, outcome)
             result = await self._run_chain(chain, params, ctx, stream, tries)
             outcome.status = "ok"
+            # Priced once, by the attempt that answered: the hooks get the same figures.
+            outcome.usage, outcome.cost_usd, outcome.pricing_date = (
+                result.usage,
+                result.cost_usd,
+                result.pricing_date,
+            )
             return result
         except SidecarError as exc:
             outcome.error_kind = exc.kind
@@ -339,11 +377,12 @@ class ChatService:
         # within it. Once it has, only the idle gaps (also `timeout_s`) and total_s bound the rest.
         first_progress = min(deadline, now + params.timeout_s) if params.timeout_s else deadline
         with anyio.CancelScope(deadline=first_progress) as scope:
+            if first_progress < deadline:
 
-            def started() -> None:
-                scope.deadline = deadline
+                def started() -> None:
+                    scope.deadline = deadline
 
-            tries.on_start = started
+                tries.on_start = started
             return await self._try_chain(chain, params, ctx, stream, tries, first_progress)
         if tries.pending:
             tries.record(tries.ref, kind="timeout")
@@ -479,32 +518,23 @@ class ChatService:
         tries.pending = True
         verdict = False
         assembler = tries.assembler = Assembler(self.config.http.max_answer_chars)
-        estimated = False
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                permit = await self._acquire(stack, ref, params, tries, deadline)
-                # Both methods stream from the upstream (see the module docstring).
-                timeouts = self.timeouts(params)
-                tries.sent = True
-                events = provider.stream(ref.model, params, timeouts)
+            limiter = res.limiter(ref.provider)
+            if limiter is None:
                 started = time.monotonic()
-                try:
-                    async with contextlib.aclosing(events):
-                        await self._pump(events, assembler, ctx if stream else None, tries.on_start)
-                except AnswerTooLarge as exc:
-                    raise too_large(ref.provider, f"more than {exc.limit:,} characters") from None
-                if assembler.usage is None:
-                    # The upstream never reported usage (llama.cpp ignores `include_usage`): price
-                    # an estimate rather than call a priced model free.
-                    assembler.usage = estimate_usage(params, assembler)
-                    estimated = True
-                result = assembler.result(provider=ref.provider, model=ref.model)
-                if permit is not None:
+                result = await self._send(provider, ref, params, ctx if stream else None, tries, assembler)
+            else:
+                async with contextlib.AsyncExitStack() as stack:
+                    permit = await self._acquire(stack, limiter, ref, params, tries, deadline)
+                    started = time.monotonic()
+                    result = await self._send(
+                        provider, ref, params, ctx if stream else None, tries, assembler
+                    )
                     permit.settle(result.usage.input_tokens + result.usage.output_tokens)
+            estimated = tries.usage_estimated
             breaker.success()
             verdict = True
             tries.record(ref)
-            tries.usage_estimated = estimated
         except ProviderError as exc:
             if exc.kind == "overloaded":
                 tries.record(ref, exc)  # the sidecar's own pool was full: not the provider's failure
@@ -534,18 +564,43 @@ class ChatService:
             attempts=list(tries.attempts),
         )
 
+    async def _send(
+        self,
+        provider: Provider,
+        ref: ModelRef,
+        params: CompleteParams,
+        ctx: CallContext | None,
+        tries: _Tries,
+        assembler: Assembler,
+    ) -> ChatResult:
+        """One upstream call, its events pumped into `assembler` (and relayed to `ctx`, if any)."""
+        # Both methods stream from the upstream (see the module docstring).
+        timeouts = self.timeouts(params)
+        tries.sent = True
+        tries.usage_estimated = False
+        events = provider.stream(ref.model, params, timeouts)
+        try:
+            async with contextlib.aclosing(events):
+                await self._pump(events, assembler, ctx, tries.on_start)
+        except AnswerTooLarge as exc:
+            raise too_large(ref.provider, f"more than {exc.limit:,} characters") from None
+        if assembler.usage is None:
+            # The upstream never reported usage (llama.cpp ignores `include_usage`): price
+            # an estimate rather than call a priced model free.
+            assembler.usage = estimate_usage(params, assembler)
+            tries.usage_estimated = True
+        return assembler.result(provider=ref.provider, model=ref.model)
+
     async def _acquire(
         self,
         stack: contextlib.AsyncExitStack,
+        limiter: Limiter,
         ref: ModelRef,
         params: CompleteParams,
         tries: _Tries,
         deadline: float,
-    ) -> Permit | None:
+    ) -> Permit:
         """Wait for the provider's client-side limits, as long as the request's time limit allows."""
-        limiter = self.resilience.limiter(ref.provider)
-        if limiter is None:
-            return None
         needed = 0
         if limiter.state.tokens is not None:
             needed = tokens.estimate_input_tokens(params.messages, params.tools) + (params.max_tokens or 0)
