@@ -121,6 +121,17 @@ async def flush(gw: Gw) -> None:
     await anyio.to_thread.run_sync(gw.services.usage.ledger.flush)
 
 
+async def first_rows(gw: Gw) -> list[dict[str, Any]]:
+    """The ledger once a row is there: a cancelled call's row is queued after the client has gone."""
+    for _ in range(50):
+        await flush(gw)
+        rows = ledger(gw.home)
+        if rows:
+            return rows
+        await anyio.sleep(0.05)
+    return []
+
+
 # --- OpenAI -----------------------------------------------------------------------------------------
 
 
@@ -522,13 +533,7 @@ async def test_disconnect_mid_stream_closes_upstream_and_records_partial_usage(g
         async for _ in r.aiter_bytes():
             break  # the first token is here: go away
     assert await anyio.to_thread.run_sync(lambda: gw.oa.wait_for_disconnect(timeout=5.0))
-    for _ in range(50):
-        await flush(gw)
-        rows = ledger(gw.home)
-        if rows:
-            break
-        await anyio.sleep(0.05)
-    (row,) = rows
+    (row,) = await first_rows(gw)
     assert (row["outcome"], row["client"]) == ("cancelled", "full")
     assert row["output_tokens"] and row["output_tokens"] > 0
 
@@ -545,13 +550,7 @@ async def test_disconnect_before_a_non_streamed_answer_cancels_the_call(gw: Gw) 
                 gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {gw.full}"}
             )
     assert await anyio.to_thread.run_sync(lambda: gw.oa.wait_for_disconnect(timeout=5.0))
-    for _ in range(50):
-        await flush(gw)
-        rows = ledger(gw.home)
-        if rows:
-            break
-        await anyio.sleep(0.05)
-    (row,) = rows
+    (row,) = await first_rows(gw)
     assert (row["outcome"], row["client"]) == ("cancelled", "full")
     status = await gw.call("gateway_status", Empty())
     assert status.requests_served == 1 and status.open_streams == 0
