@@ -111,6 +111,13 @@ HEAVY = (
 )
 
 
+def _printed_by(code: str) -> str:
+    """What a fresh interpreter running `code` prints (a new process: imports start from nothing)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def test_start_up_imports_stay_light() -> None:
     code = (
         f"import sys, sidecar.cli, sidecar.cli.serve, sidecar.app\nHEAVY = {HEAVY!r}\n"
@@ -119,8 +126,7 @@ def test_start_up_imports_stay_light() -> None:
         "heavy += [m for m in sys.modules if m.startswith('sidecar.cli.') and m not in ('sidecar.cli.serve', 'sidecar.cli.help')]\n"
         "print(','.join(heavy))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert proc.stdout.strip() == ""
+    assert _printed_by(code) == ""
 
 
 def test_what_the_first_answer_needs_loads_neither_argparse_nor_the_model_catalog() -> None:
@@ -130,8 +136,7 @@ def test_what_the_first_answer_needs_loads_neither_argparse_nor_the_model_catalo
         "import sys, sidecar.cli, sidecar.cli.serve, sidecar.process, sidecar.services.about\n"
         "print(','.join(m for m in ('argparse', 'sidecar.core.catalog') if m in sys.modules))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert proc.stdout.strip() == ""
+    assert _printed_by(code) == ""
 
 
 def test_start_up_loads_the_structs_of_info_only() -> None:
@@ -140,8 +145,7 @@ def test_start_up_loads_the_structs_of_info_only() -> None:
         "import sys, sidecar.cli, sidecar.cli.serve, sidecar.process, sidecar.services.about\n"
         "print(','.join(sorted(m for m in sys.modules if m.startswith('sidecar.wire.'))))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    loaded = set(proc.stdout.strip().split(","))
+    loaded = set(_printed_by(code).split(","))
     assert loaded == {
         "sidecar.wire.base",
         "sidecar.wire.invalid",  # errors and the dispatcher explain invalid params with it
@@ -182,5 +186,4 @@ def test_the_default_storage_and_coordination_load_no_driver() -> None:
         "assert engine.engine == 'sqlite', engine.engine\n"
         "print(','.join(m for m in ('redis', 'psycopg', 'psycopg_pool') if m in sys.modules))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert proc.stdout.strip() == ""
+    assert _printed_by(code) == ""
