@@ -805,28 +805,31 @@ export interface Recommendation {
 }
 /**
  * `since`/`until`: ISO 8601 dates or times (no offset = UTC); a bare `until` date includes
- * that whole day. Defaults: the start of the current month (UTC) until now.
+ * that whole day. Defaults: the start of the current month (UTC) until now. `client` and
+ * `router` keep the requests of one gateway client key or one router (by name).
  */
 export interface UsageSummaryParams {
   since?: string | null;
   until?: string | null;
-  group_by?: ("client" | "day" | "model" | "provider" | "tag") | null;
+  group_by?: ("client" | "day" | "model" | "provider" | "router" | "tag") | null;
   provider?: string | null;
   tag?: string | null;
   run_id?: string | null;
   client?: string | null;
+  router?: string | null;
 }
 export interface UsageSummaryResult {
   since: string;
   until: string;
   total: UsageGroup;
   month: MonthProjection;
-  group_by?: ("client" | "day" | "model" | "provider" | "tag") | null;
+  group_by?: ("client" | "day" | "model" | "provider" | "router" | "tag") | null;
   groups?: UsageGroup[];
 }
 /**
- * Totals of a set of requests. `key` names the group (a provider, `provider:model`, a day or a
- * tag; absent for the total and for untagged requests). `error_rate` = errors / requests
+ * Totals of a set of requests. `key` names the group (a provider, `provider:model`, a day, a
+ * tag, a client key or a router; absent for the total and for requests without a tag, client key
+ * or router). `error_rate` = errors / requests
  * (cancelled requests are not errors); latencies are over every request of the group. `refused`
  * counts requests refused before sending (a budget, a client-side limit): they are not errors
  * and carry no tokens, cost or latency. `cache_hits` counts answers from the response cache (no
@@ -1108,13 +1111,14 @@ export interface RouterCandidate {
 }
 /**
  * `range`: the last hour or day (one-minute steps, from memory), 7 days (hourly steps) or 30
- * days (daily steps), both from the usage ledger. `group_by`: one series per provider or per
- * client key (requests from the host itself have no client key); absent, one series in all.
+ * days (daily steps), both from the usage ledger. `group_by`: one series per provider, per
+ * client key (requests from the host itself have no client key) or per router (requests made
+ * without one have none); absent, one series in all.
  */
 export interface MetricsParams {
   range?: "1h" | "24h" | "30d" | "7d";
   metric?: "cost" | "latency_p50" | "latency_p95" | "requests" | "success_rate" | "tokens";
-  group_by?: ("client" | "provider") | null;
+  group_by?: ("client" | "provider" | "router") | null;
 }
 export interface MetricsResult {
   range: string;

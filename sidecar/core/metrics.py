@@ -1,6 +1,6 @@
-"""Request metrics in memory: the last 24 hours at one-minute resolution, per provider and client
-key, plus running totals since start (for Prometheus). Longer ranges come from the ledger, bucketed
-by `bucketed` from its rows.
+"""Request metrics in memory: the last 24 hours at one-minute resolution, per provider, client key
+and router, plus running totals since start per provider and client key (for Prometheus). Longer
+ranges come from the ledger, bucketed by `bucketed` from its rows.
 
 Pure: no I/O; times are passed in (Unix seconds).
 
@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 Metric = Literal["tokens", "cost", "requests", "success_rate", "latency_p50", "latency_p95"]
-GroupBy = Literal["provider", "client"]
+GroupBy = Literal["provider", "client", "router"]
+GroupKey = tuple[str, str | None, str | None]
+"""A minute's group: provider, client key, router."""
+_GROUP_POSITION: Final = {"provider": 0, "client": 1, "router": 2}
 METRICS: Final = ("tokens", "cost", "requests", "success_rate", "latency_p50", "latency_p95")
 MINUTE: Final = 60
 HORIZON_MIN: Final = 24 * 60
@@ -33,6 +36,7 @@ class Sample:
     output_tokens: int
     cost_usd: float
     latency_ms: float
+    router: str | None = None
 
 
 @dataclass(slots=True)
@@ -92,6 +96,8 @@ def _key(s: Sample, group_by: GroupBy | None) -> str | None:
         return s.provider
     if group_by == "client":
         return s.client
+    if group_by == "router":
+        return s.router
     return None
 
 
@@ -123,11 +129,12 @@ def series(
 
 
 class MinuteMetrics:
-    """The last 24 hours, one bucket per minute per (provider, client), and totals since start."""
+    """The last 24 hours, one bucket per minute per (provider, client, router), and totals since
+    start per (provider, client)."""
 
     def __init__(self, horizon_min: int = HORIZON_MIN) -> None:
         self.horizon_min = horizon_min
-        self._minutes: deque[tuple[int, dict[tuple[str, str | None], Bucket]]] = deque()
+        self._minutes: deque[tuple[int, dict[GroupKey, Bucket]]] = deque()
         self.totals: dict[tuple[str, str | None], Bucket] = {}
 
     def add(self, s: Sample) -> None:
@@ -138,13 +145,13 @@ class MinuteMetrics:
                 self._minutes.popleft()
         groups = self._minutes[-1][1] if self._minutes[-1][0] == minute else self._find(minute)
         if groups is not None:
-            groups.setdefault((s.provider, s.client), Bucket()).add(s)
+            groups.setdefault((s.provider, s.client, s.router), Bucket()).add(s)
         total = self.totals.setdefault((s.provider, s.client), Bucket())
         latencies = total.latencies
         total.add(s)
         del latencies[:]  # totals keep counts only
 
-    def _find(self, minute: int) -> dict[tuple[str, str | None], Bucket] | None:
+    def _find(self, minute: int) -> dict[GroupKey, Bucket] | None:
         for m, groups in reversed(self._minutes):
             if m == minute:
                 return groups
@@ -152,19 +159,20 @@ class MinuteMetrics:
                 return None
         return None
 
-    def minutes(self) -> list[tuple[int, dict[tuple[str, str | None], Bucket]]]:
+    def minutes(self) -> list[tuple[int, dict[GroupKey, Bucket]]]:
         return list(self._minutes)
 
     def query(
         self, since: float, until: float, metric: Metric, group_by: GroupBy | None
     ) -> list[tuple[str | None, list[tuple[int, float | None]]]]:
         buckets: dict[str | None, dict[int, Bucket]] = {}
+        position = None if group_by is None else _GROUP_POSITION[group_by]
         for minute, groups in self._minutes:
             start = minute * MINUTE
             if not since <= start < until:
                 continue
-            for (provider, client), bucket in groups.items():
-                key = provider if group_by == "provider" else client if group_by == "client" else None
+            for group, bucket in groups.items():
+                key = None if position is None else group[position]
                 target = buckets.setdefault(key, {}).setdefault(start, Bucket())
                 target.merge(bucket)
         return series(buckets, since, until, MINUTE, metric)

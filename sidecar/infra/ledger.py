@@ -5,9 +5,10 @@ Tables (component `ledger`, an append-only list of migrations):
 - `ledger`: one row per chat request, whatever its outcome (ok, error, cancelled, refused before
   sending by a budget or a client-side limit, with its `reason`): provider,
   model, the five token counts, `cost_usd`, the pricing date, latency, error kind, attempts,
-  `run_id`, `tag`, method and time (`ts`, Unix seconds UTC). A count is NULL when the provider
-  never reported usage (a stream cancelled before its final usage event): the row keeps what was
-  known, the chat service estimates it from the text received (`usage_estimated` is 1).
+  `run_id`, `tag`, method and time (`ts`, Unix seconds UTC), the gateway client key (`client`) and
+  the router (`router`) it came through, each NULL when there was none. A count is NULL when the
+  provider never reported usage (a stream cancelled before its final usage event): the row keeps
+  what was known, the chat service estimates it from the text received (`usage_estimated` is 1).
   `uid` is unique, so a batch retried after an error is never counted twice.
 - `spend_daily` (day UTC, provider) and `run_tokens` (run id, provider): rollups summed per batch
   (`infra.ledger_rows.rollups`) and written in the same transaction as the batch's rows (one
@@ -168,6 +169,13 @@ MIGRATIONS: Final = (
     DROP TRIGGER IF EXISTS ledger_spend_rollup;
     DROP TRIGGER IF EXISTS ledger_run_rollup;
     """,
+    # The router (its name) a `router:<name>` request was expanded from; NULL for the others. The
+    # index serves a router's spend today (`router_spends`, which seeds its `usd_per_day` counter);
+    # partial, so rows made without a router cost it nothing.
+    """
+    ALTER TABLE ledger ADD COLUMN router TEXT;
+    CREATE INDEX ledger_router_ts ON ledger (router, ts) WHERE router IS NOT NULL;
+    """,
 )
 # Both engines' texts: the SQLite ones above byte for byte, PostgreSQL's from `infra.pg_schema`
 # (and 8-byte floats where SQLite says REAL).
@@ -175,12 +183,13 @@ ENGINE_MIGRATIONS: Final = (
     *pg_schema.paired(MIGRATIONS[:3], pg_schema.LEDGER),
     Dialects(sqlite=MIGRATIONS[3], postgres=MIGRATIONS[3].replace("REAL", "DOUBLE PRECISION")),
     Dialects(sqlite=MIGRATIONS[4], postgres=pg_schema.LEDGER_ROLLUPS_PER_BATCH),
+    MIGRATIONS[5],
 )
 _DAY_OF_TS: Final = Dialects(sqlite="date(ts, 'unixepoch')", postgres=pg_schema.UTC_DAY.format(ts="ts"))
 RETRY_WAIT_MAX_S: Final = 2.0
 """The longest wait between tries of a batch PostgreSQL could not take (the server away)."""
 
-GroupBy = Literal["provider", "model", "day", "tag", "client"]
+GroupBy = Literal["provider", "model", "day", "tag", "client", "router"]
 Outcome = Literal["ok", "error", "cancelled"]
 
 COMMIT_ATTEMPTS: Final = 4
@@ -624,6 +633,7 @@ class Ledger:
         tag: str | None = None,
         run_id: str | None = None,
         client: str | None = None,
+        router: str | None = None,
     ) -> list[Sample]:
         """Committed rows with `since_ts <= ts < until_ts` as analytics samples keyed by `group_by`."""
         key_sql = {
@@ -633,10 +643,17 @@ class Ledger:
             "day": self._day_of_ts,
             "tag": "tag",
             "client": "client",
+            "router": "router",
         }[group_by]
         where = ["ts >= ?", "ts < ?"]
         args: list[object] = [since_ts, until_ts]
-        for column, value in (("provider", provider), ("tag", tag), ("run_id", run_id), ("client", client)):
+        for column, value in (
+            ("provider", provider),
+            ("tag", tag),
+            ("run_id", run_id),
+            ("client", client),
+            ("router", router),
+        ):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
@@ -655,7 +672,7 @@ class Ledger:
         """Committed rows with `since_ts <= ts < until_ts`, as metrics samples."""
         sql = (
             "SELECT ts, provider, client, outcome, coalesce(input_tokens, 0), coalesce(output_tokens, 0), "
-            "coalesce(cost_usd, 0), latency_ms FROM ledger WHERE ts >= ? AND ts < ?"
+            "coalesce(cost_usd, 0), latency_ms, router FROM ledger WHERE ts >= ? AND ts < ?"
         )
 
         def run(conn: sqlite3.Connection) -> list[MetricSample]:
@@ -666,15 +683,22 @@ class Ledger:
     def client_spends(self, client: str, periods: Sequence[tuple[float, float]]) -> list[float]:
         """USD spent by one gateway client key in each `[since_ts, until_ts)`, committed rows plus
         this process's queued ones."""
+        return self._spends_of("client", client, periods)
+
+    def router_spends(self, router: str, periods: Sequence[tuple[float, float]]) -> list[float]:
+        """USD spent through one router in each `[since_ts, until_ts)`, as `client_spends`."""
+        return self._spends_of("router", router, periods)
+
+    def _spends_of(
+        self, column: Literal["client", "router"], name: str, periods: Sequence[tuple[float, float]]
+    ) -> list[float]:
+        sql = f"SELECT coalesce(sum(cost_usd), 0) FROM ledger WHERE {column} = ? AND ts >= ? AND ts < ?"
 
         def run(conn: sqlite3.Connection) -> list[float]:
-            pending = [r for r in self._pending() if r.client == client]
+            pending = [r for r in self._pending() if getattr(r, column) == name]
             out: list[float] = []
             for since, until in periods:
-                (spent,) = conn.execute(
-                    "SELECT coalesce(sum(cost_usd), 0) FROM ledger WHERE client = ? AND ts >= ? AND ts < ?",
-                    (client, since, until),
-                ).fetchone()
+                (spent,) = conn.execute(sql, (name, since, until)).fetchone()
                 spent += sum(r.cost_usd or 0.0 for r in pending if since <= r.ts < until)
                 out.append(float(spent))
             return out

@@ -63,6 +63,7 @@ class Row(msgspec.Struct, frozen=True, gc=False):
     reason: str | None = None
     cache_hit: bool = False
     saved_usd: float | None = None
+    router: str | None = None
     uid: str = msgspec.field(default_factory=new_id)  # unique across replicas too
 
     @property
@@ -79,7 +80,7 @@ class Row(msgspec.Struct, frozen=True, gc=False):
             self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens,
             self.reasoning_tokens, int(self.usage_estimated), self.cost_usd, self.pricing_date,
             self.latency_ms, self.attempts, self.run_id, self.tag, pid, self.client, self.reason,
-            int(self.cache_hit), self.saved_usd,
+            int(self.cache_hit), self.saved_usd, self.router,
         )  # fmt: skip
 
     def sqlite_params(self, pid: int) -> tuple[object, ...]:
@@ -104,6 +105,7 @@ class Row(msgspec.Struct, frozen=True, gc=False):
             n if (v := self.reason) is None else v,
             int(self.cache_hit),
             n if (f := self.saved_usd) is None else f,
+            n if (v := self.router) is None else v,
         )  # fmt: skip
 
 
@@ -116,13 +118,14 @@ machine, and a row has four or more. PostgreSQL keeps None (a NaN there is a num
 _INSERT_INTO: Final = (
     "INSERT INTO ledger (uid, ts, method, provider, model, outcome, error_kind, input_tokens, "
     "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_estimated, cost_usd, "
-    "pricing_date, latency_ms, attempts, run_id, tag, pid, client, reason, cache_hit, saved_usd) VALUES "
+    "pricing_date, latency_ms, attempts, run_id, tag, pid, client, reason, cache_hit, saved_usd, router) "
+    "VALUES "
 )
-_ROW_MARKS: Final = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROW_MARKS: Final = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_ROW: Final = f"{_INSERT_INTO}{_ROW_MARKS} ON CONFLICT (uid) DO NOTHING"
 ROWS_PER_INSERT: Final = 32
 """Rows per INSERT statement of a batch: one statement for many rows spares the per-statement
-work of `executemany` (~15% of a row's insert); both engines take 32 x 24 parameters."""
+work of `executemany` (~15% of a row's insert); both engines take 32 x 25 parameters."""
 
 
 @functools.lru_cache(maxsize=ROWS_PER_INSERT)

@@ -34,6 +34,7 @@ from sidecar.core import defaults, response_cache, retry, tokens
 from sidecar.core.assemble import RELAYED, AnswerTooLarge, Assembler, ProviderEvent
 from sidecar.core.limiter import Limiter, Permit
 from sidecar.core.models import ModelRef, parse_model
+from sidecar.core.router import router_name
 from sidecar.errors import ProviderError, SidecarError
 from sidecar.providers.base import Provider, ProviderSpec
 from sidecar.providers.errors import display
@@ -77,6 +78,7 @@ class Outcome:
     reason: str | None = None  # why a request was refused before sending
     cache_hit: bool = False  # answered from the response cache
     saved_usd: float | None = None  # what the cached answer cost when it was made
+    router: str | None = None  # the router a `router:<name>` request was expanded from
 
 
 def estimate_usage(params: CompleteParams, assembler: Assembler) -> Usage:
@@ -253,20 +255,27 @@ class ChatService:
 
     async def run(self, params: CompleteParams, ctx: CallContext, *, stream: bool) -> ChatResult:
         params = self.with_defaults(params)
+        router = router_name(params.model)
         if self.expand is not None:
             params = await self.expand(params)
         ref = self.resolve(params.model)
         if self.cache is not None and self.providers.enabled(ref.provider):
             hit = await self.cache.lookup(ref, params)
             if hit is not None:
-                return await self._replay(hit, ref, params, ctx, stream)
-        result = await self._run(ref, params, ctx, stream)
+                return await self._replay(hit, ref, params, ctx, stream, router)
+        result = await self._run(ref, params, ctx, stream, router)
         if self.cache is not None and (result.provider, result.model) == (ref.provider, ref.model):
             await self.cache.store_result(ref, params, result)  # not a fallback's answer
         return result
 
     async def _replay(
-        self, hit: Hit, ref: ModelRef, params: CompleteParams, ctx: CallContext, stream: bool
+        self,
+        hit: Hit,
+        ref: ModelRef,
+        params: CompleteParams,
+        ctx: CallContext,
+        stream: bool,
+        router: str | None,
     ) -> ChatResult:
         """Answer from the response cache: the same events a live stream sends, nothing upstream."""
         started = time.monotonic()
@@ -287,6 +296,7 @@ class ChatService:
             run_id=params.run_id,
             cache_hit=True,
             saved_usd=hit.cost_usd,
+            router=router,
         )
         await self._after(outcome)
         return msgspec.structs.replace(
@@ -306,7 +316,9 @@ class ChatService:
                 except Exception:
                     _log.exception("chat hook failed")
 
-    async def _run(self, ref: ModelRef, params: CompleteParams, ctx: CallContext, stream: bool) -> ChatResult:
+    async def _run(
+        self, ref: ModelRef, params: CompleteParams, ctx: CallContext, stream: bool, router: str | None = None
+    ) -> ChatResult:
         chain = self.chain(ref, params)
         started = time.monotonic()
         outcome = Outcome(
@@ -316,6 +328,7 @@ class ChatService:
             status="error",
             tag=params.tag,
             run_id=params.run_id,
+            router=router,
         )
         tries = _Tries(ref)
         try:

@@ -3,7 +3,7 @@ over the last hour or day from memory (one-minute steps), or 7/30 days from the 
 the same counters as Prometheus text for the gateway's `/metrics`.
 
 The service is a chat hook: every request of every face is counted once it ends, under the
-client key the gateway named (`current_client`).
+client key the gateway named (`current_client`) and the router it came through.
 
 Must not know: HTTP, stdin/stdout, how the ledger stores rows.
 """
@@ -53,6 +53,7 @@ class MetricsService:
                 output_tokens=usage.output_tokens if usage else 0,
                 cost_usd=outcome.cost_usd or 0.0,
                 latency_ms=outcome.latency_ms,
+                router=outcome.router,
             )
         )
 
@@ -67,7 +68,7 @@ class MetricsService:
             latencies = [
                 lat
                 for _, groups in self.memory.minutes()
-                for (provider, _client), bucket in groups.items()
+                for (provider, _client, _router), bucket in groups.items()
                 if provider == key
                 for lat in bucket.latencies
             ]

@@ -1,5 +1,5 @@
 """What the ledger says: `usage_summary` (requests, tokens, cost, latency and cache figures over a
-span, grouped by provider, model, day, tag or client key, with this month's projection), and the
+span, grouped by provider, model, day, tag, client key or router, with this month's projection), and the
 per-client-key totals and spend the gateway shows.
 
 Must not know: stdin/stdout, SQL, budgets.
@@ -45,6 +45,7 @@ class UsageReport:
                 tag=params.tag,
                 run_id=params.run_id,
                 client=params.client,
+                router=params.router,
             )
             return samples, self.ledger.spends([(OVERALL, month.first_day, month.end_day)])
 

@@ -45,6 +45,7 @@ def row_for(outcome: Outcome, ts: float, client: str | None) -> Row:
         outcome.reason,
         outcome.cache_hit,
         outcome.saved_usd,
+        outcome.router,
     )
 
 

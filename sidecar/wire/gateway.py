@@ -128,12 +128,13 @@ class ClientKeyDeleteResult(Wire):
 
 class MetricsParams(Params):
     """`range`: the last hour or day (one-minute steps, from memory), 7 days (hourly steps) or 30
-    days (daily steps), both from the usage ledger. `group_by`: one series per provider or per
-    client key (requests from the host itself have no client key); absent, one series in all."""
+    days (daily steps), both from the usage ledger. `group_by`: one series per provider, per
+    client key (requests from the host itself have no client key) or per router (requests made
+    without one have none); absent, one series in all."""
 
     range: Literal["1h", "24h", "7d", "30d"] = "24h"
     metric: Literal["tokens", "cost", "requests", "success_rate", "latency_p50", "latency_p95"] = "requests"
-    group_by: Literal["provider", "client"] | None = None
+    group_by: Literal["provider", "client", "router"] | None = None
 
 
 class MetricsSeries(Wire):

@@ -12,14 +12,15 @@ import msgspec
 
 from sidecar.wire.base import Params, Wire
 
-GroupBy = Literal["provider", "model", "day", "tag", "client"]
+GroupBy = Literal["provider", "model", "day", "tag", "client", "router"]
 NonNegativeUsd = Annotated[float, msgspec.Meta(ge=0)]
 TokenCap = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class UsageSummaryParams(Params):
     """`since`/`until`: ISO 8601 dates or times (no offset = UTC); a bare `until` date includes
-    that whole day. Defaults: the start of the current month (UTC) until now."""
+    that whole day. Defaults: the start of the current month (UTC) until now. `client` and
+    `router` keep the requests of one gateway client key or one router (by name)."""
 
     since: str | None = None
     until: str | None = None
@@ -28,11 +29,13 @@ class UsageSummaryParams(Params):
     tag: str | None = None
     run_id: str | None = None
     client: str | None = None
+    router: str | None = None
 
 
 class UsageGroup(Wire):
-    """Totals of a set of requests. `key` names the group (a provider, `provider:model`, a day or a
-    tag; absent for the total and for untagged requests). `error_rate` = errors / requests
+    """Totals of a set of requests. `key` names the group (a provider, `provider:model`, a day, a
+    tag, a client key or a router; absent for the total and for requests without a tag, client key
+    or router). `error_rate` = errors / requests
     (cancelled requests are not errors); latencies are over every request of the group. `refused`
     counts requests refused before sending (a budget, a client-side limit): they are not errors
     and carry no tokens, cost or latency. `cache_hits` counts answers from the response cache (no

@@ -226,6 +226,13 @@ def test_a_routers_usd_per_day_holds_across_replicas(
         a.summary(), b.summary()
         outcomes = sorted(r[2] for r in ledger_rows(postgres_url, "client = 'router-user'"))
         assert outcomes == ["ok"] * 4 + ["refused"] * 3, outcomes
+        with psycopg.connect(postgres_url) as conn:
+            routers = conn.execute(
+                "SELECT router, count(*) FROM ledger GROUP BY router ORDER BY router"
+            ).fetchall()
+        assert routers == [("daily", 6), (None, 1)]
+        groups = {g.get("key"): g["requests"] for g in b.summary(group_by="router")["groups"]}
+        assert groups == {"daily": 6, None: 1}
 
 
 def test_prices_refreshed_through_one_replica_reach_the_other(

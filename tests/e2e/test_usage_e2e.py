@@ -141,3 +141,21 @@ def test_two_processes_share_one_ledger_without_losing_rows(openai: FakeOpenAICo
     with sqlite3.connect(tmp_path / "sidecar.db") as conn:
         (requests,) = conn.execute("SELECT sum(requests) FROM spend_daily").fetchone()
     assert requests == 2 * per_process
+
+
+def test_a_router_request_names_its_router_in_the_ledger_summary_and_metrics(tmp_path: Path) -> None:
+    config = NO_RETRY + '[routers.offline]\nmodels = ["stub:echo"]\n'
+    with Sidecar(home=tmp_path, config=config) as sc:  # the stub provider: no upstream, no key
+        routed = sc.result("complete", ask(model="router:offline"))
+        assert (routed["provider"], routed["model"]) == ("stub", "echo")
+        sc.result("stream", ask(model="stub:echo"))  # no router
+        groups = sc.result("usage_summary", {"group_by": "router"})["groups"]
+        assert {g.get("key"): g["requests"] for g in groups} == {"offline": 1, None: 1}
+        assert sc.result("usage_summary", {"router": "offline"})["total"]["requests"] == 1
+        series = sc.result("metrics", {"range": "1h", "group_by": "router"})["series"]
+        assert {s.get("key"): sum(v or 0 for _, v in s["points"]) for s in series} == {"offline": 1, None: 1}
+        assert sc.bad_lines == []
+    assert [(r["router"], r["provider"]) for r in ledger_rows(tmp_path)] == [
+        ("offline", "stub"),
+        (None, "stub"),
+    ]

@@ -20,8 +20,9 @@ from sidecar.config import Config, RouterSettings
 from sidecar.infra.keystore import MemoryStore
 from sidecar.wire.base import Empty
 from sidecar.wire.chat import CompleteParams
-from sidecar.wire.gateway import ClientKeyCreateParams, GatewayStartParams
+from sidecar.wire.gateway import ClientKeyCreateParams, GatewayStartParams, MetricsParams
 from sidecar.wire.routers import RouterDeleteParams, RouterPreviewParams, RouterSetParams
+from sidecar.wire.usage import UsageSummaryParams
 from tests.fakes.anthropic import VALID_KEY as ANTHROPIC_KEY
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.openai_compat import FakeOpenAICompat, error_reply
@@ -178,3 +179,26 @@ async def test_a_routers_own_limits_stop_requests_with_429(stack: tuple[Services
         await ask(url, key, "thrifty")
     assert spent.value.code == "budget_exceeded"
     await ask(url, key, "router:pair")  # other routers are not affected
+
+
+async def test_ledger_rows_and_usage_summary_name_the_router(
+    stack: tuple[Services, str, str], tmp_path: Path
+) -> None:
+    services, url, key = stack
+    await ask(url, key, "router:pair")
+    await ask(url, key, "pair")  # the plain name: the same router
+    await ask(url, key, "openai:gpt-4o-mini")  # no router
+    await anyio.to_thread.run_sync(services.usage.ledger.flush)
+    assert [(r["router"], r["client"]) for r in ledger(tmp_path)] == [
+        ("pair", "k"),
+        ("pair", "k"),
+        (None, "k"),
+    ]
+    summary = await services.handlers["usage_summary"](UsageSummaryParams(group_by="router"), Ctx())
+    assert {g.key: g.requests for g in summary.groups} == {"pair": 2, None: 1}
+    only = await services.handlers["usage_summary"](UsageSummaryParams(router="pair"), Ctx())
+    assert only.total.requests == 2
+    for span in ("1h", "7d"):  # from memory, and from the ledger
+        metrics = await services.handlers["metrics"](MetricsParams(range=span, group_by="router"), Ctx())
+        totals = {s.key: sum(v or 0 for _, v in s.points) for s in metrics.series}
+        assert totals == {"pair": 2.0, None: 1.0}, span

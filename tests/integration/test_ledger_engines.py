@@ -1,11 +1,13 @@
 """The usage ledger on both engines: the same rows give the same spends, run tokens, groupings,
 budgets and once-only alerts on SQLite and on a real PostgreSQL; two writers (two replicas) on one
 PostgreSQL lose no row and count none twice, nor does a batch retried after its commit; a database
-from before batched rollups keeps its figures; and rows recorded while PostgreSQL is down wait in
-memory and are committed once it is back (nothing recorded is lost)."""
+from before batched rollups keeps its figures, one from before the router column its rows; and rows
+recorded while PostgreSQL is down wait in memory and are committed once it is back (nothing
+recorded is lost)."""
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +44,14 @@ def ledger_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Make]:
 
 
 DAY1, DAY2 = 1_796_083_199.5, 1_796_083_200.25  # 2026-11-30T23:59:59.5Z, 2026-12-01T00:00:00.25Z
+
+
+_INSERT_BEFORE_ROUTER = (  # a row as the writer wrote it up to migration 5: 24 columns, no router
+    "INSERT INTO ledger (uid, ts, method, provider, model, outcome, error_kind, input_tokens, "
+    "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_estimated, cost_usd, "
+    "pricing_date, latency_ms, attempts, run_id, tag, pid, client, reason, cache_hit, saved_usd) VALUES "
+    f"({', '.join('?' * 24)})"
+)
 
 
 def _row(ts: float, provider: str, cost: float | None, **extra: object) -> Row:
@@ -186,7 +196,7 @@ def test_a_database_from_before_batched_rollups_keeps_its_figures(ledger_db: Mak
 
     def insert(conn: Any) -> None:  # as the writer of migration 4 did: the triggers keep the rollups
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(ledger._INSERT_ROW, [row.params(1) for row in before])
+        conn.executemany(_INSERT_BEFORE_ROUTER, [row.params(1)[:24] for row in before])
         conn.execute("COMMIT")
 
     old.run_sync(insert)
@@ -207,6 +217,49 @@ def test_a_database_from_before_batched_rollups_keeps_its_figures(ledger_db: Mak
     )
     assert requests == (3,)
     check.close(5)
+
+
+def test_a_database_from_before_the_router_column_keeps_its_rows(ledger_db: Make) -> None:
+    """A database at ledger migration 5 (no `router` column) opens with the new code: its rows
+    intact with no router, and rows written after name theirs (grouped, filtered, spent)."""
+    old = ledger_db()
+    old.register(audit.COMPONENT, [text_for(m, old.engine) for m in audit.ENGINE_MIGRATIONS])
+    old.register(ledger.COMPONENT, [text_for(m, old.engine) for m in ledger.ENGINE_MIGRATIONS[:5]])
+    before = [_row(DAY1, "openai", 0.25, client="alice", tag="t"), _row(DAY2, "anthropic", 0.5)]
+
+    def insert(conn: Any) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(_INSERT_BEFORE_ROUTER, [row.params(1)[:24] for row in before])
+        conn.execute("COMMIT")
+
+    old.run_sync(insert)
+    columns = "uid, ts, provider, model, outcome, client, tag, cost_usd, input_tokens"
+    as_written = old.run_sync(
+        lambda conn: conn.execute(f"SELECT {columns} FROM ledger ORDER BY ts").fetchall()
+    )
+    old.close()
+    new = Ledger(ledger_db())
+    new.record(_row(DAY2, "openai", 0.125, router="cheap"))
+    new.record(_row(DAY2, "openai", 0.0625, router="cheap", client="alice"))
+    assert new.flush(10)
+
+    def read(conn: Any) -> tuple[list[Any], list[Any]]:
+        kept = conn.execute(f"SELECT {columns}, router FROM ledger WHERE uid IN (?, ?) ORDER BY ts",
+                            (before[0].uid, before[1].uid)).fetchall()  # fmt: skip
+        routers = conn.execute("SELECT router FROM ledger ORDER BY id").fetchall()
+        return [tuple(r) for r in kept], [r[0] for r in routers]
+
+    kept, routers = new.db.run_sync(read)
+    assert [r[:-1] for r in kept] == [tuple(r) for r in as_written]  # old rows intact...
+    assert [r[-1] for r in kept] == [None, None]  # ...with no router
+    assert routers == [None, None, "cheap", "cheap"]
+    assert collections.Counter(s.key for s in new.samples(0, 2e9, "router")) == {None: 2, "cheap": 2}
+    assert len(new.samples(0, 2e9, router="cheap")) == 2
+    assert new.router_spends("cheap", [(0, 2e9), (DAY2 + 1, 2e9)]) == [pytest.approx(0.1875), 0.0]
+    new.record(_row(DAY2, "openai", 0.5, router="cheap"))  # queued, not yet committed: counted
+    assert new.router_spends("cheap", [(0, 2e9)]) == [pytest.approx(0.6875)]
+    assert new.client_spends("alice", [(0, 2e9)]) == [pytest.approx(0.3125)]
+    assert new.close(5)
 
 
 def test_spend_in_memory_counts_each_row_once_and_takes_in_other_processes(ledger_db: Make) -> None:

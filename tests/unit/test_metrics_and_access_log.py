@@ -41,6 +41,30 @@ def test_minute_metrics_series_per_group_with_every_step() -> None:
     assert m.totals[("openai", "a")].requests == 2
 
 
+def test_minute_metrics_and_ledger_buckets_group_by_router() -> None:
+    m = MinuteMetrics()
+    base = 1_800_000_000 - 1_800_000_000 % 60
+    routed = [
+        Sample(ts=base + 1, provider="openai", client="a", outcome="ok", input_tokens=10, output_tokens=5,
+               cost_usd=0.01, latency_ms=10.0, router="cheap"),
+        Sample(ts=base + 2, provider="anthropic", client="a", outcome="ok", input_tokens=10, output_tokens=5,
+               cost_usd=0.02, latency_ms=10.0, router="cheap"),
+        sample(base + 3),  # no router
+    ]  # fmt: skip
+    for s in routed:
+        m.add(s)
+    assert dict(m.query(base, base + 60, "requests", "router")) == {
+        "cheap": [(base, 2.0)],
+        None: [(base, 1.0)],
+    }
+    assert dict(m.query(base, base + 60, "cost", "router"))["cheap"] == [(base, 0.03)]
+    # Prometheus' totals stay per provider and client key: a router adds no series there.
+    assert sorted(m.totals) == [("anthropic", "a"), ("openai", "a")]
+    assert m.totals[("openai", "a")].requests == 2
+    from_ledger = series(bucketed(routed, base, base + 60, 60, "router"), base, base + 60, 60, "requests")
+    assert from_ledger == [("cheap", [(base, 2.0)]), (None, [(base, 1.0)])]
+
+
 def test_minute_metrics_forget_beyond_the_horizon() -> None:
     m = MinuteMetrics(horizon_min=2)
     m.add(sample(0))
