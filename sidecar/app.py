@@ -435,8 +435,11 @@ class Services:
         if not params.model.startswith("router:"):
             return params  # the common path builds nothing
         routers = self.routers
-        if routers not in self.chat.hooks:
-            self.chat.hooks.append(routers)  # counts what each router request used
+        hooks = self.chat.hooks
+        if routers not in hooks:
+            # Counts what each router request used; before the usage hook, so a request's cost is
+            # on the router's counter before its ledger row (the counter's floor) is queued.
+            hooks.insert(hooks.index(self.usage), routers)
         return await routers.expand(params)
 
     @cached_property
@@ -574,7 +577,11 @@ class Services:
             self.env,
             latency=metrics.latency_p50_by_provider,
             coordinator=self.coordination,
+            spent=self._router_spend,
         )
+
+    async def _router_spend(self, name: str, since_ts: float, until_ts: float) -> float:
+        return await self.usage.router_spend(name, since_ts, until_ts)
 
     @cached_property
     def metrics(self) -> MetricsService:

@@ -7,6 +7,14 @@ Candidates come from the model catalog (and custom endpoints); availability from
 breakers, the client-side limiters and whether each provider has a key; measured latency from
 the metrics service. Ordering is `core.router`'s.
 
+A router's own limits are checked as a chat hook (`before`) and charged after (`after`): requests
+and tokens per minute as windows, `usd_per_day` as a budget line of the coordinator (shared by
+every replica with Redis) whose floor is what the ledger holds for the router today (its `router`
+column), read again every `FLOOR_TTL_S`: a restarted process, or a Redis restarted without
+persistence, starts the day from what was spent, not from zero. The hook runs before the usage
+hook, so a request's cost is settled on the counter before its ledger row is queued (a floor read
+meanwhile never counts it twice).
+
 Must not know: HTTP, stdin/stdout, providers' wire formats.
 """
 
@@ -14,15 +22,17 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import msgspec
 
+from sidecar import logs
 from sidecar.config import Config, RouterSettings
 from sidecar.core import router as policy
 from sidecar.core.counters import BudgetLine, Reservation, Window
@@ -88,17 +98,26 @@ if TYPE_CHECKING:
 STORED_TTL_S: Final = 2.0
 WINDOW_S: Final = 60.0
 DAY_GRACE_S: Final = 3600.0
+FLOOR_TTL_S: Final = 2.0
+"""How long a router's spend today as read from the ledger is used before reading it again."""
+
+RouterSpend = Callable[[str, float, float], Awaitable[float]]
+"""USD the ledger holds for a router (by name) in `[since_ts, until_ts)`, queued rows included."""
+
+_log = logs.get_logger("routers")
 
 
-def _day_line(name: str, usd_per_day: float) -> BudgetLine:
-    """A router's spend today (UTC) as a coordinator budget line: shared by every replica with
-    Redis. The ledger keeps no router column, so the line has no committed floor: a Redis restarted
-    without persistence counts the rest of the day from zero."""
+def _day_line(name: str, usd_per_day: float, committed_usd: float, day: str, end_ts: float) -> BudgetLine:
+    """A router's spend on UTC `day` as a coordinator budget line: shared by every replica with
+    Redis, never below what the ledger has committed for the router that day."""
+    return BudgetLine(f"router:{name}:usd:{day}", usd_per_day, committed_usd, end_ts + DAY_GRACE_S)
+
+
+def _utc_day() -> tuple[str, float, float]:
+    """Today (UTC) as `YYYY-MM-DD`, with the Unix times of its start and of the next day's."""
     now = dt.datetime.now(dt.UTC)
-    end = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return BudgetLine(
-        f"router:{name}:usd:{now.date().isoformat()}", usd_per_day, 0.0, end.timestamp() + DAY_GRACE_S
-    )
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start.date().isoformat(), start.timestamp(), (start + dt.timedelta(days=1)).timestamp()
 
 
 def _windows(name: str, limits: Any) -> list[tuple[Window, float]]:
@@ -125,6 +144,7 @@ class RouterService:
         latency: Callable[[], dict[str, float]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         coordinator: Coordinator | None = None,
+        spent: RouterSpend | None = None,
     ) -> None:
         if coordinator is None:
             from sidecar.infra.coordination import LocalCoordinator
@@ -144,6 +164,9 @@ class RouterService:
         self._key_checks: dict[str, tuple[float, str | None]] = {}
         self._stored_at = 0.0
         self._limits_of: dict[str, Any] = {}
+        self._spent = spent
+        # Per router: the UTC day, what the ledger held for it that day, when that was read.
+        self._floors: dict[str, tuple[str, float, float]] = {}
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -230,7 +253,8 @@ class RouterService:
         self._limits_of[name] = limits
         if limits.usd_per_day is not None:
             # The coordinator's counter: with Redis, what every replica's requests spent today.
-            ((spent, _),) = await self.coordinator.figures([_day_line(name, limits.usd_per_day)])
+            line = await self._spend_line(name, limits.usd_per_day)
+            ((spent, _),) = await self.coordinator.figures([line])
             if spent >= limits.usd_per_day:
                 raise SidecarError(
                     "budget_exceeded",
@@ -260,7 +284,7 @@ class RouterService:
             await self._check_limits(name, info.settings)
 
     async def after(self, outcome: Outcome) -> None:
-        name = _current_router.get()
+        name = outcome.router
         if name is None:
             return
         _current_router.set(None)
@@ -272,9 +296,26 @@ class RouterService:
                 [(w, used) for w, _ in _windows(name, limits) if w.key.endswith(":tokens")]
             )
         if outcome.cost_usd and limits is not None and limits.usd_per_day is not None:
-            line = _day_line(name, limits.usd_per_day)
+            line = await self._spend_line(name, limits.usd_per_day, read=False)
             # Settling a reservation nobody holds adds the cost to the line's spend, atomically.
             await self.coordinator.settle(Reservation(uuid.uuid4().hex, (line,), 0.0), outcome.cost_usd)
+
+    async def _spend_line(self, name: str, usd_per_day: float, *, read: bool = True) -> BudgetLine:
+        """The router's budget line of today, its floor what the ledger holds for the router today
+        (read again when older than `FLOOR_TTL_S`, unless `read` is False). A floor read before a
+        request is never one that counts the request itself: its cost is settled before its ledger
+        row is queued."""
+        day, start_ts, end_ts = _utc_day()
+        known = self._floors.get(name)
+        committed = known[1] if known is not None and known[0] == day else 0.0
+        fresh = known is not None and known[0] == day and time.monotonic() - known[2] <= FLOOR_TTL_S
+        if read and not fresh and self._spent is not None:
+            try:
+                committed = await self._spent(name, start_ts, time.time() + 1)
+            except (sqlite3.Error, OSError, SidecarError) as exc:
+                _log.warning("ledger unreadable, router spend not floored", error=type(exc).__name__)
+            self._floors[name] = (day, committed, time.monotonic())
+        return _day_line(name, usd_per_day, committed, day, end_ts)
 
     async def plan(self, name: str, needs: tuple[str, ...] = ()) -> list[policy.Planned]:
         routers = await self._all()

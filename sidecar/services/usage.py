@@ -147,3 +147,7 @@ class UsageService:
     async def client_spend(self, client: str) -> tuple[float, float]:
         """USD spent today and this month (UTC) by one gateway client key."""
         return await self.report.client_spend(client)
+
+    async def router_spend(self, router: str, since_ts: float, until_ts: float) -> float:
+        """USD spent through one router in `[since_ts, until_ts)`, queued rows included."""
+        return await self.report.router_spend(router, since_ts, until_ts)

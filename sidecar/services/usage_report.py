@@ -88,6 +88,11 @@ class UsageReport:
         today, this_month = await anyio.to_thread.run_sync(self.ledger.client_spends, client, periods)
         return today, this_month
 
+    async def router_spend(self, router: str, since_ts: float, until_ts: float) -> float:
+        """USD spent through one router in `[since_ts, until_ts)`, queued rows included."""
+        (spent,) = await anyio.to_thread.run_sync(self.ledger.router_spends, router, [(since_ts, until_ts)])
+        return spent
+
     @staticmethod
     def _bound(text: str, name: str, *, end: bool) -> dt.datetime:
         try:

@@ -36,7 +36,7 @@ import pytest
 from tests.conftest import ServerFactory
 from tests.fakes.openai_compat import FakeOpenAICompat, openrouter_model
 from tests.harness import SIDECAR, Sidecar
-from tests.servers import free_port
+from tests.servers import RedisServer, free_port
 
 MODEL = "openai:gpt-4o-mini"
 MESSAGES = [{"role": "user", "content": "Say something short about the sea."}]
@@ -203,7 +203,7 @@ def test_a_providers_client_side_limits_hold_across_replicas(
 
 
 def test_a_routers_usd_per_day_holds_across_replicas(
-    postgres_url: str, redis_url: str, fake: FakeOpenAICompat
+    postgres_url: str, redis_url: str, redis_server: RedisServer, fake: FakeOpenAICompat
 ) -> None:
     with replicas(postgres_url, redis_url, fake) as (a, b):
         key = a.sc.result("client_key_create", {"name": "router-user"})["key"]
@@ -233,6 +233,13 @@ def test_a_routers_usd_per_day_holds_across_replicas(
         assert routers == [("daily", 6), (None, 1)]
         groups = {g.get("key"): g["requests"] for g in b.summary(group_by="router")["groups"]}
         assert groups == {"daily": 6, None: 1}
+        # Redis loses the day's counter (restarted without persistence): each replica's next read
+        # of the ledger (within 2 s) puts the router's spend back, so it still refuses.
+        redis_server.flush()
+        time.sleep(2.2)
+        for replica in (a, b):
+            assert asyncio.run(call(replica.client(key), "router:daily", max_tokens=16)) == "budget_exceeded"
+        assert len([r for r in fake.requests if r.path.endswith("/chat/completions")]) == 4
 
 
 def test_prices_refreshed_through_one_replica_reach_the_other(

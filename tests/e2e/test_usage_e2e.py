@@ -159,3 +159,23 @@ def test_a_router_request_names_its_router_in_the_ledger_summary_and_metrics(tmp
         ("offline", "stub"),
         (None, "stub"),
     ]
+
+
+def test_a_routers_daily_spend_still_refuses_after_a_restart(
+    openai: FakeOpenAICompat, tmp_path: Path
+) -> None:
+    # One request costs 3.75e-06 USD here: the second starts below the 5e-06 limit, the third not.
+    config = (
+        NO_RETRY + '[routers.thrifty]\nmodels = ["openai:gpt-4o-mini"]\nlimits = { usd_per_day = 5e-06 }\n'
+    )
+    with Sidecar(env(openai), home=tmp_path, config=config) as sc:
+        for _ in range(2):
+            assert "result" in sc.call("complete", ask(model="router:thrifty"))
+        assert sc.call("complete", ask(model="router:thrifty"))["error"]["data"]["kind"] == "budget_exceeded"
+    with Sidecar(env(openai), home=tmp_path, config=config) as sc:  # a new process, the same ledger
+        error = sc.call("complete", ask(model="router:thrifty"))["error"]
+        assert error["data"]["kind"] == "budget_exceeded" and "thrifty" in error["message"]
+        assert "result" in sc.call("complete", ask())  # the provider itself is not limited
+    assert len(openai.requests) == 3
+    rows = [(r["router"], r["outcome"]) for r in ledger_rows(tmp_path)]
+    assert rows == [("thrifty", "ok")] * 2 + [("thrifty", "refused")] * 2 + [(None, "ok")]

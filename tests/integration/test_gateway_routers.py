@@ -202,3 +202,31 @@ async def test_ledger_rows_and_usage_summary_name_the_router(
         metrics = await services.handlers["metrics"](MetricsParams(range=span, group_by="router"), Ctx())
         totals = {s.key: sum(v or 0 for _, v in s.points) for s in metrics.series}
         assert totals == {"pair": 2.0, None: 1.0}, span
+
+
+async def test_a_routers_spend_today_outlives_a_restart(
+    tmp_path: Path, fakes: tuple[FakeOpenAICompat, FakeAnthropic]
+) -> None:
+    """The process that spent `thrifty`'s day is gone; the next one reads the day's spend from the
+    ledger, so the router still refuses (before, its counter started again from zero)."""
+    oa, an = fakes
+    env = {"SIDECAR_HOME": str(tmp_path), "OPENAI_BASE_URL": oa.api_base, "ANTHROPIC_BASE_URL": an.url}
+    config = msgspec.convert(tomllib.loads(CONFIG), Config)
+    for life in ("spends", "restarted"):
+        services = build_services(config, store=MemoryStore({"openai": "sk-test-valid"}), env=env)
+        async with anyio.create_task_group() as tg:
+            await services.start_background(tg)
+            url = (await services.handlers["gateway_start"](GatewayStartParams(port=0), Ctx())).url
+            name = ClientKeyCreateParams(name=f"k-{life}")
+            key = (await services.handlers["client_key_create"](name, Ctx())).key
+            if life == "spends":
+                await ask(url, key, "router:thrifty")  # spends more than its day allows
+            with pytest.raises(openai.RateLimitError) as spent:
+                await ask(url, key, "router:thrifty")
+            assert spent.value.code == "budget_exceeded"
+            await services.stop_gateway()
+            tg.cancel_scope.cancel()
+        await services.aclose()
+    assert len(oa.requests) == 1
+    outcomes = [(r["router"], r["outcome"]) for r in ledger(tmp_path)]
+    assert outcomes == [("thrifty", "ok"), ("thrifty", "refused"), ("thrifty", "refused")]
