@@ -1,6 +1,7 @@
 """The usage ledger and budgets through spawned `llm-sidecar` processes, over pipes as a host would:
 rows survive a kill -9 mid-stream, budgets refuse before sending, `budget/alert` goes out once,
-a cancelled stream leaves its row, and two processes share one ledger without losing a row."""
+a cancelled stream leaves its row, two processes share one ledger without losing a row, a request
+through a router names it, and a router's daily spend still refuses after a restart."""
 
 from __future__ import annotations
 

@@ -1,9 +1,12 @@
 """Routers through the real stack: the preview names the model a request then really uses, a
 failing first candidate falls through to the next before the first token, a provider without a key
-is skipped, and `router:<name>` works on the stdio face's handlers as on the gateway."""
+is skipped, and `router:<name>` works on the stdio face's handlers as on the gateway; its ledger
+rows, `usage_summary`, `metrics` and the access log name the router, and a router's spend today
+outlives a restart."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import tomllib
 from collections.abc import AsyncIterator, Iterator
@@ -202,6 +205,10 @@ async def test_ledger_rows_and_usage_summary_name_the_router(
         metrics = await services.handlers["metrics"](MetricsParams(range=span, group_by="router"), Ctx())
         totals = {s.key: sum(v or 0 for _, v in s.points) for s in metrics.series}
         assert totals == {"pair": 2.0, None: 1.0}, span
+    await anyio.to_thread.run_sync(services.access_log.flush)
+    (log_file,) = (tmp_path / "logs").iterdir()
+    access = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert [r.get("router") for r in access] == ["pair", "pair", None]
 
 
 async def test_a_routers_spend_today_outlives_a_restart(
