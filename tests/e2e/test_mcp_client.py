@@ -2,12 +2,14 @@
 
 Legacy: `ClientSession` + `initialize` (2025 revisions). Modern: the high-level `Client` in auto
 mode, which probes `server/discover` and gets 2026-07-28. Streams come from the fake OpenAI on
-127.0.0.1; the client's `progress_callback` sees each text delta.
+127.0.0.1; the client's `progress_callback` sees each text delta. A call through a router is a
+ledger row naming it, as on every face.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,3 +231,25 @@ def test_ollama_pull_reports_download_progress_with_totals(tmp_path: Path) -> No
 
         anyio.run(main)
         assert "smollm2:135m" in ollama.installed
+
+
+def test_a_router_call_is_a_ledger_row_naming_the_router(fake: FakeOpenAICompat, tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[routers.sea]\nmodels = ["openai:gpt-4o-mini"]\n')
+
+    async def main() -> None:
+        async with (
+            stdio_client(server_params(tmp_path, fake)) as (read, write),
+            ClientSession(read, write) as s,
+        ):
+            await s.initialize()
+            routed = await s.call_tool("complete", {**STREAM_ARGS, "model": "router:sea"})
+            assert routed.is_error is False, _text_of(routed)
+            assert routed.structured_content["provider"] == "openai"
+            summary = await s.call_tool("usage_summary", {"group_by": "router"})
+            assert [(g.get("key"), g["requests"]) for g in summary.structured_content["groups"]] == [
+                ("sea", 1)
+            ]
+
+    anyio.run(main)
+    with sqlite3.connect(tmp_path / "sidecar.db") as conn:
+        assert conn.execute("SELECT router, provider FROM ledger").fetchall() == [("sea", "openai")]
