@@ -9,6 +9,9 @@ answers: the second row is spawn → that answer, so the first row cannot pass f
 being ready.
 
 - `python -c pass`: the interpreter alone (with the venv's `site`).
+- msgspec alone (`MSGSPEC_SERVER`): a server that imports msgspec (which the sidecar decodes and
+  encodes with, and reads its configuration with) and answers each request with blocking reads,
+  no event loop: the floor of the early answer.
 - the stack alone (`STACK_SERVER`): a stdio server that imports only what the sidecar cannot answer
   without (msgspec, anyio on asyncio), waits for stdin from the event loop as the sidecar does, and
   answers each request. What the sidecar takes beyond it is the sidecar's own.
@@ -67,6 +70,20 @@ anyio.run(serve)
 """
 
 
+# msgspec alone, no event loop: blocking reads, one answer per request line.
+MSGSPEC_SERVER = """
+import os, msgspec
+
+encode = msgspec.json.Encoder().encode
+rest = b""
+while chunk := os.read(0, 64 * 1024):
+    *lines, rest = (rest + chunk).split(b"\\n")
+    for line in lines:
+        answer = {"jsonrpc": "2.0", "id": msgspec.json.decode(line)["id"], "result": {"version": "msgspec"}}
+        os.write(1, encode(answer) + b"\\n")
+"""
+
+
 def first_answers_ms(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Spawn `argv`, send `info` at once (as a host does) and time its answer; then send a
     request only the event loop answers, and time that answer (both from the spawn)."""
@@ -118,6 +135,7 @@ def measure(
         for command in sidecars:
             spawn(command, [command])
         times.setdefault("pass", []).append(pass_ms(env))
+        spawn("msgspec", [sys.executable, "-c", MSGSPEC_SERVER])
         spawn("stack", stack)
         if binary is not None:
             spawn("binary", [str(binary)])
@@ -126,7 +144,7 @@ def measure(
 
 def rows_for(times: dict[str, list[float]], sidecars: list[str]) -> Table:
     med = {name: statistics.median(values) for name, values in times.items()}
-    floor, stack, stack_loop = med["pass"], med["stack"], med["stack loop"]
+    floor, bare, stack, stack_loop = med["pass"], med["msgspec"], med["stack"], med["stack loop"]
     rows: Table = []
     for command in sidecars:
         label = "" if command == SIDECAR else f" [{command}]"
@@ -135,8 +153,10 @@ def rows_for(times: dict[str, list[float]], sidecars: list[str]) -> Table:
             (
                 f"spawn → first answer, info (median){label}",
                 f"{s:.1f} ms",
-                f"{floor:.1f} ms (python -c pass); {stack:.1f} ms (msgspec + anyio stdio server)",
-                f"{s / floor:.2f}x, +{s - floor:.1f} ms; {s - stack:+.1f} ms against the stack alone",
+                f"{floor:.1f} ms (python -c pass); {bare:.1f} ms (msgspec stdio server, no event loop);"
+                f" {stack:.1f} ms (msgspec + anyio stdio server)",
+                f"{s / floor:.2f}x, +{s - floor:.1f} ms; {s - bare:+.1f} ms against msgspec alone;"
+                f" {s - stack:+.1f} ms against the stack alone",
             )
         )
         rows.append(
