@@ -46,9 +46,11 @@ def _answered_early(sc: Sidecar, timeout: float = 10.0) -> bool:
     raise TimeoutError(f"no start-up line on stderr:\n{sc.stderr_text[-2000:]}")
 
 
-def _spawn_raw(waiting: bytes, home: Path) -> subprocess.Popen[bytes]:
+def _spawn_raw(waiting: bytes, home: Path, *, close: bool = False) -> subprocess.Popen[bytes]:
     r, w = os.pipe()
     os.write(w, waiting)
+    if close:
+        os.close(w)
     proc = subprocess.Popen(
         [SIDECAR, *DEBUG],
         stdin=r,
@@ -57,7 +59,8 @@ def _spawn_raw(waiting: bytes, home: Path) -> subprocess.Popen[bytes]:
         env={"SIDECAR_HOME": str(home), "PATH": "/usr/bin:/bin"},
     )
     os.close(r)
-    proc.stdin = os.fdopen(w, "wb")
+    if not close:
+        proc.stdin = os.fdopen(w, "wb")
     return proc
 
 
@@ -145,6 +148,17 @@ def test_a_pipe_closed_at_once_still_ends_in_the_normal_shutdown(waiting: bytes)
         assert sc.wait_exit(10) == 0
         assert sorted(m["id"] for m in sc.all_messages) == list(range(1, waiting.count(b"\n") + 1))
         assert all("result" in m for m in sc.all_messages) and sc.bad_lines == []
+
+
+@pytest.mark.parametrize("waiting", [b"", _info(1)])
+def test_a_pipe_closed_before_the_process_starts(waiting: bytes, tmp_path: Path) -> None:
+    # The writer is gone before the first look at stdin: the early read (or the one after it)
+    # meets the end of input, and the process ends as at any end of input.
+    proc = _spawn_raw(waiting, tmp_path, close=True)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert [json.loads(line)["id"] for line in out.splitlines()] == ([1] if waiting else [])
+    assert (b'"answered_early": true' in err) == bool(waiting)
 
 
 def test_stdin_from_a_regular_file(tmp_path: Path) -> None:
