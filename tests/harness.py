@@ -219,6 +219,7 @@ class Sidecar:
     def wait_exit(self, timeout: float = 5.0) -> int:
         code = self.proc.wait(timeout)
         self._reader.join(2)
+        self._err_reader.join(2)  # a test may read stderr next: all of it, not what was read so far
         return code
 
     def stop(self) -> None:
