@@ -1,10 +1,20 @@
 #!/usr/bin/env python3
-"""Benchmark of start-up: spawn → the first answer to `info`, against two floors in the same run.
+"""Benchmark of start-up: spawn → the first answer to `info`, and spawn → the first answer that
+needs the event loop, against two floors in the same run.
+
+A host sends `info` at once, and the sidecar answers an `info` already waiting on stdin before it
+imports its event loop (`sidecar/rpc/early.py`); the first row is that. Once the answer is in, the
+bench sends `list_models` (the dated catalog: no network, no keychain), which only the event loop
+answers: the second row is spawn → that answer, so the first row cannot pass for the whole sidecar
+being ready.
 
 - `python -c pass`: the interpreter alone (with the venv's `site`).
+- msgspec alone (`MSGSPEC_SERVER`): a server that imports msgspec (which the sidecar decodes and
+  encodes with, and reads its configuration with) and answers each request with blocking reads,
+  no event loop: the floor of the early answer.
 - the stack alone (`STACK_SERVER`): a stdio server that imports only what the sidecar cannot answer
   without (msgspec, anyio on asyncio), waits for stdin from the event loop as the sidecar does, and
-  answers the first request. What the sidecar takes beyond it is the sidecar's own.
+  answers each request. What the sidecar takes beyond it is the sidecar's own.
 
 Every round spawns each command once, in turn, so all see the same machine load; the medians are
 reported. `bench_spawn(env, runs)` returns rows in scripts/bench.py's table shape (measure,
@@ -28,6 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SIDECAR = str(Path(sys.executable).with_name("llm-sidecar"))
 INFO = b'{"jsonrpc":"2.0","id":1,"method":"info","params":{}}\n'
+# Answered by the event loop only: the dated catalog, no network, no keychain.
+LOOP_REQUEST = b'{"jsonrpc":"2.0","id":2,"method":"list_models","params":{}}\n'
 Table = list[tuple[str, str, str, str]]
 
 
@@ -58,22 +70,41 @@ anyio.run(serve)
 """
 
 
-def first_answer_ms(argv: list[str], env: dict[str, str]) -> float:
-    """Spawn `argv`, send `info` at once (as a host does) and time the first answer line."""
+# msgspec alone, no event loop: blocking reads, one answer per request line.
+MSGSPEC_SERVER = """
+import os, msgspec
+
+encode = msgspec.json.Encoder().encode
+rest = b""
+while chunk := os.read(0, 64 * 1024):
+    *lines, rest = (rest + chunk).split(b"\\n")
+    for line in lines:
+        answer = {"jsonrpc": "2.0", "id": msgspec.json.decode(line)["id"], "result": {"version": "msgspec"}}
+        os.write(1, encode(answer) + b"\\n")
+"""
+
+
+def first_answers_ms(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Spawn `argv`, send `info` at once (as a host does) and time its answer; then send a
+    request only the event loop answers, and time that answer (both from the spawn)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
     )
     assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(INFO)
-    proc.stdin.flush()
-    line = proc.stdout.readline()
-    answered = time.perf_counter()
+    lines = []
+    times = []
+    for request in (INFO, LOOP_REQUEST):
+        proc.stdin.write(request)
+        proc.stdin.flush()
+        lines.append(proc.stdout.readline())
+        times.append((time.perf_counter() - started) * 1000)
     proc.stdin.close()
     proc.wait(10)
-    if b'"result"' not in line:
-        raise RuntimeError(f"{argv[0]} answered {line!r}")
-    return (answered - started) * 1000
+    for rid, line in enumerate(lines, 1):
+        if b'"result"' not in line or b'"id":%d' % rid not in line.replace(b" ", b""):
+            raise RuntimeError(f"{argv[0]} answered {line[:200]!r}")
+    return times[0], times[1]
 
 
 def pass_ms(env: dict[str, str]) -> float:
@@ -94,29 +125,46 @@ def measure(
     """Interleaved rounds: each command once per round, the floors included."""
     stack = [sys.executable, "-c", STACK_SERVER]
     times: dict[str, list[float]] = {}
+
+    def spawn(name: str, argv: list[str]) -> None:
+        first, loop = first_answers_ms(argv, env)
+        times.setdefault(name, []).append(first)
+        times.setdefault(f"{name} loop", []).append(loop)
+
     for _ in range(runs):
         for command in sidecars:
-            times.setdefault(command, []).append(first_answer_ms([command], env))
+            spawn(command, [command])
         times.setdefault("pass", []).append(pass_ms(env))
-        times.setdefault("stack", []).append(first_answer_ms(stack, env))
+        spawn("msgspec", [sys.executable, "-c", MSGSPEC_SERVER])
+        spawn("stack", stack)
         if binary is not None:
-            times.setdefault("binary", []).append(first_answer_ms([str(binary)], env))
+            spawn("binary", [str(binary)])
     return times
 
 
 def rows_for(times: dict[str, list[float]], sidecars: list[str]) -> Table:
     med = {name: statistics.median(values) for name, values in times.items()}
-    floor, stack = med["pass"], med["stack"]
+    floor, bare, stack, stack_loop = med["pass"], med["msgspec"], med["stack"], med["stack loop"]
     rows: Table = []
     for command in sidecars:
         label = "" if command == SIDECAR else f" [{command}]"
-        s = med[command]
+        s, loop = med[command], med[f"{command} loop"]
         rows.append(
             (
-                f"spawn → first answer (median){label}",
+                f"spawn → first answer, info (median){label}",
                 f"{s:.1f} ms",
-                f"{floor:.1f} ms (python -c pass); {stack:.1f} ms (msgspec + anyio stdio server)",
-                f"{s / floor:.2f}x, +{s - floor:.1f} ms; +{s - stack:.1f} ms over the stack alone",
+                f"{floor:.1f} ms (python -c pass); {bare:.1f} ms (msgspec stdio server, no event loop);"
+                f" {stack:.1f} ms (msgspec + anyio stdio server)",
+                f"{s / floor:.2f}x, +{s - floor:.1f} ms; {s - bare:+.1f} ms against msgspec alone;"
+                f" {s - stack:+.1f} ms against the stack alone",
+            )
+        )
+        rows.append(
+            (
+                f"spawn → first event-loop answer, list_models after info (median){label}",
+                f"{loop:.1f} ms",
+                f"{stack_loop:.1f} ms (the stack alone's second answer)",
+                f"{loop / stack_loop:.2f}x, {loop - stack_loop:+.1f} ms",
             )
         )
     if "binary" in med:

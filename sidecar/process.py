@@ -24,6 +24,7 @@ from sidecar import __version__, logs
 from sidecar.app import Services
 from sidecar.rpc import envelope, stdio
 from sidecar.rpc.dispatcher import Dispatcher, Pacer, Route, route
+from sidecar.rpc.early import Early
 from sidecar.rpc.envelope import Notification, Reply, Request
 from sidecar.rpc.framing import DEFAULT_MAX_LINE, Framing, Piece
 from sidecar.services.context import Handler
@@ -113,8 +114,11 @@ async def serve(
     stdin_fd: int,
     stdout_fd: int,
     max_line: int = DEFAULT_MAX_LINE,
+    early: Early | None = None,
 ) -> None:
-    """Serve until stdin ends or SIGTERM/SIGINT arrives; in-flight requests finish or are cancelled."""
+    """Serve until stdin ends or SIGTERM/SIGINT arrives; in-flight requests finish or are cancelled.
+
+    `early` is what `sidecar.rpc.early` read (and perhaps answered) before the loop existed."""
     stopping = anyio.Event()
     writer = stdio.StdoutWriter(stdout_fd, on_broken_pipe=lambda: None)
     write = writer.write
@@ -131,9 +135,13 @@ async def serve(
     def set_framing(framing: Framing) -> None:
         writer.framing = framing
 
-    dispatcher = Dispatcher(routes_for(services.handlers), write, on_first_answer=warm_soon, pacer=writer)
+    # The warm-up follows the first answer; when that went out before the loop, it starts with it.
+    answered = early is not None and early.answered
+    dispatcher = Dispatcher(
+        routes_for(services.handlers), write, on_first_answer=None if answered else warm_soon, pacer=writer
+    )
     services.broadcaster = lambda method, params: write(envelope.encode_notification(method, params))
-    reader = stdio.StdinReader(stdin_fd, max_line, on_framing=set_framing)
+    reader = stdio.StdinReader(stdin_fd, max_line, on_framing=set_framing, early=early)
     try:
         async with anyio.create_task_group() as tg:
             gate = _McpGate(services, write, tg, writer)
@@ -167,6 +175,8 @@ async def serve(
 
             tg.start_soon(watch_signals)
             tg.start_soon(run_dispatcher)
+            if answered:
+                warm_soon()
             await services.start_background(tg)
             if services.config.gateway.enabled:
                 tg.start_soon(services.start_gateway)
@@ -182,11 +192,23 @@ async def serve(
         writer.close(timeout=FLUSH_S)
 
 
-def run(services: Services, *, max_line: int = DEFAULT_MAX_LINE) -> int:
-    proto_out = stdio.protect_stdout()
-    _log.debug("serving", version=__version__, pid=os.getpid())
+def run(
+    services: Services,
+    *,
+    max_line: int = DEFAULT_MAX_LINE,
+    proto_out: int | None = None,
+    early: Early | None = None,
+) -> int:
+    """Serve on stdin and `proto_out` (the descriptor `protect_stdout()` returned: called here
+    when not given), starting from `early` when the handshake was read before the loop."""
+    if proto_out is None:
+        proto_out = stdio.protect_stdout()
+    out = proto_out
+    _log.debug("serving", version=__version__, pid=os.getpid(), answered_early=bool(early and early.answered))
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(
-            lambda: serve(services, stdin_fd=sys.stdin.fileno(), stdout_fd=proto_out, max_line=max_line)
+            lambda: serve(
+                services, stdin_fd=sys.stdin.fileno(), stdout_fd=out, max_line=max_line, early=early
+            )
         )
     return 0

@@ -37,6 +37,7 @@ class Sidecar:
         config: str | None = None,
         inherit_env: bool = False,
         executable: str = SIDECAR,
+        waiting: bytes | None = None,
     ) -> None:
         self._tmp = None if home else tempfile.mkdtemp(prefix="sidecar-home-")
         self.home = home or Path(self._tmp or "")
@@ -55,13 +56,22 @@ class Sidecar:
         }
         # A None value removes the variable (e.g. to let keyring pick its backend itself).
         full_env = {k: v for k, v in merged.items() if v is not None}
+        # `waiting`: bytes already in stdin when the process starts, as when a host writes before
+        # the sidecar reaches its first read (at most a pipe's capacity).
+        stdin_r = -1
+        if waiting is not None:
+            stdin_r, stdin_w = os.pipe()
+            os.write(stdin_w, waiting)
         self.proc = subprocess.Popen(
             [executable, *(args or [])],
-            stdin=subprocess.PIPE,
+            stdin=subprocess.PIPE if waiting is None else stdin_r,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=full_env,
         )
+        if waiting is not None:
+            os.close(stdin_r)
+            self.proc.stdin = os.fdopen(stdin_w, "wb")
         self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self.all_messages: list[dict[str, Any]] = []
         self.batches: list[list[dict[str, Any]]] = []
@@ -209,6 +219,7 @@ class Sidecar:
     def wait_exit(self, timeout: float = 5.0) -> int:
         code = self.proc.wait(timeout)
         self._reader.join(2)
+        self._err_reader.join(2)  # a test may read stderr next: all of it, not what was read so far
         return code
 
     def stop(self) -> None:

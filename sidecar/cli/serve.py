@@ -1,6 +1,7 @@
 """`llm-sidecar` with no subcommand (or `--stdio`): read the configuration, set up logs, serve
 JSON-RPC and MCP on stdin/stdout. This is what hosts spawn, so it imports no more than before, and
-with no option at all (what hosts usually pass) it does not even build the argument parser.
+with no option at all (what hosts usually pass) it does not even build the argument parser. An
+`info` already waiting on stdin is answered before the event loop is imported (`sidecar.rpc.early`).
 
 A malformed `config.toml` stops the process at once with exit status 2 and a message naming the
 file and the problem on stderr.
@@ -16,10 +17,13 @@ from typing import TYPE_CHECKING
 
 from sidecar import __version__, logs
 from sidecar.config import ConfigError, env_url_problem, load
+from sidecar.rpc.early import protect_stdout
 from sidecar.rpc.framing import DEFAULT_MAX_LINE
 
 if TYPE_CHECKING:
     import argparse
+
+    from sidecar.rpc.early import Early
 
 
 def _epilog() -> str:
@@ -71,10 +75,43 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"llm-sidecar: configuration error: {exc}\n")
         return 2
+    proto_out = protect_stdout()
+    early = _answer_waiting_info(config_path, args.max_line_bytes, proto_out)
     from sidecar.app import build_services
     from sidecar.process import run
 
-    return run(build_services(config, config_path=config_path), max_line=args.max_line_bytes)
+    services = build_services(config, config_path=config_path)
+    return run(services, max_line=args.max_line_bytes, proto_out=proto_out, early=early)
+
+
+def _answer_waiting_info(config_path: Path | None, max_line: int, proto_out: int) -> Early | None:
+    """Answer the `info` requests already on stdin, before asyncio and anyio are imported (see
+    `sidecar.rpc.early`): the answer the loop would give, from the same service and encoder."""
+    import msgspec
+
+    from sidecar.rpc import early, envelope
+    from sidecar.services.about import AboutService
+    from sidecar.wire.methods import METHODS, wire_type
+
+    about = AboutService(os.environ, config_path)  # what `Services.about` builds, from the same inputs
+    decoder = msgspec.json.Decoder(wire_type(METHODS["info"].params_at))
+
+    def accepts(params: msgspec.Raw | None) -> bool:
+        # The dispatcher's own test: no params reads as `{}`; what fails is the loop's to answer.
+        try:
+            decoder.decode(params if params is not None else b"{}")
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+            return False
+        return True
+
+    return early.answer_waiting(
+        sys.stdin.fileno(),
+        proto_out,
+        max_line=max_line,
+        method="info",
+        accepts=accepts,
+        answer=lambda rid: envelope.encode_result(rid, about.describe()),
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ queue is below `low_water` again: a host that stops reading holds a few MiB here
 growing heap. `write` itself never blocks and never drops, so answers always get through.
 
 `protect_stdout()` moves the protocol to a private descriptor and points fd 1 at stderr, so a
-`print()` in a dependency or a child process can never corrupt the protocol stream.
+`print()` in a dependency or a child process can never corrupt the protocol stream. It lives in
+`early`, which answers a waiting handshake before this module (and asyncio) is even imported, and
+hands the reader what it read as an `Early`: the reader starts from there, as if it had read it.
 
 Must not know: JSON-RPC, methods, anything above framing.
 """
@@ -39,7 +41,6 @@ import os
 import queue
 import select
 import stat
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
@@ -50,10 +51,12 @@ import anyio.lowlevel
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
 
+from sidecar.rpc.early import READ_CHUNK, Early, protect_stdout
 from sidecar.rpc.framing import Detector, Framing, Piece, frame
 
-# 64 KiB, a pipe's capacity: a larger read buffer is mmap'ed and unmapped on every read.
-_READ_CHUNK: Final = 64 * 1024
+__all__ = ["StdinReader", "StdoutWriter", "protect_stdout"]
+
+_READ_CHUNK: Final = READ_CHUNK
 _STOP: Final = object()
 HIGH_WATER: Final = 4 * 1024 * 1024
 LOW_WATER: Final = 1024 * 1024
@@ -67,15 +70,6 @@ _DIRECT_MAX: Final = 256 * 1024
 _RWF_NOWAIT: Final[int] = getattr(os, "RWF_NOWAIT", 0)
 # What an older kernel (or a descriptor without non-blocking writes) says to RWF_NOWAIT.
 _NOWAIT_REFUSED: Final = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.ESPIPE})
-
-
-def protect_stdout() -> int:
-    """Return a private duplicate of fd 1 for the protocol; fd 1 itself then points at stderr."""
-    sys.stdout.flush()
-    proto_fd = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return proto_fd
 
 
 def _loop_can_poll(fd: int) -> bool:
@@ -286,9 +280,18 @@ class StdinReader:
     `on_framing` is told the connection's framing once it is known, before the first message is
     handed over (the writer frames its answers the same way)."""
 
-    def __init__(self, fd: int, max_line: int, on_framing: Callable[[Framing], None] | None = None) -> None:
+    def __init__(
+        self,
+        fd: int,
+        max_line: int,
+        on_framing: Callable[[Framing], None] | None = None,
+        *,
+        early: Early | None = None,
+    ) -> None:
         self._fd = fd
-        self._splitter = Detector(max_line)
+        # Where the early read left off (see `early`): its splitter, and the messages it left.
+        self._early = early
+        self._splitter = early.splitter if early is not None else Detector(max_line)
         self._feed = self._splitter.feed  # the chosen splitter's own, once the framing is known
         self._on_framing = on_framing
         self._told = False
@@ -305,6 +308,8 @@ class StdinReader:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio: no read callbacks
             loop = None
+        if early := self._from_early():
+            on_batch(early)
         if not self._polled or loop is None:
             while (batch := await self.next_batch()) is not None:
                 on_batch(batch)
@@ -323,6 +328,8 @@ class StdinReader:
             if items:
                 on_batch(items)
 
+        if self._ended:
+            return
         loop.add_reader(self._fd, readable)
         try:
             await ended
@@ -330,6 +337,8 @@ class StdinReader:
             loop.remove_reader(self._fd)
 
     async def next_batch(self) -> list[Piece] | None:
+        if early := self._from_early():
+            return early
         while not self._ended:
             if self._polled:
                 await anyio.wait_readable(self._fd)
@@ -352,6 +361,15 @@ class StdinReader:
         except OSError:
             return b""
 
+    def _from_early(self) -> list[Piece]:
+        """The messages the early read left, once (the framing told first, as after any read)."""
+        early, self._early = self._early, None
+        if early is None:
+            return []
+        self._ended = early.ended
+        self._tell_framing()
+        return early.pieces
+
     def _split(self, chunk: bytes) -> list[Piece]:
         if chunk:
             items = self._feed(chunk)
@@ -360,6 +378,10 @@ class StdinReader:
         else:
             self._ended = True
             items = self._splitter.finish()
+        self._tell_framing()
+        return items
+
+    def _tell_framing(self) -> None:
         if not self._told and self._splitter.framing is not None:
             self._told = True
             chosen = self._splitter.chosen
@@ -367,7 +389,6 @@ class StdinReader:
                 self._feed = chosen.feed
             if self._on_framing is not None:
                 self._on_framing(self._splitter.framing)
-        return items
 
     async def _from_thread(self) -> list[Piece]:
         if self._thread_batches is None:

@@ -32,6 +32,10 @@ class AboutService:
         return {"info": self.info}
 
     async def info(self, params: Empty, ctx: CallContext) -> InfoResult:
+        return self.describe()
+
+    def describe(self) -> InfoResult:
+        """What `info` answers (the daemon also answers with it before its event loop starts)."""
         if self._paths is None:
             state = state_dir(self._env)
             self._paths = (str(self._config_path or state / CONFIG_NAME), str(state))

@@ -12,7 +12,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from sidecar.rpc import stdio
+from sidecar.rpc import early, envelope, stdio
 from sidecar.rpc.framing import Framing, Piece
 from sidecar.rpc.stdio import StdinReader, StdoutWriter
 
@@ -145,5 +145,85 @@ async def test_what_is_written_between_hold_and_release_goes_out_at_release_in_o
         assert os.read(r, 100) == b"0\n1\n2\n"
     finally:
         writer.close()
+        os.close(r)
+        os.close(w)
+
+
+def _early_read(fd: int) -> tuple[list[bytes], early.Early]:
+    """What the daemon does before its loop: answer the waiting `info` requests of one read."""
+    answered: list[bytes] = []
+
+    def answer(rid: envelope.RequestId) -> bytes:
+        answered.append(b"%d" % rid if isinstance(rid, int) else rid.encode())
+        return b""  # nothing is written to stdout in this test
+
+    out_r, out_w = os.pipe()
+    try:
+        handed = early.answer_waiting(
+            fd, out_w, max_line=1 << 20, method="info", accepts=lambda params: params is None, answer=answer
+        )
+    finally:
+        os.close(out_r)
+        os.close(out_w)
+    assert handed is not None
+    return answered, handed
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("how", ["pump", "next_batch"])
+async def test_the_reader_starts_where_the_early_read_left_off(how: str) -> None:
+    r, w = os.pipe()
+    told: list[Framing] = []
+    try:
+        os.write(w, LINES[0] + b"\n" + b'{"a":1}\n{"b":')  # an info, another message, half a line
+        answered, handed = _early_read(r)
+        assert answered == [b"0"] and handed.pieces == [b'{"a":1}'] and not handed.ended
+        reader = StdinReader(r, 1 << 20, on_framing=told.append, early=handed)
+        os.write(w, b"2}\n")
+        os.close(w)
+        w = -1
+        with anyio.fail_after(10):
+            if how == "pump":
+                batches: list[list[Piece]] = []
+                await reader.pump(lambda batch: batches.append(list(batch)))
+            else:
+                batches = await _all_batches(reader)
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    # The early read's leftovers first, framing told before them; the half line completed by the next read.
+    assert batches == [[b'{"a":1}'], [b'{"b":2}']] and told == ["lines"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("how", ["pump", "next_batch"])
+async def test_an_end_of_input_met_by_the_early_read_ends_the_reader(how: str) -> None:
+    r, w = os.pipe()
+    os.close(w)
+    try:
+        answered, handed = _early_read(r)
+        assert answered == [] and handed.ended
+        reader = StdinReader(r, 1 << 20, early=handed)
+        with anyio.fail_after(10):
+            if how == "pump":
+                batches: list[list[Piece]] = []
+                await reader.pump(lambda batch: batches.append(list(batch)))
+            else:
+                batches = await _all_batches(reader)
+    finally:
+        os.close(r)
+    assert batches == []
+
+
+def test_nothing_waiting_means_no_early_read() -> None:
+    r, w = os.pipe()
+    try:
+        # Nothing was written to the pipe: no read, nothing answered, the loop reads as it always did.
+        assert (
+            early.answer_waiting(r, w, max_line=1 << 20, method="info", accepts=bool, answer=str.encode)
+            is None
+        )
+    finally:
         os.close(r)
         os.close(w)

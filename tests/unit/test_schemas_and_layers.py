@@ -129,6 +129,53 @@ def test_start_up_imports_stay_light() -> None:
     assert _printed_by(code) == ""
 
 
+# What the early answer must not import: the event loop (most of start-up, which it exists to
+# avoid) and everything built on it (`sidecar.app` is where the test stops), besides what no
+# start-up may import.
+NOT_BEFORE_THE_EARLY_ANSWER = (
+    "asyncio",
+    "anyio",
+    "concurrent.futures",
+    "ssl",
+    "logging",
+    "argparse",
+    "sidecar.process",
+    "sidecar.rpc.stdio",
+    "sidecar.rpc.dispatcher",
+    "sidecar.core.catalog",
+    *HEAVY,
+)
+
+
+def test_the_early_answer_goes_out_before_the_event_loop_is_imported(tmp_path: Path) -> None:
+    # The daemon's own start (`llm-sidecar` as a host spawns it, an `info` waiting on stdin), stopped
+    # where it imports the app: the modules loaded by then are what the early answer cost.
+    code = (
+        "import os, sys, types\n"
+        "r, w = os.pipe()\n"
+        'os.write(w, b\'{"jsonrpc":"2.0","id":1,"method":"info"}\\n\')\n'
+        "os.dup2(r, 0)\n"
+        "app = types.ModuleType('sidecar.app')\n"
+        "def stop(name):\n"
+        f"    loaded = [m for m in {NOT_BEFORE_THE_EARLY_ANSWER!r} if m in sys.modules]\n"
+        "    sys.stderr.write('LOADED:' + ','.join(loaded) + '\\n')\n"
+        "    sys.exit(0)\n"
+        "app.__getattr__ = stop\n"
+        "sys.modules['sidecar.app'] = app\n"
+        "from sidecar.cli import main\n"
+        "main([])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"SIDECAR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert '"id":1,"result":{"version"' in proc.stdout, proc.stderr  # it did answer early
+    assert "LOADED:\n" in proc.stderr, proc.stderr
+
+
 def test_what_the_first_answer_needs_loads_neither_argparse_nor_the_model_catalog() -> None:
     # A host spawns `llm-sidecar` with no option and asks `info` first: neither the argument
     # parser (argparse, gettext) nor the catalog's table is needed for that.
