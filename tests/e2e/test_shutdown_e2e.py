@@ -5,8 +5,10 @@ ledger row is written (the usage hook ran)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -97,3 +99,32 @@ def test_a_request_that_finishes_within_the_grace_period_is_answered_normally(
         answer = sc.wait(rid, timeout=1)
     assert "result" in answer, answer
     assert ledger_outcomes(tmp_path) == [("stream", "ok")]
+
+
+@pytest.mark.parametrize("how", ["stdin closed", "SIGTERM"])
+def test_a_host_that_floods_and_quits_at_once_loses_no_ledger_row(tmp_path: Path, how: str) -> None:
+    """Every request that got a result has its committed row once the process has exited, and
+    the cancelled ones that reached the chat service theirs; nothing is left queued."""
+    count = 1500
+    with Sidecar(home=tmp_path) as sc:
+        flood = b"".join(
+            json.dumps({"jsonrpc": "2.0", "id": i, "method": "complete",
+                        "params": {"model": "stub:echo", "messages": [{"role": "user", "content": f"hi {i}"}]}}
+                       ).encode() + b"\n"
+            for i in range(count)
+        )  # fmt: skip
+        sc.send_raw(flood)
+        if how == "SIGTERM":
+            sc.wait(0, timeout=30)  # serving has begun
+            sc.terminate()
+        sc.close_stdin()
+        assert sc.wait_exit(60) == 0
+        answers = [m for m in sc.all_messages if "id" in m]
+        stderr = sc.stderr_text
+    assert "ledger rows not committed at shutdown" not in stderr
+    results = sum(1 for a in answers if "result" in a)
+    cancelled = sum(1 for a in answers if "error" in a and a["error"]["code"] == -32800)
+    assert results + cancelled == len(answers) <= count and results > 0
+    outcomes = dict(Counter(outcome for _, outcome in ledger_outcomes(tmp_path)))
+    assert outcomes.get("ok", 0) == results
+    assert outcomes.get("cancelled", 0) <= cancelled and set(outcomes) <= {"ok", "cancelled"}
