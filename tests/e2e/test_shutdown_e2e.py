@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from sidecar.infra.db import BUSY_TIMEOUT_MS
 from sidecar.process import EOF_GRACE_S
 from tests.fakes.endless import endless_openai_stream
 from tests.fakes.http import Reply, Stall
@@ -128,3 +129,28 @@ def test_a_host_that_floods_and_quits_at_once_loses_no_ledger_row(tmp_path: Path
     outcomes = dict(Counter(outcome for _, outcome in ledger_outcomes(tmp_path)))
     assert outcomes.get("ok", 0) == results
     assert outcomes.get("cancelled", 0) <= cancelled and set(outcomes) <= {"ok", "cancelled"}
+
+
+def test_a_database_locked_by_another_process_does_not_hold_the_exit_up(tmp_path: Path) -> None:
+    """Another process holds the state database's write lock at shutdown: the ledger's writer waits
+    for it (up to the busy timeout, 5 s), but the exit does not; the row left is named on stderr."""
+    with Sidecar(home=tmp_path) as sc:
+        ask_stub = {"model": "stub:echo", "messages": [{"role": "user", "content": "hi"}]}
+        assert "result" in sc.call("complete", ask_stub)
+        deadline = time.monotonic() + 10
+        while not ledger_outcomes(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        other = sqlite3.connect(tmp_path / "sidecar.db", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            assert "result" in sc.call("complete", ask_stub)
+            started = time.monotonic()
+            sc.close_stdin()
+            assert sc.wait_exit(30) == 0
+            took = time.monotonic() - started
+        finally:
+            other.close()
+        stderr = sc.stderr_text
+    assert took < BUSY_TIMEOUT_MS / 1000, f"exit took {took:.2f}s"
+    assert "ledger rows not committed at shutdown" in stderr
+    assert ledger_outcomes(tmp_path) == [("complete", "ok")]  # the second row was not committed
