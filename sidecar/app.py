@@ -12,6 +12,7 @@ Must not know: stdin/stdout, framing, the MCP SDK, HTTP routes.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -112,6 +113,7 @@ class Services:
         self.config_path = config_path
         self.config = with_runtime(config, self.runtime.endpoints)
         self._store = store
+        self._ledger_by: float | None = None  # see `aclose`
         self._closers: list[Callable[[], Any]] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._waiting: list[Task] = []
@@ -186,7 +188,11 @@ class Services:
         if "gateway" in self.__dict__:
             await self.gateway.aclose()
 
-    async def aclose(self) -> None:
+    async def aclose(self, ledger_by: float | None = None) -> None:
+        """Close what was built, newest first. `ledger_by` (a `time.monotonic()` instant) is when the
+        usage ledger's close must give up (the stdio process's share of the contract's 2 s); by
+        default it waits while its writer commits, within the ledger's own bound."""
+        self._ledger_by = ledger_by
         for close in reversed(self._closers):
             try:
                 result = close()
@@ -500,8 +506,14 @@ class Services:
             # No request outlives `total_s`; the margin covers settling after the last byte.
             hold_s=self.config.timeouts.total_s + 10,
         )
-        self._closers.append(usage.close)
+        self._closers.append(lambda: usage.close(self._ledger_close_s()))
         return usage
+
+    def _ledger_close_s(self) -> float | None:
+        """How long the ledger's close may take now (None: its own bound)."""
+        if self._ledger_by is None:
+            return None
+        return max(0.0, self._ledger_by - time.monotonic())
 
     async def _client_limits(self, name: str) -> tuple[float | None, float | None]:
         return await self.client_keys.limits_for(name)

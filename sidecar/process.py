@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Final
@@ -32,11 +33,17 @@ from sidecar.wire.methods import METHODS, wire_type
 
 # stdin EOF: in-flight requests get EOF_GRACE_S to finish, then are cancelled and get SETTLE_S to
 # answer -32800 and be recorded; closing services and flushing stdout get their own bounds. The
-# sum stays under the contract's 2 s.
+# sum stays under the contract's 2 s. The usage ledger's close (every queued row committed) may
+# use what those steps leave: it waits while its writer commits, until LEDGER_BY_S after the EOF
+# (or signal), then the other services get CLOSE_S, stdout FLUSH_S and the interpreter's own
+# exit EXIT_S. It always gets CLOSE_S at least.
+SHUTDOWN_S: Final = 2.0
 EOF_GRACE_S: Final = 1.0
 SETTLE_S: Final = 0.2
 CLOSE_S: Final = 0.25
 FLUSH_S: Final = 0.15
+EXIT_S: Final = 0.2
+LEDGER_BY_S: Final = SHUTDOWN_S - EXIT_S - FLUSH_S - CLOSE_S
 WARM_DELAY_S: Final = 0.02
 _log = logs.get_logger("process")
 
@@ -120,7 +127,14 @@ async def serve(
 
     `early` is what `sidecar.rpc.early` read (and perhaps answered) before the loop existed."""
     stopping = anyio.Event()
+    stop_began: float | None = None  # when stdin ended or a signal came (`time.monotonic()`)
     writer = stdio.StdoutWriter(stdout_fd, on_broken_pipe=lambda: None)
+
+    def begin_stop() -> None:
+        nonlocal stop_began
+        if stop_began is None:
+            stop_began = time.monotonic()
+
     write = writer.write
 
     def warm_soon() -> None:
@@ -150,6 +164,7 @@ async def serve(
             async def watch_signals() -> None:
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                     async for signum in signals:
+                        begin_stop()
                         _log.info("signal received, shutting down", signal=signal.Signals(signum).name)
                         dispatcher.cancel_all()
                         stopping.set()
@@ -167,6 +182,7 @@ async def serve(
                         writer.release()
 
                 await reader.pump(on_batch)
+                begin_stop()  # stdin ended
 
             async def run_dispatcher() -> None:
                 # At EOF, `serve_batches` gives in-flight requests EOF_GRACE_S, then cancels them.
@@ -187,8 +203,10 @@ async def serve(
                 await services.stop_gateway()
             tg.cancel_scope.cancel()
     finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_S):
-            await services.aclose()
+        began = time.monotonic() if stop_began is None else stop_began
+        ledger_by = max(began + LEDGER_BY_S, time.monotonic() + CLOSE_S)
+        with anyio.CancelScope(shield=True), anyio.move_on_after(ledger_by + CLOSE_S - time.monotonic()):
+            await services.aclose(ledger_by=ledger_by)
         writer.close(timeout=FLUSH_S)
 
 

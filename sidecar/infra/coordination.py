@@ -19,7 +19,9 @@ What is shared (see `core.counters` for the arithmetic):
   request per interval.
 - concurrency: `acquire(…, lease=Lease(key, limit, ttl_s))` also takes one of `limit` places
   (a provider's `max_concurrent`), in the same atomic step as the windows; `release_lease` gives
-  it back, and a place held by a killed process lapses after `ttl_s`.
+  it back, and a place held by a killed process lapses after `ttl_s`. `renew_lease` gives a place
+  still held another `ttl_s` (its holder renews it while the request goes on, so a request longer
+  than `ttl_s` keeps its place).
 - budget reservations: `reserve(lines, amount_usd, ttl_s)` checks spent + reserved + amount
   against each line's limit and holds the amount on all of them at once, or refuses;
   `settle(reservation, actual_usd)` moves it to spent, `release` drops it. A reservation lapses
@@ -100,6 +102,12 @@ class Coordinator(Protocol):
 
     async def release_lease(self, lease: Lease, lease_id: str) -> None: ...
 
+    async def renew_lease(self, lease: Lease, lease_id: str) -> bool:
+        """Hold the place another `lease.ttl_s` from now; False when it is no longer held (lapsed
+        or released: it is not taken again). Never raises: an unreachable Redis answers True, the
+        next renewal tries again."""
+        ...
+
     async def adjust(self, charges: Sequence[tuple[Window, float]]) -> None: ...
 
     async def reserve(
@@ -166,6 +174,16 @@ class LocalCoordinator:
     async def release_lease(self, lease: Lease, lease_id: str) -> None:
         with self._lock:
             self._leases.get(lease.key, {}).pop(lease_id, None)
+
+    async def renew_lease(self, lease: Lease, lease_id: str) -> bool:
+        with self._lock:
+            now = self._clock()
+            holders = self._leases.get(lease.key, {})
+            until = holders.get(lease_id)
+            if until is None or until <= now:  # released, or lapsed (its place may be taken)
+                return False
+            holders[lease_id] = now + lease.ttl_s
+            return True
 
     async def adjust(self, charges: Sequence[tuple[Window, float]]) -> None:
         with self._lock:
@@ -329,6 +347,22 @@ if holders then
   redis.call('PEXPIRE', holders, string.format('%d', ttl + 1000))
 end
 return {1, '0', 0}
+"""
+)
+
+# KEYS[1]: a lease's holders zset; ARGV: holder id, ttl ms. Only a holder still there and not
+# lapsed is renewed (a renewal that arrives after the release takes nothing back).
+_RENEW: Final = (
+    _NOW
+    + """
+local expiry = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+if not expiry or expiry <= now then return 0 end
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], 'XX', string.format('%d', now + ttl), ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl + 1000 then
+  redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl + 1000))
+end
+return 1
 """
 )
 
@@ -497,6 +531,7 @@ class RedisCoordinator:
             name: self.client.register_script(body)
             for name, body in (
                 ("acquire", _ACQUIRE),
+                ("renew", _RENEW),
                 ("adjust", _ADJUST),
                 ("reserve", _RESERVE),
                 ("settle", _SETTLE),
@@ -580,6 +615,15 @@ class RedisCoordinator:
         await self.local.release_lease(lease, lease_id)
         with contextlib.suppress(*self._unavailable_errors()):
             await self.client.zrem(self._key(lease.key), lease_id)
+
+    async def renew_lease(self, lease: Lease, lease_id: str) -> bool:
+        if await self.local.renew_lease(lease, lease_id):  # taken while Redis was away
+            return True
+        try:
+            renewed = await self._call("renew", [self._key(lease.key)], [lease_id, ceil_ms(lease.ttl_s)])
+        except _Unavailable:
+            return True  # not known to be lost: the next renewal tries again
+        return bool(int(renewed))
 
     async def adjust(self, charges: Sequence[tuple[Window, float]]) -> None:
         if not charges:

@@ -35,6 +35,9 @@ from sidecar import logs
 
 DB_NAME: Final = "sidecar.db"
 BUSY_TIMEOUT_MS: Final = 5000
+CLOSE_WAIT_S: Final = 0.1
+"""How long `close` waits for a call in progress (a step takes milliseconds; one waiting for
+another process's write lock may take BUSY_TIMEOUT_MS)."""
 
 _T = TypeVar("_T")
 _log = logs.get_logger("db")
@@ -72,13 +75,21 @@ class Database:
             conn = self._connection()
             return call(conn)
 
-    def close(self) -> None:
-        with self._lock:
+    def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Close the connection once the call in progress (if any) ends. One still going after
+        `wait_s` (the ledger's writer waiting up to the busy timeout for another process's write
+        lock) keeps it: the process's exit closes it, and a clean shutdown is not held up."""
+        if not self._lock.acquire(timeout=wait_s):
+            _log.warning("database busy at close, left to the process's exit", path=str(self.path))
+            return
+        try:
             if self._conn is not None:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.close()
                 self._conn = None
                 self._unapplied = set(self._migrations)
+        finally:
+            self._lock.release()
 
     # -- internals (called with the lock held) ---------------------------------------------------
 

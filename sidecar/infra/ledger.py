@@ -28,7 +28,8 @@ counted by the budget queries (`_pending`), so a burst of requests can't slip pa
 its rows wait. The spend of the current month per day and provider is also kept in memory
 (`infra.spend_tally`: the rollups as read, plus every row queued since, re-read every
 `TALLY_TTL_S` to take in other processes' spending), so a budget check is a lookup
-(`period_spends`); while no budget check uses it, rows are not added to it. `close` flushes. A
+(`period_spends`); while no budget check uses it, rows are not added to it. `close` commits
+what is queued, waiting for as long as the writer makes progress (within its bound). A
 crash (kill -9) loses only rows still queued; WAL keeps the committed ones and the file
 consistent. On PostgreSQL a batch that cannot reach the server is kept and tried again (backing
 off up to 2 s) for as long as the process lives, so a restarted database loses nothing; two
@@ -199,6 +200,11 @@ _BATCH_WINDOW_S: Final = 0.05
 """How long the writer gathers rows before it commits them. A transaction has a fixed cost (the
 write lock, the WAL append: ~0.5 ms on the 2-core machine), so at one row per 0.5 ms a 50 ms
 window costs a row ~10 µs less CPU than a 20 ms one; a kill -9 loses at most this much."""
+CLOSE_TIMEOUT_S: Final = 30.0
+"""The longest `close` waits by default (the stdio process gives it what is left of the
+contract's 2 s instead)."""
+CLOSE_STALL_S: Final = 0.5
+"""How long `close` waits for the writer to commit another row before it gives up."""
 TALLY_TTL_S: Final = 2.0
 """How long the in-memory spend is used before it is read again (other processes' spending is
 seen within this time; this process's own at once)."""
@@ -317,8 +323,12 @@ class Ledger:
         self._ensure_writer()
         return marker.done.wait(timeout)
 
-    def close(self, timeout: float = 1.0) -> bool:
-        """Flush and stop the writer; False when the flush did not finish within `timeout`."""
+    def close(self, timeout: float = CLOSE_TIMEOUT_S, *, stall_s: float = CLOSE_STALL_S) -> bool:
+        """Commit what is queued and stop the writer. Waits for as long as the writer keeps
+        committing (or dropping) rows: until all are done, `timeout` seconds at most, or sooner once
+        `stall_s` passes with none committed (a writer held up by another process's lock or an
+        unreachable server: waiting longer would only delay the exit). False, with a warning,
+        when rows are left."""
         with self._thread_lock:
             thread = self._thread
             if thread is None or not thread.is_alive():
@@ -326,10 +336,17 @@ class Ledger:
             marker = _Stop()
             self._wake.put(marker)
             self._urgent.set()
-        done = marker.done.wait(timeout)
-        if not done:
-            _log.warning("ledger rows not committed at shutdown", queued=self.pending_count)
-        return done
+        deadline = time.monotonic() + timeout
+        progress = self.committed + self.dropped
+        while True:
+            left = deadline - time.monotonic()
+            if marker.done.wait(max(0.0, min(stall_s, left))):
+                return True
+            seen, progress = progress, self.committed + self.dropped
+            if progress == seen or time.monotonic() >= deadline:
+                break
+        _log.warning("ledger rows not committed at shutdown", queued=self.pending_count)
+        return False
 
     @property
     def pending_count(self) -> int:

@@ -8,13 +8,17 @@ consults it on every attempt; `rate_limits` and `list_providers` report it.
 With a shared coordinator (a team gateway's `[coordination] url`), each limiter also passes the
 same limits through it (`ProviderGate`): requests and tokens per minute and `min_interval_s` as
 shared windows, `max_concurrent` as a shared lease, so the replicas together keep to what one
-alone would. `rate_limits` still shows this process's own view.
+alone would. A place lapses `total_s` + `LEASE_GRACE_S` after it was taken, so a replica killed
+while holding one frees it; a request that lasts longer has its place renewed every third of that
+time until it leaves (a task of its own, cancelled on release). `rate_limits` still shows this
+process's own view.
 
 Must not know: stdin/stdout, providers' wire formats, how a request is retried.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
+from sidecar import logs
 from sidecar.config import Config, Limits
 from sidecar.core.breaker import Breakers
 from sidecar.core.counters import Lease
@@ -47,8 +52,13 @@ if TYPE_CHECKING:
     from sidecar.infra.coordination import Coordinator
 
 LEASE_GRACE_S: Final = 10.0
-"""A shared `max_concurrent` place outlives a request's `[timeouts] total_s` by this much at most
-(the place of a killed replica comes free then)."""
+"""A shared `max_concurrent` place lapses `[timeouts] total_s` plus this much after it was taken
+or last renewed (the place of a replica killed mid-request comes free then)."""
+RENEWALS_PER_TTL: Final = 3
+"""A held place is renewed this many times per lease TTL: two renewals may fail (Redis briefly
+away, a busy loop) before it lapses."""
+
+_log = logs.get_logger("limits")
 
 
 class ProviderGate:
@@ -77,6 +87,11 @@ class ProviderGate:
         self.lease = (
             Lease(f"{prefix}:slots", settings.max_concurrent, hold_s) if settings.max_concurrent else None
         )
+        # The renewal of each place held by a request of this process, by lease id. An asyncio
+        # task, not one of a task group: the request's limiter slot (an async context manager)
+        # cannot hold a task group open across its `yield` without wrapping the request's errors.
+        # The coordinator that shares a lease is Redis's asyncio client.
+        self._renewals: dict[str, asyncio.Task[None]] = {}
 
     async def enter(self, tokens: int) -> GateAnswer:
         charges: list[tuple[SharedWindow, float]] = []
@@ -88,8 +103,32 @@ class ProviderGate:
             charges.append((self.tokens, float(tokens)))
         admission = await self.coordinator.acquire(charges, self.lease)
         if admission.allowed:
+            if self.lease is not None and admission.lease_id is not None:
+                self._renewals[admission.lease_id] = asyncio.get_running_loop().create_task(
+                    self._renew(self.lease, admission.lease_id)
+                )
             return GateAnswer(True, handle=admission.lease_id)
         return GateAnswer(False, max(admission.retry_after_s, 0.0))
+
+    async def _renew(self, lease: Lease, lease_id: str) -> None:
+        """Keep a place for as long as its request holds it (cancelled by `leave`)."""
+        while True:
+            await asyncio.sleep(lease.ttl_s / RENEWALS_PER_TTL)
+            try:
+                held = await self.coordinator.renew_lease(lease, lease_id)
+            except Exception:
+                _log.exception("renewing a max_concurrent place failed", key=lease.key)
+                continue
+            if not held:
+                # Lapsed (this process was stalled for longer than the TTL): another request may
+                # have it now; this one goes on, as it would have without renewals.
+                _log.warning("a max_concurrent place lapsed while its request went on", key=lease.key)
+                return
+
+    @property
+    def renewing(self) -> int:
+        """How many places this gate is renewing now."""
+        return len(self._renewals)
 
     async def leave(self, handle: Any, estimated: int, actual: int | None) -> None:
         if self.tokens is not None and actual is not None:
@@ -98,6 +137,10 @@ class ProviderGate:
             if extra:
                 await self.coordinator.adjust([(self.tokens, extra)])
         if self.lease is not None and handle is not None:
+            renewal = self._renewals.pop(str(handle), None)
+            if renewal is not None:
+                renewal.cancel()
+                await asyncio.wait([renewal])  # no renewal in flight once the place is released
             await self.coordinator.release_lease(self.lease, str(handle))
 
 

@@ -121,9 +121,13 @@ class UsageService:
             "refresh_pricing": self.refresh_pricing,
         }
 
-    def close(self) -> None:
-        """Commit what is queued (a clean shutdown loses no row)."""
-        self.ledger.close(timeout=0.5)
+    def close(self, timeout: float | None = None) -> None:
+        """Commit what is queued (a clean shutdown loses no row): the ledger waits while its writer
+        commits, for `timeout` seconds at most (by default the ledger's own bound)."""
+        if timeout is None:
+            self.ledger.close()
+        else:
+            self.ledger.close(timeout=timeout)
 
     # --- chat hooks ------------------------------------------------------------------------------
 

@@ -5,14 +5,17 @@ ledger row is written (the usage hook ran)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sidecar.infra.db import BUSY_TIMEOUT_MS
 from sidecar.process import EOF_GRACE_S
 from tests.fakes.endless import endless_openai_stream
 from tests.fakes.http import Reply, Stall
@@ -97,3 +100,57 @@ def test_a_request_that_finishes_within_the_grace_period_is_answered_normally(
         answer = sc.wait(rid, timeout=1)
     assert "result" in answer, answer
     assert ledger_outcomes(tmp_path) == [("stream", "ok")]
+
+
+@pytest.mark.parametrize("how", ["stdin closed", "SIGTERM"])
+def test_a_host_that_floods_and_quits_at_once_loses_no_ledger_row(tmp_path: Path, how: str) -> None:
+    """Every request that got a result has its committed row once the process has exited, and
+    the cancelled ones that reached the chat service theirs; nothing is left queued."""
+    count = 1500
+    with Sidecar(home=tmp_path) as sc:
+        flood = b"".join(
+            json.dumps({"jsonrpc": "2.0", "id": i, "method": "complete",
+                        "params": {"model": "stub:echo", "messages": [{"role": "user", "content": f"hi {i}"}]}}
+                       ).encode() + b"\n"
+            for i in range(count)
+        )  # fmt: skip
+        sc.send_raw(flood)
+        if how == "SIGTERM":
+            sc.wait(0, timeout=30)  # serving has begun
+            sc.terminate()
+        sc.close_stdin()
+        assert sc.wait_exit(60) == 0
+        answers = [m for m in sc.all_messages if "id" in m]
+        stderr = sc.stderr_text
+    assert "ledger rows not committed at shutdown" not in stderr
+    results = sum(1 for a in answers if "result" in a)
+    cancelled = sum(1 for a in answers if "error" in a and a["error"]["code"] == -32800)
+    assert results + cancelled == len(answers) <= count and results > 0
+    outcomes = dict(Counter(outcome for _, outcome in ledger_outcomes(tmp_path)))
+    assert outcomes.get("ok", 0) == results
+    assert outcomes.get("cancelled", 0) <= cancelled and set(outcomes) <= {"ok", "cancelled"}
+
+
+def test_a_database_locked_by_another_process_does_not_hold_the_exit_up(tmp_path: Path) -> None:
+    """Another process holds the state database's write lock at shutdown: the ledger's writer waits
+    for it (up to the busy timeout, 5 s), but the exit does not; the row left is named on stderr."""
+    with Sidecar(home=tmp_path) as sc:
+        ask_stub = {"model": "stub:echo", "messages": [{"role": "user", "content": "hi"}]}
+        assert "result" in sc.call("complete", ask_stub)
+        deadline = time.monotonic() + 10
+        while not ledger_outcomes(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        other = sqlite3.connect(tmp_path / "sidecar.db", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            assert "result" in sc.call("complete", ask_stub)
+            started = time.monotonic()
+            sc.close_stdin()
+            assert sc.wait_exit(30) == 0
+            took = time.monotonic() - started
+        finally:
+            other.close()
+        stderr = sc.stderr_text
+    assert took < BUSY_TIMEOUT_MS / 1000, f"exit took {took:.2f}s"
+    assert "ledger rows not committed at shutdown" in stderr
+    assert ledger_outcomes(tmp_path) == [("complete", "ok")]  # the second row was not committed

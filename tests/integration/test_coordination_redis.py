@@ -15,8 +15,10 @@ import anyio
 import pytest
 
 from sidecar.core.counters import Admission, BudgetLine, BudgetRefusal, Lease, Reservation, Window
+from sidecar.core.limiter import Limiter, LimitSettings
 from sidecar.errors import SidecarError
-from sidecar.infra.coordination import RedisCoordinator, open_coordinator
+from sidecar.infra.coordination import LocalCoordinator, RedisCoordinator, open_coordinator
+from sidecar.services.limits import ProviderGate
 from tests.conftest import ServerFactory
 
 FAR = time.time() + 7 * 86400  # the budget period's end, for the keys' expiry
@@ -117,6 +119,83 @@ def test_two_replicas_share_one_lease_with_their_windows(redis_url: str) -> None
         assert (await two.acquire([], lease)).allowed
         await one.aclose()
         await two.aclose()
+
+    anyio.run(main)
+
+
+class CountingLocal(LocalCoordinator):
+    """This process's counters, counting the renewals asked of them."""
+
+    renewals = 0
+
+    async def renew_lease(self, lease: Lease, lease_id: str) -> bool:
+        self.renewals += 1
+        return await super().renew_lease(lease, lease_id)
+
+
+class CountingRedis(RedisCoordinator):
+    """Redis, counting the renewals asked of it."""
+
+    renewals = 0
+
+    async def renew_lease(self, lease: Lease, lease_id: str) -> bool:
+        self.renewals += 1
+        return await super().renew_lease(lease, lease_id)
+
+
+@pytest.mark.parametrize("engine", ["redis", "local"])
+def test_a_place_held_past_its_ttl_is_still_counted_until_released(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    """A request that lasts longer than its `max_concurrent` place's TTL (`total_s` + 10 s) keeps
+    the place: its replica renews it (every third of the TTL), so another replica is still
+    refused; once released the place is free at once and no renewal follows."""
+    ttl = 1.2
+    settings = LimitSettings(max_concurrent=1)
+
+    async def main() -> None:
+        mine: CountingLocal | CountingRedis
+        if engine == "redis":
+            url = request.getfixturevalue("redis_url")
+            mine, other = CountingRedis(url), open_coordinator(url)
+        else:
+            mine = CountingLocal()
+            other = mine  # one process's counters: its other requests
+        gate = ProviderGate(mine, "openai", settings, ttl)
+        theirs = ProviderGate(other, "openai", settings, ttl)
+        limiter = Limiter("openai", "OpenAI", settings, gate)
+        async with limiter.slot(max_wait_s=1):
+            await anyio.sleep(ttl * 2.5)  # the place would have lapsed twice over
+            assert not (await theirs.enter(0)).admitted, "a held place lapsed"
+            assert mine.renewals >= 2 and gate.renewing == 1
+        assert gate.renewing == 0
+        answer = await theirs.enter(0)  # released: free at once
+        assert answer.admitted
+        await theirs.leave(answer.handle, 0, None)
+        renewed = mine.renewals
+        await anyio.sleep(ttl)  # three renewal periods
+        assert mine.renewals == renewed, "renewed after its release"
+        await mine.aclose()
+        await other.aclose()
+
+    anyio.run(main)
+
+
+def test_a_renewal_takes_back_no_place_that_was_released_or_lapsed(redis_url: str) -> None:
+    async def main() -> None:
+        for coord in (open_coordinator(redis_url), LocalCoordinator()):
+            lease = Lease("provider:openai:slots", 1, ttl_s=0.3)
+            taken = await coord.acquire([], lease)
+            assert taken.allowed and taken.lease_id is not None
+            assert await coord.renew_lease(lease, taken.lease_id)
+            await coord.release_lease(lease, taken.lease_id)
+            assert not await coord.renew_lease(lease, taken.lease_id)
+            again = await coord.acquire([], lease)
+            assert again.allowed and again.lease_id is not None
+            await anyio.sleep(0.5)  # lapsed
+            assert not await coord.renew_lease(lease, again.lease_id)
+            assert (await coord.acquire([], lease)).allowed  # the lapsed place was not taken back
+            await coord.aclose()
 
     anyio.run(main)
 

@@ -30,6 +30,7 @@ from sidecar.infra.db import Database
 from sidecar.infra.keystore import MemoryStore
 from sidecar.infra.ledger import MIGRATIONS, Ledger, Row
 from sidecar.providers.base import Provider
+from sidecar.services.chat import Outcome
 from sidecar.services.usage import UsageService
 from sidecar.wire.base import Empty
 from sidecar.wire.catalog import EstimateCostParams
@@ -235,6 +236,78 @@ async def test_rows_queued_at_close_are_committed(tmp_path: Path) -> None:
         assert versions["ledger"] == len(MIGRATIONS) and versions["audit"] >= 1
         (spent,) = conn.execute("SELECT sum(cost_usd) FROM spend_daily").fetchone()
     assert spent == pytest.approx(0.3)
+
+
+async def test_a_clean_shutdown_commits_every_queued_row(tmp_path: Path) -> None:
+    """A host that floods requests and quits at once: a hundred thousand rows are still queued
+    when the services close, far more than the writer commits in the old fixed half second (some
+    200,000 rows a second would be needed); the close waits while the writer commits them."""
+    services = build_services(Config(), store=MemoryStore(), env={"SIDECAR_HOME": str(tmp_path)})
+    usage = usage_of(services)
+    outcome = Outcome(method="complete", provider="stub", model="echo", status="ok", cost_usd=0.0,
+                      latency_ms=1.0, tag="flood")  # fmt: skip
+    await usage.after(outcome)  # the hooks' own way in
+    count = 100_000
+    for i in range(1, count):
+        usage.ledger.record(Row(ts=1_800_000_000 + i, method="complete", provider="stub", model="echo",
+                                outcome="ok", latency_ms=1.0, tag="flood"))  # fmt: skip
+    await services.aclose()
+    assert usage.ledger.pending_count == 0 and usage.ledger.dropped == 0
+    with sqlite3.connect(tmp_path / "sidecar.db") as conn:
+        assert conn.execute("SELECT count(*) FROM ledger WHERE tag = 'flood'").fetchone() == (count,)
+
+
+class SlowCommits(Database):
+    """The state database, each step of the writer taking `delay_s` longer: a slow disk."""
+
+    def __init__(self, path: Path, delay_s: float) -> None:
+        super().__init__(path)
+        self.delay_s = delay_s
+
+    def run_sync(self, call: Any) -> Any:
+        time.sleep(self.delay_s)
+        return super().run_sync(call)
+
+
+def test_close_waits_as_long_as_the_writer_commits_rows(tmp_path: Path) -> None:
+    # 60 batches of 512 rows, each at least 20 ms: well over a second in all, with a row committed
+    # every few tens of milliseconds; `stall_s` is the longest the close waits without one.
+    ledger = Ledger(SlowCommits(tmp_path / "sidecar.db", 0.02))
+    count = 60 * 512
+    for i in range(count):
+        ledger.record(Row(ts=1_800_000_000 + i, method="complete", provider="openai", model="m", outcome="ok",
+                          latency_ms=1.0))  # fmt: skip
+    started = time.monotonic()
+    assert ledger.close(timeout=60, stall_s=0.5)
+    assert time.monotonic() - started > 0.5  # it went on past `stall_s`, since rows kept coming
+    assert ledger.committed == count and len(rows(tmp_path)) == count
+
+
+def test_close_gives_up_when_the_writer_commits_nothing(tmp_path: Path) -> None:
+    """Another process holds the write lock: nothing is committed, so the close does not wait for
+        its whole `timeout` (the process's exit would only be later), and says rows are left (the
+    warning is seen in tests/e2e/test_shutdown_e2e.py)."""
+    path = tmp_path / "sidecar.db"
+    ledger = Ledger(Database(path))
+    ledger.record(Row(ts=1_800_000_000.0, method="complete", provider="openai", model="m", outcome="ok",
+                      latency_ms=1.0))  # fmt: skip
+    assert ledger.flush(10)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        ledger.record(Row(ts=1_800_000_001.0, method="complete", provider="openai", model="m", outcome="ok",
+                          latency_ms=1.0))  # fmt: skip
+        started = time.monotonic()
+        assert not ledger.close(timeout=60, stall_s=0.3)
+        assert time.monotonic() - started < 30  # far from the whole minute
+        assert ledger.pending_count == 1
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    deadline = time.monotonic() + 30  # the writer still commits the row once the lock is free
+    while ledger.committed < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(rows(tmp_path)) == 2
 
 
 def test_two_ledgers_on_one_file_lose_no_row(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from sidecar.core.limiter import Limiter, LimitSettings, LimitState, TokenBucket
@@ -99,29 +100,35 @@ def limiter(**kw: float) -> Limiter:
 
 
 def test_max_concurrent_queues_in_order() -> None:
+    # Each step waits for the tasks to be blocked, not for a time: on a loaded machine a sleep
+    # meant to leave "a" holding its place could outlast "a" itself.
     order: list[str] = []
 
     async def main() -> None:
         lim = limiter(max_concurrent=1)
+        release_a = anyio.Event()
 
-        async def job(name: str, hold: float) -> None:
+        async def job(name: str, until: anyio.Event | None) -> None:
             async with lim.slot(max_wait_s=5):
                 order.append(f"start {name}")
-                await anyio.sleep(hold)
+                if until is not None:
+                    await until.wait()
+                await anyio.lowlevel.checkpoint()
                 order.append(f"end {name}")
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(job, "a", 0.05)
-            await anyio.sleep(0.01)
-            tg.start_soon(job, "b", 0.0)
-            await anyio.sleep(0.01)
-            tg.start_soon(job, "c", 0.0)
-            await anyio.sleep(0.01)
-            assert lim.waiting == 2
+            tg.start_soon(job, "a", release_a)
+            await anyio.wait_all_tasks_blocked()
+            for name in ("b", "c", "d"):
+                tg.start_soon(job, name, None)
+                await anyio.wait_all_tasks_blocked()
+            assert order == ["start a"]
+            assert lim.waiting == 3
             assert lim.state.in_flight == 1
+            release_a.set()
 
     anyio.run(main)
-    assert order == ["start a", "end a", "start b", "end b", "start c", "end c"]
+    assert order == ["start a", "end a", "start b", "end b", "start c", "end c", "start d", "end d"]
 
 
 def test_a_waiting_request_can_be_cancelled_and_frees_its_place() -> None:
