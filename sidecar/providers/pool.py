@@ -88,6 +88,10 @@ class Answer:
         except TimeoutError as exc:
             raise TransportFailure("read_timeout", str(exc) or "read") from exc
 
+    def arrived(self) -> bool:
+        """The whole body has been received: reading what is left of it cannot wait."""
+        return self._response.content.is_eof()
+
     async def aclose(self) -> None:
         if self._done:
             return
