@@ -26,6 +26,7 @@ from sidecar.errors import SidecarError, field_path
 from sidecar.gateway import admission, connection
 from sidecar.gateway.access import AccessRecord, iso_now
 from sidecar.gateway.errors import Dialect, HttpError, body, from_sidecar, headers
+from sidecar.services import loop
 from sidecar.services.client_keys import ClientKeyRecord
 from sidecar.services.context import current_client
 from sidecar.wire.chat import ChatResult, CompleteParams
@@ -201,7 +202,7 @@ class Exchange:
         token = current_client.set(self.client)
         conn = connection.current.get()
         try:
-            with anyio.CancelScope() as scope:
+            with loop.cancel_scope() as scope:
                 if conn is not None:
                     if not conn.watch(scope.cancel):
                         scope.cancel()
