@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, cast
 
 Clock = Callable[[], float]  # epoch seconds (time.time)
 
@@ -190,6 +190,9 @@ class Observation:
         return not self.windows and self.retry_after_s is None
 
 
+_NOTHING: Final = Observation()  # what a response without rate-limit headers says (never mutated)
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderLimits:
     """Everything known about one provider's upstream limits."""
@@ -221,16 +224,43 @@ class ProviderLimits:
         return max(waits) if waits else None
 
 
-def _relevant(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    # Every prefix starts with x, a or r: most headers (date, content-type, server) are passed over
-    # without being lowercased.
-    return {
-        lower: v for k, v in items if k[:1] in _FIRST_LETTERS and (lower := k.lower()).startswith(_PREFIXES)
-    }
+def _relevant(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[dict[str, str], bool]:
+    """The rate-limit headers, by lowercase name, and whether any is Anthropic's."""
+    # Duck-typed, not `isinstance(headers, Mapping)`: an ABC check on a response's header
+    # multidict (a virtual subclass) is slow.
+    get_items = getattr(headers, "items", None)
+    items = cast("Iterable[tuple[str, str]]", get_items() if get_items is not None else headers)
+    found: dict[str, str] = {}
+    anthropic = False
+    names = _NAMES
+    for k, v in items:
+        lower = names.get(k, _UNSEEN)
+        if lower is _UNSEEN:
+            lower = _name(k)
+        if lower is not None:
+            found[lower] = v
+            if lower[0] == "a":
+                anthropic = True
+    return found, anthropic
 
 
-_FIRST_LETTERS: Final = "xXaArR"
+def _name(header: str) -> str | None:
+    """A header's lowercase name if it is a rate-limit one, else None; remembered, since every
+    response of a provider repeats the same names (a bounded memo: names come from upstreams)."""
+    lower = header.lower()
+    found = lower if lower.startswith(_PREFIXES) else None
+    if len(_NAMES) < _NAMES_MAX:
+        _NAMES[str(header)] = found
+    return found
+
+
+_NAMES: Final[dict[str, str | None]] = {}
+_NAMES_MAX: Final = 1024
+_UNSEEN: Final = ""  # a marker: no header is named the empty string
+
+
+_RETRY_AFTER: Final = "retry-after"
+_RETRY_AFTER_MS: Final = "retry-after-ms"
 # The header names of each window, built once: (ours, limit, remaining, reset).
 _ANTHROPIC_KEYS: Final = tuple(
     (
@@ -249,24 +279,24 @@ _PLAIN_KEYS: Final = ("requests", "x-ratelimit-limit", "x-ratelimit-remaining", 
 
 
 def _window(h: dict[str, str], keys: tuple[str, str, str, str], now: float) -> Window | None:
-    _, limit, remaining, reset = (h.get(k) for k in keys)
+    _, limit_key, remaining_key, reset_key = keys
+    limit, remaining, reset = h.get(limit_key), h.get(remaining_key), h.get(reset_key)
     if limit is None and remaining is None and not reset:
         return None
-    window = Window(
-        limit=_int(limit),
-        remaining=_int(remaining),
-        reset_at=parse_reset(reset, now) if reset else None,
-    )
-    return None if window.empty else window
+    limit_n, remaining_n = _int(limit), _int(remaining)
+    reset_at = parse_reset(reset, now) if reset else None
+    if limit_n is None and remaining_n is None and reset_at is None:
+        return None
+    return Window(limit_n, remaining_n, reset_at)
 
 
 def parse_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]], now: float) -> Observation:
     """Read every rate-limit header any provider sends; `now` is epoch seconds."""
-    h = _relevant(headers)
+    h, anthropic = _relevant(headers)
     if not h:
-        return Observation()
+        return _NOTHING
     windows: dict[str, Window] = {}
-    if any(k.startswith("anthropic-ratelimit-") for k in h):
+    if anthropic:
         for keys in _ANTHROPIC_KEYS:
             window = _window(h, keys, now)
             if window is not None:
@@ -277,7 +307,8 @@ def parse_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]], now: f
             ours = keys[0]
             older = windows.get(ours)
             windows[ours] = window if older is None else older.merged(window)
-    return Observation(windows=windows, retry_after_s=parse_retry_after(h, now))
+    retry_after_s = parse_retry_after(h, now) if _RETRY_AFTER in h or _RETRY_AFTER_MS in h else None
+    return Observation(windows=windows, retry_after_s=retry_after_s)
 
 
 class RateLimitTracker:

@@ -13,13 +13,14 @@ import contextlib
 import ipaddress
 import socket
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, Final
 
 import anyio
 import uvicorn
 
 from sidecar import logs
+from sidecar.gateway import connection
 
 SHUTDOWN_GRACE_S: Final = 1.0
 _log = logs.get_logger("gateway")
@@ -67,18 +68,55 @@ class _CoalescingTransport:
 class _Coalescing(asyncio.Protocol):
     """A uvicorn HTTP protocol over a `_CoalescingTransport` (mixed in before it). A complete
     response leaves at once: the client has its answer before the gateway turns to the request's
-    bookkeeping (its access record) or to anything else queued on the loop."""
+    bookkeeping (its access record) or to anything else queued on the loop.
+
+    It is also the `connection.Connection` of its requests: uvicorn starts a request's task while
+    it parses the request (`data_received`) or when the one before it on the connection is answered
+    (`on_response_complete`, pipelining), so setting `connection.current` around both gives each
+    request task this connection in its context, and `connection_lost` calls the request back."""
 
     _coalescing: _CoalescingTransport
+    _on_lost: Callable[[], None] | None = None
+    _lost = False
+    flow: Any  # uvicorn's FlowControl, set by its connection_made
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._coalescing = _CoalescingTransport(transport)
         super().connection_made(self._coalescing)  # type: ignore[arg-type]
 
+    def data_received(self, data: bytes) -> None:
+        token = connection.current.set(self)
+        try:
+            super().data_received(data)
+        finally:
+            connection.current.reset(token)
+
     def on_response_complete(self) -> None:
         self._coalescing.flush()
-        super().on_response_complete()  # type: ignore[misc]
+        token = connection.current.set(self)
+        try:
+            super().on_response_complete()  # type: ignore[misc]
+        finally:
+            connection.current.reset(token)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._lost = True
+        on_lost, self._on_lost = self._on_lost, None
+        if on_lost is not None:
+            on_lost()
+
+    def watch(self, on_lost: Callable[[], None] | None) -> bool:
+        if self._lost:
+            self._on_lost = None
+            return False
+        self._on_lost = on_lost
+        if on_lost is not None and self.flow is not None:
+            # What waiting on `receive` did: a connection paused (a pipelined request queued
+            # behind this one, a large body) is read again, so a client that leaves is noticed.
+            self.flow.resume_reading()
+        return True
 
 
 def protocol(*, prefer_httptools: bool = True) -> type[asyncio.Protocol]:

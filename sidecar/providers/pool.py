@@ -35,6 +35,7 @@ from typing import Any, Final
 
 import aiohttp
 from multidict import CIMultiDictProxy
+from yarl import URL
 
 from sidecar.providers.http import Failure, Timeouts, TransportFailure
 
@@ -43,6 +44,7 @@ _SMALL_BODY: Final = 64 * 1024  # a request body the socket's buffers take at on
 # once: a relay that waits for its host holds one decoded piece per stream, so small pieces keep
 # memory flat (tests/e2e/test_backpressure_e2e.py) at no measurable cost in throughput.
 _PIECE: Final = 16 * 1024
+_URLS_MAX: Final = 64  # parsed URLs kept per pool (a provider's few routes; custom ones beyond)
 
 
 class _Connector(aiohttp.TCPConnector):
@@ -88,6 +90,10 @@ class Answer:
         except TimeoutError as exc:
             raise TransportFailure("read_timeout", str(exc) or "read") from exc
 
+    def arrived(self) -> bool:
+        """The whole body has been received: reading what is left of it cannot wait."""
+        return self._response.content.is_eof()
+
     async def aclose(self) -> None:
         if self._done:
             return
@@ -113,6 +119,10 @@ class Pool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(size)
+        # What aiohttp would build again on every request from the same inputs: the URL parsed
+        # (a provider sends to a few), and the timeout of the last `Timeouts` (callers reuse one).
+        self._urls: dict[str, URL] = {}
+        self._timeout: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
 
     def _session_here(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -163,13 +173,11 @@ class Pool:
         first_s, idle_s = timeouts.read_s, timeouts.body_s
         send = session.request(
             method,
-            url,
+            self._url(url),
             headers=headers,
             data=body,
             allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(
-                total=None, connect=None, sock_connect=timeouts.connect_s, sock_read=first_s
-            ),
+            timeout=self._client_timeout(timeouts),
         )
         try:
             if body is None or len(body) <= _SMALL_BODY:
@@ -195,6 +203,24 @@ class Pool:
                 if response.content.total_bytes:
                     connection.protocol.start_timeout()
         return Answer(response, slots, timeouts)
+
+    def _url(self, url: str) -> URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = URL(url)
+            if len(self._urls) < _URLS_MAX:
+                self._urls[url] = parsed
+        return parsed
+
+    def _client_timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
+        last = self._timeout
+        if last is not None and last[0] is timeouts:
+            return last[1]
+        built = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=timeouts.connect_s, sock_read=timeouts.read_s
+        )
+        self._timeout = (timeouts, built)
+        return built
 
     async def aclose(self) -> None:
         session, self._session = self._session, None

@@ -57,11 +57,24 @@ class EventDecoder(Protocol):
         """What closes a complete answer (finish, continuation, the one final usage)."""
 
 
-async def drain(chunks: AsyncIterator[bytes]) -> None:
-    """Read (bounded) what follows the terminator, normally only the end of the chunked body."""
+async def drain(chunks: AsyncIterator[bytes], *, arrived: bool = False) -> None:
+    """Read (bounded) what follows the terminator, normally only the end of the chunked body.
+    `arrived`: the whole body is in already (the usual case: the end of the chunked body came in
+    the terminator's packet), so reading the rest cannot wait and needs no time limit."""
+    if arrived:
+        with contextlib.suppress(SidecarError):
+            async for _ in chunks:
+                pass
+        return
     with anyio.move_on_after(_DRAIN_S), contextlib.suppress(SidecarError):
         async for _ in chunks:
             pass
+
+
+def _arrived(response: Any) -> bool:
+    """The answer's whole body has been received (`Answer.arrived`; False for another object)."""
+    arrived = getattr(response, "arrived", None)
+    return arrived is not None and bool(arrived())
 
 
 WholeDecoder = Callable[[str, bytes], Iterable[ProviderEvent]]
@@ -130,6 +143,6 @@ async def relay_sse(
             yield decoder.usage  # the partial usage a failing stream reported
         raise
     if decoder.terminated:
-        await drain(chunks)
+        await drain(chunks, arrived=_arrived(response))
     for out in decoder.end():
         yield out

@@ -40,6 +40,7 @@ from sidecar.providers.base import Provider, ProviderSpec
 from sidecar.providers.errors import display
 from sidecar.providers.http import Timeouts, too_large
 from sidecar.providers.registry import ProviderRegistry
+from sidecar.services import loop
 from sidecar.services.context import CallContext, Handler
 from sidecar.services.limits import Resilience
 from sidecar.services.pricing import Pricing
@@ -309,7 +310,7 @@ class ChatService:
         )
 
     async def _after(self, outcome: Outcome) -> None:
-        with anyio.CancelScope(shield=True):
+        with loop.cancel_scope(shield=True):
             for hook in self.hooks:
                 try:
                     await hook.after(outcome)
@@ -383,13 +384,13 @@ class ChatService:
         Nothing is retried, and no fallback is tried, once the answer has begun reaching the host.
         """
         total_s = self.config.timeouts.total_s
-        now = anyio.current_time()
+        now = loop.now()
         deadline = now + total_s
         # `timeout_s` is the longest the host waits without progress, and before the answer starts
         # that wait spans every attempt (retries, backoff, fallbacks): the first token must arrive
         # within it. Once it has, only the idle gaps (also `timeout_s`) and total_s bound the rest.
         first_progress = min(deadline, now + params.timeout_s) if params.timeout_s else deadline
-        with anyio.CancelScope(deadline=first_progress) as scope:
+        with loop.cancel_scope(deadline=first_progress) as scope:
             if first_progress < deadline:
 
                 def started() -> None:
@@ -518,7 +519,7 @@ class ChatService:
             tries.record(ref, exc)
             raise _Skip(exc) from None
         t = self.config.timeouts
-        max_wait = min(params.timeout_s or t.first_byte_s, max(0.0, deadline - anyio.current_time()))
+        max_wait = min(params.timeout_s or t.first_byte_s, max(0.0, deadline - loop.now()))
         told_to_wait = await res.respect_upstream(ref.provider, max_wait)
         if told_to_wait is not None:
             tries.record(ref, told_to_wait)
@@ -618,7 +619,7 @@ class ChatService:
         if limiter.state.tokens is not None:
             needed = tokens.estimate_input_tokens(params.messages, params.tools) + (params.max_tokens or 0)
         t = self.config.timeouts
-        max_wait = min(params.timeout_s or t.first_byte_s, max(0.0, deadline - anyio.current_time()))
+        max_wait = min(params.timeout_s or t.first_byte_s, max(0.0, deadline - loop.now()))
         try:
             return await stack.enter_async_context(limiter.slot(needed, max_wait))
         except SidecarError as exc:

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
+from sidecar.gateway import connection
 from sidecar.gateway.server import Running, bind, protocol
 
 pytestmark = pytest.mark.anyio
@@ -89,3 +90,62 @@ async def test_a_complete_answer_leaves_before_the_loop_turns(prefer_httptools: 
         answer = await anyio.to_thread.run_sync(ask, running.port)
         await running.stop()
     assert answer.startswith(b"HTTP/1.1 200 ") and seen == [True]
+
+
+@pytest.mark.parametrize("prefer_httptools", [True, False], ids=["httptools", "h11"])
+async def test_a_request_task_knows_its_connection_which_calls_it_back_when_the_client_leaves(
+    prefer_httptools: bool,
+) -> None:
+    watching = threading.Event()
+    lost = anyio.Event()
+    seen: list[object] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        conn = connection.current.get()
+        seen.append(conn)
+        assert conn is not None and conn.watch(lost.set)
+        watching.set()
+        with anyio.fail_after(5):
+            await lost.wait()
+        seen.append(conn.watch(lambda: None))  # lost already: nothing is kept
+
+    def ask_and_leave(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert watching.wait(5)
+
+    running = Running(app, "127.0.0.1", bind("127.0.0.1", 0), prefer_httptools=prefer_httptools)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(running.serve)
+        await anyio.to_thread.run_sync(ask_and_leave, running.port)
+        with anyio.fail_after(5):
+            await lost.wait()
+        await running.stop()
+    assert seen[0] is not None and seen[1] is False
+    assert connection.current.get() is None  # set only around uvicorn's own calls
+
+
+@pytest.mark.parametrize("prefer_httptools", [True, False], ids=["httptools", "h11"])
+async def test_each_request_on_a_kept_alive_connection_watches_only_while_it_runs(
+    prefer_httptools: bool,
+) -> None:
+    conns: list[object] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        conn = connection.current.get()
+        assert conn is not None
+        conns.append(conn)
+        assert conn.watch(lambda: conns.append("called back after its request ended"))
+        conn.watch(None)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    running = Running(app, "127.0.0.1", bind("127.0.0.1", 0), prefer_httptools=prefer_httptools)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(running.serve)
+        answers = await anyio.to_thread.run_sync(exchange, running.port)
+        await running.stop()
+    assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers)
+    assert len(conns) == 2 and conns[0] is conns[1]  # one connection, no callback left behind

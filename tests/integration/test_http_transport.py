@@ -97,6 +97,37 @@ def test_the_idle_limit_holds_when_the_body_came_with_the_headers(openai: FakeOp
     assert openai.wait_for_disconnect(timeout=2)
 
 
+def test_each_request_keeps_its_own_limits_on_one_pool(openai: FakeOpenAICompat) -> None:
+    # The pool reuses what it built for the last request's `Timeouts` (and the URL it parsed): a
+    # request with other limits must still get its own.
+    async def stream(http: HttpClient, timeouts: Timeouts) -> None:
+        async with http.open(
+            "openai",
+            "POST",
+            openai.api_base + "/chat/completions",
+            headers=AUTH,
+            json_body=STREAM_BODY,
+            timeouts=timeouts,
+        ) as response:
+            async for _ in iter_chunks("openai", response):
+                pass
+
+    async def body() -> None:
+        http = HttpClient("test")
+        patient = Timeouts(read_s=30, idle_s=30)
+        await stream(http, patient)
+        await stream(http, patient)
+        openai.edit_stream = lambda events: [Stall(10)]
+        started = time.monotonic()
+        with pytest.raises(ProviderError) as info:
+            await stream(http, Timeouts(read_s=0.3))
+        assert info.value.kind == "timeout" and "within 0.3s (the first-byte limit)" in info.value.message
+        assert time.monotonic() - started < 5
+        await http.aclose()
+
+    anyio.run(body)
+
+
 def test_one_client_serves_one_event_loop_after_another(openai: FakeOpenAICompat) -> None:
     http = HttpClient("test")
 
