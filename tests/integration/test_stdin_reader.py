@@ -27,6 +27,16 @@ async def _all_batches(reader: StdinReader) -> list[list[Piece]]:
     return batches
 
 
+async def _read_all(reader: StdinReader, how: str) -> list[list[Piece]]:
+    """Every batch the reader hands over until the end of input, through `pump` or `next_batch`."""
+    if how != "pump":
+        return await _all_batches(reader)
+    batches: list[list[Piece]] = []
+    with anyio.fail_after(10):
+        await reader.pump(lambda batch: batches.append(list(batch)))
+    return batches
+
+
 @pytest.mark.anyio
 async def test_a_pipe_read_is_handed_over_as_one_batch() -> None:
     r, w = os.pipe()
@@ -182,12 +192,7 @@ async def test_the_reader_starts_where_the_early_read_left_off(how: str) -> None
         os.write(w, b"2}\n")
         os.close(w)
         w = -1
-        with anyio.fail_after(10):
-            if how == "pump":
-                batches: list[list[Piece]] = []
-                await reader.pump(lambda batch: batches.append(list(batch)))
-            else:
-                batches = await _all_batches(reader)
+        batches = await _read_all(reader, how)
     finally:
         os.close(r)
         if w >= 0:
@@ -205,12 +210,7 @@ async def test_an_end_of_input_met_by_the_early_read_ends_the_reader(how: str) -
         answered, handed = _early_read(r)
         assert answered == [] and handed.ended
         reader = StdinReader(r, 1 << 20, early=handed)
-        with anyio.fail_after(10):
-            if how == "pump":
-                batches: list[list[Piece]] = []
-                await reader.pump(lambda batch: batches.append(list(batch)))
-            else:
-                batches = await _all_batches(reader)
+        batches = await _read_all(reader, how)
     finally:
         os.close(r)
     assert batches == []
@@ -221,7 +221,9 @@ def test_nothing_waiting_means_no_early_read() -> None:
     try:
         # Nothing was written to the pipe: no read, nothing answered, the loop reads as it always did.
         assert (
-            early.answer_waiting(r, w, max_line=1 << 20, method="info", accepts=bool, answer=str.encode)
+            early.answer_waiting(
+                r, w, max_line=1 << 20, method="info", accepts=bool, answer=lambda rid: str(rid).encode()
+            )
             is None
         )
     finally:
