@@ -61,12 +61,8 @@ async def drain(chunks: AsyncIterator[bytes], *, arrived: bool = False) -> None:
     """Read (bounded) what follows the terminator, normally only the end of the chunked body.
     `arrived`: the whole body is in already (the usual case: the end of the chunked body came in
     the terminator's packet), so reading the rest cannot wait and needs no time limit."""
-    if arrived:
-        with contextlib.suppress(SidecarError):
-            async for _ in chunks:
-                pass
-        return
-    with anyio.move_on_after(_DRAIN_S), contextlib.suppress(SidecarError):
+    limit = contextlib.nullcontext() if arrived else anyio.move_on_after(_DRAIN_S)
+    with limit, contextlib.suppress(SidecarError):
         async for _ in chunks:
             pass
 
