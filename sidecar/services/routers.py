@@ -63,7 +63,8 @@ from sidecar.wire.routers import (
 
 KEY_CHECK_TTL_S = 30.0
 
-# The router a chat request was expanded from, for the `after` hook (same task as the expansion).
+# The router a chat request was expanded from, for the `before` hook, which sees the expanded
+# request only (same task as the expansion; `after` reads it from the outcome, and clears it).
 _current_router: ContextVar[str | None] = ContextVar("current_router", default=None)
 
 
