@@ -17,7 +17,8 @@ import pytest
 from sidecar.core.counters import Admission, BudgetLine, BudgetRefusal, Lease, Reservation, Window
 from sidecar.core.limiter import Limiter, LimitSettings
 from sidecar.errors import SidecarError
-from sidecar.infra.coordination import LocalCoordinator, RedisCoordinator, open_coordinator
+from sidecar.infra.coordination import LocalCoordinator, open_coordinator
+from sidecar.infra.redis_coordination import RedisCoordinator
 from sidecar.services.limits import ProviderGate
 from tests.conftest import ServerFactory
 

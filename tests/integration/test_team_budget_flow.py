@@ -15,8 +15,9 @@ import anyio
 import pytest
 
 from sidecar.core.counters import BudgetLine, Reservation
-from sidecar.infra.coordination import RedisCoordinator, open_coordinator
+from sidecar.infra.coordination import open_coordinator
 from sidecar.infra.pg import PgEngine
+from sidecar.infra.redis_coordination import RedisCoordinator
 from sidecar.infra.sql import Stmt
 
 LEDGER = (

@@ -24,7 +24,8 @@ from sidecar.core.counters import (
     refuses,
     usd_units,
 )
-from sidecar.infra.coordination import LocalCoordinator, describe_url, open_coordinator
+from sidecar.infra.coordination import LocalCoordinator, open_coordinator
+from sidecar.infra.redis_coordination import describe_url
 
 
 class Clock:

@@ -231,6 +231,6 @@ def test_the_default_storage_and_coordination_load_no_driver() -> None:
         "assert coord.engine == 'local', coord.engine\n"
         "engine = storage.open_engine(Config().storage, {}, Database(__import__('pathlib').Path('/nonexistent/x.db')))\n"
         "assert engine.engine == 'sqlite', engine.engine\n"
-        "print(','.join(m for m in ('redis', 'psycopg', 'psycopg_pool') if m in sys.modules))\n"
+        "print(','.join(m for m in ('redis', 'psycopg', 'psycopg_pool', 'sidecar.infra.redis_coordination') if m in sys.modules))\n"
     )
     assert _printed_by(code) == ""
