@@ -31,7 +31,7 @@ from sidecar.infra.sql import Dialects, Sql
 UTC_DAY: Final = "to_char(to_timestamp({ts}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 """PostgreSQL for SQLite's `date({ts}, 'unixepoch')`: the UTC day of a Unix time, `YYYY-MM-DD`."""
 
-# infra.ledger.MIGRATIONS, entry for entry.
+# infra.ledger_schema.MIGRATIONS, entry for entry.
 LEDGER: Final = (
     """
     CREATE TABLE ledger (
@@ -109,7 +109,7 @@ LEDGER: Final = (
     """,
 )
 
-# infra.ledger.MIGRATIONS[4]: the writer sums the rollups per batch; the trigger and its function go.
+# infra.ledger_schema.MIGRATIONS[4]: the writer sums the rollups per batch; the trigger and its function go.
 LEDGER_ROLLUPS_PER_BATCH: Final = """
     DROP TRIGGER IF EXISTS ledger_rollup ON ledger;
     DROP FUNCTION IF EXISTS ledger_rollup();

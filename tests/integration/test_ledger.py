@@ -28,7 +28,8 @@ from sidecar.core.budget import AlertKey
 from sidecar.errors import SidecarError
 from sidecar.infra.db import Database
 from sidecar.infra.keystore import MemoryStore
-from sidecar.infra.ledger import MIGRATIONS, Ledger, Row
+from sidecar.infra.ledger import Ledger, Row
+from sidecar.infra.ledger_schema import MIGRATIONS
 from sidecar.providers.base import Provider
 from sidecar.services.chat import Outcome
 from sidecar.services.usage import UsageService

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from sidecar.core.budget import AlertKey, Budget
-from sidecar.infra import audit, ledger
+from sidecar.infra import audit, ledger_schema
 from sidecar.infra.db import Database
 from sidecar.infra.ledger import AuditNote, Ledger, Row
 from sidecar.infra.pg import PgBlocking
@@ -191,7 +191,9 @@ def test_a_database_from_before_batched_rollups_keeps_its_figures(ledger_db: Mak
     rows written after are counted once (by the writer, no trigger left)."""
     old = ledger_db()
     old.register(audit.COMPONENT, [text_for(m, old.engine) for m in audit.ENGINE_MIGRATIONS])
-    old.register(ledger.COMPONENT, [text_for(m, old.engine) for m in ledger.ENGINE_MIGRATIONS[:4]])
+    old.register(
+        ledger_schema.COMPONENT, [text_for(m, old.engine) for m in ledger_schema.ENGINE_MIGRATIONS[:4]]
+    )
     before = [_row(DAY1, "openai", 0.25, run_id="r"), _row(DAY2, "anthropic", 0.5, run_id="r")]
 
     def insert(conn: Any) -> None:  # as the writer of migration 4 did: the triggers keep the rollups
@@ -224,7 +226,9 @@ def test_a_database_from_before_the_router_column_keeps_its_rows(ledger_db: Make
     intact with no router, and rows written after name theirs (grouped, filtered, spent)."""
     old = ledger_db()
     old.register(audit.COMPONENT, [text_for(m, old.engine) for m in audit.ENGINE_MIGRATIONS])
-    old.register(ledger.COMPONENT, [text_for(m, old.engine) for m in ledger.ENGINE_MIGRATIONS[:5]])
+    old.register(
+        ledger_schema.COMPONENT, [text_for(m, old.engine) for m in ledger_schema.ENGINE_MIGRATIONS[:5]]
+    )
     before = [_row(DAY1, "openai", 0.25, client="alice", tag="t"), _row(DAY2, "anthropic", 0.5)]
 
     def insert(conn: Any) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import anyio
 
-from sidecar.infra import audit, ledger, pg_schema
+from sidecar.infra import audit, ledger, ledger_schema, pg_schema
 from sidecar.infra.db import Database
 from sidecar.infra.ledger import AuditNote, Row
 from sidecar.infra.ledger_rows import ADD_RUN_TOKENS, ADD_SPEND, rollups
@@ -56,7 +56,7 @@ def batch(rows: list[Row], inserted: list[Row]) -> list[Stmt]:
 
 
 async def scenario(engine: SqlEngine) -> dict[str, object]:
-    engine.register(ledger.COMPONENT, ledger.ENGINE_MIGRATIONS)
+    engine.register(ledger_schema.COMPONENT, ledger_schema.ENGINE_MIGRATIONS)
     engine.register(audit.COMPONENT, pg_schema.paired(audit.MIGRATIONS, pg_schema.AUDIT))
     note = AuditNote(ROWS[0].ts, "fallback", "openai", "rate_limited", '{"to": "anthropic:claude"}')
     await engine.write([*batch(ROWS[:2], ROWS[:2]), Stmt(ledger._INSERT_AUDIT, note.params())])
