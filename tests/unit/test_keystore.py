@@ -20,7 +20,7 @@ from keyring.errors import InitError, KeyringError, KeyringLocked, NoKeyringErro
 
 from sidecar import redact
 from sidecar.errors import SidecarError
-from sidecar.infra import keystore
+from sidecar.infra import keychain_errors, keystore
 from sidecar.infra.keystore import KeyResolver, KeyringStore, MemoryStore, ResolvedKey
 from tests.keychain import REPO
 
@@ -77,7 +77,7 @@ async def test_account_override() -> None:
 
 
 async def test_missing_key_says_how_to_set_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keystore, "_is_linux_like", lambda: True)
+    monkeypatch.setattr(keystore, "is_linux_like", lambda: True)
     with pytest.raises(SidecarError) as info:
         await KeyResolver(MemoryStore()).resolve("openai", "OPENAI_API_KEY")
     err = info.value
@@ -90,7 +90,7 @@ async def test_missing_key_says_how_to_set_one(monkeypatch: pytest.MonkeyPatch) 
 
 
 async def test_missing_key_without_env_var_and_off_linux(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keystore, "_is_linux_like", lambda: False)
+    monkeypatch.setattr(keystore, "is_linux_like", lambda: False)
     with pytest.raises(SidecarError) as info:
         await KeyResolver(MemoryStore()).resolve("custom", None, account="custom-acct")
     msg = info.value.message
@@ -101,7 +101,9 @@ async def test_missing_key_without_env_var_and_off_linux(monkeypatch: pytest.Mon
 
 
 def _locked_error() -> SidecarError:
-    return keystore._unavailable("locked", backend="keyring.backends.SecretService.Keyring", operation="read")
+    return keychain_errors.unavailable(
+        "locked", backend="keyring.backends.SecretService.Keyring", operation="read"
+    )
 
 
 async def test_keychain_failure_during_resolve_is_keychain_unavailable() -> None:
@@ -354,7 +356,7 @@ async def test_other_init_error(use_backend: Callable[..., dict[str, int]]) -> N
 async def test_fail_backend_explains_dbus(
     use_backend: Callable[..., dict[str, int]], monkeypatch: pytest.MonkeyPatch, bus: str | None
 ) -> None:
-    monkeypatch.setattr(keystore, "_is_linux_like", lambda: True)
+    monkeypatch.setattr(keystore, "is_linux_like", lambda: True)
     if bus is None:
         monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
     else:
