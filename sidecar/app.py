@@ -213,9 +213,9 @@ class Services:
 
     @cached_property
     def keys(self) -> KeyResolver:
-        from sidecar.infra.keystore import KeyResolver, KeyringStore
+        from sidecar.infra.keystore import KeyResolver, KeyringStore, RememberedKeys
 
-        return KeyResolver(self._store or KeyringStore())
+        return KeyResolver(self._store or RememberedKeys(KeyringStore()))
 
     @cached_property
     def providers(self) -> ProviderRegistry:

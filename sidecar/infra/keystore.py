@@ -12,6 +12,12 @@ a message.
 `KeyResolver` decides which key a provider uses: `<ID>_API_KEY` in the environment wins, otherwise
 the keychain; with neither, a `missing_key` error says how to configure one.
 
+`RememberedKeys` stands in front of the keychain so that a request does not cost a keychain read
+(a D-Bus round trip on Linux, in a worker thread): a key read is used again for `KEY_TTL_S`. What
+the sidecar itself stores or deletes takes effect at once; a key changed in the keychain by another
+program is picked up within `KEY_TTL_S`. A key that is not there, and a keychain that fails, are
+never remembered: the next request asks again. Keys are remembered in this process's memory only.
+
 Every secret read or written here is passed to `sidecar.redact.remember`.
 
 Must not know: the JSON-RPC protocol, MCP, providers' wire formats or HTTP. `keyring` is imported
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeVar
@@ -37,6 +44,8 @@ if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
 
 SERVICE: Final = "llm-sidecar"
+KEY_TTL_S: Final = 30.0
+"""How long `RememberedKeys` uses a key it read before it reads the keychain again."""
 
 KeySource = Literal["env", "keychain"]
 
@@ -309,6 +318,54 @@ class MemoryStore:
     def _maybe_fail(self) -> None:
         if self.fail is not None:
             raise self.fail
+
+
+class RememberedKeys:
+    """A `KeyStore` in front of another (the keychain) that uses each key it read again for
+    `ttl_s` (see the module doc). Stores and deletes go through to the store at once."""
+
+    def __init__(
+        self, store: KeyStore, ttl_s: float = KEY_TTL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store = store
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._read: dict[str, tuple[str, float]] = {}  # account -> (secret, when it was read)
+        # Bumped by every store or delete of the account: a read that began before one does not
+        # remember what it found (it may be the value just replaced).
+        self._changes: dict[str, int] = {}
+
+    async def get(self, account: str) -> str | None:
+        now = self._clock()
+        remembered = self._read.get(account)
+        if remembered is not None and now - remembered[1] < self._ttl_s:
+            return remembered[0]
+        before = self._changes.get(account, 0)
+        secret = await self.store.get(account)
+        if secret is None:
+            self._read.pop(account, None)
+        elif self._changes.get(account, 0) == before:
+            self._read[account] = (secret, now)
+        return secret
+
+    async def set(self, account: str, secret: str) -> None:
+        self._forget(account)
+        await self.store.set(account, secret)
+        self._forget(account)  # a read that ran meanwhile may have brought the old key back
+
+    async def delete(self, account: str) -> bool:
+        self._forget(account)
+        try:
+            return await self.store.delete(account)
+        finally:
+            self._forget(account)
+
+    async def describe(self) -> str:
+        return await self.store.describe()
+
+    def _forget(self, account: str) -> None:
+        self._changes[account] = self._changes.get(account, 0) + 1
+        self._read.pop(account, None)
 
 
 # --------------------------------------------------------------------------------------------------
