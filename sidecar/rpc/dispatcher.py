@@ -78,6 +78,7 @@ class Pacer(Protocol):
 CANCEL_METHODS: Final = frozenset({"$/cancelRequest", "notifications/cancelled"})
 _YIELD_EVERY: Final = 32  # notifications a request sends between turns it gives other tasks
 _EMPTY_PARAMS: Final = msgspec.Raw(b"{}")
+_NOTHING: Final = object()  # no result kept yet
 _log = logs.get_logger("rpc")
 
 
@@ -95,7 +96,7 @@ class Route:
     The params type may be given as a function that returns it, called on first use too (the
     METHODS table loads a method's structs only then)."""
 
-    __slots__ = ("_params", "called", "decoder", "handler", "inline")
+    __slots__ = ("_params", "called", "decoder", "handler", "inline", "kept", "kept_tail", "same_result")
     decoder: msgspec.json.Decoder[Any]  # unset until first read (see `__getattr__`)
 
     def __init__(
@@ -104,6 +105,7 @@ class Route:
         handler: Handler,
         params_type: type[Any] | Callable[[], type[Any]],
         inline: bool = False,
+        same_result: bool = False,
     ) -> None:
         if decoder is not None:
             self.decoder = decoder
@@ -112,6 +114,13 @@ class Route:
         # The handler never suspends: answer it on the read, with no task and no cancel scope.
         self.inline = inline
         self.called = False  # an inline route's first call runs in a task (see the module docstring)
+        # The handler returns the same object while its answer is the same (`MethodSpec.same_result`):
+        # the last result it returned is kept with its encoding (`envelope.result_tail`), which
+        # answers the next request that gets that same object. Keeping it also keeps its identity
+        # from being reused by another object.
+        self.same_result = same_result
+        self.kept: Any = _NOTHING
+        self.kept_tail = b""
 
     @property
     def params_type(self) -> type[Any]:
@@ -129,9 +138,13 @@ class Route:
 
 
 def route(
-    params_type: type[Any] | Callable[[], type[Any]], handler: Handler, *, inline: bool = False
+    params_type: type[Any] | Callable[[], type[Any]],
+    handler: Handler,
+    *,
+    inline: bool = False,
+    same_result: bool = False,
 ) -> Route:
-    return Route(None, handler, params_type, inline)
+    return Route(None, handler, params_type, inline, same_result)
 
 
 class RequestContext:
@@ -315,12 +328,12 @@ class Dispatcher:
             return
         ctx = RequestContext(req.id, req.method, self._write, self._pacer)
         if found.inline and found.called:
-            self._run_inline(req, found.handler(params, ctx), answer)
+            self._run_inline(req, found, found.handler(params, ctx), answer)
         else:
             found.called = True
-            self._spawn(req, answer, lambda: found.handler(params, ctx))
+            self._spawn(req, found, answer, lambda: found.handler(params, ctx))
 
-    def _run_inline(self, req: Request, call: Awaitable[Any], answer: Write) -> None:
+    def _run_inline(self, req: Request, found: Route, call: Awaitable[Any], answer: Write) -> None:
         """Run a handler that does not suspend to its end, here and now, and answer it.
 
         No `logs.bound` here (it would cost more than the handler): what this path logs names the
@@ -329,22 +342,22 @@ class Dispatcher:
         try:
             suspended_on = step.send(None)
         except StopIteration as done:
-            reply = _result(req, done.value)
+            reply = _result(req, found, done.value)
         except Exception as exc:
             reply = _failure(req, exc)
         else:  # it suspended after all: it goes on in a task, cancellable like any request
-            self._spawn(req, answer, lambda: _resume(step, suspended_on))
+            self._spawn(req, found, answer, lambda: _resume(step, suspended_on))
             return
         answer(reply)
         if self._on_first_answer is not None:
             self._first_answer()
 
-    def _spawn(self, req: Request, answer: Write, call: Callable[[], Awaitable[Any]]) -> None:
+    def _spawn(self, req: Request, found: Route, answer: Write, call: Callable[[], Awaitable[Any]]) -> None:
         scope = anyio.CancelScope()
         self._inflight[req.id] = scope
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         assert self._tg is not None, "serve() must be running"
-        self._tg.start_soon(self._run, req, scope, answer, call)
+        self._tg.start_soon(self._run, req, found, scope, answer, call)
 
     def _answered(self, answer: Write, reply: bytes) -> None:
         answer(reply)
@@ -377,13 +390,18 @@ class Dispatcher:
         return True
 
     async def _run(
-        self, req: Request, scope: anyio.CancelScope, answer: Write, call: Callable[[], Awaitable[Any]]
+        self,
+        req: Request,
+        found: Route,
+        scope: anyio.CancelScope,
+        answer: Write,
+        call: Callable[[], Awaitable[Any]],
     ) -> None:
         reply: bytes | None = None
         try:
             try:
                 with logs.bound(request_id=req.id, method=req.method), scope:
-                    reply = await _call(req, call, scope)
+                    reply = await _call(req, found, call, scope)
             except Exception:
                 if not scope.cancel_called:
                     _log.exception("request failed outside its handler")
@@ -403,14 +421,16 @@ class Dispatcher:
                 self._idle.set()
 
 
-async def _call(req: Request, call: Callable[[], Awaitable[Any]], scope: anyio.CancelScope) -> bytes:
+async def _call(
+    req: Request, found: Route, call: Callable[[], Awaitable[Any]], scope: anyio.CancelScope
+) -> bytes:
     try:
         result = await call()
     except Exception as exc:
         if scope.cancel_called and not isinstance(exc, SidecarError | ProtocolError):
             raise
         return _failure(req, exc)
-    return _result(req, result)
+    return _result(req, found, result)
 
 
 def _invalid_params(rid: RequestId, found: Route, exc: Exception) -> bytes:
@@ -423,9 +443,14 @@ def _invalid_params(rid: RequestId, found: Route, exc: Exception) -> bytes:
     return envelope.encode_error(rid, INVALID_PARAMS, f"Invalid params: {exc}")
 
 
-def _result(req: Request, result: Any) -> bytes:
+def _result(req: Request, found: Route, result: Any) -> bytes:
     try:
-        return envelope.encode_result(req.id, result)
+        if not found.same_result:
+            return envelope.encode_result(req.id, result)
+        if result is not found.kept:
+            found.kept_tail = envelope.result_tail(result)
+            found.kept = result
+        return envelope.encode_result_tail(req.id, found.kept_tail)
     except Exception:  # a result that cannot be encoded (too deep, a lone surrogate) is our bug
         _log.exception("encoding a result failed", request_id=req.id, method=req.method)
         return _internal_error(req.id)

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from sidecar.errors import SidecarError
+from sidecar.rpc import envelope
 from sidecar.rpc.dispatcher import Dispatcher, RequestContext, Route, route
 from sidecar.wire.base import Params
 
@@ -366,3 +367,63 @@ async def test_a_params_type_given_as_a_function_is_looked_up_when_its_method_is
     assert looked_up == ["sleep"]  # once, then kept
     answers = {m["id"]: m.get("result", m.get("error", {}).get("code")) for m in msgs if "id" in m}
     assert answers == {1: {"slept": 0}, 2: -32602}
+
+
+class Answer(msgspec.Struct):
+    value: str
+
+
+class Kept:
+    """A handler's result while its answer stays the same: `current` until `change` makes another."""
+
+    def __init__(self) -> None:
+        self.current = Answer("first")
+        self.returned = 0
+
+    def change(self, value: str) -> None:
+        self.current = Answer(value)
+
+    async def handler(self, params: Empty, ctx: RequestContext) -> Answer:
+        self.returned += 1
+        return self.current
+
+
+@pytest.mark.anyio
+async def test_a_same_result_answer_carries_each_requests_own_id() -> None:
+    kept = Kept()
+    ids: list[Any] = ["w", 1, -7, 2**70, -(2**64), "", 'a"b\\c\n', "é✓\U0001f600", "0"]
+    routes = {"same": route(Empty, kept.handler, inline=True, same_result=True)}
+    out = await run_batches([[line("w", "same")], [line(rid, "same") for rid in ids[1:]]], routes)
+    assert kept.returned == len(ids)  # the handler is still called for every request
+    assert out == [envelope.encode_result(rid, Answer("first")) for rid in ids]
+
+
+@pytest.mark.anyio
+async def test_a_same_result_route_encodes_a_new_result_and_other_routes_every_result() -> None:
+    same, other = Kept(), Kept()
+    routes = {
+        "same": route(Empty, same.handler, inline=True, same_result=True),
+        "other": route(Empty, other.handler, inline=True),
+    }
+    out: list[bytes] = []
+    dispatcher = Dispatcher(routes, out.append)
+
+    async def pump(handle: Any) -> None:
+        handle([line(0, "same"), line("o", "other")])
+        await anyio.sleep(0.05)  # the first calls run in tasks
+        handle([line(1, "same"), line(2, "other")])
+        same.change("second")  # a new object: a new answer
+        other.current.value = "changed in place"  # allowed only of a route that is not same_result
+        handle([line(3, "same"), line(4, "other")])
+
+    with anyio.fail_after(10):
+        await dispatcher.serve_batches(pump)
+    results = {msgspec.json.decode(b)["id"]: msgspec.json.decode(b)["result"] for b in out}
+    assert results == {
+        0: {"value": "first"},
+        "o": {"value": "first"},
+        1: {"value": "first"},
+        2: {"value": "first"},
+        3: {"value": "second"},
+        4: {"value": "changed in place"},
+    }
