@@ -97,7 +97,6 @@ class Route:
     METHODS table loads a method's structs only then)."""
 
     __slots__ = ("_params", "called", "decoder", "handler", "inline", "kept", "kept_tail", "same_result")
-    decoder: msgspec.json.Decoder[Any]  # unset until first read (see `__getattr__`)
 
     def __init__(
         self,
@@ -107,8 +106,11 @@ class Route:
         inline: bool = False,
         same_result: bool = False,
     ) -> None:
-        if decoder is not None:
-            self.decoder = decoder
+        # Until first used, a stand-in that puts the real decoder in its place. Not a property
+        # nor `__getattr__`: either would slow down every read of every attribute of the route.
+        self.decoder: msgspec.json.Decoder[Any] | _FirstDecode = (
+            decoder if decoder is not None else _FirstDecode(self)
+        )
         self.handler = handler
         self._params = params_type
         # The handler never suspends: answer it on the read, with no task and no cancel scope.
@@ -128,13 +130,19 @@ class Route:
             self._params = self._params()
         return self._params
 
-    def __getattr__(self, name: str) -> Any:
-        # Called only for a slot not set yet: the decoder, built here on its first read. Later
-        # reads find the slot filled, with no Python call (a property would cost one per request).
-        if name != "decoder":
-            raise AttributeError(name)
-        self.decoder = msgspec.json.Decoder(self.params_type)
-        return self.decoder
+
+class _FirstDecode:
+    """A route's decoder until its first use: builds the real one and puts it in the route."""
+
+    __slots__ = ("_route",)
+
+    def __init__(self, owner: Route) -> None:
+        self._route = owner
+
+    def decode(self, data: bytes) -> Any:
+        decoder = msgspec.json.Decoder(self._route.params_type)
+        self._route.decoder = decoder
+        return decoder.decode(data)
 
 
 def route(
