@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import types
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator, Sequence
+from functools import partial
 from typing import Any, Final, Protocol
 
 import anyio
@@ -339,7 +340,8 @@ class Dispatcher:
             self._run_inline(req, found, found.handler(params, ctx), answer)
         else:
             found.called = True
-            self._spawn(req, found, answer, lambda: found.handler(params, ctx))
+            # A partial, not a lambda: a closure's variables would be cells, made on every call.
+            self._spawn(req, found, answer, partial(found.handler, params, ctx))
 
     def _run_inline(self, req: Request, found: Route, call: Awaitable[Any], answer: Write) -> None:
         """Run a handler that does not suspend to its end, here and now, and answer it.
@@ -354,7 +356,7 @@ class Dispatcher:
         except Exception as exc:
             reply = _failure(req, exc)
         else:  # it suspended after all: it goes on in a task, cancellable like any request
-            self._spawn(req, found, answer, lambda: _resume(step, suspended_on))
+            self._spawn(req, found, answer, partial(_resume, step, suspended_on))
             return
         answer(reply)
         if self._on_first_answer is not None:
