@@ -156,17 +156,16 @@ def route(
     return Route(None, handler, params_type, inline, same_result)
 
 
-class RequestContext:
-    """What a handler may use of the connection: its id and a way to send notifications."""
+class RequestContext(msgspec.Struct):
+    """What a handler may use of the connection: its id and a way to send notifications.
 
-    __slots__ = ("_pacer", "_sent", "_write", "method", "request_id")
+    A Struct: one is built per request, by C code, with no `__init__` frame to run."""
 
-    def __init__(self, request_id: RequestId, method: str, write: Write, pacer: Pacer | None = None) -> None:
-        self.request_id = request_id
-        self.method = method
-        self._write = write
-        self._pacer = pacer
-        self._sent = 0
+    request_id: RequestId
+    method: str
+    _write: Write
+    _pacer: Pacer | None = None
+    _sent: int = 0
 
     async def notify(self, method: str, params: Any) -> None:
         self._write(envelope.encode_notification(method, params))
