@@ -97,7 +97,17 @@ class Route:
     The params type may be given as a function that returns it, called on first use too (the
     METHODS table loads a method's structs only then)."""
 
-    __slots__ = ("_params", "called", "decoder", "handler", "inline", "kept", "kept_tail", "same_result")
+    __slots__ = (
+        "_params",
+        "called",
+        "decoder",
+        "handler",
+        "inline",
+        "kept",
+        "kept_tail",
+        "no_params",
+        "same_result",
+    )
 
     def __init__(
         self,
@@ -124,6 +134,9 @@ class Route:
         self.same_result = same_result
         self.kept: Any = _NOTHING
         self.kept_tail = b""
+        # What absent params decode to, once, when it holds nothing a handler could change (see
+        # `_holds_nothing`): then every request without params shares it.
+        self.no_params: Any = _NOTHING
 
     @property
     def params_type(self) -> type[Any]:
@@ -329,11 +342,17 @@ class Dispatcher:
                 )
             )
             return
-        try:
-            params = found.decoder.decode(req.params if req.params is not None else _EMPTY_PARAMS)
-        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
-            self._answered(answer, _invalid_params(req.id, found, exc))
-            return
+        raw = req.params
+        if raw is None and found.no_params is not _NOTHING:
+            params = found.no_params
+        else:
+            try:
+                params = found.decoder.decode(_EMPTY_PARAMS if raw is None else raw)
+            except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
+                self._answered(answer, _invalid_params(req.id, found, exc))
+                return
+            if raw is None and _holds_nothing(params):
+                found.no_params = params
         ctx = RequestContext(req.id, req.method, self._write, self._pacer)
         if found.inline and found.called:
             self._run_inline(req, found, found.handler(params, ctx), answer)
@@ -440,6 +459,15 @@ async def _call(
             raise
         return _failure(req, exc)
     return _result(req, found, result)
+
+
+def _holds_nothing(params: Any) -> bool:
+    """Whether `params` is a Struct without fields or a `__dict__`: nothing in it can change."""
+    return (
+        isinstance(params, msgspec.Struct)
+        and not params.__struct_fields__
+        and not hasattr(params, "__dict__")
+    )
 
 
 def _invalid_params(rid: RequestId, found: Route, exc: Exception) -> bytes:

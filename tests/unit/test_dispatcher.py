@@ -427,3 +427,31 @@ async def test_a_same_result_route_encodes_a_new_result_and_other_routes_every_r
         3: {"value": "second"},
         4: {"value": "changed in place"},
     }
+
+
+class Counted(Params):
+    seen: list[str] = msgspec.field(default_factory=list)
+
+
+async def appends(params: Counted, ctx: RequestContext) -> dict[str, Any]:
+    params.seen.append(str(ctx.request_id))  # a handler may change its params: they are its own
+    return {"seen": params.seen}
+
+
+@pytest.mark.anyio
+async def test_absent_params_are_decoded_afresh_unless_they_hold_nothing() -> None:
+    routes = {
+        "appends": route(Counted, appends, inline=True),
+        "instant": route(Empty, instant, inline=True),
+    }
+    lines = [line(rid, "appends") for rid in (1, 2, 3)]
+    lines += [line(4, "instant"), line(5, "instant", {}), line(6, "instant", {"x": 1}), line(7, "instant")]
+    out = await run_batches([lines[:1], lines[1:]], routes)
+    by_id = {m["id"]: m for m in map(msgspec.json.decode, out)}
+    assert [by_id[rid]["result"] for rid in (1, 2, 3)] == [{"seen": ["1"]}, {"seen": ["2"]}, {"seen": ["3"]}]
+    assert (
+        by_id[4]["result"] == {"id": 4}
+        and by_id[5]["result"] == {"id": 5}
+        and by_id[7]["result"] == {"id": 7}
+    )
+    assert by_id[6]["error"]["code"] == -32602 and by_id[6]["error"]["data"]["field"] == "$.x"
