@@ -247,30 +247,32 @@ class Dispatcher:
             tg.cancel_scope.cancel()  # whatever did not settle in time is not waited for
 
     def handle_batch(self, lines: Sequence[Line]) -> None:
+        """The messages of one read, in order; whatever goes wrong costs its own message only."""
+        decode = envelope.decode
+        write = self._write
         for line in lines:
-            self.handle_line(line)
+            if line.__class__ is not bytes:
+                self._answer_unreadable(line)
+                continue
+            try:
+                msg = decode(line)
+            except Exception:  # decode is meant never to raise; a bug there must not end the process
+                _log.exception("decoding a message failed")
+                msg = Invalid(None, PARSE_ERROR, "Parse error")
+            if msg.__class__ is Request:  # the usual message: straight to its route (a busy pipe's hot path)
+                try:
+                    self._on_request(msg, write, False)
+                except Exception:
+                    self._crashed(msg, write)
+            elif isinstance(msg, Batch):
+                self._on_batch(msg)
+            elif msg.__class__ is not Invalid or line.strip(b" \t\r"):
+                self.handle(msg)
+            # else a stray blank line between messages (what decodes to Invalid): not worth an error
 
     def handle_line(self, line: Line) -> None:
         """One framed message; whatever goes wrong costs this message only."""
-        if line.__class__ is not bytes:
-            self._answer_unreadable(line)
-            return
-        if not line.strip(b" \t\r"):  # a stray blank line between messages is not worth an error
-            return
-        try:
-            msg = envelope.decode(line)
-        except Exception:  # decode is meant never to raise; a bug there must not end the process
-            _log.exception("decoding a message failed")
-            msg = Invalid(None, PARSE_ERROR, "Parse error")
-        if msg.__class__ is Request:  # the usual message: straight to its route (a busy pipe's hot path)
-            try:
-                self._on_request(msg, self._write, False)
-            except Exception:
-                self._crashed(msg, self._write)
-        elif isinstance(msg, Batch):
-            self._on_batch(msg)
-        else:
-            self.handle(msg)
+        self.handle_batch((line,))
 
     def _answer_unreadable(self, line: Line) -> None:
         if isinstance(line, Oversize):

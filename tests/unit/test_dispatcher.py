@@ -455,3 +455,16 @@ async def test_absent_params_are_decoded_afresh_unless_they_hold_nothing() -> No
         and by_id[7]["result"] == {"id": 7}
     )
     assert by_id[6]["error"]["code"] == -32602 and by_id[6]["error"]["data"]["field"] == "$.x"
+
+
+@pytest.mark.anyio
+async def test_blank_lines_are_skipped_and_what_is_not_json_is_answered_in_order() -> None:
+    routes = {"instant": route(Empty, instant, inline=True)}
+    reads = [[line(0, "instant")], [b"", b" \t\r", line(1, "instant"), b"nope", b"\r", line(2, "instant")]]
+    msgs = [msgspec.json.decode(b) for b in await run_batches(reads, routes)]
+    assert [(m["id"], m.get("error", {}).get("code")) for m in msgs] == [
+        (0, None),
+        (1, None),
+        (None, -32700),
+        (2, None),
+    ]
