@@ -80,6 +80,7 @@ CANCEL_METHODS: Final = frozenset({"$/cancelRequest", "notifications/cancelled"}
 _YIELD_EVERY: Final = 32  # notifications a request sends between turns it gives other tasks
 _EMPTY_PARAMS: Final = msgspec.Raw(b"{}")
 _NOTHING: Final = object()  # no result kept yet
+_COROUTINE: Final = types.CoroutineType
 _log = logs.get_logger("rpc")
 
 
@@ -356,19 +357,16 @@ class Dispatcher:
             if raw is None and _holds_nothing(params):
                 found.no_params = params
         ctx = RequestContext(req.id, req.method, self._write, self._pacer)
-        if found.inline and found.called:
-            self._run_inline(req, found, found.handler(params, ctx), answer)
-        else:
+        if not (found.inline and found.called):
             found.called = True
             # A partial, not a lambda: a closure's variables would be cells, made on every call.
             self._spawn(req, found, answer, partial(found.handler, params, ctx))
-
-    def _run_inline(self, req: Request, found: Route, call: Awaitable[Any], answer: Write) -> None:
-        """Run a handler that does not suspend to its end, here and now, and answer it.
-
-        No `logs.bound` here (it would cost more than the handler): what this path logs names the
-        request itself."""
-        step = call if call.__class__ is types.CoroutineType else call.__await__()
+            return
+        # An inline route: run the handler to its end, here and now, and answer it. No
+        # `logs.bound` here (it would cost more than the handler): what this path logs names the
+        # request itself.
+        call = found.handler(params, ctx)
+        step = call if call.__class__ is _COROUTINE else call.__await__()
         try:
             suspended_on = step.send(None)
         except StopIteration as done:
