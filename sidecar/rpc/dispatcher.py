@@ -17,7 +17,9 @@ finishes without ever suspending, so nothing can block or cancel it) is also ans
 without a task or a cancel scope, possibly outside any task (from the loop's read callback). Its
 first call still runs in a task: what a handler builds on first use (the app builds services then,
 and starts their background tasks) may need one. Should an inline handler suspend after all, it is
-finished in a task of its own like any other request. Messages handed over together
+finished in a task of its own like any other request. A handler that, once its first call is
+done, names another as `settled` (the app's, which build their service on first use) is left out
+from then on: its route calls the settled one. Messages handed over together
 (`handle_batch`, one read of the pipe) are all routed before any spawned request runs.
 
 Nothing one message does can end the serving loop: an exception while decoding or dispatching it
@@ -442,6 +444,11 @@ class Dispatcher:
                     ErrorData(kind="cancelled", message="The request was cancelled before it finished."),
                 )
         finally:
+            # A handler that only led to another on its first call (the app builds a service on
+            # first use) names it `settled` then: later requests call that one directly.
+            settled = getattr(found.handler, "settled", None)
+            if settled is not None:
+                found.handler = settled
             del self._inflight[req.id]
             if reply is not None:
                 self._answered(answer, reply)

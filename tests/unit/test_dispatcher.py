@@ -468,3 +468,18 @@ async def test_blank_lines_are_skipped_and_what_is_not_json_is_answered_in_order
         (None, -32700),
         (2, None),
     ]
+
+
+@pytest.mark.anyio
+async def test_a_handler_that_names_its_settled_successor_is_left_out_after_its_first_call() -> None:
+    detours: list[Any] = []
+
+    async def detour(params: Empty, ctx: RequestContext) -> dict[str, Any]:
+        detours.append(ctx.request_id)
+        detour.settled = instant  # type: ignore[attr-defined]  # what Services._deferred does
+        return await instant(params, ctx)
+
+    routes = {"instant": route(Empty, detour, inline=True), "sleep": route(Sleep, sleeper)}
+    out = await run_batches([[line(1, "instant")], [line(2, "instant"), line(3, "instant")]], routes)
+    assert [msgspec.json.decode(b)["result"] for b in out] == [{"id": 1}, {"id": 2}, {"id": 3}]
+    assert detours == [1]
