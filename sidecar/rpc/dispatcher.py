@@ -172,10 +172,11 @@ def route(
     return Route(None, handler, params_type, inline, same_result)
 
 
-class RequestContext(msgspec.Struct):
+class RequestContext(msgspec.Struct, eq=False):
     """What a handler may use of the connection: its id and a way to send notifications.
 
-    A Struct: one is built per request, by C code, with no `__init__` frame to run."""
+    A Struct: one is built per request, by C code, with no `__init__` frame to run. `eq=False`
+    keeps a plain object's identity equality and hash."""
 
     request_id: RequestId
     method: str
