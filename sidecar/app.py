@@ -132,6 +132,8 @@ class Services:
             if real is None:
                 real = getattr(self, group).handlers()[name]
                 await self._start_waiting()
+                # From now on this is a detour: the stdio dispatcher calls `real` in its place.
+                handler.settled = real  # type: ignore[attr-defined]
             return await real(params, ctx)
 
         return handler

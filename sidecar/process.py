@@ -52,7 +52,12 @@ def routes_for(handlers: Mapping[str, Handler]) -> dict[str, Route]:
     """Dispatcher routes for every method of the table that has a handler."""
     # A method's structs load when it is first called, not at start.
     return {
-        name: route(partial(wire_type, spec.params_at), handlers[name], inline=spec.inline)
+        name: route(
+            partial(wire_type, spec.params_at),
+            handlers[name],
+            inline=spec.inline,
+            same_result=spec.same_result,
+        )
         for name, spec in METHODS.items()
         if name in handlers
     }

@@ -17,7 +17,9 @@ finishes without ever suspending, so nothing can block or cancel it) is also ans
 without a task or a cancel scope, possibly outside any task (from the loop's read callback). Its
 first call still runs in a task: what a handler builds on first use (the app builds services then,
 and starts their background tasks) may need one. Should an inline handler suspend after all, it is
-finished in a task of its own like any other request. Messages handed over together
+finished in a task of its own like any other request. A handler that, once its first call is
+done, names another as `settled` (the app's, which build their service on first use) is left out
+from then on: its route calls the settled one. Messages handed over together
 (`handle_batch`, one read of the pipe) are all routed before any spawned request runs.
 
 Nothing one message does can end the serving loop: an exception while decoding or dispatching it
@@ -35,6 +37,7 @@ from __future__ import annotations
 import math
 import types
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator, Sequence
+from functools import partial
 from typing import Any, Final, Protocol
 
 import anyio
@@ -78,6 +81,8 @@ class Pacer(Protocol):
 CANCEL_METHODS: Final = frozenset({"$/cancelRequest", "notifications/cancelled"})
 _YIELD_EVERY: Final = 32  # notifications a request sends between turns it gives other tasks
 _EMPTY_PARAMS: Final = msgspec.Raw(b"{}")
+_NOTHING: Final = object()  # no result kept yet
+_COROUTINE: Final = types.CoroutineType
 _log = logs.get_logger("rpc")
 
 
@@ -95,8 +100,17 @@ class Route:
     The params type may be given as a function that returns it, called on first use too (the
     METHODS table loads a method's structs only then)."""
 
-    __slots__ = ("_params", "called", "decoder", "handler", "inline")
-    decoder: msgspec.json.Decoder[Any]  # unset until first read (see `__getattr__`)
+    __slots__ = (
+        "_params",
+        "called",
+        "decoder",
+        "handler",
+        "inline",
+        "kept",
+        "kept_tail",
+        "no_params",
+        "same_result",
+    )
 
     def __init__(
         self,
@@ -104,14 +118,28 @@ class Route:
         handler: Handler,
         params_type: type[Any] | Callable[[], type[Any]],
         inline: bool = False,
+        same_result: bool = False,
     ) -> None:
-        if decoder is not None:
-            self.decoder = decoder
+        # Until first used, a stand-in that puts the real decoder in its place. Not a property
+        # nor `__getattr__`: either would slow down every read of every attribute of the route.
+        self.decoder: msgspec.json.Decoder[Any] | _FirstDecode = (
+            decoder if decoder is not None else _FirstDecode(self)
+        )
         self.handler = handler
         self._params = params_type
         # The handler never suspends: answer it on the read, with no task and no cancel scope.
         self.inline = inline
         self.called = False  # an inline route's first call runs in a task (see the module docstring)
+        # The handler returns the same object while its answer is the same (`MethodSpec.same_result`):
+        # the last result it returned is kept with its encoding (`envelope.result_tail`), which
+        # answers the next request that gets that same object. Keeping it also keeps its identity
+        # from being reused by another object.
+        self.same_result = same_result
+        self.kept: Any = _NOTHING
+        self.kept_tail = b""
+        # What absent params decode to, once, when it holds nothing a handler could change (see
+        # `_holds_nothing`): then every request without params shares it.
+        self.no_params: Any = _NOTHING
 
     @property
     def params_type(self) -> type[Any]:
@@ -119,32 +147,42 @@ class Route:
             self._params = self._params()
         return self._params
 
-    def __getattr__(self, name: str) -> Any:
-        # Called only for a slot not set yet: the decoder, built here on its first read. Later
-        # reads find the slot filled, with no Python call (a property would cost one per request).
-        if name != "decoder":
-            raise AttributeError(name)
-        self.decoder = msgspec.json.Decoder(self.params_type)
-        return self.decoder
+
+class _FirstDecode:
+    """A route's decoder until its first use: builds the real one and puts it in the route."""
+
+    __slots__ = ("_route",)
+
+    def __init__(self, owner: Route) -> None:
+        self._route = owner
+
+    def decode(self, data: bytes) -> Any:
+        decoder = msgspec.json.Decoder(self._route.params_type)
+        self._route.decoder = decoder
+        return decoder.decode(data)
 
 
 def route(
-    params_type: type[Any] | Callable[[], type[Any]], handler: Handler, *, inline: bool = False
+    params_type: type[Any] | Callable[[], type[Any]],
+    handler: Handler,
+    *,
+    inline: bool = False,
+    same_result: bool = False,
 ) -> Route:
-    return Route(None, handler, params_type, inline)
+    return Route(None, handler, params_type, inline, same_result)
 
 
-class RequestContext:
-    """What a handler may use of the connection: its id and a way to send notifications."""
+class RequestContext(msgspec.Struct, eq=False):
+    """What a handler may use of the connection: its id and a way to send notifications.
 
-    __slots__ = ("_pacer", "_sent", "_write", "method", "request_id")
+    A Struct: one is built per request, by C code, with no `__init__` frame to run. `eq=False`
+    keeps a plain object's identity equality and hash."""
 
-    def __init__(self, request_id: RequestId, method: str, write: Write, pacer: Pacer | None = None) -> None:
-        self.request_id = request_id
-        self.method = method
-        self._write = write
-        self._pacer = pacer
-        self._sent = 0
+    request_id: RequestId
+    method: str
+    _write: Write
+    _pacer: Pacer | None = None
+    _sent: int = 0
 
     async def notify(self, method: str, params: Any) -> None:
         self._write(envelope.encode_notification(method, params))
@@ -213,30 +251,32 @@ class Dispatcher:
             tg.cancel_scope.cancel()  # whatever did not settle in time is not waited for
 
     def handle_batch(self, lines: Sequence[Line]) -> None:
+        """The messages of one read, in order; whatever goes wrong costs its own message only."""
+        decode = envelope.decode
+        write = self._write
         for line in lines:
-            self.handle_line(line)
+            if line.__class__ is not bytes:
+                self._answer_unreadable(line)
+                continue
+            try:
+                msg = decode(line)
+            except Exception:  # decode is meant never to raise; a bug there must not end the process
+                _log.exception("decoding a message failed")
+                msg = Invalid(None, PARSE_ERROR, "Parse error")
+            if msg.__class__ is Request:  # the usual message: straight to its route (a busy pipe's hot path)
+                try:
+                    self._on_request(msg, write, False)
+                except Exception:
+                    self._crashed(msg, write)
+            elif isinstance(msg, Batch):
+                self._on_batch(msg)
+            elif msg.__class__ is not Invalid or line.strip(b" \t\r"):
+                self.handle(msg)
+            # else a stray blank line between messages (what decodes to Invalid): not worth an error
 
     def handle_line(self, line: Line) -> None:
         """One framed message; whatever goes wrong costs this message only."""
-        if line.__class__ is not bytes:
-            self._answer_unreadable(line)
-            return
-        if not line.strip(b" \t\r"):  # a stray blank line between messages is not worth an error
-            return
-        try:
-            msg = envelope.decode(line)
-        except Exception:  # decode is meant never to raise; a bug there must not end the process
-            _log.exception("decoding a message failed")
-            msg = Invalid(None, PARSE_ERROR, "Parse error")
-        if msg.__class__ is Request:  # the usual message: straight to its route (a busy pipe's hot path)
-            try:
-                self._on_request(msg, self._write, False)
-            except Exception:
-                self._crashed(msg, self._write)
-        elif isinstance(msg, Batch):
-            self._on_batch(msg)
-        else:
-            self.handle(msg)
+        self.handle_batch((line,))
 
     def _answer_unreadable(self, line: Line) -> None:
         if isinstance(line, Oversize):
@@ -308,43 +348,47 @@ class Dispatcher:
                 )
             )
             return
-        try:
-            params = found.decoder.decode(req.params if req.params is not None else _EMPTY_PARAMS)
-        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
-            self._answered(answer, _invalid_params(req.id, found, exc))
-            return
-        ctx = RequestContext(req.id, req.method, self._write, self._pacer)
-        if found.inline and found.called:
-            self._run_inline(req, found.handler(params, ctx), answer)
+        raw = req.params
+        if raw is None and found.no_params is not _NOTHING:
+            params = found.no_params
         else:
+            try:
+                params = found.decoder.decode(_EMPTY_PARAMS if raw is None else raw)
+            except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
+                self._answered(answer, _invalid_params(req.id, found, exc))
+                return
+            if raw is None and _holds_nothing(params):
+                found.no_params = params
+        ctx = RequestContext(req.id, req.method, self._write, self._pacer)
+        if not (found.inline and found.called):
             found.called = True
-            self._spawn(req, answer, lambda: found.handler(params, ctx))
-
-    def _run_inline(self, req: Request, call: Awaitable[Any], answer: Write) -> None:
-        """Run a handler that does not suspend to its end, here and now, and answer it.
-
-        No `logs.bound` here (it would cost more than the handler): what this path logs names the
-        request itself."""
-        step = call if call.__class__ is types.CoroutineType else call.__await__()
+            # A partial, not a lambda: a closure's variables would be cells, made on every call.
+            self._spawn(req, found, answer, partial(found.handler, params, ctx))
+            return
+        # An inline route: run the handler to its end, here and now, and answer it. No
+        # `logs.bound` here (it would cost more than the handler): what this path logs names the
+        # request itself.
+        call = found.handler(params, ctx)
+        step = call if call.__class__ is _COROUTINE else call.__await__()
         try:
             suspended_on = step.send(None)
         except StopIteration as done:
-            reply = _result(req, done.value)
+            reply = _result(req, found, done.value)
         except Exception as exc:
             reply = _failure(req, exc)
         else:  # it suspended after all: it goes on in a task, cancellable like any request
-            self._spawn(req, answer, lambda: _resume(step, suspended_on))
+            self._spawn(req, found, answer, partial(_resume, step, suspended_on))
             return
         answer(reply)
         if self._on_first_answer is not None:
             self._first_answer()
 
-    def _spawn(self, req: Request, answer: Write, call: Callable[[], Awaitable[Any]]) -> None:
+    def _spawn(self, req: Request, found: Route, answer: Write, call: Callable[[], Awaitable[Any]]) -> None:
         scope = anyio.CancelScope()
         self._inflight[req.id] = scope
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         assert self._tg is not None, "serve() must be running"
-        self._tg.start_soon(self._run, req, scope, answer, call)
+        self._tg.start_soon(self._run, req, found, scope, answer, call)
 
     def _answered(self, answer: Write, reply: bytes) -> None:
         answer(reply)
@@ -377,13 +421,18 @@ class Dispatcher:
         return True
 
     async def _run(
-        self, req: Request, scope: anyio.CancelScope, answer: Write, call: Callable[[], Awaitable[Any]]
+        self,
+        req: Request,
+        found: Route,
+        scope: anyio.CancelScope,
+        answer: Write,
+        call: Callable[[], Awaitable[Any]],
     ) -> None:
         reply: bytes | None = None
         try:
             try:
                 with logs.bound(request_id=req.id, method=req.method), scope:
-                    reply = await _call(req, call, scope)
+                    reply = await _call(req, found, call, scope)
             except Exception:
                 if not scope.cancel_called:
                     _log.exception("request failed outside its handler")
@@ -396,6 +445,11 @@ class Dispatcher:
                     ErrorData(kind="cancelled", message="The request was cancelled before it finished."),
                 )
         finally:
+            # A handler that only led to another on its first call (the app builds a service on
+            # first use) names it `settled` then: later requests call that one directly.
+            settled = getattr(found.handler, "settled", None)
+            if settled is not None:
+                found.handler = settled
             del self._inflight[req.id]
             if reply is not None:
                 self._answered(answer, reply)
@@ -403,14 +457,25 @@ class Dispatcher:
                 self._idle.set()
 
 
-async def _call(req: Request, call: Callable[[], Awaitable[Any]], scope: anyio.CancelScope) -> bytes:
+async def _call(
+    req: Request, found: Route, call: Callable[[], Awaitable[Any]], scope: anyio.CancelScope
+) -> bytes:
     try:
         result = await call()
     except Exception as exc:
         if scope.cancel_called and not isinstance(exc, SidecarError | ProtocolError):
             raise
         return _failure(req, exc)
-    return _result(req, result)
+    return _result(req, found, result)
+
+
+def _holds_nothing(params: Any) -> bool:
+    """Whether `params` is a Struct without fields or a `__dict__`: nothing in it can change."""
+    return (
+        isinstance(params, msgspec.Struct)
+        and not params.__struct_fields__
+        and not hasattr(params, "__dict__")
+    )
 
 
 def _invalid_params(rid: RequestId, found: Route, exc: Exception) -> bytes:
@@ -423,9 +488,14 @@ def _invalid_params(rid: RequestId, found: Route, exc: Exception) -> bytes:
     return envelope.encode_error(rid, INVALID_PARAMS, f"Invalid params: {exc}")
 
 
-def _result(req: Request, result: Any) -> bytes:
+def _result(req: Request, found: Route, result: Any) -> bytes:
     try:
-        return envelope.encode_result(req.id, result)
+        if not found.same_result:
+            return envelope.encode_result(req.id, result)
+        if result is not found.kept:
+            found.kept_tail = envelope.result_tail(result)
+            found.kept = result
+        return envelope.encode_result_tail(req.id, found.kept_tail)
     except Exception:  # a result that cannot be encoded (too deep, a lone surrogate) is our bug
         _log.exception("encoding a result failed", request_id=req.id, method=req.method)
         return _internal_error(req.id)

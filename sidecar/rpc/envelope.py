@@ -238,6 +238,21 @@ def encode_result(rid: RequestId, result: Any) -> bytes:
     return _encoder.encode(_Result(id=rid, result=result)) + b"\n"
 
 
+# `_Result` encoded around its id: what follows the id is the same for every request whose result
+# is the same, so a result encoded once (`result_tail`) answers any id (`encode_result_tail`).
+_RESULT_HEAD: Final = b'{"jsonrpc":"2.0","id":'
+
+
+def result_tail(result: Any) -> bytes:
+    """What follows the id in `encode_result(rid, result)`, whatever the id."""
+    return b',"result":' + _encoder.encode(result) + b"}\n"
+
+
+def encode_result_tail(rid: RequestId, tail: bytes) -> bytes:
+    """`encode_result(rid, result)`, byte for byte, given `result_tail(result)`."""
+    return _RESULT_HEAD + _encoder.encode(rid) + tail
+
+
 def encode_error(rid: RequestId | None, code: int, message: str, data: Any = msgspec.UNSET) -> bytes:
     return _encoder.encode(_Error(id=rid, error=_ErrorObject(code, message, data))) + b"\n"
 

@@ -193,7 +193,7 @@ class StdoutWriter:
         """On the loop: write `batch` straight away while the pipe has room; queue the rest."""
         if self._broken:
             return
-        data = self._framed(batch)
+        data = b"".join(batch) if self.framing != "lsp" else self._framed(batch)
         if self._backlog == 0 and len(data) <= _DIRECT_MAX:
             try:
                 data = self._write_now(data)

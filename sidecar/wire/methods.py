@@ -48,6 +48,10 @@ class MethodSpec(msgspec.Struct, frozen=True):
     # the stdio face answers it on the read, with no task and no cancel scope, as nothing could
     # cancel it midway anyway.
     inline: bool = False
+    # True when the handler returns the very same result object for as long as its answer stays
+    # the same, and never changes an object it has returned: the stdio face encodes that object
+    # once and reuses the bytes, with each request's own id.
+    same_result: bool = False
 
     @property
     def params(self) -> type[Wire]:
@@ -127,6 +131,7 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         "The sidecar's version and the methods it serves.",
         "Report the sidecar's version, its methods and notifications, and the date of its price catalog.",
         inline=True,
+        same_result=True,
     ),
     MethodSpec(
         "list_providers",

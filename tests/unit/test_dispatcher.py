@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from sidecar.errors import SidecarError
+from sidecar.rpc import envelope
 from sidecar.rpc.dispatcher import Dispatcher, RequestContext, Route, route
 from sidecar.wire.base import Params
 
@@ -366,3 +367,119 @@ async def test_a_params_type_given_as_a_function_is_looked_up_when_its_method_is
     assert looked_up == ["sleep"]  # once, then kept
     answers = {m["id"]: m.get("result", m.get("error", {}).get("code")) for m in msgs if "id" in m}
     assert answers == {1: {"slept": 0}, 2: -32602}
+
+
+class Answer(msgspec.Struct):
+    value: str
+
+
+class Kept:
+    """A handler's result while its answer stays the same: `current` until `change` makes another."""
+
+    def __init__(self) -> None:
+        self.current = Answer("first")
+        self.returned = 0
+
+    def change(self, value: str) -> None:
+        self.current = Answer(value)
+
+    async def handler(self, params: Empty, ctx: RequestContext) -> Answer:
+        self.returned += 1
+        return self.current
+
+
+@pytest.mark.anyio
+async def test_a_same_result_answer_carries_each_requests_own_id() -> None:
+    kept = Kept()
+    ids: list[Any] = ["w", 1, -7, 2**70, -(2**64), "", 'a"b\\c\n', "é✓\U0001f600", "0"]
+    routes = {"same": route(Empty, kept.handler, inline=True, same_result=True)}
+    out = await run_batches([[line("w", "same")], [line(rid, "same") for rid in ids[1:]]], routes)
+    assert kept.returned == len(ids)  # the handler is still called for every request
+    assert out == [envelope.encode_result(rid, Answer("first")) for rid in ids]
+
+
+@pytest.mark.anyio
+async def test_a_same_result_route_encodes_a_new_result_and_other_routes_every_result() -> None:
+    same, other = Kept(), Kept()
+    routes = {
+        "same": route(Empty, same.handler, inline=True, same_result=True),
+        "other": route(Empty, other.handler, inline=True),
+    }
+    out: list[bytes] = []
+    dispatcher = Dispatcher(routes, out.append)
+
+    async def pump(handle: Any) -> None:
+        handle([line(0, "same"), line("o", "other")])
+        await anyio.sleep(0.05)  # the first calls run in tasks
+        handle([line(1, "same"), line(2, "other")])
+        same.change("second")  # a new object: a new answer
+        other.current.value = "changed in place"  # allowed only of a route that is not same_result
+        handle([line(3, "same"), line(4, "other")])
+
+    with anyio.fail_after(10):
+        await dispatcher.serve_batches(pump)
+    results = {msgspec.json.decode(b)["id"]: msgspec.json.decode(b)["result"] for b in out}
+    assert results == {
+        0: {"value": "first"},
+        "o": {"value": "first"},
+        1: {"value": "first"},
+        2: {"value": "first"},
+        3: {"value": "second"},
+        4: {"value": "changed in place"},
+    }
+
+
+class Counted(Params):
+    seen: list[str] = msgspec.field(default_factory=list)
+
+
+async def appends(params: Counted, ctx: RequestContext) -> dict[str, Any]:
+    params.seen.append(str(ctx.request_id))  # a handler may change its params: they are its own
+    return {"seen": params.seen}
+
+
+@pytest.mark.anyio
+async def test_absent_params_are_decoded_afresh_unless_they_hold_nothing() -> None:
+    routes = {
+        "appends": route(Counted, appends, inline=True),
+        "instant": route(Empty, instant, inline=True),
+    }
+    lines = [line(rid, "appends") for rid in (1, 2, 3)]
+    lines += [line(4, "instant"), line(5, "instant", {}), line(6, "instant", {"x": 1}), line(7, "instant")]
+    out = await run_batches([lines[:1], lines[1:]], routes)
+    by_id = {m["id"]: m for m in map(msgspec.json.decode, out)}
+    assert [by_id[rid]["result"] for rid in (1, 2, 3)] == [{"seen": ["1"]}, {"seen": ["2"]}, {"seen": ["3"]}]
+    assert (
+        by_id[4]["result"] == {"id": 4}
+        and by_id[5]["result"] == {"id": 5}
+        and by_id[7]["result"] == {"id": 7}
+    )
+    assert by_id[6]["error"]["code"] == -32602 and by_id[6]["error"]["data"]["field"] == "$.x"
+
+
+@pytest.mark.anyio
+async def test_blank_lines_are_skipped_and_what_is_not_json_is_answered_in_order() -> None:
+    routes = {"instant": route(Empty, instant, inline=True)}
+    reads = [[line(0, "instant")], [b"", b" \t\r", line(1, "instant"), b"nope", b"\r", line(2, "instant")]]
+    msgs = [msgspec.json.decode(b) for b in await run_batches(reads, routes)]
+    assert [(m["id"], m.get("error", {}).get("code")) for m in msgs] == [
+        (0, None),
+        (1, None),
+        (None, -32700),
+        (2, None),
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_handler_that_names_its_settled_successor_is_left_out_after_its_first_call() -> None:
+    detours: list[Any] = []
+
+    async def detour(params: Empty, ctx: RequestContext) -> dict[str, Any]:
+        detours.append(ctx.request_id)
+        detour.settled = instant  # type: ignore[attr-defined]  # what Services._deferred does
+        return await instant(params, ctx)
+
+    routes = {"instant": route(Empty, detour, inline=True), "sleep": route(Sleep, sleeper)}
+    out = await run_batches([[line(1, "instant")], [line(2, "instant"), line(3, "instant")]], routes)
+    assert [msgspec.json.decode(b)["result"] for b in out] == [{"id": 1}, {"id": 2}, {"id": 3}]
+    assert detours == [1]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sidecar.errors import INVALID_REQUEST, PARSE_ERROR
 from sidecar.rpc import envelope
@@ -71,6 +73,19 @@ def test_outbound_lines() -> None:
     note = json.loads(envelope.encode_notification("stream/event", {"x": "line\nbreak"}))
     assert note["params"]["x"] == "line\nbreak"
     assert b"\n" not in envelope.encode_notification("m", {"x": "a\nb\rc"})[:-1]
+
+
+@given(
+    rid=st.integers(min_value=-(2**200), max_value=2**200) | st.text(),
+    result=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+        max_leaves=8,
+    ),
+)
+def test_a_result_encoded_once_answers_any_id_byte_for_byte(rid: int | str, result: object) -> None:
+    tail = envelope.result_tail(result)
+    assert envelope.encode_result_tail(rid, tail) == envelope.encode_result(rid, result)
 
 
 def test_a_batch_is_decoded_element_by_element() -> None:
