@@ -12,8 +12,9 @@ Must not know: I/O, the protocol, how events reach a host.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any, Final
+
+import msgspec
 
 from sidecar.core import tokens
 from sidecar.core.catalog import STREAMING, TOOLS, ModelInfo
@@ -98,15 +99,13 @@ _LOREM: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StubCall:
+class StubCall(msgspec.Struct, frozen=True):
     id: str
     name: str
     arguments_json: str
 
 
-@dataclass(frozen=True, slots=True)
-class StubAnswer:
+class StubAnswer(msgspec.Struct, frozen=True):
     text: str
     tool_call: StubCall | None
     finish_reason: FinishReason

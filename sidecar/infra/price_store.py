@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
+
+import msgspec
 
 from sidecar.core.catalog import ModelInfo
 from sidecar.infra.db import Database
@@ -39,8 +40,7 @@ MIGRATIONS: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StoredPrice:
+class StoredPrice(msgspec.Struct, frozen=True):
     info: ModelInfo
     source: str
     price_date: str

@@ -207,6 +207,29 @@ def test_start_up_loads_the_structs_of_info_only() -> None:
     }
 
 
+# A dataclass costs its module ~3.5M instructions at import (each method is generated source,
+# parsed and compiled), a frozen msgspec Struct ~0.15M: the records that the first event-loop
+# answer (`list_models`) loads are Structs. The catalog's stay dataclasses (plain Python data, no
+# msgspec: test_catalog), and so do the keystore's.
+DATACLASSES_AT_THE_FIRST_LOOP_ANSWER = {"sidecar.core.catalog", "sidecar.core.cost", "sidecar.infra.keystore"}
+
+
+def test_what_the_first_loop_answer_loads_defines_no_other_dataclass(tmp_path: Path) -> None:
+    code = (
+        "import dataclasses, sys\n"
+        "from sidecar.app import build_services\n"
+        "from sidecar.config import Config\n"
+        "import sidecar.process\n"
+        f"services = build_services(Config(), env={{'SIDECAR_HOME': {str(tmp_path)!r}}})\n"
+        "services.handlers['list_models']\n"
+        "services.catalog\n"
+        "print(','.join(sorted({name for name, module in list(sys.modules.items()) if name.startswith('sidecar')"
+        " for value in vars(module).values() if isinstance(value, type) and value.__module__ == name"
+        " and dataclasses.is_dataclass(value)})))\n"
+    )
+    assert set(_printed_by(code).split(",")) <= DATACLASSES_AT_THE_FIRST_LOOP_ANSWER
+
+
 def test_every_struct_the_methods_table_names_is_a_wire_type() -> None:
     from sidecar.wire.base import Params, Wire
     from sidecar.wire.methods import METHODS, NOTIFICATIONS
