@@ -11,7 +11,6 @@ Must not know: I/O, the protocol, how events reach a host.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Final
 
 import msgspec
@@ -151,6 +150,8 @@ def chunks(text: str, size: int = 12) -> list[str]:
 
 
 def _seed(params: CompleteParams) -> int:
+    import hashlib  # on the stub's first answer, not by every catalog lookup that imports MODELS
+
     import msgspec
 
     digest = hashlib.sha256(msgspec.json.encode(params.messages)).digest()

@@ -7,7 +7,6 @@ Must not know: where prices are fetched from, the protocol.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Final
@@ -54,6 +53,8 @@ class PriceStore:
     async def replace(
         self, provider: str, entries: Sequence[ModelInfo], source: str, price_date: str
     ) -> None:
+        import json  # only once prices are stored or read, not at start
+
         rows = [
             (
                 e.provider,
@@ -88,6 +89,8 @@ class PriceStore:
         """Every stored price (read once, when prices are first needed)."""
 
         def read(conn: sqlite3.Connection) -> list[StoredPrice]:
+            import json
+
             out = []
             for r in conn.execute("SELECT * FROM prices ORDER BY provider, model"):
                 info = ModelInfo(

@@ -212,9 +212,13 @@ def test_start_up_loads_the_structs_of_info_only() -> None:
 # answer (`list_models`) loads are Structs. The catalog's stay dataclasses (plain Python data, no
 # msgspec: test_catalog), and so do the keystore's.
 DATACLASSES_AT_THE_FIRST_LOOP_ANSWER = {"sidecar.core.catalog", "sidecar.core.cost", "sidecar.infra.keystore"}
+# Nor does it import what only later calls use (a stub answer's seed, a tool call's id, stored prices).
+NOT_BEFORE_THE_FIRST_LOOP_ANSWER = ("hashlib", "secrets", "random", "json", *HEAVY)
 
 
-def test_what_the_first_loop_answer_loads_defines_no_other_dataclass(tmp_path: Path) -> None:
+def test_what_the_first_loop_answer_loads_defines_no_other_dataclass_nor_imports_later_needs(
+    tmp_path: Path,
+) -> None:
     code = (
         "import dataclasses, sys\n"
         "from sidecar.app import build_services\n"
@@ -226,8 +230,11 @@ def test_what_the_first_loop_answer_loads_defines_no_other_dataclass(tmp_path: P
         "print(','.join(sorted({name for name, module in list(sys.modules.items()) if name.startswith('sidecar')"
         " for value in vars(module).values() if isinstance(value, type) and value.__module__ == name"
         " and dataclasses.is_dataclass(value)})))\n"
+        f"print('loaded:' + ','.join(m for m in {NOT_BEFORE_THE_FIRST_LOOP_ANSWER!r} if m in sys.modules))\n"
     )
-    assert set(_printed_by(code).split(",")) <= DATACLASSES_AT_THE_FIRST_LOOP_ANSWER
+    dataclass_modules, loaded = _printed_by(code).split("\n")
+    assert set(dataclass_modules.split(",")) <= DATACLASSES_AT_THE_FIRST_LOOP_ANSWER
+    assert loaded == "loaded:"
 
 
 def test_every_struct_the_methods_table_names_is_a_wire_type() -> None:
