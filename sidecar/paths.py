@@ -12,10 +12,12 @@ Must not know: the configuration's contents, the protocol.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Final
 
 CONFIG_NAME: Final = "config.toml"
+APP_NAME: Final = "llm-sidecar"
 
 
 def state_home(env: Mapping[str, str] | None = None) -> str:
@@ -24,9 +26,30 @@ def state_home(env: Mapping[str, str] | None = None) -> str:
     home = env.get("SIDECAR_HOME")
     if home:
         return _as_path(home, expand_user=True)
+    return _as_path(_linux_data_dir() or _platform_data_dir())
+
+
+def _platform_data_dir() -> str:
     import platformdirs
 
-    return _as_path(platformdirs.user_data_dir("llm-sidecar", appauthor=False))
+    return platformdirs.user_data_dir(APP_NAME, appauthor=False)
+
+
+def _linux_data_dir() -> str | None:
+    """platformdirs' answer on Linux in the usual cases (an absolute `XDG_DATA_HOME`, else an
+    absolute `HOME`), without importing it (with shutil, tempfile, random and pathlib: a fifth of
+    the early answer); None for every other case, which platformdirs settles."""
+    if sys.platform != "linux" or hasattr(sys, "getandroidapilevel"):
+        return None
+    environ = os.environ  # platformdirs reads the process's environment, whatever `env` says
+    if environ.get("ANDROID_DATA") == "/data" and environ.get("ANDROID_ROOT") == "/system":
+        return None
+    xdg = environ.get("XDG_DATA_HOME", "")
+    if xdg.startswith("/"):
+        return os.path.join(xdg, APP_NAME)
+    if environ.get("HOME", "").startswith("/"):
+        return os.path.join(os.path.expanduser("~/.local/share"), APP_NAME)
+    return None
 
 
 def config_file(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> str:

@@ -60,3 +60,38 @@ def test_without_sidecar_home_the_os_data_directory() -> None:
     import platformdirs
 
     assert state_home({}) == str(Path(platformdirs.user_data_dir("llm-sidecar", appauthor=False)))
+
+
+@pytest.mark.parametrize(
+    ("xdg", "home"),
+    [
+        (None, "/home/someone"),
+        (None, "/home/someone/"),
+        (None, "/"),
+        ("/data/xdg", "/home/someone"),
+        ("/data/xdg/", "/home/someone"),
+        ("", "/home/someone"),
+        ("relative/xdg", "/home/someone"),
+        ("relative/xdg", None),
+        (None, "relative-home"),
+        ("/data/xdg", "relative-home"),
+    ],
+)
+def test_without_sidecar_home_what_platformdirs_says(
+    monkeypatch: pytest.MonkeyPatch, xdg: str | None, home: str | None
+) -> None:
+    import platformdirs
+
+    for name, value in (("XDG_DATA_HOME", xdg), ("HOME", home)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    try:
+        expected = str(Path(platformdirs.user_data_dir("llm-sidecar", appauthor=False)))
+    except RuntimeError:  # no home to be found: the same failure either way
+        with pytest.raises(RuntimeError):
+            state_home({})
+        return
+    assert state_home({}) == expected
+    assert config_file(None, {}) == str(Path(expected) / "config.toml")

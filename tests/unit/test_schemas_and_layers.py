@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from sidecar.app import build_services
 from sidecar.config import Config
@@ -132,13 +133,15 @@ def test_start_up_imports_stay_light() -> None:
 # What the early answer must not import: the event loop (most of start-up, which it exists to
 # avoid) and everything built on it (`sidecar.app` is where the test stops), pathlib (with
 # urllib.parse and ipaddress: `sidecar.paths` spells the paths without it), threading (`redact`
-# locks with `_thread`), besides what no start-up may import.
+# locks with `_thread`), platformdirs (`sidecar.paths` knows Linux's usual answer), besides what no
+# start-up may import.
 NOT_BEFORE_THE_EARLY_ANSWER = (
     "asyncio",
     "pathlib",
     "urllib.parse",
     "ipaddress",
     "threading",
+    "platformdirs",
     "anyio",
     "concurrent.futures",
     "ssl",
@@ -152,7 +155,10 @@ NOT_BEFORE_THE_EARLY_ANSWER = (
 )
 
 
-def test_the_early_answer_goes_out_before_the_event_loop_is_imported(tmp_path: Path) -> None:
+@pytest.mark.parametrize("home_variable", ["SIDECAR_HOME", "HOME"])  # HOME: the OS's data directory
+def test_the_early_answer_goes_out_before_the_event_loop_is_imported(
+    tmp_path: Path, home_variable: str
+) -> None:
     # The daemon's own start (`llm-sidecar` as a host spawns it, an `info` waiting on stdin), stopped
     # where it imports the app: the modules loaded by then are what the early answer cost.
     code = (
@@ -175,7 +181,7 @@ def test_the_early_answer_goes_out_before_the_event_loop_is_imported(tmp_path: P
         capture_output=True,
         text=True,
         timeout=60,
-        env={"SIDECAR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={home_variable: str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     assert '"id":1,"result":{"version"' in proc.stdout, proc.stderr  # it did answer early
     assert "LOADED:\n" in proc.stderr, proc.stderr
