@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,23 +123,31 @@ def built_binary() -> Path | None:
 def measure(
     env: dict[str, str], runs: int, sidecars: list[str], binary: Path | None
 ) -> dict[str, list[float]]:
-    """Interleaved rounds: each command once per round, the floors included."""
+    """Interleaved rounds: each command once per round, the floors included, each round starting
+    one command further on (the first spawn of a round runs measurably slower on this VM, so a
+    fixed order would favour whichever command comes later, a before/after pair included)."""
     stack = [sys.executable, "-c", STACK_SERVER]
     times: dict[str, list[float]] = {}
 
-    def spawn(name: str, argv: list[str]) -> None:
-        first, loop = first_answers_ms(argv, env)
-        times.setdefault(name, []).append(first)
-        times.setdefault(f"{name} loop", []).append(loop)
+    def spawn(name: str, argv: list[str]) -> Callable[[], None]:
+        def run() -> None:
+            first, loop = first_answers_ms(argv, env)
+            times.setdefault(name, []).append(first)
+            times.setdefault(f"{name} loop", []).append(loop)
 
-    for _ in range(runs):
-        for command in sidecars:
-            spawn(command, [command])
+        return run
+
+    def bare() -> None:
         times.setdefault("pass", []).append(pass_ms(env))
-        spawn("msgspec", [sys.executable, "-c", MSGSPEC_SERVER])
-        spawn("stack", stack)
-        if binary is not None:
-            spawn("binary", [str(binary)])
+
+    commands = [spawn(command, [command]) for command in sidecars]
+    commands += [bare, spawn("msgspec", [sys.executable, "-c", MSGSPEC_SERVER]), spawn("stack", stack)]
+    if binary is not None:
+        commands.append(spawn("binary", [str(binary)]))
+    for round_ in range(runs):
+        start = round_ % len(commands)
+        for command in commands[start:] + commands[:start]:
+            command()
     return times
 
 

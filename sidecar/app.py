@@ -652,6 +652,9 @@ def build_services(
     *,
     store: KeyStore | None = None,
     env: Mapping[str, str] | None = None,
-    config_path: Path | None = None,
+    config_path: str | Path | None = None,
 ) -> Services:
-    return Services(config, store=store, env=env, config_path=config_path)
+    """`config_path` may be text (the daemon's start spells it without pathlib)."""
+    return Services(
+        config, store=store, env=env, config_path=None if config_path is None else Path(config_path)
+    )

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 import msgspec
 
+from sidecar.paths import CONFIG_NAME as CONFIG_NAME  # where it was always imported from
+from sidecar.paths import config_file, state_home
 from sidecar.wire.base import Wire
 
-CONFIG_NAME: Final = "config.toml"
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class ConfigError(Exception):
@@ -246,22 +248,27 @@ class Config(Wire, forbid_unknown_fields=True):
 
 def state_dir(env: Mapping[str, str] | None = None) -> Path:
     """`SIDECAR_HOME`, else the OS's per-user data directory."""
-    env = os.environ if env is None else env
-    home = env.get("SIDECAR_HOME")
-    if home:
-        return Path(home).expanduser()
-    import platformdirs
+    from pathlib import Path
 
-    return Path(platformdirs.user_data_dir("llm-sidecar", appauthor=False))
+    return Path(state_home(env))
 
 
 def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> tuple[Config, Path]:
     """Read `config.toml` (a missing file means defaults) and return it with the file's path."""
-    path = path or state_dir(env) / CONFIG_NAME
+    from pathlib import Path
+
+    found = config_file(path, env)
+    return read(found), Path(found)
+
+
+def read(path: str) -> Config:
+    """The configuration in the file at `path` (a missing file means defaults); `ConfigError`
+    when it cannot be read or used."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as file:
+            raw = file.read()
     except FileNotFoundError:
-        return Config(), path
+        return Config()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     import tomllib  # only when there is a file to read
@@ -282,7 +289,7 @@ def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> tupl
     problem = base_url_problems(config)
     if problem:
         raise ConfigError(f"{path}: {problem}")
-    return config, path
+    return config
 
 
 BASE_URL_ENV: Final = {

@@ -8,15 +8,17 @@ Must not know: where secrets come from, logging, the protocol.
 
 from __future__ import annotations
 
+import _thread
 import re
-import threading
 from collections import OrderedDict
+from functools import cache
 from typing import Final
 
 _MIN_REMEMBERED_LEN: Final = 8
 
-# Prefixes of the keys the sidecar's providers issue, plus generic bearer/`key=` shapes.
-_KEY_SHAPES: Final = re.compile(
+# Prefixes of the keys the sidecar's providers issue, plus generic bearer/`key=` shapes. Compiled on
+# first use (`_key_shapes`): every start imports this module, few starts redact anything early.
+_KEY_SHAPES: Final = (
     r"(?:"
     r"sk-(?:ant-|or-v1-|proj-)?[A-Za-z0-9_\-]{12,}"  # OpenAI, Anthropic, OpenRouter
     r"|xai-[A-Za-z0-9_\-]{12,}"  # xAI
@@ -28,12 +30,18 @@ _KEY_SHAPES: Final = re.compile(
     r")"
 )
 
+
+@cache
+def _key_shapes() -> re.Pattern[str]:
+    return re.compile(_KEY_SHAPES)
+
+
 # The secrets seen most recently, newest last. Bounded: a process that validates thousands of
 # distinct keys keeps only the latest, while the keys in use stay fresh because every read of a key
 # (keychain, environment, OAuth) remembers it again. Keys that must never be forgotten (the
 # environment's, read once at start) are pinned.
 MAX_REMEMBERED: Final = 512
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # threading.Lock itself, without importing threading at every start
 _recent: OrderedDict[str, None] = OrderedDict()
 _pinned: set[str] = set()
 # A snapshot for `redact`, rebuilt (O(n), no regex compile) only when the set changes, longest first so
@@ -91,4 +99,4 @@ def redact(text: str) -> str:
         for secret in _snapshot:
             if secret in text:
                 text = text.replace(secret, mask(secret))
-    return _KEY_SHAPES.sub(lambda m: mask(m.group(0)), text)
+    return _key_shapes().sub(lambda m: mask(m.group(0)), text)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from sidecar import __version__, logs
-from sidecar.config import ConfigError, env_url_problem, load
+from sidecar.config import ConfigError, env_url_problem, read
+from sidecar.paths import config_file
 from sidecar.rpc.early import protect_stdout
 from sidecar.rpc.framing import DEFAULT_MAX_LINE
 
@@ -37,6 +37,7 @@ def _epilog() -> str:
 
 def _parser() -> argparse.ArgumentParser:
     import argparse
+    from pathlib import Path
 
     p = argparse.ArgumentParser(
         prog="llm-sidecar",
@@ -68,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     logs.configure(args.log_level or os.environ.get("SIDECAR_LOG_LEVEL", "info"))
     try:
-        config, config_path = load(args.config)
+        # The path as text: pathlib (with urllib.parse and ipaddress) loads after the early answer.
+        config_path = config_file(args.config)
+        config = read(config_path)
         problem = env_url_problem()
         if problem:
             raise ConfigError(f"environment: {problem}")
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     return run(services, max_line=args.max_line_bytes, proto_out=proto_out, early=early)
 
 
-def _answer_waiting_info(config_path: Path | None, max_line: int, proto_out: int) -> Early | None:
+def _answer_waiting_info(config_path: str, max_line: int, proto_out: int) -> Early | None:
     """Answer the `info` requests already on stdin, before asyncio and anyio are imported (see
     `sidecar.rpc.early`): the answer the loop would give, from the same service and encoder."""
     import msgspec

@@ -9,7 +9,6 @@ Must not know: providers' wire formats, I/O, the protocol.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import msgspec
@@ -154,7 +153,7 @@ class Assembler:
                 arguments, raw_kept = {}, raw
             calls.append(
                 ToolCall(
-                    id=pending.id or f"call_{secrets.token_hex(8)}",
+                    id=pending.id or _call_id(),
                     name=pending.name or "",
                     arguments=arguments,
                     raw_arguments=raw_kept,
@@ -180,3 +179,10 @@ class Assembler:
             continuation=self.continuation,
             response_id=self.meta.response_id,
         )
+
+
+def _call_id() -> str:
+    """An id for a tool call the provider sent without one."""
+    import secrets  # with random and hmac: not at start, where the first answers need neither
+
+    return f"call_{secrets.token_hex(8)}"

@@ -6,8 +6,9 @@ Must not know: which providers are configured beyond the names it is given, I/O.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Final
+
+import msgspec
 
 from sidecar.errors import SidecarError
 
@@ -25,8 +26,7 @@ HOW_TO_WRITE: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ModelRef:
+class ModelRef(msgspec.Struct, frozen=True):
     provider: str
     model: str
 

@@ -22,9 +22,10 @@ import functools
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, cast
+
+import msgspec
 
 Clock = Callable[[], float]  # epoch seconds (time.time)
 
@@ -156,8 +157,7 @@ def _int(text: str | None) -> int | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
+class Window(msgspec.Struct, frozen=True):
     """One limit a provider reported: its size, what is left, and when it refills (epoch seconds)."""
 
     limit: int | None = None
@@ -178,11 +178,10 @@ class Window:
         return self.limit is None and self.remaining is None and self.reset_at is None
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(msgspec.Struct, frozen=True):
     """What one response's headers said."""
 
-    windows: dict[str, Window] = field(default_factory=dict)
+    windows: dict[str, Window] = msgspec.field(default_factory=dict)
     retry_after_s: float | None = None
 
     @property
@@ -193,12 +192,11 @@ class Observation:
 _NOTHING: Final = Observation()  # what a response without rate-limit headers says (never mutated)
 
 
-@dataclass(frozen=True, slots=True)
-class ProviderLimits:
+class ProviderLimits(msgspec.Struct, frozen=True):
     """Everything known about one provider's upstream limits."""
 
     provider: str
-    windows: dict[str, Window] = field(default_factory=dict)
+    windows: dict[str, Window] = msgspec.field(default_factory=dict)
     retry_at: float | None = None  # the provider asked us not to send before this instant
     updated_at: float | None = None
     last_status: int | None = None

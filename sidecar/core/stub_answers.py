@@ -11,9 +11,9 @@ Must not know: I/O, the protocol, how events reach a host.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from typing import Any, Final
+
+import msgspec
 
 from sidecar.core import tokens
 from sidecar.core.catalog import STREAMING, TOOLS, ModelInfo
@@ -98,15 +98,13 @@ _LOREM: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StubCall:
+class StubCall(msgspec.Struct, frozen=True):
     id: str
     name: str
     arguments_json: str
 
 
-@dataclass(frozen=True, slots=True)
-class StubAnswer:
+class StubAnswer(msgspec.Struct, frozen=True):
     text: str
     tool_call: StubCall | None
     finish_reason: FinishReason
@@ -152,6 +150,8 @@ def chunks(text: str, size: int = 12) -> list[str]:
 
 
 def _seed(params: CompleteParams) -> int:
+    import hashlib  # on the stub's first answer, not by every catalog lookup that imports MODELS
+
     import msgspec
 
     digest = hashlib.sha256(msgspec.json.encode(params.messages)).digest()

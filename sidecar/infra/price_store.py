@@ -7,11 +7,11 @@ Must not know: where prices are fetched from, the protocol.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
+
+import msgspec
 
 from sidecar.core.catalog import ModelInfo
 from sidecar.infra.db import Database
@@ -39,8 +39,7 @@ MIGRATIONS: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StoredPrice:
+class StoredPrice(msgspec.Struct, frozen=True):
     info: ModelInfo
     source: str
     price_date: str
@@ -54,6 +53,8 @@ class PriceStore:
     async def replace(
         self, provider: str, entries: Sequence[ModelInfo], source: str, price_date: str
     ) -> None:
+        import json  # only once prices are stored or read, not at start
+
         rows = [
             (
                 e.provider,
@@ -88,6 +89,8 @@ class PriceStore:
         """Every stored price (read once, when prices are first needed)."""
 
         def read(conn: sqlite3.Connection) -> list[StoredPrice]:
+            import json
+
             out = []
             for r in conn.execute("SELECT * FROM prices ORDER BY provider, model"):
                 info = ModelInfo(

@@ -24,16 +24,16 @@ import contextlib
 import functools
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal, Protocol
+
+import msgspec
 
 from sidecar.infra.db import Database
 
 Engine = Literal["sqlite", "postgresql"]
 
 
-@dataclass(frozen=True, slots=True)
-class Dialects:
+class Dialects(msgspec.Struct, frozen=True):
     """The same statement or migration written for each engine."""
 
     sqlite: str
@@ -53,8 +53,7 @@ def text_for(sql: Sql, engine: Engine) -> str:
 Row = tuple[object, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Stmt:
+class Stmt(msgspec.Struct, frozen=True):
     """One statement of a write batch: run once with `params`, or once per row of `many`."""
 
     sql: Sql

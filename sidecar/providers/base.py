@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from sidecar.core.assemble import ProviderEvent
 from sidecar.errors import SidecarError
@@ -26,8 +27,7 @@ from sidecar.wire.chat import CompleteParams
 KeyGetter = Callable[[str, str | None, str | None], Awaitable[str]]
 
 
-@dataclass(frozen=True, slots=True)
-class KeyCheck:
+class KeyCheck(msgspec.Struct, frozen=True):
     """The outcome of validating a key: `error` says why it is not valid (auth_failed), or
     why it could not be checked (network_error, ...); `details` carries what the provider told
     about the key (credit, limits)."""
@@ -37,8 +37,7 @@ class KeyCheck:
     details: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ProviderSpec:
+class ProviderSpec(msgspec.Struct, frozen=True):
     id: str
     kind: str
     base_url: str
@@ -47,7 +46,7 @@ class ProviderSpec:
     keychain_account: str | None = None
     custom: bool = False
     models: tuple[str, ...] = ()
-    extra_headers: dict[str, str] = field(default_factory=dict)
+    extra_headers: dict[str, str] = msgspec.field(default_factory=dict)
     default_model: str | None = None
     enabled: bool = True
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -62,8 +61,7 @@ def display(provider: str) -> str:
     return DISPLAY_NAMES.get(provider, provider)
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamError:
+class UpstreamError(msgspec.Struct, frozen=True):
     """What an error body said, whatever its shape."""
 
     message: str | None = None

@@ -38,8 +38,9 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
+
+import msgspec
 
 from sidecar.config import Config
 from sidecar.errors import ProviderError
@@ -60,8 +61,7 @@ Failure = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Timeouts:
+class Timeouts(msgspec.Struct, frozen=True):
     """The limits of one upstream request (time, and how much of the answer may be held)."""
 
     connect_s: float = 10.0
@@ -76,8 +76,7 @@ class Timeouts:
         return self.read_s if self.idle_s is None else self.idle_s
 
 
-@dataclass(frozen=True, slots=True)
-class PoolSettings:
+class PoolSettings(msgspec.Struct, frozen=True):
     max_connections: int = 100
     max_keepalive: int | None = None  # None: the pool's size (no reconnects once warm)
     pool_wait_s: float = 30.0

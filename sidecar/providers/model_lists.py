@@ -8,7 +8,6 @@ Must not know: caching, the price book, stdin/stdout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -24,8 +23,7 @@ LIST_TIMEOUTS: Final = Timeouts(connect_s=5.0, read_s=20.0, write_s=10.0)
 MAX_PAGES: Final = 20  # a provider that pages forever is cut off, not followed
 
 
-@dataclass(frozen=True, slots=True)
-class LiveModel:
+class LiveModel(msgspec.Struct, frozen=True):
     """One model as the provider lists it; `priced` carries the prices when the listing has them
     (OpenRouter), else the caller looks them up."""
 

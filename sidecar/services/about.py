@@ -8,13 +8,13 @@ Must not know: providers, stdin/stdout.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Final
 
 from sidecar import __version__, logs
-from sidecar.config import CONFIG_NAME, state_dir
 from sidecar.core.catalog_date import CATALOG_DATE
+from sidecar.paths import config_file, state_home
 from sidecar.services.context import CallContext, Handler
 from sidecar.wire.base import Empty
 from sidecar.wire.catalog import InfoResult
@@ -22,7 +22,7 @@ from sidecar.wire.methods import METHODS, NOTIFICATIONS
 
 
 class AboutService:
-    def __init__(self, env: Mapping[str, str], config_path: Path | None = None) -> None:
+    def __init__(self, env: Mapping[str, str], config_path: str | os.PathLike[str] | None = None) -> None:
         self._env = env
         self._config_path = config_path
         self._log_level: Callable[[], str] = logs.level_name
@@ -48,8 +48,7 @@ class AboutService:
         if described is not None and described.log_level == level:
             return described
         if self._paths is None:
-            state = state_dir(self._env)
-            self._paths = (str(self._config_path or state / CONFIG_NAME), str(state))
+            self._paths = (config_file(self._config_path, self._env), state_home(self._env))
         self._described = described = InfoResult(
             version=__version__,
             methods=_METHOD_NAMES,

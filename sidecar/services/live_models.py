@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
+
+import msgspec
 
 from sidecar.providers.model_lists import LiveModel, fetch
 from sidecar.providers.registry import ProviderRegistry
@@ -21,8 +22,7 @@ from sidecar.providers.registry import ProviderRegistry
 TTL_S: Final = 600.0
 
 
-@dataclass(frozen=True, slots=True)
-class Listing:
+class Listing(msgspec.Struct, frozen=True):
     models: list[LiveModel]
     fetched_at: str  # ISO 8601 UTC
     cached: bool

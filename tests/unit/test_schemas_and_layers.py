@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from sidecar.app import build_services
 from sidecar.config import Config
@@ -45,9 +46,9 @@ def test_openrpc_lists_methods_notifications_and_error_kinds() -> None:
 
 
 # Bottom-up: each layer may import itself and the layers listed before it (plus the shared
-# leaf modules errors, redact, logs, config).
+# leaf modules errors, redact, logs, config, paths).
 LAYERS = ["wire", "rpc", "core", "providers", "infra", "services"]
-SHARED = {"errors", "redact", "logs", "config", "__init__"}
+SHARED = {"errors", "redact", "logs", "config", "paths", "__init__"}
 FORBIDDEN_ANYWHERE_BELOW_SERVICES = {"sidecar.app", "sidecar.process", "sidecar.cli"}
 # The faces: each a room of its own over the services; none imports another, and no layer below
 # imports any of them.
@@ -130,10 +131,17 @@ def test_start_up_imports_stay_light() -> None:
 
 
 # What the early answer must not import: the event loop (most of start-up, which it exists to
-# avoid) and everything built on it (`sidecar.app` is where the test stops), besides what no
+# avoid) and everything built on it (`sidecar.app` is where the test stops), pathlib (with
+# urllib.parse and ipaddress: `sidecar.paths` spells the paths without it), threading (`redact`
+# locks with `_thread`), platformdirs (`sidecar.paths` knows Linux's usual answer), besides what no
 # start-up may import.
 NOT_BEFORE_THE_EARLY_ANSWER = (
     "asyncio",
+    "pathlib",
+    "urllib.parse",
+    "ipaddress",
+    "threading",
+    "platformdirs",
     "anyio",
     "concurrent.futures",
     "ssl",
@@ -147,7 +155,10 @@ NOT_BEFORE_THE_EARLY_ANSWER = (
 )
 
 
-def test_the_early_answer_goes_out_before_the_event_loop_is_imported(tmp_path: Path) -> None:
+@pytest.mark.parametrize("home_variable", ["SIDECAR_HOME", "HOME"])  # HOME: the OS's data directory
+def test_the_early_answer_goes_out_before_the_event_loop_is_imported(
+    tmp_path: Path, home_variable: str
+) -> None:
     # The daemon's own start (`llm-sidecar` as a host spawns it, an `info` waiting on stdin), stopped
     # where it imports the app: the modules loaded by then are what the early answer cost.
     code = (
@@ -170,7 +181,7 @@ def test_the_early_answer_goes_out_before_the_event_loop_is_imported(tmp_path: P
         capture_output=True,
         text=True,
         timeout=60,
-        env={"SIDECAR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={home_variable: str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     assert '"id":1,"result":{"version"' in proc.stdout, proc.stderr  # it did answer early
     assert "LOADED:\n" in proc.stderr, proc.stderr
@@ -200,6 +211,36 @@ def test_start_up_loads_the_structs_of_info_only() -> None:
         "sidecar.wire.catalog",  # InfoResult
         "sidecar.wire.chat",  # what catalog's params use
     }
+
+
+# A dataclass costs its module ~3.5M instructions at import (each method is generated source,
+# parsed and compiled), a frozen msgspec Struct ~0.15M: the records that the first event-loop
+# answer (`list_models`) loads are Structs. The catalog's stay dataclasses (plain Python data, no
+# msgspec: test_catalog), and so do the keystore's.
+DATACLASSES_AT_THE_FIRST_LOOP_ANSWER = {"sidecar.core.catalog", "sidecar.core.cost", "sidecar.infra.keystore"}
+# Nor does it import what only later calls use (a stub answer's seed, a tool call's id, stored prices).
+NOT_BEFORE_THE_FIRST_LOOP_ANSWER = ("hashlib", "secrets", "random", "json", *HEAVY)
+
+
+def test_what_the_first_loop_answer_loads_defines_no_other_dataclass_nor_imports_later_needs(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "import dataclasses, sys\n"
+        "from sidecar.app import build_services\n"
+        "from sidecar.config import Config\n"
+        "import sidecar.process\n"
+        f"services = build_services(Config(), env={{'SIDECAR_HOME': {str(tmp_path)!r}}})\n"
+        "services.handlers['list_models']\n"
+        "services.catalog\n"
+        "print(','.join(sorted({name for name, module in list(sys.modules.items()) if name.startswith('sidecar')"
+        " for value in vars(module).values() if isinstance(value, type) and value.__module__ == name"
+        " and dataclasses.is_dataclass(value)})))\n"
+        f"print('loaded:' + ','.join(m for m in {NOT_BEFORE_THE_FIRST_LOOP_ANSWER!r} if m in sys.modules))\n"
+    )
+    dataclass_modules, loaded = _printed_by(code).split("\n")
+    assert set(dataclass_modules.split(",")) <= DATACLASSES_AT_THE_FIRST_LOOP_ANSWER
+    assert loaded == "loaded:"
 
 
 def test_every_struct_the_methods_table_names_is_a_wire_type() -> None:
