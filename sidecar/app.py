@@ -427,6 +427,9 @@ class Services:
         chat.hooks.append(WindowLimitHooks(lambda: self.config, self.pricing))
         chat.hooks.append(self.usage)
         chat.hooks.append(self.metrics)
+        # Without Redis every budget and limit the hooks settle lives in this process, so the
+        # gateway may settle them once its answer is sent (it holds back the next admission).
+        chat.after_reply = not self.config.coordination.url
         chat.expand = self._expand_router
         chat.cache = ResponseCache(ResponseStore(self.db), lambda: self.config)
         chat.suggest = Suggestions(
