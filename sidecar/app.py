@@ -313,7 +313,12 @@ class Services:
         # With Redis, the providers' client-side limits are shared by every replica.
         shared = self.coordination if self.config.coordination.url else None
         resilience = Resilience(self.config, coordinator=shared)
-        self.http.observers.append(resilience.tracker.observe)
+        if shared is None:  # this process's own view: the gateway may take it in after answering
+            from sidecar.services.limits import observed_after_reply
+
+            self.http.observers.append(observed_after_reply(resilience.tracker.observe))
+        else:
+            self.http.observers.append(resilience.tracker.observe)
         return resilience
 
     @cached_property

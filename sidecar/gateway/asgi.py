@@ -169,5 +169,7 @@ class Endpoint:
             gw.dashboard.recent.append(record)
             if gw.on_access is not None:
                 gw.on_access(record)
-            if ex.later:  # the answer is sent: now what the call only records
-                await gw.bookkeeping.run(ex.later)
+            later = ex.later
+            later.open = False  # offered from now on (by a task the call left behind): run at once
+            if later:  # the answer is sent: now what the call only records
+                await gw.bookkeeping.run(later)

@@ -28,7 +28,7 @@ from sidecar.gateway.access import AccessRecord, iso_now
 from sidecar.gateway.errors import Dialect, HttpError, body, from_sidecar, headers
 from sidecar.services import loop
 from sidecar.services.client_keys import ClientKeyRecord
-from sidecar.services.context import Later, after_reply, current_client
+from sidecar.services.context import AfterReply, after_reply, current_client
 from sidecar.wire.chat import ChatResult, CompleteParams
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class Exchange:
         self.key: ClientKeyRecord | None = None
         self.model: str | None = None
         self.result: ChatResult | None = None
-        self.later: list[Later] = []  # the call's bookkeeping, run once the answer is sent
+        self.later = AfterReply()  # the call's bookkeeping, run once the answer is sent
         # provider, model, input tokens, output tokens, cost: what the access log shows
         self.usage: tuple[str, str, int, int, float | None] | None = None
 

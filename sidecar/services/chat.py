@@ -318,7 +318,7 @@ class ChatService:
 
     async def _after(self, outcome: Outcome) -> None:
         later = after_reply.get() if self.after_reply else None
-        if later is not None:
+        if later is not None and later.open:
             # Run by the face once the answer is sent, with this moment's context variables (the
             # client's name, the budget reservation held).
             later.append(

@@ -34,8 +34,20 @@ Later = Callable[[], Awaitable[None]]
 """Work that only records what a call did (the chat hooks' `after`: the ledger row, metrics,
 budget and limit accounting), to run once the call's answer has been sent."""
 
-after_reply: ContextVar[list[Later] | None] = ContextVar("after_reply", default=None)
+
+class AfterReply(list[Later]):
+    """The `Later` work of one call, in order. Closed (`open` false) once the face runs it: work
+    offered afterwards (by a task the call started, which inherited the variable) runs at once."""
+
+    __slots__ = ("open",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = True
+
+
+after_reply: ContextVar[AfterReply | None] = ContextVar("after_reply", default=None)
 """Where a face that sends its answer before the call's bookkeeping is done (the gateway) collects
 that bookkeeping (`Later`), then runs it once the answer is handed to the socket, before anything
-else may check a budget or a limit. Unset (the default, every other face): a handler does its
-bookkeeping before it returns."""
+else may check a budget or a limit. Unset (the default, every other face) or closed: a handler
+does its bookkeeping before it returns."""
