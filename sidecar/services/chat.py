@@ -267,13 +267,17 @@ class ChatService:
         if self.expand is not None:
             params = await self.expand(params)
         ref = self.resolve(params.model)
-        if self.cache is not None and self.providers.enabled(ref.provider):
-            hit = await self.cache.lookup(ref, params)
+        cache = self.cache
+        # Most requests are not cached (no TTL asked for or configured): asked once, not per step.
+        if cache is None or cache.ttl_for(ref, params) is None:
+            return await self._run(ref, params, ctx, stream, router)
+        if self.providers.enabled(ref.provider):
+            hit = await cache.lookup(ref, params)
             if hit is not None:
                 return await self._replay(hit, ref, params, ctx, stream, router)
         result = await self._run(ref, params, ctx, stream, router)
-        if self.cache is not None and (result.provider, result.model) == (ref.provider, ref.model):
-            await self.cache.store_result(ref, params, result)  # not a fallback's answer
+        if (result.provider, result.model) == (ref.provider, ref.model):
+            await cache.store_result(ref, params, result)  # not a fallback's answer
         return result
 
     async def _replay(
