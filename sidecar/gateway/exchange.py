@@ -178,7 +178,9 @@ class Exchange:
     async def admit(self, key: ClientKeyRecord, requested: str) -> str:
         """The model to run (`provider:model`), once the key may use it now."""
         backend = self.gw.backend
-        await self.gw.bookkeeping.wait()  # what the requests answered before spent counts
+        bookkeeping = self.gw.bookkeeping
+        if bookkeeping.running:  # what the requests answered before spent counts
+            await bookkeeping.wait()
         model, wanted = await admission.place(backend, key, requested)
         self.model = model
         admission.check_allowed(key, model, wanted)

@@ -39,11 +39,7 @@ class AfterReply(list[Later]):
     """The `Later` work of one call, in order. Closed (`open` false) once the face runs it: work
     offered afterwards (by a task the call started, which inherited the variable) runs at once."""
 
-    __slots__ = ("open",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.open = True
+    open = True  # a class default: built by list's own constructor, per request
 
 
 after_reply: ContextVar[AfterReply | None] = ContextVar("after_reply", default=None)
