@@ -172,4 +172,9 @@ class Endpoint:
             later = ex.later
             later.open = False  # offered from now on (by a task the call left behind): run at once
             if later:  # the answer is sent: now what the call only records
-                await gw.bookkeeping.run(later)
+                try:
+                    await gw.bookkeeping.run(later)
+                finally:
+                    # Each deferred call holds a copy of the context, which holds this list: a
+                    # cycle the garbage collector would otherwise have to find, every request.
+                    later.clear()

@@ -6,6 +6,7 @@ previous one's bookkeeping is done; with Redis the hooks run before the answer, 
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 import sqlite3
@@ -24,6 +25,7 @@ from sidecar.config import Config, Coordination
 from sidecar.core.models import ModelRef
 from sidecar.infra.keystore import MemoryStore
 from sidecar.services.chat import Outcome
+from sidecar.services.context import AfterReply
 from sidecar.wire.chat import CompleteParams
 from sidecar.wire.gateway import ClientKeyCreateParams, GatewayStartParams, MetricsParams
 from tests.fakes.openai_compat import FakeOpenAICompat
@@ -253,3 +255,17 @@ async def test_hooks_that_must_settle_first_hold_the_answer(stack: Stack) -> Non
         assert status == []  # no answer while the hooks run
         rec.release.set()
     assert status == [200] and rec.events == ["before one", "after", "recorded"]
+
+
+async def test_a_request_leaves_no_cycle_for_the_garbage_collector(stack: Stack) -> None:
+    # The deferred work holds a copy of the context, which holds the list it sits in: emptied
+    # once run, or every request would leave a cycle only the collector can free (its passes cost
+    # more than the rest of the bookkeeping).
+    async with httpx2.AsyncClient(timeout=10) as http:
+        headers = {"authorization": f"Bearer {stack.key}"}
+        for i in range(3):
+            r = await http.post(stack.url + "/v1/chat/completions", json=chat(f"c{i}"), headers=headers)
+            assert r.status_code == 200
+    lists = [o for o in gc.get_objects() if isinstance(o, AfterReply)]
+    assert [len(later) for later in lists if not later.open] == [0] * len(lists)
+    assert stack.recorder.events.count("recorded") == 3
