@@ -315,7 +315,12 @@ class Services:
         # With Redis, the providers' client-side limits are shared by every replica.
         shared = self.coordination if self.config.coordination.url else None
         resilience = Resilience(self.config, coordinator=shared)
-        self.http.observers.append(resilience.tracker.observe)
+        if shared is None:  # this process's own view: the gateway may take it in after answering
+            from sidecar.services.limits import observed_after_reply
+
+            self.http.observers.append(observed_after_reply(resilience.tracker.observe))
+        else:
+            self.http.observers.append(resilience.tracker.observe)
         return resilience
 
     @cached_property
@@ -429,6 +434,9 @@ class Services:
         chat.hooks.append(WindowLimitHooks(lambda: self.config, self.pricing))
         chat.hooks.append(self.usage)
         chat.hooks.append(self.metrics)
+        # Without Redis every budget and limit the hooks settle lives in this process, so the
+        # gateway may settle them once its answer is sent (it holds back the next admission).
+        chat.after_reply = not self.config.coordination.url
         chat.expand = self._expand_router
         chat.cache = ResponseCache(ResponseStore(self.db), lambda: self.config)
         chat.suggest = Suggestions(

@@ -30,6 +30,7 @@ from sidecar.errors import SidecarError
 from sidecar.gateway import routes
 from sidecar.gateway.access import AccessRecord, Counters
 from sidecar.gateway.backend import Backend
+from sidecar.gateway.bookkeeping import Bookkeeping
 from sidecar.gateway.errors import Dialect, HttpError, from_sidecar
 from sidecar.gateway.exchange import Disconnected, Exchange, Receive, Scope, Send
 
@@ -53,6 +54,7 @@ class Gateway:
         self.backend = backend
         self.max_body = max_body
         self.counters = Counters()
+        self.bookkeeping = Bookkeeping()
         self.on_access = on_access
         self._next_id = 0
         from sidecar.gateway.dashboard import Dashboard
@@ -134,7 +136,8 @@ class FastPath:
 
 
 class Endpoint:
-    """An ASGI endpoint around one route: errors in the route's dialect, the access record."""
+    """An ASGI endpoint around one route: errors in the route's dialect, the access record, and
+    the call's bookkeeping once the answer is sent (`bookkeeping`)."""
 
     __slots__ = ("dialect", "gateway", "route")
 
@@ -166,3 +169,12 @@ class Endpoint:
             gw.dashboard.recent.append(record)
             if gw.on_access is not None:
                 gw.on_access(record)
+            later = ex.later
+            later.open = False  # offered from now on (by a task the call left behind): run at once
+            if later:  # the answer is sent: now what the call only records
+                try:
+                    await gw.bookkeeping.run(later)
+                finally:
+                    # Each deferred call holds a copy of the context, which holds this list: a
+                    # cycle the garbage collector would otherwise have to find, every request.
+                    later.clear()

@@ -28,7 +28,7 @@ from sidecar.gateway.access import AccessRecord, iso_now
 from sidecar.gateway.errors import Dialect, HttpError, body, from_sidecar, headers
 from sidecar.services import loop
 from sidecar.services.client_keys import ClientKeyRecord
-from sidecar.services.context import current_client
+from sidecar.services.context import AfterReply, after_reply, current_client
 from sidecar.wire.chat import ChatResult, CompleteParams
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ class Exchange:
         "gw",
         "id",
         "key",
+        "later",
         "model",
         "receive",
         "result",
@@ -121,6 +122,7 @@ class Exchange:
         self.key: ClientKeyRecord | None = None
         self.model: str | None = None
         self.result: ChatResult | None = None
+        self.later = AfterReply()  # the call's bookkeeping, run once the answer is sent
         # provider, model, input tokens, output tokens, cost: what the access log shows
         self.usage: tuple[str, str, int, int, float | None] | None = None
 
@@ -176,6 +178,9 @@ class Exchange:
     async def admit(self, key: ClientKeyRecord, requested: str) -> str:
         """The model to run (`provider:model`), once the key may use it now."""
         backend = self.gw.backend
+        bookkeeping = self.gw.bookkeeping
+        if bookkeeping.running:  # what the requests answered before spent counts
+            await bookkeeping.wait()
         model, wanted = await admission.place(backend, key, requested)
         self.model = model
         admission.check_allowed(key, model, wanted)
@@ -200,6 +205,7 @@ class Exchange:
         request here, more than the rest of this module)."""
         handler = self.gw.backend.handlers[method]
         token = current_client.set(self.client)
+        later = after_reply.set(self.later)
         conn = connection.current.get()
         try:
             with loop.cancel_scope() as scope:
@@ -217,6 +223,7 @@ class Exchange:
                 finally:
                     watcher.cancel()
         finally:
+            after_reply.reset(later)
             current_client.reset(token)
         raise Disconnected
 
@@ -231,6 +238,7 @@ class Exchange:
         handler = self.gw.backend.handlers["stream"]
         send_events, events = anyio.create_memory_object_stream[Any](4096)
         token = current_client.set(self.client)
+        later = after_reply.set(self.later)
         failure: list[SidecarError] = []
         results: list[ChatResult] = []
         refusal: HttpError | None = None
@@ -283,6 +291,7 @@ class Exchange:
             if conn is not None:
                 conn.watch(None)
             counters.open_streams -= 1
+            after_reply.reset(later)
             current_client.reset(token)
         if refusal is not None:
             raise refusal

@@ -20,6 +20,8 @@ Must not know: stdin/stdout, MCP, how the ledger stores rows, providers' wire fo
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ from sidecar.providers.errors import display
 from sidecar.providers.http import Timeouts, too_large
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.services import loop
-from sidecar.services.context import CallContext, Handler
+from sidecar.services.context import CallContext, Handler, after_reply
 from sidecar.services.limits import Resilience
 from sidecar.services.pricing import Pricing
 from sidecar.services.response_cache import Hit, ResponseCache
@@ -99,7 +101,8 @@ class ChatHooks(Protocol):
         """May refuse the request (budget_exceeded) before anything is sent upstream."""
 
     async def after(self, outcome: Outcome) -> None:
-        """Called exactly once per request, whatever happened (shielded from cancellation)."""
+        """Called exactly once per request, whatever happened (shielded from cancellation); under
+        the gateway, once the answer is sent (`ChatService.after_reply`)."""
 
 
 async def run_before_hooks(
@@ -173,6 +176,10 @@ class ChatService:
         self.cache: ResponseCache | None = None
         # Adds a way on to an error (close model ids, an alternative); set by the app.
         self.suggest: Callable[[SidecarError, ModelRef], Awaitable[None]] | None = None
+        # The hooks' `after` may wait until the answer is sent (`context.after_reply`): true when
+        # what they settle is this process's own (no Redis), so nothing outside it can look at
+        # the budgets in between; set by the app.
+        self.after_reply = False
         self._timeouts_config: Config | None = None
         self._resolved_specs: Mapping[str, ProviderSpec] | None = None
         self._resolved: dict[str, ModelRef] = {}
@@ -260,13 +267,17 @@ class ChatService:
         if self.expand is not None:
             params = await self.expand(params)
         ref = self.resolve(params.model)
-        if self.cache is not None and self.providers.enabled(ref.provider):
-            hit = await self.cache.lookup(ref, params)
+        cache = self.cache
+        # Most requests are not cached (no TTL asked for or configured): asked once, not per step.
+        if cache is None or cache.ttl_for(ref, params) is None:
+            return await self._run(ref, params, ctx, stream, router)
+        if self.providers.enabled(ref.provider):
+            hit = await cache.lookup(ref, params)
             if hit is not None:
                 return await self._replay(hit, ref, params, ctx, stream, router)
         result = await self._run(ref, params, ctx, stream, router)
-        if self.cache is not None and (result.provider, result.model) == (ref.provider, ref.model):
-            await self.cache.store_result(ref, params, result)  # not a fallback's answer
+        if (result.provider, result.model) == (ref.provider, ref.model):
+            await cache.store_result(ref, params, result)  # not a fallback's answer
         return result
 
     async def _replay(
@@ -310,6 +321,17 @@ class ChatService:
         )
 
     async def _after(self, outcome: Outcome) -> None:
+        later = after_reply.get() if self.after_reply else None
+        if later is not None and later.open:
+            # Run by the face once the answer is sent, with this moment's context variables (the
+            # client's name, the budget reservation held).
+            later.append(
+                functools.partial(loop.in_context, contextvars.copy_context(), self._hooks_after, outcome)
+            )
+            return
+        await self._hooks_after(outcome)
+
+    async def _hooks_after(self, outcome: Outcome) -> None:
         with loop.cancel_scope(shield=True):
             for hook in self.hooks:
                 try:

@@ -28,3 +28,22 @@ Handler = Callable[[Any, CallContext], Awaitable[Wire]]
 current_client: ContextVar[str | None] = ContextVar("current_client", default=None)
 """The gateway client key (by name) a call is made for; None for the host's own calls. The gateway
 sets it around a service call; the usage ledger records it with the request."""
+
+
+Later = Callable[[], Awaitable[None]]
+"""Work that only records what a call did (the chat hooks' `after`: the ledger row, metrics,
+budget and limit accounting), to run once the call's answer has been sent."""
+
+
+class AfterReply(list[Later]):
+    """The `Later` work of one call, in order. Closed (`open` false) once the face runs it: work
+    offered afterwards (by a task the call started, which inherited the variable) runs at once."""
+
+    open = True  # a class default: built by list's own constructor, per request
+
+
+after_reply: ContextVar[AfterReply | None] = ContextVar("after_reply", default=None)
+"""Where a face that sends its answer before the call's bookkeeping is done (the gateway) collects
+that bookkeeping (`Later`), then runs it once the answer is handed to the socket, before anything
+else may check a budget or a limit. Unset (the default, every other face) or closed: a handler
+does its bookkeeping before it returns."""

@@ -38,7 +38,7 @@ from sidecar.core.retry import RetryPolicy
 from sidecar.errors import SidecarError
 from sidecar.providers.errors import display
 from sidecar.providers.registry import ProviderRegistry
-from sidecar.services.context import CallContext, Handler
+from sidecar.services.context import CallContext, Handler, after_reply
 from sidecar.wire.limits import (
     CircuitInfo,
     ClientLimits,
@@ -49,7 +49,10 @@ from sidecar.wire.limits import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from sidecar.infra.coordination import Coordinator
+    from sidecar.providers.http import HeadersObserver
 
 LEASE_GRACE_S: Final = 10.0
 """A shared `max_concurrent` place lapses `[timeouts] total_s` plus this much after it was taken
@@ -142,6 +145,27 @@ class ProviderGate:
                 renewal.cancel()
                 await asyncio.wait([renewal])  # no renewal in flight once the place is released
             await self.coordinator.release_lease(self.lease, str(handle))
+
+
+def observed_after_reply(observe: HeadersObserver) -> HeadersObserver:
+    """`observe` (the rate-limit tracker's headers observer), with a successful response's
+    headers taken in once the answer is sent when the call's face collects such work
+    (`context.after_reply`): they only record what the provider said, and the next request is
+    admitted after that bookkeeping. A failure's headers (a 429's wait, nothing remaining) steer
+    this request's next attempt, so they are taken in at once, as is everything elsewhere."""
+
+    def observer(provider: str, status: int, headers: Mapping[str, str]) -> None:
+        later = after_reply.get()
+        if later is None or not later.open or not 200 <= status < 300:
+            observe(provider, status, headers)
+            return
+
+        async def take_in() -> None:
+            observe(provider, status, headers)
+
+        later.append(take_in)
+
+    return observer
 
 
 class Resilience:
