@@ -74,6 +74,10 @@ class _Connector(aiohttp.TCPConnector):
         super()._release(key, protocol, should_close=should_close)
 
 
+# A direct request's target: the connection's key, the request line, aiohttp's default head.
+_Target = tuple[ClientRequest, str, CIMultiDict[str]]
+
+
 class _Direct:
     """The answer of a request sent on a pooled connection directly (`Pool._send_direct`): what
     `Answer` reads of an `aiohttp.ClientResponse`, without building one. As there, the connection
@@ -164,7 +168,7 @@ class Pool:
         self._timeout: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
         # Per URL, what a request sent directly reuses: the connection's key (an aiohttp request
         # built once, that the connector reads to find or open a connection) and its request line.
-        self._targets: dict[str, tuple[ClientRequest, str, CIMultiDict[str]]] = {}
+        self._targets: dict[str, _Target | None] = {}
 
     def _session_here(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -215,9 +219,12 @@ class Pool:
             await slots.acquire()
         first_s, idle_s = timeouts.read_s, timeouts.body_s
         response: aiohttp.ClientResponse | _Direct
+        target = None
         if method == "POST" and body is not None and len(body) <= _SMALL_BODY:
+            target = self._target(session, url)
+        if target is not None and body is not None:
             try:
-                response = await self._send_direct(session, url, headers, body, timeouts)
+                response = await self._send_direct(session, target, headers, body, timeouts)
             except BaseException:
                 slots.release()
                 raise
@@ -270,10 +277,37 @@ class Pool:
             raise
         return response
 
+    def _target(self, session: aiohttp.ClientSession, url: str) -> _Target | None:
+        """What a direct request to `url` reuses (built once per URL): the connection's key (an
+        aiohttp request the connector reads to find or open a connection), the request line and
+        aiohttp's default head. None for a URL that is not plain http(s) with a host: the session
+        reports those as it always has."""
+        if url in self._targets:
+            return self._targets[url]
+        target: _Target | None = None
+        try:
+            parsed = self._url(url)
+        except ValueError:
+            parsed = None
+        if (
+            parsed is not None
+            and parsed.scheme in ("http", "https")
+            and parsed.raw_host
+            and parsed.raw_user is None
+            and parsed.raw_password is None
+        ):
+            key = ClientRequest("POST", parsed, loop=asyncio.get_running_loop())
+            defaults = CIMultiDict(key.headers)  # Host, Accept, Accept-Encoding, User-Agent
+            defaults.update(session.headers)
+            target = (key, f"POST {parsed.raw_path_qs} HTTP/1.1", defaults)
+        if len(self._targets) < _URLS_MAX:
+            self._targets[url] = target
+        return target
+
     async def _send_direct(
         self,
         session: aiohttp.ClientSession,
-        url: str,
+        target: _Target,
         headers: Mapping[str, str],
         body: bytes,
         timeouts: Timeouts,
@@ -285,15 +319,6 @@ class Pool:
         aiohttp's: the session's User-Agent, `Accept`, `Accept-Encoding`, `Host`, checked the
         same way against header injection. A POST is not retried on a dropped keep-alive
         connection there either."""
-        target = self._targets.get(url)
-        if target is None:
-            parsed = self._url(url)
-            key = ClientRequest("POST", parsed, loop=asyncio.get_running_loop())
-            defaults = CIMultiDict(key.headers)  # Host, Accept, Accept-Encoding, User-Agent
-            defaults.update(session.headers)
-            target = (key, f"POST {parsed.raw_path_qs} HTTP/1.1", defaults)
-            if len(self._targets) < _URLS_MAX:
-                self._targets[url] = target
         key, request_line, defaults = target
         head = defaults.copy()
         head.update(headers)

@@ -244,6 +244,21 @@ def test_a_small_post_goes_out_with_the_same_head_as_a_large_one(openai: FakeOpe
     anyio.run(http.aclose)
 
 
+@pytest.mark.parametrize("url", ["localhost:1/v1/chat/completions", "ftp://127.0.0.1:1/x", "http:///v1"])
+def test_a_post_to_a_url_that_is_not_http_is_a_network_error(url: str) -> None:
+    # Not sent directly: aiohttp's session refuses it, and the seam says so in the contract's words.
+    http = HttpClient("test")
+
+    async def post() -> None:
+        async with http.open("openai", "POST", url, json_body=b"{}"):
+            pass
+
+    with pytest.raises(ProviderError) as info:
+        anyio.run(post)
+    assert info.value.kind == "network_error"
+    anyio.run(http.aclose)
+
+
 SEAM_ONLY = """
 import sys, anyio
 from sidecar.providers.http import HttpClient, read_body
