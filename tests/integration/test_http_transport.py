@@ -199,6 +199,66 @@ def test_headers_sent_and_received(openai: FakeOpenAICompat) -> None:
     anyio.run(http.aclose)
 
 
+def test_a_small_post_goes_out_with_the_same_head_as_a_large_one(openai: FakeOpenAICompat) -> None:
+    # A small POST (a chat call) is written on the pooled connection directly, a large one goes
+    # through aiohttp's session: the upstream sees the same head from both, on one connection.
+    payload = b'{"id":"chatcmpl-1","choices":[]}' * 100
+    small = b'{"model":"m","messages":[]}'
+    large = b'{"model":"m","pad":"' + b"x" * (100 * 1024) + b'"}'
+    for _ in range(2):
+        openai.enqueue(
+            Reply(
+                headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+                body=gzip.compress(payload),
+            )
+        )
+    http = HttpClient("llm-sidecar/test")
+    url = openai.api_base + "/chat/completions"
+
+    async def post(body: bytes) -> bytes:
+        async with http.open("openai", "POST", url, headers={**AUTH, "x-extra": "1"}, json_body=body) as r:
+            assert r.status_code == 200
+            return await read_body("openai", r)
+
+    async def both() -> list[bytes]:
+        return [await post(small), await post(large)]
+
+    assert anyio.run(both) == [payload, payload]
+    first, second = openai.requests[:2]
+    assert first.body == small and second.body == large
+    assert openai.connections_accepted == 1
+    for name in ("host", "user-agent", "accept", "accept-encoding", "content-type", "x-extra"):
+        assert first.headers[name] == second.headers[name], name
+    assert first.headers["user-agent"] == "llm-sidecar/test"
+    assert first.headers["content-type"] == "application/json"
+    assert first.headers["authorization"] == AUTH["authorization"]
+    assert first.headers["content-length"] == str(len(small))
+
+    async def injected() -> None:
+        async with http.open("openai", "POST", url, headers={"x-bad": "a\r\nx-evil: 1"}, json_body=small):
+            pass
+
+    with pytest.raises(ValueError, match="control character"):
+        anyio.run(injected)
+    assert len(openai.requests) == 2  # nothing was sent
+    anyio.run(http.aclose)
+
+
+@pytest.mark.parametrize("url", ["localhost:1/v1/chat/completions", "ftp://127.0.0.1:1/x", "http:///v1"])
+def test_a_post_to_a_url_that_is_not_http_is_a_network_error(url: str) -> None:
+    # Not sent directly: aiohttp's session refuses it, and the seam says so in the contract's words.
+    http = HttpClient("test")
+
+    async def post() -> None:
+        async with http.open("openai", "POST", url, json_body=b"{}"):
+            pass
+
+    with pytest.raises(ProviderError) as info:
+        anyio.run(post)
+    assert info.value.kind == "network_error"
+    anyio.run(http.aclose)
+
+
 SEAM_ONLY = """
 import sys, anyio
 from sidecar.providers.http import HttpClient, read_body
