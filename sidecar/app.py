@@ -451,11 +451,16 @@ class Services:
         if not params.model.startswith("router:"):
             return params  # the common path builds nothing
         routers = self.routers
-        hooks = self.chat.hooks
+        chat = self.chat
+        hooks = chat.hooks
         if routers not in hooks:
             # Counts what each router request used; before the usage hook, so a request's cost is
             # on the router's counter before its ledger row (the counter's floor) is queued.
-            hooks.insert(hooks.index(self.usage), routers)
+            # A new list, never an insert: requests waiting inside a hook (the usage hook waits on
+            # Redis) walk the old one, and an insert ahead of them made them run that hook again
+            # (a second reservation, a second ledger row).
+            at = hooks.index(self.usage)
+            chat.hooks = [*hooks[:at], routers, *hooks[at:]]
         return await routers.expand(params)
 
     @cached_property

@@ -237,3 +237,58 @@ async def test_a_routers_spend_today_outlives_a_restart(
     assert len(oa.requests) == 1
     outcomes = [(r["router"], r["outcome"]) for r in ledger(tmp_path)]
     assert outcomes == [("thrifty", "ok"), ("thrifty", "refused"), ("thrifty", "refused")]
+
+
+class Held:
+    """A chat hook that holds the request tagged `held` inside its `before` or its `after` (as
+    the usage hook waits there on Redis in team mode) until released, counting every call."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.calls: list[tuple[str, str | None]] = []
+        self.entered = anyio.Event()
+        self.release = anyio.Event()
+
+    async def _hold(self, step: str, tag: str | None) -> None:
+        self.calls.append((step, tag))
+        if step == self.where and tag == "held" and not self.entered.is_set():
+            self.entered.set()
+            await self.release.wait()
+
+    async def before(self, ref: Any, params: CompleteParams) -> None:
+        await self._hold("before", params.tag)
+
+    async def after(self, outcome: Any) -> None:
+        await self._hold("after", outcome.tag)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+async def test_the_first_router_request_runs_no_waiting_requests_hook_twice(
+    stack: tuple[Services, str, str], where: str
+) -> None:
+    """The first `router:` request adds the routers' hook to the chat hooks while other requests
+    are inside theirs. Inserted into the list they were walking, it shifted the hook they waited in
+    one place on, and they ran it again: in team mode that was the usage hook, waiting on Redis to
+    reserve (a second reservation: the request refused by its own hold) or to settle (a second
+    `ok` ledger row for one answer)."""
+    services, _, _ = stack
+    hook = Held(where)
+    services.chat.hooks.append(hook)
+    complete = services.handlers["complete"]
+
+    def params(model: str, tag: str) -> CompleteParams:
+        raw = {"model": model, "messages": [{"role": "user", "content": "hi"}], "tag": tag}
+        return msgspec.convert(raw, CompleteParams)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(complete, params("openai:gpt-4o-mini", "held"), Ctx())
+        with anyio.fail_after(30):
+            await hook.entered.wait()
+        await complete(params("router:pair", "routed"), Ctx())  # this process's first router request
+        hook.release.set()
+    assert sorted(hook.calls) == [
+        ("after", "held"),
+        ("after", "routed"),
+        ("before", "held"),
+        ("before", "routed"),
+    ]
