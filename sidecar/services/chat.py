@@ -310,7 +310,7 @@ class ChatService:
             saved_usd=hit.cost_usd,
             router=router,
         )
-        await self._after(outcome)
+        await self._after(outcome, self.hooks)
         return msgspec.structs.replace(
             hit.result,
             cost_usd=0.0,
@@ -320,20 +320,24 @@ class ChatService:
             attempts=[],
         )
 
-    async def _after(self, outcome: Outcome) -> None:
+    async def _after(self, outcome: Outcome, hooks: Sequence[ChatHooks]) -> None:
+        """Every hook's `after`, of the hooks the request's `before` went through (`hooks`: the list
+        as it was when the request began, since the app may add a hook meanwhile)."""
         later = after_reply.get() if self.after_reply else None
         if later is not None and later.open:
             # Run by the face once the answer is sent, with this moment's context variables (the
             # client's name, the budget reservation held).
             later.append(
-                functools.partial(loop.in_context, contextvars.copy_context(), self._hooks_after, outcome)
+                functools.partial(
+                    loop.in_context, contextvars.copy_context(), self._hooks_after, outcome, hooks
+                )
             )
             return
-        await self._hooks_after(outcome)
+        await self._hooks_after(outcome, hooks)
 
-    async def _hooks_after(self, outcome: Outcome) -> None:
+    async def _hooks_after(self, outcome: Outcome, hooks: Sequence[ChatHooks]) -> None:
         with loop.cancel_scope(shield=True):
-            for hook in self.hooks:
+            for hook in hooks:
                 try:
                     await hook.after(outcome)
                 except Exception:
@@ -354,8 +358,9 @@ class ChatService:
             router=router,
         )
         tries = _Tries(ref)
+        hooks = self.hooks  # the app replaces the list to add a hook: this request keeps its own
         try:
-            await run_before_hooks(self.hooks, ref, params, outcome)
+            await run_before_hooks(hooks, ref, params, outcome)
             result = await self._run_chain(chain, params, ctx, stream, tries)
             outcome.status = "ok"
             # Priced once, by the attempt that answered: the hooks get the same figures.
@@ -396,7 +401,7 @@ class ChatService:
                 if assembler.usage is not None:
                     outcome.usage = assembler.usage
                     outcome.cost_usd, outcome.pricing_date = self.price(tries.ref, assembler.usage)
-            await self._after(outcome)
+            await self._after(outcome, hooks)
 
     async def _run_chain(
         self, chain: list[ModelRef], params: CompleteParams, ctx: CallContext, stream: bool, tries: _Tries

@@ -203,3 +203,28 @@ def test_an_ollama_404_is_model_not_found_only_for_a_missing_model(ollama: FakeO
         await http.aclose()
 
     anyio.run(body)
+
+
+def test_a_request_ends_with_the_hooks_it_began_with(openai: FakeOpenAICompat) -> None:
+    """The app adds a hook by replacing the list (the routers' hook, on the first `router:`
+    request): a request already past its `before` runs the `after` of the hooks it began with only,
+    so no hook sees an `after` without its `before`; the next request gets the new hook."""
+
+    async def body() -> None:
+        chat, http, first = _chat(FAST, {"OPENAI_BASE_URL": openai.api_base})
+        added = Recorder()
+
+        class AddsOneMidway(Recorder):
+            async def before(self, ref: Any, params: Any) -> None:
+                if not added.outcomes and added not in chat.hooks:
+                    chat.hooks = [*chat.hooks, added]
+
+        chat.hooks.append(AddsOneMidway())
+        await chat.complete(_params(tag="one"), Ctx())
+        assert [o.tag for o in first.outcomes] == ["one"]
+        assert added.outcomes == []
+        await chat.complete(_params(tag="two"), Ctx())
+        assert [o.tag for o in added.outcomes] == ["two"]
+        await http.aclose()
+
+    anyio.run(body)
