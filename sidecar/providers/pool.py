@@ -222,14 +222,14 @@ class Pool:
         target = None
         if method == "POST" and body is not None and len(body) <= _SMALL_BODY:
             target = self._target(session, url)
-        if target is not None and body is not None:
-            try:
+        try:
+            if target is not None and body is not None:
                 response = await self._send_direct(session, target, headers, body, timeouts)
-            except BaseException:
-                slots.release()
-                raise
-        else:
-            response = await self._send_session(session, method, url, headers, body, timeouts, slots)
+            else:
+                response = await self._send_session(session, method, url, headers, body, timeouts)
+        except BaseException:
+            slots.release()  # no answer holds the place
+            raise
         # The timer armed by the headers runs with the first-byte limit; every packet after the
         # first piece of the body re-arms it with the idle limit (at once if that came with them).
         # A body received whole has given its connection back already (no timer to re-arm).
@@ -249,7 +249,6 @@ class Pool:
         headers: Mapping[str, str],
         body: bytes | None,
         timeouts: Timeouts,
-        slots: asyncio.Semaphore,
     ) -> aiohttp.ClientResponse:
         """Any other request, through aiohttp's session (a large body, a GET)."""
         send = session.request(
@@ -268,13 +267,10 @@ class Pool:
                 # stops reading is bounded here by connect + write + first byte.
                 async with asyncio.timeout(timeouts.connect_s + timeouts.write_s + timeouts.read_s):
                     response = await send
-        except BaseException as exc:
-            slots.release()
-            if isinstance(exc, aiohttp.ClientError):
-                raise _failure(exc) from exc
-            if isinstance(exc, TimeoutError):
-                raise TransportFailure("write_timeout", str(exc) or "write") from exc
-            raise
+        except aiohttp.ClientError as exc:
+            raise _failure(exc) from exc
+        except TimeoutError as exc:
+            raise TransportFailure("write_timeout", str(exc) or "write") from exc
         return response
 
     def _target(self, session: aiohttp.ClientSession, url: str) -> _Target | None:
