@@ -59,6 +59,16 @@ def _row(ts: float, provider: str, cost: float | None, **extra: object) -> Row:
                input_tokens=10, output_tokens=5, cost_usd=cost, **extra)  # type: ignore[arg-type]  # fmt: skip
 
 
+def _committed_then_closed(*ledgers: Ledger) -> bool:
+    """Every queued row committed, then each writer stopped.
+
+    `close` alone gives up once half a second passes without a commit (its rule for a stuck writer
+    at shutdown), which a loaded machine's first PostgreSQL commit (connect, migrate) can take;
+    these tests are about what gets committed, so they wait for that first.
+    """
+    return all(ledger.flush(30) for ledger in ledgers) and all(ledger.close(5) for ledger in ledgers)
+
+
 def test_same_figures_on_both_engines(ledger_db: Make) -> None:
     ledger = Ledger(ledger_db())
     ledger.record(_row(DAY1, "openai", 0.25, run_id="r", client="alice", tag="t"))
@@ -100,7 +110,7 @@ def test_every_value_reads_back_as_written_nulls_included(ledger_db: Make) -> No
                reason="why", cache_hit=True, saved_usd=0.25)  # fmt: skip
     ledger.record(bare)
     ledger.record(full)
-    assert ledger.close(5)
+    assert _committed_then_closed(ledger)
     columns = [
         "uid", "ts", "method", "provider", "model", "outcome", "error_kind", "input_tokens",
         "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "usage_estimated",
@@ -132,7 +142,7 @@ def test_two_writers_lose_no_row(ledger_db: Make) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert all(ledger.close(20) for ledger in ledgers)
+    assert _committed_then_closed(*ledgers)
     check = Ledger(ledger_db())
     samples = check.samples(0, 2e9)
     assert len(samples) == 600
@@ -171,7 +181,7 @@ def test_a_batch_retried_after_its_commit_counts_each_row_once(ledger_db: Make) 
     first = Ledger(ledger_db())
     for row in rows:
         first.record(row)
-    assert first.close(10)
+    assert _committed_then_closed(first)
     again = Ledger(ledger_db())  # the same rows (same uids) in one batch with a new one
     for row in [*rows, _row(DAY2, "openai", 0.125, run_id="r")]:
         again.record(row)
@@ -207,7 +217,7 @@ def test_a_database_from_before_batched_rollups_keeps_its_figures(ledger_db: Mak
     new = Ledger(ledger_db())
     assert new.spends([("*", "2026-11-01", "2026-12-31")]) == [pytest.approx(0.75)]  # migrates first
     new.record(_row(DAY2, "anthropic", 0.125, run_id="r"))
-    assert new.close(10)
+    assert _committed_then_closed(new)
     check = Ledger(ledger_db())
     assert check.spends([("*", "2026-11-30", "2026-12-01"), ("anthropic", "2026-12-01", "2026-12-02")]) == [
         pytest.approx(0.25),
@@ -263,7 +273,7 @@ def test_a_database_from_before_the_router_column_keeps_its_rows(ledger_db: Make
     new.record(_row(DAY2, "openai", 0.5, router="cheap"))  # queued, not yet committed: counted
     assert new.router_spends("cheap", [(0, 2e9)]) == [pytest.approx(0.6875)]
     assert new.client_spends("alice", [(0, 2e9)]) == [pytest.approx(0.3125)]
-    assert new.close(5)
+    assert _committed_then_closed(new)
 
 
 def test_spend_in_memory_counts_each_row_once_and_takes_in_other_processes(ledger_db: Make) -> None:
