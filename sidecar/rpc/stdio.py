@@ -150,9 +150,15 @@ class StdoutWriter:
                 return
         self._enqueue(self._framed([data]))
 
-    def hold(self) -> None:
-        """On the loop: gather what is written until `release` (the answers to one read)."""
+    def hold(self) -> Callable[[bytes], None]:
+        """On the loop: gather what is written until `release` (the answers to one read).
+
+        Returns a function that writes like `write` until `release`, called on the loop (the
+        list the answers gather in: no Python call per answer)."""
         self._held = True
+        if self._broken or threading.get_ident() != self._loop_thread:
+            return self.write
+        return self._pending.append
 
     def release(self) -> None:
         """On the loop: send what was gathered since `hold`, in one write."""

@@ -159,6 +159,26 @@ async def test_what_is_written_between_hold_and_release_goes_out_at_release_in_o
         os.close(w)
 
 
+@pytest.mark.anyio
+async def test_what_holds_gatherer_takes_goes_out_at_release_in_order_with_write() -> None:
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    writer = StdoutWriter(w)
+    try:
+        gather = writer.hold()
+        gather(b"0\n")
+        writer.write(b"1\n")
+        gather(b"2\n")
+        with pytest.raises(BlockingIOError):
+            os.read(r, 100)  # nothing sent yet
+        writer.release()
+        assert os.read(r, 100) == b"0\n1\n2\n"
+    finally:
+        writer.close()
+        os.close(r)
+        os.close(w)
+
+
 def _early_read(fd: int) -> tuple[list[bytes], early.Early]:
     """What the daemon does before its loop: answer the waiting `info` requests of one read."""
     answered: list[bytes] = []
