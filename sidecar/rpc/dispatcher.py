@@ -466,12 +466,7 @@ class Dispatcher:
                     _log.exception("request failed outside its handler")
                     reply = _internal_error(req.id)
             if reply is None:  # the scope caught our own cancellation
-                reply = envelope.encode_error(
-                    req.id,
-                    REQUEST_CANCELLED,
-                    "Request cancelled",
-                    ErrorData(kind="cancelled", message="The request was cancelled before it finished."),
-                )
+                reply = _cancelled(req.id)
         finally:
             # A handler that only led to another on its first call (the app builds a service on
             # first use) names it `settled` then: later requests call that one directly.
@@ -479,6 +474,10 @@ class Dispatcher:
             if settled is not None:
                 found.handler = settled
             del self._inflight[req.id]
+            if reply is None and scope.cancel_called:
+                # Cancelled by us, and cancelled again from outside (the settle time at EOF ran
+                # out) before its scope let go: it is still answered, as it may be recorded.
+                reply = _cancelled(req.id)
             if reply is not None:
                 self._answered(answer, reply)
             if not self._inflight:
@@ -561,6 +560,11 @@ def _resume(
                 suspended_on = step.send(sent)
             except StopIteration as done:
                 return done.value
+
+
+def _cancelled(rid: RequestId) -> bytes:
+    data = ErrorData(kind="cancelled", message="The request was cancelled before it finished.")
+    return envelope.encode_error(rid, REQUEST_CANCELLED, "Request cancelled", data)
 
 
 def _internal_error(rid: RequestId) -> bytes:

@@ -527,3 +527,26 @@ async def test_a_reads_answers_given_at_once_may_go_to_answer_and_never_once_the
     assert [m.get("id", m.get("method")) for m in msgs][:4] == [2, None, 3, 5]
     assert sorted(str(m.get("id", m.get("method"))) for m in msgs[4:]) == ["1", "4", "tick"]
     assert [msgspec.json.decode(b)["id"] for b in gathered] == [2, 3, 5]
+
+
+async def slow_to_stop(params: Sleep, ctx: RequestContext) -> dict[str, Any]:
+    try:
+        await anyio.sleep(30)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(0.3)  # recording what happened takes longer than the settle time
+    return {}
+
+
+@pytest.mark.anyio
+async def test_a_request_still_stopping_when_the_settle_time_ends_is_answered_cancelled() -> None:
+    out: list[bytes] = []
+    dispatcher = Dispatcher({"slow": route(Sleep, slow_to_stop)}, out.append)
+    send, receive = anyio.create_memory_object_stream[bytes](1)
+    with anyio.fail_after(10):
+        async with send:
+            await send.send(line(7, "slow"))
+        await dispatcher.serve(receive, grace_s=0.05, settle_s=0.05)
+    (answer,) = [msgspec.json.decode(b) for b in out]
+    assert answer["id"] == 7 and answer["error"]["code"] == -32800
+    assert answer["error"]["data"]["kind"] == "cancelled"
