@@ -24,7 +24,7 @@ import anyio
 from sidecar import __version__, logs
 from sidecar.app import Services
 from sidecar.rpc import envelope, stdio
-from sidecar.rpc.dispatcher import Dispatcher, Pacer, Route, route
+from sidecar.rpc.dispatcher import Dispatcher, HandleBatch, Pacer, Route, route
 from sidecar.rpc.early import Early
 from sidecar.rpc.envelope import Notification, Reply, Request
 from sidecar.rpc.framing import DEFAULT_MAX_LINE, Framing, Piece
@@ -175,14 +175,14 @@ async def serve(
                         stopping.set()
                         return
 
-            async def pump(handle: Callable[[Sequence[Piece]], None]) -> None:
+            async def pump(handle: HandleBatch) -> None:
                 def on_batch(pieces: Sequence[Piece]) -> None:
                     if stopping.is_set():
                         return
                     # What is answered at once (`info`, errors) goes out in one write per read.
-                    writer.hold()
+                    gather = writer.hold()
                     try:
-                        handle(pieces)
+                        handle(pieces, gather)
                     finally:
                         writer.release()
 

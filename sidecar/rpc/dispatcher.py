@@ -56,7 +56,16 @@ from sidecar.errors import (
     SidecarError,
 )
 from sidecar.rpc import envelope
-from sidecar.rpc.envelope import Batch, Inbound, Invalid, Notification, Reply, Request, RequestId
+from sidecar.rpc.envelope import (
+    Batch,
+    Inbound,
+    Invalid,
+    Notification,
+    Reply,
+    Request,
+    RequestId,
+    encode_result_tail,
+)
 from sidecar.rpc.framing import Oversize, Unframed
 from sidecar.wire.base import ErrorData
 from sidecar.wire.invalid import explain
@@ -65,8 +74,16 @@ Write = Callable[[bytes], None]
 Handler = Callable[[Any, "RequestContext"], Awaitable[Any]]
 Fallback = Callable[[Request | Notification | Reply], bool]
 Line = bytes | Oversize | Unframed
+
+
+class HandleBatch(Protocol):
+    """`Dispatcher.handle_batch`: one read's messages, and where their at-once answers go."""
+
+    def __call__(self, lines: Sequence[Line], answer: Write | None = None, /) -> None: ...
+
+
 # Hands each read's messages to the dispatcher (`Dispatcher.handle_batch`) until the input ends.
-Pump = Callable[[Callable[[Sequence[Line]], None]], Awaitable[None]]
+Pump = Callable[[HandleBatch], Awaitable[None]]
 
 
 class Pacer(Protocol):
@@ -250,10 +267,14 @@ class Dispatcher:
             await self.drain(grace_s, settle_s)
             tg.cancel_scope.cancel()  # whatever did not settle in time is not waited for
 
-    def handle_batch(self, lines: Sequence[Line]) -> None:
-        """The messages of one read, in order; whatever goes wrong costs its own message only."""
+    def handle_batch(self, lines: Sequence[Line], answer: Write | None = None) -> None:
+        """The messages of one read, in order; whatever goes wrong costs its own message only.
+
+        `answer`, when given, takes the answers given at once (inline, errors) in `write`'s place,
+        in order with it: the stdio face passes the list its writer gathers a read's answers in.
+        Requests that run in a task answer through `write`, whenever they finish."""
         decode = envelope.decode
-        write = self._write
+        write = self._write if answer is None else answer
         for line in lines:
             if line.__class__ is not bytes:
                 self._answer_unreadable(line)
@@ -363,7 +384,7 @@ class Dispatcher:
         if not (found.inline and found.called):
             found.called = True
             # A partial, not a lambda: a closure's variables would be cells, made on every call.
-            self._spawn(req, found, answer, partial(found.handler, params, ctx))
+            self._spawn(req, found, answer if in_batch else self._write, partial(found.handler, params, ctx))
             return
         # An inline route: run the handler to its end, here and now, and answer it. No
         # `logs.bound` here (it would cost more than the handler): what this path logs names the
@@ -373,11 +394,18 @@ class Dispatcher:
         try:
             suspended_on = step.send(None)
         except StopIteration as done:
-            reply = _result(req, found, done.value)
+            result = done.value
+            if result is found.kept:  # the result answered last time: splice this id in (`_result`)
+                try:
+                    reply = encode_result_tail(req.id, found.kept_tail)
+                except Exception:
+                    reply = _result(req, found, result)
+            else:
+                reply = _result(req, found, result)
         except Exception as exc:
             reply = _failure(req, exc)
         else:  # it suspended after all: it goes on in a task, cancellable like any request
-            self._spawn(req, found, answer, partial(_resume, step, suspended_on))
+            self._spawn(req, found, answer if in_batch else self._write, partial(_resume, step, suspended_on))
             return
         answer(reply)
         if self._on_first_answer is not None:
@@ -438,12 +466,7 @@ class Dispatcher:
                     _log.exception("request failed outside its handler")
                     reply = _internal_error(req.id)
             if reply is None:  # the scope caught our own cancellation
-                reply = envelope.encode_error(
-                    req.id,
-                    REQUEST_CANCELLED,
-                    "Request cancelled",
-                    ErrorData(kind="cancelled", message="The request was cancelled before it finished."),
-                )
+                reply = _cancelled(req.id)
         finally:
             # A handler that only led to another on its first call (the app builds a service on
             # first use) names it `settled` then: later requests call that one directly.
@@ -451,6 +474,10 @@ class Dispatcher:
             if settled is not None:
                 found.handler = settled
             del self._inflight[req.id]
+            if reply is None and scope.cancel_called:
+                # Cancelled by us, and cancelled again from outside (the settle time at EOF ran
+                # out) before its scope let go: it is still answered, as it may be recorded.
+                reply = _cancelled(req.id)
             if reply is not None:
                 self._answered(answer, reply)
             if not self._inflight:
@@ -533,6 +560,11 @@ def _resume(
                 suspended_on = step.send(sent)
             except StopIteration as done:
                 return done.value
+
+
+def _cancelled(rid: RequestId) -> bytes:
+    data = ErrorData(kind="cancelled", message="The request was cancelled before it finished.")
+    return envelope.encode_error(rid, REQUEST_CANCELLED, "Request cancelled", data)
 
 
 def _internal_error(rid: RequestId) -> bytes:

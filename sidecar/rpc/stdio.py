@@ -6,8 +6,11 @@ ttys or regular files (`llm-sidecar < requests.jsonl`), and nothing holds a Pyth
 Reading: where the loop can poll stdin (a pipe or a socket on POSIX), the loop itself waits for it
 to be readable and reads it: one read, then every whole message in it, handed over as one batch
 with no thread in between (`pump` hands it over from the loop's read callback, without a task
-switch). Where it cannot (regular files, ttys, /dev/null, Windows), one daemon thread reads, and
-hands each read's messages to the loop in one call. The reader detects the connection's framing
+switch). Once that batch's answers are written, the same callback reads again without waiting
+(Linux: `preadv2(RWF_NOWAIT)`), a few times at most: a host with requests in flight has often
+written its next ones meanwhile, and they are served without another turn of the loop. Where
+the loop cannot poll stdin (regular files, ttys, /dev/null, Windows), one daemon thread reads,
+and hands each read's messages to the loop in one call. The reader detects the connection's framing
 from its first bytes (lines, or LSP `Content-Length` headers) and tells the writer, which frames
 every outgoing message the same way.
 
@@ -70,6 +73,14 @@ _DIRECT_MAX: Final = 256 * 1024
 _RWF_NOWAIT: Final[int] = getattr(os, "RWF_NOWAIT", 0)
 # What an older kernel (or a descriptor without non-blocking writes) says to RWF_NOWAIT.
 _NOWAIT_REFUSED: Final = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.ESPIPE})
+# Reads the loop's read callback may add, each without waiting, while stdin has more: a host with
+# requests in flight has often written its next ones by the time this read's answers are written,
+# and reading them here saves a turn of the loop (and its `epoll_wait`). Bounded, so that the
+# requests it started, and everything else on the loop, wait for a few reads at most.
+_MORE_READS: Final = 3
+# Read callbacks that try no such read after one found nothing at once (the host waits for every
+# answer before it writes again): there, each would be a system call for nothing.
+_REST_AFTER_MISS: Final = 4
 
 
 def _loop_can_poll(fd: int) -> bool:
@@ -150,9 +161,15 @@ class StdoutWriter:
                 return
         self._enqueue(self._framed([data]))
 
-    def hold(self) -> None:
-        """On the loop: gather what is written until `release` (the answers to one read)."""
+    def hold(self) -> Callable[[bytes], None]:
+        """On the loop: gather what is written until `release` (the answers to one read).
+
+        Returns a function that writes like `write` until `release`, called on the loop (the
+        list the answers gather in: no Python call per answer)."""
         self._held = True
+        if self._broken or threading.get_ident() != self._loop_thread:
+            return self.write
+        return self._pending.append
 
     def release(self) -> None:
         """On the loop: send what was gathered since `hold`, in one write."""
@@ -297,6 +314,10 @@ class StdinReader:
         self._told = False
         self._ended = False
         self._polled = _loop_can_poll(fd)
+        # Linux: `preadv2(RWF_NOWAIT)` reads what is there without waiting, whatever the fd's mode.
+        self._nowait = self._polled and bool(_RWF_NOWAIT)
+        self._buffer: bytearray | None = None  # what those reads read into, made on the first
+        self._resting = 0  # read callbacks left that try no such read (see `_REST_AFTER_MISS`)
         self._thread_batches: anyio.abc.ObjectReceiveStream[list[Piece]] | None = None
 
     async def pump(self, on_batch: Callable[[Sequence[Piece]], None]) -> None:
@@ -318,15 +339,25 @@ class StdinReader:
 
         def readable() -> None:
             chunk = self._read()
-            if chunk is None:
-                return
-            items = self._split(chunk)
-            if self._ended:
-                loop.remove_reader(self._fd)
-                if not ended.done():
-                    ended.set_result(None)
-            if items:
-                on_batch(items)
+            more = 0
+            if self._resting:
+                self._resting -= 1
+            elif self._nowait:
+                more = _MORE_READS
+            while chunk is not None:
+                items = self._split(chunk)
+                if self._ended:
+                    loop.remove_reader(self._fd)
+                    if not ended.done():
+                        ended.set_result(None)
+                if items:
+                    on_batch(items)  # its answers are written before it returns
+                if self._ended or not more:
+                    return
+                chunk = self._read_nowait()
+                if chunk is None and more == _MORE_READS:
+                    self._resting = _REST_AFTER_MISS
+                more -= 1
 
         if self._ended:
             return
@@ -360,6 +391,22 @@ class StdinReader:
             return None
         except OSError:
             return b""
+
+    def _read_nowait(self) -> bytes | None:
+        """What is there now, without waiting; None when nothing is (or this fd cannot tell)."""
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = bytearray(_READ_CHUNK)
+        try:
+            size = os.preadv(self._fd, (buffer,), -1, _RWF_NOWAIT)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno in _NOWAIT_REFUSED:
+                self._nowait = False
+                return None
+            return b""
+        return bytes(memoryview(buffer)[:size])
 
     def _from_early(self) -> list[Piece]:
         """The messages the early read left, once (the framing told first, as after any read)."""

@@ -159,6 +159,26 @@ async def test_what_is_written_between_hold_and_release_goes_out_at_release_in_o
         os.close(w)
 
 
+@pytest.mark.anyio
+async def test_what_holds_gatherer_takes_goes_out_at_release_in_order_with_write() -> None:
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    writer = StdoutWriter(w)
+    try:
+        gather = writer.hold()
+        gather(b"0\n")
+        writer.write(b"1\n")
+        gather(b"2\n")
+        with pytest.raises(BlockingIOError):
+            os.read(r, 100)  # nothing sent yet
+        writer.release()
+        assert os.read(r, 100) == b"0\n1\n2\n"
+    finally:
+        writer.close()
+        os.close(r)
+        os.close(w)
+
+
 def _early_read(fd: int) -> tuple[list[bytes], early.Early]:
     """What the daemon does before its loop: answer the waiting `info` requests of one read."""
     answered: list[bytes] = []
@@ -229,3 +249,127 @@ def test_nothing_waiting_means_no_early_read() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+needs_nowait_reads = pytest.mark.skipif(
+    not hasattr(os, "RWF_NOWAIT"), reason="reads without waiting are Linux's preadv2(RWF_NOWAIT)"
+)
+
+
+@needs_nowait_reads
+@pytest.mark.anyio
+async def test_pump_reads_what_the_host_wrote_meanwhile_before_the_loop_turns() -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    r, w = os.pipe()
+    events: list[str] = []
+
+    def on_batch(batch: Sequence[Piece]) -> None:
+        events.append(bytes(batch[0]).decode())  # type: ignore[arg-type]
+        if len(events) == 1:
+            loop.call_soon(events.append, "the loop turned")
+            os.write(w, LINES[1] + b"\n")  # the host's next request, written while this is answered
+        elif len(events) == 2:
+            os.close(w)  # and the end of input, met by the same read callback
+
+    try:
+        os.write(w, LINES[0] + b"\n")
+        with anyio.fail_after(10):
+            await StdinReader(r, 1 << 20).pump(on_batch)
+    finally:
+        os.close(r)
+    assert events[:2] == [LINES[0].decode(), LINES[1].decode()]
+
+
+@needs_nowait_reads
+@pytest.mark.anyio
+async def test_a_host_that_never_stops_writing_still_lets_the_loop_turn() -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    r, w = os.pipe()
+    handed: list[list[Piece]] = []
+    turned_after: list[int] = []
+
+    def on_batch(batch: Sequence[Piece]) -> None:
+        handed.append(list(batch))
+        if len(handed) == 1:
+            loop.call_soon(lambda: turned_after.append(len(handed)))
+        if len(handed) < 12:
+            os.write(w, LINES[len(handed)] + b"\n")
+        else:
+            os.close(w)
+
+    try:
+        os.write(w, LINES[0] + b"\n")
+        with anyio.fail_after(10):
+            await StdinReader(r, 1 << 20).pump(on_batch)
+    finally:
+        os.close(r)
+    assert [b for batch in handed for b in batch] == LINES[:12]
+    assert turned_after == [1 + stdio._MORE_READS]  # a few reads at most, then the loop's turn
+
+
+@needs_nowait_reads
+@pytest.mark.anyio
+async def test_a_host_that_waits_for_each_answer_is_not_read_again_at_once_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read without waiting that finds nothing costs a system call: after one, the next few read
+    callbacks try none."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    tries: list[int] = []
+    preadv = os.preadv
+
+    def counted(fd: int, buffers: Sequence[bytearray], offset: int, flags: int = 0) -> int:
+        tries.append(len(handed))
+        return preadv(fd, buffers, offset, flags)
+
+    monkeypatch.setattr(os, "preadv", counted)
+    r, w = os.pipe()
+    handed: list[list[Piece]] = []
+    total = 3 * (stdio._REST_AFTER_MISS + 1)
+
+    def on_batch(batch: Sequence[Piece]) -> None:
+        handed.append(list(batch))
+        # The host writes its next request only after the loop has turned (it waited for this answer).
+        if len(handed) < total:
+            loop.call_later(0.001, os.write, w, LINES[len(handed)] + b"\n")
+        else:
+            loop.call_later(0.001, os.close, w)
+
+    try:
+        os.write(w, LINES[0] + b"\n")
+        with anyio.fail_after(10):
+            await StdinReader(r, 1 << 20).pump(on_batch)
+    finally:
+        os.close(r)
+    assert [b for batch in handed for b in batch] == LINES[:total]
+    # One try (a miss) after every REST_AFTER_MISS + 1 batches, not one per batch.
+    assert tries == list(range(1, total + 1, stdio._REST_AFTER_MISS + 1))
+
+
+@pytest.mark.anyio
+async def test_pump_on_a_socket_reads_again_without_waiting_too() -> None:
+    import socket
+
+    host, ours = socket.socketpair()
+    handed: list[Piece] = []
+
+    def on_batch(batch: Sequence[Piece]) -> None:
+        handed.extend(batch)
+        if len(handed) == 1:
+            host.sendall(LINES[1] + b"\n")
+            host.shutdown(socket.SHUT_WR)
+
+    try:
+        host.sendall(LINES[0] + b"\n")
+        with anyio.fail_after(10):
+            await StdinReader(ours.fileno(), 1 << 20).pump(on_batch)
+    finally:
+        host.close()
+        ours.close()
+    assert handed == LINES[:2]

@@ -483,3 +483,70 @@ async def test_a_handler_that_names_its_settled_successor_is_left_out_after_its_
     out = await run_batches([[line(1, "instant")], [line(2, "instant"), line(3, "instant")]], routes)
     assert [msgspec.json.decode(b)["result"] for b in out] == [{"id": 1}, {"id": 2}, {"id": 3}]
     assert detours == [1]
+
+
+@pytest.mark.anyio
+async def test_a_reads_answers_given_at_once_may_go_to_answer_and_never_once_the_read_is_handled() -> None:
+    """`handle_batch(lines, answer)`: `answer` (the stdio writer's gathered list, which feeds the
+    same stream as `write`) takes answers only while the read is handled; a request that runs in a
+    task, or that suspends after all, answers through `write` when it finishes."""
+    out: list[bytes] = []
+    gathering = False
+    gathered: list[bytes] = []
+
+    def answer(data: bytes) -> None:
+        assert gathering, "answered through a gathered list after the read was handled"
+        gathered.append(data)
+        out.append(data)
+
+    dispatcher = Dispatcher(INLINE_ROUTES, out.append)
+
+    async def pump(handle: Any) -> None:
+        nonlocal gathering
+        handle(WARM_UP)  # first calls run in tasks
+        await anyio.sleep(0.05)
+        out.clear()
+        gathering = True
+        handle(
+            [
+                line(1, "sleep"),
+                line(2, "instant"),
+                b"[]",
+                line(3, "nope"),
+                line(4, "slow"),
+                line(5, "refuse"),
+            ],
+            answer,
+        )
+        gathering = False
+
+    with anyio.fail_after(10):
+        await dispatcher.serve_batches(pump)
+    msgs = [msgspec.json.decode(b) for b in out]
+    # In the order they were given: the read's own answers first, then the tasks'.
+    assert [m.get("id", m.get("method")) for m in msgs][:4] == [2, None, 3, 5]
+    assert sorted(str(m.get("id", m.get("method"))) for m in msgs[4:]) == ["1", "4", "tick"]
+    assert [msgspec.json.decode(b)["id"] for b in gathered] == [2, 3, 5]
+
+
+async def slow_to_stop(params: Sleep, ctx: RequestContext) -> dict[str, Any]:
+    try:
+        await anyio.sleep(30)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(0.3)  # recording what happened takes longer than the settle time
+    return {}
+
+
+@pytest.mark.anyio
+async def test_a_request_still_stopping_when_the_settle_time_ends_is_answered_cancelled() -> None:
+    out: list[bytes] = []
+    dispatcher = Dispatcher({"slow": route(Sleep, slow_to_stop)}, out.append)
+    send, receive = anyio.create_memory_object_stream[bytes](1)
+    with anyio.fail_after(10):
+        async with send:
+            await send.send(line(7, "slow"))
+        await dispatcher.serve(receive, grace_s=0.05, settle_s=0.05)
+    (answer,) = [msgspec.json.decode(b) for b in out]
+    assert answer["id"] == 7 and answer["error"]["code"] == -32800
+    assert answer["error"]["data"]["kind"] == "cancelled"
