@@ -11,8 +11,9 @@ Must not know: any provider's JSON, HTTP, I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
+
+import msgspec
 
 _MAX_PENDING: Final = 16 * 1024 * 1024
 _LF: Final = 10
@@ -23,8 +24,10 @@ class StreamTooLarge(Exception):
     """One event or line grew past the limit without ending."""
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
+class SSEEvent(msgspec.Struct, frozen=True):
+    """One dispatched event (a Struct: several per answer, built at a seventh of a frozen
+    dataclass's cost)."""
+
     event: str
     data: str
 
