@@ -236,6 +236,9 @@ class Services:
                     raise SidecarError("missing_key", message, provider=provider_id)
                 redact.remember(value)
                 return value
+            from_env = keys.from_env(env_var)
+            if from_env is not None:
+                return from_env
             return (await keys.resolve(provider_id, env_var, account=account)).value
 
         return ProviderRegistry(

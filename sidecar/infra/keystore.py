@@ -426,14 +426,24 @@ class KeyResolver:
             return False, None, None
         return True, found.source, found.masked
 
-    async def _find(
-        self, provider_id: str, env_var: str | None, *, account: str | None
-    ) -> ResolvedKey | None:
+    @staticmethod
+    def from_env(env_var: str | None) -> str | None:
+        """The key the environment variable holds (remembered for redaction), which wins over the
+        keychain; None when it is unset or blank. No await: a caller that finds it here (every
+        upstream call of a provider keyed in the environment) resolves nothing more."""
         if env_var:
             value = os.environ.get(env_var, "").strip()
             if value:
                 redact.remember(value)
-                return ResolvedKey(value, "env")
+                return value
+        return None
+
+    async def _find(
+        self, provider_id: str, env_var: str | None, *, account: str | None
+    ) -> ResolvedKey | None:
+        value = self.from_env(env_var)
+        if value is not None:
+            return ResolvedKey(value, "env")
         try:
             secret = await self.store.get(account or provider_id)
         except SidecarError as err:

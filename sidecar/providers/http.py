@@ -171,8 +171,7 @@ class HttpClient:
             except Exception:  # bookkeeping must never fail a request
                 continue
 
-    @contextlib.asynccontextmanager
-    async def open(
+    def open(
         self,
         provider: str,
         method: str,
@@ -183,13 +182,26 @@ class HttpClient:
         timeouts: Timeouts | None = None,
         chat: bool = True,
         check: bool = True,
-    ) -> AsyncIterator[Answer]:
+    ) -> contextlib.AbstractAsyncContextManager[Answer]:
         """Send a request and yield the streaming answer once its status is 2xx (any status
         without `check`).
 
         A non-2xx answer is read (bounded) and raised as a `ProviderError`. Leaving the block
         early — cancellation included — closes the answer, and with it the upstream connection.
         """
+        return _Opened(self, provider, method, url, headers, json_body, timeouts, chat, check)
+
+    async def _send(
+        self,
+        provider: str,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        json_body: bytes | None,
+        timeouts: Timeouts | None,
+        chat: bool,
+        check: bool,
+    ) -> Answer:
         t = timeouts or _DEFAULT_TIMEOUTS
         pool = self._pools.get(provider) or self._pool(provider)
         if json_body is not None:
@@ -209,9 +221,10 @@ class HttpClient:
             if check and response.status_code >= 300:
                 body = await _read_bounded(response)
                 raise provider_error(provider, response.status_code, body, response.headers, chat=chat)
-            yield response
-        finally:
+        except BaseException:
             await response.aclose()
+            raise
+        return response
 
     async def request_json(
         self,
@@ -230,6 +243,27 @@ class HttpClient:
         ) as response:
             body = await read_body(provider, response)
             return body, response.headers
+
+
+class _Opened:
+    """`HttpClient.open`'s context manager: a class rather than an `asynccontextmanager`, which
+    would cost a generator and contextlib's frames on every upstream call."""
+
+    __slots__ = ("_args", "_client", "_response")
+
+    def __init__(self, client: HttpClient, *args: Any) -> None:
+        self._client = client
+        self._args = args
+        self._response: Answer | None = None
+
+    async def __aenter__(self) -> Answer:
+        self._response = await self._client._send(*self._args)
+        return self._response
+
+    async def __aexit__(self, *exc: object) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            await response.aclose()
 
 
 _DEFAULT_TIMEOUTS: Final = Timeouts()

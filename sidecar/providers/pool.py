@@ -59,6 +59,7 @@ _SMALL_BODY: Final = 64 * 1024  # a request body the socket's buffers take at on
 # memory flat (tests/e2e/test_backpressure_e2e.py) at no measurable cost in throughput.
 _PIECE: Final = 16 * 1024
 _URLS_MAX: Final = 64  # parsed URLs kept per pool (a provider's few routes; custom ones beyond)
+_HEADS_MAX: Final = 64  # serialized heads kept per URL (one per set of caller headers: per API key)
 
 
 class _Connector(aiohttp.TCPConnector):
@@ -74,8 +75,9 @@ class _Connector(aiohttp.TCPConnector):
         super()._release(key, protocol, should_close=should_close)
 
 
-# A direct request's target: the connection's key, the request line, aiohttp's default head.
-_Target = tuple[ClientRequest, str, CIMultiDict[str]]
+# A direct request's target: the connection's key, the request line, aiohttp's default head, and
+# the heads serialized so far, by the caller's headers (all but the Content-Length line).
+_Target = tuple[ClientRequest, str, CIMultiDict[str], dict[tuple[tuple[str, str], ...], bytes]]
 
 
 class _Direct:
@@ -295,7 +297,7 @@ class Pool:
             key = ClientRequest("POST", parsed, loop=asyncio.get_running_loop())
             defaults = CIMultiDict(key.headers)  # Host, Accept, Accept-Encoding, User-Agent
             defaults.update(session.headers)
-            target = (key, f"POST {parsed.raw_path_qs} HTTP/1.1", defaults)
+            target = (key, f"POST {parsed.raw_path_qs} HTTP/1.1", defaults, {})
         if len(self._targets) < _URLS_MAX:
             self._targets[url] = target
         return target
@@ -315,12 +317,7 @@ class Pool:
         aiohttp's: the session's User-Agent, `Accept`, `Accept-Encoding`, `Host`, checked the
         same way against header injection. A POST is not retried on a dropped keep-alive
         connection there either."""
-        key, request_line, defaults = target
-        head = defaults.copy()
-        head.update(headers)
-        if "Content-Type" not in head:
-            head["Content-Type"] = "application/octet-stream"
-        head["Content-Length"] = str(len(body))
+        key, request_line, defaults, heads = target
         connector = session.connector
         assert connector is not None
         try:
@@ -339,7 +336,7 @@ class Pool:
                 read_bufsize=_PIECE,
                 timeout_ceil_threshold=connector._timeout_ceil_threshold,
             )
-            transport.write(_serialize_headers(request_line, head) + body)
+            transport.write(_head(request_line, defaults, heads, headers, len(body)) + body)
             protocol.start_timeout()
             return await _read_head(connection, protocol)
         except BaseException as exc:
@@ -374,6 +371,33 @@ class Pool:
             await session.close()
         else:
             _abandon(session)
+
+
+def _head(
+    request_line: str,
+    defaults: CIMultiDict[str],
+    heads: dict[tuple[tuple[str, str], ...], bytes],
+    headers: Mapping[str, str],
+    length: int,
+) -> bytes:
+    """The request's head as aiohttp writes it: its defaults, the caller's headers over them, a
+    Content-Type if none, the Content-Length last (checked against header injection by aiohttp's
+    serializer). All but the Content-Length line is serialized once per set of caller headers: a
+    provider sends the same few on every call."""
+    items = tuple(headers.items())
+    prefix = heads.get(items)
+    if prefix is None:
+        head = defaults.copy()
+        head.update(headers)
+        if "Content-Type" not in head:
+            head["Content-Type"] = "application/octet-stream"
+        if "Content-Length" in head:  # the caller's own: replaced where it stands, as aiohttp does
+            head["Content-Length"] = str(length)
+            return _serialize_headers(request_line, head)
+        prefix = _serialize_headers(request_line, head)[:-2]  # the blank line comes after the length
+        if len(heads) < _HEADS_MAX:
+            heads[items] = prefix
+    return prefix + b"Content-Length: %d\r\n\r\n" % length
 
 
 async def _read_head(connection: Connection, protocol: ResponseHandler) -> _Direct:

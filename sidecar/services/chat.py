@@ -327,21 +327,25 @@ class ChatService:
         if later is not None and later.open:
             # Run by the face once the answer is sent, with this moment's context variables (the
             # client's name, the budget reservation held).
+            # No shield there: the face runs this work after the request's own cancel scopes
+            # have all exited (`context.after_reply`), so nothing can cancel it that a shield
+            # would hold off (a native `Task.cancel` passes through shields anyway).
             later.append(
                 functools.partial(
-                    loop.in_context, contextvars.copy_context(), self._hooks_after, outcome, hooks
+                    loop.in_context, contextvars.copy_context(), self._hooks_after_unshielded, outcome, hooks
                 )
             )
             return
-        await self._hooks_after(outcome, hooks)
-
-    async def _hooks_after(self, outcome: Outcome, hooks: Sequence[ChatHooks]) -> None:
         with loop.cancel_scope(shield=True):
-            for hook in hooks:
-                try:
-                    await hook.after(outcome)
-                except Exception:
-                    _log.exception("chat hook failed")
+            await self._hooks_after_unshielded(outcome, hooks)
+
+    @staticmethod
+    async def _hooks_after_unshielded(outcome: Outcome, hooks: Sequence[ChatHooks]) -> None:
+        for hook in hooks:
+            try:
+                await hook.after(outcome)
+            except Exception:
+                _log.exception("chat hook failed")
 
     async def _run(
         self, ref: ModelRef, params: CompleteParams, ctx: CallContext, stream: bool, router: str | None = None

@@ -45,5 +45,6 @@ class AfterReply(list[Later]):
 after_reply: ContextVar[AfterReply | None] = ContextVar("after_reply", default=None)
 """Where a face that sends its answer before the call's bookkeeping is done (the gateway) collects
 that bookkeeping (`Later`), then runs it once the answer is handed to the socket, before anything
-else may check a budget or a limit. Unset (the default, every other face) or closed: a handler
+else may check a budget or a limit, and outside every cancel scope of the call (the work is not
+shielded: nothing may cancel it there). Unset (the default, every other face) or closed: a handler
 does its bookkeeping before it returns."""

@@ -117,3 +117,18 @@ def test_without_a_known_connection_a_task_waits_on_receive_for_the_disconnect()
             await exchange(handler, receive).run_method("complete", None)
 
     anyio.run(main)
+
+
+def test_the_handler_the_app_names_settled_is_called_in_place_of_its_wrapper() -> None:
+    async def main() -> None:
+        async def real(params: Any, ctx: Any) -> Any:
+            return ("real", params, ctx.request_id)
+
+        async def wrapper(params: Any, ctx: Any) -> Any:
+            raise AssertionError("the first-use wrapper is skipped once it names the settled handler")
+
+        wrapper.settled = real  # type: ignore[attr-defined]
+        connection.current.set(FakeConnection())
+        assert await exchange(wrapper).run_method("complete", 7) == ("real", 7, "gw-1")
+
+    anyio.run(main)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sidecar import redact
 
@@ -53,3 +55,45 @@ def test_a_secret_containing_another_is_masked_whole() -> None:
     redact.remember(short)
     redact.remember(long)
     assert redact.redact(f"x {long} y") == f"x {redact.mask(long)} y"
+
+
+_PIECES = (
+    "sk-",
+    "sk",
+    "xai-",
+    "AIza",
+    "gsk_",
+    "Bearer ",
+    "bearer ",
+    "?key=",
+    "&key=",
+    "ke",
+    "***",
+    "-",
+    "_",
+    ".",
+    " ",
+    "=",
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(st.sampled_from(_PIECES), st.text(alphabet="aZ09-_.*? =&", max_size=24)), max_size=12)
+)
+def test_the_marker_screen_never_skips_a_key_shape(parts: list[str]) -> None:
+    """`redact` skips the key-shape regex for a text without any of its markers: it must give what
+    the regex alone gives, whatever the text."""
+    text = "".join(parts)
+    expected = redact._key_shapes().sub(lambda m: redact.mask(m.group(0)), text)
+    assert redact.redact(text) == expected
+
+
+def test_key_shapes_are_masked_with_and_without_markers_elsewhere() -> None:
+    key = "sk-proj-" + "A1b2C3d4" * 4
+    assert key not in redact.redact(f'{{"model":"openai:gpt-4o","note":"{key}"}}')
+    assert "abcdefghijklmnop" not in redact.redact("Authorization: Bearer abcdefghijklmnop")
+    line = (
+        '{"ts":"2026-01-02T03:04:05.678Z","request_id":"gw-1","client":"bench","model":"openai:gpt-4o-mini"}'
+    )
+    assert redact.redact(line) == line
