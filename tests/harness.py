@@ -218,8 +218,11 @@ class Sidecar:
 
     def wait_exit(self, timeout: float = 5.0) -> int:
         code = self.proc.wait(timeout)
-        self._reader.join(2)
-        self._err_reader.join(2)  # a test may read stderr next: all of it, not what was read so far
+        # The pipes end once the process is gone, but the readers may still be parsing what it
+        # wrote last (thousands of lines after a flood, slowly on a loaded machine): a test reads
+        # every message and all of stderr next, so wait for the readers to reach the end.
+        self._reader.join(30)
+        self._err_reader.join(30)
         return code
 
     def stop(self) -> None:
