@@ -19,7 +19,7 @@ import pytest
 
 from tests.e2e.keys_support import audit_rows, clear, error_of, finish, keychain_sidecar, lookup
 from tests.fakes.openai_compat import FakeOpenAICompat, pkce_challenge
-from tests.harness import Sidecar
+from tests.harness import EXIT_BOUND_S, Sidecar
 
 pytestmark = pytest.mark.keychain
 
@@ -298,7 +298,7 @@ def test_listeners_close_at_shutdown(kc: dict[str, str], openrouter: FakeOpenAIC
         assert port is not None and not _refused(port)
         started = time.monotonic()
         finish(sc)
-        assert time.monotonic() - started < 2.5
+        assert time.monotonic() - started < EXIT_BOUND_S
         assert _refused(port)
 
 

@@ -19,7 +19,7 @@ from sidecar.process import EOF_GRACE_S
 from tests.fakes.endless import endless_openai_stream
 from tests.fakes.http import Reply, Stall
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.harness import Sidecar
+from tests.harness import EXIT_BOUND_S, Sidecar
 
 KEY = "sk-test-valid"
 NO_RETRY = "[retry]\nmax_attempts = 1\n"
@@ -74,11 +74,11 @@ def test_eof_cancels_what_never_ends_answers_records_and_exits_within_two_second
             sc.wait_notification("stream/event", where=lambda n: n["params"]["request_id"] == rid)
         started = time.monotonic()
         sc.close_stdin()
-        assert sc.wait_exit(5) == 0
+        assert sc.wait_exit(10) == 0
         took = time.monotonic() - started
         answer = sc.wait(rid, timeout=1)
         assert sc.bad_lines == []
-    assert took < 2.0, f"exit took {took:.2f}s"
+    assert took < EXIT_BOUND_S, f"exit took {took:.2f}s"
     assert took >= EOF_GRACE_S * 0.9, "in-flight requests must get the grace period first"
     assert answer["error"]["code"] == -32800 and answer["error"]["data"]["kind"] == "cancelled"
     assert ledger_outcomes(tmp_path) == [(method, "cancelled")]
