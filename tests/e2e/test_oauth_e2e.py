@@ -278,11 +278,13 @@ def test_host_may_finish_a_listening_login(sidecar: Sidecar, openrouter: FakeOpe
 
 
 def test_loopback_expiry(kc: dict[str, str], openrouter: FakeOpenAICompat) -> None:
-    with keychain_sidecar(kc, _env(openrouter, SIDECAR_OAUTH_TTL_S="0.6")) as sc:
+    # An expired login is remembered as expired for one more TTL, then forgotten ("unknown
+    # state"): 2 s leaves a slow machine room for the steps between the notification and the call.
+    with keychain_sidecar(kc, _env(openrouter, SIDECAR_OAUTH_TTL_S="2")) as sc:
         start = sc.result("openrouter_auth_start", {})
         port = urlsplit(start["callback_url"]).port
         assert port is not None
-        note = sc.wait_notification(COMPLETED, timeout=5)["params"]
+        note = sc.wait_notification(COMPLETED, timeout=10)["params"]
         assert note["state"] == start["state"] and note["ok"] is False
         assert note["error"]["kind"] == "oauth_failed" and note["error"]["details"]["reason"] == "expired"
         assert _wait_refused(port)
