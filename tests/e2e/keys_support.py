@@ -71,7 +71,7 @@ def clear(keychain_env: Mapping[str, str], *accounts: str) -> None:
 def finish(sc: Sidecar) -> None:
     """End the sidecar as a host does (stdin EOF) and wait for it, keeping its home to inspect."""
     sc.close_stdin()
-    assert sc.wait_exit(5) == 0
+    assert sc.wait_exit(10) == 0
 
 
 def audit_rows(home: Path) -> list[tuple[str, str | None, str, str | None]]:

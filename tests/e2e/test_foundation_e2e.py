@@ -14,7 +14,7 @@ import pytest
 
 from tests.fakes.http import Pause, Stall
 from tests.fakes.openai_compat import FakeOpenAICompat, error_reply, midstream_error_reply
-from tests.harness import SIDECAR, Sidecar
+from tests.harness import EXIT_BOUND_S, SIDECAR, Sidecar
 
 KEY = "sk-test-valid"
 NO_RETRY = "[retry]\nmax_attempts = 1\n"
@@ -186,8 +186,8 @@ def test_eof_ends_the_process_cleanly_within_two_seconds(openai: FakeOpenAICompa
         assert sc.result("info")
         started = time.monotonic()
         sc.close_stdin()
-        assert sc.wait_exit(5) == 0
-        assert time.monotonic() - started < 2.0
+        assert sc.wait_exit(10) == 0
+        assert time.monotonic() - started < EXIT_BOUND_S
         assert sc.bad_lines == []
 
 
@@ -199,8 +199,8 @@ def test_sigterm_cancels_in_flight_requests_and_exits_zero(openai: FakeOpenAICom
         time.sleep(0.2)
         started = time.monotonic()
         sc.terminate()
-        assert sc.wait_exit(5) == 0
-        assert time.monotonic() - started < 2.0
+        assert sc.wait_exit(10) == 0
+        assert time.monotonic() - started < EXIT_BOUND_S  # not the upstream's 30 s pause
         assert sc.wait(rid, timeout=1)["error"]["code"] == -32800
         assert openai.wait_for_disconnect(timeout=3)
 

@@ -24,12 +24,14 @@ from typing import Any
 import psutil
 import pytest
 
+from sidecar.providers.http import PoolSettings
 from tests.fakes.http import Reply
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.harness import Sidecar
 
 MIB = 1024 * 1024
 STREAMS = 500
+DEFAULT_POOL = PoolSettings().max_connections  # what the config's max_connections = 600 lifts
 # "Echo: " + this = 62 characters = 16 pieces of 4; one piece a second makes a 15 s stream.
 LONG_QUESTION = "tell me about the weather in paris this spring please ok"
 PIECES = -(-len("Echo: " + LONG_QUESTION) // 4)
@@ -60,7 +62,16 @@ def test_500_concurrent_15_second_streams_all_succeed() -> None:
     with FakeOpenAICompat("openai", chunk_delay_s=1.0) as fake, Sidecar(_env(fake), config=config) as sc:
         t0 = time.monotonic()
         ids = [sc.start("stream", _ask(LONG_QUESTION)) for _ in range(STREAMS)]
-        answers = {rid: sc.wait(rid, timeout=90) for rid in ids}
+        # All at once: far more streams open at the fake at one moment than the default pool (100)
+        # would allow, however slowly the machine sends them (each lasts over 15 s).
+        peak = [0]
+
+        def many_open() -> bool:
+            peak[0] = max(peak[0], len(fake.requests) - fake.completed_streams)
+            return peak[0] > 3 * DEFAULT_POOL or fake.completed_streams == STREAMS
+
+        assert fake.wait_for(many_open, timeout=120) and peak[0] > 3 * DEFAULT_POOL, peak
+        answers = {rid: sc.wait(rid, timeout=120) for rid in ids}
         elapsed = time.monotonic() - t0
         events: dict[Any, list[dict[str, Any]]] = defaultdict(list)
         for note in sc.notifications("stream/event"):
@@ -77,7 +88,8 @@ def test_500_concurrent_15_second_streams_all_succeed() -> None:
             assert [e["type"] for e in events[rid]].count("attempt") == 0  # nothing failed, nothing retried
         assert fake.wait_for_completed_streams(STREAMS, timeout=10)
         print(f"{STREAMS} streams: {elapsed:.1f}s, sidecar peak RSS {_peak_rss(sc.proc.pid) / MIB:.0f} MiB")
-        assert elapsed < 60, elapsed  # 15 s each, all at once
+        # 15 s each, all at once (shown by the peak above): the bound leaves a slow machine room
+        assert elapsed < 120, elapsed
         limits = sc.result("rate_limits", {})
         openai = next(p for p in limits["providers"] if p["provider"] == "openai")
         assert openai["circuit"]["state"] == "closed"
@@ -129,9 +141,9 @@ def test_an_endless_stream_ends_at_the_answer_cap(
         Reply(status=200, headers={"content-type": "text/event-stream"}, chunks=_endless_text(65536))
     )
     t0 = time.monotonic()
-    error = sc.call(method, _ask(), timeout=60)["error"]["data"]
+    error = sc.call(method, _ask(), timeout=120)["error"]["data"]
     assert error["kind"] == "provider_error" and "too large" in error["message"]
-    assert time.monotonic() - t0 < 30
+    assert time.monotonic() - t0 < 90  # at the cap, not never
     assert _rss(sc.proc.pid) - before < 150 * MIB
     assert fake.wait_for_disconnect(timeout=5)
     assert sc.result("complete", _ask())["text"] == "Echo: hello there"

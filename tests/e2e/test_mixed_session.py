@@ -17,7 +17,7 @@ import pytest
 from tests.e2e.mcp_env import ASK, sidecar_env
 from tests.fakes.http import Stall
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.harness import Sidecar
+from tests.harness import EXIT_BOUND_S, Sidecar
 
 STREAM = {"model": "openai:gpt-4o-mini", "messages": ASK}
 ANSWER = "Echo: " + ASK[0]["content"]
@@ -201,7 +201,7 @@ def test_stdin_eof_ends_in_flight_mcp_calls_and_exits_promptly(fake: FakeOpenAIC
         sc.wait_notification("notifications/progress")
         started = time.monotonic()
         sc.close_stdin()
-        assert sc.wait_exit(5.0) == 0
-        assert time.monotonic() - started < 2.0
-        assert fake.wait_for_disconnect(2.0)
+        assert sc.wait_exit(10) == 0
+        assert time.monotonic() - started < EXIT_BOUND_S
+        assert fake.wait_for_disconnect(5.0)
         assert sc.bad_lines == []

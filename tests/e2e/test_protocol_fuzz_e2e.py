@@ -76,7 +76,15 @@ def run_fuzz(sc: Sidecar, fuzzer: Fuzzer, count: int, *, mcp: bool) -> list[Case
 
 
 def check_answers(sc: Sidecar, cases: list[Case], seed: int) -> Counter[str]:
-    time.sleep(0.5)  # answers with id null have nothing to wait on: let the last ones arrive
+    # Answers with id null have nothing to wait on: wait until as many as expected came (bounded;
+    # a slow machine may take longer than a fixed pause), then a moment more for any extra one.
+    nulls = sum(1 for c in cases for e in c.expects if e.id is None)
+    deadline = time.monotonic() + 30
+    while sum(1 for m in list(sc.all_messages) if "method" not in m and m.get("id") is None) < nulls:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
     assert sc.bad_lines == [], f"seed {seed}: non-protocol output {sc.bad_lines[:3]!r}"
     assert all(wellformed(m) for m in sc.all_messages), f"seed {seed}: malformed message"
     answers = [m for m in sc.all_messages if "method" not in m]

@@ -21,7 +21,7 @@ def ask(text: str = "hello there", model: str = "openai:gpt-4o-mini", **extra: A
 
 
 def ledger(home: Path, n: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # rows are committed by a writer thread: slowly on a loaded machine
     while True:
         with sqlite3.connect(home / "sidecar.db") as conn:
             conn.row_factory = sqlite3.Row

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from sidecar.process import EOF_GRACE_S
 from tests.fakes.endless import endless_openai_stream
 from tests.fakes.http import Reply, Stall
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.harness import Sidecar
+from tests.harness import EXIT_BOUND_S, Sidecar
 
 KEY = "sk-test-valid"
 NO_RETRY = "[retry]\nmax_attempts = 1\n"
@@ -75,11 +74,11 @@ def test_eof_cancels_what_never_ends_answers_records_and_exits_within_two_second
             sc.wait_notification("stream/event", where=lambda n: n["params"]["request_id"] == rid)
         started = time.monotonic()
         sc.close_stdin()
-        assert sc.wait_exit(5) == 0
+        assert sc.wait_exit(10) == 0
         took = time.monotonic() - started
         answer = sc.wait(rid, timeout=1)
         assert sc.bad_lines == []
-    assert took < 2.0, f"exit took {took:.2f}s"
+    assert took < EXIT_BOUND_S, f"exit took {took:.2f}s"
     assert took >= EOF_GRACE_S * 0.9, "in-flight requests must get the grace period first"
     assert answer["error"]["code"] == -32800 and answer["error"]["data"]["kind"] == "cancelled"
     assert ledger_outcomes(tmp_path) == [(method, "cancelled")]
@@ -105,12 +104,18 @@ def test_a_request_that_finishes_within_the_grace_period_is_answered_normally(
 @pytest.mark.parametrize("how", ["stdin closed", "SIGTERM"])
 def test_a_host_that_floods_and_quits_at_once_loses_no_ledger_row(tmp_path: Path, how: str) -> None:
     """Every request that got a result has its committed row once the process has exited, and
-    the cancelled ones that reached the chat service theirs; nothing is left queued."""
+    the cancelled ones that reached the chat service theirs; nothing is left queued.
+
+    Each request is tagged with its id, so every row is matched to the answer the host saw. On a
+    loaded machine the last -32800 answers (those for the requests in flight at the end, written
+    after the grace period) may not get out before the bounded exit; their rows must then say
+    cancelled."""
     count = 1500
     with Sidecar(home=tmp_path) as sc:
         flood = b"".join(
             json.dumps({"jsonrpc": "2.0", "id": i, "method": "complete",
-                        "params": {"model": "stub:echo", "messages": [{"role": "user", "content": f"hi {i}"}]}}
+                        "params": {"model": "stub:echo", "tag": f"r{i}",
+                                   "messages": [{"role": "user", "content": f"hi {i}"}]}}
                        ).encode() + b"\n"
             for i in range(count)
         )  # fmt: skip
@@ -123,12 +128,16 @@ def test_a_host_that_floods_and_quits_at_once_loses_no_ledger_row(tmp_path: Path
         answers = [m for m in sc.all_messages if "id" in m]
         stderr = sc.stderr_text
     assert "ledger rows not committed at shutdown" not in stderr
-    results = sum(1 for a in answers if "result" in a)
-    cancelled = sum(1 for a in answers if "error" in a and a["error"]["code"] == -32800)
-    assert results + cancelled == len(answers) <= count and results > 0
-    outcomes = dict(Counter(outcome for _, outcome in ledger_outcomes(tmp_path)))
-    assert outcomes.get("ok", 0) == results
-    assert outcomes.get("cancelled", 0) <= cancelled and set(outcomes) <= {"ok", "cancelled"}
+    results = {a["id"] for a in answers if "result" in a}
+    cancelled = {a["id"] for a in answers if "error" in a and a["error"]["code"] == -32800}
+    assert len(results) + len(cancelled) == len(answers) <= count and results
+    with sqlite3.connect(tmp_path / "sidecar.db") as conn:
+        rows = list(conn.execute("SELECT tag, outcome FROM ledger"))
+    outcome_of = {int(tag.removeprefix("r")): outcome for tag, outcome in rows}
+    assert len(outcome_of) == len(rows) and set(outcome_of) <= set(range(count))  # one row a request
+    assert {i for i, outcome in outcome_of.items() if outcome == "ok"} == results
+    assert {outcome for i, outcome in outcome_of.items() if i not in results} <= {"cancelled"}
+    assert not cancelled & {i for i, outcome in outcome_of.items() if outcome != "cancelled"}
 
 
 def test_a_database_locked_by_another_process_does_not_hold_the_exit_up(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def ledger_rows(home: Path) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY id")]
 
 
-def wait_rows(home: Path, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+def wait_rows(home: Path, n: int, timeout: float = 30.0) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
         try:

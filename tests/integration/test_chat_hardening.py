@@ -150,7 +150,7 @@ def test_a_retry_skipped_by_the_breaker_reports_the_real_error(openai: FakeOpenA
 
 
 def test_complete_streams_from_the_upstream_and_keeps_the_idle_limit(openai: FakeOpenAICompat) -> None:
-    openai.edit_stream = lambda events: [*events[:2], Stall(10)]
+    openai.edit_stream = lambda events: [*events[:2], Stall(30)]
     toml = FAST + "[timeouts]\nidle_s = 0.3\n"
 
     async def body() -> None:
@@ -159,28 +159,34 @@ def test_complete_streams_from_the_upstream_and_keeps_the_idle_limit(openai: Fak
         with pytest.raises(SidecarError) as info:
             await chat.complete(_params(), Ctx())
         assert info.value.kind == "timeout" and "idle" in info.value.message
-        assert time.monotonic() - t0 < 1.5
+        assert time.monotonic() - t0 < 6  # the idle limit (0.3 s), not the stall (30 s)
         assert openai.requests[-1].json()["stream"] is True
         await http.aclose()
 
     anyio.run(body)
-    assert openai.wait_for_disconnect(timeout=2)
+    assert openai.wait_for_disconnect(timeout=5)
 
 
 def test_cancelling_complete_closes_the_upstream_stream(openai: FakeOpenAICompat) -> None:
-    openai.chunk_delay_s = 0.5
+    # Paced at 2 s a part, the stream would take over ten seconds to end by itself; it is cancelled
+    # once the upstream has the request and has begun to answer, however slow the machine.
+    openai.chunk_delay_s = 2.0
 
     async def body() -> None:
         chat, http, rec = _chat(FAST, {"OPENAI_BASE_URL": openai.api_base})
-        with anyio.move_on_after(0.8):
-            await chat.complete(_params(), Ctx())
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(chat.complete, _params(), Ctx())
+                await anyio.to_thread.run_sync(openai.wait_for_requests, 1, 30)
+                await anyio.sleep(0.2)
+                scope.cancel()
         assert rec.outcomes[-1].status == "cancelled"
         await http.aclose()
 
     t0 = time.monotonic()
     anyio.run(body)
-    assert openai.wait_for_disconnect(timeout=2)
-    assert time.monotonic() - t0 < 3
+    assert openai.wait_for_disconnect(timeout=5)
+    assert time.monotonic() - t0 < 6
 
 
 @pytest.fixture

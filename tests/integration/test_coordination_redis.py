@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 import pytest
@@ -185,7 +185,9 @@ def test_a_place_held_past_its_ttl_is_still_counted_until_released(
 def test_a_renewal_takes_back_no_place_that_was_released_or_lapsed(redis_url: str) -> None:
     async def main() -> None:
         for coord in (open_coordinator(redis_url), LocalCoordinator()):
-            lease = Lease("provider:openai:slots", 1, ttl_s=0.3)
+            # A lease of 1 s: renewed right after it is taken, which a stalled slow machine could
+            # otherwise reach after a shorter lease had lapsed.
+            lease = Lease("provider:openai:slots", 1, ttl_s=1.0)
             taken = await coord.acquire([], lease)
             assert taken.allowed and taken.lease_id is not None
             assert await coord.renew_lease(lease, taken.lease_id)
@@ -193,7 +195,7 @@ def test_a_renewal_takes_back_no_place_that_was_released_or_lapsed(redis_url: st
             assert not await coord.renew_lease(lease, taken.lease_id)
             again = await coord.acquire([], lease)
             assert again.allowed and again.lease_id is not None
-            await anyio.sleep(0.5)  # lapsed
+            await anyio.sleep(1.2)  # lapsed
             assert not await coord.renew_lease(lease, again.lease_id)
             assert (await coord.acquire([], lease)).allowed  # the lapsed place was not taken back
             await coord.aclose()
@@ -418,16 +420,22 @@ def test_a_restart_under_load_gives_answers_or_coordination_unavailable_only(
                     await anyio.sleep(0.05)
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
+        async def until(seen: Callable[[], bool]) -> None:
+            """Wait for an outcome rather than for a time a slow machine may not keep (bounded)."""
+            for _ in range(1500):  # 30 s at most
+                if seen():
+                    return
+                await anyio.sleep(0.02)
+
         async with anyio.create_task_group() as tg:
             for worker in range(16):
                 tg.start_soon(load, worker)
-            await anyio.sleep(0.5)
+            await until(lambda: outcomes.get("ok", 0) > 0)
             await anyio.to_thread.run_sync(server.stop)
-            await anyio.sleep(0.5)  # every worker meets the outage
+            await until(lambda: outcomes.get("coordination_unavailable", 0) > 0)  # the outage is met
             await anyio.to_thread.run_sync(server.start)
-            await anyio.sleep(0.5)
             before = outcomes.get("ok", 0)
-            await anyio.sleep(0.5)
+            await until(lambda: outcomes.get("ok", 0) > before)
             stop.set()
         assert outcomes.get("ok", 0) > before  # served again once Redis is back
         await coord.aclose()

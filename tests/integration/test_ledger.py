@@ -342,9 +342,11 @@ def test_a_writer_that_died_of_a_bug_is_replaced_by_the_next_row(
     db = Database(tmp_path / "sidecar.db")
     ledger = Ledger(db)
     real, failed = db.run_sync, threading.Event()
+    broken: list[threading.Thread] = []
 
     def broken_once(call: Any) -> Any:
         if not failed.is_set():
+            broken.append(threading.current_thread())
             failed.set()
             raise RuntimeError("a bug in the writer")
         return real(call)
@@ -354,7 +356,8 @@ def test_a_writer_that_died_of_a_bug_is_replaced_by_the_next_row(
     ledger.record(Row(ts=1_800_000_000.0, method="stream", provider="openai", model="m", outcome="ok",
                       latency_ms=1.0))  # fmt: skip
     assert failed.wait(5)
-    time.sleep(0.2)  # the thread ends right after the error
+    broken[0].join(10)  # the thread ends right after the error (later, on a slow machine)
+    assert not broken[0].is_alive()
     ledger.record(Row(ts=1_800_000_001.0, method="stream", provider="openai", model="m", outcome="ok",
                       latency_ms=1.0))  # fmt: skip
     deadline = time.monotonic() + 5

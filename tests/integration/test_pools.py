@@ -112,6 +112,12 @@ def test_a_full_pool_is_overloaded_not_a_provider_failure_and_spares_other_provi
 
     async def body() -> None:
         chat, http = _chat(toml, openai, anthropic)
+        # Warm both providers (imports, first connections), then hold OpenAI's three connections
+        # for ~2.5 s, ten times the pool wait (0.25 s): the other six time out while they are held,
+        # however late a slow machine starts them, and a wait for them is far from Anthropic's bound.
+        assert (await chat.stream(_params("openai:gpt-4o-mini"), Ctx())).text
+        assert (await chat.stream(_params("anthropic:claude-haiku-4-5"), Ctx())).text
+        openai.chunk_delay_s = 0.25
         other_s: list[float] = []
 
         async def meanwhile() -> None:
@@ -131,10 +137,11 @@ def test_a_full_pool_is_overloaded_not_a_provider_failure_and_spares_other_provi
         assert all("max_connections" in o.message for o in overloaded)
         # Not retried (one attempt each), not counted against OpenAI.
         assert all(len(o.details.get("attempts", [None])) == 1 for o in overloaded)
-        assert len(openai.requests) == 3
+        assert len(openai.requests) == 1 + 3  # the warm-up, then the three that had a connection
         assert chat.resilience.breakers.state("openai") == "closed"
         # Anthropic has a pool of its own: answered at once, while OpenAI's was full.
-        assert other_s and other_s[0] < 0.5, other_s
+        assert other_s and other_s[0] < 1.5, other_s
+        openai.chunk_delay_s = 0
         after = await chat.stream(_params("openai:gpt-4o-mini"), Ctx())
         assert after.text
         await http.aclose()

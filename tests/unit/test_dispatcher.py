@@ -239,7 +239,10 @@ async def test_notifying_requests_wait_while_the_outgoing_buffer_is_congested() 
     async with anyio.create_task_group() as tg:
         tg.start_soon(dispatcher.serve, receive)
         await send.send(line(1, "sleep"))
-        await anyio.sleep(0.1)
+        for _ in range(500):  # until the request is held (bounded), not for a time
+            if pacer.waits and out:
+                break
+            await anyio.sleep(0.01)
         assert pacer.waits == 1 and len(out) == 1  # the tick went out; the request waits for room
         pacer.congested = False
         pacer.room.set()
