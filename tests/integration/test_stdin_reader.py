@@ -4,8 +4,10 @@ told first, and the end of input is `None` after the last message."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import anyio
@@ -140,19 +142,14 @@ async def test_pump_reads_a_regular_file_through_its_thread(tmp_path: Path) -> N
     assert handed == LINES
 
 
-@pytest.mark.anyio
-async def test_what_is_written_between_hold_and_release_goes_out_at_release_in_order() -> None:
+@contextlib.contextmanager
+def _out_pipe() -> Iterator[tuple[int, StdoutWriter]]:
+    """A pipe's read end (non-blocking) and a writer on its write end, made on the running loop."""
     r, w = os.pipe()
     os.set_blocking(r, False)
     writer = StdoutWriter(w)
     try:
-        writer.hold()
-        for n in range(3):
-            writer.write(b"%d\n" % n)
-        with pytest.raises(BlockingIOError):
-            os.read(r, 100)  # nothing sent yet
-        writer.release()
-        assert os.read(r, 100) == b"0\n1\n2\n"
+        yield r, writer
     finally:
         writer.close()
         os.close(r)
@@ -160,23 +157,17 @@ async def test_what_is_written_between_hold_and_release_goes_out_at_release_in_o
 
 
 @pytest.mark.anyio
-async def test_what_holds_gatherer_takes_goes_out_at_release_in_order_with_write() -> None:
-    r, w = os.pipe()
-    os.set_blocking(r, False)
-    writer = StdoutWriter(w)
-    try:
+@pytest.mark.parametrize("via", ["write", "hold's gatherer and write"])
+async def test_what_is_written_between_hold_and_release_goes_out_at_release_in_order(via: str) -> None:
+    with _out_pipe() as (r, writer):
         gather = writer.hold()
-        gather(b"0\n")
-        writer.write(b"1\n")
-        gather(b"2\n")
+        ways = [writer.write] * 3 if via == "write" else [gather, writer.write, gather]
+        for n, way in enumerate(ways):
+            way(b"%d\n" % n)
         with pytest.raises(BlockingIOError):
             os.read(r, 100)  # nothing sent yet
         writer.release()
         assert os.read(r, 100) == b"0\n1\n2\n"
-    finally:
-        writer.close()
-        os.close(r)
-        os.close(w)
 
 
 def _early_read(fd: int) -> tuple[list[bytes], early.Early]:
@@ -256,11 +247,19 @@ needs_nowait_reads = pytest.mark.skipif(
 )
 
 
+async def _pump_from_first_line(r: int, w: int, on_batch: Callable[[Sequence[Piece]], None]) -> None:
+    """The host writes its first request; the reader pumps until the input ends (10 s at most)."""
+    try:
+        os.write(w, LINES[0] + b"\n")
+        with anyio.fail_after(10):
+            await StdinReader(r, 1 << 20).pump(on_batch)
+    finally:
+        os.close(r)
+
+
 @needs_nowait_reads
 @pytest.mark.anyio
 async def test_pump_reads_what_the_host_wrote_meanwhile_before_the_loop_turns() -> None:
-    import asyncio
-
     loop = asyncio.get_running_loop()
     r, w = os.pipe()
     events: list[str] = []
@@ -273,20 +272,13 @@ async def test_pump_reads_what_the_host_wrote_meanwhile_before_the_loop_turns() 
         elif len(events) == 2:
             os.close(w)  # and the end of input, met by the same read callback
 
-    try:
-        os.write(w, LINES[0] + b"\n")
-        with anyio.fail_after(10):
-            await StdinReader(r, 1 << 20).pump(on_batch)
-    finally:
-        os.close(r)
+    await _pump_from_first_line(r, w, on_batch)
     assert events[:2] == [LINES[0].decode(), LINES[1].decode()]
 
 
 @needs_nowait_reads
 @pytest.mark.anyio
 async def test_a_host_that_never_stops_writing_still_lets_the_loop_turn() -> None:
-    import asyncio
-
     loop = asyncio.get_running_loop()
     r, w = os.pipe()
     handed: list[list[Piece]] = []
@@ -301,12 +293,7 @@ async def test_a_host_that_never_stops_writing_still_lets_the_loop_turn() -> Non
         else:
             os.close(w)
 
-    try:
-        os.write(w, LINES[0] + b"\n")
-        with anyio.fail_after(10):
-            await StdinReader(r, 1 << 20).pump(on_batch)
-    finally:
-        os.close(r)
+    await _pump_from_first_line(r, w, on_batch)
     assert [b for batch in handed for b in batch] == LINES[:12]
     assert turned_after == [1 + stdio._MORE_READS]  # a few reads at most, then the loop's turn
 
@@ -318,8 +305,6 @@ async def test_a_host_that_waits_for_each_answer_is_not_read_again_at_once_every
 ) -> None:
     """A read without waiting that finds nothing costs a system call: after one, the next few read
     callbacks try none."""
-    import asyncio
-
     loop = asyncio.get_running_loop()
     tries: list[int] = []
     preadv = os.preadv
@@ -341,12 +326,7 @@ async def test_a_host_that_waits_for_each_answer_is_not_read_again_at_once_every
         else:
             loop.call_later(0.001, os.close, w)
 
-    try:
-        os.write(w, LINES[0] + b"\n")
-        with anyio.fail_after(10):
-            await StdinReader(r, 1 << 20).pump(on_batch)
-    finally:
-        os.close(r)
+    await _pump_from_first_line(r, w, on_batch)
     assert [b for batch in handed for b in batch] == LINES[:total]
     # One try (a miss) after every REST_AFTER_MISS + 1 batches, not one per batch.
     assert tries == list(range(1, total + 1, stdio._REST_AFTER_MISS + 1))
