@@ -35,8 +35,8 @@ from sidecar.wire.methods import METHODS, wire_type
 # answer -32800 and be recorded; closing services and flushing stdout get their own bounds. The
 # sum stays under the contract's 2 s. The usage ledger's close (every queued row committed) may
 # use what those steps leave: it waits while its writer commits, until LEDGER_BY_S after the EOF
-# (or signal), then the other services get CLOSE_S, stdout FLUSH_S and the interpreter's own
-# exit EXIT_S. It always gets CLOSE_S at least.
+# (or signal), then the other services get CLOSE_S, stdout what is left before EXIT_S (FLUSH_S at
+# least) and the interpreter's own exit EXIT_S. It always gets CLOSE_S at least.
 SHUTDOWN_S: Final = 2.0
 EOF_GRACE_S: Final = 1.0
 SETTLE_S: Final = 0.2
@@ -212,7 +212,10 @@ async def serve(
         ledger_by = max(began + LEDGER_BY_S, time.monotonic() + CLOSE_S)
         with anyio.CancelScope(shield=True), anyio.move_on_after(ledger_by + CLOSE_S - time.monotonic()):
             await services.aclose(ledger_by=ledger_by)
-        writer.close(timeout=FLUSH_S)
+        # What the host has not read yet gets what the budget has left (FLUSH_S at least): a host
+        # that reads its answers a moment after closing stdin still gets every one.
+        flush_by = max(began + SHUTDOWN_S - EXIT_S, time.monotonic() + FLUSH_S)
+        writer.close(timeout=flush_by - time.monotonic())
 
 
 def run(

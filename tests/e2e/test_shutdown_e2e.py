@@ -6,7 +6,9 @@ ledger row is written (the usage hook ran)."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +21,7 @@ from sidecar.process import EOF_GRACE_S
 from tests.fakes.endless import endless_openai_stream
 from tests.fakes.http import Reply, Stall
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.harness import EXIT_BOUND_S, Sidecar
+from tests.harness import EXIT_BOUND_S, SIDECAR, Sidecar
 
 KEY = "sk-test-valid"
 NO_RETRY = "[retry]\nmax_attempts = 1\n"
@@ -138,6 +140,35 @@ def test_a_host_that_floods_and_quits_at_once_loses_no_ledger_row(tmp_path: Path
     assert {i for i, outcome in outcome_of.items() if outcome == "ok"} == results
     assert {outcome for i, outcome in outcome_of.items() if i not in results} <= {"cancelled"}
     assert not cancelled & {i for i, outcome in outcome_of.items() if outcome != "cancelled"}
+
+
+def test_answers_a_host_reads_a_moment_after_closing_stdin_all_reach_it(tmp_path: Path) -> None:
+    """The answers to a burst outgrow the pipe (64 KiB) while the host is not reading; it closes
+    stdin and starts reading a second later, within the exit budget: every answer arrives
+    and the process still exits 0 (stdout's flush waits for what the budget has left,
+    not a fixed 0.15 s)."""
+    count = 300  # ~0.9 KiB an `info` answer: over four times the pipe's capacity
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    env |= {"SIDECAR_HOME": str(tmp_path), "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+    proc = subprocess.Popen(
+        [SIDECAR], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(b'{"jsonrpc":"2.0","id":0,"method":"info"}\n')
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["id"] == 0  # serving
+        burst = b"".join(b'{"jsonrpc":"2.0","id":%d,"method":"info"}\n' % i for i in range(1, count + 1))
+        proc.stdin.write(burst)
+        proc.stdin.close()
+        time.sleep(1.0)  # not reading yet
+        out = proc.stdout.read()
+        assert proc.wait(EXIT_BOUND_S) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    # Answers may come in any order (the first `info` the loop routes builds its service in a task).
+    assert sorted(json.loads(line)["id"] for line in out.splitlines()) == list(range(1, count + 1))
 
 
 def test_a_database_locked_by_another_process_does_not_hold_the_exit_up(tmp_path: Path) -> None:
