@@ -24,10 +24,11 @@ import anyio
 from sidecar import __version__, logs
 from sidecar.app import Services
 from sidecar.rpc import envelope, stdio
-from sidecar.rpc.dispatcher import Dispatcher, HandleBatch, Pacer, Route, route
+from sidecar.rpc.dispatcher import Dispatcher, HandleBatch
 from sidecar.rpc.early import Early
 from sidecar.rpc.envelope import Notification, Reply, Request
 from sidecar.rpc.framing import DEFAULT_MAX_LINE, Framing, Piece
+from sidecar.rpc.routes import Pacer, Route, route
 from sidecar.services.context import Handler
 from sidecar.wire.methods import METHODS, wire_type
 

@@ -20,8 +20,8 @@ import anyio
 from sidecar import logs
 from sidecar.errors import METHOD_NOT_FOUND
 from sidecar.rpc import envelope
-from sidecar.rpc.dispatcher import Pacer
 from sidecar.rpc.envelope import Notification, Reply, Request
+from sidecar.rpc.routes import Pacer
 
 if TYPE_CHECKING:
     from anyio.abc import ObjectReceiveStream

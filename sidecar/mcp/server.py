@@ -45,8 +45,8 @@ from sidecar.mcp.tools import (
     tools,
 )
 from sidecar.rpc import envelope
-from sidecar.rpc.dispatcher import Pacer
 from sidecar.rpc.envelope import Notification, Reply, Request
+from sidecar.rpc.routes import Pacer
 from sidecar.services.context import Handler
 from sidecar.wire.base import ErrorData
 

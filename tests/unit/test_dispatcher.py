@@ -13,7 +13,8 @@ import pytest
 
 from sidecar.errors import SidecarError
 from sidecar.rpc import envelope
-from sidecar.rpc.dispatcher import Dispatcher, RequestContext, Route, route
+from sidecar.rpc.dispatcher import Dispatcher
+from sidecar.rpc.routes import RequestContext, Route, route
 from sidecar.wire.base import Params
 
 

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from sidecar.errors import INVALID_REQUEST, PARSE_ERROR
 from sidecar.rpc import envelope
-from sidecar.rpc.dispatcher import Dispatcher, RequestContext, route
+from sidecar.rpc.dispatcher import Dispatcher
 from sidecar.rpc.envelope import Batch, Invalid, Notification, Reply, Request
 from sidecar.rpc.framing import Detector, Oversize, Piece, Unframed
+from sidecar.rpc.routes import RequestContext, route
 from sidecar.wire.methods import METHODS
 from tests.protocol_fuzz import Fuzzer
 
