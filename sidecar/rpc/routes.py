@@ -67,7 +67,7 @@ class Route:
         self._params = params_type
         # The handler never suspends: answer it on the read, with no task and no cancel scope.
         self.inline = inline
-        self.called = False  # an inline route's first call runs in a task (see the module docstring)
+        self.called = False  # an inline route's first call runs in a task (see `rpc.dispatcher`)
         # The handler returns the same object while its answer is the same (`MethodSpec.same_result`):
         # the last result it returned is kept with its encoding (`envelope.result_tail`), which
         # answers the next request that gets that same object. Keeping it also keeps its identity
@@ -76,7 +76,7 @@ class Route:
         self.kept: Any = NOTHING
         self.kept_tail = b""
         # What absent params decode to, once, when it holds nothing a handler could change (see
-        # `_holds_nothing`): then every request without params shares it.
+        # the dispatcher's `_holds_nothing`): then every request without params shares it.
         self.no_params: Any = NOTHING
 
     @property
