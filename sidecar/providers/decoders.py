@@ -64,11 +64,8 @@ class _Lines:
             if next_lf >= 0:
                 last = buf.rfind(b"\n")
                 out = bytes(buf[:last]).split(b"\n")
-                del buf[: last + 1]
-            self._scanned = len(buf)
-            if len(buf) > self._limit:
-                raise StreamTooLarge(f"one line exceeded {self._limit} bytes")
-            return out
+                start = last + 1
+            next_lf = -1  # nothing left for the loop below
         while True:
             if next_lf < 0 and next_cr < 0:
                 break
