@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from sidecar import __version__, logs, redact
+from sidecar import __version__, logs
 from sidecar.config import Config, state_dir, with_runtime
 from sidecar.errors import SidecarError
 from sidecar.services.context import CallContext, Handler
@@ -226,19 +226,13 @@ class Services:
         keys = self.keys
 
         async def get_key(provider_id: str, env_var: str | None, account: str | None) -> str:
-            if account is None:  # an endpoint declared with `keychain = false`: the environment only
-                value = os.environ.get(env_var, "").strip() if env_var else ""
-                if not value:
-                    where = (
-                        f"set {env_var} in the sidecar's environment" if env_var else "give it `api_key_env`"
-                    )
-                    message = f"No API key for {provider_id}: {where}."
-                    raise SidecarError("missing_key", message, provider=provider_id)
-                redact.remember(value)
-                return value
-            from_env = keys.from_env(env_var)
+            from_env = keys.from_env(env_var)  # the environment wins, and needs no await
             if from_env is not None:
                 return from_env
+            if account is None:  # an endpoint declared with `keychain = false`: the environment only
+                where = f"set {env_var} in the sidecar's environment" if env_var else "give it `api_key_env`"
+                message = f"No API key for {provider_id}: {where}."
+                raise SidecarError("missing_key", message, provider=provider_id)
             return (await keys.resolve(provider_id, env_var, account=account)).value
 
         return ProviderRegistry(
