@@ -181,6 +181,26 @@ models = ["gpt-4o-mini"]
         assert providers["localai"]["custom"] is True and providers["localai"]["models"] == ["gpt-4o-mini"]
 
 
+def test_an_endpoint_without_the_keychain_takes_its_key_from_the_environment_only(
+    openai: FakeOpenAICompat,
+) -> None:
+    config = f"""
+[endpoints.localai]
+base_url = "{openai.api_base}"
+api_key_env = "LOCALAI_KEY"
+keychain = false
+models = ["gpt-4o-mini"]
+"""
+    ask = {"model": "localai:gpt-4o-mini", "messages": user("custom")}
+    with Sidecar({"LOCALAI_KEY": None}, config=config) as sc:
+        error = sc.call("complete", ask)["error"]["data"]
+        assert error["kind"] == "missing_key" and "set LOCALAI_KEY" in error["message"]
+    assert openai.requests == []
+    with Sidecar({"LOCALAI_KEY": KEY}, config=config) as sc:
+        assert sc.result("complete", ask)["text"] == "Echo: custom"
+    assert openai.requests[-1].headers["authorization"] == f"Bearer {KEY}"
+
+
 def test_eof_ends_the_process_cleanly_within_two_seconds(openai: FakeOpenAICompat) -> None:
     with Sidecar({"OPENAI_BASE_URL": openai.api_base, "OPENAI_API_KEY": KEY}) as sc:
         assert sc.result("info")
