@@ -2,7 +2,9 @@
 """Benchmarks of the stdio pipe: `info` round trips per second, 64 in flight and one at a time.
 
 The floor is a plain msgspec stdio echo server (`--echo`): it reads stdin in chunks, decodes each
-line, encodes an answer carrying the request's id and writes the answers of one read in one call.
+line, encodes an answer carrying the request's id and the sidecar's own `info` result (asked once
+before the rounds, so both servers write the same bytes per answer) and writes the answers of one
+read in one call.
 The host side is the same for both: one thread, raw file descriptors, pre-encoded requests, and
 answers counted by their newlines, so what is measured is the server and the pipe. The two servers
 run in alternating rounds and each figure is the median of its rounds; the client's own CPU per
@@ -23,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 import psutil
 
@@ -34,8 +37,8 @@ Table = list[tuple[str, str, str, str]]
 _READ = 64 * 1024
 
 
-def echo_server() -> None:
-    """The floor: a minimal msgspec JSON-RPC server on stdin/stdout."""
+def echo_server(result_json: str) -> None:
+    """The floor: a minimal msgspec JSON-RPC server on stdin/stdout answering `result_json`."""
     import msgspec
 
     class Req(msgspec.Struct):
@@ -44,12 +47,12 @@ def echo_server() -> None:
 
     class Ans(msgspec.Struct):
         id: int
-        result: dict[str, str]
+        result: dict[str, Any]
         jsonrpc: str = "2.0"
 
     decode = msgspec.json.Decoder(Req).decode
     encode = msgspec.json.Encoder().encode
-    result = {"name": "echo"}
+    result = msgspec.json.decode(result_json)
     rest = b""
     while True:
         chunk = os.read(0, _READ)
@@ -160,6 +163,24 @@ def _interleaved(
             proc.close()
 
 
+def _info_result(env: dict[str, str]) -> str:
+    """The sidecar's `info` result, as JSON."""
+    import json
+
+    proc = _Proc([SIDECAR], env)
+    try:
+        os.write(proc.win, _lines(1)[0])
+        answer = b""
+        while not answer.endswith(b"\n"):
+            size = os.readv(proc.rout, (proc.buf,))
+            if not size:
+                raise RuntimeError("the sidecar closed its stdout")
+            answer += bytes(proc.buf[:size])
+        return json.dumps(json.loads(answer)["result"])
+    finally:
+        proc.close()
+
+
 def bench_pipe(quick: bool = False, env: dict[str, str] | None = None) -> Table:
     import tempfile
 
@@ -169,7 +190,7 @@ def bench_pipe(quick: bool = False, env: dict[str, str] | None = None) -> Table:
         env.setdefault("PATH", os.environ.get("PATH", ""))
         env.setdefault("SIDECAR_HOME", home)
         env.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
-        echo = [sys.executable, str(Path(__file__).resolve()), "--echo"]
+        echo = [sys.executable, str(Path(__file__).resolve()), "--echo", _info_result(env)]
         rounds = 3 if quick else 5
         for window, n in ((64, 20_000 if quick else 50_000), (1, 2_000 if quick else 5_000)):
             side, floor = _interleaved(([SIDECAR], echo), env, n, window, rounds)
@@ -190,10 +211,10 @@ def bench_pipe(quick: bool = False, env: dict[str, str] | None = None) -> Table:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--echo", metavar="RESULT_JSON", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.echo:
-        echo_server()
+    if args.echo is not None:
+        echo_server(args.echo)
         return 0
     sys.path.insert(0, str(ROOT))
     from scripts.bench_common import print_table  # only when run alone
