@@ -3,7 +3,11 @@
 gateway over stdio (`gateway_start`, a client key from `client_key_create`), and the same requests
 go once through the gateway and once straight to the fake upstream with httpx2.
 
-- added latency p50: sequential non-streamed chat completions, gateway minus direct;
+- added latency p50: sequential non-streamed chat completions, gateway minus direct; beside it, in
+  the same run, what is not the gateway's code: the gateway streams upstream for every call (so
+  idle limits, cancellation and partial usage work alike for both), so the same answer streamed
+  straight from the fake; and the limit, that streamed answer through a byte relay
+  (`scripts/byte_relay.py`: the extra process any proxy puts on the path, parsing nothing);
 - the sidecar's CPU per such request (user + system, every thread; psutil around that run);
 - throughput at 32 concurrent requests (requests/s), gateway and direct;
 - stream relay: a pre-rendered OpenAI stream of many deltas, chunks/s received by the client;
@@ -30,6 +34,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -49,6 +54,7 @@ Table = list[tuple[str, str, str, str]]
 BODY = {"model": "openai:gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
 LITELLM_PIECES = 5_000
 DIRECT_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
+STREAMED_BODY = {**DIRECT_BODY, "stream": True, "stream_options": {"include_usage": True}}
 
 
 class Sidecar:
@@ -98,6 +104,28 @@ class Sidecar:
     def close(self) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+class ByteRelay:
+    """`scripts/byte_relay.py` in front of an upstream, in a process of its own."""
+
+    def __init__(self, api_base: str) -> None:
+        upstream = urlsplit(api_base)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "byte_relay.py"),
+                str(upstream.hostname),
+                str(upstream.port),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        self.api_base = f"http://127.0.0.1:{int(self.proc.stdout.readline())}{upstream.path}"
+
+    def close(self) -> None:
+        self.proc.kill()
         self.proc.wait(10)
 
 
@@ -191,6 +219,7 @@ def bench_gateway(quick: bool = False) -> Table:
             Path(home, "config.toml").write_text(config)
         litellm, litellm_note = _start_litellm(fake.api_base, quick)
         sidecar = Sidecar(env)
+        relay = ByteRelay(fake.api_base)
         try:
             key = sidecar.call(1, "client_key_create", {"name": "bench"})["key"]
             started = sidecar.call(2, "gateway_start", {"port": 0})
@@ -203,6 +232,10 @@ def bench_gateway(quick: bool = False) -> Table:
             # Interleaved: each measure runs gateway, direct, LiteLLM back to back.
             via = anyio.run(latencies, gw, gw_headers, BODY, runs, sidecar)
             floor = anyio.run(latencies, direct, direct_headers, DIRECT_BODY, runs)
+            streamed = anyio.run(latencies, direct, direct_headers, STREAMED_BODY, runs)
+            relayed = anyio.run(
+                latencies, relay.api_base + "/chat/completions", direct_headers, STREAMED_BODY, runs
+            )
             lite_lat = anyio.run(latencies, lite, lite_headers, DIRECT_BODY, runs) if litellm else []
             gw_rps = anyio.run(throughput, gw, gw_headers, BODY, total, 32)
             floor_rps = anyio.run(throughput, direct, direct_headers, DIRECT_BODY, total, 32)
@@ -229,15 +262,29 @@ def bench_gateway(quick: bool = False) -> Table:
             lite_rss = litellm.rss() if litellm else 0
         finally:
             sidecar.close()
+            relay.close()
             if litellm:
                 litellm.close()
     p50, f50 = statistics.median(via), statistics.median(floor)
+    s50, r50 = statistics.median(streamed), statistics.median(relayed)
     rows: Table = [
         (
             "gateway chat latency p50",
             f"{p50:.2f} ms",
             f"{f50:.2f} ms (httpx2 direct)",
             f"+{p50 - f50:.2f} ms",
+        ),
+        (
+            "  the same answer streamed, direct",
+            f"{s50:.2f} ms",
+            f"{f50:.2f} ms (httpx2 direct)",
+            f"+{s50 - f50:.2f} ms",
+        ),
+        (
+            "  limit: that stream through a byte relay",
+            f"{r50:.2f} ms",
+            f"{f50:.2f} ms (httpx2 direct)",
+            f"+{r50 - f50:.2f} ms (gateway {p50 - r50:+.2f})",
         ),
         (
             "gateway CPU per chat request (sidecar)",
