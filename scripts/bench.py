@@ -32,7 +32,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_common import enqueue_stream, print_table, stream_body  # noqa: E402
+from scripts.bench_common import BENCH_REQUESTS_PER_MINUTE, enqueue_stream, print_table, stream_body  # noqa: E402
 from scripts.bench_gateway import bench_gateway  # noqa: E402
 from scripts.bench_http import bench_http  # noqa: E402
 from scripts.bench_ledger import bench_ledger  # noqa: E402
@@ -565,7 +565,10 @@ def main() -> int:
     rows: Table = []
     import tempfile
 
-    with tempfile.TemporaryDirectory() as home, FakeOpenAICompat("openai") as fake:
+    with (
+        tempfile.TemporaryDirectory() as home,
+        FakeOpenAICompat("openai", requests_per_minute=BENCH_REQUESTS_PER_MINUTE) as fake,
+    ):
         env = base_env(home, fake)
         rows += bench_spawn(env, spawn_runs)
         rows += bench_pipe(args.quick, env)

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts import bench_litellm  # noqa: E402
-from scripts.bench_common import enqueue_stream, print_table  # noqa: E402
+from scripts.bench_common import BENCH_REQUESTS_PER_MINUTE, enqueue_stream, print_table  # noqa: E402
 from tests.fakes.openai_compat import FakeOpenAICompat  # noqa: E402
 
 SIDECAR = str(Path(sys.executable).with_name("llm-sidecar"))
@@ -218,7 +218,10 @@ def stream_body(pieces: int) -> bytes:
 def bench_gateway(quick: bool = False) -> Table:
     runs, total, pieces = (50, 300, 5_000) if quick else (500, 3_000, 50_000)
     config = os.environ.get("BENCH_GATEWAY_CONFIG", "")
-    with tempfile.TemporaryDirectory() as home, FakeOpenAICompat("openai") as fake:
+    with (
+        tempfile.TemporaryDirectory() as home,
+        FakeOpenAICompat("openai", requests_per_minute=BENCH_REQUESTS_PER_MINUTE) as fake,
+    ):
         env = {
             "PATH": os.environ.get("PATH", ""),
             "SIDECAR_HOME": home,

@@ -178,11 +178,12 @@ def _gateway_rate(pg_url: str, redis_url: str, replicas: int, requests: int) -> 
     upstream), 50 at a time, spread round-robin; the client key has no limit or budget."""
     import httpx2
 
+    from scripts.bench_common import BENCH_REQUESTS_PER_MINUTE
     from tests.fakes.openai_compat import FakeOpenAICompat
     from tests.harness import Sidecar
 
     config = f'[coordination]\nurl = "{redis_url}"\n\n[retry]\nmax_attempts = 1\n'
-    with FakeOpenAICompat("openai") as fake:
+    with FakeOpenAICompat("openai", requests_per_minute=BENCH_REQUESTS_PER_MINUTE) as fake:
         env = {
             "SIDECAR_DATABASE_URL": pg_url,
             "OPENAI_BASE_URL": fake.api_base,

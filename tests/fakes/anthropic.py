@@ -51,6 +51,7 @@ from tests.fakes.http import (
     split_sse_events,
     sse_reply,
 )
+from tests.fakes.request_limit import RequestLimit
 
 __all__ = [
     "API_VERSION",
@@ -743,6 +744,7 @@ class FakeAnthropic(FakeUpstream):
         chunk_delay_s: float = 0.0,
         thinking_tokens: bool = True,
         ping_every: int = 0,
+        requests_per_minute: int = 4000,
     ) -> None:
         super().__init__()
         self.valid_keys: set[str] = set(valid_keys if valid_keys is not None else {VALID_KEY})
@@ -757,6 +759,7 @@ class FakeAnthropic(FakeUpstream):
         self._cached_prefixes: set[str] = set()
         self._seq = 0
         self._lock = threading.Lock()
+        self._request_limit = RequestLimit(requests_per_minute)
         self.route("POST", "/v1/messages", self._messages)
         self.route("GET", "/v1/models", self._list_models)
         self.route("GET", "/v1/models/{model}", self._get_model)
@@ -785,15 +788,14 @@ class FakeAnthropic(FakeUpstream):
 
     def _headers(self, seed: str, input_tokens: int, *, streaming: bool) -> dict[str, str]:
         now = dt.datetime.now(dt.UTC)
-        with self._lock:
-            used = self._seq
+        remaining_requests, full_in_s = self._request_limit.take()
         headers = {
             "content-type": STREAM_CONTENT_TYPE if streaming else "application/json",
             "request-id": _request_id(seed),
             "anthropic-organization-id": self.organization_id,
-            "anthropic-ratelimit-requests-limit": "4000",
-            "anthropic-ratelimit-requests-remaining": str(max(0, 4000 - used)),
-            "anthropic-ratelimit-requests-reset": _rfc3339(now + dt.timedelta(seconds=1)),
+            "anthropic-ratelimit-requests-limit": str(self._request_limit.per_minute),
+            "anthropic-ratelimit-requests-remaining": str(remaining_requests),
+            "anthropic-ratelimit-requests-reset": _rfc3339(now + dt.timedelta(seconds=full_in_s)),
             "anthropic-ratelimit-tokens-limit": "2000000",
             "anthropic-ratelimit-tokens-remaining": str(
                 max(0, 2_000_000 - 1000 * (input_tokens // 1000 + 1))

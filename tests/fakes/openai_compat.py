@@ -71,6 +71,7 @@ from tests.fakes.http import (
     sse_event,
     sse_reply,
 )
+from tests.fakes.request_limit import RequestLimit, go_duration
 
 __all__ = [
     "FIXTURES_DIR",
@@ -901,6 +902,7 @@ class FakeOpenAICompat(FakeUpstream):
         chunk_delay_s: float = 0.0,
         processing_comments: int = 2,
         provider_name: str = "OpenAI",
+        requests_per_minute: int = 5000,
     ) -> None:
         super().__init__()
         if flavor not in PROFILES:
@@ -925,6 +927,7 @@ class FakeOpenAICompat(FakeUpstream):
         self._pending: dict[str, _PendingAuthorization] = {}
         self._seq = 0
         self._seq_lock = threading.Lock()
+        self._request_limit = RequestLimit(requests_per_minute)
         self._register_routes()
 
     @property
@@ -1029,15 +1032,16 @@ class FakeOpenAICompat(FakeUpstream):
         return headers
 
     def _openai_rate_headers(self, input_tokens: int) -> dict[str, str]:
-        limit_requests, limit_tokens = 5000, 4_000_000
+        limit_requests, limit_tokens = self._request_limit.per_minute, 4_000_000
+        remaining_requests, full_in_s = self._request_limit.take()
         return {
             "openai-version": "2020-10-01",
             "openai-processing-ms": "42",
             "x-ratelimit-limit-requests": str(limit_requests),
             "x-ratelimit-limit-tokens": str(limit_tokens),
-            "x-ratelimit-remaining-requests": str(max(0, limit_requests - self._seq)),
+            "x-ratelimit-remaining-requests": str(remaining_requests),
             "x-ratelimit-remaining-tokens": str(max(0, limit_tokens - input_tokens)),
-            "x-ratelimit-reset-requests": "1s",
+            "x-ratelimit-reset-requests": go_duration(full_in_s),
             "x-ratelimit-reset-tokens": "6m0s",
         }
 
