@@ -158,11 +158,16 @@ def _int(text: str | None) -> int | None:
 
 
 class Window(msgspec.Struct, frozen=True):
-    """One limit a provider reported: its size, what is left, and when it refills (epoch seconds)."""
+    """One limit a provider reported: its size, what is left, and when it refills (epoch seconds).
+
+    `next_at`, for a window of requests that refills continuously (OpenAI's and Anthropic's token
+    buckets, whose reset is the time until the bucket is whole again), is when one request is
+    back once nothing remains: a `limit`-th of the way to the reset."""
 
     limit: int | None = None
     remaining: int | None = None
     reset_at: float | None = None
+    next_at: float | None = None
 
     def merged(self, newer: Window) -> Window:
         if newer.limit is not None and newer.remaining is not None and newer.reset_at is not None:
@@ -171,6 +176,7 @@ class Window(msgspec.Struct, frozen=True):
             limit=newer.limit if newer.limit is not None else self.limit,
             remaining=newer.remaining if newer.remaining is not None else self.remaining,
             reset_at=newer.reset_at if newer.reset_at is not None else self.reset_at,
+            next_at=newer.next_at if newer.remaining is not None else self.next_at,
         )
 
     @property
@@ -217,8 +223,10 @@ class ProviderLimits(msgspec.Struct, frozen=True):
             return self.retry_at - now if self.retry_at > now else None
         waits: list[float] = []
         for window in self.windows.values():
-            if window.remaining == 0 and window.reset_at is not None and window.reset_at > now:
-                waits.append(window.reset_at - now)
+            if window.remaining == 0 and window.reset_at is not None:
+                until = window.reset_at if window.next_at is None else window.next_at
+                if until > now:
+                    waits.append(until - now)
         return max(waits) if waits else None
 
 
@@ -276,7 +284,10 @@ _OPENAI_KEYS: Final = tuple(
 _PLAIN_KEYS: Final = ("requests", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 
 
-def _window(h: dict[str, str], keys: tuple[str, str, str, str], now: float) -> Window | None:
+def _window(
+    h: dict[str, str], keys: tuple[str, str, str, str], now: float, bucket: bool = False
+) -> Window | None:
+    """One window from its headers; `bucket`: it refills continuously, one request at a time."""
     _, limit_key, remaining_key, reset_key = keys
     limit, remaining, reset = h.get(limit_key), h.get(remaining_key), h.get(reset_key)
     if limit is None and remaining is None and not reset:
@@ -285,7 +296,10 @@ def _window(h: dict[str, str], keys: tuple[str, str, str, str], now: float) -> W
     reset_at = parse_reset(reset, now) if reset else None
     if limit_n is None and remaining_n is None and reset_at is None:
         return None
-    return Window(limit_n, remaining_n, reset_at)
+    next_at = None
+    if bucket and remaining_n == 0 and limit_n and reset_at is not None:
+        next_at = now + max(0.0, reset_at - now) / limit_n
+    return Window(limit_n, remaining_n, reset_at, next_at)
 
 
 def parse_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]], now: float) -> Observation:
@@ -294,13 +308,15 @@ def parse_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]], now: f
     if not h:
         return _NOTHING
     windows: dict[str, Window] = {}
+    # OpenAI's and Anthropic's request limits are token buckets; OpenRouter's platform limit (the
+    # plain headers: one window of requests) is a fixed window, whole again only at its reset.
     if anthropic:
         for keys in _ANTHROPIC_KEYS:
-            window = _window(h, keys, now)
+            window = _window(h, keys, now, bucket=keys[0] == "requests")
             if window is not None:
                 windows[keys[0]] = window
-    for keys in (*_OPENAI_KEYS, _PLAIN_KEYS):  # OpenRouter's platform limits: one window of requests
-        window = _window(h, keys, now)
+    for keys in (*_OPENAI_KEYS, _PLAIN_KEYS):
+        window = _window(h, keys, now, bucket=keys is not _PLAIN_KEYS and keys[0] == "requests")
         if window is not None:
             ours = keys[0]
             older = windows.get(ours)

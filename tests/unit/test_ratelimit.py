@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from sidecar.core.ratelimit import (
+    ProviderLimits,
     RateLimitTracker,
     Window,
     parse_go_duration,
@@ -228,3 +229,72 @@ def test_blocked_for_by_retry_after_else_by_exhausted_windows() -> None:
     told = ProviderLimits("p", windows=exhausted.windows, retry_at=100.4)
     assert told.blocked_s(100.0) is not None and abs(told.blocked_s(100.0) - 0.4) < 1e-9  # type: ignore[operator]
     assert told.blocked_s(101.0) is None
+
+
+def test_a_spent_bucket_of_requests_gives_one_back_a_limit_th_of_the_way_to_its_reset() -> None:
+    # OpenAI and Anthropic refill continuously and reset when whole again: with 5,000 a minute
+    # spent, one request is back in 12 ms, not in the minute (OpenAI's sample: 60, 59 left, "1s").
+    openai = parse_headers(
+        {
+            "x-ratelimit-limit-requests": "5000",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "1m0s",
+            "x-ratelimit-limit-tokens": "4000000",
+            "x-ratelimit-remaining-tokens": "3999990",
+            "x-ratelimit-reset-tokens": "6m0s",
+        },
+        NOW,
+    )
+    assert openai.windows["requests"] == Window(5000, 0, NOW + 60, NOW + 0.012)
+    spent = ProviderLimits("openai", windows=openai.windows)
+    assert spent.blocked_s(NOW) == pytest.approx(0.012, abs=1e-6)
+    assert spent.blocked_s(NOW + 0.02) is None
+    anthropic = parse_headers(
+        {
+            "anthropic-ratelimit-requests-limit": "4000",
+            "anthropic-ratelimit-requests-remaining": "0",
+            "anthropic-ratelimit-requests-reset": "2025-08-21T12:41:00Z",
+        },
+        NOW,
+    )
+    assert ProviderLimits("anthropic", windows=anthropic.windows).blocked_s(NOW) == pytest.approx(
+        0.015, abs=1e-6
+    )
+
+
+def test_spent_tokens_and_fixed_windows_wait_for_their_reset() -> None:
+    # A request needs many tokens, not one; OpenRouter's platform limit is a fixed window.
+    tokens = parse_headers(
+        {
+            "x-ratelimit-limit-tokens": "4000000",
+            "x-ratelimit-remaining-tokens": "0",
+            "x-ratelimit-reset-tokens": "6m0s",
+        },
+        NOW,
+    )
+    assert ProviderLimits("openai", windows=tokens.windows).blocked_s(NOW) == 360.0
+    fixed = parse_headers(
+        {
+            "X-RateLimit-Limit": "20",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int((NOW + 30) * 1000)),
+        },
+        NOW,
+    )
+    assert ProviderLimits("openrouter", windows=fixed.windows).blocked_s(NOW) == pytest.approx(30.0)
+
+
+def test_a_later_answer_without_a_count_keeps_when_a_request_is_back() -> None:
+    tracker = RateLimitTracker(Clock(NOW))
+    tracker.observe(
+        "openai",
+        200,
+        {
+            "x-ratelimit-limit-requests": "100",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "1m0s",
+        },
+    )
+    tracker.observe("openai", 200, {"x-ratelimit-limit-requests": "100"})
+    state = tracker.get("openai")
+    assert state is not None and state.blocked_s(NOW) == pytest.approx(0.6, abs=1e-6)
