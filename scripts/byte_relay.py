@@ -35,7 +35,9 @@ class _Side(asyncio.Protocol):
         transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        if self.peer is not None and self.peer.transport is not None:
+        # Until `connected` has handed the peer what came first, later bytes queue behind it: a
+        # request's body must not overtake its head while the upstream connection is being made.
+        if self.peer is not None and self.peer.transport is not None and not self._early:
             self.peer.transport.write(data)
         else:
             self._early.append(data)
