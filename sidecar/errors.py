@@ -157,6 +157,7 @@ class ProviderError(SidecarError):
         upstream_request_id: str | None = None,
         details: dict[str, object] | None = None,
         final: bool = False,
+        streaming_refused: bool = False,
     ) -> None:
         super().__init__(
             kind,
@@ -170,6 +171,8 @@ class ProviderError(SidecarError):
         # Retrying cannot help (an answer over the size caps would be as large again), and the
         # provider did answer: no retry, and no failure counted against it.
         self.final = final
+        # The upstream refused to stream this request and would answer it whole.
+        self.streaming_refused = streaming_refused
 
     def data(self) -> ErrorData:
         data = super().data()

@@ -4,7 +4,8 @@ A provider turns `CompleteParams` into its own request, sends it through the sha
 and yields `ProviderEvent`s (the contract's deltas plus finish, continuation and metadata).
 `stream` streams upstream; `complete` makes the upstream's non-streaming call and yields the same
 events from the whole answer, so one assembler serves both. (The chat service streams for both of
-its methods, so cancellation and idle limits behave alike; `complete` serves direct callers.)
+its methods, so cancellation and idle limits behave alike; it calls `complete` for a model the
+upstream refuses to stream.)
 Keys are fetched per call through `KeyGetter`, so a key set a moment ago is used at once.
 
 Must not know: stdin/stdout, the keychain's implementation, the ledger, retry policy.

@@ -70,6 +70,7 @@ class UpstreamError(msgspec.Struct, frozen=True):
     status_text: str | None = None
     reason: str | None = None
     retry_delay_s: float | None = None
+    param: str | None = None  # the request field it is about (OpenAI's `param`)
 
 
 def parse_duration_s(text: str) -> float | None:
@@ -107,10 +108,12 @@ def read_error_body(body: bytes | Any) -> UpstreamError:
             reason = str(detail["reason"])
         elif kind.endswith("RetryInfo") and isinstance(detail.get("retryDelay"), str):
             retry = parse_duration_s(detail["retryDelay"])
+    param = err.get("param")
     metadata = err.get("metadata")
     if isinstance(metadata, dict):
         reason = reason or (str(metadata["error_type"]) if metadata.get("error_type") else None)
         raw = metadata.get("raw")
+        param = param or _raw_param(raw)
         message = str(err.get("message") or "")
         if isinstance(raw, str) and raw and raw not in message:
             message = f"{message}: {raw}" if message else raw
@@ -123,7 +126,20 @@ def read_error_body(body: bytes | Any) -> UpstreamError:
         status_text=str(err["status"]) if err.get("status") else None,
         reason=reason,
         retry_delay_s=retry,
+        param=param if isinstance(param, str) and param else None,
     )
+
+
+def _raw_param(raw: object) -> object:
+    """The `param` of the upstream's own error that OpenRouter passes on as text in `raw`."""
+    if not isinstance(raw, str) or '"param"' not in raw:
+        return None
+    try:
+        inner = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    err = inner.get("error") if isinstance(inner, dict) else None
+    return err.get("param") if isinstance(err, dict) else None
 
 
 def retry_after_s(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -236,4 +252,7 @@ def provider_error(
         details={"upstream_type": err.type or err.status_text or err.reason}
         if (err.type or err.status_text or err.reason)
         else None,
+        # A model some accounts may not stream (OpenAI's o3 and gpt-5 for an organization that is
+        # not verified) is refused with a 400 about `stream`; the same call without it is answered.
+        streaming_refused=status == 400 and err.param == "stream",
     )

@@ -6,7 +6,10 @@ and only `stream` relays them. Streaming `complete` too means cancelling it clos
 the upstream notices at once (llama.cpp only notices a disconnect in a stream; it went on
 generating thousands of tokens for a cancelled non-streamed call), and the first-byte and idle
 limits bound both methods alike. Each attempt's upstream call lives inside the request's cancel
-scope, so cancelling the request closes the upstream connection.
+scope, so cancelling the request closes the upstream connection. A model the upstream refuses to
+stream (OpenAI's o3 and gpt-5 for an organization that is not verified) is asked again at once
+without streaming, and for an hour after that straight away (`core.stream_refusals`); `stream`
+then relays the whole answer when it is complete.
 
 Resilience: a request tries its model, then each fallback (the request's `fallback`, else
 config.toml's), skipping a provider whose circuit is open, waiting for client-side limits, and
@@ -37,6 +40,7 @@ from sidecar.core.assemble import RELAYED, AnswerTooLarge, Assembler, ProviderEv
 from sidecar.core.limiter import Limiter, Permit
 from sidecar.core.models import ModelRef, parse_model
 from sidecar.core.router import router_name
+from sidecar.core.stream_refusals import StreamRefusals
 from sidecar.errors import ProviderError, SidecarError
 from sidecar.providers.base import Provider, ProviderSpec
 from sidecar.providers.errors import display
@@ -184,6 +188,7 @@ class ChatService:
         self._resolved_specs: Mapping[str, ProviderSpec] | None = None
         self._resolved: dict[str, ModelRef] = {}
         self._timeouts_cache: dict[tuple[float | None, bool], Timeouts] = {}
+        self.stream_refusals = StreamRefusals()
 
     def handlers(self) -> dict[str, Handler]:
         return {"complete": self.complete, "stream": self.stream}
@@ -619,14 +624,18 @@ class ChatService:
         assembler: Assembler,
     ) -> ChatResult:
         """One upstream call, its events pumped into `assembler` (and relayed to `ctx`, if any)."""
-        # Both methods stream from the upstream (see the module docstring).
-        timeouts = self.timeouts(params)
         tries.sent = True
         tries.usage_estimated = False
-        events = provider.stream(ref.model, params, timeouts)
+        whole = self.stream_refusals.refuses(ref.provider, ref.model)
         try:
-            async with contextlib.aclosing(events):
-                await self._pump(events, assembler, ctx, tries.on_start)
+            try:
+                await self._relay(provider, ref, params, whole, assembler, ctx, tries)
+            except ProviderError as exc:
+                if whole or not exc.streaming_refused or assembler.started:
+                    raise
+                self.stream_refusals.note(ref.provider, ref.model)
+                _log.info("streaming refused, asking without", provider=ref.provider, model=ref.model)
+                await self._relay(provider, ref, params, True, assembler, ctx, tries)
         except AnswerTooLarge as exc:
             raise too_large(ref.provider, f"more than {exc.limit:,} characters") from None
         if assembler.usage is None:
@@ -635,6 +644,25 @@ class ChatService:
             assembler.usage = estimate_usage(params, assembler)
             tries.usage_estimated = True
         return assembler.result(provider=ref.provider, model=ref.model)
+
+    async def _relay(
+        self,
+        provider: Provider,
+        ref: ModelRef,
+        params: CompleteParams,
+        whole: bool,
+        assembler: Assembler,
+        ctx: CallContext | None,
+        tries: _Tries,
+    ) -> None:
+        """Stream from the upstream (both methods do: see the module docstring), or with `whole`
+        make its non-streaming call, which yields the same events once the answer is complete."""
+        if whole:
+            events = provider.complete(ref.model, params, self.timeouts(params, stream=False))
+        else:
+            events = provider.stream(ref.model, params, self.timeouts(params))
+        async with contextlib.aclosing(events):
+            await self._pump(events, assembler, ctx, tries.on_start)
 
     async def _acquire(
         self,

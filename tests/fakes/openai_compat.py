@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
 from tests.fakes import embeddings
 from tests.fakes.behaviour import (
@@ -75,6 +75,7 @@ from tests.fakes.request_limit import RequestLimit, go_duration
 
 __all__ = [
     "FIXTURES_DIR",
+    "OPENAI_STREAM_REFUSED",
     "ErrorKind",
     "FakeOpenAICompat",
     "Flavor",
@@ -243,6 +244,19 @@ _OPENAI_QUOTA = (
     "You exceeded your current quota, please check your plan and billing details. For more information on "
     "this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors."
 )
+# OpenAI's answer when an organization that has not been verified streams a model that needs it
+# (o3, gpt-5...), as users have reported it (charmbracelet/crush#422, pal-mcp-server#134); the same
+# request without streaming is answered. OpenRouter passes it on inside its own envelope.
+OPENAI_STREAM_REFUSED: Final[Json] = {
+    "error": {
+        "message": "Your organization must be verified to stream this model. Please go to: "
+        "https://platform.openai.com/settings/organization/general and click on Verify Organization. "
+        "If you just verified, it can take up to 15 minutes for access to propagate.",
+        "type": "invalid_request_error",
+        "param": "stream",
+        "code": "unsupported_value",
+    }
+}
 _OPENROUTER_RAW_429 = (
     "google/gemini-2.0-flash-exp:free is temporarily rate-limited upstream. Please retry shortly, or add "
     "your own key to accumulate your rate limits: https://openrouter.ai/settings/integrations"
@@ -889,6 +903,9 @@ class FakeOpenAICompat(FakeUpstream):
     the provider fails. ``behaviour`` maps a ``Conversation`` to a ``Plan`` (default: the shared
     deterministic model). ``chunk_delay_s`` paces generated streams; ``edit_stream`` may rewrite
     the framed events of every generated stream (to insert ``Pause``/``Stall``/``Abort``).
+    A streamed chat request for a model in ``stream_refused_models`` is refused as OpenAI refuses
+    an organization that is not verified (``OPENAI_STREAM_REFUSED``); without streaming it is
+    answered.
     """
 
     def __init__(
@@ -924,6 +941,8 @@ class FakeOpenAICompat(FakeUpstream):
         self.provider_name = provider_name
         self.edit_stream: Callable[[list[bytes]], list[Part]] | None = None
         self.key_info_overrides: dict[str, Json] = {}
+        # Models whose streamed chat requests are refused as an unverified organization's are.
+        self.stream_refused_models: set[str] = set()
         self._pending: dict[str, _PendingAuthorization] = {}
         self._seq = 0
         self._seq_lock = threading.Lock()
@@ -1058,7 +1077,24 @@ class FakeOpenAICompat(FakeUpstream):
         model = str(body["model"])
         if self.strict_models and model not in self.models:
             return self._unknown_model(model)
+        if body.get("stream") is True and model in self.stream_refused_models:
+            return self._stream_refused()
         return self._render_chat(req, body, model)
+
+    def _stream_refused(self) -> Reply:
+        if self.flavor != "openrouter":
+            return json_reply(
+                400, OPENAI_STREAM_REFUSED, {"x-request-id": "req_" + stable_hex("refused", length=32)}
+            )
+        raw = json.dumps(OPENAI_STREAM_REFUSED, indent=2)
+        envelope = {
+            "code": 400,
+            "message": "Provider returned error",
+            "metadata": {"raw": raw, "provider_name": "OpenAI"},
+        }
+        return json_reply(
+            400, {"error": envelope, "user_id": "user_fake"}, {"access-control-allow-origin": "*"}
+        )
 
     def _unknown_model(self, model: str) -> Reply:
         if self.flavor == "openrouter":

@@ -235,6 +235,53 @@ def test_a_retry_after_beyond_the_cap_is_reported_not_waited(openai: FakeOpenAIC
     assert len(openai.requests) == 2  # the warm-up and the 429, never a retry
 
 
+# -- a model the upstream refuses to stream ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flavor", ["openai", "openrouter"])
+def test_a_model_refused_streaming_is_asked_again_without_then_straight_away(flavor: str) -> None:
+    # OpenAI refuses to stream o3 for an organization that is not verified, directly or through
+    # OpenRouter; both methods still answer, `stream` with the whole answer at once.
+    prefix = "OPENAI" if flavor == "openai" else "OPENROUTER"
+    with FakeOpenAICompat(flavor) as fake:  # type: ignore[arg-type]
+        fake.stream_refused_models.add("o3")
+        key = next(iter(fake.valid_keys))
+        s = stack(env={f"{prefix}_BASE_URL": fake.api_base, f"{prefix}_API_KEY": key})
+
+        async def body() -> None:
+            ctx = Ctx()
+            streamed = await stream(s, params(f"{flavor}:o3"), ctx)
+            assert streamed.text == "Echo: hello there"
+            assert [(a.ok, a.error) for a in streamed.attempts] == [(True, None)]
+            assert "".join(e["text"] for e in ctx.of("text_delta")) == "Echo: hello there"
+            [usage] = ctx.of("usage")
+            assert usage["output_tokens"] == streamed.usage.output_tokens > 0
+            assert not streamed.usage_estimated  # the whole answer's own usage
+            completed = await s.chat.complete(params(f"{flavor}:o3"), Ctx())
+            assert completed.text == "Echo: hello there"
+            assert (await stream(s, params(f"{flavor}:gpt-4o-mini"))).text == "Echo: hello there"
+            await s.http.aclose()
+
+        run(body)
+        # The refused stream, the same call whole; then whole at once; another model still streams.
+        assert [r.json().get("stream") for r in fake.requests] == [True, None, None, True]
+        assert s.resilience.breakers.get(flavor).snapshot().consecutive_failures == 0
+
+
+def test_another_bad_request_is_not_asked_again(openai: FakeOpenAICompat) -> None:
+    refused = error_reply(400, "openai", "bad_request", message="Unsupported value: 'temperature'.")
+    openai.enqueue(refused)
+    s = stack(env=env_for(openai))
+
+    async def body() -> None:
+        err = await failing(stream(s, params()))
+        assert err.kind == "invalid_request"
+        await s.http.aclose()
+
+    run(body)
+    assert len(openai.requests) == 1
+
+
 # -- no retry after the first token ------------------------------------------------------------------------
 
 

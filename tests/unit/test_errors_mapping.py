@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.providers.errors import parse_duration_s, provider_error, retry_after_s
+from tests.fakes.openai_compat import OPENAI_STREAM_REFUSED
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -189,3 +190,25 @@ def test_in_stream_errors() -> None:
         == "provider_error"
     )
     assert "in the stream" in provider_error("openai", 0, {"error": {"message": "boom"}}).message
+
+
+def test_a_refusal_to_stream_is_told_apart_from_other_bad_requests() -> None:
+    err = provider_error("openai", 400, OPENAI_STREAM_REFUSED)
+    assert err.kind == "invalid_request" and err.streaming_refused
+    assert "must be verified to stream" in err.message
+    # OpenRouter passes the upstream's error on as text inside its own envelope.
+    wrapped = {
+        "error": {
+            "code": 400,
+            "message": "Provider returned error",
+            "metadata": {"raw": json.dumps(OPENAI_STREAM_REFUSED), "provider_name": "OpenAI"},
+        }
+    }
+    assert provider_error("openrouter", 400, wrapped).streaming_refused
+    other_param = {"error": {**OPENAI_STREAM_REFUSED["error"], "param": "temperature"}}
+    assert not provider_error("openai", 400, other_param).streaming_refused
+    # Only a 400 says the request itself was refused; a 500 naming `stream` is a server fault.
+    assert not provider_error("openai", 500, OPENAI_STREAM_REFUSED).streaming_refused
+    broken_raw = {"error": {"code": 400, "message": "x", "metadata": {"raw": '{"param": "stream"'}}}
+    assert not provider_error("openrouter", 400, broken_raw).streaming_refused
+    assert not provider_error("openai", 400, OPENAI_401).streaming_refused
