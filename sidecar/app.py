@@ -209,9 +209,13 @@ class Services:
 
     @cached_property
     def http(self) -> HttpClient:
+        from sidecar.core.proxy import Proxies
         from sidecar.providers.http import HttpClient, PoolSettings
 
-        return HttpClient(f"llm-sidecar/{__version__}", PoolSettings.from_config(self.config))
+        proxies = Proxies(self.config.http.proxy, self.config.http.no_proxy, self.env)
+        for proxy in proxies.configured:
+            _log.info("upstream requests go through a proxy", proxy=proxy.shown)
+        return HttpClient(f"llm-sidecar/{__version__}", PoolSettings.from_config(self.config), proxies)
 
     @cached_property
     def keys(self) -> KeyResolver:

@@ -108,7 +108,8 @@ class Http(Wire, forbid_unknown_fields=True):
     bottleneck, not the provider: no breaker failure, no retry). `max_body_mb` caps what is held at
     once (a whole non-streamed body, one SSE event or NDJSON line); `max_answer_chars` caps the
     text, thinking and tool arguments of one answer. Past either, the request fails as
-    `provider_error` and is not retried."""
+    `provider_error` and is not retried. `proxy` is the HTTP proxy for upstream requests (by
+    default the environment's; `core.proxy` decides per request)."""
 
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 100
     # None: as many as `max_connections`, so a warm pool never reconnects (a TLS handshake each).
@@ -116,6 +117,9 @@ class Http(Wire, forbid_unknown_fields=True):
     pool_wait_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     max_body_mb: Annotated[float, msgspec.Meta(gt=0)] = 64.0
     max_answer_chars: Annotated[int, msgspec.Meta(ge=1)] = 8_000_000
+    # None: the environment's HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; "none": no proxy at all.
+    proxy: str | None = None
+    no_proxy: list[str] = msgspec.field(default_factory=list)  # reached directly, beside NO_PROXY
 
 
 class Retry(Wire, forbid_unknown_fields=True):
@@ -289,6 +293,10 @@ def read(path: str) -> Config:
     problem = base_url_problems(config)
     if problem:
         raise ConfigError(f"{path}: {problem}")
+    proxy = config.http.proxy
+    problem = proxy_problem(proxy) if proxy and proxy.strip().lower() != "none" else None
+    if problem:
+        raise ConfigError(f"{path}: [http] proxy {problem}")
     return config
 
 
@@ -328,6 +336,32 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def proxy_url(value: str) -> str:
+    """A proxy setting as a URL: a bare `host:port` means http."""
+    text = value.strip()
+    return text if "://" in text else "http://" + text
+
+
+def proxy_problem(value: str) -> str | None:
+    """Why `value` cannot be a proxy (None when it can): it must be `http://[user:password@]host[:port]`.
+    The message never repeats the value, which may hold a password."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(proxy_url(value))
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return "is not a proxy URL (http://host:port)"
+    if not parts.hostname:
+        return "is not a proxy URL (http://host:port)"
+    if parts.scheme != "http":
+        return (
+            f"is a {parts.scheme}:// proxy; only http:// proxies are supported "
+            "(https upstreams still reach the provider encrypted, through a CONNECT tunnel)"
+        )
+    return None
 
 
 def base_url_problem(url: str, *, allow_insecure: bool = False) -> str | None:

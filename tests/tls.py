@@ -1,5 +1,6 @@
-"""TLS for tests and benchmarks: a self-signed certificate for 127.0.0.1, made at run time, and a
-one-answer HTTPS server that presents it (so nothing secret or long-lived is checked in)."""
+"""TLS for tests and benchmarks: a self-signed certificate for 127.0.0.1 (and any host names asked
+for), made at run time, and a one-answer HTTPS server that presents it (so nothing secret or
+long-lived is checked in)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def make_certificate(folder: Path) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1, made now."""
+def make_certificate(folder: Path, names: tuple[str, ...] = ()) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and the DNS `names`, made now."""
     import ipaddress
 
     from cryptography import x509
@@ -33,7 +34,10 @@ def make_certificate(folder: Path) -> tuple[str, str]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(hours=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), *(x509.DNSName(n) for n in names)]
+            ),
+            False,
         )
         .sign(key, hashes.SHA256())
     )

@@ -1,10 +1,11 @@
 """`llm-sidecar doctor`: is everything the sidecar needs in place here? One line per check.
 
 Python; the keychain's backend and whether it can be read (unlocked); the D-Bus variables the
-Linux keychain needs; the state directory and config file; Ollama; each configured provider's key,
-present and valid (checked upstream, as `validate_key` does); the HTTP gateway's port. The checks
-go through the same handlers as the JSON-RPC methods (`info`, `list_keys`, `validate_key`,
-`ollama_status`). Exit status 1 when a check fails (warnings do not count).
+Linux keychain needs; the state directory and config file; the upstream proxy; Ollama; each
+configured provider's key, present and valid (checked upstream, as `validate_key` does); the HTTP
+gateway's port. The checks go through the same handlers as the JSON-RPC methods (`info`,
+`list_keys`, `validate_key`, `ollama_status`). Exit status 1 when a check fails (warnings do not
+count).
 
 Must not know: providers, how keys are stored.
 """
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Final, Literal
 
 from sidecar.cli.common import Session, run_session
+from sidecar.config import Http
+from sidecar.core.proxy import Proxies, ProxyProblem
 from sidecar.errors import SidecarError
 from sidecar.wire.catalog import InfoResult
 
@@ -50,6 +53,7 @@ async def _doctor(session: Session, *, offline: bool) -> int:
     checks: list[Check] = [python_check()]
     checks += paths_checks(await session.call("info"))
     checks += dbus_checks(dict(os.environ), sys.platform)
+    checks.append(proxy_check(session.services.config.http, dict(os.environ)))
     checks += await keychain_checks(session, offline=offline)
     checks.append(await ollama_check(session))
     checks.append(port_check(GATEWAY_PORT))
@@ -77,6 +81,15 @@ def paths_checks(info: InfoResult) -> list[Check]:
         state = Check("ok", "state directory", f"{home} (created on first use)")
     where = f"{config}" if config.is_file() else f"{config} (absent: defaults in use)"
     return [state, Check("ok", "config file", where), Check("-", "log level", info.log_level or "info")]
+
+
+def proxy_check(http: Http, env: dict[str, str]) -> Check:
+    """The proxy a cloud provider is reached through (never its credentials)."""
+    try:
+        proxy = Proxies(http.proxy, http.no_proxy, env).for_url("https://provider.invalid/")
+    except ProxyProblem as exc:
+        return Check("FAIL", "proxy", str(exc))
+    return Check("-", "proxy", proxy.shown if proxy else "none: providers are reached directly")
 
 
 def dbus_checks(env: dict[str, str], platform: str) -> list[Check]:

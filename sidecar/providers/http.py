@@ -10,8 +10,8 @@ own stack, and no request or response object of another client is built per call
 (or in the background after the first answer, `warm`), never before the sidecar can answer; every
 provider's pool shares one TLS trust. Transport failures become `network_error` / `timeout` here;
 HTTP error statuses become contract kinds in `providers.errors`. Observers see every response's
-headers (rate-limit tracking). Redirects are not followed; proxies from the environment are not
-used (`trust_env` off).
+headers (rate-limit tracking). Redirects are not followed. An HTTP proxy is used where
+`core.proxy` says (`[http] proxy`, else the environment's `HTTPS_PROXY` and friends).
 
 Pools: each provider has its own (`[http] max_connections`, per provider overridable; at most
 `max_keepalive` idle connections kept, all by default, so a warm pool opens none), so a flood of
@@ -49,15 +49,25 @@ from sidecar.providers.errors import display, provider_error
 if TYPE_CHECKING:
     import ssl
 
+    from sidecar.core.proxy import Proxies
     from sidecar.providers.pool import Answer, Pool
 
 MAX_ERROR_BODY: Final = 64 * 1024
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 HeadersObserver = Callable[[str, int, Mapping[str, str]], None]
 # What can fail beneath the seam: no free pooled connection, connecting, the server's certificate,
-# the answer not starting (or stalling) in time, a large upload, the connection lost midway.
+# the answer not starting (or stalling) in time, a large upload, the connection lost midway; or
+# the proxy in between.
 Failure = Literal[
-    "pool", "connect_timeout", "connect", "certificate", "read_timeout", "write_timeout", "lost", "other"
+    "pool",
+    "connect_timeout",
+    "connect",
+    "certificate",
+    "proxy",
+    "read_timeout",
+    "write_timeout",
+    "lost",
+    "other",
 ]
 
 
@@ -126,7 +136,10 @@ def _tls_trust() -> ssl.SSLContext | bool:
 
 
 class HttpClient:
-    def __init__(self, user_agent: str, pools: PoolSettings | None = None) -> None:
+    def __init__(
+        self, user_agent: str, pools: PoolSettings | None = None, proxies: Proxies | None = None
+    ) -> None:
+        self._proxies = proxies
         self._pools: dict[str, Pool] = {}
         self._tls: ssl.SSLContext | bool | None = None
         self._user_agent = user_agent
@@ -150,7 +163,7 @@ class HttpClient:
                 self._tls = _tls_trust()
             size = self.pools.connections(provider)
             keep = size if self.pools.max_keepalive is None else min(size, self.pools.max_keepalive)
-            pool = Pool(size, keep, self._tls, self._user_agent)
+            pool = Pool(size, keep, self._tls, self._user_agent, self._proxies)
             self._pools[provider] = pool
         return pool
 
@@ -374,6 +387,13 @@ def transport_error(
             "network_error",
             f"The TLS certificate of {name}'s server could not be verified, so nothing was sent."
             " Behind a proxy that inspects TLS, add its authority with SSL_CERT_FILE.",
+            provider=provider,
+        )
+    if what == "proxy":
+        return ProviderError(
+            "network_error",
+            f"Could not reach {name} through the proxy: {exc}. Check [http] proxy in config.toml, or"
+            " HTTPS_PROXY and NO_PROXY in the sidecar's environment.",
             provider=provider,
         )
     if what == "connect":

@@ -26,7 +26,9 @@ What a pool guarantees, in the seam's terms (`Failure`, which `providers.http` m
   connect + write + read limits, or `write_timeout`.
 - Closing an answer not read to its end closes its connection (so cancelling a stream hangs up on
   the upstream); an answer read whole returns its connection to the pool.
-- Redirects are not followed, cookies are not kept, proxies from the environment are not used.
+- Redirects are not followed, cookies are not kept. A request that `core.proxy` sends through a
+  proxy goes through the session (aiohttp opens the `CONNECT` tunnel); the direct path is for
+  requests that connect straight to the upstream.
 
 Sessions are bound to the event loop that made them; a pool used from a new loop (tests run
 several) gets a new session there.
@@ -51,6 +53,7 @@ from aiohttp.http_writer import _serialize_headers
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from sidecar.core.proxy import Proxies, Proxy, ProxyProblem
 from sidecar.providers.http import Failure, Timeouts, TransportFailure
 
 _SMALL_BODY: Final = 64 * 1024  # a request body the socket's buffers take at once
@@ -156,8 +159,16 @@ class Pool:
     """One provider's pool: `size` connections, `keepalive` of them kept idle, one TLS trust (a
     context, or `True` for aiohttp's own verified one), `user_agent` on every request."""
 
-    def __init__(self, size: int, keepalive: int, tls: ssl.SSLContext | bool, user_agent: str) -> None:
+    def __init__(
+        self,
+        size: int,
+        keepalive: int,
+        tls: ssl.SSLContext | bool,
+        user_agent: str,
+        proxies: Proxies | None = None,
+    ) -> None:
         self._size = size
+        self._proxies = proxies
         self._keepalive = keepalive
         self._tls = tls
         self._user_agent = user_agent
@@ -209,6 +220,12 @@ class Pool:
         pool_wait_s: float | None,
     ) -> Answer:
         """Send one request and answer once its headers are in (the body is read from the `Answer`)."""
+        proxy = None
+        if self._proxies is not None:
+            try:
+                proxy = self._proxies.for_url(url)
+            except ProxyProblem as exc:
+                raise TransportFailure("proxy", str(exc)) from None
         session = self._session_here()
         slots = self._slots
         if slots.locked():
@@ -222,13 +239,13 @@ class Pool:
         first_s, idle_s = timeouts.read_s, timeouts.body_s
         response: aiohttp.ClientResponse | _Direct
         target = None
-        if method == "POST" and body is not None and len(body) <= _SMALL_BODY:
+        if proxy is None and method == "POST" and body is not None and len(body) <= _SMALL_BODY:
             target = self._target(session, url)
         try:
             if target is not None and body is not None:
                 response = await self._send_direct(session, target, headers, body, timeouts)
             else:
-                response = await self._send_session(session, method, url, headers, body, timeouts)
+                response = await self._send_session(session, method, url, headers, body, timeouts, proxy)
         except BaseException:
             slots.release()  # no answer holds the place
             raise
@@ -251,8 +268,9 @@ class Pool:
         headers: Mapping[str, str],
         body: bytes | None,
         timeouts: Timeouts,
+        proxy: Proxy | None = None,
     ) -> aiohttp.ClientResponse:
-        """Any other request, through aiohttp's session (a large body, a GET)."""
+        """Any other request, through aiohttp's session (a large body, a GET, a proxied request)."""
         send = session.request(
             method,
             self._url(url),
@@ -260,6 +278,10 @@ class Pool:
             data=body,
             allow_redirects=False,
             timeout=self._client_timeout(timeouts),
+            proxy=proxy.url if proxy is not None else None,
+            proxy_headers={"Proxy-Authorization": proxy.authorization}
+            if proxy is not None and proxy.authorization
+            else None,
         )
         try:
             if body is None or len(body) <= _SMALL_BODY:
@@ -417,6 +439,15 @@ def _abandon(session: aiohttp.ClientSession | None) -> None:
 
 def _failure(exc: aiohttp.ClientError) -> TransportFailure:
     what: Failure
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        # Said in the sidecar's own words: aiohttp's message may quote the proxy's URL.
+        if exc.status == 407:
+            said = "the proxy wants credentials it was not given, or refused them (HTTP 407)"
+        else:
+            said = f"the proxy refused the connection (HTTP {exc.status})"
+        return TransportFailure("proxy", said, type(exc).__name__)
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return TransportFailure("proxy", "the proxy could not be reached", type(exc).__name__)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         what = "certificate"
     elif isinstance(exc, aiohttp.ConnectionTimeoutError):

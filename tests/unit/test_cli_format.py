@@ -8,8 +8,9 @@ import types
 import pytest
 
 from sidecar.cli.common import human_bytes, table
-from sidecar.cli.doctor import dbus_checks
+from sidecar.cli.doctor import Check, dbus_checks, proxy_check
 from sidecar.cli.pull import ProgressBar
+from sidecar.config import Http
 from sidecar.wire.local import PullProgressParams
 
 
@@ -57,6 +58,14 @@ def test_dbus_check_warns_per_missing_variable_on_linux_only() -> None:
         ("ok", "XDG_RUNTIME_DIR"),
     ]
     assert dbus_checks({}, "darwin") == [] and dbus_checks({}, "win32") == []
+
+
+def test_proxy_check_names_the_proxy_without_its_password_or_says_why_it_cannot_be_used() -> None:
+    env = {"HTTPS_PROXY": "http://corp:s3cret@proxy.corp:3128"}
+    assert proxy_check(Http(), env) == Check("-", "proxy", "http://proxy.corp:3128 (from HTTPS_PROXY)")
+    assert proxy_check(Http(proxy="none"), env).detail == "none: providers are reached directly"
+    bad = proxy_check(Http(), {"https_proxy": "https://corp:s3cret@proxy.corp"})
+    assert bad.status == "FAIL" and "only http:// proxies" in bad.detail and "s3cret" not in bad.detail
 
 
 def test_a_command_module_with_its_own_main_gets_the_raw_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
