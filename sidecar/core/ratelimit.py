@@ -162,12 +162,14 @@ class Window(msgspec.Struct, frozen=True):
 
     `next_at`, for a window of requests that refills continuously (OpenAI's and Anthropic's token
     buckets, whose reset is the time until the bucket is whole again), is when one request is
-    back once nothing remains: a `limit`-th of the way to the reset."""
+    back once nothing remains: a `limit`-th of the way to the reset; `every_s` is that refill time
+    of one request."""
 
     limit: int | None = None
     remaining: int | None = None
     reset_at: float | None = None
     next_at: float | None = None
+    every_s: float | None = None
 
     def merged(self, newer: Window) -> Window:
         if newer.limit is not None and newer.remaining is not None and newer.reset_at is not None:
@@ -177,6 +179,7 @@ class Window(msgspec.Struct, frozen=True):
             remaining=newer.remaining if newer.remaining is not None else self.remaining,
             reset_at=newer.reset_at if newer.reset_at is not None else self.reset_at,
             next_at=newer.next_at if newer.remaining is not None else self.next_at,
+            every_s=newer.every_s if newer.remaining is not None else self.every_s,
         )
 
     @property
@@ -217,17 +220,46 @@ class ProviderLimits(msgspec.Struct, frozen=True):
         """Seconds before a request can be accepted, by what the provider last said: a Retry-After
         still running, or a window it reported exhausted (nothing remaining) until its reset.
         None when nothing says to wait."""
+        blocked = self.blocked(now)
+        return blocked[0] if blocked is not None else None
+
+    def blocked(self, now: float) -> tuple[float, float] | None:
+        """`blocked_s`, and the refill time of one request when what is waited for is one request
+        back in a bucket (0 when the wait ends with a whole window, or a Retry-After)."""
         if self.retry_at is not None:
             # An explicit Retry-After is the provider's own answer to "when": it beats the resets
             # of the windows reported beside it (OpenAI's 429 says 0 remaining until 1s, retry in 400ms).
-            return self.retry_at - now if self.retry_at > now else None
-        waits: list[float] = []
+            return (self.retry_at - now, 0.0) if self.retry_at > now else None
+        longest: tuple[float, float] | None = None
         for window in self.windows.values():
             if window.remaining == 0 and window.reset_at is not None:
                 until = window.reset_at if window.next_at is None else window.next_at
-                if until > now:
-                    waits.append(until - now)
-        return max(waits) if waits else None
+                if until > now and (longest is None or until - now > longest[0]):
+                    longest = (until - now, window.every_s or 0.0)
+        return longest
+
+
+class Pacer:
+    """Spaces the requests that wait for a spent bucket one refill apart, per provider.
+
+    When a provider says no request remains and one is back in 12 ms, every request waiting
+    then would otherwise go at that instant, and all but one meet a 429. Each waiter takes the
+    next free instant instead. A waiter that gives up leaves its instant unused: the pace errs
+    on the slow side, never the fast one."""
+
+    def __init__(self) -> None:
+        self._free_at: dict[str, float] = {}
+
+    def wait_s(self, provider: str, now: float, wait: float, every_s: float) -> float:
+        """How long one more request waits: `wait`, or longer behind the requests already paced."""
+        if every_s <= 0:
+            return wait
+        return max(wait, self._free_at.get(provider, 0.0) - now)
+
+    def take(self, provider: str, at: float, every_s: float) -> None:
+        """A request goes at `at`: the next one goes `every_s` later."""
+        if every_s > 0:
+            self._free_at[provider] = max(self._free_at.get(provider, 0.0), at + every_s)
 
 
 def _relevant(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[dict[str, str], bool]:
@@ -296,10 +328,11 @@ def _window(
     reset_at = parse_reset(reset, now) if reset else None
     if limit_n is None and remaining_n is None and reset_at is None:
         return None
-    next_at = None
+    next_at = every_s = None
     if bucket and remaining_n == 0 and limit_n and reset_at is not None:
-        next_at = now + max(0.0, reset_at - now) / limit_n
-    return Window(limit_n, remaining_n, reset_at, next_at)
+        every_s = max(0.0, reset_at - now) / limit_n
+        next_at = now + every_s
+    return Window(limit_n, remaining_n, reset_at, next_at, every_s)
 
 
 def parse_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]], now: float) -> Observation:

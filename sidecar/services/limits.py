@@ -33,7 +33,7 @@ from sidecar.core.breaker import Breakers
 from sidecar.core.counters import Lease
 from sidecar.core.counters import Window as SharedWindow
 from sidecar.core.limiter import GateAnswer, Limiter, LimitSettings
-from sidecar.core.ratelimit import RateLimitTracker, Window
+from sidecar.core.ratelimit import Pacer, RateLimitTracker, Window
 from sidecar.core.retry import RetryPolicy
 from sidecar.errors import SidecarError
 from sidecar.providers.errors import display
@@ -183,6 +183,7 @@ class Resilience:
         self.config = config
         self.coordinator = coordinator
         self.tracker = RateLimitTracker(wall_clock)
+        self.pacer = Pacer()
         self.breakers = Breakers(config.breaker.failures, config.breaker.cooldown_s, clock)
         r = config.retry
         self.policy = RetryPolicy(
@@ -235,14 +236,19 @@ class Resilience:
     async def respect_upstream(self, provider: str, max_wait_s: float) -> SidecarError | None:
         """Before sending: when the provider's last answer said nothing remains until a reset, wait
         for it (cancellably) if it comes within `max_wait_s`, else return the `rate_limited` error
-        that sends the request to its next candidate, so no request is spent on a certain 429."""
+        that sends the request to its next candidate, so no request is spent on a certain 429.
+        Requests that wait for a bucket to refill go one refill apart (`Pacer`)."""
         limits = self.tracker.get(provider)
         if limits is None:
             return None
-        wait = limits.blocked_s(self.tracker.now())
-        if wait is None:
+        now = self.tracker.now()
+        blocked = limits.blocked(now)
+        if blocked is None:
             return None
+        wait, every_s = blocked
+        wait = self.pacer.wait_s(provider, now, wait, every_s)
         if wait <= max_wait_s:
+            self.pacer.take(provider, now + wait, every_s)
             await anyio.sleep(wait)
             return None
         return SidecarError(

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from sidecar.core.ratelimit import (
+    Pacer,
     ProviderLimits,
     RateLimitTracker,
     Window,
@@ -245,7 +246,7 @@ def test_a_spent_bucket_of_requests_gives_one_back_a_limit_th_of_the_way_to_its_
         },
         NOW,
     )
-    assert openai.windows["requests"] == Window(5000, 0, NOW + 60, NOW + 0.012)
+    assert openai.windows["requests"] == Window(5000, 0, NOW + 60, NOW + 0.012, 0.012)
     spent = ProviderLimits("openai", windows=openai.windows)
     assert spent.blocked_s(NOW) == pytest.approx(0.012, abs=1e-6)
     assert spent.blocked_s(NOW + 0.02) is None
@@ -298,3 +299,49 @@ def test_a_later_answer_without_a_count_keeps_when_a_request_is_back() -> None:
     tracker.observe("openai", 200, {"x-ratelimit-limit-requests": "100"})
     state = tracker.get("openai")
     assert state is not None and state.blocked_s(NOW) == pytest.approx(0.6, abs=1e-6)
+
+
+def test_requests_waiting_on_a_spent_bucket_go_one_refill_apart() -> None:
+    # 600 a minute, none left: one request is back every 0.1 s. Four waiting at once go at 0.1,
+    # 0.2, 0.3 and 0.4 s, not all at 0.1 s, where three would meet a 429.
+    spent = parse_headers(
+        {
+            "x-ratelimit-limit-requests": "600",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "1m0s",
+        },
+        NOW,
+    )
+    limits = ProviderLimits("openai", windows=spent.windows)
+    blocked = limits.blocked(NOW)
+    assert blocked is not None and blocked == pytest.approx((0.1, 0.1))
+    first, every = blocked
+    pacer = Pacer()
+    waits = []
+    for _ in range(4):
+        wait = pacer.wait_s("openai", NOW, first, every)
+        pacer.take("openai", NOW + wait, every)
+        waits.append(wait)
+    assert waits == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=1e-6)
+    assert pacer.wait_s("anthropic", NOW, 0.05, 0.05) == 0.05  # each provider its own pace
+    # Later, the pace still holds for what is queued (the fifth goes at 0.5 s); once it has
+    # passed, a wait is its own again.
+    assert pacer.wait_s("openai", NOW + 0.25, 0.1, 0.1) == pytest.approx(0.25, abs=1e-6)
+    assert pacer.wait_s("openai", NOW + 1.0, 0.1, 0.1) == pytest.approx(0.1, abs=1e-6)
+
+
+def test_a_whole_window_or_a_retry_after_releases_everyone_at_once() -> None:
+    fixed = parse_headers(
+        {
+            "X-RateLimit-Limit": "20",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int((NOW + 30) * 1000)),
+        },
+        NOW,
+    )
+    assert ProviderLimits("openrouter", windows=fixed.windows).blocked(NOW) == pytest.approx((30.0, 0.0))
+    told = ProviderLimits("openai", retry_at=NOW + 2)
+    assert told.blocked(NOW) == (2.0, 0.0)
+    pacer = Pacer()
+    pacer.take("openrouter", NOW + 30, 0.0)
+    assert pacer.wait_s("openrouter", NOW, 30.0, 0.0) == 30.0
