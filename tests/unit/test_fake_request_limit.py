@@ -5,19 +5,12 @@ from __future__ import annotations
 import pytest
 
 from sidecar.core.ratelimit import parse_go_duration
+from tests.clock import ManualClock
 from tests.fakes.request_limit import RequestLimit, go_duration
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_requests_spend_the_limit_and_time_gives_it_back() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     limit = RequestLimit(600, clock)  # 10 a second
     assert limit.take() == (599, pytest.approx(0.1))
     for _ in range(598):
@@ -32,7 +25,7 @@ def test_requests_spend_the_limit_and_time_gives_it_back() -> None:
 
 
 def test_a_steady_rate_under_the_limit_never_spends_it() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     limit = RequestLimit(600, clock)
     for _ in range(10_000):  # 5 a second against a refill of 10
         clock.now += 0.2

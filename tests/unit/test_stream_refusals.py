@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from sidecar.core.stream_refusals import MAX_REMEMBERED, REMEMBER_S, StreamRefusals
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import ManualClock
 
 
 def test_a_refusal_is_kept_for_an_hour_then_streaming_is_tried_again() -> None:
-    clock = Clock()
+    clock = ManualClock()
     refusals = StreamRefusals(clock)
     assert not refusals.refuses("openai", "o3")
     refusals.note("openai", "o3")
@@ -28,7 +21,7 @@ def test_a_refusal_is_kept_for_an_hour_then_streaming_is_tried_again() -> None:
 
 
 def test_a_new_refusal_starts_the_hour_again() -> None:
-    clock = Clock()
+    clock = ManualClock()
     refusals = StreamRefusals(clock)
     refusals.note("openai", "o3")
     clock.now += REMEMBER_S - 10
@@ -38,7 +31,7 @@ def test_a_new_refusal_starts_the_hour_again() -> None:
 
 
 def test_the_oldest_refusal_makes_room_past_the_bound() -> None:
-    refusals = StreamRefusals(Clock())
+    refusals = StreamRefusals(ManualClock())
     for i in range(MAX_REMEMBERED + 1):
         refusals.note("custom", f"m{i}")
     assert not refusals.refuses("custom", "m0")
