@@ -20,9 +20,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 SIDECAR = str(Path(sys.executable).with_name("llm-sidecar"))
 EXIT_BOUND_S = 4.0
@@ -277,6 +277,21 @@ class LspSidecar(Sidecar):
                 self.bad_lines.append(body)
             else:
                 self._record(body)
+
+
+def run_once(
+    home: Path, stdin: bytes | IO[bytes] = b"", *, args: Sequence[str] = (), timeout: float = 20
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `llm-sidecar` to its exit in a bare environment, `home` its state directory (where a
+    config.toml is read from), `stdin` all of its input."""
+    feed: dict[str, Any] = {"input": stdin} if isinstance(stdin, bytes) else {"stdin": stdin}
+    return subprocess.run(
+        [SIDECAR, *args],
+        capture_output=True,
+        timeout=timeout,
+        env={"SIDECAR_HOME": str(home), "PATH": "/usr/bin:/bin"},
+        **feed,
+    )
 
 
 def _key(rid: Any) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import SIDECAR, LspSidecar, Sidecar
+from tests.harness import SIDECAR, LspSidecar, Sidecar, run_once
 
 DEBUG = ["--log-level", "debug"]
 
@@ -165,13 +165,7 @@ def test_stdin_from_a_regular_file(tmp_path: Path) -> None:
     requests = tmp_path / "requests.jsonl"
     requests.write_bytes(_info(1) + _request(2, "list_models") + _info(3, params={"x": 1}) + _info(4)[:-1])
     with requests.open("rb") as stdin:
-        proc = subprocess.run(
-            [SIDECAR, *DEBUG],
-            stdin=stdin,
-            capture_output=True,
-            timeout=20,
-            env={"SIDECAR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        )
+        proc = run_once(tmp_path, stdin, args=DEBUG)
     assert proc.returncode == 0
     answers = {a["id"]: a for a in map(json.loads, proc.stdout.splitlines())}
     assert sorted(answers) == [1, 2, 3, 4]
@@ -182,13 +176,7 @@ def test_stdin_from_a_regular_file(tmp_path: Path) -> None:
 
 def test_stdin_from_dev_null(tmp_path: Path) -> None:
     with open(os.devnull, "rb") as stdin:
-        proc = subprocess.run(
-            [SIDECAR],
-            stdin=stdin,
-            capture_output=True,
-            timeout=20,
-            env={"SIDECAR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        )
+        proc = run_once(tmp_path, stdin)
     assert proc.returncode == 0 and proc.stdout == b""
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.fakes.http import Pause, Stall
 from tests.fakes.openai_compat import FakeOpenAICompat, error_reply, midstream_error_reply
-from tests.harness import EXIT_BOUND_S, SIDECAR, Sidecar
+from tests.harness import EXIT_BOUND_S, Sidecar, run_once
 
 KEY = "sk-test-valid"
 NO_RETRY = "[retry]\nmax_attempts = 1\n"
@@ -254,13 +254,7 @@ def test_stdin_from_a_regular_file_is_served(tmp_path: Any) -> None:
     requests.write_text("\n".join(lines) + "\n")
     assert requests.stat().st_size > 2 * 64 * 1024
     with requests.open("rb") as stdin:
-        proc = subprocess.run(
-            [SIDECAR],
-            stdin=stdin,
-            capture_output=True,
-            timeout=30,
-            env={"SIDECAR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        )
+        proc = run_once(tmp_path, stdin, timeout=30)
     assert proc.returncode == 0
     answers = [json.loads(line) for line in proc.stdout.splitlines()]
     by_id: dict[Any, list[dict[str, Any]]] = {}
@@ -276,13 +270,7 @@ def test_stdin_from_a_regular_file_is_served(tmp_path: Any) -> None:
 
 def test_malformed_config_fails_fast_naming_the_file(tmp_path: Any) -> None:
     (tmp_path / "config.toml").write_text("[timeouts]\nidle_s = 'soon'\n")
-    proc = subprocess.run(
-        [SIDECAR],
-        input=b"",
-        capture_output=True,
-        timeout=10,
-        env={"SIDECAR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
+    proc = run_once(tmp_path, timeout=10)
     assert proc.returncode == 2 and proc.stdout == b""
     assert str(tmp_path / "config.toml") in proc.stderr.decode() and "idle_s" in proc.stderr.decode()
 

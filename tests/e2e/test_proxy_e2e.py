@@ -5,7 +5,6 @@ reached directly; the proxy's password is never printed."""
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from tests.fakes.forward_proxy import ForwardProxy, Tunnel
 from tests.fakes.openai_compat import FakeOpenAICompat
-from tests.harness import SIDECAR, Sidecar
+from tests.harness import Sidecar, run_once
 from tests.tls import make_certificate
 
 HOST = "api.openai.test"
@@ -109,13 +108,7 @@ def test_loopback_upstreams_are_reached_directly(proxy: ForwardProxy, upstream: 
 
 def test_a_bad_proxy_in_config_toml_stops_the_start_without_showing_the_password(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text('[http]\nproxy = "socks5://corp:pr0xy-s3cret-pw@10.0.0.1:1080"\n')
-    done = subprocess.run(
-        [SIDECAR],
-        input=b"",
-        capture_output=True,
-        timeout=30,
-        env={"SIDECAR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
+    done = run_once(tmp_path)
     assert done.returncode == 2
     assert b"[http] proxy is a socks5:// proxy; only http:// proxies are supported" in done.stderr
     assert PASSWORD.encode() not in done.stderr
