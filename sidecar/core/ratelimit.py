@@ -244,22 +244,35 @@ class Pacer:
 
     When a provider says no request remains and one is back in 12 ms, every request waiting
     then would otherwise go at that instant, and all but one meet a 429. Each waiter takes the
-    next free instant instead. A waiter that gives up leaves its instant unused: the pace errs
-    on the slow side, never the fast one."""
+    next free instant instead, and so does a request that comes once the first is back but
+    before any newer answer: those instants are the queue's. A waiter that gives up leaves its
+    instant unused: the pace errs on the slow side, never the fast one."""
 
     def __init__(self) -> None:
-        self._free_at: dict[str, float] = {}
+        # provider -> (the next free instant, the refill time, the answer the pace follows)
+        self._paced: dict[str, tuple[float, float, ProviderLimits]] = {}
 
     def wait_s(self, provider: str, now: float, wait: float, every_s: float) -> float:
         """How long one more request waits: `wait`, or longer behind the requests already paced."""
-        if every_s <= 0:
+        paced = self._paced.get(provider)
+        if every_s <= 0 or paced is None:
             return wait
-        return max(wait, self._free_at.get(provider, 0.0) - now)
+        return max(wait, paced[0] - now)
 
-    def take(self, provider: str, at: float, every_s: float) -> None:
-        """A request goes at `at`: the next one goes `every_s` later."""
+    def queued(self, provider: str, limits: ProviderLimits, now: float) -> tuple[float, float] | None:
+        """When the provider's limits no longer say to wait but no newer answer has come since the
+        pace began: the wait behind the requests still paced, and the refill time."""
+        paced = self._paced.get(provider)
+        if paced is None or paced[2] is not limits or paced[0] <= now:
+            return None
+        return paced[0] - now, paced[1]
+
+    def take(self, provider: str, limits: ProviderLimits, at: float, every_s: float) -> None:
+        """A request goes at `at`, by what `limits` said: the next one goes `every_s` later."""
         if every_s > 0:
-            self._free_at[provider] = max(self._free_at.get(provider, 0.0), at + every_s)
+            paced = self._paced.get(provider)
+            free_at = at + every_s if paced is None else max(paced[0], at + every_s)
+            self._paced[provider] = (free_at, every_s, limits)
 
 
 def _relevant(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[dict[str, str], bool]:

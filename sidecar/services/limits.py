@@ -242,13 +242,13 @@ class Resilience:
         if limits is None:
             return None
         now = self.tracker.now()
-        blocked = limits.blocked(now)
+        blocked = limits.blocked(now) or self.pacer.queued(provider, limits, now)
         if blocked is None:
             return None
         wait, every_s = blocked
         wait = self.pacer.wait_s(provider, now, wait, every_s)
         if wait <= max_wait_s:
-            self.pacer.take(provider, now + wait, every_s)
+            self.pacer.take(provider, limits, now + wait, every_s)
             await anyio.sleep(wait)
             return None
         return SidecarError(

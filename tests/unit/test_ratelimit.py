@@ -320,7 +320,7 @@ def test_requests_waiting_on_a_spent_bucket_go_one_refill_apart() -> None:
     waits = []
     for _ in range(4):
         wait = pacer.wait_s("openai", NOW, first, every)
-        pacer.take("openai", NOW + wait, every)
+        pacer.take("openai", limits, NOW + wait, every)
         waits.append(wait)
     assert waits == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=1e-6)
     assert pacer.wait_s("anthropic", NOW, 0.05, 0.05) == 0.05  # each provider its own pace
@@ -328,6 +328,13 @@ def test_requests_waiting_on_a_spent_bucket_go_one_refill_apart() -> None:
     # passed, a wait is its own again.
     assert pacer.wait_s("openai", NOW + 0.25, 0.1, 0.1) == pytest.approx(0.25, abs=1e-6)
     assert pacer.wait_s("openai", NOW + 1.0, 0.1, 0.1) == pytest.approx(0.1, abs=1e-6)
+    # Once the first is back (0.1 s), the headers say nothing more; a request that comes then
+    # still queues behind the paced ones, unless a newer answer has said how things stand.
+    assert limits.blocked(NOW + 0.15) is None
+    assert pacer.queued("openai", limits, NOW + 0.15) == pytest.approx((0.35, 0.1), abs=1e-6)
+    newer = ProviderLimits("openai", windows=spent.windows)
+    assert pacer.queued("openai", newer, NOW + 0.15) is None
+    assert pacer.queued("openai", limits, NOW + 0.6) is None
 
 
 def test_a_whole_window_or_a_retry_after_releases_everyone_at_once() -> None:
@@ -343,5 +350,6 @@ def test_a_whole_window_or_a_retry_after_releases_everyone_at_once() -> None:
     told = ProviderLimits("openai", retry_at=NOW + 2)
     assert told.blocked(NOW) == (2.0, 0.0)
     pacer = Pacer()
-    pacer.take("openrouter", NOW + 30, 0.0)
+    pacer.take("openrouter", told, NOW + 30, 0.0)
     assert pacer.wait_s("openrouter", NOW, 30.0, 0.0) == 30.0
+    assert pacer.queued("openrouter", told, NOW) is None
