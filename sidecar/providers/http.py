@@ -113,10 +113,11 @@ class TransportFailure(Exception):
     """A failure of the I/O beneath the seam (raised by `providers.pool`), named by what failed so
     `transport_error` can say it in the contract's words."""
 
-    def __init__(self, what: Failure, detail: str, cause: str = "") -> None:
+    def __init__(self, what: Failure, detail: str, cause: str = "", *, final: bool = False) -> None:
         super().__init__(detail)
         self.what: Failure = what
         self.cause = cause or what
+        self.final = final  # trying again cannot help (a proxy that refuses, or cannot be used)
 
 
 def _tls_trust() -> ssl.SSLContext | bool:
@@ -395,6 +396,7 @@ def transport_error(
             f"Could not reach {name} through the proxy: {exc}. Check [http] proxy in config.toml, or"
             " HTTPS_PROXY and NO_PROXY in the sidecar's environment.",
             provider=provider,
+            final=exc.final,
         )
     if what == "connect":
         return ProviderError(

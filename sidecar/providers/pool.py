@@ -225,7 +225,7 @@ class Pool:
             try:
                 proxy = self._proxies.for_url(url)
             except ProxyProblem as exc:
-                raise TransportFailure("proxy", str(exc)) from None
+                raise TransportFailure("proxy", str(exc), final=True) from None
         session = self._session_here()
         slots = self._slots
         if slots.locked():
@@ -445,7 +445,8 @@ def _failure(exc: aiohttp.ClientError) -> TransportFailure:
             said = "the proxy wants credentials it was not given, or refused them (HTTP 407)"
         else:
             said = f"the proxy refused the connection (HTTP {exc.status})"
-        return TransportFailure("proxy", said, type(exc).__name__)
+        # Refused credentials or a refused destination stay refused; a proxy's 5xx may pass.
+        return TransportFailure("proxy", said, type(exc).__name__, final=exc.status in (403, 407))
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
         return TransportFailure("proxy", "the proxy could not be reached", type(exc).__name__)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):

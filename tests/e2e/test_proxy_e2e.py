@@ -83,7 +83,8 @@ def test_refused_credentials_are_a_clear_network_error_without_the_password(
     assert error["kind"] == "network_error"
     assert "through the proxy" in error["message"] and "407" in error["message"]
     assert "wrong-pw" not in error["message"] and "wrong-pw" not in stderr
-    assert proxy.tunnels and not any(t.opened for t in proxy.tunnels)
+    # Refused credentials stay refused: asked once, not retried.
+    assert [t.opened for t in proxy.tunnels] == [False]
     assert upstream.requests == []
 
 
@@ -95,6 +96,7 @@ def test_an_unusable_proxy_fails_requests_instead_of_going_around_it(
     assert error["kind"] == "network_error"
     assert "only http:// proxies are supported" in error["message"] and "HTTPS_PROXY" in error["message"]
     assert upstream.requests == [] and proxy.tunnels == []
+    assert "attempts" not in (error.get("details") or {})  # not retried
 
 
 def test_loopback_upstreams_are_reached_directly(proxy: ForwardProxy, upstream: FakeOpenAICompat) -> None:
