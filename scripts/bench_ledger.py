@@ -30,7 +30,7 @@ from sidecar.core.models import ModelRef  # noqa: E402
 from sidecar.infra.db import Database  # noqa: E402
 from sidecar.infra.keystore import MemoryStore  # noqa: E402
 from sidecar.infra.ledger import Ledger, Row  # noqa: E402
-from sidecar.services.chat import Outcome  # noqa: E402
+from sidecar.services.outcome import Outcome  # noqa: E402
 from sidecar.services.usage import UsageService  # noqa: E402
 from sidecar.wire.base import Usage  # noqa: E402
 from sidecar.wire.chat import CompleteParams, Message  # noqa: E402

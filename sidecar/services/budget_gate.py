@@ -39,8 +39,8 @@ from sidecar.errors import SidecarError
 from sidecar.infra.ledger import Ledger
 from sidecar.services.budget_alerts import BudgetAlerts
 from sidecar.services.budget_book import BudgetBook
-from sidecar.services.chat import Outcome
 from sidecar.services.context import current_client
+from sidecar.services.outcome import Outcome
 from sidecar.services.pricing import Pricing
 from sidecar.wire.chat import CompleteParams
 

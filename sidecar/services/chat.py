@@ -27,8 +27,7 @@ import contextvars
 import functools
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import anyio
 import msgspec
@@ -49,6 +48,7 @@ from sidecar.providers.registry import ProviderRegistry
 from sidecar.services import loop
 from sidecar.services.context import CallContext, Handler, after_reply
 from sidecar.services.limits import Resilience
+from sidecar.services.outcome import ChatHooks, Outcome, run_before_hooks
 from sidecar.services.pricing import Pricing
 from sidecar.services.response_cache import Hit, ResponseCache
 from sidecar.wire.base import ZERO_USAGE, Usage
@@ -65,29 +65,6 @@ _log = logs.get_logger("chat")
 _RESOLVED_MAX: Final = 1024  # model strings remembered (any string a host sends could be one)
 
 
-@dataclass(slots=True)
-class Outcome:
-    """What happened to one request, for the hooks: every field a ledger row needs."""
-
-    method: str
-    provider: str
-    model: str
-    status: str  # "ok", "error", "cancelled"
-    usage: Usage | None = None
-    cost_usd: float | None = None
-    pricing_date: str | None = None
-    latency_ms: float = 0.0
-    error_kind: str | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-    tag: str | None = None
-    run_id: str | None = None
-    usage_estimated: bool = False
-    reason: str | None = None  # why a request was refused before sending
-    cache_hit: bool = False  # answered from the response cache
-    saved_usd: float | None = None  # what the cached answer cost when it was made
-    router: str | None = None  # the router a `router:<name>` request was expanded from
-
-
 def estimate_usage(params: CompleteParams, assembler: Assembler) -> Usage:
     """The usage of an answer cut off before the provider reported it, from what was received."""
     generated = assembler.text + (assembler.thinking or "") + assembler.tool_arguments
@@ -98,29 +75,6 @@ def estimate_usage(params: CompleteParams, assembler: Assembler) -> Usage:
         cache_write_tokens=0,
         reasoning_tokens=tokens.text_tokens(assembler.thinking or ""),
     )
-
-
-class ChatHooks(Protocol):
-    async def before(self, ref: ModelRef, params: CompleteParams) -> None:
-        """May refuse the request (budget_exceeded) before anything is sent upstream."""
-
-    async def after(self, outcome: Outcome) -> None:
-        """Called exactly once per request, whatever happened (shielded from cancellation); under
-        the gateway, once the answer is sent (`ChatService.after_reply`)."""
-
-
-async def run_before_hooks(
-    hooks: Sequence[ChatHooks], ref: ModelRef, params: CompleteParams, outcome: Outcome
-) -> None:
-    """Every hook's check before sending; a refusal (a budget, a limit) is recorded in `outcome`
-    with its reason and no usage, then raised."""
-    try:
-        for hook in hooks:
-            await hook.before(ref, params)
-    except SidecarError as exc:
-        outcome.status, outcome.reason = "refused", exc.message
-        outcome.usage, outcome.cost_usd = ZERO_USAGE, 0.0
-        raise
 
 
 class _Skip(Exception):

@@ -20,8 +20,8 @@ from sidecar.errors import SidecarError
 from sidecar.providers import embeddings as upstream
 from sidecar.providers.http import Timeouts
 from sidecar.providers.registry import ProviderRegistry
-from sidecar.services.chat import ChatHooks, Outcome, run_before_hooks
 from sidecar.services.context import CallContext, Handler
+from sidecar.services.outcome import ChatHooks, Outcome, run_before_hooks
 from sidecar.wire.base import Usage
 from sidecar.wire.chat import CompleteParams, Message
 from sidecar.wire.embed import EmbedParams, EmbedResult, EmbedUsage

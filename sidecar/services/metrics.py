@@ -19,8 +19,8 @@ import anyio
 from sidecar.core import metrics as core
 from sidecar.core.models import ModelRef
 from sidecar.infra.ledger import Ledger
-from sidecar.services.chat import Outcome
 from sidecar.services.context import CallContext, Handler, current_client
+from sidecar.services.outcome import Outcome
 from sidecar.wire.chat import CompleteParams
 from sidecar.wire.gateway import MetricsParams, MetricsResult, MetricsSeries
 

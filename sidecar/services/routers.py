@@ -42,9 +42,9 @@ from sidecar.infra.keystore import KeyResolver
 from sidecar.infra.routers import RouterStore
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.catalog import CatalogService
-from sidecar.services.chat import Outcome
 from sidecar.services.context import CallContext, Handler
 from sidecar.services.limits import Resilience
+from sidecar.services.outcome import Outcome
 from sidecar.wire.base import Empty
 from sidecar.wire.catalog import ListModelsParams
 from sidecar.wire.chat import CompleteParams, ImagePart

@@ -33,8 +33,8 @@ from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.budget_alerts import ALERT_METHOD, Broadcast, BudgetAlerts
 from sidecar.services.budget_book import BUDGETS_TTL_S, BudgetBook
 from sidecar.services.budget_gate import DEFAULT_HOLD_S, PERIOD_GRACE_S, BudgetGate, ClientLimits
-from sidecar.services.chat import Outcome
 from sidecar.services.context import Handler, current_client
+from sidecar.services.outcome import Outcome
 from sidecar.services.pricing import Pricing
 from sidecar.services.pricing_refresh import REFRESH_TIMEOUTS, PricingRefresh
 from sidecar.services.usage_report import UsageReport

@@ -10,7 +10,7 @@ import itertools
 import json
 
 from sidecar.infra.ledger import AuditNote, Row
-from sidecar.services.chat import Outcome
+from sidecar.services.outcome import Outcome
 
 
 def row_for(outcome: Outcome, ts: float, client: str | None) -> Row:

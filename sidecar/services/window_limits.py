@@ -19,7 +19,7 @@ from sidecar.core import cost, tokens
 from sidecar.core.models import ModelRef
 from sidecar.core.usage_window import UsageWindow, WindowSpec
 from sidecar.errors import SidecarError
-from sidecar.services.chat import Outcome
+from sidecar.services.outcome import Outcome
 from sidecar.services.pricing import Pricing
 from sidecar.wire.chat import CompleteParams
 

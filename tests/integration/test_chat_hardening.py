@@ -19,8 +19,9 @@ from sidecar.core.catalog import PriceBook
 from sidecar.errors import SidecarError
 from sidecar.providers.http import HttpClient
 from sidecar.providers.registry import ProviderRegistry
-from sidecar.services.chat import ChatService, Outcome
+from sidecar.services.chat import ChatService
 from sidecar.services.limits import Resilience
+from sidecar.services.outcome import Outcome
 from sidecar.services.pricing import Pricing
 from sidecar.wire.chat import CompleteParams
 from tests.fakes.http import Stall, json_reply, text_reply

@@ -24,8 +24,8 @@ from sidecar.app import Services, build_services
 from sidecar.config import Config, Coordination
 from sidecar.core.models import ModelRef
 from sidecar.infra.keystore import MemoryStore
-from sidecar.services.chat import Outcome
 from sidecar.services.context import AfterReply
+from sidecar.services.outcome import Outcome
 from sidecar.wire.chat import CompleteParams
 from sidecar.wire.gateway import ClientKeyCreateParams, GatewayStartParams, MetricsParams
 from tests.fakes.openai_compat import FakeOpenAICompat

@@ -31,7 +31,7 @@ from sidecar.infra.keystore import MemoryStore
 from sidecar.infra.ledger import Ledger, Row
 from sidecar.infra.ledger_schema import MIGRATIONS
 from sidecar.providers.base import Provider
-from sidecar.services.chat import Outcome
+from sidecar.services.outcome import Outcome
 from sidecar.services.usage import UsageService
 from sidecar.wire.base import Empty
 from sidecar.wire.catalog import EstimateCostParams
