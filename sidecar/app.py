@@ -221,7 +221,11 @@ class Services:
     def keys(self) -> KeyResolver:
         from sidecar.infra.keystore import KeyResolver, KeyringStore, RememberedKeys
 
-        return KeyResolver(self._store or RememberedKeys(KeyringStore()))
+        if self._store is not None:
+            return KeyResolver(self._store)
+        remembered = RememberedKeys(KeyringStore())
+        self._closers.append(remembered.aclose)
+        return KeyResolver(remembered)
 
     @cached_property
     def providers(self) -> ProviderRegistry:

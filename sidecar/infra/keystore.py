@@ -13,9 +13,11 @@ a message.
 the keychain; with neither, a `missing_key` error says how to configure one.
 
 `RememberedKeys` stands in front of the keychain so that a request does not cost a keychain read
-(a D-Bus round trip on Linux, in a worker thread): a key read is used again for `KEY_TTL_S`. What
-the sidecar itself stores or deletes takes effect at once; a key changed in the keychain by another
-program is picked up within `KEY_TTL_S`. A key that is not there, and a keychain that fails, are
+(a D-Bus exchange on Linux, tens of milliseconds, in a worker thread): a key read is used again
+for `KEY_TTL_S`, and a key in use is read again in the background before then (`core.kept`), so a
+request waits for the keychain only for a key's first use or after a long pause. What the sidecar
+itself stores or deletes takes effect at once; a key changed in the keychain by another program is
+picked up within `KEY_TTL_S`. A key that is not there, and a keychain that fails, are
 never remembered: the next request asks again. Keys are remembered in this process's memory only.
 
 Every secret read or written here is passed to `sidecar.redact.remember`.
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeVar
 import anyio.to_thread
 
 from sidecar import redact
+from sidecar.core.kept import Kept
 from sidecar.errors import SidecarError
 from sidecar.infra.keychain_errors import Operation, is_linux_like, map_exception, unavailable, with_env_hint
 
@@ -322,7 +325,8 @@ class MemoryStore:
 
 class RememberedKeys:
     """A `KeyStore` in front of another (the keychain) that uses each key it read again for
-    `ttl_s` (see the module doc). Stores and deletes go through to the store at once."""
+    `ttl_s`, re-reading a key in use ahead of that (see the module doc). Stores and deletes go
+    through to the store at once."""
 
     def __init__(
         self, store: KeyStore, ttl_s: float = KEY_TTL_S, clock: Callable[[], float] = time.monotonic
@@ -330,23 +334,20 @@ class RememberedKeys:
         self.store = store
         self._ttl_s = ttl_s
         self._clock = clock
-        self._read: dict[str, tuple[str, float]] = {}  # account -> (secret, when it was read)
-        # Bumped by every store or delete of the account: a read that began before one does not
-        # remember what it found (it may be the value just replaced).
-        self._changes: dict[str, int] = {}
+        self._kept: dict[str, Kept[str | None]] = {}
 
     async def get(self, account: str) -> str | None:
-        now = self._clock()
-        remembered = self._read.get(account)
-        if remembered is not None and now - remembered[1] < self._ttl_s:
-            return remembered[0]
-        before = self._changes.get(account, 0)
-        secret = await self.store.get(account)
-        if secret is None:
-            self._read.pop(account, None)
-        elif self._changes.get(account, 0) == before:
-            self._read[account] = (secret, now)
-        return secret
+        kept = self._kept.get(account)
+        if kept is None:
+            # A key that is not there is not kept: one added by another program is used at once.
+            kept = self._kept[account] = Kept(
+                lambda: self.store.get(account),
+                ttl_s=self._ttl_s,
+                clock=self._clock,
+                keep_if=lambda secret: secret is not None,
+                name="key",
+            )
+        return await kept.get()
 
     async def set(self, account: str, secret: str) -> None:
         self._forget(account)
@@ -363,9 +364,15 @@ class RememberedKeys:
     async def describe(self) -> str:
         return await self.store.describe()
 
+    async def aclose(self) -> None:
+        """Stop the background reads (the process is stopping)."""
+        for kept in self._kept.values():
+            await kept.aclose()
+
     def _forget(self, account: str) -> None:
-        self._changes[account] = self._changes.get(account, 0) + 1
-        self._read.pop(account, None)
+        kept = self._kept.get(account)
+        if kept is not None:
+            kept.forget()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Unit tests of `RememberedKeys`: a key read from the keychain is used again for its time, what the
-sidecar stores or deletes takes effect at once, and misses and failures are never remembered."""
+sidecar stores or deletes takes effect at once, misses and failures are never remembered, and a key
+in use is read again in the background."""
 
 from __future__ import annotations
 
@@ -20,14 +21,22 @@ class CountingStore(MemoryStore):
         self.reads = 0
         self.hold: anyio.Event | None = None
         self.reading = anyio.Event()
+        self._read = anyio.Event()
 
     async def get(self, account: str) -> str | None:
         self.reads += 1
+        read, self._read = self._read, anyio.Event()
+        read.set()
         secret = self.entries.get(account)  # read before waiting: what a slow keychain had
         if self.hold is not None:
             self.reading.set()
             await self.hold.wait()
         return secret
+
+    async def read_times(self, count: int) -> None:
+        with anyio.fail_after(5):
+            while self.reads < count:
+                await self._read.wait()
 
 
 class Clock:
@@ -108,3 +117,15 @@ async def test_the_resolver_reads_the_keychain_once_for_many_requests() -> None:
         assert key.value == "sk-ant-7777777777"
         assert key.source == "keychain"
     assert store.reads == 1
+
+
+async def test_a_key_in_use_is_read_again_before_its_time_is_up_without_a_request() -> None:
+    store = CountingStore({"openai": "sk-one-1111111111"})
+    keys = RememberedKeys(store, ttl_s=0.4)
+    try:
+        assert await keys.get("openai") == "sk-one-1111111111"
+        store.entries["openai"] = "sk-two-2222222222"  # changed by another program
+        await store.read_times(2)  # no request asks meanwhile
+        assert await keys.get("openai") == "sk-two-2222222222"
+    finally:
+        await keys.aclose()
