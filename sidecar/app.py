@@ -527,6 +527,7 @@ class Services:
             hold_s=self.config.timeouts.total_s + 10,
         )
         self._closers.append(lambda: usage.close(self._ledger_close_s()))
+        self._closers.append(usage.budgets.aclose)  # closers run newest first: before the ledger
         return usage
 
     def _ledger_close_s(self) -> float | None:
@@ -570,7 +571,9 @@ class Services:
         async def totals() -> dict[str, tuple[int, float]]:
             return await usage.client_totals()
 
-        return ClientKeyService(SqlClientKeyStore(self.storage), self.audit, totals, self.coordination)
+        service = ClientKeyService(SqlClientKeyStore(self.storage), self.audit, totals, self.coordination)
+        self._closers.append(service.aclose)
+        return service
 
     @cached_property
     def gateway(self) -> GatewayService:
@@ -599,7 +602,7 @@ class Services:
         from sidecar.services.routers import RouterService
 
         metrics = self.metrics
-        return RouterService(
+        routers = RouterService(
             self.config,
             SqlRouterStore(self.storage),
             self.catalog,
@@ -611,6 +614,8 @@ class Services:
             coordinator=self.coordination,
             spent=self._router_spend,
         )
+        self._closers.append(routers.aclose)
+        return routers
 
     async def _router_spend(self, name: str, since_ts: float, until_ts: float) -> float:
         return await self.usage.router_spend(name, since_ts, until_ts)

@@ -1,6 +1,7 @@
 """Budgets as stored: `set_budget` and `get_budgets` (each budget with what it has spent today
 and this month), and the list the other budget parts read, re-read from the database every
-`BUDGETS_TTL_S` (this process's own changes at once).
+`BUDGETS_TTL_S` (this process's own changes at once), ahead of the requests while they are in use
+(`core.kept`).
 
 Must not know: how a request is checked against them (services.budget_gate), alerts, SQL.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -19,6 +19,7 @@ import msgspec
 from sidecar import logs
 from sidecar.core import budget as policy
 from sidecar.core.budget import Budget, scope_name
+from sidecar.core.kept import Kept
 from sidecar.errors import SidecarError, invalid_request
 from sidecar.infra.ledger import AuditNote, Ledger
 from sidecar.providers.registry import ProviderRegistry
@@ -38,22 +39,31 @@ class BudgetBook:
         self.ledger = ledger
         self.providers = providers
         self.clock = clock
-        self.cached: list[Budget] | None = None
+        self._kept: Kept[list[Budget]] = Kept(self._read, ttl_s=BUDGETS_TTL_S, name="budgets")
+
+    @property
+    def cached(self) -> list[Budget] | None:
         """The budgets as last read (None before the first read, or after a change)."""
-        self._read_at = 0.0
+        return self._kept.value
 
     async def current(self) -> list[Budget]:
-        """The budgets, read again when older than `BUDGETS_TTL_S`; the last ones when the
-        database is away (raises when there are none)."""
-        if self.cached is None or time.monotonic() - self._read_at > BUDGETS_TTL_S:
-            try:
-                self.cached = await anyio.to_thread.run_sync(self.ledger.budgets)
-            except SidecarError:
-                if self.cached is None:
-                    raise
-                _log.warning("budgets not re-read: storage unavailable; the last ones apply")
-            self._read_at = time.monotonic()
-        return self.cached
+        """The budgets, no older than `BUDGETS_TTL_S` (re-read ahead of the requests while they
+        are in use); the last ones when the database is away (raises when there are none)."""
+        return await self._kept.get()
+
+    async def aclose(self) -> None:
+        """Stop re-reading in the background (the database is about to close)."""
+        await self._kept.aclose()
+
+    async def _read(self) -> list[Budget]:
+        try:
+            return await anyio.to_thread.run_sync(self.ledger.budgets)
+        except SidecarError:
+            last = self._kept.value
+            if last is None:
+                raise
+            _log.warning("budgets not re-read: storage unavailable; the last ones apply")
+            return last
 
     async def set_budget(self, params: SetBudgetParams, ctx: CallContext) -> SetBudgetResult:
         if params.provider is not None:
@@ -92,7 +102,7 @@ class BudgetBook:
             ),
         )
         await anyio.to_thread.run_sync(self.ledger.put_budget, after, now.timestamp(), note)
-        self.cached = None  # this process sees its own change at once
+        self._kept.forget()  # this process sees its own change at once
         _log.info("budget changed", scope=after.scope, removed=after.empty)
         if after.empty:
             return SetBudgetResult(removed=True)
@@ -101,7 +111,7 @@ class BudgetBook:
 
     async def get_budgets(self, params: Empty, ctx: CallContext) -> GetBudgetsResult:
         budgets = await anyio.to_thread.run_sync(self.ledger.budgets)
-        self.cached, self._read_at = budgets, time.monotonic()
+        self._kept.put(budgets)
         return GetBudgetsResult(budgets=await self.statuses(budgets))
 
     async def statuses(self, budgets: list[Budget]) -> list[BudgetStatus]:

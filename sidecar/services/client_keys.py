@@ -4,7 +4,8 @@
 A key is `lsk-` + base64url of 32 random bytes, shown once at creation (and at rotation); only its
 SHA-256 hash is stored, with its first characters for recognising it in a list. Every change goes
 to the audit trail (never the key). `authenticate` looks a presented key up by hash in an
-in-memory copy of the table, reloaded after each change.
+in-memory copy of the table, reloaded after each change and, while keys are in use, re-read in the
+background every `TABLE_TTL_S` (`core.kept`), so that a request does not wait for the database.
 
 Must not know: HTTP, the gateway's routes, how the table is stored (infra.client_keys is the seam).
 """
@@ -20,11 +21,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
-import anyio
 import msgspec
 
 from sidecar import logs
 from sidecar.core.counters import Window
+from sidecar.core.kept import Kept
 from sidecar.errors import SidecarError, invalid_request
 from sidecar.infra.audit import Audit
 from sidecar.infra.client_keys import ClientKeyRecord, ClientKeyStore, NameTaken
@@ -49,8 +50,8 @@ if TYPE_CHECKING:
 
 PREFIX: Final = "lsk-"
 TABLE_TTL_S: Final = 2.0
-"""How long the keys read from storage are used before reading again (another replica's change
-is seen within this time; this process's own at once)."""
+"""The oldest the keys read from storage may be when used (another replica's change is seen within
+this time; this process's own at once); they are read again ahead of that while in use."""
 MISS_REREAD_S: Final = 0.25
 """A presented key not in the table re-reads it, at most this often (a key just made elsewhere)."""
 WINDOW_S: Final = 60.0
@@ -135,9 +136,11 @@ class ClientKeyService:
         self.store = store
         self.audit = audit
         self._totals = totals
-        self._by_hash: dict[str, ClientKeyRecord] | None = None
-        self._read_at = 0.0
-        self._lock = anyio.Lock()
+        # Re-read now and then, ahead of the requests: another replica (or process) may have
+        # created, changed or deleted a key.
+        self._table_kept: Kept[dict[str, ClientKeyRecord]] = Kept(
+            self._read_table, ttl_s=TABLE_TTL_S, name="client keys"
+        )
         self._used: dict[str, float] = {}  # key id -> when it was last used (time.time())
         # The secrets presented that matched an enabled key of `_known_in` (the table as read):
         # a request that presents one again is not hashed and looked up again.
@@ -249,7 +252,7 @@ class ClientKeyService:
             rec = await self._look_up(secret)
             if rec is None or not rec.enabled:
                 return None
-            if len(self._known) < KNOWN_MAX and self._known_in is self._by_hash:
+            if len(self._known) < KNOWN_MAX and self._known_in is self._table_kept.value:
                 self._known[secret] = rec
         self._used[rec.id] = time.time()
         await self._flush_touches()
@@ -294,26 +297,26 @@ class ClientKeyService:
     # --- internals --------------------------------------------------------------------------------
 
     async def _table(self, *, fresh_within_s: float = TABLE_TTL_S) -> dict[str, ClientKeyRecord]:
-        # Re-read now and then: another replica (or process) may have created, changed or
-        # deleted a key. While the database is away the last table read keeps serving.
-        if self._by_hash is None or time.monotonic() - self._read_at > fresh_within_s:
-            async with self._lock:
-                if self._by_hash is None or time.monotonic() - self._read_at > fresh_within_s:
-                    try:
-                        records = await self.store.all()
-                    except SidecarError:
-                        if self._by_hash is None:
-                            raise
-                        _log.warning("client keys not re-read: storage unavailable")
-                        self._read_at = time.monotonic()
-                        return self._by_hash
-                    self._by_hash = {r.hash: r for r in records}
-                    self._read_at = time.monotonic()
-        return self._by_hash
+        return await self._table_kept.get(fresh_within_s=fresh_within_s)
+
+    async def _read_table(self) -> dict[str, ClientKeyRecord]:
+        try:
+            records = await self.store.all()
+        except SidecarError:
+            last = self._table_kept.value  # while the database is away the last table serves
+            if last is None:
+                raise
+            _log.warning("client keys not re-read: storage unavailable")
+            return last
+        return {r.hash: r for r in records}
 
     async def _changed(self) -> None:
-        self._by_hash = None
+        self._table_kept.forget()
         await self._table()
+
+    async def aclose(self) -> None:
+        """Stop re-reading the table in the background (the storage is about to close)."""
+        await self._table_kept.aclose()
 
     async def _find(self, ref: ClientKeyRef) -> ClientKeyRecord:
         if ref.id is None and ref.name is None:

@@ -36,6 +36,7 @@ from sidecar import logs
 from sidecar.config import Config, RouterSettings
 from sidecar.core import router as policy
 from sidecar.core.counters import BudgetLine, Reservation, Window
+from sidecar.core.kept import Kept
 from sidecar.core.models import ModelRef
 from sidecar.errors import SidecarError, invalid_request
 from sidecar.infra.keystore import KeyResolver
@@ -97,6 +98,8 @@ if TYPE_CHECKING:
     from sidecar.infra.coordination import Coordinator
 
 STORED_TTL_S: Final = 2.0
+"""The oldest the routers read from storage may be when used (another replica's change is seen
+within this time; this process's own at once); they are read again ahead of that while in use."""
 WINDOW_S: Final = 60.0
 DAY_GRACE_S: Final = 3600.0
 FLOOR_TTL_S: Final = 2.0
@@ -161,9 +164,11 @@ class RouterService:
         self.env = env
         self._latency = latency or (lambda: {})
         self._clock = clock
-        self._stored: dict[str, dict[str, Any]] | None = None
+        # Re-read now and then, ahead of the requests: another replica may set or delete a router.
+        self._stored: Kept[dict[str, dict[str, Any]]] = Kept(
+            self._read_stored, ttl_s=STORED_TTL_S, name="routers"
+        )
         self._key_checks: dict[str, tuple[float, str | None]] = {}
-        self._stored_at = 0.0
         self._limits_of: dict[str, Any] = {}
         self._spent = spent
         # Per router: the UTC day, what the ledger held for it that day, when that was read.
@@ -188,14 +193,14 @@ class RouterService:
             raise invalid_request(f"Router {params.name!r} is {where}; choose another name.", field="name")
         settings = msgspec.to_builtins(params.settings)
         await self.store.put(params.name, settings, time.time())
-        self._stored = None
+        self._stored.forget()
         return RouterSetResult(router=RouterInfo(name=params.name, source="stored", settings=params.settings))
 
     async def delete_router(self, params: RouterDeleteParams, ctx: CallContext) -> RouterDeleteResult:
         if params.name in policy.BUILTINS or params.name in self.config.routers:
             raise invalid_request(f"Router {params.name!r} is not one made with router_set.", field="name")
         deleted = await self.store.delete(params.name)
-        self._stored = None
+        self._stored.forget()
         return RouterDeleteResult(deleted=deleted)
 
     async def preview(self, params: RouterPreviewParams, ctx: CallContext) -> RouterPreviewResult:
@@ -334,15 +339,21 @@ class RouterService:
 
     # --- internals --------------------------------------------------------------------------------
 
+    async def aclose(self) -> None:
+        """Stop re-reading the stored routers in the background (the storage is about to close)."""
+        await self._stored.aclose()
+
+    async def _read_stored(self) -> dict[str, dict[str, Any]]:
+        try:
+            return await self.store.all()
+        except SidecarError:
+            last = self._stored.value  # while the database is away the last ones serve
+            if last is None:
+                raise
+            return last
+
     async def _all(self) -> dict[str, RouterInfo]:
-        # Re-read now and then: another replica may have set or deleted a router.
-        if self._stored is None or time.monotonic() - self._stored_at > STORED_TTL_S:
-            try:
-                self._stored = await self.store.all()
-            except SidecarError:
-                if self._stored is None:
-                    raise
-            self._stored_at = time.monotonic()
+        stored = await self._stored.get()
         out: dict[str, RouterInfo] = {}
         for name, spec in policy.BUILTINS.items():
             out[name] = RouterInfo(
@@ -350,7 +361,7 @@ class RouterService:
             )
         for name, settings in self.config.routers.items():
             out[name] = RouterInfo(name=name, source="config", settings=settings)
-        for name, raw in self._stored.items():
+        for name, raw in stored.items():
             if name not in out:
                 out[name] = RouterInfo(
                     name=name, source="stored", settings=msgspec.convert(raw, RouterSettings)
