@@ -12,7 +12,9 @@ Must not know: HTTP, the gateway's routes, how the table is stored (infra.client
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextvars
 import datetime as dt
 import hashlib
 import secrets
@@ -149,6 +151,7 @@ class ClientKeyService:
         self._by_name: dict[str, ClientKeyRecord] = {}  # the table as read, by name
         self._by_name_of: dict[str, ClientKeyRecord] | None = None
         self._last_touch = 0.0
+        self._touching: asyncio.Task[None] | None = None
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -255,7 +258,11 @@ class ClientKeyService:
             if len(self._known) < KNOWN_MAX and self._known_in is self._table_kept.value:
                 self._known[secret] = rec
         self._used[rec.id] = time.time()
-        await self._flush_touches()
+        if self._touching is None and time.monotonic() - self._last_touch >= TOUCH_EVERY_S:
+            # Written off the request's path, in a context of its own (not the request's).
+            self._touching = asyncio.get_running_loop().create_task(
+                self._touch_in_background(), context=contextvars.Context()
+            )
         return rec
 
     async def _look_up(self, secret: str) -> ClientKeyRecord | None:
@@ -315,8 +322,12 @@ class ClientKeyService:
         await self._table()
 
     async def aclose(self) -> None:
-        """Stop re-reading the table in the background (the storage is about to close)."""
+        """Stop re-reading the table in the background, and write the `last_used` not written yet
+        (the storage is about to close)."""
         await self._table_kept.aclose()
+        if self._touching is not None:
+            await asyncio.wait([self._touching])
+        await self._flush_touches(force=True)
 
     async def _find(self, ref: ClientKeyRef) -> ClientKeyRecord:
         if ref.id is None and ref.name is None:
@@ -327,6 +338,14 @@ class ClientKeyService:
         which = f"id {ref.id!r}" if ref.id is not None else f"name {ref.name!r}"
         raise SidecarError("invalid_request", f"No client key has {which}.", field="id" if ref.id else "name")
 
+    async def _touch_in_background(self) -> None:
+        try:
+            await self._flush_touches()
+        except Exception:
+            _log.exception("writing when client keys were last used failed")
+        finally:
+            self._touching = None
+
     async def _flush_touches(self, *, force: bool = False) -> None:
         # `last_used` is written at most every TOUCH_EVERY_S, not on every request.
         now = time.monotonic()
@@ -336,5 +355,5 @@ class ClientKeyService:
         self._last_touch = now
         try:
             await self.store.touch({key_id: _iso(at) for key_id, at in used.items()})
-        except SidecarError:  # the database away: `last_used` waits, the request does not
+        except SidecarError:  # the database away: `last_used` waits for the next write
             self._used = {**used, **self._used}

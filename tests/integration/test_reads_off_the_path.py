@@ -1,9 +1,11 @@
 """What a gateway request needs from storage (the client keys, the budgets) is read again in the
 background while requests come, so a request after a pause longer than their time to live does not
-wait for the database; and a change made elsewhere is still seen within that time."""
+wait for the database; a change made elsewhere is still seen within that time; and when a key was
+last used is written aside, not by the request, and at the latest when the sidecar stops."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -89,6 +91,7 @@ async def test_a_request_after_a_pause_does_not_wait_for_the_database(
     reads = Reads()
     keys_store = services.client_keys.store
     keys_store.all = reads.wrap_async("client keys", keys_store.all)  # type: ignore[method-assign]
+    keys_store.touch = reads.wrap_async("last used", keys_store.touch)  # type: ignore[method-assign]
     ledger = services.usage.budgets.ledger
     ledger.budgets = reads.wrap_sync("budgets", ledger.budgets)  # type: ignore[method-assign]
     headers = {"authorization": f"Bearer {key}"}
@@ -104,6 +107,7 @@ async def test_a_request_after_a_pause_does_not_wait_for_the_database(
     # Both were re-read meanwhile, at least once a time to live.
     assert reads.background.count("client keys") >= 2
     assert reads.background.count("budgets") >= 2
+    assert "last used" in reads.background  # the key's first use, written aside
 
 
 async def test_a_key_deleted_elsewhere_is_refused_within_its_time(
@@ -121,3 +125,18 @@ async def test_a_key_deleted_elsewhere_is_refused_within_its_time(
             await anyio.sleep(0.1)
         assert r.status_code == 401
         assert time.monotonic() - deleted_at <= TABLE_TTL_S + 3.0
+
+
+async def test_a_stop_writes_when_a_key_was_last_used(tmp_path: Path) -> None:
+    services = build_services(Config(), store=MemoryStore(), env={"SIDECAR_HOME": str(tmp_path)})
+    keys = services.client_keys
+    created = await keys.create(ClientKeyCreateParams(name="app"), Ctx())
+    assert await keys.authenticate(created.key) is not None  # the first use is written at once
+    await anyio.sleep(1.1)  # `last_used` is kept to the second
+    assert await keys.authenticate(created.key) is not None  # written within 30 s, or at the stop
+    await services.aclose()
+    with sqlite3.connect(tmp_path / "sidecar.db") as conn:
+        (last_used,) = conn.execute("SELECT last_used FROM client_keys").fetchone()
+    assert last_used is not None
+    first = dt.datetime.fromisoformat(created.info.created.replace("Z", "+00:00"))
+    assert dt.datetime.fromisoformat(last_used.replace("Z", "+00:00")) >= first + dt.timedelta(seconds=1)
