@@ -8,6 +8,8 @@ go once through the gateway and once straight to the fake upstream with httpx2.
   on the path (`scripts/byte_relay.py` in front of the fake, copying bytes and parsing nothing: the
   hop any proxy adds) and the same answer streamed (the gateway streams upstream for every call,
   so idle limits, cancellation and partial usage work alike for both kinds of request);
+- the same, each request after a pause longer than what requests read from storage is kept for
+  (client keys, budgets), the gateway and the direct call taking turns at going first;
 - the sidecar's CPU per such request (user + system, every thread; psutil around that run);
 - throughput at 32 concurrent requests (requests/s), gateway and direct;
 - stream relay: a pre-rendered OpenAI stream of many deltas, chunks/s received by the client;
@@ -48,6 +50,8 @@ sys.path.insert(0, str(ROOT))
 
 from scripts import bench_litellm  # noqa: E402
 from scripts.bench_common import BENCH_REQUESTS_PER_MINUTE, enqueue_stream, print_table  # noqa: E402
+from sidecar.services.budget_book import BUDGETS_TTL_S  # noqa: E402
+from sidecar.services.client_keys import TABLE_TTL_S  # noqa: E402
 from tests.fakes.openai_compat import FakeOpenAICompat  # noqa: E402
 
 SIDECAR = str(Path(sys.executable).with_name("llm-sidecar"))
@@ -57,6 +61,9 @@ BODY = {"model": "openai:gpt-4o-mini", "messages": [{"role": "user", "content": 
 LITELLM_PIECES = 5_000
 DIRECT_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
 STREAMED_BODY = {**DIRECT_BODY, "stream": True, "stream_options": {"include_usage": True}}
+# Longer than what a request reads from storage is kept for (client keys, budgets): a request after
+# such a pause would wait for the database if it were not read again in the background.
+PAUSE_S = max(TABLE_TTL_S, BUDGETS_TTL_S) + 0.5
 
 
 class Sidecar:
@@ -139,18 +146,26 @@ class Target(NamedTuple):
     body: dict[str, Any]
 
 
-async def latencies(targets: Sequence[Target], runs: int, cpu: Sidecar | None = None) -> list[list[float]]:
+async def latencies(
+    targets: Sequence[Target], runs: int, cpu: Sidecar | None = None, pause_s: float = 0.0
+) -> list[list[float]]:
     """Milliseconds per request to each target, after a warm-up: one request to each target in turn,
     each target on a kept-alive connection of its own, so all of them see the VM in the same state
     (its speed changes within seconds). With `cpu`, its process's CPU seconds per request over the
-    same runs are appended to `cpu.per_request` (the others cost it nothing)."""
+    same runs are appended to `cpu.per_request` (the others cost it nothing). With `pause_s`, each
+    turn comes after that long idle, and the targets take turns at going first (the first request
+    after a pause meets a VM that has slowed down)."""
     out: list[list[float]] = [[] for _ in targets]
     async with contextlib.AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(httpx2.AsyncClient(timeout=30)) for _ in targets]
         for i in range(runs + 5):
             if i == 5 and cpu is not None:
                 cpu_before = cpu.cpu_seconds()
-            for client, target, times in zip(clients, targets, out, strict=True):
+            turn = list(zip(clients, targets, out, strict=True))
+            if pause_s and i >= 5:
+                await anyio.sleep(pause_s)
+                turn = turn[i % len(turn) :] + turn[: i % len(turn)]
+            for client, target, times in turn:
                 t = time.perf_counter()
                 r = await client.post(target.url, json=target.body, headers=target.headers)
                 elapsed = (time.perf_counter() - t) * 1000
@@ -217,6 +232,7 @@ def stream_body(pieces: int) -> bytes:
 
 def bench_gateway(quick: bool = False) -> Table:
     runs, total, pieces = (50, 300, 5_000) if quick else (500, 3_000, 50_000)
+    paused_runs = 4 if quick else 16
     config = os.environ.get("BENCH_GATEWAY_CONFIG", "")
     with (
         tempfile.TemporaryDirectory() as home,
@@ -255,6 +271,13 @@ def bench_gateway(quick: bool = False) -> Table:
                 ],
                 runs,
                 sidecar,
+            )
+            paused_via, paused_floor = anyio.run(
+                latencies,
+                [Target(gw, gw_headers, BODY), Target(direct, direct_headers, DIRECT_BODY)],
+                paused_runs,
+                None,
+                PAUSE_S,
             )
             lite_lat = (
                 anyio.run(latencies, [Target(lite, lite_headers, DIRECT_BODY)], runs)[0] if litellm else []
@@ -307,6 +330,12 @@ def bench_gateway(quick: bool = False) -> Table:
             f"{s50:.2f} ms",
             f"{f50:.2f} ms (httpx2 direct)",
             f"+{s50 - f50:.2f} ms",
+        ),
+        (
+            f"  after {PAUSE_S:.1f} s idle ({paused_runs} requests)",
+            f"{statistics.median(paused_via):.2f} ms",
+            f"{statistics.median(paused_floor):.2f} ms (httpx2 direct)",
+            f"+{statistics.median(paused_via) - statistics.median(paused_floor):.2f} ms",
         ),
         (
             "gateway CPU per chat request (sidecar)",
