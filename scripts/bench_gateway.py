@@ -4,10 +4,12 @@ gateway over stdio (`gateway_start`, a client key from `client_key_create`), and
 go once through the gateway and once straight to the fake upstream with httpx2.
 
 - added latency p50: sequential non-streamed chat completions, gateway minus direct; beside it,
-  measured request by request with it, two costs that are not the gateway's code: one more process
+  measured request by request with it, three costs that are not the gateway's code: one more process
   on the path (`scripts/byte_relay.py` in front of the fake, copying bytes and parsing nothing: the
-  hop any proxy adds) and the same answer streamed (the gateway streams upstream for every call,
-  so idle limits, cancellation and partial usage work alike for both kinds of request);
+  hop any proxy adds), the same stack doing nothing else (`scripts/bare_gateway.py`: uvicorn and
+  aiohttp forwarding the request, its answer streamed or whole: what the sidecar's own work costs
+  is the gateway's latency over it) and the same answer streamed (the gateway streams upstream for
+  every call, so idle limits, cancellation and partial usage work alike for both kinds of request);
 - the same, each request after a pause longer than what requests read from storage is kept for
   (client keys, budgets), the gateway and the direct call taking turns at going first;
 - the sidecar's CPU per such request (user + system, every thread; psutil around that run);
@@ -116,26 +118,26 @@ class Sidecar:
         self.proc.wait(10)
 
 
-class ByteRelay:
-    """`scripts/byte_relay.py` in front of an upstream, in a process of its own."""
+class Helper:
+    """A script of `scripts/` in a process of its own, listening on the port it prints first."""
 
-    def __init__(self, api_base: str) -> None:
-        upstream = urlsplit(api_base)
+    def __init__(self, script: str, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "scripts" / "byte_relay.py"),
-                str(upstream.hostname),
-                str(upstream.port),
-            ],
-            stdout=subprocess.PIPE,
+            [sys.executable, str(ROOT / "scripts" / script), *args], stdout=subprocess.PIPE
         )
         assert self.proc.stdout is not None
-        self.api_base = f"http://127.0.0.1:{int(self.proc.stdout.readline())}{upstream.path}"
+        self.url = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
 
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait(10)
+
+
+def byte_relay(api_base: str) -> tuple[Helper, str]:
+    """`scripts/byte_relay.py` in front of `api_base`, and the API base through it."""
+    upstream = urlsplit(api_base)
+    relay = Helper("byte_relay.py", str(upstream.hostname), str(upstream.port))
+    return relay, relay.url + upstream.path
 
 
 class Target(NamedTuple):
@@ -250,7 +252,9 @@ def bench_gateway(quick: bool = False) -> Table:
             Path(home, "config.toml").write_text(config)
         litellm, litellm_note = _start_litellm(fake.api_base, quick)
         sidecar = Sidecar(env)
-        relay = ByteRelay(fake.api_base)
+        relay, relayed_base = byte_relay(fake.api_base)
+        bare_streamed = Helper("bare_gateway.py", fake.api_base, "streamed")
+        bare_whole = Helper("bare_gateway.py", fake.api_base, "whole")
         try:
             key = sidecar.call(1, "client_key_create", {"name": "bench"})["key"]
             started = sidecar.call(2, "gateway_start", {"port": 0})
@@ -261,13 +265,15 @@ def bench_gateway(quick: bool = False) -> Table:
             lite = litellm.url + "/v1/chat/completions" if litellm else ""
             lite_headers = {"authorization": f"Bearer {litellm.key}"} if litellm else {}
             # Each measure runs gateway, direct, LiteLLM back to back; latencies request by request.
-            via, floor, streamed, relayed = anyio.run(
+            via, floor, streamed, relayed, bare, bare_w = anyio.run(
                 latencies,
                 [
                     Target(gw, gw_headers, BODY),
                     Target(direct, direct_headers, DIRECT_BODY),
                     Target(direct, direct_headers, STREAMED_BODY),
-                    Target(relay.api_base + "/chat/completions", direct_headers, DIRECT_BODY),
+                    Target(relayed_base + "/chat/completions", direct_headers, DIRECT_BODY),
+                    Target(bare_streamed.url + "/v1/chat/completions", direct_headers, BODY),
+                    Target(bare_whole.url + "/v1/chat/completions", direct_headers, BODY),
                 ],
                 runs,
                 sidecar,
@@ -307,11 +313,13 @@ def bench_gateway(quick: bool = False) -> Table:
             lite_rss = litellm.rss() if litellm else 0
         finally:
             sidecar.close()
-            relay.close()
+            for helper in (relay, bare_streamed, bare_whole):
+                helper.close()
             if litellm:
                 litellm.close()
     p50, f50 = statistics.median(via), statistics.median(floor)
     s50, r50 = statistics.median(streamed), statistics.median(relayed)
+    b50, w50 = statistics.median(bare), statistics.median(bare_w)
     rows: Table = [
         (
             "gateway chat latency p50",
@@ -324,6 +332,18 @@ def bench_gateway(quick: bool = False) -> Table:
             f"{r50:.2f} ms",
             f"{f50:.2f} ms (httpx2 direct)",
             f"+{r50 - f50:.2f} ms",
+        ),
+        (
+            "  the same stack doing nothing else, streamed",
+            f"{b50:.2f} ms",
+            f"{f50:.2f} ms (httpx2 direct)",
+            f"+{b50 - f50:.2f} ms",
+        ),
+        (
+            "  the same stack doing nothing else, whole",
+            f"{w50:.2f} ms",
+            f"{f50:.2f} ms (httpx2 direct)",
+            f"+{w50 - f50:.2f} ms",
         ),
         (
             "  the same answer streamed, direct",
