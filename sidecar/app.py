@@ -527,7 +527,7 @@ class Services:
             hold_s=self.config.timeouts.total_s + 10,
         )
         self._closers.append(lambda: usage.close(self._ledger_close_s()))
-        self._closers.append(usage.budgets.aclose)  # closers run newest first: before the ledger
+        self._closers.append(usage.stop_background)  # closers run newest first: before the ledger
         return usage
 
     def _ledger_close_s(self) -> float | None:

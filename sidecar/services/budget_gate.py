@@ -4,8 +4,9 @@
   when it has a `run_id`), estimates its input tokens and input cost (core.tokens, the catalog)
   and raises `budget_exceeded` before anything is sent when it would cross a hard limit
   (core.budget). The spend of the day and the month comes from memory (`Ledger.period_spends`: the
-  rollups as last read plus every row queued since), so the check is a comparison; a query runs
-  only when that is older than a few seconds or a new month began. A soft run cap only warns (a
+  rollups as last read plus every row queued since), so the check is a comparison; the rollups
+  are read again in the background while checks come (`core.kept`), and on the request's path
+  only for the first check, after a long pause, or when a new month began. A soft run cap only warns (a
   log line and a `budget/alert`). Without budgets it costs one cached list lookup. When the
   database can't be read the request goes ahead (logged): a broken state file must not stop every
   request.
@@ -34,9 +35,10 @@ from sidecar.core import budget as policy
 from sidecar.core import cost, tokens, usage_stats
 from sidecar.core.budget import PERIODS, Budget, scope_name
 from sidecar.core.counters import BudgetLine, BudgetRefusal, Reservation
+from sidecar.core.kept import Kept
 from sidecar.core.models import ModelRef
 from sidecar.errors import SidecarError
-from sidecar.infra.ledger import Ledger
+from sidecar.infra.ledger import TALLY_TTL_S, Ledger
 from sidecar.services.budget_alerts import BudgetAlerts
 from sidecar.services.budget_book import BudgetBook
 from sidecar.services.context import current_client
@@ -81,6 +83,19 @@ class BudgetGate:
         self.client_limits = client_limits
         self.hold_s = hold_s
         self._plans: dict[str, _Plan] = {}
+        # The spend in memory, read again in the background while budget checks use it, so that
+        # a check after a pause does not wait for the query. Its value: the first day it covers.
+        self._spend: Kept[str] = Kept(self._read_spend, ttl_s=TALLY_TTL_S, name="spend")
+        self._spend_from = ""
+
+    async def aclose(self) -> None:
+        """Stop reading the spend in the background (the ledger is about to close)."""
+        await self._spend.aclose()
+
+    async def _read_spend(self) -> str:
+        first_day = self._spend_from
+        await anyio.to_thread.run_sync(self.ledger.refresh_spends, first_day)
+        return first_day
 
     async def before(self, ref: ModelRef, params: CompleteParams) -> None:
         try:
@@ -109,8 +124,11 @@ class BudgetGate:
         est_cost = estimate.input_cost if estimate is not None else 0.0
         lines_of = plan.lines(policy.windows(now))
         try:
+            if lines_of.keys:
+                self._spend_from = min(period[:7] for _, period in lines_of.keys) + "-01"
+                await self._spend.get()
             spent = self.ledger.period_spends(lines_of.keys) if lines_of.keys else []
-            if spent is None:  # not read for a while, or a new month: one query
+            if spent is None:  # read too late, or a new month: one query
                 spent = await anyio.to_thread.run_sync(self.ledger.read_period_spends, lines_of.keys)
             used = (
                 await anyio.to_thread.run_sync(self.ledger.run_tokens, run_id, [b.scope for b in capped])

@@ -121,6 +121,11 @@ class UsageService:
             "refresh_pricing": self.refresh_pricing,
         }
 
+    async def stop_background(self) -> None:
+        """Stop the background reads of the budgets and the spend (the ledger is about to close)."""
+        await self.budgets.aclose()
+        await self.gate.aclose()
+
     def close(self, timeout: float | None = None) -> None:
         """Commit what is queued (a clean shutdown loses no row): the ledger waits while its writer
         commits, for `timeout` seconds at most (by default the ledger's own bound)."""

@@ -1,7 +1,8 @@
-"""What a gateway request needs from storage (the client keys, the budgets) is read again in the
-background while requests come, so a request after a pause longer than their time to live does not
-wait for the database; a change made elsewhere is still seen within that time; and when a key was
-last used is written aside, not by the request, and at the latest when the sidecar stops."""
+"""What a gateway request needs from storage (the client keys, the budgets, the spend they are
+checked against) is read again in the background while requests come, so a request after a pause
+longer than their time to live does not wait for the database; a change made elsewhere is still
+seen within that time; and when a key was last used is written aside, not by the request, and at
+the latest when the sidecar stops."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from sidecar.app import Services, build_services
 from sidecar.config import Config
 from sidecar.gateway import connection
 from sidecar.infra.keystore import MemoryStore
+from sidecar.infra.ledger import TALLY_TTL_S
 from sidecar.services.budget_book import BUDGETS_TTL_S
 from sidecar.services.client_keys import TABLE_TTL_S
 from sidecar.wire.gateway import ClientKeyCreateParams, GatewayStartParams
+from sidecar.wire.usage import SetBudgetParams
 from tests.fakes.openai_compat import FakeOpenAICompat
 
 pytestmark = pytest.mark.anyio
@@ -56,10 +59,10 @@ class Reads:
 
         return counted
 
-    def wrap_sync(self, what: str, read: Callable[[], Any]) -> Callable[[], Any]:
-        def counted() -> Any:
+    def wrap_sync(self, what: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any) -> Any:
             self.note(what)  # in a worker thread, in a copy of the caller's context
-            return read()
+            return call(*args)
 
         return counted
 
@@ -108,6 +111,28 @@ async def test_a_request_after_a_pause_does_not_wait_for_the_database(
     assert reads.background.count("client keys") >= 2
     assert reads.background.count("budgets") >= 2
     assert "last used" in reads.background  # the key's first use, written aside
+
+
+async def test_with_a_budget_the_spend_is_read_again_off_the_path(
+    gateway: tuple[Services, str, str],
+) -> None:
+    services, url, key = gateway
+    await services.handlers["set_budget"](SetBudgetParams(daily_usd=100.0), Ctx())
+    reads = Reads()
+    ledger = services.usage.ledger
+    ledger.refresh_spends = reads.wrap_sync("spend", ledger.refresh_spends)  # type: ignore[method-assign]
+    ledger.read_period_spends = reads.wrap_sync("spend", ledger.read_period_spends)  # type: ignore[method-assign]
+    headers = {"authorization": f"Bearer {key}"}
+    async with httpx2.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+        assert (await client.post("/v1/chat/completions", json=BODY)).status_code == 200
+        assert "spend" in reads.on_path  # the first check reads it: nothing had before
+        reads.on_path.clear()
+        for _ in range(2):
+            await anyio.sleep(TALLY_TTL_S + 0.5)
+            r = await client.post("/v1/chat/completions", json=BODY)
+            assert r.status_code == 200, r.text
+    assert reads.on_path == []
+    assert reads.background.count("spend") >= 2
 
 
 async def test_a_key_deleted_elsewhere_is_refused_within_its_time(
