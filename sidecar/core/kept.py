@@ -10,9 +10,10 @@ or when the background read did not finish in time.
 
 A change made in this process is `put` (or `forget`): a read that began before it does not
 overwrite it. A value that `keep_if` refuses (a key not found, say) is answered but not kept.
-What a failed read does is the reader function's: it may raise (a background read that raises
-leaves the value to age, and the next reader reads itself and meets the error) or answer the last
-value (`Kept.value`).
+A read that raises one of `last_on` (the database away, say) answers the last value, which then
+counts as read at that moment (logged; with no value yet, the error is raised). Any other error
+reaches the reader; in the background it leaves the value to age, and the next reader reads
+itself and meets the error.
 
 Must not know: what the value is, where it comes from.
 """
@@ -58,6 +59,7 @@ class Kept(Generic[_T]):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         keep_if: Callable[[_T], bool] = lambda value: True,
+        last_on: tuple[type[Exception], ...] = (),
         name: str = "value",
     ) -> None:
         self._read = read
@@ -66,6 +68,7 @@ class Kept(Generic[_T]):
         self._clock = clock
         self._sleep = sleep
         self._keep_if = keep_if
+        self._last_on = last_on
         self._name = name
         self._value: _T | _Unset = _UNSET
         self._read_at = 0.0
@@ -101,7 +104,7 @@ class Kept(Generic[_T]):
         reading = self._reading = asyncio.get_running_loop().create_future()
         generation, began = self._generation, self._clock()
         try:
-            value = await self._read()
+            value = await self._read_or_last()
         except BaseException as exc:
             reading.set_exception(_Abandoned() if isinstance(exc, asyncio.CancelledError) else exc)
             reading.exception()  # retrieved: a read nobody else awaited logs nothing
@@ -115,6 +118,16 @@ class Kept(Generic[_T]):
                 self.forget()
         reading.set_result(value)
         return value
+
+    async def _read_or_last(self) -> _T:
+        try:
+            return await self._read()
+        except self._last_on as exc:
+            last = self._value
+            if isinstance(last, _Unset):
+                raise
+            _log.warning("not read again: the last one serves", value=self._name, error=type(exc).__name__)
+            return last
 
     def put(self, value: _T) -> None:
         """A value this process just stored: it is the value from now on."""

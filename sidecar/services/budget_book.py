@@ -39,7 +39,10 @@ class BudgetBook:
         self.ledger = ledger
         self.providers = providers
         self.clock = clock
-        self._kept: Kept[list[Budget]] = Kept(self._read, ttl_s=BUDGETS_TTL_S, name="budgets")
+        # While the database is away the last budgets read apply.
+        self._kept: Kept[list[Budget]] = Kept(
+            self._read, ttl_s=BUDGETS_TTL_S, last_on=(SidecarError,), name="budgets"
+        )
 
     @property
     def cached(self) -> list[Budget] | None:
@@ -56,14 +59,7 @@ class BudgetBook:
         await self._kept.aclose()
 
     async def _read(self) -> list[Budget]:
-        try:
-            return await anyio.to_thread.run_sync(self.ledger.budgets)
-        except SidecarError:
-            last = self._kept.value
-            if last is None:
-                raise
-            _log.warning("budgets not re-read: storage unavailable; the last ones apply")
-            return last
+        return await anyio.to_thread.run_sync(self.ledger.budgets)
 
     async def set_budget(self, params: SetBudgetParams, ctx: CallContext) -> SetBudgetResult:
         if params.provider is not None:

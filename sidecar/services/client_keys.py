@@ -140,8 +140,9 @@ class ClientKeyService:
         self._totals = totals
         # Re-read now and then, ahead of the requests: another replica (or process) may have
         # created, changed or deleted a key.
+        # While the database is away the last table read keeps serving.
         self._table_kept: Kept[dict[str, ClientKeyRecord]] = Kept(
-            self._read_table, ttl_s=TABLE_TTL_S, name="client keys"
+            self._read_table, ttl_s=TABLE_TTL_S, last_on=(SidecarError,), name="client keys"
         )
         self._used: dict[str, float] = {}  # key id -> when it was last used (time.time())
         # The secrets presented that matched an enabled key of `_known_in` (the table as read):
@@ -307,15 +308,7 @@ class ClientKeyService:
         return await self._table_kept.get(fresh_within_s=fresh_within_s)
 
     async def _read_table(self) -> dict[str, ClientKeyRecord]:
-        try:
-            records = await self.store.all()
-        except SidecarError:
-            last = self._table_kept.value  # while the database is away the last table serves
-            if last is None:
-                raise
-            _log.warning("client keys not re-read: storage unavailable")
-            return last
-        return {r.hash: r for r in records}
+        return {r.hash: r for r in await self.store.all()}
 
     async def _changed(self) -> None:
         self._table_kept.forget()

@@ -165,8 +165,9 @@ class RouterService:
         self._latency = latency or (lambda: {})
         self._clock = clock
         # Re-read now and then, ahead of the requests: another replica may set or delete a router.
+        # While the database is away the last ones read serve.
         self._stored: Kept[dict[str, dict[str, Any]]] = Kept(
-            self._read_stored, ttl_s=STORED_TTL_S, name="routers"
+            store.all, ttl_s=STORED_TTL_S, last_on=(SidecarError,), name="routers"
         )
         self._key_checks: dict[str, tuple[float, str | None]] = {}
         self._limits_of: dict[str, Any] = {}
@@ -342,15 +343,6 @@ class RouterService:
     async def aclose(self) -> None:
         """Stop re-reading the stored routers in the background (the storage is about to close)."""
         await self._stored.aclose()
-
-    async def _read_stored(self) -> dict[str, dict[str, Any]]:
-        try:
-            return await self.store.all()
-        except SidecarError:
-            last = self._stored.value  # while the database is away the last ones serve
-            if last is None:
-                raise
-            return last
 
     async def _all(self) -> dict[str, RouterInfo]:
         stored = await self._stored.get()

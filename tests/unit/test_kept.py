@@ -266,3 +266,27 @@ async def test_after_aclose_nothing_is_read_in_the_background() -> None:
     await kept.get()
     await asyncio.sleep(0)
     assert len(naps.asked) == 1  # no new loop
+
+
+async def test_a_read_failing_with_a_last_on_error_answers_the_last_value() -> None:
+    store = Store("one")
+    clock = ManualClock()
+    kept = Kept(store.read, ttl_s=TTL_S, clock=clock, sleep=Naps(clock), last_on=(ConnectionError,))
+    try:
+        store.fail = ConnectionError("database away")
+        with pytest.raises(ConnectionError):
+            await kept.get()  # nothing to answer yet
+        store.fail = None
+        assert await kept.get() == "one"
+        store.fail = ConnectionError("database away")
+        clock.now += TTL_S
+        assert await kept.get() == "one"  # the last one serves, and counts as read now
+        clock.now += TTL_S / 2
+        assert await kept.get() == "one"
+        assert store.reads == 3
+        store.fail = RuntimeError("a bug")
+        clock.now += TTL_S
+        with pytest.raises(RuntimeError):
+            await kept.get()  # not one of `last_on`: the reader meets it
+    finally:
+        await kept.aclose()
