@@ -67,6 +67,13 @@ class Naps:
         await asyncio.sleep(0)
 
 
+class Seen(list[str]):
+    """What readers were answered, in order."""
+
+    async def read(self, kept: Kept[str]) -> None:
+        self.append(await kept.get())
+
+
 def kept_with_naps(store: Store, **kwargs: float) -> tuple[Kept[str], ManualClock, Naps]:
     clock = ManualClock()
     naps = Naps(clock)
@@ -144,15 +151,11 @@ async def test_readers_share_one_read() -> None:
     store = Store("one")
     kept, _, _ = kept_with_naps(store)
     held = store.hold = anyio.Event()
-    seen: list[str] = []
-
-    async def read() -> None:
-        seen.append(await kept.get())
-
+    seen = Seen()
     try:
         async with anyio.create_task_group() as tg:
             for _ in range(5):
-                tg.start_soon(read)
+                tg.start_soon(seen.read, kept)
             await store.reading.wait()
             held.set()
         assert seen == ["one"] * 5
@@ -166,7 +169,7 @@ async def test_readers_of_a_cancelled_read_read_again_themselves() -> None:
     kept, _, _ = kept_with_naps(store)
     store.hold = anyio.Event()
     scopes: list[anyio.CancelScope] = []
-    seen: list[str] = []
+    seen = Seen()
 
     async def first_reader() -> None:
         with anyio.CancelScope() as scope:
@@ -174,14 +177,11 @@ async def test_readers_of_a_cancelled_read_read_again_themselves() -> None:
             await kept.get()
         seen.append("cancelled")
 
-    async def second_reader() -> None:
-        seen.append(await kept.get())
-
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(first_reader)
             await store.reading.wait()  # the first reader's read is under way
-            tg.start_soon(second_reader)
+            tg.start_soon(seen.read, kept)
             await anyio.wait_all_tasks_blocked()  # and the second shares it
             store.hold = None
             scopes[0].cancel()
@@ -195,14 +195,10 @@ async def test_a_change_made_here_wins_over_a_read_begun_before_it() -> None:
     store = Store("old")
     kept, _, _ = kept_with_naps(store)
     held = store.hold = anyio.Event()
-    seen: list[str] = []
-
-    async def read() -> None:
-        seen.append(await kept.get())
-
+    seen = Seen()
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(read)
+            tg.start_soon(seen.read, kept)
             await store.reading.wait()
             store.hold = None
             kept.put("new")
