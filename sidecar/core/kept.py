@@ -11,9 +11,9 @@ or when the background read did not finish in time.
 A change made in this process is `put` (or `forget`): a read that began before it does not
 overwrite it. A value that `keep_if` refuses (a key not found, say) is answered but not kept.
 A read that raises one of `last_on` (the database away, say) answers the last value, which then
-counts as read at that moment (logged; with no value yet, the error is raised). Any other error
-reaches the reader; in the background it leaves the value to age, and the next reader reads
-itself and meets the error.
+counts as read at that moment (logged once per outage; with no value yet, the error is raised).
+Any other error reaches the reader; in the background it leaves the value to age, and the next
+reader reads itself and meets the error.
 
 Must not know: what the value is, where it comes from.
 """
@@ -77,6 +77,7 @@ class Kept(Generic[_T]):
         self._reading: asyncio.Future[_T] | None = None
         self._warm: asyncio.Task[None] | None = None
         self._closed = False
+        self._failing = False  # the last read raised one of `last_on`
 
     @property
     def value(self) -> _T | None:
@@ -121,13 +122,20 @@ class Kept(Generic[_T]):
 
     async def _read_or_last(self) -> _T:
         try:
-            return await self._read()
+            value = await self._read()
         except self._last_on as exc:
             last = self._value
             if isinstance(last, _Unset):
                 raise
-            _log.warning("not read again: the last one serves", value=self._name, error=type(exc).__name__)
+            if not self._failing:  # once per outage: the background reads go on meanwhile
+                self._failing = True
+                error = type(exc).__name__
+                _log.warning("not read again: the last one serves", value=self._name, error=error)
             return last
+        if self._failing:
+            self._failing = False
+            _log.info("read again", value=self._name)
+        return value
 
     def put(self, value: _T) -> None:
         """A value this process just stored: it is the value from now on."""

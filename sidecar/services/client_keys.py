@@ -139,8 +139,7 @@ class ClientKeyService:
         self.audit = audit
         self._totals = totals
         # Re-read now and then, ahead of the requests: another replica (or process) may have
-        # created, changed or deleted a key.
-        # While the database is away the last table read keeps serving.
+        # created, changed or deleted a key. While the database is away the last table serves.
         self._table_kept: Kept[dict[str, ClientKeyRecord]] = Kept(
             self._read_table, ttl_s=TABLE_TTL_S, last_on=(SidecarError,), name="client keys"
         )

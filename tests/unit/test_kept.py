@@ -5,10 +5,12 @@ here win over reads that began before them; a value not in use is left alone."""
 from __future__ import annotations
 
 import asyncio
+import io
 
 import anyio
 import pytest
 
+from sidecar import logs
 from sidecar.core.kept import REFRESH_AT, Kept
 from tests.clock import ManualClock
 
@@ -268,6 +270,8 @@ async def test_a_read_failing_with_a_last_on_error_answers_the_last_value() -> N
     store = Store("one")
     clock = ManualClock()
     kept = Kept(store.read, ttl_s=TTL_S, clock=clock, sleep=Naps(clock), last_on=(ConnectionError,))
+    log, saved = io.StringIO(), dict(logs._state)
+    logs.configure("info", stream=log)
     try:
         store.fail = ConnectionError("database away")
         with pytest.raises(ConnectionError):
@@ -275,14 +279,21 @@ async def test_a_read_failing_with_a_last_on_error_answers_the_last_value() -> N
         store.fail = None
         assert await kept.get() == "one"
         store.fail = ConnectionError("database away")
+        for _ in range(3):
+            clock.now += TTL_S
+            assert await kept.get() == "one"  # the last one serves, and counts as read now
+            clock.now += TTL_S / 2
+            assert await kept.get() == "one"
+        assert store.reads == 5
+        assert log.getvalue().count("not read again") == 1  # once for the outage
+        store.fail = None
         clock.now += TTL_S
-        assert await kept.get() == "one"  # the last one serves, and counts as read now
-        clock.now += TTL_S / 2
-        assert await kept.get() == "one"
-        assert store.reads == 3
+        await kept.get()
+        assert log.getvalue().count("read again") == 2  # and once when it is over
         store.fail = RuntimeError("a bug")
         clock.now += TTL_S
         with pytest.raises(RuntimeError):
             await kept.get()  # not one of `last_on`: the reader meets it
     finally:
+        logs._state.update(saved)
         await kept.aclose()
