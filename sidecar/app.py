@@ -617,8 +617,8 @@ class Services:
         self._closers.append(routers.aclose)
         return routers
 
-    async def _router_spend(self, name: str, since_ts: float, until_ts: float) -> float:
-        return await self.usage.router_spend(name, since_ts, until_ts)
+    async def _router_spend(self, name: str, day: str) -> float:
+        return await self.usage.router_spend(name, day)
 
     @cached_property
     def metrics(self) -> MetricsService:

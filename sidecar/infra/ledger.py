@@ -1,7 +1,7 @@
 """The usage ledger and budgets, in the state directory's SQLite database (`infra.db`).
 
-The tables (`ledger`, the `spend_daily` and `run_tokens` rollups, `budgets`, `budget_alerts`) and
-their migrations are in `infra.ledger_schema`.
+The tables (`ledger`, the `spend_daily`, `spend_daily_scoped` and `run_tokens` rollups, `budgets`,
+`budget_alerts`) and their migrations are in `infra.ledger_schema`.
 
 The same code runs on PostgreSQL for a team (`infra.pg.PgBlocking` in place of the state database):
 statements are written in the subset both engines share, with `Dialects` where they differ.
@@ -11,8 +11,8 @@ wake-up only when the writer is idle); a writer thread commits what queued withi
 first row in one short `BEGIN IMMEDIATE` transaction (one transaction per 50 ms under load, not one
 per request), retrying while another process holds the write lock. Rows not yet committed are
 counted by the budget queries (`_pending`), so a burst of requests can't slip past a limit while
-its rows wait. The spend of the current month per day and provider is also kept in memory
-(`infra.spend_tally`: the rollups as read, plus every row queued since, re-read every
+its rows wait. The spend of the current month per day and provider, client key and router is also
+kept in memory (`infra.spend_tally`: the rollups as read, plus every row queued since, re-read every
 `TALLY_TTL_S` to take in other processes' spending), so a budget check is a lookup
 (`period_spends`); while no budget check uses it, rows are not added to it. `close` commits
 what is queued, waiting for as long as the writer makes progress (within its bound). A
@@ -48,6 +48,7 @@ from sidecar.infra import audit, pg_schema
 from sidecar.infra.db import Database
 from sidecar.infra.ledger_rows import (
     ADD_RUN_TOKENS,
+    ADD_SCOPED_SPEND,
     ADD_SPEND,
     INSERT_AUDIT,
     INSERT_ROW,
@@ -101,6 +102,7 @@ _UPSERT_BUDGET: Final = (
     "run_token_limit_hard = excluded.run_token_limit_hard, updated_ts = excluded.updated_ts"
 )
 _SPEND_SINCE: Final = "SELECT day, provider, cost_usd FROM spend_daily WHERE day >= ?"
+_SCOPED_SPEND_SINCE: Final = "SELECT day, scope, cost_usd FROM spend_daily_scoped WHERE day >= ?"
 
 
 def _period_days(period: str) -> tuple[str, str]:
@@ -374,9 +376,11 @@ class Ledger:
                     fresh = [r for r in rows if r.uid not in known]
                     for sql, params in insert_chunks(fresh, self._pid, sqlite=self._sqlite):
                         conn.execute(sql, params)
-                spend, runs = rollups(fresh)
+                spend, scoped, runs = rollups(fresh)
                 if spend:
                     conn.executemany(ADD_SPEND, spend)
+                if scoped:
+                    conn.executemany(ADD_SCOPED_SPEND, scoped)
                 if runs:
                     conn.executemany(ADD_RUN_TOKENS, runs)
             if notes:
@@ -403,8 +407,9 @@ class Ledger:
     # --- the spend of the current month, in memory ------------------------------------------------
 
     def period_spends(self, keys: Sequence[tuple[str, str]]) -> list[float] | None:
-        """USD spent for each `(scope, period)` (scope `*` or a provider id; period a UTC day
-        `YYYY-MM-DD` or month `YYYY-MM`) from memory: committed rows of every process as last read
+        """USD spent for each `(scope, period)` (scope `*`, a provider id, or a client key's or
+        router's named scope, `infra.ledger_rows.client_scope`; period a UTC day `YYYY-MM-DD` or
+        month `YYYY-MM`) from memory: committed rows of every process as last read
         plus every row this process queued since. None when that was read more than `TALLY_TTL_S`
         ago or does not cover a period: `refresh_spends` (a query), then ask again."""
         with self._pending_lock:
@@ -434,7 +439,7 @@ class Ledger:
         add = self._tally.add
         for row in rows:
             if row.cost_usd:
-                add(row.day, row.provider, row.cost_usd)
+                add(row.day, row.provider, row.cost_usd, row.scopes)
 
     def read_period_spends(self, keys: Sequence[tuple[str, str]]) -> list[float]:
         """`period_spends`, reading the rollups into memory first (from the first day of the
@@ -450,12 +455,13 @@ class Ledger:
 
         def run(conn: sqlite3.Connection) -> None:
             committed = conn.execute(_SPEND_SINCE, (first_day,)).fetchall()
+            scoped = conn.execute(_SCOPED_SPEND_SINCE, (first_day,)).fetchall()
             # Under the database lock (no batch commits meanwhile) and the pending lock (no row
             # queued meanwhile): every row is counted once, as committed or as queued.
             with self._pending_lock:
                 queued = list(self._queued)
-                pending = [(r.day, r.provider, r.cost_usd or 0.0) for r in (*self._inflight, *queued)]
-                self._tally.reset(first_day, [*committed, *pending])
+                self._tally.reset(first_day, committed, scoped)
+                self._tally_rows([*self._inflight, *queued])
                 self._tallied = self._taken + len(queued)
                 self._tally_read_at = time.monotonic()
 
@@ -470,7 +476,8 @@ class Ledger:
 
     def spends(self, queries: Sequence[tuple[str, str, str]]) -> list[float]:
         """USD spent for each `(scope, first_day, end_day)` (days `YYYY-MM-DD` UTC, end exclusive;
-        scope `*` or a provider id), committed rows of every process plus this one's queued rows."""
+        scope `*`, a provider id or a named scope), committed rows of every process plus this one's
+        queued rows."""
 
         def run(conn: sqlite3.Connection) -> list[float]:
             pending = self._pending()
@@ -480,6 +487,12 @@ class Ledger:
                     cur = conn.execute(
                         "SELECT coalesce(sum(cost_usd), 0) FROM spend_daily WHERE day >= ? AND day < ?",
                         (first, end),
+                    )
+                elif ":" in scope:  # provider ids have none
+                    cur = conn.execute(
+                        "SELECT coalesce(sum(cost_usd), 0) FROM spend_daily_scoped "
+                        "WHERE day >= ? AND day < ? AND scope = ?",
+                        (first, end, scope),
                     )
                 else:
                     cur = conn.execute(
@@ -491,7 +504,7 @@ class Ledger:
                 total += sum(
                     r.cost_usd or 0.0
                     for r in pending
-                    if (scope == OVERALL or r.provider == scope) and first <= r.day < end
+                    if (scope == OVERALL or r.provider == scope or scope in r.scopes) and first <= r.day < end
                 )
                 out.append(total)
             return out
@@ -571,31 +584,6 @@ class Ledger:
 
         def run(conn: sqlite3.Connection) -> list[MetricSample]:
             return [MetricSample(*r) for r in conn.execute(sql, (since_ts, until_ts)).fetchall()]
-
-        return self.db.run_sync(run)
-
-    def client_spends(self, client: str, periods: Sequence[tuple[float, float]]) -> list[float]:
-        """USD spent by one gateway client key in each `[since_ts, until_ts)`, committed rows plus
-        this process's queued ones."""
-        return self._spends_of("client", client, periods)
-
-    def router_spends(self, router: str, periods: Sequence[tuple[float, float]]) -> list[float]:
-        """USD spent through one router in each `[since_ts, until_ts)`, as `client_spends`."""
-        return self._spends_of("router", router, periods)
-
-    def _spends_of(
-        self, column: Literal["client", "router"], name: str, periods: Sequence[tuple[float, float]]
-    ) -> list[float]:
-        sql = f"SELECT coalesce(sum(cost_usd), 0) FROM ledger WHERE {column} = ? AND ts >= ? AND ts < ?"
-
-        def run(conn: sqlite3.Connection) -> list[float]:
-            pending = [r for r in self._pending() if getattr(r, column) == name]
-            out: list[float] = []
-            for since, until in periods:
-                (spent,) = conn.execute(sql, (name, since, until)).fetchone()
-                spent += sum(r.cost_usd or 0.0 for r in pending if since <= r.ts < until)
-                out.append(float(spent))
-            return out
 
         return self.db.run_sync(run)
 

@@ -1,9 +1,10 @@
 """What the ledger writes: one request's row (`Row`), an audit-trail row (`AuditNote`), and what a
 committed batch of rows adds to the rollup tables (`rollups`), with the statements that write them.
 
-The rollups (`spend_daily` per UTC day and provider, `run_tokens` per run and provider) are summed
-here, per batch, in Python: one upsert per key per transaction, in the same transaction as the rows
-(a kill -9 never leaves rows and rollups disagreeing). They replaced per-row triggers, which cost
+The rollups (`spend_daily` per UTC day and provider, `spend_daily_scoped` per UTC day and named
+scope: a gateway client key's, a router's; `run_tokens` per run and provider) are summed here, per
+batch, in Python: one upsert per key per transaction, in the same transaction as the rows (a kill
+-9 never leaves rows and rollups disagreeing). They replaced per-row triggers, which cost
 the writer most of its time. The UTC day of a row is `utc_day(ts)`, the same day SQLite's
 `date(ts, 'unixepoch')` and PostgreSQL's `infra.pg_schema.UTC_DAY` give.
 
@@ -16,7 +17,7 @@ import datetime as dt
 import functools
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Final
+from typing import Final, NamedTuple, TypeVar
 
 import msgspec
 
@@ -26,6 +27,16 @@ from sidecar.redact import redact
 _MAX_AUDIT_DETAIL: Final = 300
 _EPOCH: Final = dt.date(1970, 1, 1)
 _ONE_DAY: Final = dt.timedelta(days=1)
+
+
+def client_scope(name: str) -> str:
+    """The spend scope of a gateway client key, by its name (`spend_daily_scoped.scope`)."""
+    return f"client:{name}"
+
+
+def router_scope(name: str) -> str:
+    """The spend scope of a router, by its name (`spend_daily_scoped.scope`)."""
+    return f"router:{name}"
 
 
 @functools.lru_cache(maxsize=128)
@@ -73,6 +84,14 @@ class Row(msgspec.Struct, frozen=True, gc=False):
     @property
     def tokens(self) -> int:
         return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """The named scopes whose spend the row counts in: its client key's and its router's."""
+        client, router = self.client, self.router
+        if client is None:
+            return () if router is None else (router_scope(router),)
+        return (client_scope(client),) if router is None else (client_scope(client), router_scope(router))
 
     def params(self, pid: int) -> tuple[object, ...]:
         return (
@@ -157,6 +176,11 @@ ADD_SPEND: Final = (
     "ON CONFLICT (day, provider) DO UPDATE SET requests = spend_daily.requests + excluded.requests, "
     "cost_usd = spend_daily.cost_usd + excluded.cost_usd"
 )
+ADD_SCOPED_SPEND: Final = (
+    "INSERT INTO spend_daily_scoped (day, scope, requests, cost_usd) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (day, scope) DO UPDATE SET requests = spend_daily_scoped.requests + excluded.requests, "
+    "cost_usd = spend_daily_scoped.cost_usd + excluded.cost_usd"
+)
 ADD_RUN_TOKENS: Final = (
     "INSERT INTO run_tokens (run_id, provider, tokens, cost_usd) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (run_id, provider) DO UPDATE SET tokens = run_tokens.tokens + excluded.tokens, "
@@ -165,36 +189,46 @@ ADD_RUN_TOKENS: Final = (
 INSERT_AUDIT: Final = "INSERT INTO audit (ts, event, provider, outcome, detail) VALUES (?, ?, ?, ?, ?)"
 
 RollupParams = list[tuple[str, str, int, float]]
+_Key = TypeVar("_Key")
 
 
-def rollups(rows: Iterable[Row]) -> tuple[RollupParams, RollupParams]:
-    """What `rows` add to `spend_daily` (day, provider, requests, cost) and to `run_tokens` (run id,
-    provider, tokens, cost), one entry per key, sorted by key: every writer takes the rollup rows'
-    locks in one order (two PostgreSQL replicas' batches would otherwise deadlock)."""
+class Rollups(NamedTuple):
+    """What a batch adds to each rollup table, one entry per key, sorted by key."""
+
+    spend: RollupParams  # spend_daily: day, provider, requests, cost
+    scoped: RollupParams  # spend_daily_scoped: day, scope, requests, cost
+    runs: RollupParams  # run_tokens: run id, provider, tokens, cost
+
+
+def rollups(rows: Iterable[Row]) -> Rollups:
+    """What `rows` add to the rollup tables, one entry per key, sorted by key: every writer takes
+    the rollup rows' locks in one order (two PostgreSQL replicas' batches would otherwise
+    deadlock)."""
     spend: dict[tuple[int, str], list[float]] = {}  # by UTC day number, turned into days below
+    scoped: dict[tuple[int, str], list[float]] = {}
     runs: dict[tuple[str, str], list[float]] = {}
     for row in rows:
         cost = row.cost_usd or 0.0
-        key = (int(row.ts // 86400), row.provider)
-        entry = spend.get(key)
-        if entry is None:
-            spend[key] = [1, cost]
-        else:
-            entry[0] += 1
-            entry[1] += cost
+        day = int(row.ts // 86400)
+        _count(spend, (day, row.provider), 1, cost)
+        for scope in row.scopes:
+            _count(scoped, (day, scope), 1, cost)
         if row.run_id is not None:
-            run = (row.run_id, row.provider)
-            tokens = (row.input_tokens or 0) + (row.output_tokens or 0)
-            entry = runs.get(run)
-            if entry is None:
-                runs[run] = [tokens, cost]
-            else:
-                entry[0] += tokens
-                entry[1] += cost
-    return (
+            _count(runs, (row.run_id, row.provider), row.tokens, cost)
+    return Rollups(
         sorted((_day_number_iso(d), p, int(n), c) for (d, p), (n, c) in spend.items()),
+        sorted((_day_number_iso(d), s, int(n), c) for (d, s), (n, c) in scoped.items()),
         sorted((a, b, int(n), c) for (a, b), (n, c) in runs.items()),
     )
+
+
+def _count(totals: dict[_Key, list[float]], key: _Key, n: int, cost: float) -> None:
+    entry = totals.get(key)
+    if entry is None:
+        totals[key] = [n, cost]
+    else:
+        entry[0] += n
+        entry[1] += cost
 
 
 class AuditNote(msgspec.Struct, frozen=True, gc=False):

@@ -115,6 +115,25 @@ LEDGER_ROLLUPS_PER_BATCH: Final = """
     DROP FUNCTION IF EXISTS ledger_rollup();
     """
 
+# infra.ledger_schema.MIGRATIONS[6]: the spend of each client key and router per UTC day.
+LEDGER_SCOPED_SPEND: Final = """
+    CREATE TABLE spend_daily_scoped (
+        day TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        requests BIGINT NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (day, scope)
+    );
+    INSERT INTO spend_daily_scoped (day, scope, requests, cost_usd)
+        SELECT to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), 'client:' || client, count(*),
+            coalesce(sum(cost_usd), 0)
+        FROM ledger WHERE client IS NOT NULL GROUP BY 1, 2;
+    INSERT INTO spend_daily_scoped (day, scope, requests, cost_usd)
+        SELECT to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), 'router:' || router, count(*),
+            coalesce(sum(cost_usd), 0)
+        FROM ledger WHERE router IS NOT NULL GROUP BY 1, 2;
+    """
+
 # infra.audit.MIGRATIONS, entry for entry.
 AUDIT: Final = (
     """

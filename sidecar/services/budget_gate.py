@@ -4,7 +4,8 @@
   when it has a `run_id`), estimates its input tokens and input cost (core.tokens, the catalog)
   and raises `budget_exceeded` before anything is sent when it would cross a hard limit
   (core.budget). The spend of the day and the month comes from memory (`Ledger.period_spends`: the
-  rollups as last read plus every row queued since), so the check is a comparison; the rollups
+  rollups as last read plus every row queued since), so the check is a comparison (`spent` answers
+  the same figures for a client key's and a router's scope, to the gateway and the routers); the rollups
   are read again in the background while checks come (`core.kept`), and on the request's path
   only for the first check, after a long pause, or when a new month began. A soft run cap only warns (a
   log line and a `budget/alert`). Without budgets it costs one cached list lookup. When the
@@ -25,7 +26,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 import anyio.to_thread
@@ -33,12 +34,13 @@ import anyio.to_thread
 from sidecar import logs
 from sidecar.core import budget as policy
 from sidecar.core import cost, tokens, usage_stats
-from sidecar.core.budget import PERIODS, Budget, scope_name
+from sidecar.core.budget import Budget, scope_name
 from sidecar.core.counters import BudgetLine, BudgetRefusal, Reservation
 from sidecar.core.kept import Kept
 from sidecar.core.models import ModelRef
 from sidecar.errors import SidecarError
 from sidecar.infra.ledger import TALLY_TTL_S, Ledger
+from sidecar.infra.ledger_rows import client_scope
 from sidecar.services.budget_alerts import BudgetAlerts
 from sidecar.services.budget_book import BudgetBook
 from sidecar.services.context import current_client
@@ -97,6 +99,19 @@ class BudgetGate:
         await anyio.to_thread.run_sync(self.ledger.refresh_spends, first_day)
         return first_day
 
+    async def spent(self, keys: Sequence[tuple[str, str]]) -> list[float]:
+        """USD spent in each `(scope, period)` (see `Ledger.period_spends`), every process's rows
+        as last read plus this one's queued since: from memory, read again in the background while
+        asked; on the caller's path only the first time, after a pause, or in a new month."""
+        if not keys:
+            return []
+        self._spend_from = min(period[:7] for _, period in keys) + "-01"
+        await self._spend.get()
+        spent = self.ledger.period_spends(keys)
+        if spent is None:  # read too late, or a new month: one query
+            spent = await anyio.to_thread.run_sync(self.ledger.read_period_spends, keys)
+        return spent
+
     async def before(self, ref: ModelRef, params: CompleteParams) -> None:
         try:
             budgets = await self.budgets.current()
@@ -124,12 +139,7 @@ class BudgetGate:
         est_cost = estimate.input_cost if estimate is not None else 0.0
         lines_of = plan.lines(policy.windows(now))
         try:
-            if lines_of.keys:
-                self._spend_from = min(period[:7] for _, period in lines_of.keys) + "-01"
-                await self._spend.get()
-            spent = self.ledger.period_spends(lines_of.keys) if lines_of.keys else []
-            if spent is None:  # read too late, or a new month: one query
-                spent = await anyio.to_thread.run_sync(self.ledger.read_period_spends, lines_of.keys)
+            spent = await self.spent(lines_of.keys)
             used = (
                 await anyio.to_thread.run_sync(self.ledger.run_tokens, run_id, [b.scope for b in capped])
                 if run_id and capped
@@ -203,10 +213,9 @@ class BudgetGate:
         """A client key's budget admits a request while what it spent and holds is below its
         limit (the gateway's rule: the last request may finish past it); the line's limit is
         raised by the estimate so the reservation rule says exactly that."""
-        windows = [policy.window(p, now) for p in PERIODS]
-        periods = [(w.start.timestamp(), now.timestamp() + 1) for w in windows]
+        windows = policy.windows(now)
         try:
-            spent = await anyio.to_thread.run_sync(self.ledger.client_spends, client, periods)
+            spent = await self.spent([(client_scope(client), w.key) for w in windows])
         except (sqlite3.Error, OSError, SidecarError) as exc:
             _log.warning("ledger unreadable, client budget not checked", error=type(exc).__name__)
             return []

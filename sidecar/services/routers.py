@@ -9,8 +9,8 @@ the metrics service. Ordering is `core.router`'s.
 
 A router's own limits are checked as a chat hook (`before`) and charged after (`after`): requests
 and tokens per minute as windows, `usd_per_day` as a budget line of the coordinator (shared by
-every replica with Redis) whose floor is what the ledger holds for the router today (its `router`
-column), read again every `FLOOR_TTL_S`: a restarted process, or a Redis restarted without
+every replica with Redis) whose floor is what the ledger holds for the router today (its spend
+rollup, as the budget gate keeps it in memory): a restarted process, or a Redis restarted without
 persistence, starts the day from what was spent, not from zero. The hook runs before the usage
 hook, so a request's cost is settled on the counter before its ledger row is queued (a floor read
 meanwhile never counts it twice).
@@ -102,11 +102,9 @@ STORED_TTL_S: Final = 2.0
 within this time; this process's own at once); they are read again ahead of that while in use."""
 WINDOW_S: Final = 60.0
 DAY_GRACE_S: Final = 3600.0
-FLOOR_TTL_S: Final = 2.0
-"""How long a router's spend today as read from the ledger is used before reading it again."""
 
-RouterSpend = Callable[[str, float, float], Awaitable[float]]
-"""USD the ledger holds for a router (by name) in `[since_ts, until_ts)`, queued rows included."""
+RouterSpend = Callable[[str, str], Awaitable[float]]
+"""USD the ledger holds for a router (by name) on a UTC day (`YYYY-MM-DD`), queued rows included."""
 
 _log = logs.get_logger("routers")
 
@@ -117,11 +115,11 @@ def _day_line(name: str, usd_per_day: float, committed_usd: float, day: str, end
     return BudgetLine(f"router:{name}:usd:{day}", usd_per_day, committed_usd, end_ts + DAY_GRACE_S)
 
 
-def _utc_day() -> tuple[str, float, float]:
-    """Today (UTC) as `YYYY-MM-DD`, with the Unix times of its start and of the next day's."""
+def _utc_day() -> tuple[str, float]:
+    """Today (UTC) as `YYYY-MM-DD`, with the Unix time the next day starts."""
     now = dt.datetime.now(dt.UTC)
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    return start.date().isoformat(), start.timestamp(), (start + dt.timedelta(days=1)).timestamp()
+    return start.date().isoformat(), (start + dt.timedelta(days=1)).timestamp()
 
 
 def _windows(name: str, limits: Any) -> list[tuple[Window, float]]:
@@ -173,7 +171,7 @@ class RouterService:
         self._limits_of: dict[str, Any] = {}
         self._spent = spent
         # Per router: the UTC day, what the ledger held for it that day, when that was read.
-        self._floors: dict[str, tuple[str, float, float]] = {}
+        self._floors: dict[str, tuple[str, float]] = {}
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -309,19 +307,17 @@ class RouterService:
 
     async def _spend_line(self, name: str, usd_per_day: float, *, read: bool = True) -> BudgetLine:
         """The router's budget line of today, its floor what the ledger holds for the router today
-        (read again when older than `FLOOR_TTL_S`, unless `read` is False). A floor read before a
-        request is never one that counts the request itself: its cost is settled before its ledger
-        row is queued."""
-        day, start_ts, end_ts = _utc_day()
+        (as last read when `read` is False). A floor read before a request is never one that counts
+        the request itself: its cost is settled before its ledger row is queued."""
+        day, end_ts = _utc_day()
         known = self._floors.get(name)
         committed = known[1] if known is not None and known[0] == day else 0.0
-        fresh = known is not None and known[0] == day and time.monotonic() - known[2] <= FLOOR_TTL_S
-        if read and not fresh and self._spent is not None:
+        if read and self._spent is not None:
             try:
-                committed = await self._spent(name, start_ts, time.time() + 1)
+                committed = await self._spent(name, day)
             except (sqlite3.Error, OSError, SidecarError) as exc:
                 _log.warning("ledger unreadable, router spend not floored", error=type(exc).__name__)
-            self._floors[name] = (day, committed, time.monotonic())
+            self._floors[name] = (day, committed)
         return _day_line(name, usd_per_day, committed, day, end_ts)
 
     async def plan(self, name: str, needs: tuple[str, ...] = ()) -> list[policy.Planned]:

@@ -25,7 +25,9 @@ import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from sidecar.core import budget as budget_policy
 from sidecar.infra.ledger import Ledger
+from sidecar.infra.ledger_rows import client_scope, router_scope
 from sidecar.infra.price_store import PriceStore
 from sidecar.infra.prices import SqlPriceStore
 from sidecar.providers.http import HttpClient
@@ -154,9 +156,14 @@ class UsageService:
         return await self.report.client_totals()
 
     async def client_spend(self, client: str) -> tuple[float, float]:
-        """USD spent today and this month (UTC) by one gateway client key."""
-        return await self.report.client_spend(client)
+        """USD spent today and this month (UTC) by one gateway client key, queued rows included."""
+        scope = client_scope(client)
+        today, this_month = await self.gate.spent(
+            [(scope, w.key) for w in budget_policy.windows(self.clock())]
+        )
+        return today, this_month
 
-    async def router_spend(self, router: str, since_ts: float, until_ts: float) -> float:
-        """USD spent through one router in `[since_ts, until_ts)`, queued rows included."""
-        return await self.report.router_spend(router, since_ts, until_ts)
+    async def router_spend(self, router: str, day: str) -> float:
+        """USD spent through one router on UTC `day` (`YYYY-MM-DD`), queued rows included."""
+        (spent,) = await self.gate.spent([(router_scope(router), day)])
+        return spent

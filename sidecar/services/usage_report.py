@@ -1,6 +1,6 @@
 """What the ledger says: `usage_summary` (requests, tokens, cost, latency and cache figures over a
 span, grouped by provider, model, day, tag, client key or router, with this month's projection), and the
-per-client-key totals and spend the gateway shows.
+per-client-key totals the gateway shows.
 
 Must not know: stdin/stdout, SQL, budgets.
 """
@@ -75,23 +75,6 @@ class UsageReport:
         )
         _, groups = usage_stats.summarise(samples)
         return {g.key: (g.requests, g.cost_usd) for g in groups if g.key is not None}
-
-    async def client_spend(self, client: str) -> tuple[float, float]:
-        """USD spent today and this month (UTC) by one gateway client key."""
-        now = self.clock()
-        day = policy.window("day", now)
-        month = policy.window("month", now)
-        periods = [
-            (day.start.timestamp(), now.timestamp() + 1),
-            (month.start.timestamp(), now.timestamp() + 1),
-        ]
-        today, this_month = await anyio.to_thread.run_sync(self.ledger.client_spends, client, periods)
-        return today, this_month
-
-    async def router_spend(self, router: str, since_ts: float, until_ts: float) -> float:
-        """USD spent through one router in `[since_ts, until_ts)`, queued rows included."""
-        (spent,) = await anyio.to_thread.run_sync(self.ledger.router_spends, router, [(since_ts, until_ts)])
-        return spent
 
     @staticmethod
     def _bound(text: str, name: str, *, end: bool) -> dt.datetime:

@@ -20,6 +20,7 @@ from sidecar.core.budget import AlertKey, Budget
 from sidecar.infra import audit, ledger_schema
 from sidecar.infra.db import Database
 from sidecar.infra.ledger import AuditNote, Ledger, Row
+from sidecar.infra.ledger_rows import INSERT_ROW
 from sidecar.infra.pg import PgBlocking
 from sidecar.infra.sql import text_for
 from tests.conftest import ServerFactory
@@ -87,7 +88,8 @@ def test_same_figures_on_both_engines(ledger_db: Make) -> None:
     by_day = {s.key: s for s in other.samples(0, 2e9, "day")}
     assert sorted(by_day) == ["2026-11-30", "2026-12-01"]
     assert [s.key for s in other.samples(0, 2e9, "client", client="alice")] == ["alice", "alice"]
-    assert other.client_spends("alice", [(0, 2e9)]) == [pytest.approx(0.375)]
+    alice = [("client:alice", "2026-11-01", "2027-01-01"), ("client:alice", "2026-12-01", "2026-12-02")]
+    assert other.spends(alice) == [pytest.approx(0.375), pytest.approx(0.125)]
     budget = Budget("openai", daily_usd=1.5, monthly_usd=None, alert_threshold=0.8)
     other.put_budget(budget, DAY2, AuditNote(DAY2, "budget_set", "openai", "ok"))
     assert ledger.budgets() == [budget]
@@ -269,28 +271,76 @@ def test_a_database_from_before_the_router_column_keeps_its_rows(ledger_db: Make
     assert routers == [None, None, "cheap", "cheap"]
     assert collections.Counter(s.key for s in new.samples(0, 2e9, "router")) == {None: 2, "cheap": 2}
     assert len(new.samples(0, 2e9, router="cheap")) == 2
-    assert new.router_spends("cheap", [(0, 2e9), (DAY2 + 1, 2e9)]) == [pytest.approx(0.1875), 0.0]
+    december = [("router:cheap", "2026-12-01", "2027-01-01"), ("router:cheap", "2026-12-02", "2026-12-03")]
+    assert new.spends(december) == [pytest.approx(0.1875), 0.0]
     new.record(_row(DAY2, "openai", 0.5, router="cheap"))  # queued, not yet committed: counted
-    assert new.router_spends("cheap", [(0, 2e9)]) == [pytest.approx(0.6875)]
-    assert new.client_spends("alice", [(0, 2e9)]) == [pytest.approx(0.3125)]
+    assert new.spends(december[:1]) == [pytest.approx(0.6875)]
+    # Alice's November row was written before the scoped rollup existed: the migration added it.
+    assert new.spends([("client:alice", "2026-11-01", "2027-01-01")]) == [pytest.approx(0.3125)]
+    assert _committed_then_closed(new)
+
+
+def test_a_database_from_before_the_scoped_rollup_gets_it_from_its_rows(ledger_db: Make) -> None:
+    """A database at ledger migration 6 (client keys' and routers' spend summed from the rows)
+    migrates to the per-day rollup filled from the rows already there, across a UTC midnight; rows
+    written after are added to it once; the spend in memory reads it."""
+    old = ledger_db()
+    old.register(audit.COMPONENT, [text_for(m, old.engine) for m in audit.ENGINE_MIGRATIONS])
+    old.register(
+        ledger_schema.COMPONENT, [text_for(m, old.engine) for m in ledger_schema.ENGINE_MIGRATIONS[:6]]
+    )
+    before = [
+        _row(DAY1, "openai", 0.25, client="alice", router="cheap"),
+        _row(DAY2, "anthropic", 0.5, client="alice"),
+        _row(DAY2, "anthropic", None, client="alice"),  # cost unknown: counted, $0
+        _row(DAY2, "openai", 1.0),  # neither: in no named scope
+    ]
+
+    def insert(conn: Any) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(INSERT_ROW, [row.params(1) for row in before])
+        conn.execute("COMMIT")
+
+    old.run_sync(insert)
+    old.close()
+    new = Ledger(ledger_db())
+    new.record(_row(DAY2, "openai", 0.125, client="alice", router="cheap"))
+    assert new.flush(10)
+    rollup = new.db.run_sync(
+        lambda conn: [tuple(r) for r in conn.execute("SELECT * FROM spend_daily_scoped ORDER BY day, scope")]
+    )
+    assert rollup == [
+        ("2026-11-30", "client:alice", 1, 0.25),
+        ("2026-11-30", "router:cheap", 1, 0.25),
+        ("2026-12-01", "client:alice", 3, 0.625),
+        ("2026-12-01", "router:cheap", 1, 0.125),
+    ]
+    keys = [("client:alice", "2026-12-01"), ("client:alice", "2026-11"), ("router:cheap", "2026-12")]
+    assert new.read_period_spends(keys) == [pytest.approx(0.625), pytest.approx(0.25), pytest.approx(0.125)]
     assert _committed_then_closed(new)
 
 
 def test_spend_in_memory_counts_each_row_once_and_takes_in_other_processes(ledger_db: Make) -> None:
-    keys = [("*", "2026-12-01"), ("openai", "2026-12"), ("*", "2026-11-30")]
+    keys = [("*", "2026-12-01"), ("openai", "2026-12"), ("*", "2026-11-30"), ("client:app", "2026-12")]
     mine, other = Ledger(ledger_db()), Ledger(ledger_db())
-    other.record(_row(DAY2, "openai", 0.25))
+    other.record(_row(DAY2, "openai", 0.25, client="app"))
     assert other.flush(10)
     assert mine.period_spends(keys) is None  # never read: ask the database
-    assert mine.read_period_spends(keys) == [pytest.approx(0.25), pytest.approx(0.25), 0.0]
-    mine.record(_row(DAY2, "openai", 0.5))  # counted as it is queued...
+    assert mine.read_period_spends(keys) == [
+        pytest.approx(0.25),
+        pytest.approx(0.25),
+        0.0,
+        pytest.approx(0.25),
+    ]
+    mine.record(_row(DAY2, "openai", 0.5, client="app"))  # counted as it is queued...
     mine.record(_row(DAY1, "openai", 1.0))  # (a month read from its first day on)
-    assert mine.period_spends(keys) == [pytest.approx(0.75), pytest.approx(0.75), pytest.approx(1.0)]
+    both = [pytest.approx(0.75), pytest.approx(0.75), pytest.approx(1.0), pytest.approx(0.75)]
+    assert mine.period_spends(keys) == both
     assert mine.flush(10)  # ...and once committed, not twice
-    assert mine.period_spends(keys) == [pytest.approx(0.75), pytest.approx(0.75), pytest.approx(1.0)]
-    other.record(_row(DAY2, "xai", 2.0))
+    assert mine.period_spends(keys) == both
+    other.record(_row(DAY2, "xai", 2.0, client="app"))
     assert other.flush(10)
     assert mine.period_spends(keys)[0] == pytest.approx(0.75)  # seen at the next read
-    assert mine.read_period_spends(keys)[0] == pytest.approx(2.75)
+    assert mine.read_period_spends(keys)[::3] == [pytest.approx(2.75), pytest.approx(2.75)]
     assert mine.period_spends([("*", "2026-10")]) is None  # before the month read: not known here
     assert mine.close(5) and other.close(5)

@@ -14,7 +14,7 @@ import anyio
 from sidecar.infra import audit, ledger, ledger_schema, pg_schema
 from sidecar.infra.db import Database
 from sidecar.infra.ledger import AuditNote, Row
-from sidecar.infra.ledger_rows import ADD_RUN_TOKENS, ADD_SPEND, rollups
+from sidecar.infra.ledger_rows import ADD_RUN_TOKENS, ADD_SCOPED_SPEND, ADD_SPEND, rollups
 from sidecar.infra.pg import PgEngine
 from sidecar.infra.sql import Dialects, SqlEngine, SqliteEngine, Stmt
 
@@ -35,9 +35,11 @@ def ts(text: str) -> float:
 
 ROWS = [
     Row(ts=ts("2026-11-30T23:59:59.500+00:00"), method="stream", provider="openai", model="gpt-4o-mini",
-        outcome="ok", latency_ms=10.0, input_tokens=100, output_tokens=50, cost_usd=0.25, run_id="run-a"),
+        outcome="ok", latency_ms=10.0, input_tokens=100, output_tokens=50, cost_usd=0.25, run_id="run-a",
+        client="alice", router="cheap"),
     Row(ts=ts("2026-12-01T00:00:00.250+00:00"), method="complete", provider="openai", model="gpt-4o-mini",
-        outcome="ok", latency_ms=11.0, input_tokens=10, output_tokens=5, cost_usd=0.125, run_id="run-a"),
+        outcome="ok", latency_ms=11.0, input_tokens=10, output_tokens=5, cost_usd=0.125, run_id="run-a",
+        client="alice"),
     Row(ts=ts("2026-12-01T12:00:00+00:00"), method="stream", provider="anthropic", model="claude",
         outcome="cancelled", latency_ms=12.0, run_id="run-a"),  # nothing known: NULL counts and cost
     Row(ts=ts("2026-12-01T13:00:00+00:00"), method="stream", provider="ollama", model="llama3.2",
@@ -47,10 +49,11 @@ ROWS = [
 
 def batch(rows: list[Row], inserted: list[Row]) -> list[Stmt]:
     """The writer's transaction for `rows`, of which `inserted` are new (the others already there)."""
-    spend, runs = rollups(inserted)
+    spend, scoped, runs = rollups(inserted)
     return [
         Stmt(INSERT_ROW, many=[row.params(4242) for row in rows]),
         Stmt(ADD_SPEND, many=spend),
+        Stmt(ADD_SCOPED_SPEND, many=scoped),
         Stmt(ADD_RUN_TOKENS, many=runs),
     ]
 
@@ -71,6 +74,7 @@ async def scenario(engine: SqlEngine) -> dict[str, object]:
     return {
         "rows": await engine.fetchone("SELECT count(*), sum(cost_usd) FROM ledger"),
         "spend_daily": await engine.fetchall("SELECT day, provider, requests, cost_usd FROM spend_daily ORDER BY day, provider"),
+        "spend_daily_scoped": await engine.fetchall("SELECT day, scope, requests, cost_usd FROM spend_daily_scoped ORDER BY day, scope"),
         "run_tokens": await engine.fetchall("SELECT run_id, provider, tokens, cost_usd FROM run_tokens ORDER BY provider"),
         "december": await engine.fetchone(
             "SELECT coalesce(sum(cost_usd), 0) FROM spend_daily WHERE day >= ? AND day < ?", ("2026-12-01", "2027-01-01")
@@ -99,6 +103,11 @@ def test_the_same_rows_give_the_same_figures_on_both_engines(tmp_path: Path, pos
         ("2026-12-01", "anthropic", 1, 0.0),
         ("2026-12-01", "ollama", 1, 0.0),
         ("2026-12-01", "openai", 1, 0.125),
+    ]
+    assert on_sqlite["spend_daily_scoped"] == [
+        ("2026-11-30", "client:alice", 1, 0.25),
+        ("2026-11-30", "router:cheap", 1, 0.25),
+        ("2026-12-01", "client:alice", 1, 0.125),
     ]
     assert on_sqlite["run_tokens"] == [("run-a", "anthropic", 0, 0.0), ("run-a", "openai", 165, 0.375)]
     assert on_sqlite["rows"] == (4, 0.375) and on_sqlite["december"] == (0.125,)

@@ -1,5 +1,6 @@
 """What a gateway request needs from storage (the client keys, the budgets, the spend they are
-checked against) is read again in the background while requests come, so a request after a pause
+checked against, a client key's and a router's included) is read again in the background while
+requests come, so a request after a pause
 longer than their time to live does not wait for the database; a change made elsewhere is still
 seen within that time; and when a key was last used is written aside, not by the request, and at
 the latest when the sidecar stops."""
@@ -18,13 +19,14 @@ import httpx2
 import pytest
 
 from sidecar.app import Services, build_services
-from sidecar.config import Config
+from sidecar.config import Config, RouterLimits, RouterSettings
 from sidecar.gateway import connection
 from sidecar.infra.keystore import MemoryStore
 from sidecar.infra.ledger import TALLY_TTL_S
 from sidecar.services.budget_book import BUDGETS_TTL_S
 from sidecar.services.client_keys import TABLE_TTL_S
 from sidecar.wire.gateway import ClientKeyCreateParams, GatewayStartParams
+from sidecar.wire.routers import RouterSetParams
 from sidecar.wire.usage import SetBudgetParams
 from tests.fakes.openai_compat import FakeOpenAICompat
 
@@ -133,6 +135,37 @@ async def test_with_a_budget_the_spend_is_read_again_off_the_path(
             assert r.status_code == 200, r.text
     assert reads.on_path == []
     assert reads.background.count("spend") >= 2
+
+
+async def test_a_client_keys_and_a_routers_spend_come_from_memory(
+    gateway: tuple[Services, str, str],
+) -> None:
+    """A client key with its own budgets, through a router with a daily limit: after a pause, no
+    query of the ledger on the request's path (the spend of each was a sum over the month's rows,
+    queried on every request)."""
+    services, url, _ = gateway
+    created = await services.handlers["client_key_create"](
+        ClientKeyCreateParams(name="capped", daily_usd=100.0, monthly_usd=1000.0), Ctx()
+    )
+    settings = RouterSettings(models=["openai:gpt-4o-mini"], limits=RouterLimits(usd_per_day=100.0))
+    await services.handlers["router_set"](RouterSetParams(name="thrifty", settings=settings), Ctx())
+    reads = Reads()
+    db = services.usage.ledger.db
+    db.run_sync = reads.wrap_sync("ledger", db.run_sync)  # type: ignore[method-assign]
+    body = {**BODY, "model": "router:thrifty"}
+    headers = {"authorization": f"Bearer {created.key}"}
+    async with httpx2.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+        assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+        assert "ledger" in reads.on_path  # the first check reads the spend: nothing had before
+        reads.on_path.clear()
+        for _ in range(2):
+            await anyio.sleep(max(PAUSE_S, TALLY_TTL_S + 0.5))
+            r = await client.post("/v1/chat/completions", json=body)
+            assert r.status_code == 200, r.text
+    assert reads.on_path == []
+    assert reads.background.count("ledger") >= 2
+    spent = await services.usage.client_spend("capped")
+    assert spent[0] > 0 and spent[0] == pytest.approx(spent[1])  # what the three requests cost
 
 
 async def test_a_key_deleted_elsewhere_is_refused_within_its_time(

@@ -42,16 +42,18 @@ def test_tally_counts_days_months_and_overall_and_knows_what_it_does_not_know() 
 
 
 def test_rollups_of_a_batch_one_entry_per_key_in_key_order() -> None:
-    def row(when: str, provider: str, cost: float | None, run: str | None, out: int | None) -> Row:
+    def row(
+        when: str, provider: str, cost: float | None, run: str | None, out: int | None, **named: str
+    ) -> Row:
         return Row(ts=ts(when), method="stream", provider=provider, model="m", outcome="ok", latency_ms=1.0,
-                   input_tokens=10, output_tokens=out, cost_usd=cost, run_id=run)  # fmt: skip
+                   input_tokens=10, output_tokens=out, cost_usd=cost, run_id=run, **named)  # type: ignore[arg-type]  # fmt: skip
 
-    spend, runs = rollups(
+    spend, scoped, runs = rollups(
         [
-            row("2026-12-01T10:00:00+00:00", "xai", 0.5, "r", 5),
-            row("2026-11-30T23:59:59+00:00", "openai", None, None, None),
-            row("2026-12-01T11:00:00+00:00", "xai", 0.25, "r", None),
-            row("2026-12-01T12:00:00+00:00", "openai", 1.0, "q", 1),
+            row("2026-12-01T10:00:00+00:00", "xai", 0.5, "r", 5, client="bob", router="cheap"),
+            row("2026-11-30T23:59:59+00:00", "openai", None, None, None, client="bob"),
+            row("2026-12-01T11:00:00+00:00", "xai", 0.25, "r", None, client="alice"),
+            row("2026-12-01T12:00:00+00:00", "openai", 1.0, "q", 1, router="cheap"),
         ]
     )
     assert spend == [
@@ -59,7 +61,35 @@ def test_rollups_of_a_batch_one_entry_per_key_in_key_order() -> None:
         ("2026-12-01", "openai", 1, 1.0),
         ("2026-12-01", "xai", 2, 0.75),
     ]
+    assert scoped == [
+        ("2026-11-30", "client:bob", 1, 0.0),
+        ("2026-12-01", "client:alice", 1, 0.25),
+        ("2026-12-01", "client:bob", 1, 0.5),
+        ("2026-12-01", "router:cheap", 2, 1.5),
+    ]
     assert runs == [("q", "openai", 11, 1.0), ("r", "xai", 25, 0.75)]
+
+
+def test_tally_counts_a_client_key_and_a_router_apart_from_the_providers() -> None:
+    tally = SpendTally()
+    tally.reset(
+        "2026-12-01",
+        [("2026-12-01", "openai", 1.0)],
+        [("2026-12-01", "client:alice", 1.0), ("2026-12-01", "router:other", 9.0)],
+    )
+    tally.add("2026-12-02", "xai", 0.5, ("client:alice", "router:cheap"))
+    tally.add("2026-12-02", "openai", 0.25)
+    assert tally.get_all(
+        [
+            ("client:alice", "2026-12"),
+            ("client:alice", "2026-12-02"),
+            ("router:cheap", "2026-12"),
+            ("*", "2026-12"),
+        ]
+    ) == [pytest.approx(1.5), pytest.approx(0.5), pytest.approx(0.5), pytest.approx(1.75)]
+    # A named scope's spend is part of its provider's, never added to the overall figure again.
+    assert tally.get("xai", "2026-12-02") == pytest.approx(0.5)
+    assert tally.get("client:bob", "2026-12") == 0.0
 
 
 def test_period_bounds_for_the_database_fallback() -> None:
