@@ -54,6 +54,7 @@ from sidecar.infra.ledger_rows import (
     INSERT_ROW,
     AuditNote,
     Row,
+    client_scope,
     insert_chunks,
     rollups,
 )
@@ -508,6 +509,26 @@ class Ledger:
                 )
                 out.append(total)
             return out
+
+        return self.db.run_sync(run)
+
+    def client_totals(self) -> dict[str, tuple[int, float]]:
+        """Requests and USD of every gateway client key (by name) over the whole ledger, from the
+        rollup, this process's queued rows included."""
+        prefix = client_scope("")
+
+        def run(conn: sqlite3.Connection) -> dict[str, tuple[int, float]]:
+            cur = conn.execute(
+                "SELECT scope, sum(requests), sum(cost_usd) FROM spend_daily_scoped WHERE scope LIKE ? "
+                "GROUP BY scope",
+                (prefix + "%",),
+            )
+            totals = {scope[len(prefix) :]: (int(n), float(usd)) for scope, n, usd in cur.fetchall()}
+            for r in self._pending():
+                if r.client is not None:
+                    n, usd = totals.get(r.client, (0, 0.0))
+                    totals[r.client] = (n + 1, usd + (r.cost_usd or 0.0))
+            return totals
 
         return self.db.run_sync(run)
 

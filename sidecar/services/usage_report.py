@@ -69,12 +69,7 @@ class UsageReport:
 
     async def client_totals(self) -> dict[str, tuple[int, float]]:
         """Requests and USD of every gateway client key, over the whole ledger."""
-        await anyio.to_thread.run_sync(self.ledger.flush)
-        samples = await anyio.to_thread.run_sync(
-            lambda: self.ledger.samples(0.0, self.clock().timestamp() + 1, "client")
-        )
-        _, groups = usage_stats.summarise(samples)
-        return {g.key: (g.requests, g.cost_usd) for g in groups if g.key is not None}
+        return await anyio.to_thread.run_sync(self.ledger.client_totals)
 
     @staticmethod
     def _bound(text: str, name: str, *, end: bool) -> dt.datetime:

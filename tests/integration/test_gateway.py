@@ -148,6 +148,8 @@ async def test_openai_async_non_stream_answers_and_the_ledger_names_the_client(g
     assert (row["client"], row["provider"], row["outcome"]) == ("full", "openai", "ok")
     summary = await gw.call("usage_summary", UsageSummaryParams(group_by="client"))
     assert [(g.key, g.requests) for g in summary.groups] == [("full", 1)]
+    listed = {k.name: (k.requests, k.cost_usd) for k in (await gw.call("client_key_list", Empty())).keys}
+    assert listed == {"full": (1, pytest.approx(row["cost_usd"])), "narrow": (0, 0.0)} and row["cost_usd"] > 0
 
 
 async def test_openai_async_stream_with_usage(gw: Gw) -> None:
