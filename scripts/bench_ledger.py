@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -20,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
+import msgspec
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -30,11 +32,17 @@ from sidecar.core.models import ModelRef  # noqa: E402
 from sidecar.infra.db import Database  # noqa: E402
 from sidecar.infra.keystore import MemoryStore  # noqa: E402
 from sidecar.infra.ledger import Ledger, Row  # noqa: E402
+from sidecar.services.context import current_client  # noqa: E402
 from sidecar.services.outcome import Outcome  # noqa: E402
 from sidecar.services.usage import UsageService  # noqa: E402
 from sidecar.wire.base import Usage  # noqa: E402
 from sidecar.wire.chat import CompleteParams, Message  # noqa: E402
+from sidecar.wire.gateway import ClientKeyCreateParams  # noqa: E402
 from sidecar.wire.usage import SetBudgetParams  # noqa: E402
+
+_NOTHING = Outcome(
+    method="stream", provider="openai", model="gpt-4o-mini", status="cancelled", latency_ms=1.0
+)
 
 Table = list[tuple[str, str, str, str]]
 USAGE = Usage(
@@ -204,6 +212,45 @@ async def hook_costs(n: int) -> tuple[float, float, float, float, float]:
     return after, before_none, before_budgets, pair, floor
 
 
+async def client_budget_check_us(n_rows: int, n: int) -> tuple[float, float]:
+    """p50 µs (wall) of the `before` hook for a gateway client key with its own daily and monthly
+    budget, `n_rows` of its requests already in the ledger this month, and the floor: the same hook
+    for the host's own request (no client key) under a day+month budget."""
+    with tempfile.TemporaryDirectory() as home:
+        services = build_services(Config(), store=MemoryStore(), env={"SIDECAR_HOME": home})
+        (usage,) = [h for h in services.chat.hooks if isinstance(h, UsageService)]
+        await services.client_keys.create(
+            ClientKeyCreateParams(name="app", daily_usd=1e9, monthly_usd=1e9), _Ctx()
+        )
+        await usage.set_budget(SetBudgetParams(daily_usd=1e9, monthly_usd=1e9), _Ctx())
+        now = time.time()
+        for i in range(n_rows):  # today's, a hundredth of a second apart
+            usage.ledger.record(msgspec.structs.replace(_row(i), ts=now - i * 0.01, client="app"))
+        await anyio.to_thread.run_sync(usage.ledger.flush)
+        ref = ModelRef("openai", "gpt-4o-mini")
+        params = CompleteParams(
+            model="openai:gpt-4o-mini", messages=[Message(role="user", content="hello " * 50)], max_tokens=1
+        )
+
+        async def p50_us(client: str | None) -> float:
+            token = current_client.set(client)
+            try:
+                took = []
+                for _ in range(n):
+                    started = time.perf_counter()
+                    await usage.before(ref, params)
+                    took.append(time.perf_counter() - started)
+                    await usage.gate.settle(_NOTHING)  # release the hold, as the request's end would
+                return statistics.median(took) * 1e6
+            finally:
+                current_client.reset(token)
+
+        await p50_us("app")  # the first reads (keys, budgets, spend) are not what is measured
+        client, host = await p50_us("app"), await p50_us(None)
+        await services.aclose()
+    return client, host
+
+
 class _Ctx:
     request_id = 0
 
@@ -219,6 +266,8 @@ def bench_ledger(quick: bool = False) -> Table:
     paced_n = 1_000 if quick else 4_000
     recording, writing, commits = cpu_per_request_us(paced_n)
     timer = timer_floor_us(paced_n)
+    client_rows = 13_000 if quick else 133_000
+    client_check, host_check = anyio.run(client_budget_check_us, client_rows, 200 if quick else 1_000)
     return [
         (
             f"ledger CPU per request ({paced_n:,} rows, one per 0.5 ms)",
@@ -256,6 +305,12 @@ def bench_ledger(quick: bool = False) -> Table:
             f"{pair:.1f} µs",
             f"{floor:.2f} µs",
             f"+{pair - floor:.1f} µs",
+        ),
+        (
+            f"before hook, client key's day+month budget ({client_rows:,} of its rows this month), p50",
+            f"{client_check:.0f} µs",
+            f"{host_check:.0f} µs (host request, day+month budget)",
+            f"{client_check / host_check:.2f}x",
         ),
     ]
 
