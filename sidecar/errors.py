@@ -157,7 +157,7 @@ class ProviderError(SidecarError):
         upstream_request_id: str | None = None,
         details: dict[str, object] | None = None,
         final: bool = False,
-        streaming_refused: bool = False,
+        refused_param: str | None = None,
     ) -> None:
         super().__init__(
             kind,
@@ -171,8 +171,13 @@ class ProviderError(SidecarError):
         # Retrying cannot help (an answer over the size caps would be as large again), and the
         # provider did answer: no retry, and no failure counted against it.
         self.final = final
-        # The upstream refused to stream this request and would answer it whole.
-        self.streaming_refused = streaming_refused
+        # The request parameter a 400 named as the one it refused (`stream`, `temperature`...).
+        self.refused_param = refused_param
+
+    @property
+    def streaming_refused(self) -> bool:
+        """The upstream refused to stream this request and would answer it whole."""
+        return self.refused_param == "stream"
 
     def data(self) -> ErrorData:
         data = super().data()

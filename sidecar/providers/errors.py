@@ -252,7 +252,8 @@ def provider_error(
         details={"upstream_type": err.type or err.status_text or err.reason}
         if (err.type or err.status_text or err.reason)
         else None,
-        # A model some accounts may not stream (OpenAI's o3 and gpt-5 for an organization that is
-        # not verified) is refused with a 400 about `stream`; the same call without it is answered.
-        streaming_refused=status == 400 and err.param == "stream",
+        # A 400 that names a parameter: a model some accounts may not stream (OpenAI's o3 and gpt-5
+        # for an organization that is not verified) is refused with one about `stream`, a reasoning
+        # model with one about `temperature` or `top_p`; the same call without it is answered.
+        refused_param=err.param if status == 400 and err.param else None,
     )

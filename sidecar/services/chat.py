@@ -8,8 +8,9 @@ generating thousands of tokens for a cancelled non-streamed call), and the first
 limits bound both methods alike. Each attempt's upstream call lives inside the request's cancel
 scope, so cancelling the request closes the upstream connection. A model the upstream refuses to
 stream (OpenAI's o3 and gpt-5 for an organization that is not verified) is asked again at once
-without streaming, and for an hour after that straight away (`core.stream_refusals`); `stream`
-then relays the whole answer when it is complete.
+without streaming, and for an hour after that straight away (`core.refusals`); `stream` then
+relays the whole answer when it is complete. A sampling parameter the model refuses (`temperature`
+or `top_p` for OpenAI's reasoning models) is left out the same way.
 
 Resilience: a request tries its model, then each fallback (the request's `fallback`, else
 config.toml's), skipping a provider whose circuit is open, waiting for client-side limits, and
@@ -38,8 +39,8 @@ from sidecar.core import defaults, response_cache, retry, tokens
 from sidecar.core.assemble import RELAYED, AnswerTooLarge, Assembler, ProviderEvent
 from sidecar.core.limiter import Limiter, Permit
 from sidecar.core.models import ModelRef, parse_model
+from sidecar.core.refusals import DROPPABLE, STREAM, Refusals
 from sidecar.core.router import router_name
-from sidecar.core.stream_refusals import StreamRefusals
 from sidecar.errors import ProviderError, SidecarError
 from sidecar.providers.base import Provider, ProviderSpec
 from sidecar.providers.errors import display
@@ -142,7 +143,7 @@ class ChatService:
         self._resolved_specs: Mapping[str, ProviderSpec] | None = None
         self._resolved: dict[str, ModelRef] = {}
         self._timeouts_cache: dict[tuple[float | None, bool], Timeouts] = {}
-        self.stream_refusals = StreamRefusals()
+        self.refusals = Refusals()
 
     def handlers(self) -> dict[str, Handler]:
         return {"complete": self.complete, "stream": self.stream}
@@ -580,16 +581,20 @@ class ChatService:
         """One upstream call, its events pumped into `assembler` (and relayed to `ctx`, if any)."""
         tries.sent = True
         tries.usage_estimated = False
-        whole = self.stream_refusals.refuses(ref.provider, ref.model)
+        whole = self.refusals.refuses(ref.provider, ref.model)
+        dropped = self.refusals.refused(ref.provider, ref.model)
+        if dropped:
+            params = msgspec.structs.replace(params, **dict.fromkeys(dropped))
         try:
-            try:
-                await self._relay(provider, ref, params, whole, assembler, ctx, tries)
-            except ProviderError as exc:
-                if whole or not exc.streaming_refused or assembler.started:
-                    raise
-                self.stream_refusals.note(ref.provider, ref.model)
-                _log.info("streaming refused, asking without", provider=ref.provider, model=ref.model)
-                await self._relay(provider, ref, params, True, assembler, ctx, tries)
+            while True:
+                try:
+                    await self._relay(provider, ref, params, whole, assembler, ctx, tries)
+                    break
+                except ProviderError as exc:
+                    again = self._without_refused(exc, ref, params, whole, assembler)
+                    if again is None:
+                        raise
+                    params, whole = again
         except AnswerTooLarge as exc:
             raise too_large(ref.provider, f"more than {exc.limit:,} characters") from None
         if assembler.usage is None:
@@ -598,6 +603,24 @@ class ChatService:
             assembler.usage = estimate_usage(params, assembler)
             tries.usage_estimated = True
         return assembler.result(provider=ref.provider, model=ref.model)
+
+    def _without_refused(
+        self, exc: ProviderError, ref: ModelRef, params: CompleteParams, whole: bool, assembler: Assembler
+    ) -> tuple[CompleteParams, bool] | None:
+        """The same call without the parameter the upstream refused (and the refusal noted), when
+        it may be left out and nothing has reached the host yet; None otherwise."""
+        param = exc.refused_param
+        if param is None or assembler.started:
+            return None
+        if param == STREAM and not whole:
+            whole = True
+        elif param in DROPPABLE and getattr(params, param) is not None:
+            params = msgspec.structs.replace(params, **{param: None})
+        else:
+            return None
+        self.refusals.note(ref.provider, ref.model, param)
+        _log.info("parameter refused, asking without", param=param, provider=ref.provider, model=ref.model)
+        return params, whole
 
     async def _relay(
         self,

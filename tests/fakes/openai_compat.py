@@ -257,6 +257,30 @@ OPENAI_STREAM_REFUSED: Final[Json] = {
         "code": "unsupported_value",
     }
 }
+# OpenAI's reasoning models take only their default sampling: a `temperature` other than 1 is
+# refused as an unsupported value, a `top_p` as an unsupported parameter, each with its `param`
+# (as users have reported them: langchaingo#1355, LunaTranslator#1842). Which models do changes
+# with each release; these do here.
+FIXED_SAMPLING: Final = frozenset({"o1", "o3", "o3-mini", "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano"})
+
+
+def sampling_refused(body: Json) -> Json | None:
+    """OpenAI's 400 for a reasoning model's request with a sampling parameter, or None."""
+    temperature = body.get("temperature")
+    if temperature is not None and temperature != 1:
+        message = (
+            f"Unsupported value: 'temperature' does not support {temperature:g} with this model. "
+            "Only the default (1) value is supported."
+        )
+        return {"error": {"message": message, "type": "invalid_request_error", "param": "temperature",
+                          "code": "unsupported_value"}}  # fmt: skip
+    if body.get("top_p") is not None:
+        message = "Unsupported parameter: 'top_p' is not supported with this model."
+        return {"error": {"message": message, "type": "invalid_request_error", "param": "top_p",
+                          "code": "unsupported_parameter"}}  # fmt: skip
+    return None
+
+
 _OPENROUTER_RAW_429 = (
     "google/gemini-2.0-flash-exp:free is temporarily rate-limited upstream. Please retry shortly, or add "
     "your own key to accumulate your rate limits: https://openrouter.ai/settings/integrations"
@@ -905,7 +929,8 @@ class FakeOpenAICompat(FakeUpstream):
     the framed events of every generated stream (to insert ``Pause``/``Stall``/``Abort``).
     A streamed chat request for a model in ``stream_refused_models`` is refused as OpenAI refuses
     an organization that is not verified (``OPENAI_STREAM_REFUSED``); without streaming it is
-    answered.
+    answered. On the openai flavor a reasoning model (``FIXED_SAMPLING``) refuses a ``temperature``
+    other than 1 and any ``top_p``, as OpenAI does (``sampling_refused``).
     """
 
     def __init__(
@@ -1079,6 +1104,12 @@ class FakeOpenAICompat(FakeUpstream):
             return self._unknown_model(model)
         if body.get("stream") is True and model in self.stream_refused_models:
             return self._stream_refused()
+        if self.flavor == "openai" and model in FIXED_SAMPLING:
+            refused = sampling_refused(body)
+            if refused is not None:
+                return json_reply(
+                    400, refused, {"x-request-id": "req_" + stable_hex(json.dumps(refused), length=32)}
+                )
         return self._render_chat(req, body, model)
 
     def _stream_refused(self) -> Reply:

@@ -259,6 +259,21 @@ def test_openai_rejects_orphan_tool_messages(openai_fake: FakeOpenAICompat) -> N
         sdk(openai_fake).chat.completions.create(model="gpt-4o-mini", messages=orphan)
 
 
+def test_openai_reasoning_models_refuse_sampling_as_reported(openai_fake: FakeOpenAICompat) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk(openai_fake).chat.completions.create(model="gpt-5", messages=ASK, temperature=0)
+    assert (info.value.param, info.value.code) == ("temperature", "unsupported_value")
+    assert (
+        "does not support 0 with this model. Only the default (1) value is supported." in info.value.message
+    )
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk(openai_fake).chat.completions.create(model="o3", messages=ASK, temperature=1, top_p=0.5)
+    assert (info.value.param, info.value.code) == ("top_p", "unsupported_parameter")
+    answer = sdk(openai_fake).chat.completions.create(model="gpt-5", messages=ASK, temperature=1)
+    assert answer.choices[0].message.content
+    assert sdk(openai_fake).chat.completions.create(model="gpt-4o", messages=ASK, temperature=0.2).choices
+
+
 def test_recorded_sse_replays_byte_for_byte(openai_fake: FakeOpenAICompat) -> None:
     name = "openai-chat-stream-toolcall-then-text.0.response.sse"
     openai_fake.enqueue(fixture_reply(name))

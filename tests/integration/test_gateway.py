@@ -195,6 +195,26 @@ async def test_a_model_refused_streaming_answers_both_forms(gw: Gw) -> None:
     assert [(r["model"], r["outcome"]) for r in ledger(gw.home)] == [("o3", "ok"), ("o3", "ok")]
 
 
+async def test_a_reasoning_model_answers_a_tool_that_always_sends_a_temperature(gw: Gw) -> None:
+    # Chat tools send their temperature and top_p to every model; OpenAI refuses both for gpt-5.
+    messages: Any = [{"role": "user", "content": "hello there"}]
+    for stream in (False, True):
+        answer = await gw.oai().chat.completions.create(
+            model="openai:gpt-5", messages=messages, temperature=0.7, top_p=0.95, stream=stream
+        )
+        if isinstance(answer, openai.AsyncStream):
+            text = "".join([c.choices[0].delta.content or "" async for c in answer if c.choices])
+        else:
+            text = answer.choices[0].message.content or ""
+        assert text == "Echo: hello there"
+    assert [(r.json().get("temperature"), r.json().get("top_p")) for r in gw.oa.requests] == [
+        (0.7, 0.95),
+        (None, 0.95),
+        (None, None),
+        (None, None),
+    ]
+
+
 async def test_openai_tools_stream_and_non_stream(gw: Gw) -> None:
     tools: Any = [
         {

@@ -268,6 +268,34 @@ def test_a_model_refused_streaming_is_asked_again_without_then_straight_away(fla
         assert s.resilience.breakers.get(flavor).snapshot().consecutive_failures == 0
 
 
+def test_a_reasoning_model_is_asked_again_without_the_sampling_it_refuses(openai: FakeOpenAICompat) -> None:
+    # gpt-5 takes neither a temperature but 1 nor a top_p: each 400 names its parameter, and the
+    # same attempt is made without it; later calls leave both out at once. Other models keep them.
+    s = stack(env=env_for(openai))
+
+    async def body() -> None:
+        ctx = Ctx()
+        answered = await stream(s, params("openai:gpt-5", temperature=0.2, top_p=0.9), ctx)
+        assert answered.text == "Echo: hello there"
+        assert [(a.ok, a.error) for a in answered.attempts] == [(True, None)]
+        assert ctx.of("attempt") == []  # one attempt, as the host sees it
+        again = await s.chat.complete(params("openai:gpt-5", temperature=0.0), Ctx())
+        assert again.text == "Echo: hello there"
+        await stream(s, params("openai:gpt-4o-mini", temperature=0.2, top_p=0.9))
+        await s.http.aclose()
+
+    run(body)
+    sent = [{k: r.json().get(k) for k in ("model", "temperature", "top_p")} for r in openai.requests]
+    assert sent == [
+        {"model": "gpt-5", "temperature": 0.2, "top_p": 0.9},  # refused: temperature
+        {"model": "gpt-5", "temperature": None, "top_p": 0.9},  # refused: top_p
+        {"model": "gpt-5", "temperature": None, "top_p": None},
+        {"model": "gpt-5", "temperature": None, "top_p": None},  # straight away
+        {"model": "gpt-4o-mini", "temperature": 0.2, "top_p": 0.9},
+    ]
+    assert s.resilience.breakers.get("openai").snapshot().consecutive_failures == 0
+
+
 def test_another_bad_request_is_not_asked_again(openai: FakeOpenAICompat) -> None:
     refused = error_reply(400, "openai", "bad_request", message="Unsupported value: 'temperature'.")
     openai.enqueue(refused)

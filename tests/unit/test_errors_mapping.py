@@ -207,8 +207,10 @@ def test_a_refusal_to_stream_is_told_apart_from_other_bad_requests() -> None:
     assert provider_error("openrouter", 400, wrapped).streaming_refused
     other_param = {"error": {**OPENAI_STREAM_REFUSED["error"], "param": "temperature"}}
     assert not provider_error("openai", 400, other_param).streaming_refused
+    assert provider_error("openai", 400, other_param).refused_param == "temperature"
     # Only a 400 says the request itself was refused; a 500 naming `stream` is a server fault.
     assert not provider_error("openai", 500, OPENAI_STREAM_REFUSED).streaming_refused
+    assert provider_error("openai", 500, other_param).refused_param is None
     broken_raw = {"error": {"code": 400, "message": "x", "metadata": {"raw": '{"param": "stream"'}}}
     assert not provider_error("openrouter", 400, broken_raw).streaming_refused
     assert not provider_error("openai", 400, OPENAI_401).streaming_refused
