@@ -6,11 +6,12 @@ and only `stream` relays them. Streaming `complete` too means cancelling it clos
 the upstream notices at once (llama.cpp only notices a disconnect in a stream; it went on
 generating thousands of tokens for a cancelled non-streamed call), and the first-byte and idle
 limits bound both methods alike. Each attempt's upstream call lives inside the request's cancel
-scope, so cancelling the request closes the upstream connection. A model the upstream refuses to
-stream (OpenAI's o3 and gpt-5 for an organization that is not verified) is asked again at once
-without streaming, and for an hour after that straight away (`core.refusals`); `stream` then
-relays the whole answer when it is complete. A sampling parameter the model refuses (`temperature`
-or `top_p` for OpenAI's reasoning models) is left out the same way.
+scope, so cancelling the request closes the upstream connection. The call itself is
+`services.upstream_call`: a model the upstream refuses to stream (OpenAI's o3 and gpt-5 for an
+organization that is not verified) is asked again at once without streaming, and for an hour
+after that straight away (`core.refusals`), `stream` then relaying the whole answer when it is
+complete; a sampling parameter the model refuses (`temperature` or `top_p` for OpenAI's
+reasoning models) is left out the same way.
 
 Resilience: a request tries its model, then each fallback (the request's `fallback`, else
 config.toml's), skipping a provider whose circuit is open, waiting for client-side limits, and
@@ -27,8 +28,8 @@ import contextlib
 import contextvars
 import functools
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Final
 
 import anyio
 import msgspec
@@ -36,15 +37,14 @@ import msgspec
 from sidecar import logs
 from sidecar.config import Config
 from sidecar.core import defaults, response_cache, retry, tokens
-from sidecar.core.assemble import RELAYED, AnswerTooLarge, Assembler, ProviderEvent
+from sidecar.core.assemble import Assembler
 from sidecar.core.limiter import Limiter, Permit
 from sidecar.core.models import ModelRef, parse_model
-from sidecar.core.refusals import DROPPABLE, STREAM, Refusals
 from sidecar.core.router import router_name
 from sidecar.errors import ProviderError, SidecarError
 from sidecar.providers.base import Provider, ProviderSpec
 from sidecar.providers.errors import display
-from sidecar.providers.http import Timeouts, too_large
+from sidecar.providers.http import Timeouts
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.services import loop
 from sidecar.services.context import CallContext, Handler, after_reply
@@ -52,6 +52,7 @@ from sidecar.services.limits import Resilience
 from sidecar.services.outcome import ChatHooks, Outcome, run_before_hooks
 from sidecar.services.pricing import Pricing
 from sidecar.services.response_cache import Hit, ResponseCache
+from sidecar.services.upstream_call import UpstreamCaller, estimate_usage
 from sidecar.wire.base import ZERO_USAGE, Usage
 from sidecar.wire.chat import (
     Attempt,
@@ -59,23 +60,10 @@ from sidecar.wire.chat import (
     ChatResult,
     CompleteParams,
     StreamEventParams,
-    UsageEvent,
 )
 
 _log = logs.get_logger("chat")
 _RESOLVED_MAX: Final = 1024  # model strings remembered (any string a host sends could be one)
-
-
-def estimate_usage(params: CompleteParams, assembler: Assembler) -> Usage:
-    """The usage of an answer cut off before the provider reported it, from what was received."""
-    generated = assembler.text + (assembler.thinking or "") + assembler.tool_arguments
-    return Usage(
-        input_tokens=tokens.estimate_input_tokens(params.messages, params.tools),
-        output_tokens=tokens.text_tokens(generated),
-        cache_read_tokens=0,
-        cache_write_tokens=0,
-        reasoning_tokens=tokens.text_tokens(assembler.thinking or ""),
-    )
 
 
 class _Skip(Exception):
@@ -143,7 +131,7 @@ class ChatService:
         self._resolved_specs: Mapping[str, ProviderSpec] | None = None
         self._resolved: dict[str, ModelRef] = {}
         self._timeouts_cache: dict[tuple[float | None, bool], Timeouts] = {}
-        self.refusals = Refusals()
+        self.upstream = UpstreamCaller(self.timeouts)
 
     def handlers(self) -> dict[str, Handler]:
         return {"complete": self.complete, "stream": self.stream}
@@ -581,65 +569,10 @@ class ChatService:
         """One upstream call, its events pumped into `assembler` (and relayed to `ctx`, if any)."""
         tries.sent = True
         tries.usage_estimated = False
-        whole = self.refusals.refuses(ref.provider, ref.model)
-        dropped = self.refusals.refused(ref.provider, ref.model)
-        if dropped:
-            params = msgspec.structs.replace(params, **dict.fromkeys(dropped))
-        try:
-            while True:
-                try:
-                    await self._relay(provider, ref, params, whole, assembler, ctx, tries)
-                    break
-                except ProviderError as exc:
-                    again = self._without_refused(exc, ref, params, whole, assembler)
-                    if again is None:
-                        raise
-                    params, whole = again
-        except AnswerTooLarge as exc:
-            raise too_large(ref.provider, f"more than {exc.limit:,} characters") from None
-        if assembler.usage is None:
-            # The upstream never reported usage (llama.cpp ignores `include_usage`): price
-            # an estimate rather than call a priced model free.
-            assembler.usage = estimate_usage(params, assembler)
-            tries.usage_estimated = True
-        return assembler.result(provider=ref.provider, model=ref.model)
-
-    def _without_refused(
-        self, exc: ProviderError, ref: ModelRef, params: CompleteParams, whole: bool, assembler: Assembler
-    ) -> tuple[CompleteParams, bool] | None:
-        """The same call without the parameter the upstream refused (and the refusal noted), when
-        it may be left out and nothing has reached the host yet; None otherwise."""
-        param = exc.refused_param
-        if param is None or assembler.started:
-            return None
-        if param == STREAM and not whole:
-            whole = True
-        elif param in DROPPABLE and getattr(params, param) is not None:
-            params = msgspec.structs.replace(params, **{param: None})
-        else:
-            return None
-        self.refusals.note(ref.provider, ref.model, param)
-        _log.info("parameter refused, asking without", param=param, provider=ref.provider, model=ref.model)
-        return params, whole
-
-    async def _relay(
-        self,
-        provider: Provider,
-        ref: ModelRef,
-        params: CompleteParams,
-        whole: bool,
-        assembler: Assembler,
-        ctx: CallContext | None,
-        tries: _Tries,
-    ) -> None:
-        """Stream from the upstream (both methods do: see the module docstring), or with `whole`
-        make its non-streaming call, which yields the same events once the answer is complete."""
-        if whole:
-            events = provider.complete(ref.model, params, self.timeouts(params, stream=False))
-        else:
-            events = provider.stream(ref.model, params, self.timeouts(params))
-        async with contextlib.aclosing(events):
-            await self._pump(events, assembler, ctx, tries.on_start)
+        result, tries.usage_estimated = await self.upstream.call(
+            provider, ref, params, assembler, ctx, tries.on_start
+        )
+        return result
 
     async def _acquire(
         self,
@@ -661,41 +594,6 @@ class ChatService:
         except SidecarError as exc:
             tries.record(ref, exc)
             raise _Skip(exc) from None
-
-    @staticmethod
-    async def _pump(
-        events: AsyncGenerator[ProviderEvent, None],
-        assembler: Assembler,
-        ctx: CallContext | None,
-        on_start: Callable[[], None] | None = None,
-    ) -> None:
-        if ctx is None:
-            async for event in events:
-                assembler.add(event)
-                if on_start is not None and assembler.started:
-                    on_start()
-                    on_start = None
-            return
-        request_id = ctx.request_id
-        notify = ctx.notify
-        for_host: Any = RELAYED
-        # Usage comes last; it is relayed once the stream has gone on or ended well, so the partial
-        # usage a failing try reports (for the ledger) never reaches the host before a retry.
-        usage: UsageEvent | None = None
-        async for event in events:
-            assembler.add(event)
-            if on_start is not None and assembler.started:
-                on_start()
-                on_start = None
-            if usage is not None:
-                await notify("stream/event", StreamEventParams(request_id=request_id, event=usage))
-                usage = None
-            if isinstance(event, UsageEvent):
-                usage = event
-            elif isinstance(event, for_host):
-                await notify("stream/event", StreamEventParams(request_id=request_id, event=event))
-        if usage is not None:
-            await notify("stream/event", StreamEventParams(request_id=request_id, event=usage))
 
     def price(self, ref: ModelRef, usage: Usage) -> tuple[float | None, str | None]:
         return self.pricing.cost(ref, usage)
