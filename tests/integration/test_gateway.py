@@ -8,6 +8,7 @@ permissions and budgets, the ledger's `client` column, and a client that disconn
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -559,6 +560,19 @@ async def test_host_header_is_checked_and_openapi_is_served(gw: Gw) -> None:
     assert doc["openapi"].startswith("3.1")
     assert {"/v1/chat/completions", "/v1/messages", "/v1/models"} <= set(doc["paths"])
     assert "ChatCompletionRequest" in doc["components"]["schemas"]
+
+
+async def test_every_answer_is_dated_now(gw: Gw) -> None:
+    # The date header is made when a response asks for it (no timer renews it), so it must follow
+    # the clock across keep-alive requests on one connection.
+    async with httpx2.AsyncClient() as http:
+        dates = []
+        for _ in range(2):
+            r = await http.get(gw.url + "/health")
+            dates.append(email.utils.parsedate_to_datetime(r.headers["date"]))
+            assert abs((dates[-1] - dt.datetime.now(dt.UTC)).total_seconds()) <= 1.5
+            await anyio.sleep(1.1)
+    assert dates[1] > dates[0]
 
 
 async def test_disconnect_mid_stream_closes_upstream_and_records_partial_usage(gw: Gw) -> None:
