@@ -15,7 +15,8 @@ go once through the gateway and once straight to the fake upstream with httpx2.
 - the sidecar's CPU per such request (user + system, every thread; psutil around that run);
 - throughput at 32 concurrent requests (requests/s), gateway and direct;
 - stream relay: a pre-rendered OpenAI stream of many deltas, chunks/s received by the client;
-- RSS of the sidecar process with the gateway running, after the load;
+- RSS of the sidecar process with the gateway running, after the load; its CPU while it serves
+  nothing, before any request (an idle daemon should not wake the machine);
 - the same three measures through LiteLLM's proxy (`scripts/bench_litellm.py`: a throwaway venv
   under the cache directory, the proxy on 127.0.0.1 in front of the same fake), and the gateway's
   throughput over LiteLLM's. Where LiteLLM cannot be installed or started its rows say why and are
@@ -66,6 +67,7 @@ STREAMED_BODY = {**DIRECT_BODY, "stream": True, "stream_options": {"include_usag
 # Longer than what a request reads from storage is kept for (client keys, budgets): a request after
 # such a pause would wait for the database if it were not read again in the background.
 PAUSE_S = max(TABLE_TTL_S, BUDGETS_TTL_S) + 0.5
+IDLE_S = 5.0
 
 
 class Sidecar:
@@ -256,8 +258,14 @@ def bench_gateway(quick: bool = False) -> Table:
         bare_streamed = Helper("bare_gateway.py", fake.api_base, "streamed")
         bare_whole = Helper("bare_gateway.py", fake.api_base, "whole")
         try:
-            key = sidecar.call(1, "client_key_create", {"name": "bench"})["key"]
             started = sidecar.call(2, "gateway_start", {"port": 0})
+            # What a gateway that serves nobody costs the machine (before anything is kept warm),
+            # once the start's own work (~0.2 s of CPU in the first second) is done.
+            time.sleep(3.0)
+            idle_before = sidecar.cpu_seconds()
+            time.sleep(IDLE_S)
+            idle_cpu = (sidecar.cpu_seconds() - idle_before) / IDLE_S
+            key = sidecar.call(1, "client_key_create", {"name": "bench"})["key"]
             gw = started["url"] + "/v1/chat/completions"
             direct = fake.api_base + "/chat/completions"
             gw_headers = {"authorization": f"Bearer {key}"}
@@ -376,6 +384,7 @@ def bench_gateway(quick: bool = False) -> Table:
             f"{gw_rate / floor_rate:.2f}x",
         ),
         ("RSS with the gateway running, after load", f"{rss / 2**20:.1f} MB", "-", "-"),
+        (f"CPU of an idle gateway ({IDLE_S:g} s, no traffic yet)", f"{idle_cpu * 1e3:.2f} ms/s", "-", "-"),
     ]
     if not litellm:
         return [*rows, ("LiteLLM proxy comparison", "not run", litellm_note, "-")]
