@@ -7,12 +7,14 @@ the parameter:
   the chat service then calls without streaming. The refusal is forgotten after `REMEMBER_S`,
   because verifying the organization lifts it (within 15 minutes, OpenAI says) and a streamed
   answer is better for everyone.
-- `temperature`, `top_p` (`DROPPABLE`): OpenAI's reasoning models take only their default, and
-  which models do changes with each release (gpt-5 refuses a temperature, gpt-5-chat-latest takes
-  one; gpt-5.2 refuses `top_p`, gpt-5 took it), so the refusal itself is what is learned. These
-  only tune sampling: the request is sent again without them, as the Anthropic adapter leaves
-  them out when thinking is on. Forgotten after `REMEMBER_S` too: a model that takes them again
-  costs one refused call an hour.
+- `temperature`, `top_p`, `stop` (`DROPPABLE`): OpenAI's reasoning models take only their
+  default sampling and no stop sequences, and which models do changes with each release (gpt-5
+  refuses a temperature, gpt-5-chat-latest takes one; gpt-5.2 refuses `top_p`, gpt-5 took it;
+  gpt-5.5 takes `stop` again), so the refusal itself is what is learned. The request is sent again
+  without the parameter: the sampling ones only tune (as the Anthropic adapter leaves them out
+  when thinking is on), and the sidecar applies the stop sequences itself
+  (`core.stop_sequences`). Forgotten after `REMEMBER_S` too: a model that takes them again costs
+  one refused call an hour.
 
 At most `MAX_REMEMBERED` (provider, model, parameter) entries are kept.
 
@@ -29,7 +31,7 @@ from typing import Final
 REMEMBER_S: Final = 3600.0
 MAX_REMEMBERED: Final = 256
 STREAM: Final = "stream"
-DROPPABLE: Final = ("temperature", "top_p")
+DROPPABLE: Final = ("temperature", "top_p", "stop")
 """The parameters a request is sent again without when the upstream refuses them."""
 
 

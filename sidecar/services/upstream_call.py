@@ -5,9 +5,11 @@
 into the request's `Assembler`, relaying them to the host for `stream`; and answers the assembled
 result, with its usage estimated from what was received when the upstream never reported it.
 
-A 400 that names a parameter the request may go without (`stream`, or a sampling parameter such as
-`temperature`: `core.refusals`) is asked again at once without it, as long as nothing reached the
-host; the refusal is remembered, so the model's next calls leave it out from the start.
+A 400 that names a parameter the request may go without (`stream`, a sampling parameter such as
+`temperature`, `stop`: `core.refusals`) is asked again at once without it, as long as nothing
+reached the host; the refusal is remembered, so the model's next calls leave it out from the
+start. Stop sequences the upstream would not take are applied here (`core.stop_sequences`): the
+text ends before the first one and the rest of the answer is not read.
 
 Must not know: retries, fallback, circuit breakers, client-side limits, hooks, pricing (the chat
 service's), stdin/stdout, providers' wire formats.
@@ -23,15 +25,16 @@ import msgspec
 
 from sidecar import logs
 from sidecar.core import tokens
-from sidecar.core.assemble import RELAYED, AnswerTooLarge, Assembler, ProviderEvent
+from sidecar.core.assemble import RELAYED, AnswerTooLarge, Assembler, Finish, ProviderEvent
 from sidecar.core.models import ModelRef
 from sidecar.core.refusals import DROPPABLE, STREAM, Refusals
+from sidecar.core.stop_sequences import StopCutter
 from sidecar.errors import ProviderError
 from sidecar.providers.base import Provider
 from sidecar.providers.http import Timeouts, too_large
 from sidecar.services.context import CallContext
 from sidecar.wire.base import Usage
-from sidecar.wire.chat import ChatResult, CompleteParams, StreamEventParams, UsageEvent
+from sidecar.wire.chat import ChatResult, CompleteParams, StreamEventParams, TextDelta, UsageEvent
 
 _log = logs.get_logger("chat")
 
@@ -69,12 +72,14 @@ class UpstreamCaller:
         `ctx` as they come when it is given; `on_start` is called when the answer starts."""
         whole = self.refusals.refuses(ref.provider, ref.model)
         dropped = self.refusals.refused(ref.provider, ref.model)
+        stops = _stop_list(params.stop)
         if dropped:
             params = msgspec.structs.replace(params, **dict.fromkeys(dropped))
         try:
             while True:
+                cutter = StopCutter(stops) if stops and params.stop is None else None
                 try:
-                    await self._relay(provider, ref, params, whole, assembler, ctx, on_start)
+                    await self._relay(provider, ref, params, whole, assembler, ctx, on_start, cutter)
                     break
                 except ProviderError as exc:
                     again = self._without_refused(exc, ref, params, whole, assembler)
@@ -85,8 +90,9 @@ class UpstreamCaller:
             raise too_large(ref.provider, f"more than {exc.limit:,} characters") from None
         estimated = assembler.usage is None
         if estimated:
-            # The upstream never reported usage (llama.cpp ignores `include_usage`): price
-            # an estimate rather than call a priced model free.
+            # The upstream never reported usage (llama.cpp ignores `include_usage`), or the
+            # answer was not read to its end (a stop sequence): price an estimate rather than
+            # call a priced model free.
             assembler.usage = estimate_usage(params, assembler)
         return assembler.result(provider=ref.provider, model=ref.model), estimated
 
@@ -117,15 +123,50 @@ class UpstreamCaller:
         assembler: Assembler,
         ctx: CallContext | None,
         on_start: Callable[[], None] | None,
+        cutter: StopCutter | None,
     ) -> None:
         """Stream from the upstream, or with `whole` make its non-streaming call, which yields the
-        same events once the answer is complete."""
+        same events once the answer is complete; with `cutter`, its text ends at a stop sequence."""
         if whole:
             events = provider.complete(ref.model, params, self.timeouts(params, False))
         else:
             events = provider.stream(ref.model, params, self.timeouts(params, True))
         async with contextlib.aclosing(events):
-            await _pump(events, assembler, ctx, on_start)
+            if cutter is None:
+                await _pump(events, assembler, ctx, on_start)
+            else:
+                async with contextlib.aclosing(_cut_at_stop(events, cutter)) as cut:
+                    await _pump(cut, assembler, ctx, on_start)
+
+
+def _stop_list(stop: str | list[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    return [stop] if isinstance(stop, str) else stop
+
+
+async def _cut_at_stop(
+    events: AsyncGenerator[ProviderEvent, None], cutter: StopCutter
+) -> AsyncGenerator[ProviderEvent, None]:
+    """`events` with their text ended before the first stop sequence; after it, the answer's end
+    (`stop`), and no more is read. Text held back in case it begins a stop sequence is passed on
+    before the first event that is not text (the text is over by then)."""
+    async for event in events:
+        if isinstance(event, TextDelta):
+            text = cutter.feed(event.text)
+            if text:
+                yield TextDelta(text=text)
+            if cutter.stopped:
+                yield Finish(reason="stop")
+                return
+            continue
+        held = cutter.flush()
+        if held:
+            yield TextDelta(text=held)
+        yield event
+    held = cutter.flush()
+    if held:
+        yield TextDelta(text=held)
 
 
 async def _pump(

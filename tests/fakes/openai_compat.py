@@ -257,9 +257,10 @@ OPENAI_STREAM_REFUSED: Final[Json] = {
         "code": "unsupported_value",
     }
 }
-# OpenAI's reasoning models take only their default sampling: a `temperature` other than 1 is
-# refused as an unsupported value, a `top_p` as an unsupported parameter, each with its `param`
-# (as users have reported them: langchaingo#1355, LunaTranslator#1842). Which models do changes
+# OpenAI's reasoning models take only their default sampling and no stop sequences: a
+# `temperature` other than 1 is refused as an unsupported value, a `top_p` or a `stop` as an
+# unsupported parameter, each with its `param` (as users have reported them: langchaingo#1355,
+# LunaTranslator#1842, smolagents#1671). Which models do changes
 # with each release; these do here.
 FIXED_SAMPLING: Final = frozenset({"o1", "o3", "o3-mini", "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano"})
 
@@ -274,10 +275,11 @@ def sampling_refused(body: Json) -> Json | None:
         )
         return {"error": {"message": message, "type": "invalid_request_error", "param": "temperature",
                           "code": "unsupported_value"}}  # fmt: skip
-    if body.get("top_p") is not None:
-        message = "Unsupported parameter: 'top_p' is not supported with this model."
-        return {"error": {"message": message, "type": "invalid_request_error", "param": "top_p",
-                          "code": "unsupported_parameter"}}  # fmt: skip
+    for param in ("top_p", "stop"):
+        if body.get(param) is not None:
+            message = f"Unsupported parameter: '{param}' is not supported with this model."
+            return {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                              "code": "unsupported_parameter"}}  # fmt: skip
     return None
 
 
@@ -930,7 +932,7 @@ class FakeOpenAICompat(FakeUpstream):
     A streamed chat request for a model in ``stream_refused_models`` is refused as OpenAI refuses
     an organization that is not verified (``OPENAI_STREAM_REFUSED``); without streaming it is
     answered. On the openai flavor a reasoning model (``FIXED_SAMPLING``) refuses a ``temperature``
-    other than 1 and any ``top_p``, as OpenAI does (``sampling_refused``).
+    other than 1, any ``top_p`` and any ``stop``, as OpenAI does (``sampling_refused``).
     """
 
     def __init__(

@@ -269,6 +269,9 @@ def test_openai_reasoning_models_refuse_sampling_as_reported(openai_fake: FakeOp
     with pytest.raises(openai.BadRequestError) as info:
         sdk(openai_fake).chat.completions.create(model="o3", messages=ASK, temperature=1, top_p=0.5)
     assert (info.value.param, info.value.code) == ("top_p", "unsupported_parameter")
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk(openai_fake).chat.completions.create(model="gpt-5-mini", messages=ASK, stop=["\n"])
+    assert (info.value.param, info.value.code) == ("stop", "unsupported_parameter")
     answer = sdk(openai_fake).chat.completions.create(model="gpt-5", messages=ASK, temperature=1)
     assert answer.choices[0].message.content
     assert sdk(openai_fake).chat.completions.create(model="gpt-4o", messages=ASK, temperature=0.2).choices

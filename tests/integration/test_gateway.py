@@ -214,6 +214,10 @@ async def test_a_reasoning_model_answers_a_tool_that_always_sends_a_temperature(
         (None, None),
         (None, None),
     ]
+    # Nor does it take stop sequences: the gateway ends the text before the first one itself.
+    cut = await gw.oai().chat.completions.create(model="openai:gpt-5", messages=messages, stop=["the"])
+    assert (cut.choices[0].message.content, cut.choices[0].finish_reason) == ("Echo: hello ", "stop")
+    assert [r.json().get("stop") for r in gw.oa.requests[-2:]] == [["the"], None]
 
 
 async def test_openai_tools_stream_and_non_stream(gw: Gw) -> None:

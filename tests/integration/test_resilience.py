@@ -296,6 +296,35 @@ def test_a_reasoning_model_is_asked_again_without_the_sampling_it_refuses(openai
     assert s.resilience.breakers.get("openai").snapshot().consecutive_failures == 0
 
 
+def test_stop_sequences_a_model_refuses_are_applied_by_the_sidecar(openai: FakeOpenAICompat) -> None:
+    # gpt-5 refuses `stop`; an agent's ReAct loop needs the answer to end before "Observation:".
+    # The fake echoes the question in 4-character pieces, so the sequence arrives split.
+    question = "Thought: look it up\nObservation: " + "made up " * 40
+    openai.chunk_delay_s = 0.01
+    s = stack(env=env_for(openai))
+
+    async def body() -> None:
+        ctx = Ctx()
+        answered = await stream(s, params("openai:gpt-5", messages=ask(question), stop=["Observation:"]), ctx)
+        assert answered.text == "Echo: Thought: look it up\n"
+        assert answered.finish_reason == "stop"
+        assert "".join(e["text"] for e in ctx.of("text_delta")) == answered.text
+        assert answered.usage.output_tokens > 0 and answered.usage_estimated  # not read to its end
+        whole = await s.chat.complete(params("openai:gpt-5", messages=ask("a STOP b"), stop="STOP"), Ctx())
+        assert (whole.text, whole.finish_reason) == ("Echo: a ", "stop")
+        kept = await s.chat.complete(params("openai:gpt-4o-mini", stop=["x"]), Ctx())
+        assert kept.text == "Echo: hello there"  # a model that takes `stop` gets it
+        await s.http.aclose()
+
+    run(body)
+    assert [r.json().get("stop") for r in openai.requests] == [["Observation:"], None, None, ["x"]]
+    assert openai.wait_for_disconnect(timeout=5.0)  # the rest of the first answer was not read
+
+
+def ask(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
 def test_another_bad_request_is_not_asked_again(openai: FakeOpenAICompat) -> None:
     refused = error_reply(400, "openai", "bad_request", message="Unsupported value: 'temperature'.")
     openai.enqueue(refused)
