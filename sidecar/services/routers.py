@@ -170,7 +170,7 @@ class RouterService:
         self._key_checks: dict[str, tuple[float, str | None]] = {}
         self._limits_of: dict[str, Any] = {}
         self._spent = spent
-        # Per router: the UTC day, what the ledger held for it that day, when that was read.
+        # Per router: the UTC day, and what the ledger held for it that day as last read.
         self._floors: dict[str, tuple[str, float]] = {}
 
     def handlers(self) -> dict[str, Handler]:
