@@ -406,6 +406,7 @@ export interface ChatResult {
   usage_estimated?: boolean;
   cached?: boolean;
   saved_usd?: number | null;
+  stop_sequence?: string | null;
 }
 /**
  * `arguments` is always an object, always present (`{}` for a tool without parameters); when a

@@ -28,6 +28,7 @@ from sidecar.wire.chat import (
 class Finish(msgspec.Struct, frozen=True):
     reason: FinishReason
     raw: str | None = None
+    stop_sequence: str | None = None  # the one that ended the answer, when that is known
 
 
 class Continuation(msgspec.Struct, frozen=True):
@@ -178,6 +179,7 @@ class Assembler:
             thinking=thinking,
             continuation=self.continuation,
             response_id=self.meta.response_id,
+            stop_sequence=self.finish.stop_sequence if self.finish is not None else None,
         )
 
 

@@ -20,13 +20,17 @@ from collections.abc import Sequence
 
 
 class StopCutter:
-    __slots__ = ("_held", "_longest", "_stops", "stopped")
+    __slots__ = ("_held", "_longest", "_stops", "matched")
 
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = tuple(s for s in stops if s)
         self._longest = max((len(s) for s in self._stops), default=0)
         self._held = ""
-        self.stopped = False
+        self.matched: str | None = None  # the stop sequence the text ended at
+
+    @property
+    def stopped(self) -> bool:
+        return self.matched is not None
 
     def feed(self, text: str) -> str:
         """The text that can be passed on now, from `text` and what was held before it. Once a
@@ -34,10 +38,10 @@ class StopCutter:
         if self.stopped:
             return ""
         text = self._held + text
-        at = min((i for i in (text.find(s) for s in self._stops) if i >= 0), default=-1)
-        if at >= 0:
+        found = [(i, s) for s in self._stops if (i := text.find(s)) >= 0]
+        if found:
+            at, self.matched = min(found, key=lambda f: f[0])
             self._held = ""
-            self.stopped = True
             return text[:at]
         keep = self._partial_stop(text)
         self._held = text[len(text) - keep :] if keep else ""

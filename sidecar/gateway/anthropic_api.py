@@ -291,9 +291,17 @@ def response(result: ChatResult, *, response_id: str) -> ResponseMessage:
         id=response_id,
         model=f"{result.provider}:{result.model}",
         content=content,
-        stop_reason=STOP_REASONS.get(result.finish_reason, "end_turn"),
+        stop_reason=stop_reason(result),
+        stop_sequence=result.stop_sequence,
         usage=usage(result.usage),
     )
+
+
+def stop_reason(result: ChatResult) -> str:
+    """Anthropic's `stop_reason` for a result: `stop_sequence` when one ended it."""
+    if result.stop_sequence is not None:
+        return "stop_sequence"
+    return STOP_REASONS.get(result.finish_reason, "end_turn")
 
 
 # --- stream events → SSE events ---------------------------------------------------------------------
@@ -425,8 +433,8 @@ class EventEncoder:
         delta = {
             "type": "message_delta",
             "delta": {
-                "stop_reason": STOP_REASONS.get(result.finish_reason, "end_turn"),
-                "stop_sequence": None,
+                "stop_reason": stop_reason(result),
+                "stop_sequence": result.stop_sequence,
             },
             "usage": msgspec.to_builtins(u),
         }

@@ -331,6 +331,7 @@ class _Delta(msgspec.Struct):
     signature: str | None = None
     partial_json: str | None = None
     stop_reason: str | None = None
+    stop_sequence: str | None = None
 
 
 class _Message(msgspec.Struct):
@@ -338,6 +339,7 @@ class _Message(msgspec.Struct):
     model: str | None = None
     content: list[_Block] = msgspec.field(default_factory=list)
     stop_reason: str | None = None
+    stop_sequence: str | None = None
     usage: _Usage | None = None
 
 
@@ -392,8 +394,9 @@ class _UsageTotals:
         )
 
 
-def _finish(stop_reason: str | None) -> Finish:
-    return Finish(STOP_REASONS.get(stop_reason or "", "stop"), stop_reason)
+def _finish(stop_reason: str | None, stop_sequence: str | None = None) -> Finish:
+    matched = stop_sequence if stop_reason == "stop_sequence" else None
+    return Finish(STOP_REASONS.get(stop_reason or "", "stop"), stop_reason, matched)
 
 
 def _continuation(blocks: list[dict[str, Any]]) -> list[ProviderEvent]:
@@ -426,6 +429,7 @@ class StreamDecoder:
         self.done = False
         self._usage = _UsageTotals()
         self._stop_reason: str | None = None
+        self._stop_sequence: str | None = None
         self._open: dict[int, _OpenBlock] = {}
         self._kept: dict[int, dict[str, Any]] = {}  # thinking blocks for the continuation, by index
         self._tools = 0
@@ -478,11 +482,12 @@ class StreamDecoder:
         elif kind == "message_delta":
             if ev.delta is not None and ev.delta.stop_reason:
                 self._stop_reason = ev.delta.stop_reason
+                self._stop_sequence = ev.delta.stop_sequence
             if ev.usage is not None:
                 self._usage.update(ev.usage)
         elif kind == "message_stop":
             self.done = True
-            out.append(_finish(self._stop_reason))
+            out.append(_finish(self._stop_reason, self._stop_sequence))
             out.extend(_continuation([self._kept[i] for i in sorted(self._kept)]))
         elif kind == "error":
             raise provider_error(self.provider, 0, data.encode() if isinstance(data, str) else data)
@@ -583,7 +588,7 @@ def decode_message(provider: str, body: bytes) -> list[ProviderEvent]:
                 )
             )
             tools += 1
-    out.append(_finish(msg.stop_reason))
+    out.append(_finish(msg.stop_reason, msg.stop_sequence))
     out.extend(_continuation(kept))
     usage = _UsageTotals()
     if msg.usage is not None:

@@ -157,7 +157,7 @@ async def _cut_at_stop(
             if text:
                 yield TextDelta(text=text)
             if cutter.stopped:
-                yield Finish(reason="stop")
+                yield Finish(reason="stop", stop_sequence=cutter.matched)
                 return
             continue
         held = cutter.flush()

@@ -146,6 +146,9 @@ class ChatResult(Wire):
     # the original answer cost.
     cached: bool = False
     saved_usd: float | None = None
+    # The stop sequence that ended the answer (`finish_reason` is then `stop`), when that is known:
+    # the provider says so (Anthropic) or the sidecar applied it for a model that refused `stop`.
+    stop_sequence: str | None = None
 
 
 # --- stream events ------------------------------------------------------------------------------

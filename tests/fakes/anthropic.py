@@ -18,6 +18,8 @@ renders them (wire-formats.md §2, §11; the recordings ``tests/fixtures/anthrop
   its incompatibilities, at most 4 cache breakpoints, and: with thinking on, a final assistant turn
   that called tools must start with its thinking block, whose signature must be one this fake
   issued for that text).
+* Stop sequences: text that reaches one of ``stop_sequences`` ends before it (no tool call
+  after it), with ``stop_reason: "stop_sequence"`` and ``stop_sequence`` naming it.
 * Prompt caching: when a request carries ``cache_control`` breakpoints, the prompt up to the last
   one is "written" the first time it is seen and "read" after that (``cache_creation_input_tokens``
   / ``cache_read_input_tokens``); ``input_tokens`` is what remains, so the three add up to the
@@ -31,6 +33,7 @@ stream, set ``fake.edit_stream`` (e.g. ``lambda ev: [*ev[:3], Stall()]``).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -41,7 +44,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.behaviour import Conversation, Plan, ToolCall, Turn, plan, stable_hex
+from tests.fakes.behaviour import Conversation, Plan, ToolCall, Turn, pieces, plan, stable_hex
 from tests.fakes.http import (
     FakeUpstream,
     Part,
@@ -565,6 +568,19 @@ def _json_fragments(arguments: Json) -> list[str]:
     return [text[i : i + 7] for i in range(0, len(text), 7)]
 
 
+def _stopped(answer: Plan, stop_sequences: Sequence[str]) -> tuple[Plan, str | None]:
+    """The answer ended before the first stop sequence its text reaches, and which one that was."""
+    text = answer.text
+    found = [(i, s) for s in stop_sequences if s and (i := text.find(s)) >= 0]
+    if not found:
+        return answer, None
+    at, matched = min(found, key=lambda f: f[0])
+    kept = pieces(text[:at])
+    output = len(kept) + answer.reasoning_tokens  # as `behaviour.plan` counts, with no tool call
+    cut = dataclasses.replace(answer, text_pieces=kept, tool_call=None, finish="stop", output_tokens=output)
+    return cut, matched
+
+
 class _Render:
     def __init__(
         self,
@@ -576,9 +592,10 @@ class _Render:
         cache_read: int,
         thinking_tokens: bool,
         ping_every: int,
+        stop_sequences: Sequence[str] = (),
     ) -> None:
         self.model = model
-        self.plan = answer
+        self.plan, self.stop_sequence = _stopped(answer, stop_sequences)
         self.message_id = "msg_01" + _alnum(seed, 22)
         self.cache_write = cache_write
         self.cache_read = cache_read
@@ -588,6 +605,9 @@ class _Render:
         self.rng = random.Random(seed)
         call = answer.tool_call
         self.tool_id = "toolu_01" + _alnum(call.id, 22) if call else None
+
+    def _stop_reason(self) -> str:
+        return "stop_sequence" if self.stop_sequence is not None else _STOP_REASON[self.plan.finish]
 
     def _usage(self, *, final: bool) -> Json:
         usage: Json = {
@@ -634,8 +654,8 @@ class _Render:
             "role": "assistant",
             "model": self.model,
             "content": self.content(),
-            "stop_reason": _STOP_REASON[self.plan.finish],
-            "stop_sequence": None,
+            "stop_reason": self._stop_reason(),
+            "stop_sequence": self.stop_sequence,
             "usage": self._usage(final=False),
         }
 
@@ -712,7 +732,7 @@ class _Render:
         out += body
         final = {
             "type": "message_delta",
-            "delta": {"stop_reason": _STOP_REASON[p.finish], "stop_sequence": None},
+            "delta": {"stop_reason": self._stop_reason(), "stop_sequence": self.stop_sequence},
             "usage": self._usage(final=True),
         }
         out.append(event("message_delta", final, rng))
@@ -859,6 +879,7 @@ class FakeAnthropic(FakeUpstream):
             cache_read=cache_read,
             thinking_tokens=self.thinking_tokens,
             ping_every=self.ping_every,
+            stop_sequences=body.get("stop_sequences") or (),
         )
         streaming = body.get("stream") is True
         headers = self._headers(seed, answer.input_tokens, streaming=streaming)

@@ -145,6 +145,7 @@ CASES: dict[str, tuple[list[Message], dict[str, Any]]] = {
         {"tools": [WEATHER], "reasoning": Reasoning(budget_tokens=1500)},
     ),
     "truncated": ([Message(role="user", content="a rather long question indeed")], {"max_tokens": 3}),
+    "stop sequence": ([Message(role="user", content="first part END second part")], {"stop": ["END", "xyz"]}),
 }
 
 
@@ -172,8 +173,10 @@ async def test_stream_and_complete_agree(case: str, provider: AnthropicProvider)
         assert a.tool_calls[0].id.startswith("toolu_01")
     elif case == "truncated":
         assert (a.finish_reason, a.text) == ("length", "Echo: a rath")  # 3 pieces of 4 characters
+    elif case == "stop sequence":
+        assert (a.finish_reason, a.text, a.stop_sequence) == ("stop", "Echo: first part ", "END")
     else:
-        assert a.finish_reason == "stop" and a.text.startswith("Echo: ")
+        assert a.finish_reason == "stop" and a.text.startswith("Echo: ") and a.stop_sequence is None
     assert a.usage.input_tokens > 0 and a.usage.output_tokens > 0
 
 

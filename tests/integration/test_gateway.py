@@ -313,6 +313,26 @@ async def test_models_lists_only_what_the_key_may_use(gw: Gw) -> None:
 # --- Anthropic --------------------------------------------------------------------------------------
 
 
+async def test_anthropic_stop_sequences_say_which_one_ended_the_answer(gw: Gw) -> None:
+    # Claude says which stop sequence it met; for gpt-5, which refuses `stop`, the sidecar does.
+    client = gw.ant()
+    messages: Any = [{"role": "user", "content": "first part END second part"}]
+    for model in ("anthropic:claude-sonnet-4-5", "openai:gpt-5"):
+        msg = await client.messages.create(
+            model=model, max_tokens=512, messages=messages, stop_sequences=["END"]
+        )
+        assert msg.content[0].type == "text" and msg.content[0].text == "Echo: first part ", model
+        assert (msg.stop_reason, msg.stop_sequence) == ("stop_sequence", "END"), model
+        async with client.messages.stream(
+            model=model, max_tokens=512, messages=messages, stop_sequences=["END"]
+        ) as stream:
+            final = await stream.get_final_message()
+        assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "END"), model
+        assert "".join(b.text for b in final.content if b.type == "text") == "Echo: first part "
+    plain = await client.messages.create(model="openai:gpt-5", max_tokens=512, messages=messages)
+    assert (plain.stop_reason, plain.stop_sequence) == ("end_turn", None)
+
+
 async def test_anthropic_non_stream_with_thinking_and_tools(gw: Gw) -> None:
     client = gw.ant()
     msg = await client.messages.create(
