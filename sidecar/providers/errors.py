@@ -94,7 +94,9 @@ def read_error_body(body: bytes | Any) -> UpstreamError:
     err = data.get("error")
     if isinstance(err, str):  # Ollama, xAI flat
         code = data.get("code")
-        return UpstreamError(message=err, code=str(code) if code is not None else None)
+        return UpstreamError(
+            message=err, code=str(code) if code is not None else None, param=_named_param(err)
+        )
     if not isinstance(err, dict):
         msg = data.get("message") or data.get("detail")
         return UpstreamError(message=str(msg) if msg else None)
@@ -128,6 +130,21 @@ def read_error_body(body: bytes | Any) -> UpstreamError:
         retry_delay_s=retry,
         param=param if isinstance(param, str) and param else None,
     )
+
+
+# xAI names the refused parameter only in its message, in camelCase ("Argument not supported on
+# this model: stop", "Model grok-4.5 does not support parameter presencePenalty.").
+_PARAM_IN_MESSAGE: Final = re.compile(
+    r"(?:not supported on this model: |does not support parameter )([A-Za-z_]+)"
+)
+
+
+def _named_param(message: str) -> str | None:
+    """The request parameter an error message says was refused, as the request names it."""
+    found = _PARAM_IN_MESSAGE.search(message)
+    if found is None:
+        return None
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", found.group(1)).lower()
 
 
 def _raw_param(raw: object) -> object:

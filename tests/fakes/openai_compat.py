@@ -265,6 +265,14 @@ OPENAI_STREAM_REFUSED: Final[Json] = {
 FIXED_SAMPLING: Final = frozenset({"o1", "o3", "o3-mini", "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano"})
 
 
+# xAI's grok-4 models refuse stop sequences, naming the parameter only in the message (as users
+# have reported it: litellm#12635); grok-3 takes them.
+XAI_STOP_REFUSED: Final[Json] = {
+    "code": "Client specified an invalid argument",
+    "error": "Argument not supported on this model: stop",
+}
+
+
 def sampling_refused(body: Json) -> Json | None:
     """OpenAI's 400 for a reasoning model's request with a sampling parameter, or None."""
     temperature = body.get("temperature")
@@ -1106,6 +1114,8 @@ class FakeOpenAICompat(FakeUpstream):
             return self._unknown_model(model)
         if body.get("stream") is True and model in self.stream_refused_models:
             return self._stream_refused()
+        if self.flavor == "xai" and model.startswith("grok-4") and body.get("stop") is not None:
+            return json_reply(400, XAI_STOP_REFUSED)
         if self.flavor == "openai" and model in FIXED_SAMPLING:
             refused = sampling_refused(body)
             if refused is not None:

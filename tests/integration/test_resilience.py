@@ -321,6 +321,27 @@ def test_stop_sequences_a_model_refuses_are_applied_by_the_sidecar(openai: FakeO
     assert openai.wait_for_disconnect(timeout=5.0)  # the rest of the first answer was not read
 
 
+def test_grok_4_refusing_stop_gets_it_applied_by_the_sidecar(
+    openai: FakeOpenAICompat, xai: FakeOpenAICompat
+) -> None:
+    # xAI names the refused parameter only in its message; grok-3 still takes `stop`.
+    s = stack(env=env_for(openai, xai))
+
+    async def body() -> None:
+        cut = await s.chat.complete(params("xai:grok-4", messages=ask("a STOP b"), stop=["STOP"]), Ctx())
+        assert (cut.text, cut.finish_reason, cut.stop_sequence) == ("Echo: a ", "stop", "STOP")
+        kept = await s.chat.complete(params("xai:grok-3", messages=ask("a STOP b"), stop=["STOP"]), Ctx())
+        assert kept.stop_sequence is None  # sent upstream as asked (the fake ignores it)
+        await s.http.aclose()
+
+    run(body)
+    assert [(r.json()["model"], r.json().get("stop")) for r in xai.requests] == [
+        ("grok-4", ["STOP"]),
+        ("grok-4", None),
+        ("grok-3", ["STOP"]),
+    ]
+
+
 def ask(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 

@@ -192,6 +192,24 @@ def test_in_stream_errors() -> None:
     assert "in the stream" in provider_error("openai", 0, {"error": {"message": "boom"}}).message
 
 
+def test_a_parameter_xai_names_only_in_its_message_is_read() -> None:
+    stop = {
+        "code": "Client specified an invalid argument",
+        "error": "Argument not supported on this model: stop",
+    }
+    assert provider_error("xai", 400, stop).refused_param == "stop"
+    penalty = {
+        "code": "invalid-argument",
+        "error": "Model grok-4.5 does not support parameter presencePenalty.",
+    }
+    assert provider_error("xai", 400, penalty).refused_param == "presence_penalty"
+    assert (
+        provider_error("xai", 400, {"code": "invalid-argument", "error": "Invalid request."}).refused_param
+        is None
+    )
+    assert provider_error("ollama", 400, {"error": "model is required"}).refused_param is None
+
+
 def test_a_refusal_to_stream_is_told_apart_from_other_bad_requests() -> None:
     err = provider_error("openai", 400, OPENAI_STREAM_REFUSED)
     assert err.kind == "invalid_request" and err.streaming_refused
