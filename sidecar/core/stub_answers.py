@@ -17,6 +17,7 @@ import msgspec
 
 from sidecar.core import tokens
 from sidecar.core.catalog import STREAMING, TOOLS, ModelInfo
+from sidecar.core.stop_sequences import StopCutter
 from sidecar.wire.chat import CompleteParams, FinishReason, Message, TextPart, ToolChoiceName
 
 MODELS: Final = ("echo", "lorem", "tools")
@@ -110,6 +111,7 @@ class StubAnswer(msgspec.Struct, frozen=True):
     finish_reason: FinishReason
     input_tokens: int
     output_tokens: int
+    stop_sequence: str | None = None
 
 
 def answer(model: str, params: CompleteParams) -> StubAnswer:
@@ -126,11 +128,15 @@ def answer(model: str, params: CompleteParams) -> StubAnswer:
         text = _after_tools(params.messages)
     else:
         text = _last_user_text(params.messages) or "(nothing to echo)"
-    finish: FinishReason = "stop"
+    # A stop sequence ends the text, as it ends a model's; `max_tokens` may end it sooner.
+    cutter = StopCutter([params.stop] if isinstance(params.stop, str) else params.stop or [])
+    text = cutter.feed(text)
+    if cutter.matched is None:
+        text += cutter.flush()
     if params.max_tokens is not None and tokens.text_tokens(text) > params.max_tokens:
         text = text[: params.max_tokens * tokens.CHARS_PER_TOKEN]
-        finish = "length"
-    return StubAnswer(text, None, finish, input_tokens, tokens.text_tokens(text))
+        return StubAnswer(text, None, "length", input_tokens, tokens.text_tokens(text))
+    return StubAnswer(text, None, "stop", input_tokens, tokens.text_tokens(text), cutter.matched)
 
 
 def chunks(text: str, size: int = 12) -> list[str]:

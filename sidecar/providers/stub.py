@@ -67,4 +67,4 @@ class StubProvider(Provider):
             cache_write_tokens=0,
             reasoning_tokens=0,
         )
-        yield Finish(reason=found.finish_reason)
+        yield Finish(reason=found.finish_reason, stop_sequence=found.stop_sequence)

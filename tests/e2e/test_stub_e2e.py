@@ -50,6 +50,17 @@ def test_echo_streams_the_user_text_back_with_usage_and_zero_cost(sc: Sidecar) -
     assert result["cost_usd"] == 0 and result["provider"] == "stub" and result["finish_reason"] == "stop"
 
 
+def test_a_stop_sequence_ends_the_text_as_a_models_would(sc: Sidecar) -> None:
+    text = "Thought: look it up\nObservation: 42"
+    rid = sc.start("stream", ask("stub:echo", text, stop=["Observation:", "zzz"]))
+    result = sc.wait(rid)["result"]
+    deltas = [e["text"] for e in sc.events(rid) if e["type"] == "text_delta"]
+    assert "".join(deltas) == result["text"] == "Thought: look it up\n"
+    assert (result["finish_reason"], result["stop_sequence"]) == ("stop", "Observation:")
+    whole = sc.result("complete", ask("stub:echo", "no stop here", stop="zzz"))
+    assert (whole["text"], whole.get("stop_sequence")) == ("no stop here", None)  # omitted when none
+
+
 def test_lorem_is_deterministic_and_sized_by_max_tokens(sc: Sidecar) -> None:
     first = sc.result("complete", ask("stub:lorem", "write something", max_tokens=40))
     again = sc.result("complete", ask("stub:lorem", "write something", max_tokens=40))
