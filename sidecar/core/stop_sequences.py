@@ -22,8 +22,9 @@ from collections.abc import Sequence
 class StopCutter:
     __slots__ = ("_held", "_longest", "_stops", "matched")
 
-    def __init__(self, stops: Sequence[str]) -> None:
-        self._stops = tuple(s for s in stops if s)
+    def __init__(self, stops: str | Sequence[str] | None) -> None:
+        """`stops` as a request gives them: one sequence, several, or none."""
+        self._stops = tuple(s for s in ([stops] if isinstance(stops, str) else stops or ()) if s)
         self._longest = max((len(s) for s in self._stops), default=0)
         self._held = ""
         self.matched: str | None = None  # the stop sequence the text ended at

@@ -129,7 +129,7 @@ def answer(model: str, params: CompleteParams) -> StubAnswer:
     else:
         text = _last_user_text(params.messages) or "(nothing to echo)"
     # A stop sequence ends the text, as it ends a model's; `max_tokens` may end it sooner.
-    cutter = StopCutter([params.stop] if isinstance(params.stop, str) else params.stop or [])
+    cutter = StopCutter(params.stop)
     text = cutter.feed(text)
     if cutter.matched is None:
         text += cutter.flush()

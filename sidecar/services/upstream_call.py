@@ -72,7 +72,7 @@ class UpstreamCaller:
         `ctx` as they come when it is given; `on_start` is called when the answer starts."""
         whole = self.refusals.refuses(ref.provider, ref.model)
         dropped = self.refusals.refused(ref.provider, ref.model)
-        stops = _stop_list(params.stop)
+        stops = params.stop  # applied here if the upstream will not take them
         if dropped:
             params = msgspec.structs.replace(params, **dict.fromkeys(dropped))
         try:
@@ -137,12 +137,6 @@ class UpstreamCaller:
             else:
                 async with contextlib.aclosing(_cut_at_stop(events, cutter)) as cut:
                     await _pump(cut, assembler, ctx, on_start)
-
-
-def _stop_list(stop: str | list[str] | None) -> list[str]:
-    if stop is None:
-        return []
-    return [stop] if isinstance(stop, str) else stop
 
 
 async def _cut_at_stop(
