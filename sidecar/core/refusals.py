@@ -14,7 +14,8 @@ the parameter:
   without the parameter: the sampling ones only tune (as the Anthropic adapter leaves them out
   when thinking is on), and the sidecar applies the stop sequences itself
   (`core.stop_sequences`). Forgotten after `REMEMBER_S` too: a model that takes them again costs
-  one refused call an hour.
+  one refused call an hour. Anthropic's newer models refuse `temperature` and `top_p` together;
+  their refusal is read as one of `top_p` (the temperature is kept).
 
 At most `MAX_REMEMBERED` (provider, model, parameter) entries are kept.
 

@@ -121,6 +121,8 @@ def read_error_body(body: bytes | Any) -> UpstreamError:
             message = f"{message}: {raw}" if message else raw
         err = {**err, "message": message}
     code = err.get("code")
+    if not param and isinstance(err.get("message"), str):
+        param = _named_param(err["message"])
     return UpstreamError(
         message=str(err["message"]) if err.get("message") else None,
         type=str(err["type"]) if err.get("type") else None,
@@ -132,10 +134,13 @@ def read_error_body(body: bytes | Any) -> UpstreamError:
     )
 
 
-# xAI names the refused parameter only in its message, in camelCase ("Argument not supported on
-# this model: stop", "Model grok-4.5 does not support parameter presencePenalty.").
+# Where an upstream names the refused parameter only in its message: xAI, in camelCase ("Argument
+# not supported on this model: stop", "Model grok-4.5 does not support parameter
+# presencePenalty."); Anthropic's newer models take `temperature` or `top_p` but not both ("`temperature`
+# and `top_p` cannot both be specified for this model"): `top_p` is the one to leave out.
 _PARAM_IN_MESSAGE: Final = re.compile(
     r"(?:not supported on this model: |does not support parameter )([A-Za-z_]+)"
+    r"|`temperature` and `(top_p)` cannot both be specified"
 )
 
 
@@ -144,7 +149,8 @@ def _named_param(message: str) -> str | None:
     found = _PARAM_IN_MESSAGE.search(message)
     if found is None:
         return None
-    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", found.group(1)).lower()
+    name = found.group(1) or found.group(2)
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
 
 
 def _raw_param(raw: object) -> object:

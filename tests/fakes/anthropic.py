@@ -18,6 +18,7 @@ renders them (wire-formats.md §2, §11; the recordings ``tests/fixtures/anthrop
   its incompatibilities, at most 4 cache breakpoints, and: with thinking on, a final assistant turn
   that called tools must start with its thinking block, whose signature must be one this fake
   issued for that text).
+* Sampling: Opus 4.1 and the 4.5 models and later refuse ``temperature`` and ``top_p`` together.
 * Stop sequences: text that reaches one of ``stop_sequences`` ends before it (no tool call
   after it), with ``stop_reason: "stop_sequence"`` and ``stop_sequence`` naming it.
 * Prompt caching: when a request carries ``cache_control`` breakpoints, the prompt up to the last
@@ -42,7 +43,7 @@ import string
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from tests.fakes.behaviour import Conversation, Plan, ToolCall, Turn, pieces, plan, stable_hex
 from tests.fakes.http import (
@@ -466,6 +467,15 @@ def _check_thinking_turn(messages: list[Any]) -> str | None:
     return None
 
 
+# Claude Opus 4.1 and the 4.5 models and later take `temperature` or `top_p`, not both (as users
+# have reported it: otoroshi-llm-extension#140, litellm#15097); older models take both.
+ONE_SAMPLING_KNOB: Final = ("claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5",
+                            "claude-sonnet-4-6", "claude-opus-4-6")  # fmt: skip
+BOTH_KNOBS_REFUSED: Final = (
+    "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
+)
+
+
 def invalid_request(body: Any) -> str | None:
     """Why the real API would answer this body with 400 (None if it would not)."""
     if not isinstance(body, dict):
@@ -868,6 +878,8 @@ class FakeAnthropic(FakeUpstream):
         model = str(body["model"])
         if self.strict_models and model not in {m[0] for m in self.models}:
             return error_reply(404, message=f"model: {model}")
+        if "temperature" in body and "top_p" in body and model.startswith(ONE_SAMPLING_KNOB):
+            return error_reply(400, message=BOTH_KNOBS_REFUSED)
         seed = self._next_seed(req)
         answer = self.behaviour(conversation_from_messages(body))
         cache_write, cache_read = self._cache_usage(body)

@@ -30,6 +30,7 @@ from sidecar.services.pricing import Pricing
 from sidecar.wire.base import Empty
 from sidecar.wire.chat import ChatResult, CompleteParams
 from sidecar.wire.limits import RateLimitsParams
+from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.http import Abort, FakeUpstream, Pause, RecordedRequest, Reply, Stall, json_reply
 from tests.fakes.openai_compat import FakeOpenAICompat, error_reply, midstream_error_reply
 
@@ -339,6 +340,34 @@ def test_grok_4_refusing_stop_gets_it_applied_by_the_sidecar(
         ("grok-4", ["STOP"]),
         ("grok-4", None),
         ("grok-3", ["STOP"]),
+    ]
+
+
+def test_claude_that_takes_one_sampling_knob_is_asked_without_top_p() -> None:
+    # Sonnet 4.5 refuses `temperature` with `top_p` (naming neither as a parameter); the request is
+    # sent again with the temperature alone. Sonnet 4 takes both.
+    with FakeAnthropic() as fake:
+        s = stack(env={"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": next(iter(fake.valid_keys))})
+
+        async def body() -> None:
+            for model in (
+                "claude-sonnet-4-5-20250929",
+                "claude-sonnet-4-5-20250929",
+                "claude-sonnet-4-20250514",
+            ):
+                answer = await s.chat.complete(
+                    params(f"anthropic:{model}", temperature=0.3, top_p=0.9), Ctx()
+                )
+                assert answer.text == "Echo: hello there"
+            await s.http.aclose()
+
+        run(body)
+    sent = [(r.json()["model"], r.json().get("temperature"), r.json().get("top_p")) for r in fake.requests]
+    assert sent == [
+        ("claude-sonnet-4-5-20250929", 0.3, 0.9),  # refused
+        ("claude-sonnet-4-5-20250929", 0.3, None),
+        ("claude-sonnet-4-5-20250929", 0.3, None),  # straight away
+        ("claude-sonnet-4-20250514", 0.3, 0.9),
     ]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.providers.errors import parse_duration_s, provider_error, retry_after_s
+from tests.fakes.anthropic import BOTH_KNOBS_REFUSED
 from tests.fakes.openai_compat import OPENAI_STREAM_REFUSED
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -192,7 +193,7 @@ def test_in_stream_errors() -> None:
     assert "in the stream" in provider_error("openai", 0, {"error": {"message": "boom"}}).message
 
 
-def test_a_parameter_xai_names_only_in_its_message_is_read() -> None:
+def test_a_parameter_named_only_in_the_message_is_read() -> None:
     stop = {
         "code": "Client specified an invalid argument",
         "error": "Argument not supported on this model: stop",
@@ -208,6 +209,8 @@ def test_a_parameter_xai_names_only_in_its_message_is_read() -> None:
         is None
     )
     assert provider_error("ollama", 400, {"error": "model is required"}).refused_param is None
+    both = {"type": "error", "error": {"type": "invalid_request_error", "message": BOTH_KNOBS_REFUSED}}
+    assert provider_error("anthropic", 400, both).refused_param == "top_p"
 
 
 def test_a_refusal_to_stream_is_told_apart_from_other_bad_requests() -> None:
