@@ -104,13 +104,14 @@ class UpstreamCaller:
         param = exc.refused_param
         if param is None or assembler.started:
             return None
+        field = DROPPABLE.get(param)
         if param == STREAM and not whole:
-            whole = True
-        elif param in DROPPABLE and getattr(params, param) is not None:
-            params = msgspec.structs.replace(params, **{param: None})
+            whole, field = True, STREAM
+        elif field is not None and getattr(params, field) is not None:
+            params = msgspec.structs.replace(params, **{field: None})
         else:
             return None
-        self.refusals.note(ref.provider, ref.model, param)
+        self.refusals.note(ref.provider, ref.model, field)
         _log.info("parameter refused, asking without", param=param, provider=ref.provider, model=ref.model)
         return params, whole
 

@@ -371,6 +371,31 @@ def test_claude_that_takes_one_sampling_knob_is_asked_without_top_p() -> None:
     ]
 
 
+def test_a_model_that_does_not_reason_is_asked_without_the_reasoning(
+    openai: FakeOpenAICompat, xai: FakeOpenAICompat
+) -> None:
+    # A host's "thinking: low" sent to gpt-4o, or to grok-4, which names the parameter only in
+    # its message (as OpenAI and xAI answer it, as users have reported: avante.nvim#1359,
+    # litellm#16265). The model answers without reasoning; its next calls leave it out at once.
+    not_a_reasoner = {"error": {"message": "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+                                "type": "invalid_request_error", "param": "reasoning_effort",
+                                "code": "unsupported_parameter"}}  # fmt: skip
+    openai.enqueue(json_reply(400, not_a_reasoner))
+    xai.enqueue(json_reply(400, {"code": "Client specified an invalid argument",
+                                 "error": "Model grok-4 does not support parameter reasoningEffort."}))  # fmt: skip
+    s = stack(env=env_for(openai, xai))
+
+    async def body() -> None:
+        for model in ("openai:gpt-4o", "openai:gpt-4o", "xai:grok-4"):
+            answer = await s.chat.complete(params(model, reasoning={"effort": "low"}), Ctx())
+            assert answer.text == "Echo: hello there" and answer.thinking is None, model
+        await s.http.aclose()
+
+    run(body)
+    assert [r.json().get("reasoning_effort") for r in openai.requests] == ["low", None, None]
+    assert [r.json().get("reasoning_effort") for r in xai.requests] == ["low", None]
+
+
 def ask(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 

@@ -50,6 +50,8 @@ def test_sampling_parameters_are_kept_apart_from_streaming_and_from_each_other()
     refusals.note("openai", "gpt-5", "temperature")
     refusals.note("openai", "gpt-5", "messages")  # noted, but never dropped
     assert refusals.refused("openai", "gpt-5") == ["temperature", "top_p"]
+    refusals.note("openai", "gpt-5", "reasoning")  # kept by the request's field, not the wire's name
+    assert refusals.refused("openai", "gpt-5") == ["temperature", "top_p", "reasoning"]
     assert refusals.refused("openai", "gpt-5-chat-latest") == []
     clock.now += REMEMBER_S
     assert refusals.refused("openai", "gpt-5") == []
