@@ -136,8 +136,8 @@ def read_error_body(body: bytes | Any) -> UpstreamError:
 
 # Where an upstream names the refused parameter only in its message: xAI, in camelCase ("Argument
 # not supported on this model: stop", "Model grok-4.5 does not support parameter
-# presencePenalty."); Anthropic's newer models take `temperature` or `top_p` but not both ("`temperature`
-# and `top_p` cannot both be specified for this model"): `top_p` is the one to leave out.
+# presencePenalty."); Anthropic's newer models, which take `temperature` or `top_p` but not both
+# ("`temperature` and `top_p` cannot both be specified for this model"): `top_p` is left out.
 _PARAM_IN_MESSAGE: Final = re.compile(
     r"(?:not supported on this model: |does not support parameter )([A-Za-z_]+)"
     r"|`temperature` and `(top_p)` cannot both be specified"
