@@ -112,6 +112,10 @@ class BudgetGate:
             spent = await anyio.to_thread.run_sync(self.ledger.read_period_spends, keys)
         return spent
 
+    async def client_spent(self, client: str, windows: Sequence[policy.Window]) -> list[float]:
+        """USD a gateway client key spent in each of `windows` (a UTC day, a month), as `spent`."""
+        return await self.spent([(client_scope(client), w.key) for w in windows])
+
     async def before(self, ref: ModelRef, params: CompleteParams) -> None:
         try:
             budgets = await self.budgets.current()
@@ -215,14 +219,14 @@ class BudgetGate:
         raised by the estimate so the reservation rule says exactly that."""
         windows = policy.windows(now)
         try:
-            spent = await self.spent([(client_scope(client), w.key) for w in windows])
+            spent = await self.client_spent(client, windows)
         except (sqlite3.Error, OSError, SidecarError) as exc:
             _log.warning("ledger unreadable, client budget not checked", error=type(exc).__name__)
             return []
         out = []
         for w, committed, limit in zip(windows, spent, limits, strict=True):
             if limit is not None:
-                key = f"budget:client:{client}:{w.key}"
+                key = f"budget:{client_scope(client)}:{w.key}"
                 line = BudgetLine(key, limit + est_cost - 1e-9, committed, w.end.timestamp() + PERIOD_GRACE_S)
                 out.append(line)
         return out

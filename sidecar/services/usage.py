@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from sidecar.core import budget as budget_policy
 from sidecar.infra.ledger import Ledger
-from sidecar.infra.ledger_rows import client_scope, router_scope
+from sidecar.infra.ledger_rows import router_scope
 from sidecar.infra.price_store import PriceStore
 from sidecar.infra.prices import SqlPriceStore
 from sidecar.providers.http import HttpClient
@@ -157,10 +157,7 @@ class UsageService:
 
     async def client_spend(self, client: str) -> tuple[float, float]:
         """USD spent today and this month (UTC) by one gateway client key, queued rows included."""
-        scope = client_scope(client)
-        today, this_month = await self.gate.spent(
-            [(scope, w.key) for w in budget_policy.windows(self.clock())]
-        )
+        today, this_month = await self.gate.client_spent(client, budget_policy.windows(self.clock()))
         return today, this_month
 
     async def router_spend(self, router: str, day: str) -> float:
