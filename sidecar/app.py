@@ -566,12 +566,7 @@ class Services:
         from sidecar.infra.client_keys import SqlClientKeyStore
         from sidecar.services.client_keys import ClientKeyService
 
-        usage = self.usage
-
-        async def totals() -> dict[str, tuple[int, float]]:
-            return await usage.client_totals()
-
-        service = ClientKeyService(SqlClientKeyStore(self.storage), self.audit, totals, self.coordination)
+        service = ClientKeyService(SqlClientKeyStore(self.storage), self.audit, self.usage, self.coordination)
         self._closers.append(service.aclose)
         return service
 

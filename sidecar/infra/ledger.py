@@ -36,7 +36,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final, Literal
 
 from sidecar import logs
@@ -52,6 +52,7 @@ from sidecar.infra.ledger_rows import (
     ADD_SPEND,
     INSERT_AUDIT,
     INSERT_ROW,
+    MOVE_SCOPED_SPEND,
     AuditNote,
     Row,
     client_scope,
@@ -114,6 +115,20 @@ def _period_days(period: str) -> tuple[str, str]:
     year, month = int(period[:4]), int(period[5:7])
     following = dt.date(year + month // 12, month % 12 + 1, 1)
     return f"{period}-01", following.isoformat()
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, its lock taken at once (`BEGIN` on PostgreSQL), rolled back when
+    the block raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
 
 
 class _Flush:
@@ -532,6 +547,25 @@ class Ledger:
 
         return self.db.run_sync(run)
 
+    def rename_client(self, old: str, new: str) -> int:
+        """Carry client key `old`'s usage over to its new name `new`: its ledger rows and its spend
+        per day, added to whatever `new` has (a deleted key's of that name), in one transaction.
+        Rows queued before the call are committed first; a request admitted under the old name
+        that ends after it is recorded under that name. Answers how many rows moved."""
+        self.flush()
+        old_scope, new_scope = client_scope(old), client_scope(new)
+
+        def run(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                moved = conn.execute("UPDATE ledger SET client = ? WHERE client = ?", (new, old)).rowcount
+                conn.execute(MOVE_SCOPED_SPEND, (new_scope, old_scope))
+                conn.execute("DELETE FROM spend_daily_scoped WHERE scope = ?", (old_scope,))
+            with self._pending_lock:  # the spend in memory still has the old name's: read it again
+                self._tally_read_at = -TALLY_TTL_S
+            return int(moved)
+
+        return self.db.run_sync(run)
+
     def run_tokens(self, run_id: str, scopes: Sequence[str]) -> list[int]:
         """Tokens (input + output) used by run `run_id`, per scope (`*` = every provider)."""
 
@@ -625,8 +659,7 @@ class Ledger:
         transaction."""
 
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(conn):
                 if budget.empty:
                     conn.execute("DELETE FROM budgets WHERE scope = ?", (budget.scope,))
                 else:
@@ -635,11 +668,6 @@ class Ledger:
                               b.run_token_limit_hard, ts)  # fmt: skip
                     conn.execute(_UPSERT_BUDGET, values)
                 conn.execute(_INSERT_AUDIT, note.params())
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
 
         self.db.run_sync(run)
 

@@ -176,10 +176,18 @@ ADD_SPEND: Final = (
     "ON CONFLICT (day, provider) DO UPDATE SET requests = spend_daily.requests + excluded.requests, "
     "cost_usd = spend_daily.cost_usd + excluded.cost_usd"
 )
-ADD_SCOPED_SPEND: Final = (
-    "INSERT INTO spend_daily_scoped (day, scope, requests, cost_usd) VALUES (?, ?, ?, ?) "
+_ADD_TO_SCOPED: Final = (
     "ON CONFLICT (day, scope) DO UPDATE SET requests = spend_daily_scoped.requests + excluded.requests, "
     "cost_usd = spend_daily_scoped.cost_usd + excluded.cost_usd"
+)
+ADD_SCOPED_SPEND: Final = (
+    "INSERT INTO spend_daily_scoped (day, scope, requests, cost_usd) VALUES (?, ?, ?, ?) " + _ADD_TO_SCOPED
+)
+# Parameters: the new scope, the old one. The old scope's days are added to what the new one has
+# (SQLite needs the SELECT's WHERE to read ON CONFLICT as the upsert's); then delete the old ones.
+MOVE_SCOPED_SPEND: Final = (
+    "INSERT INTO spend_daily_scoped (day, scope, requests, cost_usd) "
+    "SELECT day, ?, requests, cost_usd FROM spend_daily_scoped WHERE scope = ? " + _ADD_TO_SCOPED
 )
 ADD_RUN_TOKENS: Final = (
     "INSERT INTO run_tokens (run_id, provider, tokens, cost_usd) VALUES (?, ?, ?, ?) "

@@ -20,8 +20,7 @@ import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgspec
 
@@ -63,8 +62,17 @@ SHOWN_CHARS: Final = 10  # "lsk-" and six characters of the key: enough to tell 
 TOUCH_EVERY_S: Final = 30.0
 KNOWN_MAX: Final = 1024  # secrets remembered per table read: the keys in use, not a flood of guesses
 
-Totals = Callable[[], Awaitable[dict[str, tuple[int, float]]]]
-"""Requests and USD per client key name, from the ledger."""
+
+class ClientUsage(Protocol):
+    """The ledger's record of each key's usage, which is kept by the key's name."""
+
+    async def client_totals(self) -> dict[str, tuple[int, float]]:
+        """Requests and USD per client key name."""
+        ...
+
+    async def rename_client(self, old: str, new: str) -> int:
+        """Carry a renamed key's usage over to its new name; answers how many rows moved."""
+        ...
 
 
 def new_secret() -> str:
@@ -127,7 +135,7 @@ class ClientKeyService:
         self,
         store: ClientKeyStore,
         audit: Audit,
-        totals: Totals | None = None,
+        usage: ClientUsage | None = None,
         coordinator: Coordinator | None = None,
     ) -> None:
         if coordinator is None:
@@ -137,7 +145,7 @@ class ClientKeyService:
         self.coordinator = coordinator
         self.store = store
         self.audit = audit
-        self._totals = totals
+        self._usage = usage
         # Re-read now and then, ahead of the requests: another replica (or process) may have
         # created, changed or deleted a key. While the database is away the last table serves.
         self._table_kept: Kept[dict[str, ClientKeyRecord]] = Kept(
@@ -189,7 +197,7 @@ class ClientKeyService:
 
     async def list(self, params: Empty, ctx: CallContext) -> ClientKeyListResult:
         await self._flush_touches(force=True)
-        totals = await self._totals() if self._totals is not None else {}
+        totals = await self._usage.client_totals() if self._usage is not None else {}
         return ClientKeyListResult(keys=[_info(r, totals) for r in await self.store.all()])
 
     async def update(self, params: ClientKeyUpdateParams, ctx: CallContext) -> ClientKeyUpdateResult:
@@ -216,6 +224,9 @@ class ClientKeyService:
             raise invalid_request(
                 f"A client key named {updated.name!r} exists already.", field="rename"
             ) from None
+        if updated.name != rec.name and self._usage is not None:
+            # Its usage to date and its budgets' spend go with it: the same key, a new name.
+            await self._usage.rename_client(rec.name, updated.name)
         await self._changed()
         await self.audit.record(
             "client_key_updated", None, "ok", f"{updated.name}: {', '.join(sorted(changes))}"

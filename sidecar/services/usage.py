@@ -155,6 +155,10 @@ class UsageService:
         """Requests and USD of every gateway client key, over the whole ledger."""
         return await self.report.client_totals()
 
+    async def rename_client(self, old: str, new: str) -> int:
+        """Carry a renamed client key's rows and spend over to its new name; how many rows moved."""
+        return await self.report.rename_client(old, new)
+
     async def client_spend(self, client: str) -> tuple[float, float]:
         """USD spent today and this month (UTC) by one gateway client key, queued rows included."""
         today, this_month = await self.gate.client_spent(client, budget_policy.windows(self.clock()))

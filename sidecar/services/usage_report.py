@@ -1,6 +1,6 @@
 """What the ledger says: `usage_summary` (requests, tokens, cost, latency and cache figures over a
 span, grouped by provider, model, day, tag, client key or router, with this month's projection), and the
-per-client-key totals the gateway shows.
+per-client-key totals the gateway shows (which go with a key when it is renamed).
 
 Must not know: stdin/stdout, SQL, budgets.
 """
@@ -70,6 +70,10 @@ class UsageReport:
     async def client_totals(self) -> dict[str, tuple[int, float]]:
         """Requests and USD of every gateway client key, over the whole ledger."""
         return await anyio.to_thread.run_sync(self.ledger.client_totals)
+
+    async def rename_client(self, old: str, new: str) -> int:
+        """Move a renamed client key's rows and spend to its new name; how many rows moved."""
+        return await anyio.to_thread.run_sync(self.ledger.rename_client, old, new)
 
     @staticmethod
     def _bound(text: str, name: str, *, end: bool) -> dt.datetime:

@@ -436,7 +436,8 @@ _METHOD_LIST += (
         "gateway.ClientKeyUpdateResult",
         "Rename, enable/disable, or change a client key's permissions and limits.",
         "Change a gateway client key named by `id` or `name`: `rename`, `enabled`, `allow`, `router`, "
-        "budgets and limits. Omitted fields keep their value.",
+        "budgets and limits. Omitted fields keep their value. A renamed key keeps its usage so far "
+        "and what its budgets have counted.",
     ),
     MethodSpec(
         "client_key_rotate",

@@ -520,6 +520,28 @@ async def test_429_for_a_spent_budget_and_a_per_minute_limit(gw: Gw) -> None:
     assert int(aexc.value.response.headers["retry-after"]) >= 1
 
 
+async def test_a_renamed_key_keeps_its_spent_budget_and_its_usage(gw: Gw) -> None:
+    """Renaming is not a way round a budget: the key's rows and spend go with its new name."""
+    narrow = gw.oai(gw.openai_only)
+    await narrow.chat.completions.create(
+        model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+    )
+    await flush(gw)
+    before = {k.name: (k.requests, k.cost_usd) for k in (await gw.call("client_key_list", Empty())).keys}
+    renamed = await gw.call("client_key_update", ClientKeyUpdateParams(name="narrow", rename="renamed"))
+    assert renamed.info.name == "renamed"
+    with pytest.raises(openai.RateLimitError) as exc:
+        await narrow.chat.completions.create(
+            model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
+    assert exc.value.code == "budget_exceeded"
+    after = {k.name: (k.requests, k.cost_usd) for k in (await gw.call("client_key_list", Empty())).keys}
+    assert before["narrow"][0] == 1 and before["narrow"][1] > 0
+    assert after == {"full": before["full"], "renamed": before["narrow"]}
+    summary = await gw.call("usage_summary", UsageSummaryParams(group_by="client"))
+    assert [(g.key, g.requests) for g in summary.groups] == [("renamed", 1)]
+
+
 async def test_502_503_504_for_upstream_failures(gw: Gw) -> None:
     gw.oa.enqueue(error_reply(500, "openai"))
     with pytest.raises(openai.InternalServerError) as e502:

@@ -344,3 +344,43 @@ def test_spend_in_memory_counts_each_row_once_and_takes_in_other_processes(ledge
     assert mine.read_period_spends(keys)[::3] == [pytest.approx(2.75), pytest.approx(2.75)]
     assert mine.period_spends([("*", "2026-10")]) is None  # before the month read: not known here
     assert mine.close(5) and other.close(5)
+
+
+def test_a_renamed_client_key_keeps_its_rows_and_its_spend(ledger_db: Make) -> None:
+    """Renaming a client key carries its rows (queued ones committed first) and its spend per day
+    over to the new name, added to what a deleted key of that name left; the spend in memory
+    follows at once; other keys' rows and a router's spend stay where they were."""
+    ledger = Ledger(ledger_db())
+    ledger.record(_row(DAY1, "openai", 0.25, client="alice", router="cheap"))
+    ledger.record(_row(DAY2, "openai", 0.5, client="bob"))  # a deleted key's, named as alice will be
+    ledger.record(_row(DAY2, "openai", 1.0, client="carol"))
+    assert ledger.flush(10)
+    keys = [("client:alice", "2026-11"), ("client:bob", "2026-12"), ("router:cheap", "2026-11")]
+    assert ledger.read_period_spends(keys) == [pytest.approx(0.25), pytest.approx(0.5), pytest.approx(0.25)]
+    ledger.record(_row(DAY2, "anthropic", 0.125, client="alice"))  # still queued when renamed
+
+    assert ledger.rename_client("alice", "bob") == 2
+
+    rollup = ledger.db.run_sync(
+        lambda conn: [tuple(r) for r in conn.execute("SELECT * FROM spend_daily_scoped ORDER BY day, scope")]
+    )
+    assert rollup == [
+        ("2026-11-30", "client:bob", 1, 0.25),
+        ("2026-11-30", "router:cheap", 1, 0.25),
+        ("2026-12-01", "client:bob", 2, 0.625),
+        ("2026-12-01", "client:carol", 1, 1.0),
+    ]
+    clients = ledger.db.run_sync(
+        lambda conn: sorted(r[0] for r in conn.execute("SELECT client FROM ledger WHERE client IS NOT NULL"))
+    )
+    assert clients == ["bob", "bob", "bob", "carol"]
+    assert ledger.period_spends(keys) is None  # what memory held names alice: read again
+    assert ledger.read_period_spends([*keys, ("client:bob", "2026-11")]) == [
+        0.0,
+        pytest.approx(0.625),
+        pytest.approx(0.25),
+        pytest.approx(0.25),
+    ]
+    assert ledger.client_totals() == {"bob": (3, pytest.approx(0.875)), "carol": (1, pytest.approx(1.0))}
+    assert ledger.rename_client("nobody", "someone") == 0
+    assert _committed_then_closed(ledger)
