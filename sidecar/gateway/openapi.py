@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from sidecar import __version__
-from sidecar.gateway import anthropic_api, openai_types
+from sidecar.gateway import anthropic_api, openai_types, responses_types
 
 _REF = "#/components/schemas/{name}"
 
@@ -32,6 +32,8 @@ def document() -> dict[str, Any]:
         openai_types.ChatCompletion,
         openai_types.CompletionRequest,
         openai_types.TextCompletion,
+        responses_types.ResponsesRequest,
+        responses_types.Response,
         openai_types.ModelList,
         openai_types.EmbeddingRequest,
         openai_types.EmbeddingList,
@@ -77,6 +79,7 @@ def document() -> dict[str, Any]:
                 "ChatCompletionRequest", "ChatCompletion", "OpenAI Chat Completions"
             ),
             "/v1/completions": post("CompletionRequest", "TextCompletion", "OpenAI legacy Completions"),
+            "/v1/responses": post("ResponsesRequest", "Response", "OpenAI Responses (nothing stored)"),
             "/v1/messages": post("MessagesRequest", "ResponseMessage", "Anthropic Messages"),
             "/v1/embeddings": post("EmbeddingRequest", "EmbeddingList", "OpenAI Embeddings"),
             "/v1/models": {

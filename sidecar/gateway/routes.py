@@ -1,4 +1,5 @@
-"""The `/v1` routes: each reads its request in its API's shape, admits it, calls the same handler
+"""The `/v1` routes: each reads its request in its API's shape (OpenAI's Chat Completions, legacy
+Completions, Responses, Embeddings and Models; Anthropic's Messages), admits it, calls the same handler
 the stdio face calls (`complete`, `stream`, `embed`, `list_models`, `router_list`) and answers in
 the shape that API's official SDK parses. `TABLE` lists them with their dialect (the error shape).
 
@@ -15,7 +16,15 @@ import msgspec
 
 from sidecar.core.client_access import allowed
 from sidecar.errors import field_path
-from sidecar.gateway import anthropic_api, openai_api, openai_stream, openai_types
+from sidecar.gateway import (
+    anthropic_api,
+    openai_api,
+    openai_stream,
+    openai_types,
+    responses_api,
+    responses_stream,
+    responses_types,
+)
 from sidecar.gateway.errors import Dialect, HttpError
 from sidecar.gateway.exchange import Call, Exchange, complete_params
 from sidecar.wire.base import Empty
@@ -100,6 +109,26 @@ async def completions(ex: Exchange) -> None:
     )
 
 
+async def responses(ex: Exchange) -> None:
+    raw = await ex.body()
+    key = await ex.authenticate()
+    req = ex.decode(raw, responses_types.ResponsesRequest)
+    model = await ex.admit(key, req.model)
+    try:
+        params = complete_params(responses_api.to_params(req, model))
+    except openai_api.InvalidRequest as exc:
+        raise HttpError(400, "invalid_request", str(exc), param=exc.param) from None
+    if req.stream:
+        encoder = responses_stream.ResponseEncoder(req)
+        await ex.relay(params, encoder.event, encoder.finish, encoder.error)
+        return
+    result = await ex.call(params)
+    answer = responses_api.response(
+        req, result, response_id=openai_api.new_id("resp_"), created_at=int(time.time())
+    )
+    await ex.send_json(200, answer)
+
+
 async def embeddings(ex: Exchange) -> None:
     raw = await ex.body()
     key = await ex.authenticate()
@@ -151,6 +180,7 @@ TABLE: Final[dict[tuple[str, str], tuple[Route, Dialect]]] = {
     ("GET", "/metrics"): (metrics, "openai"),
     ("POST", "/v1/chat/completions"): (chat, "openai"),
     ("POST", "/v1/completions"): (completions, "openai"),
+    ("POST", "/v1/responses"): (responses, "openai"),
     ("POST", "/v1/embeddings"): (embeddings, "openai"),
     ("POST", "/v1/messages"): (messages, "anthropic"),
 }

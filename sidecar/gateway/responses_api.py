@@ -1,0 +1,308 @@
+"""Translation between OpenAI's Responses API (`responses_types`) and the sidecar's chat types: a
+`POST /v1/responses` request into `CompleteParams` builtins, a `ChatResult` into a `response`.
+
+Nothing is stored, so a request carries its whole conversation in `input`, as clients that send
+`store: false` do. An assistant turn arrives as several items (its message, each function call,
+a reasoning item); they become one assistant message. The provider state a next turn needs (a
+result's `continuation`: Anthropic's signed thinking, Gemini's thought signatures) travels as a
+reasoning item's `encrypted_content` and comes back onto that assistant message.
+
+Pure: no I/O. Stream events are `responses_stream`'s.
+
+Must not know: HTTP, providers' wire formats, how a request is run.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Final
+
+import msgspec
+
+from sidecar.gateway.openai_api import InvalidRequest, new_id
+from sidecar.gateway.responses_types import (
+    FunctionCallItem,
+    FunctionChoice,
+    IncompleteDetails,
+    InputContent,
+    InputItem,
+    InputTokensDetails,
+    OutputItem,
+    OutputMessage,
+    OutputText,
+    OutputTokensDetails,
+    ReasoningItem,
+    ReasoningText,
+    Response,
+    ResponseError,
+    ResponsesRequest,
+    ResponseUsage,
+)
+from sidecar.wire.base import Usage
+from sidecar.wire.chat import ChatResult
+
+_CONTINUATION_TAG: Final = "llm-sidecar:"  # marks encrypted_content the sidecar wrote
+INCOMPLETE: Final = {"length": "max_output_tokens", "content_filter": "content_filter"}
+"""finish_reason → `incomplete_details.reason`; other reasons complete the response."""
+
+
+# --- request → CompleteParams -----------------------------------------------------------------------
+
+
+def encode_continuation(continuation: dict[str, Any]) -> str:
+    return _CONTINUATION_TAG + base64.urlsafe_b64encode(msgspec.json.encode(continuation)).decode()
+
+
+def decode_continuation(text: str | None) -> dict[str, Any] | None:
+    """The continuation in a reasoning item the sidecar wrote; None for anything else (a real
+    provider's encrypted reasoning means nothing to another)."""
+    if not text or not text.startswith(_CONTINUATION_TAG):
+        return None
+    try:
+        value = msgspec.json.decode(base64.urlsafe_b64decode(text[len(_CONTINUATION_TAG) :]))
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _text(content: str | list[InputContent] | None) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    return "".join(
+        p.text or p.refusal or "" for p in content if p.type in ("input_text", "output_text", "refusal")
+    )
+
+
+def _parts(content: str | list[InputContent] | None, where: str) -> str | list[dict[str, Any]]:
+    if content is None or isinstance(content, str):
+        return content or ""
+    parts: list[dict[str, Any]] = []
+    for i, part in enumerate(content):
+        if part.type in ("input_text", "output_text"):
+            parts.append({"type": "text", "text": part.text or ""})
+        elif part.type == "refusal":
+            parts.append({"type": "text", "text": part.refusal or ""})
+        elif part.type == "input_image" and part.image_url:
+            parts.append({"type": "image", "url": part.image_url})
+        else:
+            raise InvalidRequest(
+                f"Content part type {part.type!r} is not supported.", f"{where}.content[{i}]"
+            )
+    return parts
+
+
+def _arguments(text: str | None) -> dict[str, Any]:
+    try:
+        value = msgspec.json.decode(text or "{}")
+    except msgspec.DecodeError:
+        return {"raw_arguments": text}
+    return {"arguments": value} if isinstance(value, dict) else {"raw_arguments": text}
+
+
+class _Conversation:
+    """Input items folded into the sidecar's messages, an assistant turn's items into one."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self._turn: dict[str, Any] | None = None  # the assistant message being gathered
+        self._continuation: dict[str, Any] | None = None  # for the next assistant turn
+
+    def _assistant(self) -> dict[str, Any]:
+        if self._turn is None:
+            self._turn = {"role": "assistant", "content": None}
+            if self._continuation is not None:
+                self._turn["continuation"], self._continuation = self._continuation, None
+            self.messages.append(self._turn)
+        return self._turn
+
+    def add(self, item: InputItem, where: str) -> None:
+        kind = item.type or "message"
+        if kind == "message":
+            if item.role is None:
+                raise InvalidRequest("A message needs a `role`.", f"{where}.role")
+            if item.role == "assistant":
+                turn = self._assistant()
+                text = _text(item.content)
+                turn["content"] = (turn["content"] or "") + text if text else turn["content"]
+                return
+            self._turn = None
+            role = "system" if item.role == "developer" else item.role
+            content = _text(item.content) if role == "system" else _parts(item.content, where)
+            self.messages.append({"role": role, "content": content})
+        elif kind == "function_call":
+            if not item.call_id or not item.name:
+                raise InvalidRequest("A function_call needs `call_id` and `name`.", where)
+            call = {"id": item.call_id, "name": item.name, **_arguments(item.arguments)}
+            self._assistant().setdefault("tool_calls", []).append(call)
+        elif kind == "function_call_output":
+            if not item.call_id:
+                raise InvalidRequest("A function_call_output needs `call_id`.", f"{where}.call_id")
+            self._turn = None
+            self.messages.append(
+                {"role": "tool", "tool_call_id": item.call_id, "content": _text(item.output)}
+            )
+        elif kind == "reasoning":
+            continuation = decode_continuation(item.encrypted_content)
+            if continuation is None:
+                return  # its text is the model's own; only what a provider needs goes back
+            if self._turn is not None:
+                self._turn["continuation"] = continuation
+            else:
+                self._continuation = continuation
+        else:
+            raise InvalidRequest(
+                f"Input item type {kind!r} is not supported: the gateway relays messages, function "
+                "calls and their outputs, and reasoning.",
+                f"{where}.type",
+            )
+
+
+def _tool_choice(choice: str | FunctionChoice | None) -> Any:
+    if choice is None or isinstance(choice, str):
+        return choice
+    if choice.type == "function" and choice.name:
+        return {"name": choice.name}
+    raise InvalidRequest(f"tool_choice type {choice.type!r} is not supported.", "tool_choice")
+
+
+def to_params(req: ResponsesRequest, model: str) -> dict[str, Any]:
+    """The `complete`/`stream` params (as builtins, for validation by the caller) of a request."""
+    if req.previous_response_id is not None:
+        raise InvalidRequest(
+            "The gateway stores no responses: send the whole conversation in `input` "
+            "(with `store: false`), not `previous_response_id`.",
+            "previous_response_id",
+        )
+    conversation = _Conversation()
+    if req.instructions:
+        conversation.messages.append({"role": "system", "content": req.instructions})
+    if isinstance(req.input, str):
+        conversation.messages.append({"role": "user", "content": req.input})
+    else:
+        for i, item in enumerate(req.input):
+            conversation.add(item, f"input[{i}]")
+    if not conversation.messages:
+        raise InvalidRequest("`input` must not be empty.", "input")
+    params: dict[str, Any] = {"model": model, "messages": conversation.messages}
+    for name, value in (
+        ("max_tokens", req.max_output_tokens),
+        ("temperature", req.temperature),
+        ("top_p", req.top_p),
+        ("tool_choice", _tool_choice(req.tool_choice)),
+    ):
+        if value is not None:
+            params[name] = value
+    if req.tools:
+        tools = []
+        for i, tool in enumerate(req.tools):
+            if tool.type != "function" or not tool.name:
+                raise InvalidRequest(
+                    f"Tool type {tool.type!r} is not supported: the gateway relays function tools.",
+                    f"tools[{i}].type",
+                )
+            tools.append(
+                {
+                    "name": tool.name,
+                    "description": tool.description or "",
+                    "parameters": tool.parameters or {"type": "object", "properties": {}},
+                }
+            )
+        params["tools"] = tools
+    if req.reasoning is not None and req.reasoning.effort:
+        params["reasoning"] = {"effort": req.reasoning.effort}
+    return params
+
+
+# --- ChatResult → response --------------------------------------------------------------------------
+
+
+def usage(u: Usage) -> ResponseUsage:
+    return ResponseUsage(
+        input_tokens=u.input_tokens,
+        input_tokens_details=InputTokensDetails(
+            cached_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens
+        ),
+        output_tokens=u.output_tokens,
+        output_tokens_details=OutputTokensDetails(reasoning_tokens=u.reasoning_tokens),
+        total_tokens=u.input_tokens + u.output_tokens,
+    )
+
+
+def arguments_text(call: Any) -> str:
+    raw: str | None = call.raw_arguments
+    return raw if raw is not None else msgspec.json.encode(call.arguments).decode()
+
+
+def output_items(result: ChatResult) -> list[OutputItem]:
+    """The output items of a whole answer: its reasoning (with what the next turn needs), its
+    message (when there is text, or nothing else), then each function call."""
+    items: list[OutputItem] = []
+    if result.thinking or result.continuation:
+        items.append(
+            ReasoningItem(
+                id=new_id("rs_"),
+                content=[ReasoningText(text=result.thinking)] if result.thinking else [],
+                encrypted_content=encode_continuation(result.continuation) if result.continuation else None,
+            )
+        )
+    if result.text or not result.tool_calls:
+        items.append(OutputMessage(id=new_id("msg_"), content=[OutputText(text=result.text)]))
+    for call in result.tool_calls:
+        items.append(
+            FunctionCallItem(
+                id=new_id("fc_"), call_id=call.id, name=call.name, arguments=arguments_text(call)
+            )
+        )
+    return items
+
+
+def skeleton(req: ResponsesRequest, *, response_id: str, created_at: int, model: str) -> Response:
+    """A response that echoes the request's settings, with no output yet (`in_progress`)."""
+    return Response(
+        id=response_id,
+        created_at=created_at,
+        model=model,
+        output=[],
+        status="in_progress",
+        tools=req.tools or [],
+        tool_choice=req.tool_choice or "auto",
+        parallel_tool_calls=True if req.parallel_tool_calls is None else req.parallel_tool_calls,
+        instructions=req.instructions,
+        max_output_tokens=req.max_output_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        reasoning=req.reasoning,
+        metadata=req.metadata or {},
+    )
+
+
+def finished(base: Response, result: ChatResult, output: list[OutputItem]) -> Response:
+    """`base` completed (or incomplete, with why) by `result`, with `output`."""
+    reason = INCOMPLETE.get(result.finish_reason)
+    return msgspec.structs.replace(
+        base,
+        model=f"{result.provider}:{result.model}",
+        output=output,
+        status="completed" if reason is None else "incomplete",
+        incomplete_details=None if reason is None else IncompleteDetails(reason=reason),
+        usage=usage(result.usage),
+        cost_usd=result.cost_usd,
+    )
+
+
+def failed(base: Response, error: dict[str, Any], output: list[OutputItem]) -> Response:
+    """`base` failed with the OpenAI error body `error` (`{"error": {message, type, code}}`)."""
+    inner = error.get("error") or {}
+    code = "rate_limit_exceeded" if inner.get("type") == "rate_limit_error" else "server_error"
+    return msgspec.structs.replace(
+        base,
+        output=output,
+        status="failed",
+        error=ResponseError(code=code, message=str(inner.get("message"))),
+    )
+
+
+def response(req: ResponsesRequest, result: ChatResult, *, response_id: str, created_at: int) -> Response:
+    base = skeleton(req, response_id=response_id, created_at=created_at, model=req.model)
+    return finished(base, result, output_items(result))

@@ -1,0 +1,265 @@
+"""The Responses API translation, without I/O: input items folded into the sidecar's messages (an
+assistant turn's items into one message, what a reasoning item carried back onto it), the refusals
+with the field they name, a result as output items, and the stream's events: their order, their
+sequence numbers, items the stream did not carry, and a failure mid-item."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+import pytest
+
+from sidecar.gateway import responses_api, responses_types
+from sidecar.gateway.openai_api import InvalidRequest
+from sidecar.gateway.responses_stream import ResponseEncoder
+from sidecar.wire.chat import CompleteParams, TextDelta, ThinkingDelta, ToolCall, ToolCallDelta, UsageEvent
+from tests.unit.test_gateway_translate import result
+
+CARRIED = {"provider": "anthropic", "blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}]}
+
+
+def request(**body: Any) -> responses_types.ResponsesRequest:
+    return msgspec.convert({"model": "openai:gpt-4o-mini", **body}, responses_types.ResponsesRequest)
+
+
+def params(**body: Any) -> CompleteParams:
+    raw = responses_api.to_params(request(**body), "openai:gpt-4o-mini")
+    return msgspec.convert(raw, CompleteParams)
+
+
+def test_an_assistant_turn_of_several_items_is_one_message_with_what_its_reasoning_carried() -> None:
+    carried = responses_api.encode_continuation(CARRIED)
+    p = params(
+        instructions="be brief",
+        input=[
+            {"role": "developer", "content": "use tools"},
+            {"role": "user", "content": [{"type": "input_text", "text": "look "},
+                                         {"type": "input_image", "image_url": "data:image/png;base64,AA=="}]},
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": carried},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Let me."}]},
+            {"type": "function_call", "call_id": "c1", "name": "a", "arguments": '{"x": 1}'},
+            {"type": "function_call", "call_id": "c2", "name": "b", "arguments": "not json"},
+            {"type": "function_call_output", "call_id": "c1", "output": "one"},
+            {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "two"}]},
+        ],
+        max_output_tokens=50,
+        tool_choice={"type": "function", "name": "a"},
+        reasoning={"effort": "high", "summary": "auto"},
+    )  # fmt: skip
+    roles = [m.role for m in p.messages]
+    assert roles == ["system", "system", "user", "assistant", "tool", "tool"]
+    assert p.messages[0].content == "be brief" and p.messages[1].content == "use tools"
+    assert isinstance(p.messages[2].content, list)
+    assert [type(part).__name__ for part in p.messages[2].content] == ["TextPart", "ImagePart"]
+    turn = p.messages[3]
+    assert turn.content == "Let me." and turn.continuation == CARRIED
+    assert turn.tool_calls is not None
+    assert [(c.id, c.name, c.arguments, c.raw_arguments) for c in turn.tool_calls] == [
+        ("c1", "a", {"x": 1}, None),
+        ("c2", "b", {}, "not json"),
+    ]
+    assert [(m.tool_call_id, m.content) for m in p.messages[4:]] == [("c1", "one"), ("c2", "two")]
+    assert p.max_tokens == 50 and p.reasoning is not None and p.reasoning.effort == "high"
+    assert msgspec.to_builtins(p.tool_choice) == {"name": "a"}
+
+
+def test_a_reasoning_item_after_the_turn_belongs_to_it_and_a_foreign_one_is_ignored() -> None:
+    carried = responses_api.encode_continuation(CARRIED)
+    p = params(
+        input=[
+            {"role": "user", "content": "q"},
+            {"type": "reasoning", "id": "rs_0", "summary": [], "encrypted_content": "gAAAAB-openai-s-own"},
+            {"type": "function_call", "call_id": "c1", "name": "a", "arguments": "{}"},
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": carried},
+            {"type": "function_call_output", "call_id": "c1", "output": "r"},
+        ]
+    )
+    assert [m.role for m in p.messages] == ["user", "assistant", "tool"]
+    assert p.messages[1].content is None and p.messages[1].continuation == CARRIED
+    assert responses_api.decode_continuation("llm-sidecar:%%%") is None
+    assert responses_api.decode_continuation(responses_api.encode_continuation({"a": [1]})) == {"a": [1]}
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": "x", "previous_response_id": "resp_1"}, "previous_response_id"),
+        ({"input": "x", "tools": [{"type": "file_search"}]}, "tools[0].type"),
+        ({"input": [{"type": "item_reference", "id": "m"}]}, "input[0].type"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+            "input[0].content[0]",
+        ),
+        ({"input": [{"type": "function_call", "name": "a"}]}, "input[0]"),
+        ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id"),
+        ({"input": [{"type": "message", "content": "x"}]}, "input[0].role"),
+        ({"input": "x", "tool_choice": {"type": "web_search"}}, "tool_choice"),
+        ({"input": []}, "input"),
+    ],
+)
+def test_what_cannot_be_relayed_is_refused_naming_the_field(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as exc:
+        responses_api.to_params(request(**body), "openai:gpt-4o-mini")
+    assert exc.value.param == param
+
+
+def test_a_whole_result_as_output_items_with_usage_and_why_it_stopped() -> None:
+    calls = [
+        ToolCall(id="c1", name="a", arguments={"x": 1}),
+        ToolCall(id="c2", name="b", arguments={}, raw_arguments="{oops"),
+    ]
+    whole = responses_api.response(
+        request(input="q", temperature=0.5, metadata={"k": "v"}),
+        result(text="", thinking="hmm", continuation=CARRIED, tool_calls=calls, finish_reason="tool_calls"),
+        response_id="resp_x",
+        created_at=1,
+    )
+    out = msgspec.to_builtins(whole)
+    assert [i["type"] for i in out["output"]] == ["reasoning", "function_call", "function_call"]
+    reasoning = out["output"][0]
+    assert reasoning["content"] == [{"text": "hmm", "type": "reasoning_text"}]
+    assert responses_api.decode_continuation(reasoning["encrypted_content"]) == CARRIED
+    assert [(i["call_id"], i["arguments"]) for i in out["output"][1:]] == [("c1", '{"x":1}'), ("c2", "{oops")]
+    assert out["status"] == "completed" and out["incomplete_details"] is None
+    assert out["usage"] == {
+        "input_tokens": 30,
+        "input_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 5},
+        "output_tokens": 12,
+        "output_tokens_details": {"reasoning_tokens": 4},
+        "total_tokens": 42,
+    }
+    assert (out["temperature"], out["metadata"], out["store"], out["model"]) == (
+        0.5,
+        {"k": "v"},
+        False,
+        "openai:gpt-4o-mini",
+    )
+    cut = responses_api.response(
+        request(input="q"), result(finish_reason="length"), response_id="r", created_at=1
+    )
+    assert cut.status == "incomplete" and cut.incomplete_details is not None
+    assert cut.incomplete_details.reason == "max_output_tokens"
+    assert [type(i).__name__ for i in cut.output] == ["OutputMessage"]
+
+
+def events(data: bytes) -> list[dict[str, Any]]:
+    """The stream's events, each checked to name its type on its `event:` line too."""
+    out = []
+    for block in data.decode().split("\n\n"):
+        if block:
+            head, payload = block.split("\n")
+            event = json.loads(payload.removeprefix("data: "))
+            assert head == "event: " + event["type"]
+            out.append(event)
+    return out
+
+
+def test_the_stream_opens_and_closes_each_item_in_turn_numbering_every_event() -> None:
+    enc = ResponseEncoder(request(input="q"))
+    data = enc.event(UsageEvent(input_tokens=1, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0,
+                                reasoning_tokens=0))  # fmt: skip
+    assert data == b""  # nothing a client is shown: the stream has not begun
+    for ev in (
+        ThinkingDelta(text="hm"),
+        ThinkingDelta(text="m"),
+        TextDelta(text="Calling"),
+        ToolCallDelta(index=0, id="c1", name="a", arguments_delta='{"x"'),
+        ToolCallDelta(index=0, arguments_delta=": 1}"),
+        ToolCallDelta(index=1, id="c2", name="b"),
+        ToolCallDelta(index=1, arguments_delta="{}"),
+    ):
+        data += enc.event(ev)
+    calls = [ToolCall(id="c1", name="a", arguments={"x": 1}), ToolCall(id="c2", name="b", arguments={})]
+    data += enc.finish(result(text="Calling", thinking="hmm", tool_calls=calls, finish_reason="tool_calls",
+                              continuation=CARRIED))  # fmt: skip
+    evs = events(data)
+    assert [e["sequence_number"] for e in evs] == list(range(len(evs)))
+    assert [(e["type"], e.get("output_index")) for e in evs] == [
+        ("response.created", None),
+        ("response.in_progress", None),
+        ("response.output_item.added", 0),
+        ("response.content_part.added", 0),
+        ("response.reasoning_text.delta", 0),
+        ("response.reasoning_text.delta", 0),
+        ("response.reasoning_text.done", 0),
+        ("response.content_part.done", 0),
+        ("response.output_item.done", 0),
+        ("response.output_item.added", 1),
+        ("response.content_part.added", 1),
+        ("response.output_text.delta", 1),
+        ("response.output_text.done", 1),
+        ("response.content_part.done", 1),
+        ("response.output_item.done", 1),
+        ("response.output_item.added", 2),
+        ("response.function_call_arguments.delta", 2),
+        ("response.function_call_arguments.delta", 2),
+        ("response.function_call_arguments.done", 2),
+        ("response.output_item.done", 2),
+        ("response.output_item.added", 3),
+        ("response.function_call_arguments.delta", 3),
+        ("response.function_call_arguments.done", 3),
+        ("response.output_item.done", 3),
+        ("response.output_item.added", 4),
+        ("response.output_item.done", 4),
+        ("response.completed", None),
+    ]
+    assert evs[0]["response"]["status"] == "in_progress" and evs[0]["response"]["output"] == []
+    final = evs[-1]["response"]
+    assert [i["type"] for i in final["output"]] == [
+        "reasoning",
+        "message",
+        "function_call",
+        "function_call",
+        "reasoning",
+    ]
+    assert [i["id"] for i in final["output"]] == [
+        e["item"]["id"] for e in evs if e["type"] == "response.output_item.done"
+    ]
+    assert final["output"][2]["arguments"] == '{"x": 1}' and final["output"][3]["call_id"] == "c2"
+    assert responses_api.decode_continuation(final["output"][4]["encrypted_content"]) == CARRIED
+    assert final["usage"]["total_tokens"] == 42 and final["status"] == "completed"
+
+
+def test_a_stream_that_carried_nothing_still_gives_the_answer_as_items() -> None:
+    enc = ResponseEncoder(request(input="q"))
+    calls = [ToolCall(id="c1", name="a", arguments={"x": 1})]
+    evs = events(enc.finish(result(text="Hi!", tool_calls=calls, finish_reason="length")))
+    done = [e["item"] for e in evs if e["type"] == "response.output_item.done"]
+    assert [(i["type"], i.get("content", [{}])[0].get("text"), i.get("arguments")) for i in done] == [
+        ("message", "Hi!", None),
+        ("function_call", None, '{"x":1}'),
+    ]
+    assert evs[-1]["type"] == "response.incomplete"
+    assert evs[-1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+
+
+def test_a_failure_mid_item_closes_it_and_fails_the_response() -> None:
+    enc = ResponseEncoder(request(input="q"))
+    data = enc.event(TextDelta(text="Hel"))
+    error = {
+        "error": {
+            "message": "upstream went away",
+            "type": "server_error",
+            "param": None,
+            "code": "network_error",
+        }
+    }
+    evs = events(data + enc.error(error))
+    assert [e["type"] for e in evs][-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.failed",
+    ]
+    failed = evs[-1]["response"]
+    assert failed["status"] == "failed" and failed["error"] == {
+        "code": "server_error",
+        "message": "upstream went away",
+    }
+    assert failed["output"][0]["content"][0]["text"] == "Hel"
+    limited = ResponseEncoder(request(input="q")).error(
+        {"error": {"message": "m", "type": "rate_limit_error"}}
+    )
+    assert events(limited)[-1]["response"]["error"]["code"] == "rate_limit_exceeded"
