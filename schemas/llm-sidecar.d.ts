@@ -312,6 +312,7 @@ export interface CompleteParams {
   tools?: Tool[] | null;
   tool_choice?: ("auto" | "none" | "required") | ToolChoiceName | null;
   reasoning?: Reasoning | null;
+  response_format?: (JsonSchemaFormat | JsonObjectFormat) | null;
   fallback?: string[] | null;
   timeout_s?: number | null;
   tag?: string | null;
@@ -380,9 +381,27 @@ export interface Reasoning {
   budget_tokens?: number | null;
 }
 /**
+ * Ask for an answer that is JSON following `schema` (a JSON Schema); `name` labels it where a
+ * provider wants a name, `strict` asks OpenAI-style providers to hold to it exactly.
+ */
+export interface JsonSchemaFormat {
+  type: "json_schema";
+  schema: {
+    [k: string]: unknown;
+  };
+  name?: string | null;
+  strict?: boolean | null;
+}
+/**
+ * Ask for an answer that is a JSON object, of any shape.
+ */
+export interface JsonObjectFormat {
+  type: "json_object";
+}
+/**
  * Keep this request's answer for `ttl_s` seconds and answer the same request from it (an exact
- * match of model, messages, tools and sampling settings), whatever its temperature; 0 turns the
- * cache off for this request even where config.toml turns it on.
+ * match of model, messages, tools, sampling settings and response format), whatever its
+ * temperature; 0 turns the cache off for this request even where config.toml turns it on.
  */
 export interface ResponseCache {
   ttl_s: number;

@@ -4,9 +4,9 @@ stream events that replay a cached answer.
 - Opt-in. A request's `response_cache: {ttl_s}` caches it whatever its sampling; an endpoint's or
   provider's `response_cache_ttl_s` in config.toml caches only requests whose temperature is 0
   (a sampled answer is meant to differ each time). `ttl_s = 0` on a request turns it off.
-- The key is a SHA-256 of the normalised request: provider, model, messages, tools, tool choice
-  and every sampling setting, as canonical JSON (sorted keys). Tags, run ids, fallbacks and
-  timeouts do not change the answer, so they are not in it.
+- The key is a SHA-256 of the normalised request: provider, model, messages, tools, tool choice,
+  every sampling setting and the response format, as canonical JSON (sorted keys). Tags, run ids,
+  fallbacks and timeouts do not change the answer, so they are not in it.
 
 Must not know: I/O, where entries are stored, the protocol.
 """
@@ -55,6 +55,8 @@ def key(ref: ModelRef, params: CompleteParams) -> str:
         "stop": [params.stop] if isinstance(params.stop, str) else params.stop,
         "reasoning": msgspec.to_builtins(params.reasoning),
     }
+    if params.response_format is not None:  # only when asked: the keys of other requests stay
+        normal["response_format"] = msgspec.to_builtins(params.response_format)
     canonical = msgspec.json.encode(normal, order="sorted")
     return hashlib.sha256(canonical).hexdigest()
 

@@ -4,7 +4,9 @@ request alone, so a host developer sees the same answer for the same request eve
 Three models: `echo` repeats the last user text, `lorem` writes lorem ipsum sized by `max_tokens`
 (seeded by the conversation), `tools` calls the first declared tool (or the one `tool_choice`
 names) with arguments built from its JSON Schema, then, once the tool answered, says what it got.
-`echo` and `lorem` call a tool too when `tool_choice` requires one.
+`echo` and `lorem` call a tool too when `tool_choice` requires one. Asked for JSON
+(`response_format`), each answers a JSON object instead: one built from the schema (its strings the
+text it would have written), or `{"text": ...}` without one.
 
 Must not know: I/O, the protocol, how events reach a host.
 """
@@ -18,7 +20,14 @@ import msgspec
 from sidecar.core import tokens
 from sidecar.core.catalog import STREAMING, TOOLS, ModelInfo
 from sidecar.core.stop_sequences import StopCutter
-from sidecar.wire.chat import CompleteParams, FinishReason, Message, TextPart, ToolChoiceName
+from sidecar.wire.chat import (
+    CompleteParams,
+    FinishReason,
+    JsonSchemaFormat,
+    Message,
+    TextPart,
+    ToolChoiceName,
+)
 
 MODELS: Final = ("echo", "lorem", "tools")
 DEFAULT_MODEL: Final = "echo"
@@ -128,6 +137,10 @@ def answer(model: str, params: CompleteParams) -> StubAnswer:
         text = _after_tools(params.messages)
     else:
         text = _last_user_text(params.messages) or "(nothing to echo)"
+    fmt = params.response_format
+    if fmt is not None:
+        value = _sample(fmt.schema, text) if isinstance(fmt, JsonSchemaFormat) else {"text": text}
+        text = msgspec.json.encode(value).decode()
     # A stop sequence ends the text, as it ends a model's; `max_tokens` may end it sooner.
     cutter = StopCutter(params.stop)
     text = cutter.feed(text)
@@ -215,8 +228,6 @@ def _tool_call(model: str, params: CompleteParams, seed: int) -> StubCall | None
     tool = params.tools[0]
     if isinstance(choice, ToolChoiceName):
         tool = next((t for t in params.tools if t.name == choice.name), tool)
-    import msgspec
-
     arguments = msgspec.json.encode(_sample(tool.parameters, _last_user_text(params.messages))).decode()
     return StubCall(id=f"call_stub_{seed % 16**12:012x}", name=tool.name, arguments_json=arguments)
 

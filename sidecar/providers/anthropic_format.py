@@ -14,6 +14,8 @@ What the adapter owes Anthropic, and how it is done here:
 * `reasoning` becomes `thinking: {"type": "enabled", "budget_tokens": N}` (see `_thinking`), left
   off where Anthropic would refuse it (a forced tool choice; an open tool loop whose thinking
   blocks were not sent back); with thinking on, `temperature` and a `top_p` below 0.95 are dropped.
+* `response_format` `json_schema` becomes `output_config.format` (structured outputs); Claude has
+  no schema-less JSON mode, so `json_object` is refused as an invalid request.
 * Multi-turn continuity: an assistant turn's thinking blocks (with their signatures) come out of
   the decoders as a `Continuation` `{"provider": "anthropic", "blocks": [...]}`; when the host
   sends it back on that assistant message, the blocks go first in that turn, unmodified.
@@ -31,15 +33,18 @@ import msgspec
 
 from sidecar.core import catalog
 from sidecar.core.assemble import Continuation, Finish, ProviderEvent, ResponseMeta
+from sidecar.errors import SidecarError
 from sidecar.providers.content import invalid_message, sniff_image_type, stop_list
 from sidecar.providers.errors import provider_error
 from sidecar.wire.chat import (
     CompleteParams,
     FinishReason,
     ImagePart,
+    JsonSchemaFormat,
     Message,
     Part,
     Reasoning,
+    ResponseFormat,
     TextDelta,
     TextPart,
     ThinkingDelta,
@@ -291,9 +296,21 @@ def build_body(model: str, params: CompleteParams, *, stream: bool) -> dict[str,
             body["tool_choice"] = {"type": "tool", "name": choice.name}
         elif choice is not None:
             body["tool_choice"] = {"type": {"auto": "auto", "required": "any", "none": "none"}[choice]}
+    if params.response_format is not None:
+        body["output_config"] = {"format": _output_format(params.response_format)}
     if stream:
         body["stream"] = True
     return body
+
+
+def _output_format(fmt: ResponseFormat) -> dict[str, Any]:
+    if not isinstance(fmt, JsonSchemaFormat):
+        raise SidecarError(
+            "invalid_request",
+            "Claude has no JSON mode without a schema: ask for `json_schema` with a `schema`.",
+            field="response_format",
+        )
+    return {"type": "json_schema", "schema": fmt.schema}
 
 
 # --- decoding -----------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from sidecar.wire.chat import (
     CompleteParams,
     FinishReason,
     ImagePart,
+    JsonSchemaFormat,
     Message,
     Reasoning,
     TextDelta,
@@ -333,6 +334,10 @@ def build_body(model: str, params: CompleteParams) -> dict[str, Any]:
     thinking = thinking_config(model, params.reasoning)
     if thinking is not None:
         generation["thinkingConfig"] = thinking
+    if params.response_format is not None:
+        generation["responseMimeType"] = "application/json"
+        if isinstance(params.response_format, JsonSchemaFormat):
+            generation["responseJsonSchema"] = params.response_format.schema
     if generation:
         body["generationConfig"] = generation
     return body

@@ -16,6 +16,7 @@ Mapping notes (wire-formats §6):
   `"auto"`/`"required"` send them all.
 * `reasoning` becomes `think`: an effort of none -> false, minimal/low -> "low", medium -> "medium",
   high and above -> "high"; a budget alone -> true (false for 0).
+* `response_format` becomes `format`: `"json"`, or the JSON Schema itself.
 * `max_tokens`, `temperature`, `top_p`, `stop` go into `options` (`num_predict`, ..., `stop` a list).
 * Usage comes once, on the `done: true` line: `prompt_eval_count` in, `eval_count` out (thinking
   included; Ollama does not break it down).
@@ -40,6 +41,7 @@ from sidecar.wire.chat import (
     CompleteParams,
     FinishReason,
     ImagePart,
+    JsonSchemaFormat,
     Message,
     TextDelta,
     TextPart,
@@ -171,6 +173,9 @@ def build_body(model: str, params: CompleteParams, *, stream: bool) -> dict[str,
     think = think_value(params)
     if think is not None:
         body["think"] = think
+    fmt = params.response_format
+    if fmt is not None:
+        body["format"] = fmt.schema if isinstance(fmt, JsonSchemaFormat) else "json"
     options: dict[str, Any] = {}
     if params.max_tokens is not None:
         options["num_predict"] = params.max_tokens

@@ -23,7 +23,9 @@ from sidecar.wire.chat import (
     CompleteParams,
     FinishReason,
     ImagePart,
+    JsonSchemaFormat,
     Message,
+    ResponseFormat,
     TextDelta,
     TextPart,
     ThinkingDelta,
@@ -121,6 +123,15 @@ def _message(msg: Message, dialect: Dialect) -> dict[str, Any]:
     return out
 
 
+def _response_format(fmt: ResponseFormat) -> dict[str, Any]:
+    if not isinstance(fmt, JsonSchemaFormat):
+        return {"type": "json_object"}
+    schema: dict[str, Any] = {"name": fmt.name or "answer", "schema": fmt.schema}
+    if fmt.strict is not None:
+        schema["strict"] = fmt.strict
+    return {"type": "json_schema", "json_schema": schema}
+
+
 def build_body(model: str, params: CompleteParams, dialect: Dialect, *, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "messages": [_message(m, dialect) for m in params.messages]}
     if params.max_tokens is not None:
@@ -146,6 +157,8 @@ def build_body(model: str, params: CompleteParams, dialect: Dialect, *, stream: 
                 entry["cache_control"] = _EPHEMERAL
             tools.append(entry)
         body["tools"] = tools
+    if params.response_format is not None:
+        body["response_format"] = _response_format(params.response_format)
     if params.tool_choice is not None:
         if isinstance(params.tool_choice, ToolChoiceName):
             body["tool_choice"] = {"type": "function", "function": {"name": params.tool_choice.name}}

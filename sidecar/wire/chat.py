@@ -90,10 +90,27 @@ class Reasoning(Params):
 
 class ResponseCache(Params):
     """Keep this request's answer for `ttl_s` seconds and answer the same request from it (an exact
-    match of model, messages, tools and sampling settings), whatever its temperature; 0 turns the
-    cache off for this request even where config.toml turns it on."""
+    match of model, messages, tools, sampling settings and response format), whatever its
+    temperature; 0 turns the cache off for this request even where config.toml turns it on."""
 
     ttl_s: Annotated[float, msgspec.Meta(ge=0, le=31_536_000)]
+
+
+class JsonObjectFormat(Params, tag="json_object", tag_field="type"):
+    """Ask for an answer that is a JSON object, of any shape."""
+
+
+class JsonSchemaFormat(Params, tag="json_schema", tag_field="type"):
+    """Ask for an answer that is JSON following `schema` (a JSON Schema); `name` labels it where a
+    provider wants a name, `strict` asks OpenAI-style providers to hold to it exactly."""
+
+    schema: dict[str, Any]
+    name: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,64}$")] | None = None
+    strict: bool | None = None
+
+
+ResponseFormat = JsonSchemaFormat | JsonObjectFormat
+"""A JSON answer (`response_format`): the result's `text` is the JSON."""
 
 
 class CompleteParams(Params, kw_only=True):
@@ -109,6 +126,7 @@ class CompleteParams(Params, kw_only=True):
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     reasoning: Reasoning | None = None
+    response_format: ResponseFormat | None = None
     fallback: list[str] | None = None
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
     tag: str | None = None

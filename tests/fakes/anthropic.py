@@ -17,7 +17,7 @@ renders them (wire-formats.md §2, §11; the recordings ``tests/fixtures/anthrop
   role alternation, ``tool_use``/``tool_result`` pairing, empty text blocks, thinking budget and
   its incompatibilities, at most 4 cache breakpoints, and: with thinking on, a final assistant turn
   that called tools must start with its thinking block, whose signature must be one this fake
-  issued for that text).
+  issued for that text; ``output_config.format`` must be a ``json_schema`` with a ``schema``).
 * Sampling: Opus 4.1 and the 4.5 models and later refuse ``temperature`` and ``top_p`` together.
 * Stop sequences: text that reaches one of ``stop_sequences`` ends before it (no tool call
   after it), with ``stop_reason: "stop_sequence"`` and ``stop_sequence`` naming it.
@@ -314,12 +314,14 @@ def conversation_from_messages(body: Json) -> Conversation:
             turns.append(Turn("user", text))
     tools = [str(t["name"]) for t in body.get("tools") or [] if isinstance(t, dict) and "input_schema" in t]
     max_tokens = body.get("max_tokens")
+    fmt = (body.get("output_config") or {}).get("format") or {}
     return Conversation(
         system=_system_text(body.get("system")),
         turns=turns,
         tools=tools,
         want_reasoning=_wants_thinking(body),
         max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+        json_schema=fmt.get("schema"),
     )
 
 
@@ -531,6 +533,12 @@ def invalid_request(body: Any) -> str | None:
     stops = body.get("stop_sequences")
     if stops is not None and (not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)):
         return "stop_sequences: Input should be a valid list"
+    fmt = (body.get("output_config") or {}).get("format")
+    if fmt is not None:
+        if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+            return "output_config.format.type: Input should be 'json_schema'"
+        if not isinstance(fmt.get("schema"), dict):
+            return "output_config.format.schema: Field required"
     return _check_messages(messages, enabled)
 
 

@@ -17,7 +17,12 @@ Rules of ``plan(conversation)``:
    pieces, only the first ``max_tokens`` pieces are kept and ``finish = "length"``; otherwise
    ``finish = "stop"``. (Tool calls and thinking are never truncated.)
 5. If ``want_reasoning``: ``thinking = "Thinking about: <last user text>"`` (for tool calls too).
-6. Token counts: ``input_tokens`` = whitespace-separated words across the system prompt, every
+6. If JSON is asked for (``json_schema``, or ``json_mode``) and there is no tool call, the answer
+   (rule 2 or 3) is a compact JSON object instead: with a schema, each property the schema
+   declares at its top level, in order: a ``string`` is the answer's text, an ``integer`` or
+   ``number`` its word count, a ``boolean`` true, an ``array`` [] and an ``object`` {}; in JSON
+   mode, ``{"answer": <the answer's text>}``. It is cut into pieces and by ``max_tokens`` as text is.
+7. Token counts: ``input_tokens`` = whitespace-separated words across the system prompt, every
    turn's text and every tool result, plus 3 per message (the system prompt counts as one message
    when present). ``reasoning_tokens`` = words in ``thinking``. ``output_tokens`` = kept pieces
    + 5 if there is a tool call + ``reasoning_tokens``.
@@ -29,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -83,6 +88,8 @@ class Conversation:
     tools: Sequence[str] = ()
     want_reasoning: bool = False
     max_tokens: int | None = None
+    json_schema: Mapping[str, Any] | None = None
+    json_mode: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,26 @@ def _input_tokens(conv: Conversation) -> int:
     return words + TOKENS_PER_MESSAGE * messages
 
 
+_JSON_VALUES: dict[str, Any] = {"boolean": True, "array": [], "object": {}}
+
+
+def _as_json(answer: str, schema: Mapping[str, Any] | None) -> str:
+    """The answer as the JSON object rule 6 describes."""
+    if schema is None:
+        value: dict[str, Any] = {"answer": answer}
+    else:
+        value = {}
+        for name, prop in (schema.get("properties") or {}).items():
+            kind = prop.get("type") if isinstance(prop, dict) else None
+            if kind == "string":
+                value[name] = answer
+            elif kind in ("integer", "number"):
+                value[name] = word_count(answer)
+            else:
+                value[name] = _JSON_VALUES.get(str(kind))
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def plan(conv: Conversation) -> Plan:
     """Decide the fake model's answer to ``conv`` (rules in the module docstring)."""
     user_text = _last_user_text(conv.turns)
@@ -152,6 +179,8 @@ def plan(conv: Conversation) -> Plan:
         finish = "tool_calls"
     else:
         answer = f"The tool said: {tool_result}" if tool_result is not None else f"Echo: {user_text}"
+        if conv.json_schema is not None or conv.json_mode:
+            answer = _as_json(answer, conv.json_schema)
         text_pieces = pieces(answer)
         if conv.max_tokens is not None and conv.max_tokens < len(text_pieces):
             text_pieces = text_pieces[: max(conv.max_tokens, 0)]

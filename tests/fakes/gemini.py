@@ -345,6 +345,18 @@ def _check_body(body: Any) -> None:
         )
     if level is not None and _get(thinking, "thinkingBudget") is not None:
         raise _Invalid("You can only set only one of thinking budget and thinking level.")
+    schema_field = (
+        "responseJsonSchema" if _get(generation, "responseJsonSchema") is not None else "responseSchema"
+    )
+    if (
+        _get(generation, schema_field) is not None
+        and _get(generation, "responseMimeType") != "application/json"
+    ):
+        field = _SNAKE.sub("_", schema_field).lower()
+        raise _Invalid(  # assumed wording
+            f"* GenerateContentRequest.generation_config.{field}: response_mime_type must be application/json "
+            f"when {field} is set\n"
+        )
     for i, tool in enumerate(body.get("tools") or []):
         _unknown(tool, _TOOL, f"tools[{i}]")
         for j, declaration in enumerate(_get(tool, "functionDeclarations") or []):
@@ -451,12 +463,16 @@ def conversation_from_gemini(body: Json) -> Conversation:
     generation = _get(body, "generationConfig") or {}
     thinking = _get(generation, "thinkingConfig") or {}
     max_tokens = _get(generation, "maxOutputTokens")
+    json_answer = _get(generation, "responseMimeType") == "application/json"
+    schema = _get(generation, "responseJsonSchema")
     return Conversation(
         system=system or None,
         turns=turns,
         tools=tools,
         want_reasoning=_get(thinking, "includeThoughts") is True,
         max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+        json_schema=schema if json_answer and isinstance(schema, dict) else None,
+        json_mode=json_answer and schema is None,
     )
 
 

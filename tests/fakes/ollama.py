@@ -169,12 +169,15 @@ def conversation_from_chat(body: Json) -> Conversation:
     ]
     options = body.get("options") or {}
     num_predict = options.get("num_predict")
+    fmt = body.get("format")
     return Conversation(
         system="\n".join(system) if system else None,
         turns=turns,
         tools=tools,
         want_reasoning=_thinks(body.get("think")),
         max_tokens=num_predict if isinstance(num_predict, int) and num_predict > 0 else None,
+        json_schema=fmt if isinstance(fmt, dict) else None,
+        json_mode=fmt == "json",
     )
 
 
@@ -184,6 +187,9 @@ def _chat_problem(body: Any) -> str | None:
         return "missing request body"
     if not body.get("model"):
         return "model is required"
+    fmt = body.get("format")
+    if fmt is not None and fmt != "json" and fmt != "" and not isinstance(fmt, dict):
+        return f'invalid format: expected "json" or a valid JSON schema, got {json.dumps(fmt)}'  # assumed wording
     for message in body.get("messages") or []:
         if not isinstance(message, dict) or message.get("role") not in (
             "system",

@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import string
 import threading
 import time
@@ -525,16 +526,50 @@ def conversation_from_chat(body: Json, flavor: Flavor = "openai") -> Conversatio
         if tool.get("type") == "function" and isinstance(tool.get("function"), dict)
     ]
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    fmt = body.get("response_format") or {}
     return Conversation(
         system="\n".join(system) if system else None,
         turns=turns,
         tools=tools,
         want_reasoning=_wants_reasoning(body, flavor),
         max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+        json_schema=(fmt.get("json_schema") or {}).get("schema")
+        if fmt.get("type") == "json_schema"
+        else None,
+        json_mode=fmt.get("type") == "json_object",
     )
 
 
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+
+_SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def _response_format_problem(fmt: Any, messages: list[Any]) -> str | None:
+    """Why `response_format` is refused, in the API's words (None if fine or absent)."""
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        return (
+            f"Invalid value: '{kind}'. Supported values are: 'text', 'json_object', and 'json_schema'. "
+            "(response_format.type)"
+        )
+    if kind == "json_object" and "json" not in json.dumps(messages).lower():
+        return (
+            "'messages' must contain the word 'json' in some form, to use 'response_format' of type "
+            "'json_object'."
+        )
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            return "Missing required parameter: 'response_format.json_schema.name'."
+        if not _SCHEMA_NAME.match(spec["name"]):
+            return "Invalid 'response_format.json_schema.name': string does not match pattern."
+        if not isinstance(spec.get("schema"), dict):
+            return "Invalid type for 'response_format.json_schema.schema': expected an object."
+    return None
 
 
 def _invalid_request(body: Any) -> str | None:
@@ -546,6 +581,9 @@ def _invalid_request(body: Any) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "Invalid 'messages': empty array. Expected an array with minimum length 1."
+    fmt_problem = _response_format_problem(body.get("response_format"), messages)
+    if fmt_problem is not None:
+        return fmt_problem
     open_calls: set[str] = set()
     for i, message in enumerate(messages):
         role = message.get("role") if isinstance(message, dict) else None
