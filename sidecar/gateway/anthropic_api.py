@@ -95,6 +95,17 @@ class ThinkingParam(msgspec.Struct, omit_defaults=True):
     budget_tokens: int | None = None
 
 
+class OutputFormat(msgspec.Struct):
+    type: Literal["json_schema"]
+    schema: dict[str, Any]
+
+
+class OutputConfig(msgspec.Struct, omit_defaults=True):
+    """Structured outputs: `format` asks for JSON that follows a schema (`effort` is ignored)."""
+
+    format: OutputFormat | None = None
+
+
 class MessagesRequest(msgspec.Struct, omit_defaults=True):
     """Fields the gateway uses; others (`metadata`, `service_tier`…) are accepted and ignored."""
 
@@ -110,6 +121,7 @@ class MessagesRequest(msgspec.Struct, omit_defaults=True):
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoiceParam | None = None
     thinking: ThinkingParam | None = None
+    output_config: OutputConfig | None = None
 
 
 class AnthropicUsage(msgspec.Struct):
@@ -247,6 +259,8 @@ def to_params(req: MessagesRequest, model: str) -> dict[str, Any]:
         params["reasoning"] = {"budget_tokens": req.thinking.budget_tokens or 1024}
     elif req.thinking is not None and req.thinking.type == "adaptive":
         params["reasoning"] = {"effort": "medium"}
+    if req.output_config is not None and req.output_config.format is not None:
+        params["response_format"] = {"type": "json_schema", "schema": req.output_config.format.schema}
     return params
 
 

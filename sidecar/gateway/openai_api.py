@@ -145,7 +145,27 @@ def to_params(req: ChatCompletionRequest, model: str) -> dict[str, Any]:
         ]
     if req.reasoning_effort:
         params["reasoning"] = {"effort": req.reasoning_effort}
+    fmt = req.response_format
+    if fmt is not None and fmt.type == "json_object":
+        params["response_format"] = {"type": "json_object"}
+    elif fmt is not None and fmt.type == "json_schema":
+        if fmt.json_schema is None or fmt.json_schema.schema is None:
+            raise InvalidRequest("A `json_schema` response format needs its `schema`.", "response_format")
+        spec = fmt.json_schema
+        params["response_format"] = json_schema_format(spec.name, spec.schema, spec.strict)
     return params
+
+
+def json_schema_format(
+    name: str | None, schema: dict[str, Any] | None, strict: bool | None
+) -> dict[str, Any]:
+    """The sidecar's `response_format` for a JSON Schema, as builtins."""
+    out: dict[str, Any] = {"type": "json_schema", "schema": schema}
+    if name:
+        out["name"] = name
+    if strict is not None:
+        out["strict"] = strict
+    return out
 
 
 def completion_to_params(req: CompletionRequest, model: str) -> dict[str, Any]:

@@ -66,6 +66,20 @@ class NamedToolChoice(msgspec.Struct, omit_defaults=True):
     type: str | None = "function"
 
 
+class JsonSchemaFormat(msgspec.Struct, omit_defaults=True):
+    name: str
+    schema: dict[str, Any] | None = None
+    description: str | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(msgspec.Struct, omit_defaults=True):
+    """`{"type": "text"}`, `{"type": "json_object"}` or `{"type": "json_schema", "json_schema"}`."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
 class StreamOptions(msgspec.Struct, omit_defaults=True):
     include_usage: bool = False
 
@@ -85,6 +99,7 @@ class ChatCompletionRequest(msgspec.Struct, omit_defaults=True):
     tools: list[ToolDef] | None = None
     tool_choice: str | NamedToolChoice | None = None
     reasoning_effort: str | None = None
+    response_format: ResponseFormat | None = None
     n: int | None = None
 
 

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import msgspec
 
-from sidecar.gateway.openai_api import InvalidRequest, new_id
+from sidecar.gateway.openai_api import InvalidRequest, json_schema_format, new_id
 from sidecar.gateway.responses_types import (
     FunctionCallItem,
     FunctionChoice,
@@ -38,6 +38,8 @@ from sidecar.gateway.responses_types import (
     ResponseError,
     ResponsesRequest,
     ResponseUsage,
+    TextConfig,
+    TextFormat,
 )
 from sidecar.wire.base import Usage
 from sidecar.wire.chat import ChatResult
@@ -211,6 +213,13 @@ def to_params(req: ResponsesRequest, model: str) -> dict[str, Any]:
         params["tools"] = tools
     if req.reasoning is not None and req.reasoning.effort:
         params["reasoning"] = {"effort": req.reasoning.effort}
+    fmt = req.text.format if req.text is not None else None
+    if fmt is not None and fmt.type == "json_object":
+        params["response_format"] = {"type": "json_object"}
+    elif fmt is not None and fmt.type == "json_schema":
+        if fmt.schema is None:
+            raise InvalidRequest("A `json_schema` format needs its `schema`.", "text.format.schema")
+        params["response_format"] = json_schema_format(fmt.name, fmt.schema, fmt.strict)
     return params
 
 
@@ -273,6 +282,7 @@ def skeleton(req: ResponsesRequest, *, response_id: str, created_at: int, model:
         temperature=req.temperature,
         top_p=req.top_p,
         reasoning=req.reasoning,
+        text=req.text or TextConfig(format=TextFormat(type="text")),
         metadata=req.metadata or {},
     )
 

@@ -69,6 +69,21 @@ class ReasoningConfig(msgspec.Struct, omit_defaults=True):
     summary: str | None = None
 
 
+class TextFormat(msgspec.Struct, omit_defaults=True):
+    """`{"type": "text"}`, `{"type": "json_object"}`, or `{"type": "json_schema", "name", "schema",
+    "strict"?}`."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = None
+    schema: dict[str, Any] | None = None
+    description: str | None = None
+    strict: bool | None = None
+
+
+class TextConfig(msgspec.Struct, omit_defaults=True):
+    format: TextFormat | None = None
+
+
 class ResponsesRequest(msgspec.Struct, omit_defaults=True):
     """Fields the gateway uses; others (`store`, `include`, `truncation`, `user`…) are accepted
     and ignored. Nothing is stored: `previous_response_id` is refused."""
@@ -84,6 +99,7 @@ class ResponsesRequest(msgspec.Struct, omit_defaults=True):
     tool_choice: str | FunctionChoice | None = None
     parallel_tool_calls: bool | None = None
     reasoning: ReasoningConfig | None = None
+    text: TextConfig | None = None
     previous_response_id: str | None = None
     metadata: dict[str, str] | None = None
 
@@ -175,6 +191,7 @@ class Response(msgspec.Struct):
     temperature: float | None = None
     top_p: float | None = None
     reasoning: ReasoningConfig | None = None
+    text: TextConfig | None = None
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     previous_response_id: None = None
     store: bool = False

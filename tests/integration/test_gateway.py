@@ -19,6 +19,7 @@ import anyio
 import httpx2
 import msgspec
 import openai
+import pydantic
 import pytest
 
 from sidecar.app import build_services
@@ -218,6 +219,45 @@ async def test_models_lists_only_what_the_key_may_use(gw: Gw) -> None:
 
 
 # --- Anthropic --------------------------------------------------------------------------------------
+
+
+class Weather(pydantic.BaseModel):
+    summary: str
+    words: int
+
+
+async def test_structured_output_through_both_sdks(gw: Gw) -> None:
+    """The openai SDK's `chat.completions.parse` (a strict JSON Schema in `response_format`) gets
+    its type back from Claude; the anthropic SDK's `output_config.format` gets JSON from OpenAI."""
+    parsed = await gw.oai().chat.completions.parse(
+        model="anthropic:claude-sonnet-4-5",
+        messages=[{"role": "user", "content": "sunny and warm"}],
+        response_format=Weather,
+    )
+    assert parsed.choices[0].message.parsed == Weather(summary="Echo: sunny and warm", words=4)
+    assert gw.an.requests[-1].json()["output_config"]["format"]["type"] == "json_schema"
+
+    schema: Any = {"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"],
+                   "additionalProperties": False}  # fmt: skip
+    msg = await gw.ant().messages.create(
+        model="openai:gpt-4o-mini",
+        max_tokens=200,
+        messages=[{"role": "user", "content": "sunny and warm"}],
+        output_config={"format": {"type": "json_schema", "schema": schema}},
+    )
+    assert msg.content[0].type == "text" and json.loads(msg.content[0].text) == {
+        "summary": "Echo: sunny and warm"
+    }
+    sent = gw.oa.requests[-1].json()["response_format"]
+    assert sent == {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+    # JSON mode with no schema: Claude has none, and the client is told so.
+    with pytest.raises(openai.BadRequestError) as exc:
+        await gw.oai().chat.completions.create(
+            model="anthropic:claude-sonnet-4-5",
+            messages=[{"role": "user", "content": "json please"}],
+            response_format={"type": "json_object"},
+        )
+    assert exc.value.body["param"] == "response_format"  # type: ignore[index]
 
 
 async def test_anthropic_stop_sequences_say_which_one_ended_the_answer(gw: Gw) -> None:

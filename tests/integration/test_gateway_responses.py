@@ -2,7 +2,8 @@
 `responses.stream` helper that rebuilds the response from its events): text, instructions and
 message items, a response cut at `max_output_tokens`, function tools round-tripped with their
 outputs, an Anthropic tool-use turn with thinking continued through a reasoning item's
-`encrypted_content` (signed thinking goes back, so Claude thinks on), a failure after the stream began, and the refusals of what the gateway cannot
+`encrypted_content` (signed thinking goes back, so Claude thinks on), structured output parsed
+into the client's type, a failure after the stream began, and the refusals of what the gateway cannot
 do (a stored response, a built-in tool)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from typing import Any
 
 import openai
+import pydantic
 import pytest
 
 from tests.fakes.http import Abort
@@ -208,3 +210,22 @@ async def test_what_the_gateway_cannot_do_is_refused_with_the_field(gw: Gw) -> N
     with pytest.raises(openai.PermissionDeniedError):
         await gw.oai(gw.openai_only).responses.create(model="anthropic:claude-sonnet-4-5", input="x")
     assert gw.oa.requests == []
+
+
+class Weather(pydantic.BaseModel):
+    summary: str
+    words: int
+
+
+async def test_structured_output_parses_into_the_clients_type_on_any_provider(gw: Gw) -> None:
+    """`responses.parse` sends `text.format` (a strict JSON Schema built from the type) and reads
+    `output_text` back into it; Claude gets the schema as its structured output format."""
+    client = gw.oai()
+    for model in ("openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5"):
+        res = await client.responses.parse(model=model, input="sunny and warm", text_format=Weather)
+        assert res.output_parsed == Weather(summary="Echo: sunny and warm", words=4)
+        assert res.text is not None and res.text.format is not None and res.text.format.type == "json_schema"
+    sent = gw.oa.requests[-1].json()["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "Weather"
+    assert sent["json_schema"]["strict"] is True
+    assert gw.an.requests[-1].json()["output_config"]["format"]["schema"]["required"] == ["summary", "words"]
