@@ -33,6 +33,7 @@ from sidecar.gateway.backend import Backend
 from sidecar.gateway.bookkeeping import Bookkeeping
 from sidecar.gateway.errors import Dialect, HttpError, from_sidecar
 from sidecar.gateway.exchange import Disconnected, Exchange, Receive, Scope, Send
+from sidecar.gateway.response_store import ResponseStore
 
 DEFAULT_MAX_BODY: Final = 32 * 1024 * 1024
 _log = logs.get_logger("gateway")
@@ -57,6 +58,7 @@ class Gateway:
         self.bookkeeping = Bookkeeping()
         self.on_access = on_access
         self._next_id = 0
+        self.responses = ResponseStore()  # the Responses API's stored responses
         from sidecar.gateway.dashboard import Dashboard
 
         self.dashboard = Dashboard(self)
@@ -79,7 +81,7 @@ class Gateway:
                 Middleware(
                     CORSMiddleware,
                     allow_origins=cors_origins,
-                    allow_methods=["GET", "POST", "OPTIONS"],
+                    allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                     allow_headers=["authorization", "content-type", "x-api-key", "anthropic-version"],
                 )
             )

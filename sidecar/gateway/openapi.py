@@ -79,7 +79,26 @@ def document() -> dict[str, Any]:
                 "ChatCompletionRequest", "ChatCompletion", "OpenAI Chat Completions"
             ),
             "/v1/completions": post("CompletionRequest", "TextCompletion", "OpenAI legacy Completions"),
-            "/v1/responses": post("ResponsesRequest", "Response", "OpenAI Responses (nothing stored)"),
+            "/v1/responses": post("ResponsesRequest", "Response", "OpenAI Responses"),
+            "/v1/responses/{response_id}": {
+                "parameters": [
+                    {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "get": {
+                    "summary": "A stored response",
+                    "responses": {
+                        "200": {"description": "ok", **_json("Response")},
+                        "404": {"description": "No such response for this key"},
+                    },
+                },
+                "delete": {
+                    "summary": "Delete a stored response",
+                    "responses": {
+                        "200": {"description": "deleted"},
+                        "404": {"description": "No such response for this key"},
+                    },
+                },
+            },
             "/v1/messages": post("MessagesRequest", "ResponseMessage", "Anthropic Messages"),
             "/v1/embeddings": post("EmbeddingRequest", "EmbeddingList", "OpenAI Embeddings"),
             "/v1/models": {

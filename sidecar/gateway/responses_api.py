@@ -1,11 +1,12 @@
 """Translation between OpenAI's Responses API (`responses_types`) and the sidecar's chat types: a
 `POST /v1/responses` request into `CompleteParams` builtins, a `ChatResult` into a `response`.
 
-Nothing is stored, so a request carries its whole conversation in `input`, as clients that send
-`store: false` do. An assistant turn arrives as several items (its message, each function call,
-a reasoning item); they become one assistant message. The provider state a next turn needs (a
-result's `continuation`: Anthropic's signed thinking, Gemini's thought signatures) travels as a
-reasoning item's `encrypted_content` and comes back onto that assistant message.
+A request carries its conversation in `input`, after that of the response it continues
+(`previous_response_id`, kept by `response_store`). An assistant turn arrives as several items
+(its message, each function call, a reasoning item); they become one assistant message. The
+provider state a next turn needs (a result's `continuation`: Anthropic's signed thinking, Gemini's
+thought signatures) travels as a reasoning item's `encrypted_content` and comes back onto that
+assistant message.
 
 Pure: no I/O. Stream events are `responses_stream`'s.
 
@@ -168,25 +169,37 @@ def _tool_choice(choice: str | FunctionChoice | None) -> Any:
     raise InvalidRequest(f"tool_choice type {choice.type!r} is not supported.", "tool_choice")
 
 
-def to_params(req: ResponsesRequest, model: str) -> dict[str, Any]:
-    """The `complete`/`stream` params (as builtins, for validation by the caller) of a request."""
-    if req.previous_response_id is not None:
-        raise InvalidRequest(
-            "The gateway stores no responses: send the whole conversation in `input` "
-            "(with `store: false`), not `previous_response_id`.",
-            "previous_response_id",
-        )
-    conversation = _Conversation()
-    if req.instructions:
-        conversation.messages.append({"role": "system", "content": req.instructions})
+def conversation(req: ResponsesRequest, before: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The sidecar's messages of the conversation so far: those of the response the request
+    continues (`before`), then its `input`. Not its `instructions`, which hold for this request
+    alone."""
+    folded = _Conversation()
+    folded.messages = list(before or ())
     if isinstance(req.input, str):
-        conversation.messages.append({"role": "user", "content": req.input})
+        folded.messages.append({"role": "user", "content": req.input})
     else:
         for i, item in enumerate(req.input):
-            conversation.add(item, f"input[{i}]")
-    if not conversation.messages:
+            folded.add(item, f"input[{i}]")
+    if len(folded.messages) == len(before or ()):
         raise InvalidRequest("`input` must not be empty.", "input")
-    params: dict[str, Any] = {"model": model, "messages": conversation.messages}
+    return folded.messages
+
+
+def assistant_message(result: ChatResult) -> dict[str, Any]:
+    """The answer as the assistant message a continuing request puts in the conversation."""
+    turn: dict[str, Any] = {"role": "assistant", "content": result.text or None}
+    if result.tool_calls:
+        turn["tool_calls"] = [msgspec.to_builtins(call) for call in result.tool_calls]
+    if result.continuation:
+        turn["continuation"] = result.continuation
+    return turn
+
+
+def to_params(req: ResponsesRequest, model: str, turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `complete`/`stream` params (as builtins, for validation by the caller) of a request
+    whose conversation is `turns` (`conversation`)."""
+    messages = [{"role": "system", "content": req.instructions}, *turns] if req.instructions else turns
+    params: dict[str, Any] = {"model": model, "messages": messages}
     for name, value in (
         ("max_tokens", req.max_output_tokens),
         ("temperature", req.temperature),
@@ -284,6 +297,8 @@ def skeleton(req: ResponsesRequest, *, response_id: str, created_at: int, model:
         reasoning=req.reasoning,
         text=req.text or TextConfig(format=TextFormat(type="text")),
         metadata=req.metadata or {},
+        previous_response_id=req.previous_response_id,
+        store=req.store is not False,
     )
 
 

@@ -29,6 +29,7 @@ from sidecar.gateway.responses_types import (
     OutputText,
     ReasoningItem,
     ReasoningText,
+    Response,
     ResponsesRequest,
 )
 from sidecar.wire.chat import ChatResult, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta
@@ -60,6 +61,7 @@ class ResponseEncoder:
         self._done: list[OutputItem] = []
         self._open: _Open | None = None
         self._calls: dict[int, _Open] = {}  # the stream's tool call index → its item
+        self.final: Response | None = None  # the response as it ended, once it has
 
     def _event(self, kind: str, fields: dict[str, Any]) -> bytes:
         data = _encode({"type": kind, **fields, "sequence_number": self._seq})
@@ -188,7 +190,7 @@ class ResponseEncoder:
             self._done.append(item)
             out += self._event("response.output_item.added", {"output_index": index, "item": item})
             out += self._event("response.output_item.done", {"output_index": index, "item": item})
-        response = finished(self._base, result, self._done)
+        response = self.final = finished(self._base, result, self._done)
         kind = "response.completed" if response.status == "completed" else "response.incomplete"
         return out + self._event(kind, {"response": response})
 

@@ -85,8 +85,8 @@ class TextConfig(msgspec.Struct, omit_defaults=True):
 
 
 class ResponsesRequest(msgspec.Struct, omit_defaults=True):
-    """Fields the gateway uses; others (`store`, `include`, `truncation`, `user`…) are accepted
-    and ignored. Nothing is stored: `previous_response_id` is refused."""
+    """Fields the gateway uses; others (`include`, `truncation`, `user`…) are accepted and
+    ignored."""
 
     model: str
     input: str | list[InputItem]
@@ -101,6 +101,7 @@ class ResponsesRequest(msgspec.Struct, omit_defaults=True):
     reasoning: ReasoningConfig | None = None
     text: TextConfig | None = None
     previous_response_id: str | None = None
+    store: bool | None = None
     metadata: dict[str, str] | None = None
 
 
@@ -193,7 +194,7 @@ class Response(msgspec.Struct):
     reasoning: ReasoningConfig | None = None
     text: TextConfig | None = None
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
-    previous_response_id: None = None
-    store: bool = False
+    previous_response_id: str | None = None
+    store: bool = True
     object: str = "response"
     cost_usd: float | msgspec.UnsetType | None = msgspec.UNSET

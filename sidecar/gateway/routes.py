@@ -34,6 +34,7 @@ from sidecar.wire.embed import EmbedParams, EmbedResult
 from sidecar.wire.routers import RouterListResult
 
 _PROMETHEUS: Final = b"text/plain; version=0.0.4; charset=utf-8"
+_json = msgspec.json.Encoder()
 _Request = TypeVar("_Request", bound="_OpenAIGeneration")
 
 
@@ -114,19 +115,55 @@ async def responses(ex: Exchange) -> None:
     key = await ex.authenticate()
     req = ex.decode(raw, responses_types.ResponsesRequest)
     model = await ex.admit(key, req.model)
+    store = ex.gw.responses
+    before: list[dict[str, Any]] | None = None
+    if req.previous_response_id is not None:
+        previous = store.get(req.previous_response_id, key.id)
+        if previous is None:
+            missing = _not_found(req.previous_response_id, "Previous ")
+            raise HttpError(404, "previous_response_not_found", missing, param="previous_response_id")
+        before = previous.conversation
     try:
-        params = complete_params(responses_api.to_params(req, model))
+        turns = responses_api.conversation(req, before)
+        params = complete_params(responses_api.to_params(req, model, turns))
     except openai_api.InvalidRequest as exc:
         raise HttpError(400, "invalid_request", str(exc), param=exc.param) from None
+    answer: responses_types.Response | None
     if req.stream:
         encoder = responses_stream.ResponseEncoder(req)
         await ex.relay(params, encoder.event, encoder.finish, encoder.error)
-        return
-    result = await ex.call(params)
-    answer = responses_api.response(
-        req, result, response_id=openai_api.new_id("resp_"), created_at=int(time.time())
-    )
-    await ex.send_json(200, answer)
+        answer = encoder.final
+    else:
+        result = await ex.call(params)
+        answer = responses_api.response(
+            req, result, response_id=openai_api.new_id("resp_"), created_at=int(time.time())
+        )
+        await ex.send_json(200, answer)
+    if answer is not None and answer.store and ex.result is not None:
+        kept = [*turns, responses_api.assistant_message(ex.result)]
+        encoded = _json.encode(answer)
+        store.put(answer.id, key.id, kept, encoded, len(raw) + len(encoded))
+
+
+def _not_found(response_id: str, what: str = "") -> str:
+    return f"{what}Response with id '{response_id}' not found (the gateway keeps responses in memory)."
+
+
+async def response_get(ex: Exchange) -> None:
+    key = await ex.authenticate()
+    response_id = ex.scope["path_params"]["response_id"]
+    kept = ex.gw.responses.get(response_id, key.id)
+    if kept is None:
+        raise HttpError(404, "not_found", _not_found(response_id))
+    await ex.send_bytes(200, kept.response, b"application/json")
+
+
+async def response_delete(ex: Exchange) -> None:
+    key = await ex.authenticate()
+    response_id = ex.scope["path_params"]["response_id"]
+    if not ex.gw.responses.delete(response_id, key.id):
+        raise HttpError(404, "not_found", _not_found(response_id))
+    await ex.send_json(200, {"id": response_id, "object": "response", "deleted": True})
 
 
 async def embeddings(ex: Exchange) -> None:
@@ -181,7 +218,10 @@ TABLE: Final[dict[tuple[str, str], tuple[Route, Dialect]]] = {
     ("POST", "/v1/chat/completions"): (chat, "openai"),
     ("POST", "/v1/completions"): (completions, "openai"),
     ("POST", "/v1/responses"): (responses, "openai"),
+    ("GET", "/v1/responses/{response_id}"): (response_get, "openai"),
+    ("DELETE", "/v1/responses/{response_id}"): (response_delete, "openai"),
     ("POST", "/v1/embeddings"): (embeddings, "openai"),
     ("POST", "/v1/messages"): (messages, "anthropic"),
 }
-"""(method, path) → the route and its error dialect."""
+"""(method, path) → the route and its error dialect. A path with a `{parameter}` is reached
+through Starlette's router, which puts it in `scope["path_params"]`."""

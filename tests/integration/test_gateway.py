@@ -551,7 +551,9 @@ async def test_host_header_is_checked_and_openapi_is_served(gw: Gw) -> None:
         assert fine.status_code == 200
         doc = (await http.get(gw.url + "/openapi.json")).json()
     assert doc["openapi"].startswith("3.1")
-    assert {"/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/models"} <= set(doc["paths"])
+    assert {"/v1/chat/completions", "/v1/responses", "/v1/responses/{response_id}", "/v1/messages"} <= set(
+        doc["paths"]
+    )
     assert {"ChatCompletionRequest", "ResponsesRequest", "Response"} <= set(doc["components"]["schemas"])
 
 

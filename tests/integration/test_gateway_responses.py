@@ -3,8 +3,9 @@
 message items, a response cut at `max_output_tokens`, function tools round-tripped with their
 outputs, an Anthropic tool-use turn with thinking continued through a reasoning item's
 `encrypted_content` (signed thinking goes back, so Claude thinks on), structured output parsed
-into the client's type, a failure after the stream began, and the refusals of what the gateway cannot
-do (a stored response, a built-in tool)."""
+into the client's type, a failure after the stream began, stored responses continued
+(`previous_response_id`), retrieved and deleted by their own key alone, and the refusals of what
+the gateway cannot do (a built-in tool, an item it cannot relay)."""
 
 from __future__ import annotations
 
@@ -191,12 +192,55 @@ async def test_a_failure_after_the_stream_began_ends_it_with_response_failed(gw:
     assert failed.output[0].content[0].text.startswith("Echo")  # what was shown before the failure
 
 
+async def test_a_stored_response_is_continued_retrieved_and_deleted_by_its_key_alone(gw: Gw) -> None:
+    client = gw.oai()
+    first = await client.responses.create(
+        model="openai:gpt-4o-mini", input="capital of France", tools=TOOLS, instructions="be brief"
+    )
+    assert first.store is True
+    (call,) = first.output
+    assert call.type == "function_call"
+    # Only the tool's output is sent: the call it answers comes from the stored response.
+    async with client.responses.stream(
+        model="openai:gpt-4o-mini",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Paris"}],
+        tools=TOOLS,
+    ) as stream:
+        second = await stream.get_final_response()
+    assert second.output_text == "The tool said: Paris" and second.previous_response_id == first.id
+    sent = gw.oa.requests[-1].json()["messages"]
+    # Instructions hold for the request that gives them, not for the ones that continue it.
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert sent[1]["tool_calls"][0]["id"] == call.call_id
+
+    third = await client.responses.create(model="openai:gpt-4o-mini", previous_response_id=second.id,
+                                          input="and of Italy?", store=False)  # fmt: skip
+    assert third.store is False and third.status == "completed"
+    sent = gw.oa.requests[-1].json()["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "assistant", "user"]
+    assert (sent[3]["content"], sent[4]["content"]) == ("The tool said: Paris", "and of Italy?")
+
+    again = await client.responses.retrieve(second.id)
+    assert again.output_text == second.output_text and again.id == second.id
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(third.id)  # not stored
+    other = gw.oai(gw.openai_only)
+    with pytest.raises(openai.NotFoundError):
+        await other.responses.retrieve(second.id)  # another key's
+    with pytest.raises(openai.NotFoundError) as exc:
+        await other.responses.create(model="openai:gpt-4o-mini", input="x", previous_response_id=second.id)
+    assert exc.value.body["param"] == "previous_response_id"  # type: ignore[index]
+    assert exc.value.body["code"] == "previous_response_not_found"  # type: ignore[index]
+    await client.responses.delete(second.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(second.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.delete(second.id)
+
+
 async def test_what_the_gateway_cannot_do_is_refused_with_the_field(gw: Gw) -> None:
     client = gw.oai()
-    with pytest.raises(openai.BadRequestError) as stored:
-        await client.responses.create(model="openai:gpt-4o-mini", input="x", previous_response_id="resp_1")
-    assert stored.value.body["param"] == "previous_response_id"  # type: ignore[index]
-    assert "whole conversation" in stored.value.message
     with pytest.raises(openai.BadRequestError) as tool:
         await client.responses.create(model="openai:gpt-4o-mini", input="x", tools=[{"type": "web_search"}])
     assert tool.value.body["param"] == "tools[0].type"  # type: ignore[index]

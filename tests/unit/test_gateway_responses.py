@@ -13,6 +13,7 @@ import pytest
 
 from sidecar.gateway import responses_api, responses_types
 from sidecar.gateway.openai_api import InvalidRequest
+from sidecar.gateway.response_store import ResponseStore
 from sidecar.gateway.responses_stream import ResponseEncoder
 from sidecar.wire.chat import CompleteParams, TextDelta, ThinkingDelta, ToolCall, ToolCallDelta, UsageEvent
 from tests.unit.test_gateway_translate import result
@@ -24,9 +25,14 @@ def request(**body: Any) -> responses_types.ResponsesRequest:
     return msgspec.convert({"model": "openai:gpt-4o-mini", **body}, responses_types.ResponsesRequest)
 
 
+def to_params(
+    req: responses_types.ResponsesRequest, before: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    return responses_api.to_params(req, "openai:gpt-4o-mini", responses_api.conversation(req, before))
+
+
 def params(**body: Any) -> CompleteParams:
-    raw = responses_api.to_params(request(**body), "openai:gpt-4o-mini")
-    return msgspec.convert(raw, CompleteParams)
+    return msgspec.convert(to_params(request(**body)), CompleteParams)
 
 
 def test_an_assistant_turn_of_several_items_is_one_message_with_what_its_reasoning_carried() -> None:
@@ -85,7 +91,6 @@ def test_a_reasoning_item_after_the_turn_belongs_to_it_and_a_foreign_one_is_igno
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"input": "x", "previous_response_id": "resp_1"}, "previous_response_id"),
         ({"input": "x", "tools": [{"type": "file_search"}]}, "tools[0].type"),
         ({"input": [{"type": "item_reference", "id": "m"}]}, "input[0].type"),
         (
@@ -101,8 +106,40 @@ def test_a_reasoning_item_after_the_turn_belongs_to_it_and_a_foreign_one_is_igno
 )
 def test_what_cannot_be_relayed_is_refused_naming_the_field(body: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as exc:
-        responses_api.to_params(request(**body), "openai:gpt-4o-mini")
+        to_params(request(**body))
     assert exc.value.param == param
+
+
+def test_a_continued_conversation_comes_first_and_instructions_hold_for_one_request() -> None:
+    req = request(input="and now?", instructions="be brief")
+    before = [{"role": "user", "content": "q"}, responses_api.assistant_message(
+        result(text="", tool_calls=[ToolCall(id="c1", name="a", arguments={})], continuation=CARRIED,
+               finish_reason="tool_calls"))]  # fmt: skip
+    turns = responses_api.conversation(req, before)
+    assert turns[:2] == before and turns[2] == {"role": "user", "content": "and now?"}
+    assert before[1] == {"role": "assistant", "content": None, "continuation": CARRIED,
+                         "tool_calls": [{"id": "c1", "name": "a", "arguments": {}}]}  # fmt: skip
+    p = msgspec.convert(responses_api.to_params(req, "m", turns), CompleteParams)
+    assert [m.role for m in p.messages] == ["system", "user", "assistant", "user"]
+    with pytest.raises(InvalidRequest):
+        responses_api.conversation(request(input=[]), before)  # nothing new to answer
+
+
+def test_the_store_keeps_the_recent_within_its_bounds_for_their_owner_alone() -> None:
+    store = ResponseStore(max_entries=2, max_bytes=100, ttl_s=60)
+    store.put("a", "k1", [], b"{}", 10)
+    store.put("b", "k1", [], b"{}", 10)
+    assert store.get("a", "k1") is not None  # now the most recent
+    store.put("c", "k1", [], b"{}", 10)
+    assert (store.get("b", "k1"), len(store)) == (None, 2)  # the least recently used went
+    assert store.get("a", "k2") is None and not store.delete("a", "k2")  # not another key's
+    store.put("big", "k1", [], b"{}", 90)
+    assert [store.get(i, "k1") is not None for i in ("a", "c", "big")] == [False, False, True]
+    store.put("huge", "k1", [], b"{}", 500)  # over the bound alone: not kept, and pushes nothing out
+    assert store.get("huge", "k1") is None and store.get("big", "k1") is not None
+    stale = ResponseStore(ttl_s=0.0)
+    stale.put("x", "k1", [], b"{}", 1)
+    assert stale.get("x", "k1") is None and len(stale) == 0
 
 
 def test_a_whole_result_as_output_items_with_usage_and_why_it_stopped() -> None:
@@ -133,7 +170,7 @@ def test_a_whole_result_as_output_items_with_usage_and_why_it_stopped() -> None:
     assert (out["temperature"], out["metadata"], out["store"], out["model"]) == (
         0.5,
         {"k": "v"},
-        False,
+        True,
         "openai:gpt-4o-mini",
     )
     cut = responses_api.response(
