@@ -188,6 +188,10 @@ def test_json_mode_everywhere_but_claude_which_needs_a_schema(sidecar: Sidecar, 
         assert answer["error"]["data"]["field"] == "response_format"
         return
     assert json.loads(answer["result"]["text"]) == {"answer": "Echo: reply in JSON please"}
+    if provider == "openai":  # its rule, passed on to the host as the provider said it
+        refused = sidecar.call("complete", {**params, "messages": user("reply please")})
+        assert refused["error"]["data"]["kind"] == "invalid_request"
+        assert "must contain the word 'json'" in refused["error"]["message"]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -546,8 +546,9 @@ _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
-def _response_format_problem(fmt: Any, messages: list[Any]) -> str | None:
-    """Why `response_format` is refused, in the API's words (None if fine or absent)."""
+def _response_format_problem(fmt: Any, messages: list[Any], flavor: Flavor) -> str | None:
+    """Why `response_format` is refused, in the API's words (None if fine or absent). Only OpenAI
+    documents that JSON mode needs the word in the messages."""
     if fmt is None:
         return None
     kind = fmt.get("type") if isinstance(fmt, dict) else None
@@ -556,7 +557,7 @@ def _response_format_problem(fmt: Any, messages: list[Any]) -> str | None:
             f"Invalid value: '{kind}'. Supported values are: 'text', 'json_object', and 'json_schema'. "
             "(response_format.type)"
         )
-    if kind == "json_object" and "json" not in json.dumps(messages).lower():
+    if kind == "json_object" and flavor == "openai" and "json" not in json.dumps(messages).lower():
         return (
             "'messages' must contain the word 'json' in some form, to use 'response_format' of type "
             "'json_object'."
@@ -572,7 +573,7 @@ def _response_format_problem(fmt: Any, messages: list[Any]) -> str | None:
     return None
 
 
-def _invalid_request(body: Any) -> str | None:
+def _invalid_request(body: Any, flavor: Flavor = "openai") -> str | None:
     """The reason a chat body is rejected with 400, like the real API would (None if fine)."""
     if not isinstance(body, dict):
         return "We could not parse the JSON body of your request."
@@ -581,7 +582,7 @@ def _invalid_request(body: Any) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "Invalid 'messages': empty array. Expected an array with minimum length 1."
-    fmt_problem = _response_format_problem(body.get("response_format"), messages)
+    fmt_problem = _response_format_problem(body.get("response_format"), messages, flavor)
     if fmt_problem is not None:
         return fmt_problem
     open_calls: set[str] = set()
@@ -1144,7 +1145,7 @@ class FakeOpenAICompat(FakeUpstream):
             body = req.json()
         except ValueError:
             body = None
-        problem = _invalid_request(body)
+        problem = _invalid_request(body, self.flavor)
         if problem is not None:
             return error_reply(400, self.flavor, "bad_request", message=problem)
         model = str(body["model"])
