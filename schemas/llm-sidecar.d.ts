@@ -22,6 +22,13 @@ export interface Methods {
     result: ChatResult;
   };
   /**
+   * Count a chat request's input tokens without running it.
+   */
+  count_tokens: {
+    params: CompleteParams;
+    result: CountTokensResult;
+  };
+  /**
    * Embedding vectors for one or more texts, with usage and cost.
    */
   embed: {
@@ -463,6 +470,17 @@ export interface Attempt {
   ok: boolean;
   error?: string | null;
   message?: string | null;
+}
+/**
+ * How many input tokens the request would cost with `provider`:`model` (the one it names,
+ * a router's first candidate, or `[defaults] model`): counted by the provider for that model
+ * when `exact` (Anthropic, Gemini), else the sidecar's estimate from the text.
+ */
+export interface CountTokensResult {
+  input_tokens: number;
+  exact: boolean;
+  provider: string;
+  model: string;
 }
 /**
  * `model`: `provider:model` (openai, gemini, ollama, openrouter or a custom endpoint), e.g.

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from sidecar.services.price_sync import SharedPrices
     from sidecar.services.pricing import Pricing
     from sidecar.services.routers import RouterService
+    from sidecar.services.token_count import TokenCountService
     from sidecar.services.usage import UsageService
     from sidecar.wire.chat import CompleteParams
 
@@ -67,6 +68,7 @@ _log = logs.get_logger("app")
 GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "chat": ("complete", "stream"),
     "embeddings": ("embed",),
+    "token_count": ("count_tokens",),
     "about": ("info",),
     "catalog": ("list_providers", "list_models", "estimate_cost"),
     "limits": ("rate_limits",),
@@ -473,6 +475,12 @@ class Services:
         from sidecar.services.embed import EmbedService
 
         return EmbedService(self.providers, self.config, hooks=[self.usage, self.metrics])
+
+    @cached_property
+    def token_count(self) -> TokenCountService:
+        from sidecar.services.token_count import TokenCountService
+
+        return TokenCountService(self.chat, self.providers, self.config)
 
     @cached_property
     def about(self) -> AboutService:

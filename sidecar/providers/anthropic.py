@@ -1,7 +1,8 @@
 """The native Anthropic provider: the Messages API (`POST /v1/messages`) with `x-api-key`.
 
 The wire format lives in `anthropic_format`; this class sends requests through the shared
-`HttpClient`, feeds the SSE stream to the decoder, and proves keys with `GET /v1/models?limit=1`.
+`HttpClient`, feeds the SSE stream to the decoder, counts input tokens with
+`POST /v1/messages/count_tokens`, and proves keys with `GET /v1/models?limit=1`.
 
 Must not know: stdin/stdout, the keychain, retry policy, the ledger.
 """
@@ -16,7 +17,7 @@ import msgspec
 from sidecar.core.assemble import ProviderEvent
 from sidecar.errors import SidecarError
 from sidecar.providers import anthropic_format
-from sidecar.providers.base import KeyCheck, Provider
+from sidecar.providers.base import KeyCheck, Provider, count_from
 from sidecar.providers.http import Timeouts, read_body
 from sidecar.providers.streaming import relay_sse
 from sidecar.wire.chat import CompleteParams
@@ -63,6 +64,20 @@ class AnthropicProvider(Provider):
             raw = await read_body(self.id, response)
         for event in anthropic_format.decode_message(self.id, raw):
             yield event
+
+    async def count_tokens(self, model: str, params: CompleteParams, timeouts: Timeouts) -> int:
+        """`POST /v1/messages/count_tokens`: the Messages body without what only sampling uses."""
+        built = anthropic_format.build_body(model, params, stream=False)
+        body = {k: v for k, v in built.items() if k in anthropic_format.COUNTED}
+        raw, _ = await self.http.request_json(
+            self.id,
+            "POST",
+            self._url("/v1/messages/count_tokens"),
+            headers=self._headers(await self.key()),
+            json_body=msgspec.json.encode(body),
+            timeouts=timeouts,
+        )
+        return count_from(self.id, raw, "input_tokens")
 
     async def validate_key(self, api_key: str, timeouts: Timeouts | None = None) -> KeyCheck:
         try:

@@ -54,6 +54,8 @@ from sidecar.wire.chat import (
 )
 
 API_VERSION: Final = "2023-06-01"
+COUNTED: Final = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking"})
+"""The fields of a Messages body that `count_tokens` takes."""
 DEFAULT_MAX_TOKENS: Final = 4096
 """`max_tokens` for a model the catalog does not know, when the host gave none."""
 MIN_THINKING_BUDGET: Final = 1024

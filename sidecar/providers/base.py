@@ -7,6 +7,7 @@ events from the whole answer, so one assembler serves both. (The chat service st
 its methods, so cancellation and idle limits behave alike; it calls `complete` for a model the
 upstream refuses to stream.)
 Keys are fetched per call through `KeyGetter`, so a key set a moment ago is used at once.
+`count_tokens` counts a request's input tokens where the provider has an API for it.
 
 Must not know: stdin/stdout, the keychain's implementation, the ledger, retry policy.
 """
@@ -20,7 +21,8 @@ from typing import Any
 import msgspec
 
 from sidecar.core.assemble import ProviderEvent
-from sidecar.errors import SidecarError
+from sidecar.errors import ProviderError, SidecarError
+from sidecar.providers.errors import display
 from sidecar.providers.http import HttpClient, Timeouts
 from sidecar.wire.chat import CompleteParams
 
@@ -50,6 +52,22 @@ class ProviderSpec(msgspec.Struct, frozen=True):
     extra_headers: dict[str, str] = msgspec.field(default_factory=dict)
     default_model: str | None = None
     enabled: bool = True
+
+
+def count_from(provider: str, raw: bytes, field: str) -> int:
+    """The token count `field` of a provider's JSON answer."""
+    try:
+        value = msgspec.json.decode(raw)
+        count = value[field] if isinstance(value, dict) else None
+    except msgspec.DecodeError:
+        count = None
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise ProviderError(
+            "provider_error",
+            f"{display(provider)} answered a token count without `{field}`.",
+            provider=provider,
+        )
+    return count
 
 
 class Provider(abc.ABC):
@@ -82,3 +100,8 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def validate_key(self, api_key: str, timeouts: Timeouts) -> KeyCheck:
         """A cheap authenticated call proving the key works."""
+
+    async def count_tokens(self, model: str, params: CompleteParams, timeouts: Timeouts) -> int | None:
+        """The request's input tokens as the provider counts them for `model`, without running it;
+        None where the provider has no such API (the caller estimates)."""
+        return None

@@ -20,7 +20,7 @@ import msgspec
 from sidecar.core.assemble import ProviderEvent
 from sidecar.errors import SidecarError
 from sidecar.providers import gemini_format
-from sidecar.providers.base import KeyCheck, Provider
+from sidecar.providers.base import KeyCheck, Provider, count_from
 from sidecar.providers.http import Timeouts, read_body
 from sidecar.providers.streaming import relay_sse
 from sidecar.wire.chat import CompleteParams
@@ -72,6 +72,21 @@ class GeminiProvider(Provider):
             raw = await read_body(self.id, response)
         for event in gemini_format.decode_response(self.id, raw):
             yield event
+
+    async def count_tokens(self, model: str, params: CompleteParams, timeouts: Timeouts) -> int:
+        """`:countTokens` of the whole `generateContent` request (system instruction and tools
+        count too)."""
+        name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+        body = {"generateContentRequest": {"model": name, **gemini_format.build_body(model, params)}}
+        raw, _ = await self.http.request_json(
+            self.id,
+            "POST",
+            self._model_url(model, "countTokens"),
+            headers=self._headers(await self.key()),
+            json_body=msgspec.json.encode(body),
+            timeouts=timeouts,
+        )
+        return count_from(self.id, raw, "totalTokens")
 
     async def validate_key(self, api_key: str, timeouts: Timeouts | None = None) -> KeyCheck:
         url = f"{self._api_root()}/models?pageSize=1"

@@ -134,6 +134,17 @@ class CompleteParams(Params, kw_only=True):
     response_cache: ResponseCache | None = None
 
 
+class CountTokensResult(Wire):
+    """How many input tokens the request would cost with `provider`:`model` (the one it names,
+    a router's first candidate, or `[defaults] model`): counted by the provider for that model
+    when `exact` (Anthropic, Gemini), else the sidecar's estimate from the text."""
+
+    input_tokens: int
+    exact: bool
+    provider: str
+    model: str
+
+
 class Attempt(Wire):
     """One try at a provider: which model, and why it failed if it did."""
 

@@ -116,6 +116,16 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         streaming=True,
     ),
     MethodSpec(
+        "count_tokens",
+        "chat.CompleteParams",
+        "chat.CountTokensResult",
+        "Count a chat request's input tokens without running it.",
+        "How many input tokens a `complete` request would cost (messages, system prompt and tools), "
+        "for the model it names, without running it or spending anything: counted by the provider "
+        "where it can (Anthropic, Gemini: `exact` true), else estimated. Takes the same params as "
+        "`complete`, so a host can check a conversation fits the model's context window first.",
+    ),
+    MethodSpec(
         "embed",
         "embed.EmbedParams",
         "embed.EmbedResult",
@@ -474,6 +484,7 @@ TOOL_HINTS: dict[str, ToolHints] = {
     "list_providers": _READ,
     "list_models": _READ,
     "estimate_cost": _READ,
+    "count_tokens": _READ_UPSTREAM,
     "rate_limits": _READ,
     "validate_key": _READ_UPSTREAM,
     "set_key": _WRITE_UPSTREAM,  # validated upstream first

@@ -195,6 +195,23 @@ def test_json_mode_everywhere_but_claude_which_needs_a_schema(sidecar: Sidecar, 
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
+def test_count_tokens_is_what_the_request_will_report_where_the_provider_counts(
+    sidecar: Sidecar, provider: str
+) -> None:
+    params = {"model": MODELS[provider], "tools": TOOLS,
+              "messages": [{"role": "system", "content": "be brief"}, *user("how many tokens is this")]}  # fmt: skip
+    counted = sidecar.result("count_tokens", params)
+    assert (counted["provider"], counted["exact"]) == (provider, provider in ("anthropic", "gemini"))
+    assert counted["model"] == MODELS[provider].split(":", 1)[1]
+    used = sidecar.result("complete", {**params, "tool_choice": "none"})["usage"]["input_tokens"]
+    if counted["exact"]:
+        assert counted["input_tokens"] == used
+    else:  # the sidecar's estimate (tools included, which this fake model does not count)
+        longer = {**params, "messages": [*params["messages"], *user("and a much longer question " * 20)]}
+        assert 0 < counted["input_tokens"] < sidecar.result("count_tokens", longer)["input_tokens"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
 def test_tool_use_loop_with_thinking_and_continuation(sidecar: Sidecar, provider: str) -> None:
     first, events = stream(
         sidecar,

@@ -1,4 +1,5 @@
-"""A fake Anthropic Messages API (``POST /v1/messages``, ``GET /v1/models``) on 127.0.0.1.
+"""A fake Anthropic Messages API (``POST /v1/messages``, ``POST /v1/messages/count_tokens``,
+``GET /v1/models``) on 127.0.0.1.
 
 What it is for: integration tests point the sidecar's Anthropic provider at ``FakeAnthropic.url``.
 Answers come from the shared deterministic model in ``behaviour.py``, rendered the way the real API
@@ -11,6 +12,8 @@ renders them (wire-formats.md §2, §11; the recordings ``tests/fixtures/anthrop
   ``input_json_delta`` fragments (the first one ``""``), ``message_delta`` with cumulative usage, and
   ``message_stop``. Every event ends with a blank line.
 * The non-streamed answer is a Message object with the same content blocks.
+* ``count_tokens`` takes only the fields that shape the prompt (any other is refused, as the API
+  refuses ``max_tokens`` there) and answers the input tokens the same Messages request reports.
 * Headers: ``request-id``, ``anthropic-organization-id``, ``anthropic-ratelimit-*`` (reset values
   are RFC 3339 timestamps), ``retry-after`` and ``x-should-retry`` on 429/5xx.
 * Requests are checked the way the API checks them (auth, ``anthropic-version``, required fields,
@@ -478,6 +481,11 @@ BOTH_KNOBS_REFUSED: Final = (
 )
 
 
+_COUNTED = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"})
+"""The fields `POST /v1/messages/count_tokens` takes."""
+MAX_COUNT_TOKENS = 1_000_000
+
+
 def invalid_request(body: Any) -> str | None:
     """Why the real API would answer this body with 400 (None if it would not)."""
     if not isinstance(body, dict):
@@ -799,6 +807,7 @@ class FakeAnthropic(FakeUpstream):
         self._lock = threading.Lock()
         self._request_limit = RequestLimit(requests_per_minute)
         self.route("POST", "/v1/messages", self._messages)
+        self.route("POST", "/v1/messages/count_tokens", self._count_tokens)
         self.route("GET", "/v1/models", self._list_models)
         self.route("GET", "/v1/models/{model}", self._get_model)
 
@@ -908,6 +917,29 @@ class FakeAnthropic(FakeUpstream):
         events = render.events()
         parts: list[Part] = self.edit_stream(events) if self.edit_stream else list(events)
         return sse_reply(parts, headers=headers, content_type=STREAM_CONTENT_TYPE, delay_s=self.chunk_delay_s)
+
+    def _count_tokens(self, req: RecordedRequest) -> Reply:
+        """What a Messages request of the same body would report as its input tokens (cache
+        reads and writes included); only the fields that shape the prompt are taken."""
+        failure = self._auth_failure(req)
+        if failure is not None:
+            return failure
+        try:
+            body = req.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            extra = sorted(set(body) - _COUNTED)
+            if extra:
+                return error_reply(400, message=f"{extra[0]}: Extra inputs are not permitted")
+            # The Messages checks, with the max_tokens a count does not take.
+            problem = invalid_request({**body, "max_tokens": MAX_COUNT_TOKENS})
+        else:
+            problem = invalid_request(body)
+        if problem is not None:
+            return error_reply(400, message=problem)
+        answer = self.behaviour(conversation_from_messages(body))
+        return json_reply(200, {"input_tokens": answer.input_tokens})
 
     def _model_info(self, entry: tuple[str, str, str, int, int]) -> Json:
         model_id, name, created, max_input, max_output = entry

@@ -18,6 +18,8 @@ format follows the recordings in ``tests/fixtures/gemini-*`` (provenance in
   array of the chunks.
 * ``POST /v1beta/models/{model}:generateContent``: one ``GenerateContentResponse`` (thought part,
   text part, function-call part), ``application/json; charset=UTF-8``.
+* ``POST /v1beta/models/{model}:countTokens`` (``contents`` or a whole ``generateContentRequest``):
+  ``totalTokens``, the prompt tokens a ``generateContent`` of it would report.
 * ``GET /v1beta/models?pageSize=&pageToken=`` and ``GET /v1beta/models/{model}``.
 * Auth: ``x-goog-api-key`` (the ``?key=`` query is accepted too, as the real API does; tests
   check the provider never uses it). A wrong key gets the real ``400 INVALID_ARGUMENT`` body with
@@ -87,6 +89,7 @@ JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
 # Google's documented escape hatch for histories that lost their signatures.
 DUMMY_SIGNATURES = frozenset({"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"})
 EMBED_PATH = re.compile(r"/v1beta/models/(?P<model>[^/:]+):batchEmbedContents")
+COUNT_PATH = re.compile(r"/v1beta/models/(?P<model>[^/:]+):countTokens")
 CHAT_PATH = re.compile(r"/v1beta/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)")
 
 
@@ -213,6 +216,7 @@ _PART_DATA = _names(
     "executableCode",
     "codeExecutionResult",
 )
+_COUNT = _names("contents", "generateContentRequest")
 _GENERATION = _names(
     "stopSequences",
     "responseMimeType",
@@ -703,6 +707,7 @@ class FakeGemini(FakeUpstream):
         self._seq_lock = threading.Lock()
         self.route("POST", CHAT_PATH, self._generate)
         self.route("POST", EMBED_PATH, self._batch_embed)
+        self.route("POST", COUNT_PATH, self._count_tokens)
         self.route("GET", "/v1beta/models", self._list_models)
         self.route("GET", re.compile(r"/v1beta/models/(?P<model>[^/:]+)"), self._get_model)
 
@@ -770,6 +775,35 @@ class FakeGemini(FakeUpstream):
                 raise _Invalid("Corrupted thought signature.")  # assumed wording
 
     # -- routes
+
+    def _count_tokens(self, req: RecordedRequest) -> Reply:
+        """`:countTokens` of `contents` or of a whole `generateContentRequest`: the prompt tokens
+        a `generateContent` of it would report."""
+        failure = self._auth_failure(req)
+        if failure is not None:
+            return failure
+        model = req.path_params["model"]
+        if self.strict_models and model not in self.models:
+            return self._unknown_model(model, "countTokens")
+        try:
+            body = req.json()
+        except ValueError:
+            return error_reply(400, "Invalid JSON payload received. Unexpected token.")
+        try:
+            _unknown(body, _COUNT, "")
+            inner = _get(body, "generateContentRequest")
+            if inner is not None:
+                _unknown(inner, _TOP, "generate_content_request")
+                request = {k: v for k, v in inner.items() if k != "model"}
+            else:
+                request = {"contents": body.get("contents")}
+            _check_body(request)
+        except _Invalid as exc:
+            return error_reply(400, str(exc))
+        tokens = self.behaviour(conversation_from_gemini(request)).input_tokens
+        details = [{"modality": "TEXT", "tokenCount": tokens}]
+        answer = {"totalTokens": tokens, "promptTokensDetails": details}
+        return json_reply(200, answer, {"content-type": JSON_CONTENT_TYPE})
 
     def _generate(self, req: RecordedRequest) -> Reply:
         failure = self._auth_failure(req)
