@@ -124,6 +124,17 @@ class MessagesRequest(msgspec.Struct, omit_defaults=True):
     output_config: OutputConfig | None = None
 
 
+class CountTokensRequest(msgspec.Struct, omit_defaults=True):
+    """`POST /v1/messages/count_tokens`: what shapes the prompt of a Messages request."""
+
+    model: str
+    messages: list[MessageParam]
+    system: str | list[ContentBlock] | None = None
+    tools: list[ToolParam] | None = None
+    tool_choice: ToolChoiceParam | None = None
+    thinking: ThinkingParam | None = None
+
+
 class AnthropicUsage(msgspec.Struct):
     input_tokens: int
     output_tokens: int
@@ -261,6 +272,15 @@ def to_params(req: MessagesRequest, model: str) -> dict[str, Any]:
         params["reasoning"] = {"effort": "medium"}
     if req.output_config is not None and req.output_config.format is not None:
         params["response_format"] = {"type": "json_schema", "schema": req.output_config.format.schema}
+    return params
+
+
+def count_params(req: CountTokensRequest, model: str) -> dict[str, Any]:
+    """The `count_tokens` params of a count request: its Messages request's, without a
+    `max_tokens` (a count has none)."""
+    fields = {f: getattr(req, f) for f in req.__struct_fields__}
+    params = to_params(MessagesRequest(max_tokens=1, **fields), model)
+    params.pop("max_tokens", None)
     return params
 
 

@@ -185,14 +185,19 @@ class Exchange:
 
     async def admit(self, key: ClientKeyRecord, requested: str) -> str:
         """The model to run (`provider:model`), once the key may use it now."""
-        backend = self.gw.backend
         bookkeeping = self.gw.bookkeeping
         if bookkeeping.running:  # what the requests answered before spent counts
             await bookkeeping.wait()
-        model, wanted = await admission.place(backend, key, requested)
+        model = await self.place(key, requested)
+        await admission.admit(self.gw.backend, key)
+        return model
+
+    async def place(self, key: ClientKeyRecord, requested: str) -> str:
+        """The model a request names (`provider:model` or `router:<name>`), once the key may use
+        it; nothing counted against the key's limits (a request that runs nothing)."""
+        model, wanted = await admission.place(self.gw.backend, key, requested)
         self.model = model
         admission.check_allowed(key, model, wanted)
-        await admission.admit(backend, key)
         return model
 
     # --- running the call -----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from sidecar.gateway.errors import Dialect, HttpError
 from sidecar.gateway.exchange import Call, Exchange, complete_params
 from sidecar.wire.base import Empty
 from sidecar.wire.catalog import ListModelsParams, ListModelsResult
-from sidecar.wire.chat import ChatResult
+from sidecar.wire.chat import ChatResult, CountTokensResult
 from sidecar.wire.embed import EmbedParams, EmbedResult
 from sidecar.wire.routers import RouterListResult
 
@@ -210,6 +210,21 @@ async def messages(ex: Exchange) -> None:
     await ex.send_json(200, anthropic_api.response(result, response_id=anthropic_api.new_id()))
 
 
+async def count_tokens(ex: Exchange) -> None:
+    """Anthropic's token count: exact from Anthropic and Gemini models, estimated for others."""
+    raw = await ex.body()
+    key = await ex.authenticate()
+    req = ex.decode(raw, anthropic_api.CountTokensRequest)
+    model = await ex.place(key, req.model)
+    try:
+        params = complete_params(anthropic_api.count_params(req, model))
+    except anthropic_api.InvalidRequest as exc:
+        raise HttpError(400, "invalid_request", str(exc), param=exc.param) from None
+    result = await ex.run_method("count_tokens", params)
+    assert isinstance(result, CountTokensResult)
+    await ex.send_json(200, {"input_tokens": result.input_tokens})
+
+
 Route = Callable[[Exchange], Awaitable[None]]
 
 TABLE: Final[dict[tuple[str, str], tuple[Route, Dialect]]] = {
@@ -222,6 +237,7 @@ TABLE: Final[dict[tuple[str, str], tuple[Route, Dialect]]] = {
     ("DELETE", "/v1/responses/{response_id}"): (response_delete, "openai"),
     ("POST", "/v1/embeddings"): (embeddings, "openai"),
     ("POST", "/v1/messages"): (messages, "anthropic"),
+    ("POST", "/v1/messages/count_tokens"): (count_tokens, "anthropic"),
 }
 """(method, path) → the route and its error dialect. A path with a `{parameter}` is reached
 through Starlette's router, which puts it in `scope["path_params"]`."""

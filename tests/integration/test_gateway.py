@@ -260,6 +260,32 @@ async def test_structured_output_through_both_sdks(gw: Gw) -> None:
     assert exc.value.body["param"] == "response_format"  # type: ignore[index]
 
 
+async def test_anthropic_count_tokens_counts_exactly_where_the_provider_can(gw: Gw) -> None:
+    """Claude Code and the anthropic SDK count before sending: Claude's own count for an Anthropic
+    model, the sidecar's estimate for others; a count runs nothing and uses no request quota."""
+    client = gw.ant()
+    ask: Any = {"system": "be brief", "messages": [{"role": "user", "content": "how many tokens"}]}
+    counted = await client.messages.count_tokens(model="anthropic:claude-sonnet-4-5", **ask)
+    sent = gw.an.requests[-1]
+    assert sent.path == "/v1/messages/count_tokens" and "max_tokens" not in sent.json()
+    answered = await client.messages.create(model="anthropic:claude-sonnet-4-5", max_tokens=100, **ask)
+    u = answered.usage
+    total = u.input_tokens + (u.cache_read_input_tokens or 0) + (u.cache_creation_input_tokens or 0)
+    assert counted.input_tokens == total
+    before = len(gw.oa.requests)
+    estimated = await client.messages.count_tokens(model="openai:gpt-4o-mini", **ask)
+    assert estimated.input_tokens > 0 and len(gw.oa.requests) == before  # nothing sent upstream
+    # The narrow key's per-minute limit is not spent by counting; its model list still holds.
+    await gw.call(
+        "client_key_update", ClientKeyUpdateParams(name="narrow", limits={"requests_per_minute": 1})
+    )  # type: ignore[arg-type]
+    narrow = gw.ant(gw.openai_only)
+    for _ in range(3):
+        await narrow.messages.count_tokens(model="openai:gpt-4o-mini", **ask)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        await narrow.messages.count_tokens(model="anthropic:claude-sonnet-4-5", **ask)
+
+
 async def test_anthropic_stop_sequences_say_which_one_ended_the_answer(gw: Gw) -> None:
     # Claude says which stop sequence it met; for gpt-5, which refuses `stop`, the sidecar does.
     client = gw.ant()
