@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from sidecar.gateway.errors import InvalidRequest
 from sidecar.wire.chat import (
     AttemptEvent,
     ChatResult,
@@ -151,12 +152,6 @@ class ResponseMessage(msgspec.Struct):
     stop_sequence: str | None = None
     type: str = "message"
     role: str = "assistant"
-
-
-class InvalidRequest(ValueError):
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 # --- request → CompleteParams -----------------------------------------------------------------------

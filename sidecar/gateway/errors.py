@@ -62,6 +62,15 @@ _ANTHROPIC_TYPES: Final = {
 }
 
 
+class InvalidRequest(ValueError):
+    """A request a route cannot translate into the sidecar's params: the message says why,
+    `param` which field (answered as a 400)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 @dataclass(frozen=True, slots=True)
 class HttpError(Exception):
     """A refusal of the gateway itself (bad key, model not allowed, body too large, bad JSON)."""

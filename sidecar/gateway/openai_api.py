@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from sidecar.gateway.errors import InvalidRequest
 from sidecar.gateway.openai_types import (
     AssistantMessage,
     ChatCompletion,
@@ -40,15 +41,6 @@ from sidecar.gateway.openai_types import (
 )
 from sidecar.wire.base import Usage
 from sidecar.wire.chat import ChatResult
-
-
-class InvalidRequest(ValueError):
-    """The request cannot be translated; the message says why, `param` which field."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
-
 
 # --- request → CompleteParams -----------------------------------------------------------------------
 

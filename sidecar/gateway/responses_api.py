@@ -21,7 +21,8 @@ from typing import Any, Final
 
 import msgspec
 
-from sidecar.gateway.openai_api import InvalidRequest, json_schema_format, new_id
+from sidecar.gateway.errors import InvalidRequest
+from sidecar.gateway.openai_api import json_schema_format, new_id
 from sidecar.gateway.responses_types import (
     FunctionCallItem,
     FunctionChoice,

@@ -8,8 +8,9 @@ Must not know: HTTP framing (`exchange` does it), providers' wire formats.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
@@ -25,7 +26,7 @@ from sidecar.gateway import (
     responses_stream,
     responses_types,
 )
-from sidecar.gateway.errors import Dialect, HttpError
+from sidecar.gateway.errors import Dialect, HttpError, InvalidRequest
 from sidecar.gateway.exchange import Call, Exchange, complete_params
 from sidecar.wire.base import Empty
 from sidecar.wire.catalog import ListModelsParams, ListModelsResult
@@ -55,6 +56,15 @@ async def metrics(ex: Exchange) -> None:
     await ex.send_bytes(200, ex.gw.backend.prometheus().encode(), _PROMETHEUS)
 
 
+@contextlib.contextmanager
+def _refused_as_400() -> Iterator[None]:
+    """What a route's translation cannot translate is a 400 naming the field."""
+    try:
+        yield
+    except InvalidRequest as exc:
+        raise HttpError(400, "invalid_request", str(exc), param=exc.param) from None
+
+
 class _OpenAIGeneration(Protocol):
     """What the chat and the legacy completions request share."""
 
@@ -76,10 +86,8 @@ async def _generate(
     key = await ex.authenticate()
     req = ex.decode(raw, request_type)
     model = await ex.admit(key, req.model)
-    try:
+    with _refused_as_400():
         params = complete_params(to_params(req, model))
-    except openai_api.InvalidRequest as exc:
-        raise HttpError(400, "invalid_request", str(exc), param=exc.param) from None
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         encoder = openai_stream.ChunkEncoder(req.model, include_usage=include_usage, legacy=legacy)
@@ -123,11 +131,9 @@ async def responses(ex: Exchange) -> None:
             missing = _not_found(req.previous_response_id, "Previous ")
             raise HttpError(404, "previous_response_not_found", missing, param="previous_response_id")
         before = previous.conversation
-    try:
+    with _refused_as_400():
         turns = responses_api.conversation(req, before)
         params = complete_params(responses_api.to_params(req, model, turns))
-    except openai_api.InvalidRequest as exc:
-        raise HttpError(400, "invalid_request", str(exc), param=exc.param) from None
     answer: responses_types.Response | None
     if req.stream:
         encoder = responses_stream.ResponseEncoder(req)
@@ -198,10 +204,8 @@ async def messages(ex: Exchange) -> None:
     key = await ex.authenticate()
     req = ex.decode(raw, anthropic_api.MessagesRequest)
     model = await ex.admit(key, req.model)
-    try:
+    with _refused_as_400():
         params = complete_params(anthropic_api.to_params(req, model))
-    except anthropic_api.InvalidRequest as exc:
-        raise HttpError(400, "invalid_request", str(exc), param=exc.param) from None
     if req.stream:
         encoder = anthropic_api.EventEncoder(req.model, sign_thinking=anthropic_api.signs_thinking(model))
         await ex.relay(params, encoder.event, encoder.finish, encoder.error)
@@ -216,10 +220,8 @@ async def count_tokens(ex: Exchange) -> None:
     key = await ex.authenticate()
     req = ex.decode(raw, anthropic_api.CountTokensRequest)
     model = await ex.place(key, req.model)
-    try:
+    with _refused_as_400():
         params = complete_params(anthropic_api.count_params(req, model))
-    except anthropic_api.InvalidRequest as exc:
-        raise HttpError(400, "invalid_request", str(exc), param=exc.param) from None
     result = await ex.run_method("count_tokens", params)
     assert isinstance(result, CountTokensResult)
     await ex.send_json(200, {"input_tokens": result.input_tokens})

@@ -7,7 +7,6 @@ outlives a restart."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import tomllib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from sidecar.wire.usage import UsageSummaryParams
 from tests.fakes.anthropic import VALID_KEY as ANTHROPIC_KEY
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.openai_compat import FakeOpenAICompat, error_reply
+from tests.integration.gateway_harness import ledger
 
 pytestmark = pytest.mark.anyio
 
@@ -88,12 +88,6 @@ async def stack(
         await services.stop_gateway()
         tg.cancel_scope.cancel()
     await services.aclose()
-
-
-def ledger(home: Path) -> list[dict[str, Any]]:
-    with sqlite3.connect(home / "sidecar.db") as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY id")]
 
 
 async def ask(url: str, key: str, model: str, **extra: Any) -> Any:

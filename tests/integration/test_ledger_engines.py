@@ -60,6 +60,12 @@ def _row(ts: float, provider: str, cost: float | None, **extra: object) -> Row:
                input_tokens=10, output_tokens=5, cost_usd=cost, **extra)  # type: ignore[arg-type]  # fmt: skip
 
 
+def _scoped_rollup(ledger: Ledger) -> list[tuple[Any, ...]]:
+    return ledger.db.run_sync(
+        lambda conn: [tuple(r) for r in conn.execute("SELECT * FROM spend_daily_scoped ORDER BY day, scope")]
+    )
+
+
 def _committed_then_closed(*ledgers: Ledger) -> bool:
     """Every queued row committed, then each writer stopped.
 
@@ -306,10 +312,7 @@ def test_a_database_from_before_the_scoped_rollup_gets_it_from_its_rows(ledger_d
     new = Ledger(ledger_db())
     new.record(_row(DAY2, "openai", 0.125, client="alice", router="cheap"))
     assert new.flush(10)
-    rollup = new.db.run_sync(
-        lambda conn: [tuple(r) for r in conn.execute("SELECT * FROM spend_daily_scoped ORDER BY day, scope")]
-    )
-    assert rollup == [
+    assert _scoped_rollup(new) == [
         ("2026-11-30", "client:alice", 1, 0.25),
         ("2026-11-30", "router:cheap", 1, 0.25),
         ("2026-12-01", "client:alice", 3, 0.625),
@@ -361,10 +364,7 @@ def test_a_renamed_client_key_keeps_its_rows_and_its_spend(ledger_db: Make) -> N
 
     assert ledger.rename_client("alice", "bob") == 2
 
-    rollup = ledger.db.run_sync(
-        lambda conn: [tuple(r) for r in conn.execute("SELECT * FROM spend_daily_scoped ORDER BY day, scope")]
-    )
-    assert rollup == [
+    assert _scoped_rollup(ledger) == [
         ("2026-11-30", "client:bob", 1, 0.25),
         ("2026-11-30", "router:cheap", 1, 0.25),
         ("2026-12-01", "client:bob", 2, 0.625),

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from sidecar.gateway import responses_api, responses_types
-from sidecar.gateway.openai_api import InvalidRequest
+from sidecar.gateway.errors import InvalidRequest
 from sidecar.gateway.response_store import ResponseStore
 from sidecar.gateway.responses_stream import ResponseEncoder
 from sidecar.wire.chat import CompleteParams, TextDelta, ThinkingDelta, ToolCall, ToolCallDelta, UsageEvent

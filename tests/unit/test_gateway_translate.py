@@ -13,7 +13,7 @@ import pytest
 from sidecar.core.client_access import MinuteWindow, allowed
 from sidecar.errors import KIND_CODES, SidecarError
 from sidecar.gateway import anthropic_api, openai_api, openai_stream, openai_types
-from sidecar.gateway.errors import STATUS_BY_KIND, body, from_sidecar, headers
+from sidecar.gateway.errors import STATUS_BY_KIND, InvalidRequest, body, from_sidecar, headers
 from sidecar.wire.base import Usage
 from sidecar.wire.chat import (
     AttemptEvent,
@@ -110,10 +110,10 @@ def test_openai_request_maps_roles_parts_tools_and_limits() -> None:
 
 
 def test_openai_request_refuses_n_above_one_and_unknown_parts() -> None:
-    with pytest.raises(openai_api.InvalidRequest) as exc:
+    with pytest.raises(InvalidRequest) as exc:
         oa_params({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2})
     assert exc.value.param == "n"
-    with pytest.raises(openai_api.InvalidRequest) as exc:
+    with pytest.raises(InvalidRequest) as exc:
         oa_params({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]})
     assert exc.value.param == "messages[0].content[0]"
 
