@@ -1,7 +1,9 @@
 """The `/v1` routes: each reads its request in its API's shape (OpenAI's Chat Completions, legacy
-Completions, Responses, Embeddings and Models; Anthropic's Messages), admits it, calls the same handler
-the stdio face calls (`complete`, `stream`, `embed`, `list_models`, `router_list`) and answers in
-the shape that API's official SDK parses. `TABLE` lists them with their dialect (the error shape).
+Completions, Responses, Embeddings and Models; Anthropic's Messages and token count), admits it,
+calls the same handler the stdio face calls (`complete`, `stream`, `embed`, `count_tokens`,
+`list_models`, `router_list`) and answers in the shape that API's official SDK parses. `TABLE`
+lists them with their dialect (the error shape). The Responses API's stored responses are the
+gateway's own (`response_store`).
 
 Must not know: HTTP framing (`exchange` does it), providers' wire formats.
 """
