@@ -188,7 +188,10 @@ def conversation(req: ResponsesRequest, before: list[dict[str, Any]] | None = No
 
 def assistant_message(result: ChatResult) -> dict[str, Any]:
     """The answer as the assistant message a continuing request puts in the conversation."""
-    turn: dict[str, Any] = {"role": "assistant", "content": result.text or None}
+    turn: dict[str, Any] = {
+        "role": "assistant",
+        "content": result.text if result.text or not result.tool_calls else None,
+    }
     if result.tool_calls:
         turn["tool_calls"] = [msgspec.to_builtins(call) for call in result.tool_calls]
     if result.continuation:
