@@ -80,6 +80,16 @@ def document() -> dict[str, Any]:
             ),
             "/v1/completions": post("CompletionRequest", "TextCompletion", "OpenAI legacy Completions"),
             "/v1/responses": post("ResponsesRequest", "Response", "OpenAI Responses"),
+            "/v1/responses/input_tokens": {
+                "post": {
+                    "summary": "Count a Responses request's input tokens",
+                    "requestBody": _json("ResponsesRequest"),
+                    "responses": {
+                        "200": {"description": "{object: response.input_tokens, input_tokens}"},
+                        **errors,
+                    },
+                }
+            },
             "/v1/responses/{response_id}": {
                 "parameters": [
                     {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -105,6 +115,18 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "Models the client key may use",
                     "responses": {"200": {"description": "ok", **_json("ModelList")}},
+                }
+            },
+            "/v1/models/{model}": {
+                "get": {
+                    "summary": "One model the client key may use",
+                    "parameters": [
+                        {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": {"description": "ok", **_json("Model")},
+                        "404": {"description": "Unknown or not this key's"},
+                    },
                 }
             },
             "/health": {

@@ -30,9 +30,10 @@ from sidecar.gateway import (
 )
 from sidecar.gateway.errors import Dialect, HttpError, InvalidRequest
 from sidecar.gateway.exchange import Call, Exchange, complete_params
+from sidecar.services.client_keys import ClientKeyRecord
 from sidecar.wire.base import Empty
 from sidecar.wire.catalog import ListModelsParams, ListModelsResult
-from sidecar.wire.chat import ChatResult, CountTokensResult
+from sidecar.wire.chat import ChatResult, CompleteParams, CountTokensResult
 from sidecar.wire.embed import EmbedParams, EmbedResult
 from sidecar.wire.routers import RouterListResult
 
@@ -41,7 +42,8 @@ _json = msgspec.json.Encoder()
 _Request = TypeVar("_Request", bound="_OpenAIGeneration")
 
 
-async def models(ex: Exchange) -> None:
+async def _model_ids(ex: Exchange) -> list[str]:
+    """The models and routers the calling key may use."""
     key = await ex.authenticate()
     handlers = ex.gw.backend.handlers
     result = await handlers["list_models"](ListModelsParams(), Call(ex.id, None))
@@ -50,7 +52,21 @@ async def models(ex: Exchange) -> None:
     routers = await handlers["router_list"](Empty(), Call(ex.id, None))
     assert isinstance(routers, RouterListResult)
     ids += [f"router:{r.name}" for r in routers.routers if allowed(key.allow, f"router:{r.name}")]
-    await ex.send_json(200, openai_api.model_list(ids))
+    return ids
+
+
+async def models(ex: Exchange) -> None:
+    await ex.send_json(200, openai_api.model_list(await _model_ids(ex)))
+
+
+async def model(ex: Exchange) -> None:
+    """One model of the list (the SDK's `models.retrieve`); 404 for one the key may not use."""
+    wanted = ex.scope["path_params"]["model"]
+    if wanted not in await _model_ids(ex):
+        raise HttpError(
+            404, "model_not_found", f"The model '{wanted}' does not exist or this key may not use it."
+        )
+    await ex.send_json(200, openai_types.Model(id=wanted))
 
 
 async def metrics(ex: Exchange) -> None:
@@ -120,21 +136,29 @@ async def completions(ex: Exchange) -> None:
     )
 
 
+def _continued(
+    ex: Exchange, req: responses_types.ResponsesRequest, key: ClientKeyRecord
+) -> list[dict[str, Any]]:
+    """The conversation of the stored response the request continues, then the request's own."""
+    before: list[dict[str, Any]] | None = None
+    if req.previous_response_id is not None:
+        previous = ex.gw.responses.get(req.previous_response_id, key.id)
+        if previous is None:
+            missing = _not_found(req.previous_response_id, "Previous ")
+            raise HttpError(404, "previous_response_not_found", missing, param="previous_response_id")
+        before = previous.conversation
+    with _refused_as_400():
+        return responses_api.conversation(req, before)
+
+
 async def responses(ex: Exchange) -> None:
     raw = await ex.body()
     key = await ex.authenticate()
     req = ex.decode(raw, responses_types.ResponsesRequest)
     model = await ex.admit(key, req.model)
     store = ex.gw.responses
-    before: list[dict[str, Any]] | None = None
-    if req.previous_response_id is not None:
-        previous = store.get(req.previous_response_id, key.id)
-        if previous is None:
-            missing = _not_found(req.previous_response_id, "Previous ")
-            raise HttpError(404, "previous_response_not_found", missing, param="previous_response_id")
-        before = previous.conversation
+    turns = _continued(ex, req, key)
     with _refused_as_400():
-        turns = responses_api.conversation(req, before)
         params = complete_params(responses_api.to_params(req, model, turns))
     answer: responses_types.Response | None
     if req.stream:
@@ -151,6 +175,25 @@ async def responses(ex: Exchange) -> None:
         kept = [*turns, responses_api.assistant_message(ex.result)]
         encoded = _json.encode(answer)
         store.put(answer.id, key.id, kept, encoded, len(raw) + len(encoded))
+
+
+async def response_input_tokens(ex: Exchange) -> None:
+    """OpenAI's count of a Responses request's input tokens (`responses.input_tokens.count`)."""
+    raw = await ex.body()
+    key = await ex.authenticate()
+    req = ex.decode(raw, responses_types.ResponsesRequest)
+    model = await ex.place(key, req.model)
+    turns = _continued(ex, req, key)
+    with _refused_as_400():
+        params = complete_params(responses_api.to_params(req, model, turns))
+    counted = await _count(ex, params)
+    await ex.send_json(200, {"object": "response.input_tokens", "input_tokens": counted})
+
+
+async def _count(ex: Exchange, params: CompleteParams) -> int:
+    result = await ex.run_method("count_tokens", params)
+    assert isinstance(result, CountTokensResult)
+    return result.input_tokens
 
 
 def _not_found(response_id: str, what: str = "") -> str:
@@ -224,19 +267,19 @@ async def count_tokens(ex: Exchange) -> None:
     model = await ex.place(key, req.model)
     with _refused_as_400():
         params = complete_params(anthropic_api.count_params(req, model))
-    result = await ex.run_method("count_tokens", params)
-    assert isinstance(result, CountTokensResult)
-    await ex.send_json(200, {"input_tokens": result.input_tokens})
+    await ex.send_json(200, {"input_tokens": await _count(ex, params)})
 
 
 Route = Callable[[Exchange], Awaitable[None]]
 
 TABLE: Final[dict[tuple[str, str], tuple[Route, Dialect]]] = {
     ("GET", "/v1/models"): (models, "openai"),
+    ("GET", "/v1/models/{model:path}"): (model, "openai"),
     ("GET", "/metrics"): (metrics, "openai"),
     ("POST", "/v1/chat/completions"): (chat, "openai"),
     ("POST", "/v1/completions"): (completions, "openai"),
     ("POST", "/v1/responses"): (responses, "openai"),
+    ("POST", "/v1/responses/input_tokens"): (response_input_tokens, "openai"),
     ("GET", "/v1/responses/{response_id}"): (response_get, "openai"),
     ("DELETE", "/v1/responses/{response_id}"): (response_delete, "openai"),
     ("POST", "/v1/embeddings"): (embeddings, "openai"),

@@ -216,6 +216,14 @@ async def test_models_lists_only_what_the_key_may_use(gw: Gw) -> None:
     assert any(m.startswith("anthropic:") for m in every)
     assert {"router:cheapest", "router:best"} <= set(every)
     assert narrow and all(m.startswith("openai:") for m in narrow)
+    # One model, as the SDK's `models.retrieve` asks (ids with ':' and '/' in them).
+    slashed = next(m for m in every if "/" in m)
+    for wanted in ("openai:gpt-4o-mini", "router:best", slashed):
+        assert (await gw.oai().models.retrieve(wanted)).id == wanted
+    with pytest.raises(openai.NotFoundError):
+        await gw.oai(gw.openai_only).models.retrieve("anthropic:claude-sonnet-4-5")  # not this key's
+    with pytest.raises(openai.NotFoundError):
+        await gw.oai().models.retrieve("openai:no-such-model")
 
 
 # --- Anthropic --------------------------------------------------------------------------------------

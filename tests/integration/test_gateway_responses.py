@@ -239,6 +239,23 @@ async def test_a_stored_response_is_continued_retrieved_and_deleted_by_its_key_a
         await client.responses.delete(second.id)
 
 
+async def test_input_tokens_are_counted_with_the_stored_conversation(gw: Gw) -> None:
+    client = gw.oai()
+    first = await client.responses.create(model="anthropic:claude-sonnet-4-5", input="remember this")
+    counted = await client.responses.input_tokens.count(
+        model="anthropic:claude-sonnet-4-5", previous_response_id=first.id, input="and this"
+    )
+    assert counted.object == "response.input_tokens"
+    second = await client.responses.create(
+        model="anthropic:claude-sonnet-4-5", previous_response_id=first.id, input="and this"
+    )
+    assert second.usage is not None and counted.input_tokens == second.usage.input_tokens
+    sent = gw.an.requests[-2]  # the count, before the second answer
+    assert sent.path == "/v1/messages/count_tokens" and len(sent.json()["messages"]) == 3
+    estimated = await client.responses.input_tokens.count(model="openai:gpt-4o-mini", input="count me")
+    assert estimated.input_tokens > 0
+
+
 async def test_what_the_gateway_cannot_do_is_refused_with_the_field(gw: Gw) -> None:
     client = gw.oai()
     with pytest.raises(openai.BadRequestError) as tool:
