@@ -15,6 +15,8 @@ go once through the gateway and once straight to the fake upstream with httpx2.
 - the sidecar's CPU per such request (user + system, every thread; psutil around that run);
 - throughput at 32 concurrent requests (requests/s), gateway and direct;
 - stream relay: a pre-rendered OpenAI stream of many deltas, chunks/s received by the client;
+  the same stream relayed as Responses API events (`/v1/responses`), and the latency row through
+  that route too;
 - RSS of the sidecar process with the gateway running, after the load; its CPU while it serves
   nothing, before any request (an idle daemon should not wake the machine);
 - the same three measures through LiteLLM's proxy (`scripts/bench_litellm.py`: a throwaway venv
@@ -64,6 +66,7 @@ BODY = {"model": "openai:gpt-4o-mini", "messages": [{"role": "user", "content": 
 LITELLM_PIECES = 5_000
 DIRECT_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
 STREAMED_BODY = {**DIRECT_BODY, "stream": True, "stream_options": {"include_usage": True}}
+RESPONSES_BODY = {"model": "openai:gpt-4o-mini", "input": "hello there", "store": False}
 # Longer than what a request reads from storage is kept for (client keys, budgets): a request after
 # such a pause would wait for the database if it were not read again in the background.
 PAUSE_S = max(TABLE_TTL_S, BUDGETS_TTL_S) + 0.5
@@ -273,6 +276,7 @@ def bench_gateway(quick: bool = False) -> Table:
             lite = litellm.url + "/v1/chat/completions" if litellm else ""
             lite_headers = {"authorization": f"Bearer {litellm.key}"} if litellm else {}
             # Each measure runs gateway, direct, LiteLLM back to back; latencies request by request.
+            responses = started["url"] + "/v1/responses"
             via, floor, streamed, relayed, bare, bare_w = anyio.run(
                 latencies,
                 [
@@ -285,6 +289,12 @@ def bench_gateway(quick: bool = False) -> Table:
                 ],
                 runs,
                 sidecar,
+            )
+            # Apart from the run above, which counts the sidecar's CPU per chat request.
+            via_responses, floor_responses = anyio.run(
+                latencies,
+                [Target(responses, gw_headers, RESPONSES_BODY), Target(direct, direct_headers, DIRECT_BODY)],
+                runs,
             )
             paused_via, paused_floor = anyio.run(
                 latencies,
@@ -307,6 +317,8 @@ def bench_gateway(quick: bool = False) -> Table:
             gw_chunks, gw_rate = anyio.run(relay_rate, gw, gw_headers, BODY)
             enqueue_stream(fake, stream_body(pieces))
             _, floor_rate = anyio.run(relay_rate, direct, direct_headers, DIRECT_BODY)
+            enqueue_stream(fake, stream_body(pieces))
+            responses_events, responses_rate = anyio.run(relay_rate, responses, gw_headers, RESPONSES_BODY)
             lite_rate = gw_small = 0.0
             lite_chunks = 0
             if litellm:
@@ -360,6 +372,12 @@ def bench_gateway(quick: bool = False) -> Table:
             f"+{s50 - f50:.2f} ms",
         ),
         (
+            "  the same through the Responses API (/v1/responses)",
+            f"{statistics.median(via_responses):.2f} ms",
+            f"{statistics.median(floor_responses):.2f} ms (httpx2 direct)",
+            f"+{statistics.median(via_responses) - statistics.median(floor_responses):.2f} ms",
+        ),
+        (
             f"  after {PAUSE_S:.1f} s idle ({paused_runs} requests)",
             f"{statistics.median(paused_via):.2f} ms",
             f"{statistics.median(paused_floor):.2f} ms (httpx2 direct)",
@@ -382,6 +400,12 @@ def bench_gateway(quick: bool = False) -> Table:
             f"{gw_rate:,.0f} chunks/s",
             f"{floor_rate:,.0f} chunks/s (httpx2 direct)",
             f"{gw_rate / floor_rate:.2f}x",
+        ),
+        (
+            f"  the same stream as Responses API events ({responses_events:,})",
+            f"{responses_rate:,.0f} events/s",
+            f"{floor_rate:,.0f} chunks/s (httpx2 direct)",
+            f"{responses_rate / floor_rate:.2f}x",
         ),
         ("RSS with the gateway running, after load", f"{rss / 2**20:.1f} MB", "-", "-"),
         (f"CPU of an idle gateway ({IDLE_S:g} s, no traffic yet)", f"{idle_cpu * 1e3:.2f} ms/s", "-", "-"),
