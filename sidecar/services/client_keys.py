@@ -75,6 +75,11 @@ class ClientUsage(Protocol):
         ...
 
 
+def deleted_name(rec: ClientKeyRecord) -> str:
+    """What the ledger calls a deleted key's usage: its name, marked, with its id."""
+    return f"{rec.name} (deleted, {rec.id})"
+
+
 def new_secret() -> str:
     return PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
 
@@ -245,6 +250,10 @@ class ClientKeyService:
     async def delete(self, params: ClientKeyRef, ctx: CallContext) -> ClientKeyDeleteResult:
         rec = await self._find(params)
         deleted = await self.store.delete(rec.id)
+        if deleted and self._usage is not None:
+            # Its usage stays in the ledger under a name no key has, so a key made later with
+            # this name starts from nothing (its budgets too).
+            await self._usage.rename_client(rec.name, deleted_name(rec))
         await self._changed()
         await self.audit.record("client_key_deleted", None, "ok", rec.name)
         return ClientKeyDeleteResult(deleted=deleted)

@@ -462,7 +462,9 @@ _METHOD_LIST += (
         "gateway.ClientKeyRef",
         "gateway.ClientKeyDeleteResult",
         "Delete a gateway client key.",
-        "Delete a gateway client key named by `id` or `name`; requests presenting it are refused.",
+        "Delete a gateway client key named by `id` or `name`; requests presenting it are refused. Its "
+        "usage stays in the ledger as `<name> (deleted, <id>)`, so a key made later with the same name "
+        "starts from nothing.",
     ),
 )
 

@@ -27,6 +27,7 @@ from sidecar.config import Config, GatewaySettings, RouterSettings
 from sidecar.infra.keystore import MemoryStore
 from sidecar.wire.base import Empty
 from sidecar.wire.gateway import (
+    ClientKeyCreateParams,
     ClientKeyRef,
     ClientKeyUpdateParams,
     GatewayStartParams,
@@ -521,6 +522,24 @@ async def test_a_renamed_key_keeps_its_spent_budget_and_its_usage(gw: Gw) -> Non
     assert after == {"full": before["full"], "renamed": before["narrow"]}
     summary = await gw.call("usage_summary", UsageSummaryParams(group_by="client"))
     assert [(g.key, g.requests) for g in summary.groups] == [("renamed", 1)]
+
+    # Deleted, its usage stays, under a name no key can have; a new key of that name starts afresh.
+    rec_id = renamed.info.id
+    await gw.call("client_key_delete", ClientKeyRef(name="renamed"))
+    again = await gw.call(
+        "client_key_create", ClientKeyCreateParams(name="renamed", allow=["openai:*"], daily_usd=0.000001)
+    )
+    await gw.oai(again.key).chat.completions.create(
+        model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+    )
+    await flush(gw)
+    listed = {k.name: k.requests for k in (await gw.call("client_key_list", Empty())).keys}
+    assert listed == {"full": before["full"][0], "renamed": 1}
+    summary = await gw.call("usage_summary", UsageSummaryParams(group_by="client"))
+    assert sorted((g.key, g.requests) for g in summary.groups) == [
+        ("renamed", 1),
+        (f"renamed (deleted, {rec_id})", 1),
+    ]
 
 
 async def test_502_503_504_for_upstream_failures(gw: Gw) -> None:
