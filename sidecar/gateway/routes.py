@@ -32,7 +32,7 @@ from sidecar.gateway.errors import Dialect, HttpError, InvalidRequest
 from sidecar.gateway.exchange import Call, Exchange, complete_params
 from sidecar.services.client_keys import ClientKeyRecord
 from sidecar.wire.base import Empty
-from sidecar.wire.catalog import ListModelsParams, ListModelsResult
+from sidecar.wire.catalog import ListModelsParams, ListModelsResult, ModelEntry
 from sidecar.wire.chat import ChatResult, CompleteParams, CountTokensResult
 from sidecar.wire.embed import EmbedParams, EmbedResult
 from sidecar.wire.routers import RouterListResult
@@ -42,31 +42,55 @@ _json = msgspec.json.Encoder()
 _Request = TypeVar("_Request", bound="_OpenAIGeneration")
 
 
-async def _model_ids(ex: Exchange) -> list[str]:
-    """The models and routers the calling key may use."""
+async def _models(ex: Exchange) -> list[ModelEntry]:
+    """The models and routers the calling key may use (a router as an entry of its own name)."""
     key = await ex.authenticate()
     handlers = ex.gw.backend.handlers
     result = await handlers["list_models"](ListModelsParams(), Call(ex.id, None))
     assert isinstance(result, ListModelsResult)
-    ids = [m.model for m in result.models if allowed(key.allow, m.model)]
+    entries = [m for m in result.models if allowed(key.allow, m.model)]
     routers = await handlers["router_list"](Empty(), Call(ex.id, None))
     assert isinstance(routers, RouterListResult)
-    ids += [f"router:{r.name}" for r in routers.routers if allowed(key.allow, f"router:{r.name}")]
-    return ids
+    for r in routers.routers:
+        name = f"router:{r.name}"
+        if allowed(key.allow, name):
+            entries.append(
+                ModelEntry(model=name, provider="router", id=r.name, display_name=f"Router {r.name}")
+            )
+    return entries
+
+
+def _speaks_anthropic(ex: Exchange) -> bool:
+    """An Anthropic client: its SDK sends `anthropic-version` with every request; OpenAI's never."""
+    return any(name == b"anthropic-version" for name, _ in ex.scope["headers"])
 
 
 async def models(ex: Exchange) -> None:
-    await ex.send_json(200, openai_api.model_list(await _model_ids(ex)))
+    anthropic = _speaks_anthropic(ex)
+    if anthropic:
+        ex.dialect = "anthropic"  # its errors too
+    entries = await _models(ex)
+    if anthropic:
+        await ex.send_json(200, anthropic_api.model_list(entries))
+    else:
+        await ex.send_json(200, openai_api.model_list([e.model for e in entries]))
 
 
 async def model(ex: Exchange) -> None:
-    """One model of the list (the SDK's `models.retrieve`); 404 for one the key may not use."""
+    """One model of the list (the SDKs' `models.retrieve`); 404 for one the key may not use."""
+    anthropic = _speaks_anthropic(ex)
+    if anthropic:
+        ex.dialect = "anthropic"  # its errors too
     wanted = ex.scope["path_params"]["model"]
-    if wanted not in await _model_ids(ex):
+    entry = next((e for e in await _models(ex) if e.model == wanted), None)
+    if entry is None:
         raise HttpError(
             404, "model_not_found", f"The model '{wanted}' does not exist or this key may not use it."
         )
-    await ex.send_json(200, openai_types.Model(id=wanted))
+    if anthropic:
+        await ex.send_json(200, anthropic_api.model_info(entry))
+    else:
+        await ex.send_json(200, openai_types.Model(id=wanted))
 
 
 async def metrics(ex: Exchange) -> None:

@@ -227,6 +227,24 @@ async def test_models_lists_only_what_the_key_may_use(gw: Gw) -> None:
         await gw.oai().models.retrieve("openai:no-such-model")
 
 
+async def test_the_anthropic_sdk_lists_models_in_its_own_shape(gw: Gw) -> None:
+    every = [m async for m in gw.ant().models.list()]
+    by_id = {m.id: m for m in every}
+    claude = by_id["anthropic:claude-sonnet-4-5"]
+    assert claude.type == "model" and claude.display_name and claude.max_input_tokens and claude.max_tokens
+    assert "router:best" in by_id and by_id["router:best"].display_name == "Router best"
+    narrow = [m.id async for m in gw.ant(gw.openai_only).models.list()]
+    assert narrow and all(m.startswith("openai:") for m in narrow)
+    one = await gw.ant().models.retrieve("openai:gpt-4o-mini")
+    assert (one.id, one.type) == ("openai:gpt-4o-mini", "model")
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        await gw.ant(gw.openai_only).models.retrieve("anthropic:claude-sonnet-4-5")
+    assert missing.value.body["type"] == "error"  # type: ignore[index]  # Anthropic's error shape
+    with pytest.raises(anthropic.AuthenticationError) as refused:
+        await gw.ant("lsk-not-a-key").models.list()
+    assert refused.value.body["type"] == "error"  # type: ignore[index]
+
+
 # --- Anthropic --------------------------------------------------------------------------------------
 
 
