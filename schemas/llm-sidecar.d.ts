@@ -474,8 +474,8 @@ export interface Attempt {
 /**
  * How many input tokens the request would cost with `provider`:`model` (the one it names,
  * a router's first candidate, or `[defaults] model`): counted by the provider for that model
- * when `exact` (Anthropic, Gemini), else the sidecar's estimate from the text (other providers,
- * or the provider could not be asked: no key yet, offline).
+ * when `exact` (OpenAI, Anthropic, Gemini), else the sidecar's estimate from the text (other
+ * providers, or the provider could not be asked: no key yet, offline).
  */
 export interface CountTokensResult {
   input_tokens: number;

@@ -284,7 +284,7 @@ async def messages(ex: Exchange) -> None:
 
 
 async def count_tokens(ex: Exchange) -> None:
-    """Anthropic's token count: exact from Anthropic and Gemini models, estimated for others."""
+    """Anthropic's token count, for any model (`count_tokens`: exact where the provider counts)."""
     raw = await ex.body()
     key = await ex.authenticate()
     req = ex.decode(raw, anthropic_api.CountTokensRequest)

@@ -17,7 +17,7 @@ import msgspec
 from sidecar.core.assemble import ProviderEvent
 from sidecar.errors import SidecarError
 from sidecar.providers import openai_format
-from sidecar.providers.base import KeyCheck, KeyGetter, Provider, ProviderSpec
+from sidecar.providers.base import KeyCheck, KeyGetter, Provider, ProviderSpec, count_from
 from sidecar.providers.http import HttpClient, Timeouts, read_body
 from sidecar.providers.streaming import relay_sse
 from sidecar.wire.chat import CompleteParams
@@ -53,6 +53,20 @@ class OpenAICompatProvider(Provider):
         if key:
             headers["authorization"] = f"Bearer {key}"
         return headers
+
+    async def count_tokens(self, model: str, params: CompleteParams, timeouts: Timeouts) -> int | None:
+        """OpenAI's `POST /v1/responses/input_tokens`; the others have no count."""
+        if self.spec.id != "openai":
+            return None
+        raw, _ = await self.http.request_json(
+            self.id,
+            "POST",
+            self._url("/responses/input_tokens"),
+            headers=self._headers(await self.key()),
+            json_body=msgspec.json.encode(openai_format.count_body(model, params)),
+            timeouts=timeouts,
+        )
+        return count_from(self.id, raw, "input_tokens")
 
     async def stream(
         self, model: str, params: CompleteParams, timeouts: Timeouts

@@ -1,7 +1,8 @@
 """The OpenAI Chat Completions wire format, as spoken by OpenAI, xAI, OpenRouter and custom endpoints.
 
 Pure: `build_body` turns contract params into a request body for a dialect, `ChunkDecoder` turns
-stream chunks into provider events, `decode_completion` does the same for a whole answer. Dialect
+stream chunks into provider events, `decode_completion` does the same for a whole answer;
+`count_body` is OpenAI's token-count request for the same params. Dialect
 differences (which max-tokens field, how reasoning is asked for and returned, cache hints) are
 data in `Dialect`, not branches spread through the code.
 
@@ -121,6 +122,46 @@ def _message(msg: Message, dialect: Dialect) -> dict[str, Any]:
         if msg.name:
             out["name"] = msg.name
     return out
+
+
+def _input_part(part: dict[str, Any]) -> dict[str, Any]:
+    if part["type"] == "text":
+        return {"type": "input_text", "text": part["text"]}
+    return {"type": "input_image", "image_url": part["image_url"]["url"]}
+
+
+def count_body(model: str, params: CompleteParams) -> dict[str, Any]:
+    """OpenAI's `POST /v1/responses/input_tokens` body for the request (OpenAI counts tokens only
+    through the Responses API): its chat messages as input items, an assistant turn's tool calls as
+    `function_call` items and tool results as their outputs, its tools, tool choice and effort."""
+    chat = build_body(model, params, OPENAI, stream=False)
+    items: list[dict[str, Any]] = []
+    for message in chat["messages"]:
+        role = message["role"]
+        if role == "tool":
+            items.append({"type": "function_call_output", "call_id": message["tool_call_id"],
+                          "output": message["content"]})  # fmt: skip
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            content = [_input_part(part) for part in content]
+        if content or role != "assistant":
+            items.append({"role": role, "content": content or ""})
+        for call in message.get("tool_calls") or []:
+            function = call["function"]
+            items.append({"type": "function_call", "call_id": call["id"], "name": function["name"],
+                          "arguments": function["arguments"]})  # fmt: skip
+    body: dict[str, Any] = {"model": model, "input": items}
+    if "tools" in chat:
+        body["tools"] = [{"type": "function", **tool["function"]} for tool in chat["tools"]]
+    choice = chat.get("tool_choice")
+    if isinstance(choice, dict):
+        body["tool_choice"] = {"type": "function", "name": choice["function"]["name"]}
+    elif choice is not None:
+        body["tool_choice"] = choice
+    if "reasoning_effort" in chat:
+        body["reasoning"] = {"effort": chat["reasoning_effort"]}
+    return body
 
 
 def _response_format(fmt: ResponseFormat) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """`count_tokens`: how many input tokens a chat request would cost, without running it. The model
 is placed as `complete` places it (`[defaults] model`, a provider alone, a router's first
-candidate); the provider counts where it has an API for it (Anthropic, Gemini), else the sidecar
-estimates from the text, as it does when the provider cannot be asked (no key yet, offline, an
-outage). Nothing is spent or recorded: no budget, limit or ledger row.
+candidate); the provider counts where it has an API for it (OpenAI, Anthropic, Gemini), else the
+sidecar estimates from the text, as it does when the provider cannot be asked (no key yet,
+offline, an outage). Nothing is spent or recorded: no budget, limit or ledger row.
 
 Must not know: stdin/stdout, HTTP serving, providers' wire formats.
 """

@@ -122,7 +122,7 @@ _METHOD_LIST: tuple[MethodSpec, ...] = (
         "Count a chat request's input tokens without running it.",
         "How many input tokens a `complete` request would cost (messages, system prompt and tools), "
         "for the model it names, without running it or spending anything: counted by the provider "
-        "where it can (Anthropic, Gemini: `exact` true), else estimated. Takes the same params as "
+        "where it can (OpenAI, Anthropic, Gemini: `exact` true), else estimated. Takes the same params as "
         "`complete`, so a host can check a conversation fits the model's context window first.",
     ),
     MethodSpec(

@@ -201,7 +201,10 @@ def test_count_tokens_is_what_the_request_will_report_where_the_provider_counts(
     params = {"model": MODELS[provider], "tools": TOOLS,
               "messages": [{"role": "system", "content": "be brief"}, *user("how many tokens is this")]}  # fmt: skip
     counted = sidecar.result("count_tokens", params)
-    assert (counted["provider"], counted["exact"]) == (provider, provider in ("anthropic", "gemini"))
+    assert (counted["provider"], counted["exact"]) == (
+        provider,
+        provider in ("openai", "anthropic", "gemini"),
+    )
     assert counted["model"] == MODELS[provider].split(":", 1)[1]
     used = sidecar.result("complete", {**params, "tool_choice": "none"})["usage"]["input_tokens"]
     if counted["exact"]:
@@ -209,6 +212,18 @@ def test_count_tokens_is_what_the_request_will_report_where_the_provider_counts(
     else:  # the sidecar's estimate (tools included, which this fake model does not count)
         longer = {**params, "messages": [*params["messages"], *user("and a much longer question " * 20)]}
         assert 0 < counted["input_tokens"] < sidecar.result("count_tokens", longer)["input_tokens"]
+        return
+    # A tool loop: the call and its result are counted as the provider will see them.
+    first = sidecar.result("complete", params)
+    (call,) = first["tool_calls"]
+    loop = {**params, "messages": [*params["messages"],
+            {"role": "assistant", "content": None, "tool_calls": [call], "continuation": first.get("continuation")},
+            {"role": "tool", "tool_call_id": call["id"], "content": "forty two"}]}  # fmt: skip
+    counted = sidecar.result("count_tokens", loop)
+    assert (
+        counted["exact"]
+        and counted["input_tokens"] == sidecar.result("complete", loop)["usage"]["input_tokens"]
+    )
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -540,6 +540,38 @@ def conversation_from_chat(body: Json, flavor: Flavor = "openai") -> Conversatio
     )
 
 
+def conversation_from_responses(body: Json) -> Conversation:
+    """Map a Responses API body (`input` items, `instructions`, `tools`) onto the neutral
+    ``Conversation``, as ``conversation_from_chat`` maps the same conversation sent as chat: a
+    `function_call` item belongs to the assistant turn before it (or opens one)."""
+    system = [str(body["instructions"])] if body.get("instructions") else []
+    turns: list[Turn] = []
+    items = body.get("input")
+    for item in [{"role": "user", "content": items}] if isinstance(items, str) else items or []:
+        kind = item.get("type", "message")
+        if kind == "function_call":
+            call = ToolCall(
+                str(item.get("call_id")), str(item.get("name")), _parse_arguments(item.get("arguments"))
+            )
+            if turns and turns[-1].role == "assistant":
+                last = turns[-1]
+                turns[-1] = Turn("assistant", last.text, tool_calls=(*last.tool_calls, call))
+            else:
+                turns.append(Turn("assistant", tool_calls=(call,)))
+        elif kind == "function_call_output":
+            output = item.get("output")
+            text = output if isinstance(output, str) else _content_text(output)
+            turns.append(Turn("tool", tool_result=text, tool_call_id=item.get("call_id")))
+        elif kind == "message":
+            role, text = item.get("role"), _content_text(item.get("content"))
+            if role in ("system", "developer"):
+                system.append(text)
+            elif role in ("user", "assistant"):
+                turns.append(Turn(role, text))
+    tools = [str(t["name"]) for t in body.get("tools") or [] if t.get("type") == "function"]
+    return Conversation(system="\n".join(system) if system else None, turns=turns, tools=tools)
+
+
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 
@@ -1035,6 +1067,8 @@ class FakeOpenAICompat(FakeUpstream):
     def _register_routes(self) -> None:
         prefix, authed = self.profile.prefix, self._authed
         self.route("POST", f"{prefix}/chat/completions", authed(self._chat))
+        if self.flavor == "openai":
+            self.route("POST", f"{prefix}/responses/input_tokens", authed(self._input_tokens))
         if self.flavor in ("openai", "openrouter"):
             self.route("POST", f"{prefix}/embeddings", authed(self._embeddings))
         if self.flavor == "openrouter":
@@ -1137,6 +1171,21 @@ class FakeOpenAICompat(FakeUpstream):
             "x-ratelimit-reset-requests": go_duration(full_in_s),
             "x-ratelimit-reset-tokens": "6m0s",
         }
+
+    # -- token counts (OpenAI counts only through the Responses API)
+
+    def _input_tokens(self, req: RecordedRequest) -> Reply:
+        """What a chat completion of the same conversation reports as `prompt_tokens`."""
+        try:
+            body = req.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not body.get("model"):
+            return error_reply(
+                400, self.flavor, "bad_request", message="Missing required parameter: 'model'."
+            )
+        counted = self.behaviour(conversation_from_responses(body)).input_tokens
+        return json_reply(200, {"object": "response.input_tokens", "input_tokens": counted})
 
     # -- chat
 

@@ -203,3 +203,40 @@ def test_body_tool_turns_round_trip() -> None:
     assert body["messages"][2] == {"role": "tool", "tool_call_id": "call_1", "content": "London"}
     assert body["tools"][0]["type"] == "function"
     assert body["tool_choice"] == {"type": "function", "function": {"name": "get_capital"}}
+
+
+def test_count_body_is_the_conversation_as_responses_input_items() -> None:
+    p = params(
+        messages=[
+            {"role": "system", "content": "be brief"},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "look"}, {"type": "image", "url": "https://x/y.png"}],
+            },
+            {
+                "role": "assistant",
+                "content": "Let me.",
+                "tool_calls": [{"id": "c1", "name": "find", "arguments": {"q": 1}}],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "found"},
+        ],
+        tools=[{"name": "find", "description": "d", "parameters": {"type": "object", "properties": {}}}],
+        tool_choice={"name": "find"},
+        reasoning={"effort": "low"},
+        max_tokens=99,
+        temperature=0.5,
+    )
+    assert openai_format.count_body("gpt-5", p) == {
+        "model": "gpt-5",
+        "input": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "input_text", "text": "look"},
+                                         {"type": "input_image", "image_url": "https://x/y.png"}]},
+            {"role": "assistant", "content": "Let me."},
+            {"type": "function_call", "call_id": "c1", "name": "find", "arguments": '{"q":1}'},
+            {"type": "function_call_output", "call_id": "c1", "output": "found"},
+        ],
+        "tools": [{"type": "function", "name": "find", "description": "d", "parameters": {"type": "object", "properties": {}}}],
+        "tool_choice": {"type": "function", "name": "find"},
+        "reasoning": {"effort": "low"},
+    }  # fmt: skip
