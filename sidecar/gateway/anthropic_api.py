@@ -22,7 +22,6 @@ from typing import Any, Literal
 import msgspec
 
 from sidecar.gateway.errors import InvalidRequest
-from sidecar.wire.catalog import ModelEntry
 from sidecar.wire.chat import (
     AttemptEvent,
     ChatResult,
@@ -278,34 +277,6 @@ def count_params(req: CountTokensRequest, model: str) -> dict[str, Any]:
     params = to_params(MessagesRequest(max_tokens=1, **fields), model)
     params.pop("max_tokens", None)
     return params
-
-
-# --- models -------------------------------------------------------------------------------------------
-
-
-def model_info(entry: ModelEntry) -> dict[str, Any]:
-    """A model in Anthropic's `ModelInfo` shape (the catalog knows no release date: the epoch)."""
-    info: dict[str, Any] = {
-        "type": "model",
-        "id": entry.model,
-        "display_name": entry.display_name or entry.model,
-        "created_at": "1970-01-01T00:00:00Z",
-    }
-    if entry.context_window:
-        info["max_input_tokens"] = entry.context_window
-    if entry.max_output_tokens:
-        info["max_tokens"] = entry.max_output_tokens
-    return info
-
-
-def model_list(entries: list[ModelEntry]) -> dict[str, Any]:
-    """Anthropic's model page: every model in one page."""
-    return {
-        "data": [model_info(e) for e in entries],
-        "has_more": False,
-        "first_id": entries[0].model if entries else None,
-        "last_id": entries[-1].model if entries else None,
-    }
 
 
 # --- ChatResult → message ---------------------------------------------------------------------------

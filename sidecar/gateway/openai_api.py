@@ -1,6 +1,7 @@
 """Translation between OpenAI's public API shapes (`openai_types`) and the sidecar's chat and
 embed types: a Chat Completions or legacy Completions request into `CompleteParams` builtins, a
-`ChatResult` into a `chat.completion` or `text_completion`, embeddings and the model list.
+`ChatResult` into a `chat.completion` or `text_completion`, and embeddings (the model list is
+`model_lists`').
 
 Pure: no I/O. Stream chunks are `openai_stream`'s.
 
@@ -31,8 +32,6 @@ from sidecar.gateway.openai_types import (
     EmbeddingRequest,
     EmbeddingUsage,
     FunctionCall,
-    Model,
-    ModelList,
     NamedToolChoice,
     PromptTokensDetails,
     ResponseToolCall,
@@ -266,7 +265,3 @@ def text_response(result: ChatResult, *, response_id: str, created: int) -> Text
         choices=[TextChoice(index=0, text=result.text, finish_reason=result.finish_reason)],
         usage=usage(result.usage),
     )
-
-
-def model_list(ids: list[str]) -> ModelList:
-    return ModelList(data=[Model(id=i) for i in ids])

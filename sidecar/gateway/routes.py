@@ -21,6 +21,7 @@ from sidecar.core.client_access import allowed
 from sidecar.errors import field_path
 from sidecar.gateway import (
     anthropic_api,
+    model_lists,
     openai_api,
     openai_stream,
     openai_types,
@@ -71,9 +72,9 @@ async def models(ex: Exchange) -> None:
         ex.dialect = "anthropic"  # its errors too
     entries = await _models(ex)
     if anthropic:
-        await ex.send_json(200, anthropic_api.model_list(entries))
+        await ex.send_json(200, model_lists.anthropic_list(entries))
     else:
-        await ex.send_json(200, openai_api.model_list([e.model for e in entries]))
+        await ex.send_json(200, model_lists.openai_list(entries))
 
 
 async def model(ex: Exchange) -> None:
@@ -88,9 +89,9 @@ async def model(ex: Exchange) -> None:
             404, "model_not_found", f"The model '{wanted}' does not exist or this key may not use it."
         )
     if anthropic:
-        await ex.send_json(200, anthropic_api.model_info(entry))
+        await ex.send_json(200, model_lists.anthropic_model(entry))
     else:
-        await ex.send_json(200, openai_types.Model(id=wanted))
+        await ex.send_json(200, model_lists.openai_model(entry))
 
 
 async def metrics(ex: Exchange) -> None:
