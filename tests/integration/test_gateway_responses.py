@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx2
 import openai
 import pydantic
 import pytest
@@ -290,3 +291,49 @@ async def test_structured_output_parses_into_the_clients_type_on_any_provider(gw
     assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "Weather"
     assert sent["json_schema"]["strict"] is True
     assert gw.an.requests[-1].json()["output_config"]["format"]["schema"]["required"] == ["summary", "words"]
+
+
+async def test_a_request_shaped_as_codex_cli_sends_it_is_answered(gw: Gw) -> None:
+    """Codex CLI keeps the conversation itself: `store: false`, the encrypted reasoning asked back,
+    fields the gateway has no use for (`text.verbosity`, `prompt_cache_key`, `include`) ignored."""
+    body = {
+        "model": "anthropic:claude-sonnet-4-5",
+        "instructions": "You are a coding agent.",
+        "input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list files"}]}
+        ],
+        "tools": TOOLS,
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "store": False,
+        "stream": True,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "0b3f",
+        "text": {"verbosity": "medium"},
+    }
+    events = []
+    async with (
+        httpx2.AsyncClient(timeout=10) as http,
+        http.stream(
+            "POST", gw.url + "/v1/responses", json=body, headers={"authorization": f"Bearer {gw.full}"}
+        ) as r,
+    ):
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        async for line in r.aiter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert [i["type"] for i in done] == ["reasoning", "function_call", "reasoning"]
+    assert done[-1]["encrypted_content"] and events[-1]["type"] == "response.completed"
+    assert events[-1]["response"]["store"] is False
+    # It sends the items back, as it received them, with the tool's output.
+    follow = {**body, "input": [*body["input"], *done,
+                                {"type": "function_call_output", "call_id": done[1]["call_id"], "output": "a.py"}]}  # fmt: skip
+    async with httpx2.AsyncClient(timeout=10) as http:
+        r2 = await http.post(gw.url + "/v1/responses", json={**follow, "stream": False},
+                             headers={"authorization": f"Bearer {gw.full}"})  # fmt: skip
+    assert r2.status_code == 200, r2.text
+    assert r2.json()["output"][-1]["content"][0]["text"] == "The tool said: a.py"
+    with pytest.raises(openai.NotFoundError):
+        await gw.oai().responses.retrieve(events[-1]["response"]["id"])  # store: false kept nothing
