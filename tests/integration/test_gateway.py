@@ -288,8 +288,9 @@ async def test_structured_output_through_both_sdks(gw: Gw) -> None:
 
 
 async def test_anthropic_count_tokens_counts_exactly_where_the_provider_can(gw: Gw) -> None:
-    """Claude Code and the anthropic SDK count before sending: Claude's own count for an Anthropic
-    model, the sidecar's estimate for others; a count runs nothing and uses no request quota."""
+    """Claude Code and the anthropic SDK count before sending: the provider's own count where it has
+    one (Claude's, OpenAI's), the sidecar's estimate for others; a count runs nothing and uses no
+    request quota."""
     client = gw.ant()
     ask: Any = {"system": "be brief", "messages": [{"role": "user", "content": "how many tokens"}]}
     counted = await client.messages.count_tokens(model="anthropic:claude-sonnet-4-5", **ask)
@@ -299,9 +300,11 @@ async def test_anthropic_count_tokens_counts_exactly_where_the_provider_can(gw: 
     u = answered.usage
     total = u.input_tokens + (u.cache_read_input_tokens or 0) + (u.cache_creation_input_tokens or 0)
     assert counted.input_tokens == total
-    before = len(gw.oa.requests)
-    estimated = await client.messages.count_tokens(model="openai:gpt-4o-mini", **ask)
-    assert estimated.input_tokens > 0 and len(gw.oa.requests) == before  # nothing sent upstream
+    by_openai = await client.messages.count_tokens(model="openai:gpt-4o-mini", **ask)
+    assert gw.oa.requests[-1].path == "/v1/responses/input_tokens" and by_openai.input_tokens > 0
+    upstream = len(gw.oa.requests) + len(gw.an.requests)
+    estimated = await client.messages.count_tokens(model="stub:echo", **ask)
+    assert estimated.input_tokens > 0 and len(gw.oa.requests) + len(gw.an.requests) == upstream
     # The narrow key's per-minute limit is not spent by counting; its model list still holds.
     await gw.call(
         "client_key_update", ClientKeyUpdateParams(name="narrow", limits={"requests_per_minute": 1})
