@@ -253,8 +253,10 @@ async def test_input_tokens_are_counted_with_the_stored_conversation(gw: Gw) -> 
     assert second.usage is not None and counted.input_tokens == second.usage.input_tokens
     sent = gw.an.requests[-2]  # the count, before the second answer
     assert sent.path == "/v1/messages/count_tokens" and len(sent.json()["messages"]) == 3
-    estimated = await client.responses.input_tokens.count(model="openai:gpt-4o-mini", input="count me")
-    assert estimated.input_tokens > 0
+    by_openai = await client.responses.input_tokens.count(model="openai:gpt-4o-mini", input="count me")
+    asked = gw.oa.requests[-1]  # OpenAI counts its own models, with the same request shape
+    assert asked.path == "/v1/responses/input_tokens" and asked.json()["input"][-1]["content"] == "count me"
+    assert by_openai.input_tokens > 0
 
 
 async def test_what_the_gateway_cannot_do_is_refused_with_the_field(gw: Gw) -> None:
