@@ -39,7 +39,7 @@ from sidecar.gateway.openai_types import (
     TextCompletion,
 )
 from sidecar.wire.base import Usage
-from sidecar.wire.chat import ChatResult
+from sidecar.wire.chat import ChatResult, ToolCall
 
 # --- request → CompleteParams -----------------------------------------------------------------------
 
@@ -66,12 +66,26 @@ def _parts(content: str | list[ContentPart] | None, where: str) -> str | list[di
     return parts
 
 
-def _arguments(text: str) -> tuple[dict[str, Any], str | None]:
+def tool_call_input(call_id: str, name: str, arguments: str | None) -> dict[str, Any]:
+    """A tool call a client gives back (its arguments as the JSON text it received) as the
+    sidecar's `ToolCallInput` builtins; text that is not a JSON object travels as `raw_arguments`."""
+    entry: dict[str, Any] = {"id": call_id, "name": name, "arguments": {}}
     try:
-        value = msgspec.json.decode(text or "{}")
+        value = msgspec.json.decode(arguments or "{}")
     except msgspec.DecodeError:
-        return {}, text
-    return (value, None) if isinstance(value, dict) else ({}, text)
+        value = None
+    if isinstance(value, dict):
+        entry["arguments"] = value
+    else:
+        entry["raw_arguments"] = arguments
+    return entry
+
+
+def arguments_text(call: ToolCall) -> str:
+    """A tool call's arguments as the JSON text the client is given: as the model wrote them."""
+    return (
+        call.raw_arguments if call.raw_arguments is not None else msgspec.json.encode(call.arguments).decode()
+    )
 
 
 def message(msg: ChatMessage, where: str) -> dict[str, Any]:
@@ -88,14 +102,9 @@ def message(msg: ChatMessage, where: str) -> dict[str, Any]:
     if msg.name:
         out["name"] = msg.name
     if msg.tool_calls:
-        calls = []
-        for call in msg.tool_calls:
-            args, raw = _arguments(call.function.arguments)
-            entry: dict[str, Any] = {"id": call.id, "name": call.function.name, "arguments": args}
-            if raw is not None:
-                entry["raw_arguments"] = raw
-            calls.append(entry)
-        out["tool_calls"] = calls
+        out["tool_calls"] = [
+            tool_call_input(call.id, call.function.name, call.function.arguments) for call in msg.tool_calls
+        ]
     return out
 
 
@@ -224,12 +233,7 @@ def _tool_calls(result: ChatResult) -> list[ResponseToolCall]:
     return [
         ResponseToolCall(
             id=c.id,
-            function=FunctionCall(
-                name=c.name,
-                arguments=c.raw_arguments
-                if c.raw_arguments is not None
-                else msgspec.json.encode(c.arguments).decode(),
-            ),
+            function=FunctionCall(name=c.name, arguments=arguments_text(c)),
         )
         for c in result.tool_calls
     ]

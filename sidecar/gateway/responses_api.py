@@ -22,7 +22,7 @@ from typing import Any, Final
 import msgspec
 
 from sidecar.gateway.errors import InvalidRequest
-from sidecar.gateway.openai_api import json_schema_format, new_id
+from sidecar.gateway.openai_api import arguments_text, json_schema_format, new_id, tool_call_input
 from sidecar.gateway.responses_types import (
     FunctionCallItem,
     FunctionChoice,
@@ -96,14 +96,6 @@ def _parts(content: str | list[InputContent] | None, where: str) -> str | list[d
     return parts
 
 
-def _arguments(text: str | None) -> dict[str, Any]:
-    try:
-        value = msgspec.json.decode(text or "{}")
-    except msgspec.DecodeError:
-        return {"raw_arguments": text}
-    return {"arguments": value} if isinstance(value, dict) else {"raw_arguments": text}
-
-
 class _Conversation:
     """Input items folded into the sidecar's messages, an assistant turn's items into one."""
 
@@ -137,7 +129,7 @@ class _Conversation:
         elif kind == "function_call":
             if not item.call_id or not item.name:
                 raise InvalidRequest("A function_call needs `call_id` and `name`.", where)
-            call = {"id": item.call_id, "name": item.name, **_arguments(item.arguments)}
+            call = tool_call_input(item.call_id, item.name, item.arguments)
             self._assistant().setdefault("tool_calls", []).append(call)
         elif kind == "function_call_output":
             if not item.call_id:
@@ -253,11 +245,6 @@ def usage(u: Usage) -> ResponseUsage:
         output_tokens_details=OutputTokensDetails(reasoning_tokens=u.reasoning_tokens),
         total_tokens=u.input_tokens + u.output_tokens,
     )
-
-
-def arguments_text(call: Any) -> str:
-    raw: str | None = call.raw_arguments
-    return raw if raw is not None else msgspec.json.encode(call.arguments).decode()
 
 
 def output_items(result: ChatResult) -> list[OutputItem]:

@@ -20,8 +20,8 @@ from typing import Any
 
 import msgspec
 
-from sidecar.gateway.openai_api import new_id
-from sidecar.gateway.responses_api import arguments_text, encode_continuation, failed, finished, skeleton
+from sidecar.gateway.openai_api import arguments_text, new_id
+from sidecar.gateway.responses_api import encode_continuation, failed, finished, skeleton
 from sidecar.gateway.responses_types import (
     FunctionCallItem,
     OutputItem,

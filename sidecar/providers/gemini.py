@@ -35,10 +35,13 @@ class GeminiProvider(Provider):
         base = self.spec.base_url.rstrip("/")
         return base if base.endswith(_API_VERSIONS) else base + "/v1beta"
 
-    def _model_url(self, model: str, method: str) -> str:
+    @staticmethod
+    def _resource(model: str) -> str:
         # `tunedModels/x` is a resource name of its own; a bare name lives under `models/`.
-        name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
-        return f"{self._api_root()}/{quote(name, safe='/-._~')}:{method}"
+        return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+
+    def _model_url(self, model: str, method: str) -> str:
+        return f"{self._api_root()}/{quote(self._resource(model), safe='/-._~')}:{method}"
 
     def _headers(self, key: str | None) -> dict[str, str]:
         headers = dict(self.spec.extra_headers)
@@ -76,8 +79,8 @@ class GeminiProvider(Provider):
     async def count_tokens(self, model: str, params: CompleteParams, timeouts: Timeouts) -> int:
         """`:countTokens` of the whole `generateContent` request (system instruction and tools
         count too)."""
-        name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
-        body = {"generateContentRequest": {"model": name, **gemini_format.build_body(model, params)}}
+        request = {"model": self._resource(model), **gemini_format.build_body(model, params)}
+        body = {"generateContentRequest": request}
         raw, _ = await self.http.request_json(
             self.id,
             "POST",
