@@ -55,6 +55,7 @@ from tests.fakes.http import (
     RecordedRequest,
     Reply,
     json_reply,
+    paced_whole,
     split_sse_events,
     sse_reply,
 )
@@ -913,7 +914,7 @@ class FakeAnthropic(FakeUpstream):
         streaming = body.get("stream") is True
         headers = self._headers(seed, answer.input_tokens, streaming=streaming)
         if not streaming:
-            return json_reply(200, render.message(), headers)
+            return paced_whole(json_reply(200, render.message(), headers), render.events, self.chunk_delay_s)
         events = render.events()
         parts: list[Part] = self.edit_stream(events) if self.edit_stream else list(events)
         return sse_reply(parts, headers=headers, content_type=STREAM_CONTENT_TYPE, delay_s=self.chunk_delay_s)

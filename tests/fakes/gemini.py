@@ -60,6 +60,7 @@ from tests.fakes.http import (
     RecordedRequest,
     Reply,
     json_reply,
+    paced_whole,
     split_sse_events,
     sse_reply,
 )
@@ -834,7 +835,8 @@ class FakeGemini(FakeUpstream):
         render = _Render(model, answer, _response_id(seed), signature, call_id)
         headers = {"vary": "Origin, X-Origin, Referer", "server-timing": "gfet4t7; dur=42"}
         if method == "generateContent":
-            return json_reply(200, render.response(), {**headers, "content-type": JSON_CONTENT_TYPE})
+            whole = json_reply(200, render.response(), {**headers, "content-type": JSON_CONTENT_TYPE})
+            return paced_whole(whole, render.chunks, self.chunk_delay_s)
         if req.query.get("alt") != "sse":
             body_text = "[" + ",\r\n".join(dumps(chunk) for chunk in render.chunks()) + "]"
             return Reply(200, {**headers, "content-type": JSON_CONTENT_TYPE}, body_text.encode())

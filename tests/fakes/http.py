@@ -165,6 +165,14 @@ def json_reply(status: int, obj: Any, headers: Mapping[str, str] | None = None) 
     return Reply(status=status, headers=all_headers, body=_dumps(obj).encode())
 
 
+def paced_whole(reply: Reply, stream: Callable[[], Iterable[object]], delay_s: float) -> Reply:
+    """``reply``, a whole answer, held back as long as its stream (the parts of ``stream()``,
+    ``delay_s`` apart) would take: a non-streamed call waits for the whole generation."""
+    if delay_s > 0:
+        reply.delay_s = delay_s * max(0, sum(1 for _ in stream()) - 1)
+    return reply
+
+
 def text_reply(
     status: int,
     text: str,

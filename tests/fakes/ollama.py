@@ -49,6 +49,7 @@ from tests.fakes.http import (
     Reply,
     json_reply,
     ndjson_reply,
+    paced_whole,
     text_reply,
 )
 
@@ -448,7 +449,8 @@ class FakeOllama(FakeUpstream):
             return json_reply(404, {"error": f"model '{name}' not found"})
         answer = self.behaviour(conversation_from_chat(body))
         if body.get("stream", True) is False:
-            return json_reply(200, self._whole(name, answer))
+            whole = json_reply(200, self._whole(name, answer))
+            return paced_whole(whole, lambda: self._lines(name, answer), self.chunk_delay_s)
         parts: list[Part] = [_dumps(line) for line in self._lines(name, answer)]
         if self.edit_chat is not None:
             parts = self.edit_chat(parts)

@@ -67,6 +67,7 @@ from tests.fakes.http import (
     RecordedRequest,
     Reply,
     json_reply,
+    paced_whole,
     split_sse_events,
     sse_comment,
     sse_event,
@@ -1254,7 +1255,9 @@ class FakeOpenAICompat(FakeUpstream):
         streaming = body.get("stream") is True
         headers = self._response_headers(answer, streaming, seed)
         if not streaming:
-            return json_reply(200, render.completion(), headers)
+            return paced_whole(
+                json_reply(200, render.completion(), headers), render.chunks, self.chunk_delay_s
+            )
         events = _frame(self.flavor, render.chunks(), comments=self.processing_comments)
         parts: list[Part] = self.edit_stream(events) if self.edit_stream else list(events)
         return sse_reply(
