@@ -172,7 +172,10 @@ class Coordination(Wire, forbid_unknown_fields=True):
 class GatewaySettings(Wire, forbid_unknown_fields=True):
     """The local HTTP gateway. It binds 127.0.0.1 unless `host` names another address; then it
     refuses to start without client keys. `cors_origins` are the only origins answered with CORS
-    headers."""
+    headers. `upstream_streaming`: `as_asked` sends a non-streamed request upstream as a
+    non-streamed call, as its client would send it to the provider itself, where the provider
+    allows (`Provider.takes_whole_call`); `always` streams every call upstream, so the first-byte
+    and idle limits watch it and a client that goes away stops the generation."""
 
     enabled: bool = False
     host: str | None = None
@@ -180,6 +183,7 @@ class GatewaySettings(Wire, forbid_unknown_fields=True):
     cors_origins: list[str] = msgspec.field(default_factory=list)
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 32 * 1024 * 1024
     access_log: bool = True
+    upstream_streaming: Literal["as_asked", "always"] = "as_asked"
 
 
 class McpSettings(Wire, forbid_unknown_fields=True):

@@ -51,9 +51,13 @@ class Gateway:
         cors_origins: list[str] | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         on_access: Callable[[AccessRecord], None] | None = None,
+        whole_when_asked: bool = True,
     ) -> None:
         self.backend = backend
         self.max_body = max_body
+        # `[gateway] upstream_streaming = "as_asked"`: a request not streamed by its client is sent
+        # upstream whole where the provider takes it (`services.context.asked_whole`).
+        self.whole_when_asked = whole_when_asked
         self.counters = Counters()
         self.bookkeeping = Bookkeeping()
         self.on_access = on_access

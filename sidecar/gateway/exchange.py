@@ -28,7 +28,7 @@ from sidecar.gateway.access import AccessRecord, iso_now
 from sidecar.gateway.errors import Dialect, HttpError, body, from_sidecar, headers
 from sidecar.services import loop
 from sidecar.services.client_keys import ClientKeyRecord
-from sidecar.services.context import AfterReply, Handler, after_reply, current_client
+from sidecar.services.context import AfterReply, Handler, after_reply, asked_whole, current_client
 from sidecar.wire.chat import ChatResult, CompleteParams
 
 if TYPE_CHECKING:
@@ -203,8 +203,13 @@ class Exchange:
     # --- running the call -----------------------------------------------------------------------
 
     async def call(self, params: CompleteParams) -> ChatResult:
-        """`complete`, cancelled when the client goes away."""
-        result = await self.run_method("complete", params)
+        """`complete`, cancelled when the client goes away; sent upstream whole where the
+        provider takes it, unless `[gateway] upstream_streaming` is `always`."""
+        token = asked_whole.set(self.gw.whole_when_asked)
+        try:
+            result = await self.run_method("complete", params)
+        finally:
+            asked_whole.reset(token)
         assert isinstance(result, ChatResult)
         await self._settle(result)
         return result

@@ -96,6 +96,7 @@ class GatewayService:
             allowed_hosts=allowed_hosts(host, port),
             cors_origins=self.settings.cors_origins,
             max_body=self.settings.max_body_bytes,
+            whole_when_asked=self.settings.upstream_streaming == "as_asked",
             on_access=self._on_access,
         )
         running = Running(gateway.app, host, sock)

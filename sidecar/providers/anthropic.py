@@ -49,6 +49,9 @@ class AnthropicProvider(Provider):
             ):
                 yield event
 
+    def takes_whole_call(self, model: str, params: CompleteParams) -> bool:
+        return anthropic_format.fits_whole_call(model, params)
+
     async def complete(
         self, model: str, params: CompleteParams, timeouts: Timeouts
     ) -> AsyncGenerator[ProviderEvent, None]:

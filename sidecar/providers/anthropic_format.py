@@ -10,7 +10,9 @@ What the adapter owes Anthropic, and how it is done here:
   become `tool_result` blocks of a user turn, placed before any other block of that turn (the API
   rejects a turn whose tool results do not come first).
 * `max_tokens` is required upstream. When the host gives none, it is the model's maximum output
-  from the catalog, or `DEFAULT_MAX_TOKENS` for a model the catalog does not know.
+  from the catalog, or `DEFAULT_MAX_TOKENS` for a model the catalog does not know. Only a
+  `max_tokens` the answer can reach within ten minutes may be asked without streaming
+  (`fits_whole_call`).
 * `reasoning` becomes `thinking: {"type": "enabled", "budget_tokens": N}` (see `_thinking`), left
   off where Anthropic would refuse it (a forced tool choice; an open tool loop whose thinking
   blocks were not sent back); with thinking on, `temperature` and a `top_p` below 0.95 are dropped.
@@ -25,7 +27,7 @@ Must not know: HTTP, keys, the protocol.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -58,6 +60,19 @@ COUNTED: Final = frozenset({"model", "messages", "system", "tools", "tool_choice
 """The fields of a Messages body that `count_tokens` takes."""
 DEFAULT_MAX_TOKENS: Final = 4096
 """`max_tokens` for a model the catalog does not know, when the host gave none."""
+WHOLE_CALL_DEFAULT_MAX_TOKENS: Final = 21_333
+"""The most `max_tokens` a non-streamed call may ask for (`fits_whole_call`)."""
+WHOLE_CALL_MAX_TOKENS: Final[Mapping[str, int]] = dict.fromkeys(
+    (
+        "claude-opus-4-0",
+        "claude-opus-4-20250514",
+        "claude-4-opus-20250514",
+        "claude-opus-4-1",
+        "claude-opus-4-1-20250805",
+    ),
+    8_192,
+)
+"""Models with a lower limit than `WHOLE_CALL_DEFAULT_MAX_TOKENS`, as Anthropic's SDKs list them."""
 MIN_THINKING_BUDGET: Final = 1024
 """Anthropic rejects a smaller `budget_tokens`."""
 CONTINUATION_PROVIDER: Final = "anthropic"
@@ -260,6 +275,15 @@ def _thinking(model: str, params: CompleteParams) -> tuple[int, int | None]:
     if budget >= max_tokens:
         return max_tokens, None  # a model whose whole output is below the minimum budget
     return max_tokens, budget
+
+
+def fits_whole_call(model: str, params: CompleteParams) -> bool:
+    """Whether the answer fits the ten minutes a non-streamed Messages call is held open for:
+    Anthropic's SDKs refuse a non-streamed call whose `max_tokens` could take longer (an hour per
+    128,000 tokens), and for some models at a lower `max_tokens`. The `max_tokens` sent counts:
+    when the host gives none it is the model's maximum output, which only a stream may take."""
+    max_tokens, _ = _thinking(model, params)
+    return max_tokens <= WHOLE_CALL_MAX_TOKENS.get(model, WHOLE_CALL_DEFAULT_MAX_TOKENS)
 
 
 def build_body(model: str, params: CompleteParams, *, stream: bool) -> dict[str, Any]:

@@ -5,7 +5,7 @@ and yields `ProviderEvent`s (the contract's deltas plus finish, continuation and
 `stream` streams upstream; `complete` makes the upstream's non-streaming call and yields the same
 events from the whole answer, so one assembler serves both. (The chat service streams for both of
 its methods, so cancellation and idle limits behave alike; it calls `complete` for a model the
-upstream refuses to stream.)
+upstream refuses to stream, and for the gateway's non-streamed requests where `takes_whole_call`.)
 Keys are fetched per call through `KeyGetter`, so a key set a moment ago is used at once.
 `count_tokens` counts a request's input tokens where the provider has an API for it.
 
@@ -96,6 +96,13 @@ class Provider(abc.ABC):
         self, model: str, params: CompleteParams, timeouts: Timeouts
     ) -> AsyncGenerator[ProviderEvent, None]:
         """Make the non-streaming upstream call and yield the same events from the whole answer."""
+
+    def takes_whole_call(self, model: str, params: CompleteParams) -> bool:
+        """Whether a request its client did not stream may go upstream as a non-streamed call. Yes
+        for a provider's own API; not for a custom endpoint, which is often llama.cpp or a server
+        like it: such a server may go on generating, on the user's own machine, for a non-streamed
+        call whose client has gone."""
+        return not self.spec.custom
 
     @abc.abstractmethod
     async def validate_key(self, api_key: str, timeouts: Timeouts) -> KeyCheck:

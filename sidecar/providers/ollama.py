@@ -127,6 +127,11 @@ class OllamaProvider(Provider):
         super().__init__(spec, http, get_key)
         self.client = OllamaClient(http, spec.base_url, spec.id)
 
+    def takes_whole_call(self, model: str, params: CompleteParams) -> bool:
+        """Never: the model runs on this machine's own hardware, so a call whose client has gone
+        must stop generating, and a stream's close is what every local server notices."""
+        return False
+
     async def stream(
         self, model: str, params: CompleteParams, timeouts: Timeouts
     ) -> AsyncGenerator[ProviderEvent, None]:

@@ -5,8 +5,11 @@ One code path serves both methods: both stream from the upstream and assemble th
 and only `stream` relays them. Streaming `complete` too means cancelling it closes a connection
 the upstream notices at once (llama.cpp only notices a disconnect in a stream; it went on
 generating thousands of tokens for a cancelled non-streamed call), and the first-byte and idle
-limits bound both methods alike. Each attempt's upstream call lives inside the request's cancel
-scope, so cancelling the request closes the upstream connection. The call itself is
+limits bound both methods alike. A face may ask otherwise (`services.context.asked_whole`): the
+gateway sends a request its client did not stream as a non-streamed call, as the client would
+have sent it to the provider itself, where the provider takes one (`Provider.takes_whole_call`).
+Each attempt's upstream call lives inside the request's cancel scope, so cancelling the request
+closes the upstream connection. The call itself is
 `services.upstream_call`: a model the upstream refuses to stream (OpenAI's o3 and gpt-5 for an
 organization that is not verified) is asked again at once without streaming, and for an hour
 after that straight away (`core.refusals`), `stream` then relaying the whole answer when it is
@@ -47,7 +50,7 @@ from sidecar.providers.errors import display
 from sidecar.providers.http import Timeouts
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.services import loop
-from sidecar.services.context import CallContext, Handler, after_reply
+from sidecar.services.context import CallContext, Handler, after_reply, asked_whole
 from sidecar.services.limits import Resilience
 from sidecar.services.outcome import ChatHooks, Outcome, run_before_hooks
 from sidecar.services.pricing import Pricing
@@ -515,14 +518,12 @@ class ChatService:
             limiter = res.limiter(ref.provider)
             if limiter is None:
                 started = time.monotonic()
-                result = await self._send(provider, ref, params, ctx if stream else None, tries, assembler)
+                result = await self._send(provider, ref, params, ctx, stream, tries, assembler)
             else:
                 async with contextlib.AsyncExitStack() as stack:
                     permit = await self._acquire(stack, limiter, ref, params, tries, deadline)
                     started = time.monotonic()
-                    result = await self._send(
-                        provider, ref, params, ctx if stream else None, tries, assembler
-                    )
+                    result = await self._send(provider, ref, params, ctx, stream, tries, assembler)
                     permit.settle(result.usage.input_tokens + result.usage.output_tokens)
             estimated = tries.usage_estimated
             breaker.success()
@@ -562,15 +563,23 @@ class ChatService:
         provider: Provider,
         ref: ModelRef,
         params: CompleteParams,
-        ctx: CallContext | None,
+        ctx: CallContext,
+        stream: bool,
         tries: _Tries,
         assembler: Assembler,
     ) -> ChatResult:
-        """One upstream call, its events pumped into `assembler` (and relayed to `ctx`, if any)."""
+        """One upstream call, its events pumped into `assembler` (and relayed to `ctx` for
+        `stream`). A non-streamed request goes whole where its face asks (`asked_whole`)."""
         tries.sent = True
         tries.usage_estimated = False
         result, tries.usage_estimated = await self.upstream.call(
-            provider, ref, params, assembler, ctx, tries.on_start
+            provider,
+            ref,
+            params,
+            assembler,
+            ctx if stream else None,
+            tries.on_start,
+            prefer_whole=not stream and asked_whole.get(),
         )
         return result
 

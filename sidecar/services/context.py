@@ -30,6 +30,13 @@ current_client: ContextVar[str | None] = ContextVar("current_client", default=No
 sets it around a service call; the usage ledger records it with the request."""
 
 
+asked_whole: ContextVar[bool] = ContextVar("asked_whole", default=False)
+"""Set by a face that sends a non-streamed request upstream as a non-streamed call, as its client
+would send it to the provider itself (the gateway), where the provider allows it
+(`Provider.takes_whole_call`). Unset (every other face): `complete` streams upstream too, so its
+`timeout_s` bounds every wait without progress."""
+
+
 Later = Callable[[], Awaitable[None]]
 """Work that only records what a call did (the chat hooks' `after`: the ledger row, metrics,
 budget and limit accounting), to run once the call's answer has been sent."""

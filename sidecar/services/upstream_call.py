@@ -1,7 +1,8 @@
 """One call to a provider within one attempt of a chat request.
 
 `UpstreamCaller.call` streams from the provider (both `complete` and `stream` do: see
-`services.chat`), or makes its non-streaming call for a model it will not stream; pumps the events
+`services.chat`), or makes its non-streaming call for a model it will not stream, and for a
+request the face asked to send whole (`prefer_whole`) where the provider takes it; pumps the events
 into the request's `Assembler`, relaying them to the host for `stream`; and answers the assembled
 result, with its usage estimated from what was received when the upstream never reported it.
 
@@ -67,14 +68,18 @@ class UpstreamCaller:
         assembler: Assembler,
         ctx: CallContext | None,
         on_start: Callable[[], None] | None = None,
+        prefer_whole: bool = False,
     ) -> tuple[ChatResult, bool]:
         """The assembled answer of one call, and whether its usage is an estimate. Events go to
-        `ctx` as they come when it is given; `on_start` is called when the answer starts."""
+        `ctx` as they come when it is given; `on_start` is called when the answer starts. With
+        `prefer_whole` the call is not streamed where the provider takes it so."""
         whole = self.refusals.refuses(ref.provider, ref.model)
         dropped = self.refusals.refused(ref.provider, ref.model)
         stops = params.stop  # applied here if the upstream will not take them
         if dropped:
             params = msgspec.structs.replace(params, **dict.fromkeys(dropped))
+        if prefer_whole and not whole:
+            whole = provider.takes_whole_call(ref.model, params)
         try:
             while True:
                 cutter = StopCutter(stops) if stops and params.stop is None else None

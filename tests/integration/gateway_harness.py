@@ -5,6 +5,7 @@ clients pointed at it (`gw`, a pytest fixture), with the ledger's rows to check.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -67,12 +68,20 @@ def fakes() -> Iterator[tuple[FakeOpenAICompat, FakeAnthropic]]:
 
 @pytest.fixture
 async def gw(tmp_path: Path, fakes: tuple[FakeOpenAICompat, FakeAnthropic]) -> AsyncIterator[Gw]:
-    oa, an = fakes
-    env = {"SIDECAR_HOME": str(tmp_path), "OPENAI_BASE_URL": oa.api_base, "ANTHROPIC_BASE_URL": an.url}
+    async with running_gateway(tmp_path, *fakes) as gateway:
+        yield gateway
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    home: Path, oa: FakeOpenAICompat, an: FakeAnthropic, **gateway: Any
+) -> AsyncIterator[Gw]:
+    """`gw`'s gateway, with `[gateway]` settings (`gateway`) over the fixture's."""
+    env = {"SIDECAR_HOME": str(home), "OPENAI_BASE_URL": oa.api_base, "ANTHROPIC_BASE_URL": an.url}
     config = Config(
         retry=Retry(max_attempts=1),
         timeouts=Timeouts(first_byte_s=1.0, idle_s=1.0, total_s=5.0),
-        gateway=GatewaySettings(max_body_bytes=64 * 1024),
+        gateway=GatewaySettings(**{"max_body_bytes": 64 * 1024, **gateway}),
     )
     services = build_services(
         config, store=MemoryStore({"openai": OPENAI_KEY, "anthropic": ANTHROPIC_KEY}), env=env
@@ -84,7 +93,7 @@ async def gw(tmp_path: Path, fakes: tuple[FakeOpenAICompat, FakeAnthropic]) -> A
         narrow = await services.handlers["client_key_create"](
             ClientKeyCreateParams(name="narrow", allow=["openai:*"], daily_usd=0.000001), Ctx()
         )
-        gw = Gw(services, started.url, full.key, narrow.key, tmp_path, oa, an)
+        gw = Gw(services, started.url, full.key, narrow.key, home, oa, an)
         yield gw
         for client in gw.clients:
             await client.close()

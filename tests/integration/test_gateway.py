@@ -83,12 +83,10 @@ async def test_openai_async_stream_with_usage(gw: Gw) -> None:
 
 
 async def test_a_model_refused_streaming_answers_both_forms(gw: Gw) -> None:
-    # OpenAI streams o3 only for a verified organization; the gateway streams upstream even for a
-    # non-streamed request, so it must ask again without, and a streaming client still gets chunks.
+    # OpenAI streams o3 only for a verified organization: a streaming client still gets chunks, the
+    # gateway asking again without streaming; the refusal is remembered for the next request.
     gw.oa.stream_refused_models.add("o3")
     messages: Any = [{"role": "user", "content": "hello there"}]
-    whole = await gw.oai().chat.completions.create(model="openai:o3", messages=messages)
-    assert whole.choices[0].message.content == "Echo: hello there"
     stream = await gw.oai().chat.completions.create(
         model="openai:o3", messages=messages, stream=True, stream_options={"include_usage": True}
     )
@@ -98,6 +96,8 @@ async def test_a_model_refused_streaming_answers_both_forms(gw: Gw) -> None:
             text += chunk.choices[0].delta.content or ""
         usage = chunk.usage or usage
     assert text == "Echo: hello there"
+    whole = await gw.oai().chat.completions.create(model="openai:o3", messages=messages)
+    assert whole.choices[0].message.content == "Echo: hello there"
     assert usage is not None and whole.usage is not None
     assert usage.completion_tokens == whole.usage.completion_tokens > 0
     assert [r.json().get("stream") for r in gw.oa.requests] == [True, None, None]

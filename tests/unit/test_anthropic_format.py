@@ -849,3 +849,27 @@ def test_replayed_blocks_are_copies() -> None:
     msgs = [user(), Message(role="assistant", content="x", continuation=cont, cache=True)]
     sent = body(msgs)["messages"][1]["content"][0]
     assert sent == THINKING and sent is not cont["blocks"][0]
+
+
+@pytest.mark.parametrize(
+    ("model", "max_tokens", "reasoning", "sent", "whole"),
+    [
+        ("claude-sonnet-4-5", 21_333, None, 21_333, True),
+        ("claude-sonnet-4-5", 21_334, None, 21_334, False),
+        ("claude-sonnet-4-5", None, None, 64_000, False),  # the model's maximum output
+        ("claude-opus-4-1", 8_192, None, 8_192, True),
+        ("claude-opus-4-1", 8_193, None, 8_193, False),
+        ("claude-unknown-model", None, None, af.DEFAULT_MAX_TOKENS, True),
+        # Thinking raises max_tokens above the budget, leaving the answer its room.
+        ("claude-sonnet-4-5", 8_000, Reasoning(budget_tokens=16_000), 24_000, False),
+        ("claude-sonnet-4-5", 4_000, Reasoning(budget_tokens=12_000), 16_000, True),
+    ],
+)
+def test_only_an_answer_that_fits_ten_minutes_is_asked_without_a_stream(
+    model: str, max_tokens: int | None, reasoning: Reasoning | None, sent: int, whole: bool
+) -> None:
+    params = CompleteParams(
+        messages=[Message(role="user", content="hi")], max_tokens=max_tokens, reasoning=reasoning
+    )
+    assert af.build_body(model, params, stream=False)["max_tokens"] == sent
+    assert af.fits_whole_call(model, params) is whole
