@@ -7,9 +7,10 @@ go once through the gateway and once straight to the fake upstream with httpx2.
   measured request by request with it, three costs that are not the gateway's code: one more process
   on the path (`scripts/byte_relay.py` in front of the fake, copying bytes and parsing nothing: the
   hop any proxy adds), the same stack doing nothing else (`scripts/bare_gateway.py`: uvicorn and
-  aiohttp forwarding the request, its answer streamed or whole: what the sidecar's own work costs
-  is the gateway's latency over it) and the same answer streamed (the gateway streams upstream for
-  every call, so idle limits, cancellation and partial usage work alike for both kinds of request);
+  aiohttp forwarding the request, its answer whole as the gateway asks for it, or streamed: what
+  the sidecar's own work costs is the gateway's latency over the first) and the same answer
+  streamed (what every call costs with `[gateway] upstream_streaming = "always"`, which
+  `BENCH_GATEWAY_CONFIG` can set: the config.toml of the benched sidecar);
 - the same, each request after a pause longer than what requests read from storage is kept for
   (client keys, budgets), the gateway and the direct call taking turns at going first;
 - the sidecar's CPU per such request (user + system, every thread; psutil around that run);
@@ -354,16 +355,16 @@ def bench_gateway(quick: bool = False) -> Table:
             f"+{r50 - f50:.2f} ms",
         ),
         (
-            "  the same stack doing nothing else, streamed",
-            f"{b50:.2f} ms",
-            f"{f50:.2f} ms (httpx2 direct)",
-            f"+{b50 - f50:.2f} ms",
-        ),
-        (
             "  the same stack doing nothing else, whole",
             f"{w50:.2f} ms",
             f"{f50:.2f} ms (httpx2 direct)",
             f"+{w50 - f50:.2f} ms",
+        ),
+        (
+            "  the same stack doing nothing else, streamed",
+            f"{b50:.2f} ms",
+            f"{f50:.2f} ms (httpx2 direct)",
+            f"+{b50 - f50:.2f} ms",
         ),
         (
             "  the same answer streamed, direct",
