@@ -141,16 +141,18 @@ class UpstreamCaller:
             if cutter is None:
                 await _pump(events, assembler, ctx, on_start)
             else:
-                async with contextlib.aclosing(_cut_at_stop(events, cutter)) as cut:
+                async with contextlib.aclosing(_cut_at_stop(events, cutter, whole)) as cut:
                     await _pump(cut, assembler, ctx, on_start)
 
 
 async def _cut_at_stop(
-    events: AsyncGenerator[ProviderEvent, None], cutter: StopCutter
+    events: AsyncGenerator[ProviderEvent, None], cutter: StopCutter, whole: bool
 ) -> AsyncGenerator[ProviderEvent, None]:
     """`events` with their text ended before the first stop sequence; after it, the answer's end
-    (`stop`), and no more is read. Text held back in case it begins a stop sequence is passed on
-    before the first event that is not text (the text is over by then)."""
+    (`stop`), and no more is read from a stream (closing it ends the generation). A whole answer
+    was generated to its end all the same: its usage, what the provider bills, follows. Text held
+    back in case it begins a stop sequence is passed on before the first event that is not text
+    (the text is over by then)."""
     async for event in events:
         if isinstance(event, TextDelta):
             text = cutter.feed(event.text)
@@ -158,6 +160,10 @@ async def _cut_at_stop(
                 yield TextDelta(text=text)
             if cutter.stopped:
                 yield Finish(reason="stop", stop_sequence=cutter.matched)
+                if whole:
+                    async for rest in events:
+                        if isinstance(rest, UsageEvent):
+                            yield rest
                 return
             continue
         held = cutter.flush()

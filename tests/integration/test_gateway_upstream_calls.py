@@ -97,3 +97,14 @@ async def test_always_streams_every_call_upstream(
         await gw.ant().messages.create(model="anthropic:claude-sonnet-4-5", max_tokens=1024, messages=HELLO)
         assert streamed(gw.oa.requests, "/chat/completions") == [True]
         assert streamed(gw.an.requests, "/v1/messages") == [True]
+
+
+async def test_a_stop_cut_by_the_gateway_keeps_the_usage_of_the_whole_answer(gw: Gw) -> None:
+    # gpt-5 refuses `stop`, so the gateway ends the text itself; a whole answer was generated, and
+    # billed, all the same: its usage is the provider's, not an estimate of the text kept.
+    full = await gw.oai().chat.completions.create(model="openai:gpt-5", messages=HELLO)
+    cut = await gw.oai().chat.completions.create(model="openai:gpt-5", messages=HELLO, stop=["the"])
+    assert (cut.choices[0].message.content, cut.choices[0].finish_reason) == ("Echo: hello ", "stop")
+    assert cut.usage is not None and full.usage is not None
+    assert cut.usage.completion_tokens == full.usage.completion_tokens
+    assert streamed(gw.oa.requests, "/chat/completions") == [False, False, False]
