@@ -1,7 +1,8 @@
 """One conformance suite over all six providers, through the spawned sidecar: the same request
 gives the same grammar of contract events from every provider, a tool-use loop (with thinking and
 its continuation) completes through each, usage means the same everywhere, upstream failures map
-to the same kinds, and cancelling closes the upstream connection.
+to the same kinds, cancelling closes the upstream connection, and the gateway asks each provider
+for a whole answer or a stream as its client asked.
 
 Each provider runs behind its own fake upstream speaking its own wire format (OpenAI SSE, xAI,
 OpenRouter with comments, Anthropic events with padding and pings, Gemini CRLF SSE, Ollama
@@ -15,11 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import openai
 import pytest
 
 from tests.fakes import anthropic as fake_anthropic
 from tests.fakes import gemini as fake_gemini
-from tests.fakes.http import FakeUpstream
+from tests.fakes.http import FakeUpstream, RecordedRequest
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_compat import FakeOpenAICompat
 from tests.harness import Sidecar
@@ -134,6 +136,50 @@ def test_same_request_same_events_from_every_provider(sidecar: Sidecar, provider
     assert (result["cost_usd"] == 0) == (provider == "ollama")
     same = sidecar.result("complete", {"model": MODELS[provider], "messages": user("conformance check")})
     assert (same["text"], same["finish_reason"], same["usage"]) == (result["text"], "stop", result["usage"])
+
+
+def asked_to_stream(provider: str, request: RecordedRequest) -> bool | None:
+    """Whether a chat request asked its upstream to stream; None for any other request."""
+    if provider == "gemini":
+        return "streamGenerateContent" in request.path if "enerateContent" in request.path else None
+    path = {"anthropic": "/v1/messages", "ollama": "/api/chat"}.get(provider, "/chat/completions")
+    if not request.path.endswith(path):
+        return None
+    return request.json().get("stream", provider == "ollama") is True
+
+
+@pytest.fixture(scope="module")
+def gateway(sidecar: Sidecar) -> Iterator[openai.OpenAI]:
+    url = sidecar.result("gateway_start", {"port": 0})["url"]
+    key = sidecar.result("client_key_create", {"name": "conformance"})["key"]
+    with openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0) as client:
+        yield client
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_the_gateway_asks_each_provider_as_its_client_asked(
+    upstreams: Upstreams, gateway: openai.OpenAI, provider: str
+) -> None:
+    # A whole answer for a request not streamed, except from Ollama (on this machine's hardware, a
+    # call whose client has gone must stop generating): the same answer and usage either way.
+    fake = upstreams.fakes[provider]
+    before = len(fake.requests)
+    messages: Any = user("whole or streamed")
+    whole = gateway.chat.completions.create(model=MODELS[provider], messages=messages, max_tokens=1000)
+    chunks = list(
+        gateway.chat.completions.create(
+            model=MODELS[provider],
+            messages=messages,
+            max_tokens=1000,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert whole.choices[0].message.content == text == "Echo: whole or streamed"
+    assert whole.usage is not None and whole.usage == chunks[-1].usage
+    asked = [asked_to_stream(provider, r) for r in fake.requests[before:]]
+    assert [a for a in asked if a is not None] == [provider == "ollama", True]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
