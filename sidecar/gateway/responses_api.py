@@ -6,7 +6,9 @@ A request carries its conversation in `input`, after that of the response it con
 (its message, each function call, a reasoning item); they become one assistant message. The
 provider state a next turn needs (a result's `continuation`: Anthropic's signed thinking, Gemini's
 thought signatures) travels as a reasoning item's `encrypted_content` and comes back onto that
-assistant message.
+assistant message. The model's thinking is given as the reasoning item's `summary` when the
+request asks for one (`reasoning.summary`, as Codex CLI does; Claude 4 and Gemini show summarized
+thinking), else as its `reasoning_text` content.
 
 Pure: no I/O. Stream events are `responses_stream`'s.
 
@@ -40,6 +42,7 @@ from sidecar.gateway.responses_types import (
     ResponseError,
     ResponsesRequest,
     ResponseUsage,
+    SummaryText,
     TextConfig,
     TextFormat,
 )
@@ -247,18 +250,30 @@ def usage(u: Usage) -> ResponseUsage:
     )
 
 
-def output_items(result: ChatResult) -> list[OutputItem]:
-    """The output items of a whole answer: its reasoning (with what the next turn needs), its
-    message (when there is text, or nothing else), then each function call."""
+def summarized(req: ResponsesRequest) -> bool:
+    """Whether the request asks for the reasoning as a summary (`reasoning.summary`)."""
+    return req.reasoning is not None and req.reasoning.summary not in (None, "none")
+
+
+def reasoning_item(item_id: str, thinking: str, summary: bool, encrypted: str | None = None) -> ReasoningItem:
+    """A reasoning item with `thinking` as its summary or as its content."""
+    if not thinking:
+        return ReasoningItem(id=item_id, content=[], encrypted_content=encrypted)
+    if summary:
+        return ReasoningItem(
+            id=item_id, content=[], summary=[SummaryText(text=thinking)], encrypted_content=encrypted
+        )
+    return ReasoningItem(id=item_id, content=[ReasoningText(text=thinking)], encrypted_content=encrypted)
+
+
+def output_items(result: ChatResult, summary: bool = False) -> list[OutputItem]:
+    """The output items of a whole answer: its reasoning (with what the next turn needs; its text as
+    a summary with `summary`), its message (when there is text, or nothing else), then each
+    function call."""
     items: list[OutputItem] = []
     if result.thinking or result.continuation:
-        items.append(
-            ReasoningItem(
-                id=new_id("rs_"),
-                content=[ReasoningText(text=result.thinking)] if result.thinking else [],
-                encrypted_content=encode_continuation(result.continuation) if result.continuation else None,
-            )
-        )
+        encrypted = encode_continuation(result.continuation) if result.continuation else None
+        items.append(reasoning_item(new_id("rs_"), result.thinking or "", summary, encrypted))
     if result.text or not result.tool_calls:
         items.append(OutputMessage(id=new_id("msg_"), content=[OutputText(text=result.text)]))
     for call in result.tool_calls:
@@ -321,4 +336,4 @@ def failed(base: Response, error: dict[str, Any], output: list[OutputItem]) -> R
 
 def response(req: ResponsesRequest, result: ChatResult, *, response_id: str, created_at: int) -> Response:
     base = skeleton(req, response_id=response_id, created_at=created_at, model=req.model)
-    return finished(base, result, output_items(result))
+    return finished(base, result, output_items(result, summarized(req)))

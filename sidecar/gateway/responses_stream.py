@@ -5,8 +5,10 @@ the message, each function call: `response.output_item.added`, its content part,
 its usage; a failure after the stream began ends it with `response.failed`. Every event carries a
 `sequence_number`, from 0.
 
-What a next turn needs (the result's `continuation`) is known at the end: it goes out as a
-reasoning item of its own, whose `encrypted_content` the client gives back.
+The thinking streams as the reasoning item's summary (`response.reasoning_summary_part.added`,
+`response.reasoning_summary_text.delta`…) when the request asks for one, else as its
+`reasoning_text` content. What a next turn needs (the result's `continuation`) is known at the
+end: it goes out as a reasoning item of its own, whose `encrypted_content` the client gives back.
 
 Pure: no I/O.
 
@@ -21,7 +23,14 @@ from typing import Any
 import msgspec
 
 from sidecar.gateway.openai_api import arguments_text, new_id
-from sidecar.gateway.responses_api import encode_continuation, failed, finished, skeleton
+from sidecar.gateway.responses_api import (
+    encode_continuation,
+    failed,
+    finished,
+    reasoning_item,
+    skeleton,
+    summarized,
+)
 from sidecar.gateway.responses_types import (
     FunctionCallItem,
     OutputItem,
@@ -31,6 +40,7 @@ from sidecar.gateway.responses_types import (
     ReasoningText,
     Response,
     ResponsesRequest,
+    SummaryText,
 )
 from sidecar.wire.chat import ChatResult, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta
 
@@ -56,6 +66,7 @@ class ResponseEncoder:
 
     def __init__(self, req: ResponsesRequest) -> None:
         self._base = skeleton(req, response_id=new_id("resp_"), created_at=int(time.time()), model=req.model)
+        self._summary = summarized(req)  # the thinking as the reasoning item's summary
         self._seq = 0
         self._started = False
         self._done: list[OutputItem] = []
@@ -82,7 +93,8 @@ class ResponseEncoder:
         out = self._close()
         item = _Open(kind, new_id(prefix), len(self._done), call_id, name)
         self._open = item
-        where = {"item_id": item.id, "output_index": item.index, "content_index": 0}
+        where: dict[str, Any] = {"item_id": item.id, "output_index": item.index, "content_index": 0}
+        part_added = "response.content_part.added"
         if kind == "message":
             added: dict[str, Any] = {"id": item.id, "type": "message", "status": "in_progress",
                                      "role": "assistant", "content": []}  # fmt: skip
@@ -96,13 +108,16 @@ class ResponseEncoder:
                 "content": [],
             }
             part = ReasoningText(text="")
+            if self._summary:
+                where = {"item_id": item.id, "output_index": item.index, "summary_index": 0}
+                part_added, part = "response.reasoning_summary_part.added", SummaryText(text="")
         else:
             added = {"id": item.id, "type": "function_call", "status": "in_progress", "call_id": call_id,
                      "name": name, "arguments": ""}  # fmt: skip
             part = None
         out += self._event("response.output_item.added", {"output_index": item.index, "item": added})
         if part is not None:
-            out += self._event("response.content_part.added", {**where, "part": part})
+            out += self._event(part_added, {**where, "part": part})
         return out
 
     def _close(self) -> bytes:
@@ -118,11 +133,18 @@ class ResponseEncoder:
                                                             "logprobs": []})  # fmt: skip
             out += self._event("response.content_part.done", {**where, "content_index": 0, "part": part})
             done = OutputMessage(id=item.id, content=[part])
+        elif item.kind == "reasoning" and self._summary:
+            summary = {**where, "summary_index": 0}
+            out = self._event("response.reasoning_summary_text.done", {**summary, "text": text})
+            out += self._event(
+                "response.reasoning_summary_part.done", {**summary, "part": SummaryText(text=text)}
+            )
+            done = reasoning_item(item.id, text, summary=True)
         elif item.kind == "reasoning":
             reasoning = ReasoningText(text=text)
             out = self._event("response.reasoning_text.done", {**where, "content_index": 0, "text": text})
             out += self._event("response.content_part.done", {**where, "content_index": 0, "part": reasoning})
-            done = ReasoningItem(id=item.id, content=[reasoning])
+            done = reasoning_item(item.id, text, summary=False)
         else:
             out = self._event("response.function_call_arguments.done", {**where, "arguments": text,
                                                                          "name": item.name})  # fmt: skip
@@ -151,11 +173,17 @@ class ResponseEncoder:
             item = self._open
             assert item is not None
             item.parts.append(event.text)
-            delta = "response.output_text.delta" if kind == "message" else "response.reasoning_text.delta"
             fields: dict[str, Any] = {"item_id": item.id, "output_index": item.index, "content_index": 0,
                                       "delta": event.text}  # fmt: skip
             if kind == "message":
                 fields["logprobs"] = []
+                delta = "response.output_text.delta"
+            elif self._summary:
+                del fields["content_index"]
+                fields["summary_index"] = 0
+                delta = "response.reasoning_summary_text.delta"
+            else:
+                delta = "response.reasoning_text.delta"
             return out + self._event(delta, fields)
         if isinstance(event, ToolCallDelta):
             out = self._start()

@@ -328,6 +328,10 @@ async def test_a_request_shaped_as_codex_cli_sends_it_is_answered(gw: Gw) -> Non
     done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
     assert [i["type"] for i in done] == ["reasoning", "function_call", "reasoning"]
     assert done[-1]["encrypted_content"] and events[-1]["type"] == "response.completed"
+    # It asked for a reasoning summary, which is what it shows: Claude's thinking comes as one.
+    shown = "".join(e["delta"] for e in events if e["type"] == "response.reasoning_summary_text.delta")
+    assert shown == "Thinking about: list files"
+    assert done[0]["summary"] == [{"type": "summary_text", "text": shown}] and done[0]["content"] == []
     assert events[-1]["response"]["store"] is False
     # It sends the items back, as it received them, with the tool's output.
     follow = {**body, "input": [*body["input"], *done,

@@ -9,7 +9,9 @@ import json
 from typing import Any
 
 import msgspec
+import pydantic
 import pytest
+from openai.types.responses import ResponseStreamEvent
 
 from sidecar.gateway import responses_api, responses_types
 from sidecar.gateway.errors import InvalidRequest
@@ -213,6 +215,8 @@ def test_the_stream_opens_and_closes_each_item_in_turn_numbering_every_event() -
                               continuation=CARRIED))  # fmt: skip
     evs = events(data)
     assert [e["sequence_number"] for e in evs] == list(range(len(evs)))
+    adapter = pydantic.TypeAdapter(ResponseStreamEvent)
+    assert all(adapter.validate_python(e).type == e["type"] for e in evs)
     assert [(e["type"], e.get("output_index")) for e in evs] == [
         ("response.created", None),
         ("response.in_progress", None),
@@ -300,3 +304,37 @@ def test_a_failure_mid_item_closes_it_and_fails_the_response() -> None:
         {"error": {"message": "m", "type": "rate_limit_error"}}
     )
     assert events(limited)[-1]["response"]["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_asked_for_a_summary_the_thinking_is_the_reasoning_items_summary() -> None:
+    asked = request(input="q", reasoning={"effort": "low", "summary": "auto"})
+    whole = msgspec.to_builtins(
+        responses_api.response(asked, result(text="ok", thinking="hmm"), response_id="r", created_at=1)
+    )
+    assert whole["output"][0]["summary"] == [{"text": "hmm", "type": "summary_text"}]
+    assert whole["output"][0]["content"] == []
+    enc = ResponseEncoder(asked)
+    data = enc.event(ThinkingDelta(text="hm")) + enc.event(ThinkingDelta(text="m"))
+    data += enc.event(TextDelta(text="ok")) + enc.finish(result(text="ok", thinking="hmm"))
+    evs = events(data)
+    # Each event as the openai SDK types it, every required field present.
+    adapter = pydantic.TypeAdapter(ResponseStreamEvent)
+    assert all(adapter.validate_python(e).type == e["type"] for e in evs)
+    reasoning = [e for e in evs if e.get("output_index") == 0]
+    assert [(e["type"], e.get("summary_index"), e.get("delta") or e.get("text")) for e in reasoning] == [
+        ("response.output_item.added", None, None),
+        ("response.reasoning_summary_part.added", 0, None),
+        ("response.reasoning_summary_text.delta", 0, "hm"),
+        ("response.reasoning_summary_text.delta", 0, "m"),
+        ("response.reasoning_summary_text.done", 0, "hmm"),
+        ("response.reasoning_summary_part.done", 0, None),
+        ("response.output_item.done", None, None),
+    ]
+    assert reasoning[-2]["part"] == {"text": "hmm", "type": "summary_text"}
+    assert reasoning[-1]["item"]["summary"] == [{"text": "hmm", "type": "summary_text"}]
+    assert evs[-1]["response"]["output"][0] == reasoning[-1]["item"]
+    # Not asked: the same thinking is the item's reasoning_text content, as before.
+    plain = ResponseEncoder(request(input="q", reasoning={"effort": "low"}))
+    data = plain.event(ThinkingDelta(text="hmm")) + plain.finish(result(text="", thinking="hmm"))
+    assert all(adapter.validate_python(e).type == e["type"] for e in events(data))
+    assert events(data)[-1]["response"]["output"][0]["content"] == [{"text": "hmm", "type": "reasoning_text"}]
