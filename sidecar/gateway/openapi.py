@@ -109,6 +109,25 @@ def document() -> dict[str, Any]:
                     },
                 },
             },
+            "/v1/responses/{response_id}/input_items": {
+                "parameters": [
+                    {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                    },
+                    {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
+                    {"name": "after", "in": "query", "schema": {"type": "string"}},
+                ],
+                "get": {
+                    "summary": "The input items of a stored response, a page at a time",
+                    "responses": {
+                        "200": {"description": "{object: list, data, first_id, last_id, has_more}"},
+                        "404": {"description": "No such response for this key"},
+                    },
+                },
+            },
             "/v1/messages": post("MessagesRequest", "ResponseMessage", "Anthropic Messages"),
             "/v1/embeddings": post("EmbeddingRequest", "EmbeddingList", "OpenAI Embeddings"),
             "/v1/models": {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final, Protocol, TypeVar
 
@@ -26,6 +27,7 @@ from sidecar.gateway import (
     openai_stream,
     openai_types,
     responses_api,
+    responses_items,
     responses_stream,
     responses_types,
 )
@@ -234,6 +236,20 @@ async def response_get(ex: Exchange) -> None:
     await ex.send_bytes(200, kept.response, b"application/json")
 
 
+async def response_input_items(ex: Exchange) -> None:
+    """The items that went into a stored response (`responses.input_items.list`), a page at a time."""
+    key = await ex.authenticate()
+    response_id = ex.scope["path_params"]["response_id"]
+    kept = ex.gw.responses.get(response_id, key.id)
+    if kept is None:
+        raise HttpError(404, "not_found", _not_found(response_id))
+    query = urllib.parse.parse_qs(ex.scope.get("query_string", b"").decode("latin-1"))
+    items = responses_items.input_items(response_id, kept.conversation[:-1])  # its own answer last
+    with _refused_as_400():
+        listed = responses_items.page(items, query)
+    await ex.send_json(200, listed)
+
+
 async def response_delete(ex: Exchange) -> None:
     key = await ex.authenticate()
     response_id = ex.scope["path_params"]["response_id"]
@@ -307,6 +323,7 @@ TABLE: Final[dict[tuple[str, str], tuple[Route, Dialect]]] = {
     ("POST", "/v1/responses/input_tokens"): (response_input_tokens, "openai"),
     ("GET", "/v1/responses/{response_id}"): (response_get, "openai"),
     ("DELETE", "/v1/responses/{response_id}"): (response_delete, "openai"),
+    ("GET", "/v1/responses/{response_id}/input_items"): (response_input_items, "openai"),
     ("POST", "/v1/embeddings"): (embeddings, "openai"),
     ("POST", "/v1/messages"): (messages, "anthropic"),
     ("POST", "/v1/messages/count_tokens"): (count_tokens, "anthropic"),

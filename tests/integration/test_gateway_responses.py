@@ -240,6 +240,35 @@ async def test_a_stored_response_is_continued_retrieved_and_deleted_by_its_key_a
         await client.responses.delete(second.id)
 
 
+async def test_a_stored_responses_input_items_are_listed_a_page_at_a_time(gw: Gw) -> None:
+    client = gw.oai()
+    first = await client.responses.create(model="openai:gpt-4o-mini", input="capital of France", tools=TOOLS)
+    (call,) = first.output
+    assert call.type == "function_call"
+    second = await client.responses.create(
+        model="openai:gpt-4o-mini",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Paris"}],
+        tools=TOOLS,
+    )
+    # What went into the second response: the first's input and answer, then the tool's output.
+    listed = await client.responses.input_items.list(second.id, order="asc")
+    kinds = [(i.type, getattr(i, "role", None)) for i in listed.data]
+    assert kinds == [("message", "user"), ("function_call", None), ("function_call_output", None)]
+    assert listed.data[0].content[0].text == "capital of France"  # type: ignore[union-attr]
+    assert (listed.data[1].call_id, listed.data[1].name) == (call.call_id, call.name)  # type: ignore[union-attr]
+    assert listed.data[2].output == "Paris"  # type: ignore[union-attr]
+    # Newest first by default; the SDK's paging follows `after` one item at a time.
+    paged = [item.id async for item in client.responses.input_items.list(second.id, limit=1)]
+    assert paged == [item.id for item in reversed(listed.data)] and len(set(paged)) == 3
+    assert [i.type for i in (await client.responses.input_items.list(first.id)).data] == ["message"]
+    with pytest.raises(openai.NotFoundError):
+        await gw.oai(gw.openai_only).responses.input_items.list(second.id)  # another key's
+    with pytest.raises(openai.BadRequestError) as exc:
+        await client.responses.input_items.list(second.id, limit=500)
+    assert exc.value.body["param"] == "limit"  # type: ignore[index]
+
+
 async def test_input_tokens_are_counted_with_the_stored_conversation(gw: Gw) -> None:
     client = gw.oai()
     first = await client.responses.create(model="anthropic:claude-sonnet-4-5", input="remember this")

@@ -11,9 +11,9 @@ from typing import Any
 import msgspec
 import pydantic
 import pytest
-from openai.types.responses import ResponseStreamEvent
+from openai.types.responses import ResponseItem, ResponseReasoningItem, ResponseStreamEvent
 
-from sidecar.gateway import responses_api, responses_types
+from sidecar.gateway import responses_api, responses_items, responses_types
 from sidecar.gateway.errors import InvalidRequest
 from sidecar.gateway.response_store import ResponseStore
 from sidecar.gateway.responses_stream import ResponseEncoder
@@ -338,3 +338,50 @@ def test_asked_for_a_summary_the_thinking_is_the_reasoning_items_summary() -> No
     data = plain.event(ThinkingDelta(text="hmm")) + plain.finish(result(text="", thinking="hmm"))
     assert all(adapter.validate_python(e).type == e["type"] for e in events(data))
     assert events(data)[-1]["response"]["output"][0]["content"] == [{"text": "hmm", "type": "reasoning_text"}]
+
+
+def test_a_conversation_as_input_items_with_stable_ids_a_page_at_a_time() -> None:
+    conversation: list[dict[str, Any]] = [
+        {"role": "system", "content": "use tools"},
+        {"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image", "url": "data:,x"}]},
+        {"role": "assistant", "content": "Let me.", "continuation": CARRIED, "tool_calls": [
+            {"id": "c1", "name": "a", "arguments": {"x": 1}},
+            {"id": "c2", "name": "b", "arguments": {}, "raw_arguments": "not json"}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "one"},
+        {"role": "user", "content": "thanks"},
+    ]  # fmt: skip
+    items = responses_items.input_items("resp_1", conversation)
+    adapter = pydantic.TypeAdapter(ResponseItem | ResponseReasoningItem)
+    assert all(adapter.validate_python(item).type == item["type"] for item in items)
+    assert [(i["type"], i.get("role")) for i in items] == [
+        ("message", "system"),
+        ("message", "user"),
+        ("reasoning", None),
+        ("message", "assistant"),
+        ("function_call", None),
+        ("function_call", None),
+        ("function_call_output", None),
+        ("message", "user"),
+    ]
+    assert items[1]["content"][1] == {"type": "input_image", "image_url": "data:,x", "detail": "auto"}
+    assert responses_api.decode_continuation(items[2]["encrypted_content"]) == CARRIED
+    assert [items[4]["arguments"], items[5]["arguments"]] == ['{"x":1}', "not json"]
+    ids = [i["id"] for i in items]
+    assert ids == [i["id"] for i in responses_items.input_items("resp_1", conversation)]  # stable
+    assert len(set(ids)) == len(ids) and ids[2].startswith("rs_") and ids[6].startswith("fco_")
+    assert set(ids).isdisjoint(i["id"] for i in responses_items.input_items("resp_2", conversation))
+
+    first = responses_items.page(items, {"limit": ["3"]})
+    assert [i["id"] for i in first["data"]] == ids[::-1][:3]  # newest first
+    assert (first["first_id"], first["last_id"], first["has_more"]) == (ids[7], ids[5], True)
+    rest = responses_items.page(items, {"limit": ["100"], "after": [ids[5]]})
+    assert [i["id"] for i in rest["data"]] == ids[4::-1] and rest["has_more"] is False
+    oldest = responses_items.page(items, {"order": ["asc"], "limit": ["8"]})
+    assert [i["id"] for i in oldest["data"]] == ids and oldest["has_more"] is False
+    empty = responses_items.page([], {})
+    assert (empty["data"], empty["first_id"], empty["has_more"]) == ([], None, False)
+    for query, param in (({"limit": ["0"]}, "limit"), ({"limit": ["x"]}, "limit"),
+                         ({"order": ["up"]}, "order"), ({"after": ["msg_nope"]}, "after")):  # fmt: skip
+        with pytest.raises(InvalidRequest) as exc:
+            responses_items.page(items, query)
+        assert exc.value.param == param
