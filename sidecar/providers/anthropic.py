@@ -1,8 +1,8 @@
 """The native Anthropic provider: the Messages API (`POST /v1/messages`) with `x-api-key`.
 
-The wire format lives in `anthropic_format`; this class sends requests through the shared
-`HttpClient`, feeds the SSE stream to the decoder, counts input tokens with
-`POST /v1/messages/count_tokens`, and proves keys with `GET /v1/models?limit=1`.
+The wire format lives in `anthropic_format` (requests) and `anthropic_decode` (answers); this
+class sends requests through the shared `HttpClient`, feeds the SSE stream to the decoder, counts
+input tokens with `POST /v1/messages/count_tokens`, and proves keys with `GET /v1/models?limit=1`.
 
 Must not know: stdin/stdout, the keychain, retry policy, the ledger.
 """
@@ -16,7 +16,7 @@ import msgspec
 
 from sidecar.core.assemble import ProviderEvent
 from sidecar.errors import SidecarError
-from sidecar.providers import anthropic_format
+from sidecar.providers import anthropic_decode, anthropic_format
 from sidecar.providers.base import KeyCheck, Provider, count_from
 from sidecar.providers.http import Timeouts, read_body
 from sidecar.providers.streaming import relay_sse
@@ -45,7 +45,7 @@ class AnthropicProvider(Provider):
             self.id, "POST", self._url("/v1/messages"), headers=headers, json_body=body, timeouts=timeouts
         ) as response:
             async for event in relay_sse(
-                self.id, response, anthropic_format.StreamDecoder(self.id), anthropic_format.decode_message
+                self.id, response, anthropic_decode.StreamDecoder(self.id), anthropic_decode.decode_message
             ):
                 yield event
 
@@ -65,7 +65,7 @@ class AnthropicProvider(Provider):
             timeouts=timeouts,
         ) as response:
             raw = await read_body(self.id, response)
-        for event in anthropic_format.decode_message(self.id, raw):
+        for event in anthropic_decode.decode_message(self.id, raw):
             yield event
 
     async def count_tokens(self, model: str, params: CompleteParams, timeouts: Timeouts) -> int:

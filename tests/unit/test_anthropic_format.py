@@ -14,6 +14,7 @@ import pytest
 
 from sidecar.core.assemble import Assembler, Continuation, Finish, ProviderEvent, ResponseMeta
 from sidecar.errors import ProviderError, SidecarError
+from sidecar.providers import anthropic_decode as ad
 from sidecar.providers import anthropic_format as af
 from sidecar.providers.decoders import SSEDecoder
 from sidecar.wire.chat import (
@@ -55,7 +56,7 @@ def framed(name: str) -> bytes:
 def decode(raw: bytes, cuts: tuple[int, ...] = ()) -> list[ProviderEvent]:
     """Feed `raw`, cut at `cuts`, through SSEDecoder + StreamDecoder, as the provider does."""
     sse = SSEDecoder()
-    decoder = af.StreamDecoder("anthropic")
+    decoder = ad.StreamDecoder("anthropic")
     out: list[ProviderEvent] = []
     bounds = [0, *cuts, len(raw)]
     for start, end in itertools.pairwise(bounds):
@@ -283,7 +284,7 @@ def test_whitespace_padded_json_and_spaced_ping_decode() -> None:
 
 def test_recorded_non_stream_message() -> None:
     raw = (FIXTURES / "anthropic-messages-nonstream-thinking-tooluse.response.json").read_bytes()
-    events = af.decode_message("anthropic", raw)
+    events = ad.decode_message("anthropic", raw)
     assert_grammar(events)
     result = assemble(events)
     body = json.loads(raw)
@@ -510,7 +511,7 @@ def test_reasoning_tokens_are_zero_when_anthropic_does_not_report_them() -> None
     ],
 )
 def test_error_event_raises_the_mapped_provider_error(error_type: str, kind: str) -> None:
-    decoder = af.StreamDecoder("anthropic")
+    decoder = ad.StreamDecoder("anthropic")
     decoder.feed("message_start", json.dumps(start()[1]))
     assert decoder.usage is not None and decoder.usage.input_tokens == 5  # partial usage to relay
     body = json.dumps({"type": "error", "error": {"type": error_type, "message": "Overloaded"}})
@@ -524,12 +525,12 @@ def test_error_event_raises_the_mapped_provider_error(error_type: str, kind: str
 
 def test_invalid_json_is_a_provider_error() -> None:
     with pytest.raises(ProviderError) as info:
-        af.StreamDecoder("anthropic").feed("message_start", '{"type": "message_start", ')
+        ad.StreamDecoder("anthropic").feed("message_start", '{"type": "message_start", ')
     assert info.value.kind == "provider_error"
 
 
 def test_not_done_without_message_stop() -> None:
-    decoder = af.StreamDecoder("anthropic")
+    decoder = ad.StreamDecoder("anthropic")
     for ev in SSEDecoder().feed(sse(start(), end()[0])):
         decoder.feed(ev.event, ev.data)
     assert not decoder.done
