@@ -4,7 +4,8 @@
 `:streamGenerateContent?alt=sse` for `stream` (CRLF-framed SSE that simply ends: no terminator,
 so only a `finishReason` tells a whole answer from a cut one), `GET /v1beta/models?pageSize=1` to
 prove a key. The key travels in the `x-goog-api-key` header, never in a `?key=` query, where it
-would end up in proxies' and servers' logs. The wire format itself lives in `gemini_format`.
+would end up in proxies' and servers' logs. The wire format itself lives in `gemini_format`
+(requests) and `gemini_decode` (answers).
 
 Must not know: stdin/stdout, the keychain, retry policy, the ledger.
 """
@@ -19,7 +20,7 @@ import msgspec
 
 from sidecar.core.assemble import ProviderEvent
 from sidecar.errors import SidecarError
-from sidecar.providers import gemini_format
+from sidecar.providers import gemini_decode, gemini_format
 from sidecar.providers.base import KeyCheck, Provider, count_from
 from sidecar.providers.http import Timeouts, read_body
 from sidecar.providers.streaming import relay_sse
@@ -60,7 +61,7 @@ class GeminiProvider(Provider):
             self.id, "POST", url, headers=headers, json_body=body, timeouts=timeouts
         ) as response:
             async for event in relay_sse(
-                self.id, response, gemini_format.ResponseDecoder(self.id), gemini_format.decode_response
+                self.id, response, gemini_decode.ResponseDecoder(self.id), gemini_decode.decode_response
             ):
                 yield event
 
@@ -73,7 +74,7 @@ class GeminiProvider(Provider):
             self.id, "POST", url, headers=self._headers(await self.key()), json_body=body, timeouts=timeouts
         ) as response:
             raw = await read_body(self.id, response)
-        for event in gemini_format.decode_response(self.id, raw):
+        for event in gemini_decode.decode_response(self.id, raw):
             yield event
 
     async def count_tokens(self, model: str, params: CompleteParams, timeouts: Timeouts) -> int:

@@ -1,7 +1,7 @@
 """The Gemini wire format: recorded answers decode right, request bodies say what the API documents.
 
-Pure tests of `sidecar.providers.gemini_format` (no I/O) against the recordings in
-tests/fixtures/gemini-* and wire-formats.md §3.
+Pure tests of `sidecar.providers.gemini_format` and `gemini_decode` (no I/O) against the
+recordings in tests/fixtures/gemini-* (their provenance: tests/fixtures/SOURCES.md).
 """
 
 from __future__ import annotations
@@ -17,13 +17,8 @@ from sidecar.core.assemble import Assembler, Continuation, Finish, ProviderEvent
 from sidecar.errors import ProviderError, SidecarError
 from sidecar.providers.decoders import SSEDecoder
 from sidecar.providers.errors import provider_error
-from sidecar.providers.gemini_format import (
-    ResponseDecoder,
-    build_body,
-    decode_response,
-    finish_reason,
-    thinking_config,
-)
+from sidecar.providers.gemini_decode import ResponseDecoder, decode_response, finish_reason
+from sidecar.providers.gemini_format import build_body, thinking_config
 from sidecar.providers.gemini_schema import to_gemini_schema
 from sidecar.wire.chat import (
     ChatResult,
