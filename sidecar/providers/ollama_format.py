@@ -4,7 +4,7 @@ Pure: `build_body` turns contract params into an `/api/chat` body; `ChatDecoder`
 lines of a chat answer into provider events (`decode_completion` does a whole non-streamed
 answer); `decode_tags`, `decode_ps`, `PullDecoder` read the management routes.
 
-Mapping notes (wire-formats §6):
+Mapping notes:
 
 * Images travel inline as base64 in the message's `images` list; a `data:` URL is unpacked, an
   http(s) URL is refused (Ollama does not fetch images).

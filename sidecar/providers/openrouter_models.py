@@ -2,7 +2,7 @@
 
 The list is `{"data": [{id, name, context_length, pricing: {prompt, completion, input_cache_read,
 input_cache_write, ...}, top_provider: {max_completion_tokens}, architecture: {input_modalities},
-supported_parameters}]}` with prices as strings in USD per token (wire-formats §5.4); the
+supported_parameters}]}` with prices as strings in USD per token; the
 catalog keeps USD per million tokens, converted exactly with `Decimal`. An entry that can't be
 read (no id, no prompt or completion price, a price that is not a number) is skipped, not
 fatal; OpenRouter's `"-1"` (variable price) is passed on and dropped by

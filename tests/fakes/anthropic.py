@@ -3,7 +3,7 @@
 
 What it is for: integration tests point the sidecar's Anthropic provider at ``FakeAnthropic.url``.
 Answers come from the shared deterministic model in ``behaviour.py``, rendered the way the real API
-renders them (wire-formats.md §2, §11; the recordings ``tests/fixtures/anthropic-*``):
+renders them (the recordings ``tests/fixtures/anthropic-*``, described in ``tests/fixtures/SOURCES.md``):
 
 * Streams are SSE with an ``event:`` line naming each event, data JSON padded with random spaces
   before its final ``}``, ``ping`` events (``data: {"type": "ping"}``, with spaces, as recorded),

@@ -137,7 +137,7 @@ def error_body(status: int, message: str | None = None, *, details: list[Json] |
 
 
 def bad_key_body() -> Json:
-    """The real answer to a wrong key (HTTP 400, wire-formats §3.4)."""
+    """The real answer to a wrong key (HTTP 400, as Gemini sends it)."""
     return error_body(
         400,
         _BAD_KEY_MESSAGE,

@@ -172,7 +172,7 @@ def pkce_challenge(code_verifier: str) -> str:
 def openrouter_model(
     model_id: str, name: str, prompt_price: str, completion_price: str, context_length: int = 128_000
 ) -> Json:
-    """One ``GET /api/v1/models`` entry (wire-formats §5.4); prices are USD-per-token strings."""
+    """One ``GET /api/v1/models`` entry, as OpenRouter lists it; prices are USD-per-token strings."""
     return {
         "id": model_id,
         "canonical_slug": model_id,

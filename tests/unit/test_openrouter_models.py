@@ -1,4 +1,4 @@
-"""providers.openrouter_models: OpenRouter's `/models` list (wire-formats §5.4) to catalog entries."""
+"""providers.openrouter_models: OpenRouter's `/models` list to catalog entries."""
 
 from __future__ import annotations
 

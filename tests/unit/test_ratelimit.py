@@ -106,7 +106,7 @@ def test_header_names_are_case_insensitive() -> None:
 
 
 def test_anthropic_headers() -> None:
-    # The capture in wire-formats.md §2.5.
+    # As Anthropic documents them, with values from a real capture (2025-08-21) and a 429's retry-after.
     headers = {
         "retry-after": "59",
         "anthropic-ratelimit-requests-limit": "1000",
