@@ -178,6 +178,26 @@ async def test_an_anthropic_tool_turn_with_thinking_continues(gw: Gw, streamed: 
     assert [item.type for item in third.output] == ["message"]
 
 
+async def test_the_sdks_stream_helper_rebuilds_a_summarized_thinking_turn(gw: Gw) -> None:
+    client = gw.oai()
+    ask: Any = {"model": "anthropic:claude-sonnet-4-5", "tools": TOOLS, "max_output_tokens": 4096,
+                "reasoning": {"effort": "low", "summary": "detailed"}}  # fmt: skip
+    async with client.responses.stream(input="find it", **ask) as stream:
+        shown = [e.delta async for e in stream if e.type == "response.reasoning_summary_text.delta"]
+        first = await stream.get_final_response()
+    reasoning = first.output[0]
+    assert reasoning.type == "reasoning" and reasoning.summary[0].text == "".join(shown)
+    assert "".join(shown) == "Thinking about: find it"
+    call = next(item for item in first.output if item.type == "function_call")
+    follow: Any = [
+        *_items(first.output),
+        {"type": "function_call_output", "call_id": call.call_id, "output": "ok"},
+    ]
+    second = await client.responses.create(input=[{"role": "user", "content": "find it"}, *follow], **ask)
+    assert second.output_text == "The tool said: ok"
+    assert second.output[0].type == "reasoning" and second.output[0].summary  # Claude thought on
+
+
 async def test_a_failure_after_the_stream_began_ends_it_with_response_failed(gw: Gw) -> None:
     gw.oa.edit_stream = lambda events: [*events[:3], Abort()]
     kinds: list[str] = []
