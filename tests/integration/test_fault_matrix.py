@@ -9,6 +9,11 @@ limits from config), and the next request on the same stack must succeed.
 
 The faults are built from the provider's own healthy stream (captured on a first request), so
 each is the format's exact bytes, cut or repeated.
+
+A whole (non-streamed) answer, as the gateway asks for one, goes wrong its own ways, each tried
+on the OpenAI, Anthropic and Gemini formats: an error status, a reset or a clean close midway
+through the body, a stall after the head or midway, a body that is not JSON, one that never ends,
+and a huge answer that must arrive whole.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from sidecar.errors import SidecarError
 from sidecar.providers.http import HttpClient
 from sidecar.providers.registry import ProviderRegistry
 from sidecar.services.chat import ChatService
+from sidecar.services.context import asked_whole
 from sidecar.services.limits import Resilience
 from sidecar.services.pricing import Pricing
 from sidecar.wire.chat import ChatResult, CompleteParams
@@ -188,8 +194,8 @@ def formats() -> Iterator[dict[str, Format]]:
         }
 
 
-def _chat(fmt: Format, max_answer_chars: int) -> tuple[ChatService, HttpClient]:
-    toml = CONFIG + f"max_answer_chars = {max_answer_chars}\n"
+def _chat(fmt: Format, max_answer_chars: int, total_s: float = 20) -> tuple[ChatService, HttpClient]:
+    toml = CONFIG.replace("total_s = 20", f"total_s = {total_s}") + f"max_answer_chars = {max_answer_chars}\n"
     config = msgspec.convert(tomllib.loads(toml), Config)
     http = HttpClient("llm-sidecar-test")
     env = fmt.env
@@ -215,9 +221,9 @@ class Ctx:
         self.events.append(msgspec.to_builtins(params.event))
 
 
-def _params(fmt: Format) -> CompleteParams:
+def _params(fmt: Format, **more: Any) -> CompleteParams:
     return msgspec.convert(
-        {"model": fmt.model, "messages": [{"role": "user", "content": "hello there"}]}, CompleteParams
+        {"model": fmt.model, "messages": [{"role": "user", "content": "hello there"}], **more}, CompleteParams
     )
 
 
@@ -379,6 +385,96 @@ def test_fault_maps_to_its_kind_within_its_bound_then_the_next_request_succeeds(
             assert again.text == "Echo: hello there" and again.finish_reason == "stop"
         finally:
             fmt.edit(None)
+            await http.aclose()
+
+    anyio.run(body)
+
+
+# A request the gateway sends whole (`asked_whole`): the same faults, in a whole answer's terms.
+# Once its head has come, a whole answer's body is awaited as long as the answer's first byte
+# (`total_s`): some servers send the head at once and the body when the answer is done. The
+# stall after the head is therefore run with a short total_s.
+WHOLE_TOTAL_S = 2.0
+WHOLE_FAULTS = [
+    Fault("429_retry_after", "rate_limited", FAST_S),
+    Fault("500", "provider_error", FAST_S),
+    Fault("529", "provider_error", FAST_S),
+    Fault("reset_midbody", "network_error", FAST_S),
+    Fault("stall_after_headers", "timeout", WHOLE_TOTAL_S + SLACK_S),
+    Fault("stall_midbody", "timeout", IDLE_S + SLACK_S, "idle"),
+    Fault("cut_body", "network_error", FAST_S),
+    Fault("malformed_body", "provider_error", FAST_S, "not valid JSON"),
+    Fault("endless_body", "provider_error", 15.0, "too large"),
+    Fault("huge_answer", None, 15.0),
+]
+
+
+def _whole_script(fault: str, fmt: Format) -> None:
+    """Make the fake's next answer the fault, as a whole (non-streamed) answer goes wrong."""
+    fake = fmt.fake
+    body = msgspec.json.encode(fmt.whole)
+    half = body[: len(body) // 2]
+    json_type = {"content-type": "application/json"}
+    if fault.startswith(("429", "500", "529")):
+        status = int(fault[:3])
+        headers = {"retry-after": "1"} if fault == "429_retry_after" else {}
+        fake.enqueue(json_reply(status, _error_body(fmt, status), headers))
+    elif fault == "reset_midbody":
+        fake.enqueue(Reply(200, json_type, chunks=[half, Abort(reset=True)]))
+    elif fault == "stall_after_headers":
+        fake.enqueue(Reply(200, json_type, chunks=[Stall(30)]))
+    elif fault == "stall_midbody":
+        fake.enqueue(Reply(200, json_type, chunks=[half, Stall(30)]))
+    elif fault == "cut_body":
+        fake.enqueue(Reply(200, json_type, chunks=[half, Abort()]))
+    elif fault == "malformed_body":
+        fake.enqueue(Reply(200, json_type, body=b"{not json"))
+    elif fault == "endless_body":
+        fake.enqueue(
+            Reply(200, json_type, chunks=itertools.chain([half], itertools.repeat(b" " * 65536, 10_000)))
+        )
+    elif fault == "huge_answer":
+        fake.enqueue(Reply(200, json_type, body=body.replace(b"Whole answer", b"x" * HUGE_CHARS, 1)))
+    else:  # pragma: no cover - a typo in WHOLE_FAULTS
+        raise AssertionError(fault)
+
+
+@pytest.mark.parametrize("fault", WHOLE_FAULTS, ids=[f.name for f in WHOLE_FAULTS])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+def test_a_whole_answers_fault_maps_to_its_kind_within_its_bound(
+    formats: dict[str, Format], provider: str, fault: Fault
+) -> None:
+    fmt = formats[provider]
+    fmt.fake.clear()
+
+    async def body() -> None:
+        total_s = WHOLE_TOTAL_S if fault.name == "stall_after_headers" else 20
+        chat, http = _chat(fmt, 2 * HUGE_CHARS if fault.name == "huge_answer" else MAX_ANSWER_CHARS, total_s)
+        token = asked_whole.set(True)
+        try:
+            _whole_script(fault.name, fmt)
+            t0 = time.monotonic()
+            outcome: ChatResult | SidecarError
+            try:
+                outcome = await chat.complete(_params(fmt, max_tokens=1024), Ctx())
+            except SidecarError as exc:
+                outcome = exc
+            elapsed = time.monotonic() - t0
+            assert fmt.fake.requests[-1].json().get("stream") is not True  # asked whole
+            assert elapsed < fault.bound_s, f"{fault.name} took {elapsed:.2f}s"
+            if fault.kind is None:
+                assert isinstance(outcome, ChatResult), outcome
+                assert len(outcome.text) == HUGE_CHARS
+            else:
+                assert isinstance(outcome, SidecarError), outcome
+                assert (outcome.kind, outcome.provider) == (fault.kind, provider), outcome
+                assert fault.message in outcome.message, outcome.message
+            if fault.name == "429_retry_after":
+                await anyio.sleep(1.0)
+            again = await chat.complete(_params(fmt, max_tokens=1024), Ctx())
+            assert again.text == "Echo: hello there" and again.finish_reason == "stop"
+        finally:
+            asked_whole.reset(token)
             await http.aclose()
 
     anyio.run(body)
