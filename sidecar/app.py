@@ -574,7 +574,13 @@ class Services:
         from sidecar.infra.client_keys import SqlClientKeyStore
         from sidecar.services.client_keys import ClientKeyService
 
-        service = ClientKeyService(SqlClientKeyStore(self.storage), self.audit, self.usage, self.coordination)
+        service = ClientKeyService(
+            SqlClientKeyStore(self.storage),
+            self.audit,
+            self.usage,
+            self.coordination,
+            renamed=[self.metrics.rename_client],
+        )
         self._closers.append(service.aclose)
         return service
 

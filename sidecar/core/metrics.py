@@ -159,6 +159,16 @@ class MinuteMetrics:
                 return None
         return None
 
+    def rename_client(self, old: str, new: str) -> None:
+        """Put what was counted for client key `old` under `new` (a renamed key is the same key;
+        the ledger's rows move too), merged with whatever `new` already has."""
+        for _, groups in self._minutes:
+            for group in [g for g in groups if g[1] == old]:
+                target = groups.setdefault((group[0], new, group[2]), Bucket())
+                target.merge(groups.pop(group))
+        for total in [t for t in self.totals if t[1] == old]:
+            self.totals.setdefault((total[0], new), Bucket()).merge(self.totals.pop(total))
+
     def minutes(self) -> list[tuple[int, dict[GroupKey, Bucket]]]:
         return list(self._minutes)
 

@@ -20,6 +20,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgspec
@@ -142,6 +143,7 @@ class ClientKeyService:
         audit: Audit,
         usage: ClientUsage | None = None,
         coordinator: Coordinator | None = None,
+        renamed: Sequence[Callable[[str, str], None]] = (),
     ) -> None:
         if coordinator is None:
             from sidecar.infra.coordination import LocalCoordinator
@@ -151,6 +153,7 @@ class ClientKeyService:
         self.store = store
         self.audit = audit
         self._usage = usage
+        self._renamed = renamed  # records in memory kept by a key's name (metrics): they follow
         # Re-read now and then, ahead of the requests: another replica (or process) may have
         # created, changed or deleted a key. While the database is away the last table serves.
         self._table_kept: Kept[dict[str, ClientKeyRecord]] = Kept(
@@ -229,9 +232,9 @@ class ClientKeyService:
             raise invalid_request(
                 f"A client key named {updated.name!r} exists already.", field="rename"
             ) from None
-        if updated.name != rec.name and self._usage is not None:
+        if updated.name != rec.name:
             # Its usage to date and its budgets' spend go with it: the same key, a new name.
-            await self._usage.rename_client(rec.name, updated.name)
+            await self._moved(rec.name, updated.name)
         await self._changed()
         await self.audit.record(
             "client_key_updated", None, "ok", f"{updated.name}: {', '.join(sorted(changes))}"
@@ -250,13 +253,20 @@ class ClientKeyService:
     async def delete(self, params: ClientKeyRef, ctx: CallContext) -> ClientKeyDeleteResult:
         rec = await self._find(params)
         deleted = await self.store.delete(rec.id)
-        if deleted and self._usage is not None:
+        if deleted:
             # Its usage stays in the ledger under a name no key has, so a key made later with
             # this name starts from nothing (its budgets too).
-            await self._usage.rename_client(rec.name, deleted_name(rec))
+            await self._moved(rec.name, deleted_name(rec))
         await self._changed()
         await self.audit.record("client_key_deleted", None, "ok", rec.name)
         return ClientKeyDeleteResult(deleted=deleted)
+
+    async def _moved(self, old: str, new: str) -> None:
+        """What is kept by the key's name (the ledger's rows, the metrics in memory) goes to `new`."""
+        if self._usage is not None:
+            await self._usage.rename_client(old, new)
+        for follow in self._renamed:
+            follow(old, new)
 
     # --- what the gateway asks --------------------------------------------------------------------
 

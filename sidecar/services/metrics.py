@@ -57,6 +57,11 @@ class MetricsService:
             )
         )
 
+    def rename_client(self, old: str, new: str) -> None:
+        """A client key renamed (or deleted: its usage goes under a name no key has), as the
+        ledger moves its rows: the last 24 hours follow."""
+        self.memory.rename_client(old, new)
+
     def latency_p50_by_provider(self) -> dict[str, float]:
         """Median latency per provider over the last 24 hours (providers with requests only)."""
         now = self.clock()

@@ -543,6 +543,7 @@ async def test_a_renamed_key_keeps_its_spent_budget_and_its_usage(gw: Gw) -> Non
     assert after == {"full": before["full"], "renamed": before["narrow"]}
     summary = await gw.call("usage_summary", UsageSummaryParams(group_by="client"))
     assert [(g.key, g.requests) for g in summary.groups] == [("renamed", 1)]
+    assert await requests_by_client(gw) == {"renamed": 1}  # the last hour in memory follows too
 
     # Deleted, its usage stays, under a name no key can have; a new key of that name starts afresh.
     rec_id = renamed.info.id
@@ -561,6 +562,13 @@ async def test_a_renamed_key_keeps_its_spent_budget_and_its_usage(gw: Gw) -> Non
         ("renamed", 1),
         (f"renamed (deleted, {rec_id})", 1),
     ]
+    assert await requests_by_client(gw) == {"renamed": 1, f"renamed (deleted, {rec_id})": 1}
+
+
+async def requests_by_client(gw: Gw) -> dict[str | None, int]:
+    """Requests per client key in the last hour, from the metrics kept in memory."""
+    answer = await gw.call("metrics", MetricsParams(range="1h", metric="requests", group_by="client"))
+    return {s.key: int(sum(p[1] or 0 for p in s.points)) for s in answer.series}
 
 
 async def test_502_503_504_for_upstream_failures(gw: Gw) -> None:

@@ -41,6 +41,27 @@ def test_minute_metrics_series_per_group_with_every_step() -> None:
     assert m.totals[("openai", "a")].requests == 2
 
 
+def test_a_renamed_client_keys_minutes_and_totals_go_under_its_new_name() -> None:
+    m = MinuteMetrics()
+    base = 1_800_000_000 - 1_800_000_000 % 60
+    m.add(sample(base + 1, client="old", lat=10))
+    m.add(sample(base + 2, client="new", lat=30))  # a key of that name already had some
+    m.add(sample(base + 61, provider="anthropic", client="old", outcome="error"))
+    m.add(sample(base + 62, client="other"))
+    m.rename_client("old", "new")
+    assert dict(m.query(base, base + 120, "requests", "client")) == {
+        "new": [(base, 2.0), (base + 60, 1.0)],
+        "other": [(base, 0.0), (base + 60, 1.0)],
+    }
+    first_minute = m.minutes()[0][1]
+    assert sorted(first_minute[("openai", "new", None)].latencies) == [10.0, 30.0]
+    assert {k: b.requests for k, b in m.totals.items()} == {
+        ("openai", "new"): 2,
+        ("anthropic", "new"): 1,
+        ("openai", "other"): 1,
+    }
+
+
 def test_minute_metrics_and_ledger_buckets_group_by_router() -> None:
     m = MinuteMetrics()
     base = 1_800_000_000 - 1_800_000_000 % 60
