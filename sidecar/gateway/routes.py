@@ -33,6 +33,7 @@ from sidecar.gateway import (
 )
 from sidecar.gateway.errors import Dialect, HttpError, InvalidRequest
 from sidecar.gateway.exchange import Call, Exchange, complete_params
+from sidecar.gateway.response_store import Stored
 from sidecar.services.client_keys import ClientKeyRecord
 from sidecar.wire.base import Empty
 from sidecar.wire.catalog import ListModelsParams, ListModelsResult, ModelEntry
@@ -227,22 +228,24 @@ def _not_found(response_id: str, what: str = "") -> str:
     return f"{what}Response with id '{response_id}' not found (the gateway keeps responses in memory)."
 
 
-async def response_get(ex: Exchange) -> None:
+async def _stored(ex: Exchange) -> tuple[str, Stored]:
+    """The stored response the path names, when it is the calling key's (a 404 otherwise)."""
     key = await ex.authenticate()
     response_id = ex.scope["path_params"]["response_id"]
     kept = ex.gw.responses.get(response_id, key.id)
     if kept is None:
         raise HttpError(404, "not_found", _not_found(response_id))
+    return response_id, kept
+
+
+async def response_get(ex: Exchange) -> None:
+    _, kept = await _stored(ex)
     await ex.send_bytes(200, kept.response, b"application/json")
 
 
 async def response_input_items(ex: Exchange) -> None:
     """The items that went into a stored response (`responses.input_items.list`), a page at a time."""
-    key = await ex.authenticate()
-    response_id = ex.scope["path_params"]["response_id"]
-    kept = ex.gw.responses.get(response_id, key.id)
-    if kept is None:
-        raise HttpError(404, "not_found", _not_found(response_id))
+    response_id, kept = await _stored(ex)
     query = urllib.parse.parse_qs(ex.scope.get("query_string", b"").decode("latin-1"))
     items = responses_items.input_items(response_id, kept.conversation[:-1])  # its own answer last
     with _refused_as_400():

@@ -254,6 +254,13 @@ def _huge(events: list[bytes]) -> list[Part]:
     return [*events[:i], events[i].replace(b"Echo", b"x" * HUGE_CHARS, 1), *events[i + 1 :]]
 
 
+def _status_reply(fault: str, fmt: Format) -> Reply:
+    """The error answer a status fault (`429_retry_after`, `500`…) names."""
+    status = int(fault[:3])
+    headers = {"retry-after": "1"} if fault == "429_retry_after" else {}
+    return json_reply(status, _error_body(fmt, status), headers)
+
+
 def _error_body(fmt: Format, status: int) -> Any:
     if fmt.name == "ollama":
         return {"error": f"upstream failure {status}"}
@@ -294,9 +301,7 @@ def _script(fault: str, fmt: Format, healthy: list[bytes]) -> None:
     """Make the fake's next answer the fault."""
     fake = fmt.fake
     if fault.startswith(("429", "500", "503", "529")):
-        status = int(fault[:3])
-        headers = {"retry-after": "1"} if fault == "429_retry_after" else {}
-        fake.enqueue(json_reply(status, _error_body(fmt, status), headers))
+        fake.enqueue(_status_reply(fault, fmt))
     elif fault == "json_for_stream":
         fake.enqueue(json_reply(200, fmt.whole))
     elif fault == "stall_after_headers":
@@ -416,9 +421,7 @@ def _whole_script(fault: str, fmt: Format) -> None:
     half = body[: len(body) // 2]
     json_type = {"content-type": "application/json"}
     if fault.startswith(("429", "500", "529")):
-        status = int(fault[:3])
-        headers = {"retry-after": "1"} if fault == "429_retry_after" else {}
-        fake.enqueue(json_reply(status, _error_body(fmt, status), headers))
+        fake.enqueue(_status_reply(fault, fmt))
     elif fault == "reset_midbody":
         fake.enqueue(Reply(200, json_type, chunks=[half, Abort(reset=True)]))
     elif fault == "stall_after_headers":
