@@ -19,7 +19,9 @@ from typing import Any, Final
 import msgspec
 
 from sidecar.gateway.errors import InvalidRequest
+from sidecar.gateway.openai_api import arguments_text
 from sidecar.gateway.responses_api import encode_continuation
+from sidecar.wire.chat import ToolCall
 
 DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 100
@@ -43,11 +45,6 @@ def _input_content(content: str | list[dict[str, Any]] | None) -> list[dict[str,
     return parts
 
 
-def _arguments(call: dict[str, Any]) -> str:
-    raw = call.get("raw_arguments")
-    return raw if isinstance(raw, str) else msgspec.json.encode(call.get("arguments") or {}).decode()
-
-
 def _items_of(turn: dict[str, Any]) -> list[dict[str, Any]]:
     role = turn["role"]
     if role == "tool":
@@ -64,9 +61,10 @@ def _items_of(turn: dict[str, Any]) -> list[dict[str, Any]]:
     if turn.get("content"):
         text = {"type": "output_text", "text": turn["content"], "annotations": [], "logprobs": []}
         items.append({"type": "message", "role": "assistant", "status": "completed", "content": [text]})
-    for call in turn.get("tool_calls") or ():
-        items.append({"type": "function_call", "call_id": call.get("id"), "name": call.get("name"),
-                      "arguments": _arguments(call), "status": "completed"})  # fmt: skip
+    for raw in turn.get("tool_calls") or ():
+        call = msgspec.convert(raw, ToolCall)
+        items.append({"type": "function_call", "call_id": call.id, "name": call.name,
+                      "arguments": arguments_text(call), "status": "completed"})  # fmt: skip
     return items
 
 
